@@ -1,0 +1,92 @@
+"""The typed, frozen form of a workspace: what every later step (plan, envs, supervisor) reads.
+
+Nothing here touches the disk or YAML; `workspace.load` builds these objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Tuple, Union
+
+RESTART_POLICIES = ("always", "on-failure", "never")
+
+
+@dataclass(frozen=True)
+class Supervision:
+    restart: str = "on-failure"
+    max_restarts: int = 5
+    window_seconds: float = 60.0
+    backoff_initial_seconds: float = 0.5
+    backoff_max_seconds: float = 30.0
+    startup_timeout_seconds: float = 60.0
+    call_timeout_seconds: float = 30.0
+    heartbeat_seconds: float = 2.0
+    memory_limit_mb: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """A virtualenv wsm builds (or reuses) for a location."""
+
+    python: Optional[str] = None  # version spec ("3.11") or interpreter path; None: wsm's own
+    requirements: Tuple[str, ...] = ()
+    requirements_file: Optional[Path] = None  # absolute
+    pip_args: Tuple[str, ...] = ()
+    installer: str = "pip"  # pip | uv
+
+
+@dataclass(frozen=True)
+class CodeTarget:
+    """Where a local location's code lives: exactly one of python_file / module_name."""
+
+    kind: str  # python_file | python_module | python_package
+    working_directory: Path  # absolute; put first on the loader's sys.path
+    python_file: Optional[Path] = None  # absolute, for kind == python_file
+    module_name: Optional[str] = None  # for python_module and python_package
+    attribute: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class RemoteTarget:
+    """A location served elsewhere by `wsm serve` (Dagster's grpc_server key)."""
+
+    host: str
+    port: Optional[int] = None
+    socket: Optional[str] = None
+    token_env: Optional[str] = None
+    token_file: Optional[Path] = None
+    ssl: bool = False
+    ca_file: Optional[Path] = None
+
+    kind: str = field(default="grpc_server", init=False)
+
+
+@dataclass(frozen=True)
+class LocationConfig:
+    name: str
+    target: Union[CodeTarget, RemoteTarget]
+    supervision: Supervision  # workspace-wide block merged with the location's own, key by key
+    executable_path: Optional[Path] = None
+    environment: Optional[EnvironmentSpec] = None
+    env_vars: Tuple[Tuple[str, str], ...] = ()
+    line: int = 0  # 1-based position of the entry in workspace.yaml (0: not from a file)
+    column: int = 0
+
+    @property
+    def is_remote(self) -> bool:
+        return isinstance(self.target, RemoteTarget)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    path: Optional[Path]  # absolute path of workspace.yaml; None for -f/-m
+    root: Path  # folder that relative paths are resolved against
+    locations: Tuple[LocationConfig, ...]
+    supervision: Supervision = Supervision()
+
+    def location(self, name: str) -> LocationConfig:
+        for loc in self.locations:
+            if loc.name == name:
+                return loc
+        raise KeyError(name)
