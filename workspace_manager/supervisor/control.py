@@ -1,0 +1,139 @@
+"""The manager's control socket: how `wsm status`, `down`, `reload` and `logs` reach it.
+
+Same framing, messages and handshake as a location, served on asyncio. A malformed frame
+closes that one connection; the manager carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Dict
+
+from workspace_manager.protocol import framing, messages
+from workspace_manager.protocol.errors import ProtocolError, RemoteError
+from workspace_manager.version import PROTOCOL_VERSION, __version__
+
+Handler = Callable[[dict], Awaitable[Any]]
+
+
+class ControlServer:
+    def __init__(
+        self, path: Path, secret: str, handlers: Dict[str, Handler],
+        max_frame: int = 16 * 1024 * 1024,
+    ) -> None:
+        self.path = path
+        self.secret = secret
+        self.handlers = handlers
+        self.max_frame = max_frame
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: set = set()
+
+    async def start(self) -> None:
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        old = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        try:
+            self.path.unlink()
+        except OSError:
+            pass
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        decoder = framing.FrameDecoder(self.max_frame)
+        authenticated = False
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    if decoder.has_partial:
+                        _log("control connection closed in the middle of a frame")
+                    return
+                for obj in decoder.feed(data):
+                    msg = messages.parse(obj)
+                    if not isinstance(msg, messages.Request):
+                        raise ProtocolError("expected a request")
+                    if not authenticated:
+                        ok, reply = self._hello(msg)
+                        writer.write(framing.encode_frame(reply))
+                        if not ok:
+                            await writer.drain()
+                            return
+                        authenticated = True
+                        continue
+                    task = asyncio.ensure_future(self._dispatch(msg, writer))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+        except (framing.FrameError, ProtocolError) as exc:
+            _log(f"control connection closed: {exc}")
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    def _hello(self, msg: messages.Request) -> tuple:
+        params = msg.params if isinstance(msg.params, dict) else {}
+        secret = params.get("secret")
+        if msg.method != "hello":
+            err = "first request must be hello"
+        elif not isinstance(secret, str) or not hmac.compare_digest(
+            secret.encode(), self.secret.encode()
+        ):
+            err = "wrong secret"
+        elif params.get("protocol") != PROTOCOL_VERSION:
+            err = f"unsupported protocol version {params.get('protocol')!r}"
+        else:
+            info = {"protocol": PROTOCOL_VERSION, "server": f"wsm-manager {__version__}",
+                    "pid": os.getpid()}
+            return True, messages.response(msg.id, None, info)
+        return False, messages.response(msg.id, messages.error_map("HandshakeError", err), None)
+
+    async def _dispatch(self, msg: messages.Request, writer: asyncio.StreamWriter) -> None:
+        handler = self.handlers.get(msg.method)
+        if handler is None:
+            reply = messages.response(
+                msg.id, messages.error_map("MethodNotFound", f"unknown method {msg.method!r}"),
+                None,
+            )
+        else:
+            try:
+                result = await handler(msg.params if isinstance(msg.params, dict) else {})
+                reply = messages.response(msg.id, None, result)
+            except RemoteError as exc:
+                reply = messages.response(
+                    msg.id, messages.error_map(exc.type, exc.message, exc.traceback), None
+                )
+            except (KeyError, ValueError, TypeError) as exc:
+                reply = messages.response(
+                    msg.id, messages.error_map("InvalidParams", str(exc)), None
+                )
+            except Exception as exc:  # a bug in a handler must not take the manager down
+                reply = messages.response(
+                    msg.id,
+                    messages.error_map("InternalError", repr(exc), traceback.format_exc()),
+                    None,
+                )
+        try:
+            writer.write(framing.encode_frame(reply))
+        except (ConnectionError, OSError):
+            pass
+
+
+def _log(text: str) -> None:
+    print(f"wsm: {text}", file=sys.stderr, flush=True)

@@ -1,0 +1,200 @@
+"""One generation of a location's process: spawn it, wait for it to load, connect, watch it.
+
+A `Location` owns at most one serving instance at a time; a reload starts a second one and
+swaps when it is ready, so the old one keeps answering meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+import psutil
+
+from workspace_manager.protocol import framing, messages
+from workspace_manager.protocol.errors import ProtocolError
+from workspace_manager.supervisor import process as proc_mod
+from workspace_manager.supervisor.rpc import AsyncConnection
+
+OutputSink = Callable[[str, bytes], None]  # (stream name, one line without newline)
+
+#: A single line of output longer than this is cut (binary garbage has no newlines).
+MAX_LINE = 8192
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """Everything needed to start a location's loader; built once per (re)start."""
+
+    argv: tuple
+    cwd: str
+    env: Dict[str, str]
+    bootstrap: Dict[str, Any]  # without secret, listen and status_fd: the instance adds those
+    socket_path: Path
+    max_frame: int = framing.DEFAULT_MAX_FRAME
+
+
+class LoadFailed(Exception):
+    """The repository code could not be loaded (import error, DefinitionError, timeout)."""
+
+    def __init__(self, message: str, traceback: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.traceback = traceback
+
+
+class ExitedDuringStartup(Exception):
+    def __init__(self, returncode: Optional[int]) -> None:
+        super().__init__(proc_mod.describe_exit(returncode) + " while loading")
+        self.returncode = returncode
+
+
+class Instance:
+    def __init__(self, plan: LaunchPlan, on_output: OutputSink) -> None:
+        self.plan = plan
+        self.secret = secrets.token_hex(16)
+        self.address = f"unix:{plan.socket_path}"
+        self._on_output = on_output
+        self.spawned: Optional[proc_mod.SpawnedLoader] = None
+        self.connection: Optional[AsyncConnection] = None
+        self.server_info: Dict[str, Any] = {}
+        self.snapshot: Optional[dict] = None
+        self._pumps: list = []
+        self._psutil: Optional[psutil.Process] = None
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self.spawned.pid if self.spawned else None
+
+    @property
+    def returncode(self) -> Optional[int]:
+        return self.spawned.process.returncode if self.spawned else None
+
+    async def start(self, startup_timeout: float) -> None:
+        """Spawn, wait for "loaded", connect and fetch the snapshot; raise LoadFailed or
+        ExitedDuringStartup."""
+        bootstrap = dict(self.plan.bootstrap, secret=self.secret, listen=self.address)
+        try:
+            self.plan.socket_path.unlink()
+        except FileNotFoundError:
+            pass
+        self.spawned = await proc_mod.spawn_loader(
+            self.plan.argv, bootstrap, cwd=self.plan.cwd, env=self.plan.env
+        )
+        proc = self.spawned.process
+        self._pumps = [
+            asyncio.ensure_future(self._pump("stdout", proc.stdout)),
+            asyncio.ensure_future(self._pump("stderr", proc.stderr)),
+        ]
+        deadline = time.monotonic() + startup_timeout
+        try:
+            await asyncio.wait_for(self._await_loaded(), startup_timeout)
+            remaining = max(0.5, deadline - time.monotonic())
+            self.connection = await AsyncConnection.open(
+                self.address, self.secret, timeout=remaining, max_frame=self.plan.max_frame
+            )
+            self.server_info = self.connection.server_info
+            self.snapshot = await self.connection.call(
+                "get_snapshot", {}, timeout=max(0.5, deadline - time.monotonic())
+            )
+        except asyncio.TimeoutError:
+            await self.stop(grace=0)
+            raise LoadFailed(f"did not load within {startup_timeout:g}s") from None
+
+    async def _await_loaded(self) -> None:
+        assert self.spawned is not None
+        events = await proc_mod.read_status_events(self.spawned.status_reader, self.plan.max_frame)
+        if not events:
+            returncode = await self.spawned.process.wait()
+            await self._drain_output()
+            raise ExitedDuringStartup(returncode)
+        try:
+            event = messages.parse(events[0])
+        except ProtocolError as exc:
+            raise LoadFailed(f"bad lifecycle message from loader: {exc}") from None
+        if not isinstance(event, messages.Notification):
+            raise LoadFailed("bad lifecycle message from loader")
+        if event.event == "load_error":
+            error = (event.params or {}).get("error") or {}
+            await self.spawned.process.wait()
+            await self._drain_output()
+            raise LoadFailed(
+                str(error.get("message") or "load failed"), error.get("traceback") or None
+            )
+        if event.event != "loaded":
+            raise LoadFailed(f"unexpected lifecycle event {event.event!r}")
+
+    async def _pump(self, name: str, stream: Optional[asyncio.StreamReader]) -> None:
+        """Forward the child's output line by line; binary garbage is cut, never fatal."""
+        if stream is None:
+            return
+        buf = b""
+        while True:
+            try:
+                chunk = await stream.read(65536)
+            except Exception:
+                chunk = b""
+            if not chunk:
+                if buf:
+                    self._on_output(name, buf)
+                return
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                self._on_output(name, line[:MAX_LINE])
+            if len(buf) > MAX_LINE:
+                self._on_output(name, buf[:MAX_LINE])
+                buf = b""
+
+    async def _drain_output(self) -> None:
+        if self._pumps:
+            await asyncio.wait(self._pumps, timeout=1.0)
+
+    async def wait_exit(self) -> int:
+        assert self.spawned is not None
+        returncode = await self.spawned.process.wait()
+        return returncode
+
+    def rss_bytes(self) -> Optional[int]:
+        """Resident memory of the process and its descendants."""
+        if self.pid is None or self.returncode is not None:
+            return None
+        try:
+            if self._psutil is None:
+                self._psutil = psutil.Process(self.pid)
+            total = self._psutil.memory_info().rss
+            for child in self._psutil.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except psutil.Error:
+                    pass
+            return total
+        except psutil.Error:
+            return None
+
+    async def stop(self, grace: float = 3.0) -> None:
+        """Ask the loader to shut down, then SIGTERM/SIGKILL its whole tree; idempotent."""
+        if self.spawned is None:
+            return
+        proc = self.spawned.process
+        if proc.returncode is None and self.connection is not None and grace > 0:
+            try:
+                await self.connection.call("shutdown", {}, timeout=min(1.0, grace))
+                await asyncio.wait_for(proc.wait(), grace)
+            except Exception:
+                pass
+        if self.connection is not None:
+            self.connection.close()
+        await proc_mod.terminate_tree(proc, grace=min(grace, 2.0) if grace else 0.0)
+        self.spawned.status_writer.close()
+        await self._drain_output()
+        for task in self._pumps:
+            task.cancel()
+        try:
+            self.plan.socket_path.unlink()
+        except OSError:
+            pass

@@ -1,0 +1,263 @@
+"""One location's life: start, load, serve, watch, restart with backoff, stop.
+
+Each location runs as its own asyncio task, so nothing one location does (a slow load, a
+hang, a crash loop) delays another location's calls, health answers or restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Deque, Dict, Optional
+
+from workspace_manager.protocol.errors import CallTimeout
+from workspace_manager.supervisor.instance import (
+    ExitedDuringStartup,
+    Instance,
+    LaunchPlan,
+    LoadFailed,
+)
+from workspace_manager.supervisor.policy import ExitInfo, RestartHistory, next_step
+from workspace_manager.supervisor.process import EXIT_LOAD_ERROR, describe_exit
+from workspace_manager.supervisor.state import State, Transition
+from workspace_manager.workspace.model import LocationConfig
+
+#: Heartbeats a location may miss in a row before it is considered hung.
+MISSED_HEARTBEATS = 3
+#: Memory samples in a row above the limit before a location is restarted.
+MEMORY_STRIKES = 2
+
+
+class NotReady(Exception):
+    """A call was made to a location that is not ready."""
+
+
+@dataclass
+class LocationHooks:
+    """What a location needs from its manager; plain callables keep it testable."""
+
+    plan: Callable[[LocationConfig], Awaitable[LaunchPlan]]  # may build an env; raises LoadFailed
+    on_transition: Callable[["Location", Transition], None]
+    on_output: Callable[["Location", str, bytes], None]
+    clock: Callable[[], float] = time.monotonic
+    rng: random.Random = random.Random()
+
+
+class Location:
+    def __init__(self, config: LocationConfig, hooks: LocationHooks) -> None:
+        self.config = config
+        self.hooks = hooks
+        self.state: State = State.STOPPED
+        self.transitions: Deque[Transition] = collections.deque(maxlen=100)
+        self.instance: Optional[Instance] = None
+        self.restarts = 0
+        self.error: Optional[str] = None
+        self.traceback: Optional[str] = None
+        self.ready_since: Optional[float] = None  # monotonic
+        self.last_rss: Optional[int] = None
+        self.environment: Optional[str] = None
+        self.history = RestartHistory()
+        self._task: Optional[asyncio.Task] = None
+        self._stopping = False
+        self._wake = asyncio.Event()
+
+    # -- public ---------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self, grace: float = 3.0) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self.instance is not None:
+            await self.instance.stop(grace)
+            self.instance = None
+        self._set(State.STOPPED, "shut down")
+
+    async def call(self, method: str, params: Optional[dict] = None,
+                   timeout: Optional[float] = None) -> Any:
+        inst = self.instance
+        if self.state is not State.READY or inst is None or inst.connection is None:
+            raise NotReady(f"location {self.name!r} is {self.state.value}")
+        return await inst.connection.call(
+            method, params, timeout or self.config.supervision.call_timeout_seconds
+        )
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self.instance.pid if self.instance and self.instance.returncode is None else None
+
+    @property
+    def python_version(self) -> Optional[str]:
+        if self.instance and self.instance.snapshot:
+            return self.instance.snapshot.get("python_version")
+        return None
+
+    @property
+    def snapshot(self) -> Optional[dict]:
+        return self.instance.snapshot if self.instance else None
+
+    def uptime(self) -> Optional[float]:
+        if self.state is State.READY and self.ready_since is not None:
+            return self.hooks.clock() - self.ready_since
+        return None
+
+    # -- the state machine ----------------------------------------------------------------
+
+    def _set(self, new: State, reason: str = "") -> None:
+        old = self.state if self.transitions else None
+        if old is new and new is not State.BACKOFF:
+            return
+        self.state = new
+        t = Transition(time.time(), old, new, reason)
+        self.transitions.append(t)
+        self.hooks.on_transition(self, t)
+
+    async def _run(self) -> None:
+        sup = self.config.supervision
+        while not self._stopping:
+            self.error = self.traceback = None
+            try:
+                plan = await self.hooks.plan(self.config)
+            except LoadFailed as exc:
+                self._fail_load(exc)
+                return
+            exit_info = await self._run_instance(plan)
+            if exit_info is None or self._stopping:
+                return
+            now = self.hooks.clock()
+            action, delay = next_step(self.history, exit_info, sup, now, self.hooks.rng)
+            self.error = exit_info.reason
+            if action == "stop":
+                if exit_info.clean:
+                    self._set(State.STOPPED, exit_info.reason)
+                else:
+                    self._set(State.FAILED, f"{exit_info.reason}; restart is {sup.restart}")
+                return
+            if action == "fail":
+                self._set(
+                    State.FAILED,
+                    f"{exit_info.reason}; restarted {sup.max_restarts} times "
+                    f"within {sup.window_seconds:g}s",
+                )
+                return
+            self._set(State.BACKOFF, f"{exit_info.reason}; restarting in {delay:.2f}s")
+            await self._sleep(delay)
+            self.history.record_restart(self.hooks.clock())
+            self.restarts += 1
+
+    def _fail_load(self, exc: LoadFailed) -> None:
+        self.error, self.traceback = exc.message, exc.traceback
+        self._set(State.ERROR, exc.message)
+
+    async def _sleep(self, delay: float) -> None:
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), delay)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _run_instance(self, plan: LaunchPlan) -> Optional[ExitInfo]:
+        """Start one instance and watch it; None when it ends in `error` (no restart)."""
+        sup = self.config.supervision
+        inst = Instance(plan, lambda stream, line: self.hooks.on_output(self, stream, line))
+        self.instance = inst
+        self._set(State.STARTING, "restart" if self.restarts else "start")
+        try:
+            await inst.start(sup.startup_timeout_seconds)
+        except LoadFailed as exc:
+            await inst.stop(grace=0)
+            self._fail_load(exc)
+            return None
+        except ExitedDuringStartup as exc:
+            await inst.stop(grace=0)
+            if exc.returncode == EXIT_LOAD_ERROR:
+                self._fail_load(LoadFailed(str(exc)))
+                return None
+            return ExitInfo(exc.returncode, str(exc), clean=exc.returncode == 0)
+        except (OSError, ConnectionError, CallTimeout, Exception) as exc:  # noqa: B014
+            await inst.stop(grace=0)
+            return ExitInfo(inst.returncode, f"could not start: {exc}")
+        self.ready_since = self.hooks.clock()
+        self.history.record_ready(self.ready_since)
+        repos = (inst.snapshot or {}).get("repositories") or []
+        self._set(State.READY, _describe_snapshot(repos, self.ready_since - inst.spawned.started_at))
+        return await self._watch(inst)
+
+    async def _watch(self, inst: Instance) -> ExitInfo:
+        """Serve until the process exits, hangs or outgrows its memory limit."""
+        sup = self.config.supervision
+        exit_task = asyncio.ensure_future(inst.wait_exit())
+        watchdog = asyncio.ensure_future(self._watchdog(inst))
+        try:
+            done, _ = await asyncio.wait(
+                {exit_task, watchdog}, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            watchdog.cancel()
+        self.ready_since = None
+        if exit_task in done:
+            returncode = exit_task.result()
+            await inst.stop(grace=0)
+            return ExitInfo(returncode, describe_exit(returncode), clean=returncode == 0)
+        exit_task.cancel()
+        reason = watchdog.result()
+        await inst.stop(grace=min(1.0, sup.heartbeat_seconds))
+        return ExitInfo(inst.returncode, reason)
+
+    async def _watchdog(self, inst: Instance) -> str:
+        """Heartbeats and memory; returns the reason the instance must be killed."""
+        sup = self.config.supervision
+        limit = sup.memory_limit_mb * 1024 * 1024 if sup.memory_limit_mb else None
+        interval = sup.heartbeat_seconds
+        mem_interval = min(interval, 1.0)
+        missed = strikes = 0
+        next_ping = self.hooks.clock() + interval
+        while True:
+            await asyncio.sleep(mem_interval if limit else interval)
+            self.last_rss = inst.rss_bytes()
+            if limit and self.last_rss is not None:
+                strikes = strikes + 1 if self.last_rss > limit else 0
+                if strikes >= MEMORY_STRIKES:
+                    return (
+                        f"memory {self.last_rss / 2**20:.0f} MB above the limit of "
+                        f"{sup.memory_limit_mb:g} MB"
+                    )
+            if self.hooks.clock() < next_ping:
+                continue
+            next_ping = self.hooks.clock() + interval
+            try:
+                assert inst.connection is not None
+                await inst.connection.call("ping", {}, timeout=interval)
+                missed = 0
+            except (CallTimeout, ConnectionError, OSError, Exception):  # noqa: B014
+                missed += 1
+                if missed >= MISSED_HEARTBEATS:
+                    return f"missed {missed} heartbeats ({interval:g}s each)"
+
+
+def _describe_snapshot(repos: list, seconds: float) -> str:
+    counts: Dict[str, int] = {"jobs": 0, "schedules": 0, "sensors": 0}
+    for repo in repos:
+        for key in counts:
+            counts[key] += len(repo.get(key) or [])
+    n = len(repos)
+    return (
+        f"{n} repositor{'y' if n == 1 else 'ies'}, {counts['jobs']} jobs, "
+        f"{counts['schedules']} schedules, {counts['sensors']} sensors "
+        f"in {seconds * 1000:.0f} ms"
+    )

@@ -1,0 +1,306 @@
+"""The manager: every location of a workspace, their shared runtime directory, the control
+socket and the health endpoint, on one asyncio loop.
+
+Its main loop says what it does: start every location at once, serve until asked to stop,
+stop every location at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from workspace_manager.envs.resolve import InterpreterError, plain_interpreter
+from workspace_manager.http.view import LocationView, ManagerView
+from workspace_manager.loader.launch import make_sdk_dir
+from workspace_manager.protocol.errors import CallTimeout, RemoteError
+from workspace_manager.supervisor import runtime
+from workspace_manager.supervisor.control import ControlServer
+from workspace_manager.supervisor.instance import LaunchPlan, LoadFailed
+from workspace_manager.supervisor.location import Location, LocationHooks, NotReady
+from workspace_manager.supervisor.logs import LocationLog, log_path
+from workspace_manager.supervisor.plan import launch_plan
+from workspace_manager.supervisor.state import SETTLED, State, Transition
+from workspace_manager.version import __version__
+from workspace_manager.workspace.model import LocationConfig, Workspace
+
+
+@dataclass
+class EventSink:
+    """Where the manager reports what happens; the CLI prints, tests may record."""
+
+    transition: Callable[[str, Transition], None] = lambda name, t: None
+    output: Callable[[str, str, bytes], None] = lambda name, stream, line: None
+    message: Callable[[str], None] = lambda text: None
+
+
+class Manager:
+    def __init__(
+        self,
+        workspace: Workspace,
+        identity: str,
+        *,
+        events: Optional[EventSink] = None,
+        health: Optional[Tuple[str, int]] = None,
+        stop_grace: float = 5.0,
+    ) -> None:
+        self.workspace = workspace
+        self.identity = identity
+        self.key = runtime.manager_key(identity)
+        self.events = events or EventSink()
+        self.health_listen = health
+        self.health_address: Optional[Tuple[str, int]] = None
+        self.stop_grace = stop_grace
+        self.started_at = time.time()
+        self.locations: Dict[str, Location] = {}
+        self.dir: Optional[Path] = None
+        self._sdk_dir: Optional[str] = None
+        self._socket_counter = 0
+        self._logs: Dict[str, LocationLog] = {}
+        self._stop = asyncio.Event()
+        self._alive = True
+        self._control: Optional[ControlServer] = None
+        self._health: Any = None
+        self._heartbeat_task: Optional[asyncio.Task] = None
+        self.loop_heartbeat = time.monotonic()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Start everything, serve until SIGINT/SIGTERM/`wsm down`, stop everything."""
+        await self.start()
+        self._install_signal_handlers()
+        try:
+            await self._stop.wait()
+        finally:
+            await self.shutdown()
+        return 0
+
+    async def start(self, serve_control: bool = True) -> None:
+        root = runtime.ensure_private_dir(runtime.runtime_root())
+        existing = runtime.find_manager(self.key)
+        if existing is not None and existing.pid != os.getpid():
+            raise ManagerRunning(existing)
+        self.dir = runtime.ensure_private_dir(root / self.key)
+        self._sdk_dir = make_sdk_dir(str(self.dir))
+        self._heartbeat_task = asyncio.ensure_future(self._loop_heartbeat())
+        if self.health_listen is not None:
+            from workspace_manager.http.server import HealthServer
+
+            self._health = HealthServer(*self.health_listen, self.view)
+            self.health_address = await self._health.start()
+            self.events.message(
+                f"health endpoint on http://{_fmt_host(self.health_address[0])}:"
+                f"{self.health_address[1]}"
+            )
+        secret = secrets.token_hex(16)
+        if serve_control:
+            self._control = ControlServer(self.dir / "manager.sock", secret, self._handlers())
+            await self._control.start()
+            runtime.ManagerRecord(
+                pid=os.getpid(), key=self.key, identity=self.identity,
+                control=f"unix:{self.dir / 'manager.sock'}", secret=secret,
+                started_at=self.started_at, version=__version__,
+                health=(f"{_fmt_host(self.health_address[0])}:{self.health_address[1]}"
+                        if self.health_address else None),
+            ).write(self.dir)
+        for config in self.workspace.locations:
+            self._add_location(config)
+
+    def _add_location(self, config: LocationConfig) -> Location:
+        hooks = LocationHooks(
+            plan=self._plan, on_transition=self._on_transition, on_output=self._on_output
+        )
+        loc = Location(config, hooks)
+        self.locations[config.name] = loc
+        loc.start()
+        return loc
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def shutdown(self) -> None:
+        """Stop every location at once (shutdown call, grace, SIGTERM, SIGKILL), clean up."""
+        await asyncio.gather(
+            *(loc.stop(self.stop_grace) for loc in self.locations.values()),
+            return_exceptions=True,
+        )
+        self._alive = False
+        if self._control is not None:
+            await self._control.close()
+        if self._health is not None:
+            await self._health.close()
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+        for log in self._logs.values():
+            log.close()
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+
+    def _on_stop_signal(self, sig: int) -> None:
+        if self._stop.is_set():
+            self.events.message("second signal: killing locations now")
+            self.stop_grace = 0.0
+            return
+        self.events.message(f"received {signal.Signals(sig).name}, shutting down")
+        self._stop.set()
+
+    async def _loop_heartbeat(self) -> None:
+        """Proof for /livez that the event loop turns; a wedged loop stops updating it."""
+        while True:
+            self.loop_heartbeat = time.monotonic()
+            await asyncio.sleep(1.0)
+
+    async def wait_settled(self, timeout: Optional[float] = None) -> bool:
+        """Wait until every location is ready, error, failed or stopped (for `wsm list`)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not all(loc.state in SETTLED for loc in self.locations.values()):
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    # -- per location ---------------------------------------------------------------------
+
+    async def _plan(self, config: LocationConfig) -> LaunchPlan:
+        assert self.dir is not None and self._sdk_dir is not None
+        try:
+            interpreter = plain_interpreter(config)
+        except InterpreterError as exc:
+            raise LoadFailed(str(exc)) from None
+        self.locations[config.name].environment = interpreter
+        self._socket_counter += 1
+        return launch_plan(
+            config, interpreter, self._sdk_dir, self.dir / f"{self._socket_counter}.sock"
+        )
+
+    def _on_transition(self, loc: Location, t: Transition) -> None:
+        self.events.transition(loc.name, t)
+        self._log(loc.name).write(
+            f"--- wsm: {t.old.value if t.old else '-'} -> {t.new.value}"
+            f"{': ' + t.reason if t.reason else ''}\n".encode()
+        )
+
+    def _on_output(self, loc: Location, stream: str, line: bytes) -> None:
+        self._log(loc.name).write(line + b"\n")
+        self.events.output(loc.name, stream, line)
+
+    def _log(self, name: str) -> LocationLog:
+        log = self._logs.get(name)
+        if log is None:
+            log = self._logs[name] = LocationLog(log_path(self.key, name))
+        return log
+
+    # -- views ----------------------------------------------------------------------------
+
+    def view(self) -> ManagerView:
+        alive = self._alive and time.monotonic() - self.loop_heartbeat < 10.0
+        return ManagerView(
+            alive=alive,
+            started_at=self.started_at,
+            locations=tuple(self._location_view(loc) for loc in self.locations.values()),
+        )
+
+    def _location_view(self, loc: Location) -> LocationView:
+        return LocationView(
+            name=loc.name,
+            state=loc.state.value,
+            pid=loc.pid,
+            restarts=loc.restarts,
+            python=loc.python_version,
+            environment=loc.environment,
+            uptime_seconds=loc.uptime(),
+            rss_bytes=loc.last_rss if loc.state is State.READY else None,
+            error=loc.error if loc.state is not State.READY else None,
+            traceback=loc.traceback if loc.state is not State.READY else None,
+        )
+
+    def status(self) -> dict:
+        view = self.view()
+        out: Dict[str, Any] = {
+            "status": view.overall_status(),
+            "pid": os.getpid(),
+            "workspace": self.identity,
+            "uptime_seconds": time.time() - self.started_at,
+            "health": (f"{_fmt_host(self.health_address[0])}:{self.health_address[1]}"
+                       if self.health_address else None),
+            "locations": {},
+        }
+        for lv, loc in zip(view.locations, self.locations.values()):
+            entry = lv.to_dict() if hasattr(lv, "to_dict") else dict(lv.__dict__)
+            entry["transitions"] = [t.to_dict() for t in list(loc.transitions)[-10:]]
+            entry["log"] = str(log_path(self.key, loc.name))
+            out["locations"][loc.name] = entry
+        return out
+
+    # -- control socket -------------------------------------------------------------------
+
+    def _handlers(self) -> dict:
+        return {
+            "ping": self._h_ping,
+            "status": self._h_status,
+            "shutdown": self._h_shutdown,
+            "call": self._h_call,
+            "snapshot": self._h_snapshot,
+        }
+
+    async def _h_ping(self, params: dict) -> dict:
+        return {"pid": os.getpid()}
+
+    async def _h_status(self, params: dict) -> dict:
+        return self.status()
+
+    async def _h_shutdown(self, params: dict) -> dict:
+        asyncio.get_running_loop().call_soon(self._stop.set)
+        return {}
+
+    def _get(self, name: Any) -> Location:
+        if not isinstance(name, str) or name not in self.locations:
+            raise RemoteError("NotFound", f"no location named {name!r}")
+        return self.locations[name]
+
+    async def _h_snapshot(self, params: dict) -> Any:
+        loc = self._get(params.get("location"))
+        if loc.snapshot is None:
+            raise RemoteError("NotReady", f"location {loc.name!r} is {loc.state.value}")
+        return loc.snapshot
+
+    async def _h_call(self, params: dict) -> Any:
+        """Forward a call to a location: what an orchestrator built on wsm would do."""
+        loc = self._get(params.get("location"))
+        method = params.get("method")
+        if not isinstance(method, str):
+            raise ValueError("method must be a string")
+        try:
+            return await loc.call(method, params.get("params") or {}, params.get("timeout"))
+        except NotReady as exc:
+            raise RemoteError("NotReady", str(exc)) from None
+        except CallTimeout as exc:
+            raise RemoteError("Timeout", str(exc)) from None
+        except ConnectionError as exc:
+            raise RemoteError("ConnectionLost", str(exc)) from None
+
+
+class ManagerRunning(Exception):
+    def __init__(self, record: runtime.ManagerRecord) -> None:
+        super().__init__(
+            f"a manager for this workspace is already running (pid {record.pid}); "
+            "use `wsm status` or `wsm down`"
+        )
+        self.record = record
+
+
+def _fmt_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

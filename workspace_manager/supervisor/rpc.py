@@ -1,0 +1,145 @@
+"""The manager's asyncio client for a location: many calls in flight on one connection.
+
+Framing and message shapes come from `protocol/`, shared with the loader and the blocking
+client; this module only adds the asyncio plumbing (a reader task resolving futures by id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import ssl
+from typing import Any, Dict, Optional
+
+from workspace_manager.protocol import framing, messages
+from workspace_manager.protocol.errors import CallTimeout, ProtocolError, RemoteError
+from workspace_manager.version import PROTOCOL_VERSION, __version__
+
+
+class AsyncConnection:
+    """One authenticated connection to a location (loader or `wsm serve`)."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        max_frame: int = framing.DEFAULT_MAX_FRAME,
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._decoder = framing.FrameDecoder(max_frame)
+        self._ids = itertools.count(1)
+        self._pending: Dict[int, asyncio.Future] = {}
+        self._closed: Optional[BaseException] = None
+        self._task = asyncio.ensure_future(self._read_loop())
+        self.server_info: Dict[str, Any] = {}
+
+    @classmethod
+    async def open(
+        cls,
+        address: str,
+        secret: str,
+        *,
+        timeout: float = 10.0,
+        ssl_context: Optional[ssl.SSLContext] = None,
+        server_hostname: Optional[str] = None,
+        max_frame: int = framing.DEFAULT_MAX_FRAME,
+    ) -> AsyncConnection:
+        async def connect() -> AsyncConnection:
+            if address.startswith("unix:"):
+                reader, writer = await asyncio.open_unix_connection(address[5:], limit=2**20)
+            elif address.startswith("tcp://"):
+                host, _, port = address[6:].rpartition(":")
+                reader, writer = await asyncio.open_connection(
+                    host.strip("[]"),
+                    int(port),
+                    ssl=ssl_context,
+                    server_hostname=server_hostname if ssl_context else None,
+                    limit=2**20,
+                )
+            else:
+                raise ValueError(f"unsupported address {address!r}")
+            conn = cls(reader, writer, max_frame)
+            try:
+                conn.server_info = await conn._call_raw(
+                    "hello",
+                    {"protocol": PROTOCOL_VERSION, "secret": secret, "client": f"wsm {__version__}"},
+                )
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+
+        try:
+            return await asyncio.wait_for(connect(), timeout)
+        except asyncio.TimeoutError:
+            raise CallTimeout(f"connecting to {address} timed out after {timeout:g}s") from None
+
+    async def _read_loop(self) -> None:
+        error: BaseException = ConnectionError("connection closed by the location")
+        try:
+            while True:
+                data = await self._reader.read(262144)
+                if not data:
+                    if self._decoder.has_partial:
+                        error = ProtocolError("connection closed in the middle of a frame")
+                    break
+                for obj in self._decoder.feed(data):
+                    msg = messages.parse(obj)
+                    if isinstance(msg, messages.Response):
+                        fut = self._pending.pop(msg.id, None)
+                        if fut is not None and not fut.done():
+                            if msg.error is not None:
+                                fut.set_exception(RemoteError.from_map(msg.error))
+                            else:
+                                fut.set_result(msg.result)
+        except (framing.FrameError, ProtocolError) as exc:
+            error = ProtocolError(f"bad frame from location: {exc}")
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            error = ConnectionError(str(exc) or type(exc).__name__)
+        except asyncio.CancelledError:
+            error = ConnectionError("connection closed")
+        finally:
+            self._fail_all(error)
+
+    def _fail_all(self, error: BaseException) -> None:
+        self._closed = error
+        pending, self._pending = self._pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(error)
+        try:
+            self._writer.close()
+        except Exception:
+            pass
+
+    @property
+    def closed(self) -> bool:
+        return self._closed is not None
+
+    async def _call_raw(self, method: str, params: Optional[dict]) -> Any:
+        if self._closed is not None:
+            raise ConnectionError(str(self._closed))
+        msg_id = next(self._ids)
+        fut = asyncio.get_running_loop().create_future()
+        self._pending[msg_id] = fut
+        self._writer.write(framing.encode_frame(messages.request(msg_id, method, params or {})))
+        try:
+            return await fut
+        finally:
+            self._pending.pop(msg_id, None)
+
+    async def call(self, method: str, params: Optional[dict] = None, timeout: float = 30.0) -> Any:
+        """Call ``method``; a timeout fails this call only and leaves the connection usable."""
+        try:
+            return await asyncio.wait_for(self._call_raw(method, params), timeout)
+        except asyncio.TimeoutError:
+            raise CallTimeout(f"{method} timed out after {timeout:g}s") from None
+
+    def close(self) -> None:
+        if not self._task.done():
+            self._task.cancel()
+        try:
+            self._writer.close()
+        except Exception:
+            pass

@@ -1,0 +1,121 @@
+"""The private runtime directory: where a manager keeps its sockets and how the CLI finds it.
+
+Layout: ``<root>/<key>/`` per manager, ``key`` a short hash of what the manager runs, so
+several managers for different workspaces coexist on one machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+import psutil
+
+RECORD_NAME = "manager.json"
+
+
+class RuntimeDirError(Exception):
+    """The runtime directory is unsafe to use (owned by someone else, or open to others)."""
+
+
+def runtime_root() -> Path:
+    """``$XDG_RUNTIME_DIR/wsm`` when set (systemd's per-user tmpfs), else ``/tmp/wsm-<uid>``."""
+    override = os.environ.get("WSM_RUNTIME_DIR")
+    if override:
+        return Path(override)
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isdir(xdg):
+        return Path(xdg) / "wsm"
+    return Path(tempfile.gettempdir()) / f"wsm-{os.getuid()}"
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` 0700, or check an existing one is ours and closed to others."""
+    try:
+        path.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise RuntimeDirError(f"{path}: not a directory")
+    if st.st_uid != os.getuid():
+        raise RuntimeDirError(f"{path}: owned by uid {st.st_uid}, not by us ({os.getuid()})")
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def manager_key(identity: str) -> str:
+    """A short, stable name for a manager; ``identity`` is e.g. the workspace file's absolute path."""
+    return hashlib.sha256(identity.encode()).hexdigest()[:12]
+
+
+def manager_dir(key: str) -> Path:
+    return runtime_root() / key
+
+
+@dataclass(frozen=True)
+class ManagerRecord:
+    """What ``manager.json`` says about a running manager; the CLI's way in."""
+
+    pid: int
+    key: str
+    identity: str
+    control: str  # "unix:PATH"
+    secret: str
+    started_at: float
+    version: str
+    health: Optional[str] = None
+
+    def write(self, directory: Path) -> None:
+        tmp = directory / (RECORD_NAME + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(asdict(self), f)
+        os.replace(tmp, directory / RECORD_NAME)
+
+    @classmethod
+    def read(cls, directory: Path) -> Optional[ManagerRecord]:
+        try:
+            data = json.loads((directory / RECORD_NAME).read_text())
+            return cls(**data)
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def is_alive(self) -> bool:
+        try:
+            proc = psutil.Process(self.pid)
+            return proc.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+
+def running_managers() -> Iterator[ManagerRecord]:
+    """Every manager whose record names a live process; stale directories are removed."""
+    root = runtime_root()
+    if not root.is_dir():
+        return
+    for entry in sorted(root.iterdir()):
+        if not entry.is_dir() or entry.name == "sdk":
+            continue
+        record = ManagerRecord.read(entry)
+        if record is None:
+            continue
+        if record.is_alive():
+            yield record
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def find_manager(key: str) -> Optional[ManagerRecord]:
+    record = ManagerRecord.read(manager_dir(key))
+    if record is not None and record.is_alive():
+        return record
+    return None
