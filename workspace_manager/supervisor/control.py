@@ -23,7 +23,10 @@ Handler = Callable[[dict], Awaitable[Any]]
 
 class ControlServer:
     def __init__(
-        self, path: Path, secret: str, handlers: Dict[str, Handler],
+        self,
+        path: Path,
+        secret: str,
+        handlers: Dict[str, Handler],
         max_frame: int = 16 * 1024 * 1024,
     ) -> None:
         self.path = path
@@ -99,8 +102,11 @@ class ControlServer:
         elif params.get("protocol") != PROTOCOL_VERSION:
             err = f"unsupported protocol version {params.get('protocol')!r}"
         else:
-            info = {"protocol": PROTOCOL_VERSION, "server": f"wsm-manager {__version__}",
-                    "pid": os.getpid()}
+            info = {
+                "protocol": PROTOCOL_VERSION,
+                "server": f"wsm-manager {__version__}",
+                "pid": os.getpid(),
+            }
             return True, messages.response(msg.id, None, info)
         return False, messages.response(msg.id, messages.error_map("HandshakeError", err), None)
 
@@ -108,7 +114,8 @@ class ControlServer:
         handler = self.handlers.get(msg.method)
         if handler is None:
             reply = messages.response(
-                msg.id, messages.error_map("MethodNotFound", f"unknown method {msg.method!r}"),
+                msg.id,
+                messages.error_map("MethodNotFound", f"unknown method {msg.method!r}"),
                 None,
             )
         else:

@@ -40,8 +40,8 @@ class LocationHooks:
     """What a location needs from its manager; plain callables keep it testable."""
 
     plan: Callable[[LocationConfig], Awaitable[LaunchPlan]]  # may build an env; raises LoadFailed
-    on_transition: Callable[["Location", Transition], None]
-    on_output: Callable[["Location", str, bytes], None]
+    on_transition: Callable[[Location, Transition], None]
+    on_output: Callable[[Location, str, bytes], None]
     clock: Callable[[], float] = time.monotonic
     rng: random.Random = random.Random()
 
@@ -88,8 +88,9 @@ class Location:
             self.instance = None
         self._set(State.STOPPED, "shut down")
 
-    async def call(self, method: str, params: Optional[dict] = None,
-                   timeout: Optional[float] = None) -> Any:
+    async def call(
+        self, method: str, params: Optional[dict] = None, timeout: Optional[float] = None
+    ) -> Any:
         inst = self.instance
         if self.state is not State.READY or inst is None or inst.connection is None:
             raise NotReady(f"location {self.name!r} is {self.state.value}")
@@ -195,7 +196,9 @@ class Location:
         self.ready_since = self.hooks.clock()
         self.history.record_ready(self.ready_since)
         repos = (inst.snapshot or {}).get("repositories") or []
-        self._set(State.READY, _describe_snapshot(repos, self.ready_since - inst.spawned.started_at))
+        self._set(
+            State.READY, _describe_snapshot(repos, self.ready_since - inst.spawned.started_at)
+        )
         return await self._watch(inst)
 
     async def _watch(self, inst: Instance) -> ExitInfo:
@@ -204,9 +207,7 @@ class Location:
         exit_task = asyncio.ensure_future(inst.wait_exit())
         watchdog = asyncio.ensure_future(self._watchdog(inst))
         try:
-            done, _ = await asyncio.wait(
-                {exit_task, watchdog}, return_when=asyncio.FIRST_COMPLETED
-            )
+            done, _ = await asyncio.wait({exit_task, watchdog}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             watchdog.cancel()
         self.ready_since = None

@@ -75,9 +75,9 @@ class Manager:
 
     async def run(self) -> int:
         """Start everything, serve until SIGINT/SIGTERM/`wsm down`, stop everything."""
-        await self.start()
-        self._install_signal_handlers()
         try:
+            await self.start()
+            self._install_signal_handlers()
             await self._stop.wait()
         finally:
             await self.shutdown()
@@ -105,11 +105,18 @@ class Manager:
             self._control = ControlServer(self.dir / "manager.sock", secret, self._handlers())
             await self._control.start()
             runtime.ManagerRecord(
-                pid=os.getpid(), key=self.key, identity=self.identity,
-                control=f"unix:{self.dir / 'manager.sock'}", secret=secret,
-                started_at=self.started_at, version=__version__,
-                health=(f"{_fmt_host(self.health_address[0])}:{self.health_address[1]}"
-                        if self.health_address else None),
+                pid=os.getpid(),
+                key=self.key,
+                identity=self.identity,
+                control=f"unix:{self.dir / 'manager.sock'}",
+                secret=secret,
+                started_at=self.started_at,
+                version=__version__,
+                health=(
+                    f"{_fmt_host(self.health_address[0])}:{self.health_address[1]}"
+                    if self.health_address
+                    else None
+                ),
             ).write(self.dir)
         for config in self.workspace.locations:
             self._add_location(config)
@@ -234,8 +241,11 @@ class Manager:
             "pid": os.getpid(),
             "workspace": self.identity,
             "uptime_seconds": time.time() - self.started_at,
-            "health": (f"{_fmt_host(self.health_address[0])}:{self.health_address[1]}"
-                       if self.health_address else None),
+            "health": (
+                f"{_fmt_host(self.health_address[0])}:{self.health_address[1]}"
+                if self.health_address
+                else None
+            ),
             "locations": {},
         }
         for lv, loc in zip(view.locations, self.locations.values()):

@@ -30,9 +30,7 @@ def should_restart(policy: str, exit_info: ExitInfo) -> bool:
     return True  # always
 
 
-def backoff_delay(
-    attempt: int, sup: Supervision, rng: Optional[random.Random] = None
-) -> float:
+def backoff_delay(attempt: int, sup: Supervision, rng: Optional[random.Random] = None) -> float:
     """Delay before restart number ``attempt`` (1-based): doubling, capped, with +-20% jitter."""
     base = sup.backoff_initial_seconds * (2 ** max(0, attempt - 1))
     base = min(base, sup.backoff_max_seconds)
@@ -65,7 +63,10 @@ class RestartHistory:
 
 
 def next_step(
-    history: RestartHistory, exit_info: ExitInfo, sup: Supervision, now: float,
+    history: RestartHistory,
+    exit_info: ExitInfo,
+    sup: Supervision,
+    now: float,
     rng: Optional[random.Random] = None,
 ) -> tuple:
     """Decide what follows an exit: ("stop", None), ("fail", None) or ("restart", delay)."""

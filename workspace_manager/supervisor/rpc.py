@@ -63,7 +63,11 @@ class AsyncConnection:
             try:
                 conn.server_info = await conn._call_raw(
                     "hello",
-                    {"protocol": PROTOCOL_VERSION, "secret": secret, "client": f"wsm {__version__}"},
+                    {
+                        "protocol": PROTOCOL_VERSION,
+                        "secret": secret,
+                        "client": f"wsm {__version__}",
+                    },
                 )
             except BaseException:
                 conn.close()

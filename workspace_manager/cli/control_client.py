@@ -1,0 +1,33 @@
+"""Talking to a running manager over its control socket."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Optional
+
+from workspace_manager.cli import targets
+
+EXIT_NO_MANAGER = 3
+
+
+def connect(args: argparse.Namespace, timeout: float = 10.0):
+    """A protocol client on the manager for these arguments, or None when none runs."""
+    from workspace_manager.protocol.client import Client
+
+    record = targets.find_running(args)
+    if record is None:
+        return None, None
+    try:
+        return Client(record.control, record.secret, timeout=timeout), record
+    except (OSError, ConnectionError):
+        return None, None
+
+
+def call(
+    args: argparse.Namespace, method: str, params: Optional[dict] = None, timeout: float = 10.0
+) -> Any:
+    client, _ = connect(args, timeout)
+    if client is None:
+        targets.fail(f"no manager is running for {targets.describe(args)}", EXIT_NO_MANAGER)
+    with client:
+        return client.call(method, params or {})

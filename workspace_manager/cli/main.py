@@ -1,0 +1,48 @@
+"""`wsm` entry point: one subcommand per module, each with `add_parser` and `run`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+from workspace_manager.version import __version__
+
+#: command -> module in this package (``list`` would shadow the builtin, hence ``listing``).
+COMMANDS = {
+    "validate": "validate",
+    "up": "up",
+    "list": "listing",
+    "status": "status",
+    "down": "down",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wsm",
+        description="Multi-environment workspace manager: each code repository in its own "
+        "process, under its own Python, supervised.",
+    )
+    parser.add_argument("--version", action="version", version=f"wsm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for command, module_name in COMMANDS.items():
+        module = importlib.import_module(f"workspace_manager.cli.{module_name}")
+        module.add_parser(sub)
+        sub.choices[command].set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""What a command works on: `-w FILE`, or `-f PY [-a ATTR]`, or `-m MOD`.
+
+The same arguments give the same manager identity, so `wsm status -f repo.py` finds the
+`wsm up -f repo.py` that is running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import NoReturn, Optional, Tuple
+
+from workspace_manager.supervisor import runtime
+from workspace_manager.workspace.model import Workspace
+
+DEFAULT_WORKSPACE = "workspace.yaml"
+EXIT_INVALID = 2
+
+
+def add_target_args(parser: argparse.ArgumentParser, code: bool = True) -> None:
+    parser.add_argument(
+        "-w", "--workspace", metavar="FILE", help=f"workspace file (default: ./{DEFAULT_WORKSPACE})"
+    )
+    if code:
+        parser.add_argument(
+            "-f", "--python-file", metavar="PY", help="load one Python file as the only location"
+        )
+        parser.add_argument(
+            "-a", "--attribute", metavar="ATTR", help="with -f/-m: the repository attribute to load"
+        )
+        parser.add_argument(
+            "-m", "--module-name", metavar="MOD", help="load one module as the only location"
+        )
+    else:
+        parser.add_argument("-f", "--python-file", metavar="PY", help=argparse.SUPPRESS)
+        parser.add_argument("-a", "--attribute", metavar="ATTR", help=argparse.SUPPRESS)
+        parser.add_argument("-m", "--module-name", metavar="MOD", help=argparse.SUPPRESS)
+
+
+class UsageError(Exception):
+    """Arguments that do not fit together; shown as one line, exit 2."""
+
+
+def identity(args: argparse.Namespace) -> str:
+    """A stable string naming what the manager runs (hashed into the runtime dir key)."""
+    if args.python_file and args.module_name:
+        raise UsageError("-f and -m cannot be used together")
+    if (args.python_file or args.module_name) and args.workspace:
+        raise UsageError("-w cannot be combined with -f or -m")
+    if args.attribute and not (args.python_file or args.module_name):
+        raise UsageError("-a needs -f or -m")
+    if args.python_file:
+        return f"file:{os.path.abspath(args.python_file)}#{args.attribute or ''}"
+    if args.module_name:
+        return f"module:{args.module_name}#{args.attribute or ''}@{os.getcwd()}"
+    return f"workspace:{os.path.abspath(args.workspace or DEFAULT_WORKSPACE)}"
+
+
+def load(args: argparse.Namespace) -> Tuple[Workspace, str]:
+    """Load the workspace named by the arguments; raises SystemExit(2) with one line per
+    problem on bad input."""
+    from workspace_manager.workspace.errors import WorkspaceError
+    from workspace_manager.workspace.load import adhoc_workspace, load_workspace
+
+    try:
+        ident = identity(args)
+        if args.python_file:
+            ws = adhoc_workspace(python_file=args.python_file, attribute=args.attribute)
+        elif args.module_name:
+            ws = adhoc_workspace(module_name=args.module_name, attribute=args.attribute)
+        else:
+            ws = load_workspace(Path(args.workspace or DEFAULT_WORKSPACE))
+    except UsageError as exc:
+        fail(str(exc))
+    except WorkspaceError as exc:
+        for problem in exc.problems:
+            print(str(problem), file=sys.stderr)
+        raise SystemExit(EXIT_INVALID) from None
+    return ws, ident
+
+
+def find_running(args: argparse.Namespace) -> Optional[runtime.ManagerRecord]:
+    """The manager for these arguments; with no explicit target, the only one running."""
+    try:
+        ident = identity(args)
+    except UsageError as exc:
+        fail(str(exc))
+    record = runtime.find_manager(runtime.manager_key(ident))
+    if record is not None:
+        return record
+    explicit = args.workspace or args.python_file or args.module_name
+    if not explicit:
+        running = list(runtime.running_managers())
+        if len(running) == 1:
+            return running[0]
+    return None
+
+
+def describe(args: argparse.Namespace) -> str:
+    if args.python_file:
+        return args.python_file
+    if args.module_name:
+        return f"module {args.module_name}"
+    return args.workspace or DEFAULT_WORKSPACE
+
+
+def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
+    print(f"wsm: {message}", file=sys.stderr)
+    raise SystemExit(code)

@@ -1,0 +1,59 @@
+"""`wsm up`: the foreground manager."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from workspace_manager.cli import targets
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "up",
+        help="start and supervise every location",
+        description="Build environments, start every location in its own process and "
+        "supervise it until Ctrl-C, SIGTERM or `wsm down`.",
+    )
+    targets.add_target_args(p)
+    p.add_argument(
+        "--health",
+        metavar="HOST:PORT",
+        help="serve /livez /readyz /status on HOST:PORT (':0' picks a free port)",
+    )
+    p.add_argument(
+        "--quiet-output",
+        action="store_true",
+        help="do not echo the locations' stdout/stderr (still kept in their logs)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from workspace_manager.cli.console import Console
+    from workspace_manager.supervisor.manager import Manager, ManagerRunning
+    from workspace_manager.supervisor.runtime import RuntimeDirError
+
+    health = None
+    if args.health:
+        from workspace_manager.http.listen import parse_listen
+
+        try:
+            health = parse_listen(args.health)
+        except ValueError as exc:
+            targets.fail(f"--health: {exc}")
+    workspace, ident = targets.load(args)
+    console = Console(show_output=not args.quiet_output)
+    console.width(loc.name for loc in workspace.locations)
+    manager = Manager(workspace, ident, events=console.sink(), health=health)
+    console.message(
+        f"starting {len(workspace.locations)} location"
+        f"{'' if len(workspace.locations) == 1 else 's'} from {targets.describe(args)}"
+    )
+    try:
+        return asyncio.run(manager.run())
+    except ManagerRunning as exc:
+        targets.fail(str(exc), code=1)
+    except RuntimeDirError as exc:
+        targets.fail(f"runtime directory: {exc}", code=1)
+    except OSError as exc:
+        targets.fail(str(exc), code=1)
