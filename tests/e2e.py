@@ -178,7 +178,7 @@ class WsmUp:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError("wsm up did not exit after signal:\n" + self.output())
+            raise AssertionError("wsm up did not exit after signal:\n" + self.output()) from None
         self._reader.join(5)
         return code
 
