@@ -1,0 +1,115 @@
+"""What a job, schedule or sensor function may receive, and whether it wants it.
+
+A function receives a context when its first positional parameter has no default
+(`def my_sensor(context)`) or when it takes `*args`; otherwise it is called with no
+arguments. This is decided once, when the definition is made, not on every call.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import inspect
+from typing import Any, Callable, Dict, Optional
+
+from .errors import DefinitionError
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def wants_context(fn: object, owner: str) -> bool:
+    """True if `fn` takes a context argument; DefinitionError if it needs more than one."""
+    if not callable(fn):
+        raise DefinitionError(f"{owner}: expected a function, got {fn!r}")
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # some builtins have no signature: call them bare
+        return False
+    required = [p.name for p in params if p.kind in _POSITIONAL and p.default is p.empty]
+    keyword = [
+        p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is p.empty
+    ]
+    if len(required) > 1 or keyword:
+        raise DefinitionError(
+            f"{owner}: the function must take one context argument or none, "
+            f"but it requires {', '.join(required + keyword)}"
+        )
+    if required:
+        return True
+    return any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
+
+
+def call(fn: Callable[..., Any], takes_context: bool, context: object) -> Any:
+    return fn(context) if takes_context else fn()
+
+
+class JobContext:
+    """Given to a job function: the run's config and the job's name."""
+
+    def __init__(self, job_name: str, run_config: Optional[Dict[str, Any]] = None) -> None:
+        self.job_name = job_name
+        self.run_config: Dict[str, Any] = run_config if run_config is not None else {}
+
+    def __repr__(self) -> str:
+        return f"JobContext(job_name={self.job_name!r}, run_config={self.run_config!r})"
+
+
+class ScheduleContext:
+    """Given to a schedule function: the tick's time, aware, in the schedule's time zone."""
+
+    def __init__(
+        self,
+        schedule_name: str,
+        scheduled_execution_time: _dt.datetime,
+        repository_name: Optional[str] = None,
+    ) -> None:
+        self.schedule_name = schedule_name
+        self.scheduled_execution_time = scheduled_execution_time
+        self.repository_name = repository_name
+
+    def __repr__(self) -> str:
+        return (
+            f"ScheduleContext(schedule_name={self.schedule_name!r}, "
+            f"scheduled_execution_time={self.scheduled_execution_time!r})"
+        )
+
+
+class SensorContext:
+    """Given to a sensor function: the cursor it left last time and the last run key.
+
+    `update_cursor(value)` records a new cursor (a str, or None to clear it); the
+    caller gets it back with the evaluation's result and passes it in next tick.
+    """
+
+    def __init__(
+        self,
+        sensor_name: str,
+        cursor: Optional[str] = None,
+        last_run_key: Optional[str] = None,
+        repository_name: Optional[str] = None,
+    ) -> None:
+        self.sensor_name = sensor_name
+        self.last_run_key = last_run_key
+        self.repository_name = repository_name
+        self._cursor = _check_cursor(cursor, sensor_name)
+
+    @property
+    def cursor(self) -> Optional[str]:
+        return self._cursor
+
+    def update_cursor(self, cursor: Optional[str]) -> None:
+        self._cursor = _check_cursor(cursor, self.sensor_name)
+
+    def __repr__(self) -> str:
+        return (
+            f"SensorContext(sensor_name={self.sensor_name!r}, cursor={self._cursor!r}, "
+            f"last_run_key={self.last_run_key!r})"
+        )
+
+
+def _check_cursor(cursor: object, sensor_name: str) -> Optional[str]:
+    if cursor is not None and not isinstance(cursor, str):
+        raise DefinitionError(
+            f"sensor {sensor_name!r}: a cursor must be a str or None, got {cursor!r} "
+            "(serialise it, e.g. with json.dumps)"
+        )
+    return cursor

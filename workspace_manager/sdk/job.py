@@ -1,0 +1,69 @@
+"""`@job`: a plain function the location can run on request (`execute_job`)."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Dict, Mapping, Optional
+
+from .context import JobContext, call, wants_context
+from .errors import DefinitionError
+from .values import check_description, check_name, check_tags, plain_config
+
+
+class JobDefinition:
+    """A named job. Calling it calls the wrapped function, which keeps it unit-testable."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        name: Optional[str] = None,
+        description: Optional[str] = None,
+        tags: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        if isinstance(fn, JobDefinition):
+            raise DefinitionError(f"{fn!r} is already a job; apply @job once")
+        if not callable(fn):
+            raise DefinitionError(f"@job expects a function, got {fn!r}")
+        self.name: str = check_name(name if name is not None else _fn_name(fn), "job")
+        owner = f"job {self.name!r}"
+        self.fn = fn
+        self.description: Optional[str] = check_description(
+            description if description is not None else inspect.getdoc(fn), owner
+        )
+        self.tags: Dict[str, str] = check_tags(tags, owner)
+        self.takes_context: bool = wants_context(fn, owner)
+        self.__doc__ = getattr(fn, "__doc__", None)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def execute(self, run_config: Optional[Mapping[str, Any]] = None) -> Any:
+        """Run the job's function once, with a context carrying `run_config`."""
+        config = plain_config(run_config, f"job {self.name!r}")
+        return call(self.fn, self.takes_context, JobContext(self.name, config))
+
+    def __repr__(self) -> str:
+        return f"<JobDefinition {self.name!r}>"
+
+
+def job(
+    fn: Optional[Callable[..., Any]] = None,
+    *,
+    name: Optional[str] = None,
+    description: Optional[str] = None,
+    tags: Optional[Mapping[str, str]] = None,
+) -> Any:
+    """Make a job: bare `@job`, or `@job(name=..., description=..., tags=...)`."""
+    if fn is not None:
+        if not callable(fn):
+            raise DefinitionError(f"@job: expected a function, got {fn!r}; use @job(name=...)")
+        return JobDefinition(fn, name=name, description=description, tags=tags)
+
+    def decorate(inner: Callable[..., Any]) -> JobDefinition:
+        return JobDefinition(inner, name=name, description=description, tags=tags)
+
+    return decorate
+
+
+def _fn_name(fn: object) -> str:
+    return getattr(fn, "__name__", None) or repr(fn)

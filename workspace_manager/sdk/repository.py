@@ -1,0 +1,145 @@
+"""`@repository`: the list of jobs, schedules and sensors a location serves.
+
+The decorated function runs at decoration time, so importing the module is loading
+it, and every mistake the SDK can see surfaces as a DefinitionError during import.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
+
+from .context import wants_context
+from .errors import DefinitionError, NotFoundError
+from .job import JobDefinition
+from .schedule import ScheduleDefinition
+from .sensor import SensorDefinition
+from .values import check_description, check_name
+
+_D = TypeVar("_D", JobDefinition, ScheduleDefinition, SensorDefinition)
+
+
+class RepositoryDefinition:
+    """A named, validated set of jobs, schedules and sensors, in declaration order.
+
+    A schedule's or sensor's target job is added where the schedule or sensor
+    appears (unless listed earlier). The same object listed twice is kept once; two
+    different objects with one name are an error.
+    """
+
+    def __init__(
+        self, name: str, definitions: Sequence[object], description: Optional[str] = None
+    ) -> None:
+        self.name: str = check_name(name, "repository")
+        owner = f"repository {self.name!r}"
+        self.description: Optional[str] = check_description(description, owner)
+        if not isinstance(definitions, (list, tuple)):
+            raise DefinitionError(
+                f"{owner} must return a list of jobs, schedules and sensors, got {definitions!r}"
+            )
+        self._jobs: Dict[str, JobDefinition] = {}
+        self._schedules: Dict[str, ScheduleDefinition] = {}
+        self._sensors: Dict[str, SensorDefinition] = {}
+        for index, item in enumerate(definitions):
+            if isinstance(item, JobDefinition):
+                self._add(self._jobs, item, "job", owner, "")
+            elif isinstance(item, (ScheduleDefinition, SensorDefinition)):
+                kind = "schedule" if isinstance(item, ScheduleDefinition) else "sensor"
+                self._add(
+                    self._jobs, item.job, "job", owner, f" (the target of {kind} {item.name!r})"
+                )
+                if isinstance(item, ScheduleDefinition):
+                    self._add(self._schedules, item, "schedule", owner, "")
+                else:
+                    self._add(self._sensors, item, "sensor", owner, "")
+            else:
+                hint = " (did you forget @job?)" if inspect.isfunction(item) else ""
+                raise DefinitionError(
+                    f"{owner}: item {index} of its list, {item!r}, is not a job, schedule "
+                    f"or sensor{hint}"
+                )
+
+    @staticmethod
+    def _add(table: Dict[str, _D], item: _D, kind: str, owner: str, why: str) -> None:
+        existing = table.get(item.name)
+        if existing is None:
+            table[item.name] = item
+        elif existing is not item:
+            raise DefinitionError(
+                f"{owner}: two different {kind}s are named {item.name!r}{why}; "
+                f"{kind} names must be unique within a repository"
+            )
+
+    @property
+    def jobs(self) -> List[JobDefinition]:
+        return list(self._jobs.values())
+
+    @property
+    def schedules(self) -> List[ScheduleDefinition]:
+        return list(self._schedules.values())
+
+    @property
+    def sensors(self) -> List[SensorDefinition]:
+        return list(self._sensors.values())
+
+    def has_job(self, name: str) -> bool:
+        return name in self._jobs
+
+    def has_schedule(self, name: str) -> bool:
+        return name in self._schedules
+
+    def has_sensor(self, name: str) -> bool:
+        return name in self._sensors
+
+    def get_job(self, name: str) -> JobDefinition:
+        return self._get(self._jobs, name, "job")
+
+    def get_schedule(self, name: str) -> ScheduleDefinition:
+        return self._get(self._schedules, name, "schedule")
+
+    def get_sensor(self, name: str) -> SensorDefinition:
+        return self._get(self._sensors, name, "sensor")
+
+    def _get(self, table: Dict[str, _D], name: str, kind: str) -> _D:
+        try:
+            return table[name]
+        except (KeyError, TypeError):
+            known = ", ".join(table) or "none"
+            raise NotFoundError(
+                f"repository {self.name!r} has no {kind} named {name!r} (it has: {known})"
+            ) from None
+
+    def __repr__(self) -> str:
+        return (
+            f"<RepositoryDefinition {self.name!r}: {len(self._jobs)} jobs, "
+            f"{len(self._schedules)} schedules, {len(self._sensors)} sensors>"
+        )
+
+
+def repository(
+    fn: Optional[Callable[[], Sequence[object]]] = None,
+    *,
+    name: Optional[str] = None,
+    description: Optional[str] = None,
+) -> Any:
+    """Make a repository: bare `@repository`, or `@repository(name=..., description=...)`."""
+    if fn is not None:
+        return _build(fn, name, description)
+
+    def decorate(inner: Callable[[], Sequence[object]]) -> RepositoryDefinition:
+        return _build(inner, name, description)
+
+    return decorate
+
+
+def _build(
+    fn: Callable[[], Sequence[object]], name: Optional[str], description: Optional[str]
+) -> RepositoryDefinition:
+    if not callable(fn) or isinstance(fn, RepositoryDefinition):
+        raise DefinitionError(f"@repository expects a function, got {fn!r}")
+    repo_name = name if name is not None else getattr(fn, "__name__", repr(fn))
+    if wants_context(fn, f"repository {repo_name!r}"):
+        raise DefinitionError(f"repository {repo_name!r}: the function must take no arguments")
+    if description is None:
+        description = inspect.getdoc(fn)
+    return RepositoryDefinition(repo_name, fn(), description=description)

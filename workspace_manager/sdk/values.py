@@ -1,0 +1,96 @@
+"""Checks that keep definitions plain: valid names, str->str tags, wire-safe values.
+
+Everything a definition hands to the loader must survive msgpack and JSON, so it is
+reduced here to dicts with str keys, lists, str, bytes, bool, int, float and None.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, Mapping, Optional
+
+from .errors import DefinitionError
+
+_NAME = re.compile(r"[A-Za-z0-9_]+")
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+_MAX_DEPTH = 100
+
+
+def check_name(name: object, kind: str) -> str:
+    """Return `name` if it is a valid definition name (Dagster's rule: [A-Za-z0-9_]+)."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise DefinitionError(
+            f"{kind} name {name!r} is invalid: use only letters, digits and underscores"
+        )
+    return name
+
+
+def check_description(description: object, owner: str) -> Optional[str]:
+    if description is not None and not isinstance(description, str):
+        raise DefinitionError(f"{owner}: description must be a str, got {description!r}")
+    return description
+
+
+def check_tags(tags: object, owner: str) -> Dict[str, str]:
+    """Tags are a flat str -> str map, as the protocol promises its readers."""
+    if tags is None:
+        return {}
+    if not isinstance(tags, Mapping):
+        raise DefinitionError(f"{owner}: tags must be a dict of str to str, got {tags!r}")
+    out: Dict[str, str] = {}
+    for key, value in tags.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise DefinitionError(
+                f"{owner}: tag {key!r}: {value!r} is not str -> str (tags must be strings)"
+            )
+        out[key] = value
+    return out
+
+
+def plain_config(config: object, owner: str) -> Dict[str, Any]:
+    """A run_config as a fresh plain dict (None means empty)."""
+    if config is None:
+        return {}
+    if not isinstance(config, Mapping):
+        raise DefinitionError(f"{owner}: run_config must be a dict, got {config!r}")
+    result = plain_value(config, owner, "run_config")
+    assert isinstance(result, dict)
+    return result
+
+
+def plain_value(value: object, owner: str, where: str, _depth: int = 0) -> Any:
+    """A deep copy of `value` made of wire-safe types only, else DefinitionError."""
+    if _depth > _MAX_DEPTH:
+        raise DefinitionError(f"{owner}: {where} is nested too deeply (or contains itself)")
+    if value is None or isinstance(value, (bool, str, float)):
+        return value
+    if isinstance(value, int):
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise DefinitionError(f"{owner}: {where} = {value} does not fit in 64 bits")
+        return int(value)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, Mapping):
+        out: Dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise DefinitionError(f"{owner}: {where} has a non-str key {key!r}")
+            out[key] = plain_value(item, owner, f"{where}[{key!r}]", _depth + 1)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [
+            plain_value(item, owner, f"{where}[{i}]", _depth + 1) for i, item in enumerate(value)
+        ]
+    raise DefinitionError(
+        f"{owner}: {where} = {value!r} is not a plain value "
+        "(dict, list, str, bytes, int, float, bool or None)"
+    )
+
+
+def plain_or_repr(value: object) -> Any:
+    """A job's return value as the protocol sends it: plain if possible, else its repr."""
+    try:
+        return plain_value(value, "result", "result")
+    except DefinitionError:
+        return repr(value)
