@@ -1,0 +1,244 @@
+"""Timing, percentile, memory and process-cleanup helpers shared by both sides of the bench.
+
+Standard library only (psutil when present): this module also runs inside the
+throwaway Dagster virtualenv, which has neither wsm nor psutil.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+try:  # wsm's interpreter has psutil; the Dagster venv may not.
+    import psutil
+except ImportError:  # pragma: no cover - depends on the interpreter
+    psutil = None  # type: ignore[assignment]
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile (pct in 0..100): a value that was really observed."""
+    if not values:
+        raise ValueError("percentile of no values")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100.0 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def time_calls(call: Callable[[], object], count: int, warmup: int = 0) -> Dict[str, float]:
+    """Call `call` `count` times; per-call latency percentiles (us) and calls per second."""
+    for _ in range(warmup):
+        call()
+    clock = time.perf_counter_ns
+    samples: List[int] = [0] * count
+    start = clock()
+    for i in range(count):
+        t0 = clock()
+        call()
+        samples[i] = clock() - t0
+    total_s = (clock() - start) / 1e9
+    us = [s / 1000.0 for s in samples]
+    return {
+        "count": count,
+        "p50_us": percentile(us, 50),
+        "p99_us": percentile(us, 99),
+        "mean_us": statistics.fmean(us),
+        "calls_per_s": count / total_s,
+    }
+
+
+def time_median_ms(call: Callable[[], object], count: int, warmup: int = 1) -> Dict[str, float]:
+    """Median, min and max wall time (ms) of `count` calls to `call` after `warmup`."""
+    for _ in range(warmup):
+        call()
+    samples = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - t0) * 1000.0)
+    return {
+        "count": count,
+        "median_ms": median(samples),
+        "min_ms": min(samples),
+        "max_ms": max(samples),
+    }
+
+
+def _children_pids(pid: int) -> List[int]:
+    if psutil is not None:
+        try:
+            return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+        except psutil.Error:
+            return []
+    found: List[int] = []
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        try:
+            with open(f"/proc/{parent}/task/{parent}/children") as f:
+                kids = [int(p) for p in f.read().split()]
+        except OSError:
+            continue
+        found += kids
+        pending += kids
+    return found
+
+
+def _rss_one(pid: int) -> int:
+    if psutil is not None:
+        try:
+            return int(psutil.Process(pid).memory_info().rss)
+        except psutil.Error:
+            return 0
+    try:
+        with open(f"/proc/{pid}/statm") as f:  # same source psutil reads on Linux
+            return int(f.read().split()[1]) * _PAGE_SIZE
+    except OSError:
+        return 0
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process plus its descendants (a location may fork helpers)."""
+    return _rss_one(pid) + sum(_rss_one(child) for child in _children_pids(pid))
+
+
+def bare_import_argv(python: str, path_entries: Sequence[str], module: str) -> List[str]:
+    """argv of a bare interpreter that imports `module` with `path_entries` first on sys.path.
+
+    It prints one line once the import is done, then blocks on stdin, so the
+    caller can time the import and read the idle RSS before closing stdin.
+    """
+    inserts = "".join(f"sys.path.insert(0, {p!r}); " for p in reversed(list(path_entries)))
+    code = (
+        f"import sys; {inserts}import {module}; "
+        "sys.stdout.write('imported\\n'); sys.stdout.flush(); sys.stdin.read()"
+    )
+    return [python, "-c", code]
+
+
+def spawn(argv: Sequence[str], **kwargs: object) -> subprocess.Popen:
+    """Start a child in its own session, so its whole group can be killed at the end."""
+    return subprocess.Popen(list(argv), start_new_session=True, **kwargs)  # type: ignore[call-overload]
+
+
+def measure_bare_import(
+    argv: Sequence[str], cwd: Optional[str] = None, env: Optional[Dict[str, str]] = None
+) -> Dict[str, float]:
+    """Spawn a bare-import interpreter: seconds until it reported the import, and its RSS then."""
+    t0 = time.perf_counter()
+    proc = spawn(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        elapsed = time.perf_counter() - t0
+        if line.strip() != b"imported":
+            err = proc.stderr.read().decode(errors="replace") if proc.poll() is not None else ""  # type: ignore[union-attr]
+            raise RuntimeError(f"bare import failed: {' '.join(argv)}\n{err}")
+        rss = rss_bytes(proc.pid)
+    finally:
+        stop(proc)
+    return {"seconds": elapsed, "rss_bytes": rss}
+
+
+def stop(proc: subprocess.Popen, grace_s: float = 3.0) -> None:
+    """Stop a child started by `spawn` and everything in its process group; wait for it."""
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:
+                pass
+    if proc.poll() is None:
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+    _signal_group(proc.pid, signal.SIGKILL)  # leftovers in the group, even if the leader exited
+    if proc.poll() is None:
+        proc.wait(grace_s)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class Children:
+    """Every process the bench starts, stopped on exit: normal, exception or Ctrl-C."""
+
+    def __init__(self) -> None:
+        self._procs: List[subprocess.Popen] = []
+
+    def add(self, proc: subprocess.Popen) -> subprocess.Popen:
+        self._procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        while self._procs:
+            stop(self._procs.pop())
+
+    def __enter__(self) -> Children:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()
+
+
+def sigterm_as_keyboard_interrupt() -> None:
+    """Let SIGTERM unwind like Ctrl-C, so `finally` blocks stop children and remove temp dirs."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def summarize_spawn(
+    location: List[Dict[str, float]], bare: List[Dict[str, float]]
+) -> Dict[str, float]:
+    """Medians of spawn-to-first-answer and bare import, time (ms) and RSS (MB), and overheads."""
+    loc_ms = median([r["seconds"] * 1000.0 for r in location])
+    bare_ms = median([r["seconds"] * 1000.0 for r in bare])
+    loc_mb = median([r["rss_bytes"] / 2**20 for r in location])
+    bare_mb = median([r["rss_bytes"] / 2**20 for r in bare])
+    return {
+        "runs": len(location),
+        "spawn_to_first_answer_ms": loc_ms,
+        "bare_import_ms": bare_ms,
+        "startup_overhead_ms": loc_ms - bare_ms,
+        "rss_mb": loc_mb,
+        "bare_rss_mb": bare_mb,
+        "rss_overhead_mb": loc_mb - bare_mb,
+    }
+
+
+def python_version(python: str) -> str:
+    if python == sys.executable:
+        return sys.version.split()[0]
+    out = subprocess.run(
+        [python, "-c", "import sys; print(sys.version.split()[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
