@@ -16,6 +16,8 @@ COMMANDS = {
     "list": "listing",
     "status": "status",
     "down": "down",
+    "reload": "reload",
+    "logs": "logs",
 }
 
 

@@ -19,24 +19,28 @@ DEFAULT_WORKSPACE = "workspace.yaml"
 EXIT_INVALID = 2
 
 
-def add_target_args(parser: argparse.ArgumentParser, code: bool = True) -> None:
+def add_target_args(
+    parser: argparse.ArgumentParser, code: bool = True, short_file: bool = True
+) -> None:
+    """-w, and (shown with ``code``) -f/-a/-m; commands that talk to a running manager accept
+    them quietly so that `wsm status -f repo.py` finds `wsm up -f repo.py`."""
     parser.add_argument(
         "-w", "--workspace", metavar="FILE", help=f"workspace file (default: ./{DEFAULT_WORKSPACE})"
     )
-    if code:
-        parser.add_argument(
-            "-f", "--python-file", metavar="PY", help="load one Python file as the only location"
-        )
-        parser.add_argument(
-            "-a", "--attribute", metavar="ATTR", help="with -f/-m: the repository attribute to load"
-        )
-        parser.add_argument(
-            "-m", "--module-name", metavar="MOD", help="load one module as the only location"
-        )
-    else:
-        parser.add_argument("-f", "--python-file", metavar="PY", help=argparse.SUPPRESS)
-        parser.add_argument("-a", "--attribute", metavar="ATTR", help=argparse.SUPPRESS)
-        parser.add_argument("-m", "--module-name", metavar="MOD", help=argparse.SUPPRESS)
+
+    def shown(text: str) -> str:
+        return text if code else argparse.SUPPRESS
+
+    file_flags = ["-f", "--python-file"] if short_file else ["--python-file"]
+    parser.add_argument(
+        *file_flags, metavar="PY", help=shown("load one Python file as the only location")
+    )
+    parser.add_argument(
+        "-a", "--attribute", metavar="ATTR", help=shown("with -f/-m: the repository to load")
+    )
+    parser.add_argument(
+        "-m", "--module-name", metavar="MOD", help=shown("load one module as the only location")
+    )
 
 
 class UsageError(Exception):
@@ -58,27 +62,31 @@ def identity(args: argparse.Namespace) -> str:
     return f"workspace:{os.path.abspath(args.workspace or DEFAULT_WORKSPACE)}"
 
 
-def load(args: argparse.Namespace) -> Tuple[Workspace, str]:
-    """Load the workspace named by the arguments; raises SystemExit(2) with one line per
-    problem on bad input."""
-    from workspace_manager.workspace.errors import WorkspaceError
+def read_workspace(args: argparse.Namespace) -> Workspace:
+    """The workspace the arguments name; raises UsageError or WorkspaceError."""
     from workspace_manager.workspace.load import adhoc_workspace, load_workspace
 
+    identity(args)  # checks the combination of arguments
+    if args.python_file:
+        return adhoc_workspace(python_file=args.python_file, attribute=args.attribute)
+    if args.module_name:
+        return adhoc_workspace(module_name=args.module_name, attribute=args.attribute)
+    return load_workspace(Path(args.workspace or DEFAULT_WORKSPACE))
+
+
+def load(args: argparse.Namespace) -> Tuple[Workspace, str]:
+    """Load the workspace named by the arguments; on bad input print one line per problem
+    and exit 2."""
+    from workspace_manager.workspace.errors import WorkspaceError
+
     try:
-        ident = identity(args)
-        if args.python_file:
-            ws = adhoc_workspace(python_file=args.python_file, attribute=args.attribute)
-        elif args.module_name:
-            ws = adhoc_workspace(module_name=args.module_name, attribute=args.attribute)
-        else:
-            ws = load_workspace(Path(args.workspace or DEFAULT_WORKSPACE))
+        return read_workspace(args), identity(args)
     except UsageError as exc:
         fail(str(exc))
     except WorkspaceError as exc:
         for problem in exc.problems:
             print(str(problem), file=sys.stderr)
         raise SystemExit(EXIT_INVALID) from None
-    return ws, ident
 
 
 def find_running(args: argparse.Namespace) -> Optional[runtime.ManagerRecord]:

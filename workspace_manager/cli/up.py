@@ -44,7 +44,13 @@ def run(args: argparse.Namespace) -> int:
     workspace, ident = targets.load(args)
     console = Console(show_output=not args.quiet_output)
     console.width(loc.name for loc in workspace.locations)
-    manager = Manager(workspace, ident, events=console.sink(), health=health)
+    manager = Manager(
+        workspace,
+        ident,
+        events=console.sink(),
+        health=health,
+        reread=lambda: targets.read_workspace(args),
+    )
     console.message(
         f"starting {len(workspace.locations)} location"
         f"{'' if len(workspace.locations) == 1 else 's'} from {targets.describe(args)}"

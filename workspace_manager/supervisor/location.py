@@ -31,6 +31,16 @@ MISSED_HEARTBEATS = 3
 MEMORY_STRIKES = 2
 
 
+class _Settled(Exception):
+    """The instance ended in `error`: no restart until the code or config changes."""
+
+
+class _Exited(Exception):
+    def __init__(self, info: ExitInfo) -> None:
+        super().__init__(info.reason)
+        self.info = info
+
+
 class NotReady(Exception):
     """A call was made to a location that is not ready."""
 
@@ -63,6 +73,9 @@ class Location:
         self._task: Optional[asyncio.Task] = None
         self._stopping = False
         self._wake = asyncio.Event()
+        self._reload = asyncio.Event()
+        self._pending_config: Optional[LocationConfig] = None
+        self._grace = 3.0
 
     # -- public ---------------------------------------------------------------------------
 
@@ -73,6 +86,27 @@ class Location:
     def start(self) -> None:
         self._stopping = False
         self._task = asyncio.ensure_future(self._run())
+
+    async def restart(self, config: Optional[LocationConfig] = None) -> None:
+        """Apply a reload: a ready location is replaced without a gap in service; any other
+        starts afresh (an `error` location is retried, a `backoff` one restarts now)."""
+        if self.state is State.READY and self._task is not None and not self._task.done():
+            self._pending_config = config
+            self._reload.set()
+            return
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self.instance is not None:
+            await self.instance.stop(grace=0)
+            self.instance = None
+        if config is not None:
+            self.config = config
+        self.history = RestartHistory()
+        self.start()
 
     async def stop(self, grace: float = 3.0) -> None:
         self._stopping = True
@@ -119,9 +153,9 @@ class Location:
 
     # -- the state machine ----------------------------------------------------------------
 
-    def _set(self, new: State, reason: str = "") -> None:
+    def _set(self, new: State, reason: str = "", force: bool = False) -> None:
         old = self.state if self.transitions else None
-        if old is new and new is not State.BACKOFF:
+        if old is new and not force and new is not State.BACKOFF:
             return
         self.state = new
         t = Transition(time.time(), old, new, reason)
@@ -129,37 +163,49 @@ class Location:
         self.hooks.on_transition(self, t)
 
     async def _run(self) -> None:
-        sup = self.config.supervision
         while not self._stopping:
             self.error = self.traceback = None
             try:
-                plan = await self.hooks.plan(self.config)
-            except LoadFailed as exc:
-                self._fail_load(exc)
+                inst = await self._start_instance()
+            except _Settled:
                 return
-            exit_info = await self._run_instance(plan)
-            if exit_info is None or self._stopping:
+            except _Exited as exc:
+                exit_info = exc.info
+            else:
+                self.instance = inst
+                self._became_ready(inst, "")
+                exit_info = await self._serve(inst)
+                if exit_info is None:
+                    return
+            if self._stopping:
                 return
-            now = self.hooks.clock()
-            action, delay = next_step(self.history, exit_info, sup, now, self.hooks.rng)
-            self.error = exit_info.reason
-            if action == "stop":
-                if exit_info.clean:
-                    self._set(State.STOPPED, exit_info.reason)
-                else:
-                    self._set(State.FAILED, f"{exit_info.reason}; restart is {sup.restart}")
+            if not await self._after_exit(exit_info):
                 return
-            if action == "fail":
-                self._set(
-                    State.FAILED,
-                    f"{exit_info.reason}; restarted {sup.max_restarts} times "
-                    f"within {sup.window_seconds:g}s",
-                )
-                return
-            self._set(State.BACKOFF, f"{exit_info.reason}; restarting in {delay:.2f}s")
-            await self._sleep(delay)
-            self.history.record_restart(self.hooks.clock())
-            self.restarts += 1
+
+    async def _after_exit(self, exit_info: ExitInfo) -> bool:
+        """Apply the restart policy; True when the loop should start the location again."""
+        sup = self.config.supervision
+        now = self.hooks.clock()
+        action, delay = next_step(self.history, exit_info, sup, now, self.hooks.rng)
+        self.error = exit_info.reason
+        if action == "stop":
+            if exit_info.clean:
+                self._set(State.STOPPED, exit_info.reason)
+            else:
+                self._set(State.FAILED, f"{exit_info.reason}; restart is {sup.restart}")
+            return False
+        if action == "fail":
+            self._set(
+                State.FAILED,
+                f"{exit_info.reason}; restarted {sup.max_restarts} times "
+                f"within {sup.window_seconds:g}s",
+            )
+            return False
+        self._set(State.BACKOFF, f"{exit_info.reason}; restarting in {delay:.2f}s")
+        await self._sleep(delay)
+        self.history.record_restart(self.hooks.clock())
+        self.restarts += 1
+        return True
 
     def _fail_load(self, exc: LoadFailed) -> None:
         self.error, self.traceback = exc.message, exc.traceback
@@ -172,37 +218,73 @@ class Location:
         except asyncio.TimeoutError:
             pass
 
-    async def _run_instance(self, plan: LaunchPlan) -> Optional[ExitInfo]:
-        """Start one instance and watch it; None when it ends in `error` (no restart)."""
+    async def _start_instance(self, announce: bool = True) -> Instance:
+        """Plan and start one instance up to ready. Raises _Settled (now in `error`) or
+        _Exited (died while starting; the restart policy decides)."""
         sup = self.config.supervision
+        try:
+            plan = await self.hooks.plan(self.config)
+        except LoadFailed as exc:
+            self._fail_load(exc)
+            raise _Settled() from None
         inst = Instance(plan, lambda stream, line: self.hooks.on_output(self, stream, line))
-        self.instance = inst
-        self._set(State.STARTING, "restart" if self.restarts else "start")
+        if announce:
+            self.instance = inst
+            self._set(State.STARTING, "restart" if self.restarts else "start")
         try:
             await inst.start(sup.startup_timeout_seconds)
         except LoadFailed as exc:
             await inst.stop(grace=0)
             self._fail_load(exc)
-            return None
+            raise _Settled() from None
         except ExitedDuringStartup as exc:
             await inst.stop(grace=0)
             if exc.returncode == EXIT_LOAD_ERROR:
                 self._fail_load(LoadFailed(str(exc)))
-                return None
-            return ExitInfo(exc.returncode, str(exc), clean=exc.returncode == 0)
-        except (OSError, ConnectionError, CallTimeout, Exception) as exc:  # noqa: B014
+                raise _Settled() from None
+            raise _Exited(ExitInfo(exc.returncode, str(exc), clean=exc.returncode == 0)) from None
+        except asyncio.CancelledError:
             await inst.stop(grace=0)
-            return ExitInfo(inst.returncode, f"could not start: {exc}")
+            raise
+        except Exception as exc:  # spawn failed, connection refused, handshake refused...
+            await inst.stop(grace=0)
+            raise _Exited(ExitInfo(inst.returncode, f"could not start: {exc}")) from None
+        return inst
+
+    def _became_ready(self, inst: Instance, prefix: str) -> None:
         self.ready_since = self.hooks.clock()
         self.history.record_ready(self.ready_since)
         repos = (inst.snapshot or {}).get("repositories") or []
-        self._set(
-            State.READY, _describe_snapshot(repos, self.ready_since - inst.spawned.started_at)
-        )
-        return await self._watch(inst)
+        assert inst.spawned is not None
+        took = self.ready_since - inst.spawned.started_at
+        self._set(State.READY, prefix + _describe_snapshot(repos, took), force=bool(prefix))
 
-    async def _watch(self, inst: Instance) -> ExitInfo:
-        """Serve until the process exits, hangs or outgrows its memory limit."""
+    async def _serve(self, inst: Instance) -> Optional[ExitInfo]:
+        """Watch the serving instance; on a reload, start its successor first, then swap."""
+        while True:
+            exit_info = await self._watch(inst)
+            if exit_info is not None:
+                return exit_info
+            # A reload of a ready location: the old instance serves until the new one is ready.
+            self.config = self._pending_config or self.config
+            self._pending_config = None
+            try:
+                new = await self._start_instance(announce=False)
+            except (_Settled, _Exited) as outcome:
+                await inst.stop(self._grace)
+                self.instance = None
+                if isinstance(outcome, _Settled):
+                    return None
+                return outcome.info
+            old, inst = inst, new
+            self.instance = inst
+            self.restarts += 1
+            self._became_ready(inst, "reloaded: ")
+            await old.stop(self._grace)
+
+    async def _watch(self, inst: Instance) -> Optional[ExitInfo]:
+        """Serve until the process exits, hangs or outgrows its memory limit (ExitInfo), or
+        a reload is requested (None)."""
         sup = self.config.supervision
         exit_task = asyncio.ensure_future(inst.wait_exit())
         watchdog = asyncio.ensure_future(self._watchdog(inst))

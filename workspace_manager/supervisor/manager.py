@@ -50,6 +50,7 @@ class Manager:
         events: Optional[EventSink] = None,
         health: Optional[Tuple[str, int]] = None,
         stop_grace: float = 5.0,
+        reread: Optional[Callable[[], Workspace]] = None,
     ) -> None:
         self.workspace = workspace
         self.identity = identity
@@ -58,6 +59,7 @@ class Manager:
         self.health_listen = health
         self.health_address: Optional[Tuple[str, int]] = None
         self.stop_grace = stop_grace
+        self.reread = reread
         self.started_at = time.time()
         self.locations: Dict[str, Location] = {}
         self.dir: Optional[Path] = None
@@ -155,6 +157,19 @@ class Manager:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
+
+    def _on_hangup(self) -> None:
+        self.events.message("received SIGHUP, reloading the workspace")
+        task = asyncio.ensure_future(self.reload([]))
+        task.add_done_callback(self._report_reload)
+
+    def _report_reload(self, task: asyncio.Future) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self.events.message(f"reload refused: {exc}")
 
     def _on_stop_signal(self, sig: int) -> None:
         if self._stop.is_set():
@@ -178,6 +193,45 @@ class Manager:
                 return False
             await asyncio.sleep(0.02)
         return True
+
+    async def reload(self, names: list) -> dict:
+        """Re-read the workspace; start new locations, stop removed ones, restart changed,
+        named or not-serving ones; leave the others untouched."""
+        unknown = [n for n in names if n not in self.locations]
+        if self.reread is None:
+            raise RemoteError("InvalidParams", "this manager cannot re-read its workspace")
+        from workspace_manager.workspace.errors import WorkspaceError
+
+        try:
+            workspace = self.reread()
+        except WorkspaceError as exc:
+            raise RemoteError("InvalidWorkspace", "\n".join(str(p) for p in exc.problems)) from None
+        new = {loc.name: loc for loc in workspace.locations}
+        unknown = [n for n in unknown if n not in new]
+        if unknown:
+            raise RemoteError("NotFound", f"no location named {', '.join(map(repr, unknown))}")
+        self.workspace = workspace
+        result: Dict[str, list] = {"started": [], "stopped": [], "restarted": [], "unchanged": []}
+        for name in [n for n in self.locations if n not in new]:
+            loc = self.locations.pop(name)
+            await loc.stop(self.stop_grace)
+            result["stopped"].append(name)
+        restarts = []
+        for name, config in new.items():
+            loc = self.locations.get(name)
+            if loc is None:
+                self._add_location(config)
+                result["started"].append(name)
+            elif config != loc.config or name in names or loc.state in (State.ERROR, State.FAILED):
+                restarts.append(loc.restart(config))
+                result["restarted"].append(name)
+            else:
+                result["unchanged"].append(name)
+        await asyncio.gather(*restarts)
+        self.events.message(
+            "reload: " + "; ".join(f"{k} {', '.join(v)}" for k, v in result.items() if v)
+        )
+        return result
 
     # -- per location ---------------------------------------------------------------------
 
@@ -264,7 +318,14 @@ class Manager:
             "shutdown": self._h_shutdown,
             "call": self._h_call,
             "snapshot": self._h_snapshot,
+            "reload": self._h_reload,
         }
+
+    async def _h_reload(self, params: dict) -> dict:
+        names = params.get("locations") or []
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError("locations must be a list of names")
+        return await self.reload(names)
 
     async def _h_ping(self, params: dict) -> dict:
         return {"pid": os.getpid()}

@@ -1,0 +1,32 @@
+"""`wsm reload [LOCATION...]`: re-read workspace.yaml in the running manager."""
+
+from __future__ import annotations
+
+import argparse
+
+from workspace_manager.cli import control_client, targets
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "reload",
+        help="re-read workspace.yaml; restart changed or named locations only",
+        description="Re-read the workspace in the running manager: start new locations, stop "
+        "removed ones, restart changed ones and the ones named; the others keep serving. A "
+        "restarted ready location keeps answering until its new process is ready.",
+    )
+    targets.add_target_args(p, code=False)
+    p.add_argument("locations", nargs="*", metavar="LOCATION", help="also restart these")
+
+
+def run(args: argparse.Namespace) -> int:
+    from workspace_manager.protocol.errors import RemoteError
+
+    try:
+        result = control_client.call(args, "reload", {"locations": args.locations}, timeout=600)
+    except RemoteError as exc:
+        targets.fail(f"reload refused: {exc.message}", 2)
+    for key in ("started", "stopped", "restarted", "unchanged"):
+        if result.get(key):
+            print(f"{key:<10} {', '.join(result[key])}")
+    return 0
