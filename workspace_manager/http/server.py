@@ -1,0 +1,279 @@
+"""The health endpoint: an asyncio HTTP/1.1 server on the manager's own event loop.
+
+It answers from `view()`, a cheap snapshot of the manager's state, so no answer
+ever waits on a location. Each connection is its own task with a read timeout and
+bounded buffers; whatever one client does ends at its own connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+from dataclasses import replace
+from typing import Callable, Dict, List, Optional, Set, Tuple
+
+from workspace_manager.http.routes import Handler, default_routes, resolve
+from workspace_manager.http.view import ManagerView
+from workspace_manager.http.wire import (
+    ClientGone,
+    HttpError,
+    Limits,
+    Request,
+    Response,
+    encode_response,
+    read_request,
+    text,
+)
+
+log = logging.getLogger(__name__)
+
+_METHODS = ("GET", "HEAD")
+_BACKLOG = 128
+DEFAULT_LIMITS = Limits()
+_LINGER_SECONDS = 2.0
+_LINGER_BYTES = 1 << 20
+# A name may resolve to addresses this host cannot bind (::1 with IPv6 disabled): skip those.
+_UNBINDABLE = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
+
+
+class HealthServer:
+    """Serve /livez, /healthz, /readyz[/NAME] and /status (plus any route added to `routes`).
+
+    `view` is called on the event loop once per request and must return quickly.
+    `request_timeout` bounds the wait for each request head, idle keep-alive time
+    included; `max_connections` bounds open connections (extra ones get a 503).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        view: Callable[[], ManagerView],
+        *,
+        routes: Optional[Dict[str, Handler]] = None,
+        limits: Limits = DEFAULT_LIMITS,
+        request_timeout: float = 10.0,
+        write_timeout: float = 10.0,
+        max_connections: int = 128,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._view = view
+        self.routes: Dict[str, Handler] = default_routes() if routes is None else routes
+        self._limits = limits
+        self._request_timeout = request_timeout
+        self._write_timeout = write_timeout
+        self._max_connections = max_connections
+        self._servers: List[asyncio.AbstractServer] = []
+        self._tasks: Set[asyncio.Task] = set()
+        self._closing = False
+        self.addresses: List[Tuple[str, int]] = []  # every bound (host, port), once started
+
+    async def start(self) -> Tuple[str, int]:
+        """Bind and listen; return the bound (host, port), the real port when 0 was asked."""
+        if self._servers:
+            raise RuntimeError("HealthServer already started")
+        self._closing = False
+        sockets = await self._bind()
+        try:
+            for sock in sockets:
+                server = await asyncio.start_server(
+                    self._on_connect, sock=sock, limit=self._limits.line_bytes
+                )
+                self._servers.append(server)
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            await self.close()
+            raise
+        self.addresses = [tuple(sock.getsockname()[:2]) for sock in sockets]
+        return self.addresses[0]
+
+    async def close(self) -> None:
+        """Stop listening and drop every open connection."""
+        self._closing = True
+        for server in self._servers:
+            server.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for server in self._servers:
+            try:
+                await asyncio.wait_for(server.wait_closed(), 5.0)
+            except asyncio.TimeoutError:
+                log.warning("health endpoint: a connection did not close in time")
+        self._servers = []
+
+    # -- binding -------------------------------------------------------------------------------
+
+    async def _bind(self) -> List[socket.socket]:
+        if self._host == "":
+            return [_bind_all_interfaces(self._port)]
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(
+            self._host, self._port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        addresses: List[Tuple[int, tuple]] = list(
+            dict.fromkeys((info[0], info[4]) for info in infos)
+        )
+        attempts = 5 if self._port == 0 else 1
+        for attempt in range(attempts):
+            try:
+                return _bind_same_port(addresses, self._port)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    # -- connections ---------------------------------------------------------------------------
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._closing or len(self._tasks) >= self._max_connections:
+            refusal = text(503, "too many connections\n")
+            writer.write(encode_response(refusal, head_only=False, keep_alive=False, http10=False))
+            writer.close()
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        clean = False
+        try:
+            clean = await self._serve(reader, writer)
+        except (OSError, asyncio.TimeoutError):
+            pass  # the peer went away or stopped reading: nothing to tell it
+        except asyncio.CancelledError:
+            # close() cancels us. This task is the connection's top level and asyncio's
+            # streams log a cancelled one as an error, so end it normally instead.
+            pass
+        except Exception:
+            log.exception("health endpoint: unexpected error on a connection")
+        finally:
+            self._tasks.discard(task)
+            if clean and not self._closing:
+                writer.close()  # flushes what is buffered, then closes
+            else:
+                writer.transport.abort()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Answer requests until the client or a rule ends the connection; True if it ended cleanly."""
+        while True:
+            try:
+                request = await asyncio.wait_for(
+                    read_request(reader, self._limits), self._request_timeout
+                )
+            except asyncio.TimeoutError:
+                return False  # idle or too slow: drop it without a word, as Go and nginx do
+            except ClientGone:
+                return False
+            except HttpError as exc:
+                log.debug("health endpoint: %s for %s: %s", exc.status, _peer(writer), exc)
+                refusal = text(exc.status, exc.message + "\n")
+                await self._write(writer, refusal, head_only=False, keep_alive=False, http10=False)
+                await _linger(reader, writer)
+                return True
+            if request is None:
+                return True
+            keep_alive = request.keep_alive and not self._closing
+            response = self._respond(request)
+            await self._write(
+                writer,
+                response,
+                head_only=request.method == "HEAD",
+                keep_alive=keep_alive,
+                http10=request.version == "HTTP/1.0",
+            )
+            if not keep_alive:
+                return True
+
+    def _respond(self, request: Request) -> Response:
+        found = resolve(self.routes, request.path)
+        if found is None:
+            return text(404, "404 page not found\n")
+        if request.method not in _METHODS:
+            return text(405, "method not allowed\n", ("Allow", ", ".join(_METHODS)))
+        handler, subpath = found
+        try:
+            return handler(replace(request, subpath=subpath), self._view())
+        except Exception:
+            log.exception("health endpoint: %s %s failed", request.method, request.path)
+            return text(500, "internal error\n")
+
+    async def _write(self, writer: asyncio.StreamWriter, response: Response, **how: bool) -> None:
+        writer.write(encode_response(response, **how))
+        await asyncio.wait_for(writer.drain(), self._write_timeout)
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Half-close, then drop what the client is still sending for a moment, so that
+    closing with unread input (a TCP reset) does not destroy the error answer in flight."""
+    if writer.can_write_eof():
+        writer.write_eof()
+
+    async def drain_input() -> None:
+        budget = _LINGER_BYTES
+        while budget > 0:
+            chunk = await reader.read(65536)
+            if not chunk:
+                return
+            budget -= len(chunk)
+
+    try:
+        await asyncio.wait_for(drain_input(), _LINGER_SECONDS)
+    except (asyncio.TimeoutError, OSError):
+        pass
+
+
+def _peer(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+
+
+def _listening_socket(family: int, sockaddr: tuple, dual_stack: bool = False) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dual_stack else 1)
+        sock.bind(sockaddr)
+        sock.listen(_BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _bind_all_interfaces(port: int) -> socket.socket:
+    """`:PORT`: one dual-stack IPv6 socket (IPv4 too), or plain IPv4 where IPv6 is off."""
+    if socket.has_ipv6:
+        try:
+            return _listening_socket(socket.AF_INET6, ("::", port), dual_stack=True)
+        except OSError as exc:
+            if exc.errno not in _UNBINDABLE:
+                raise
+    return _listening_socket(socket.AF_INET, ("0.0.0.0", port))
+
+
+def _bind_same_port(addresses: List[Tuple[int, tuple]], port: int) -> List[socket.socket]:
+    """Bind every address on one port: the first one picks it when `port` is 0."""
+    sockets: List[socket.socket] = []
+    last_error: Optional[OSError] = None
+    try:
+        for family, sockaddr in addresses:
+            wanted = port or (sockets[0].getsockname()[1] if sockets else 0)
+            try:
+                sockets.append(_listening_socket(family, (sockaddr[0], wanted, *sockaddr[2:])))
+            except OSError as exc:
+                if exc.errno not in _UNBINDABLE:
+                    raise
+                last_error = exc
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    if not sockets:
+        raise last_error or OSError(errno.EADDRNOTAVAIL, "no address to bind")
+    return sockets
