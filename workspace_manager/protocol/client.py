@@ -1,0 +1,302 @@
+"""A blocking client for one location connection, safe to share between threads.
+
+Calls from several threads are multiplexed on one socket: whichever waiting caller finds no
+reader becomes the reader and hands responses to their callers (leader/follower), so a slow
+call (a sensor) never holds back a ping from another thread, and a single-threaded caller pays
+for no thread hand-off at all. The receive path reuses one buffer with `recv_into`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import ssl
+import threading
+import time
+from typing import Any, Dict, Optional
+
+from ..version import PROTOCOL_VERSION, __version__
+from . import messages
+from .address import parse_address
+from .codec import DecodeError, unpackb
+from .errors import CallTimeout, HandshakeError, ProtocolError, RemoteError
+from .framing import DEFAULT_MAX_FRAME, HEADER, FrameError, check_length, encode_frame
+
+_unpack_header = HEADER.unpack_from
+_INITIAL_BUFFER = 64 * 1024
+
+
+class _Slot:
+    __slots__ = ("done", "error", "result")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.error: Optional[Dict[str, Any]] = None
+        self.result: Any = None
+
+
+class Client:
+    """Connects to `address` ("unix:PATH" or "tcp://HOST:PORT") and performs the hello handshake.
+
+    `server_info` holds the hello result. `call` raises RemoteError (the server's error map),
+    CallTimeout, ProtocolError (a malformed answer; the connection is closed) or ConnectionError.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        secret: str,
+        *,
+        timeout: float = 30.0,
+        ssl_context: Optional[ssl.SSLContext] = None,
+        server_hostname: Optional[str] = None,
+        client_name: str = "wsm",
+        max_frame: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        self.address = address
+        self.timeout = timeout
+        self.max_frame = max_frame
+        self._ids = itertools.count(1)
+        self._pending: Dict[int, _Slot] = {}
+        self._cond = threading.Condition(threading.Lock())
+        self._send_lock = threading.Lock()
+        self._reading = False
+        self._dead: Optional[BaseException] = None
+        self._buf = bytearray(_INITIAL_BUFFER)
+        self._view = memoryview(self._buf)
+        self._start = 0
+        self._end = 0
+        self._sock = self._connect(address, timeout, ssl_context, server_hostname)
+        try:
+            self.server_info: Dict[str, Any] = self._hello(secret, client_name, timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ public
+
+    def call(
+        self, method: str, params: Optional[Dict[str, Any]] = None, timeout: Optional[float] = None
+    ) -> Any:
+        """Send one request and wait for its response."""
+        return self._call(next(self._ids), method, params, timeout)
+
+    def close(self) -> None:
+        self._fail(ConnectionError(f"client for {self.address} is closed"))
+
+    @property
+    def closed(self) -> bool:
+        return self._dead is not None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ connection
+
+    @staticmethod
+    def _connect(
+        address: str,
+        timeout: float,
+        ssl_context: Optional[ssl.SSLContext],
+        server_hostname: Optional[str],
+    ) -> socket.socket:
+        addr = parse_address(address)
+        if addr.is_unix:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(timeout)
+                sock.connect(addr.target)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            host, port = addr.target  # type: ignore[misc]
+            sock = socket.create_connection((host, port), timeout=timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if ssl_context is not None:
+            hostname = server_hostname
+            if hostname is None and not addr.is_unix:
+                hostname = addr.target[0]  # type: ignore[index]
+            try:
+                sock = ssl_context.wrap_socket(sock, server_hostname=hostname)
+            except BaseException:
+                sock.close()
+                raise
+        return sock
+
+    def _hello(self, secret: str, client_name: str, timeout: float) -> Dict[str, Any]:
+        params = {
+            "protocol": PROTOCOL_VERSION,
+            "secret": secret,
+            "client": f"{client_name} {__version__}",
+        }
+        try:
+            info = self._call(0, "hello", params, timeout)
+        except HandshakeError:
+            raise
+        except RemoteError as exc:
+            raise HandshakeError(exc.type, exc.message, exc.traceback) from None
+        if not isinstance(info, dict):
+            raise ProtocolError("hello answer is not a map")
+        return info
+
+    def _fail(self, exc: BaseException) -> None:
+        """Mark the connection dead (once), close the socket, wake every waiting caller."""
+        with self._cond:
+            if self._dead is not None:
+                return
+            self._dead = exc
+            self._cond.notify_all()
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except (OSError, AttributeError):
+            pass
+        try:
+            self._sock.close()
+        except (OSError, AttributeError):
+            pass
+
+    def _raise_dead(self) -> None:
+        dead = self._dead
+        if isinstance(dead, ConnectionError):
+            raise ConnectionError(str(dead))
+        raise ConnectionError(f"connection to {self.address} failed: {dead}")
+
+    # ------------------------------------------------------------------ calls
+
+    def _call(
+        self, id_: int, method: str, params: Optional[Dict[str, Any]], timeout: Optional[float]
+    ) -> Any:
+        frame = encode_frame([0, id_, method, {} if params is None else params])
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        slot = _Slot()
+        cond = self._cond
+        with cond:
+            if self._dead is not None:
+                self._raise_dead()
+            self._pending[id_] = slot
+        try:
+            try:
+                with self._send_lock:
+                    self._sock.sendall(frame)
+            except OSError as exc:
+                self._fail(exc)
+                self._raise_dead()
+            self._wait(slot, deadline)
+        finally:
+            if not slot.done:
+                with cond:
+                    self._pending.pop(id_, None)
+        if slot.error is not None:
+            raise RemoteError.from_map(slot.error)
+        return slot.result
+
+    def _wait(self, slot: _Slot, deadline: float) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while True:
+                    if slot.done:
+                        return
+                    if self._dead is not None:
+                        self._raise_dead()
+                    if not self._reading:
+                        self._reading = True
+                        break
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise CallTimeout(f"no answer from {self.address} in time")
+                    cond.wait(remaining)
+            try:
+                self._read_until(slot, deadline)
+            finally:
+                with cond:
+                    self._reading = False
+                    cond.notify_all()
+
+    def _read_until(self, slot: _Slot, deadline: float) -> None:
+        """As the reader: dispatch responses until our own arrives (or the deadline passes)."""
+        while not slot.done:
+            try:
+                obj = self._read_frame(deadline)
+            except CallTimeout:
+                raise
+            except FrameError as exc:
+                self._fail(ProtocolError(str(exc)))
+                raise ProtocolError(str(exc)) from None
+            except OSError as exc:
+                self._fail(exc)
+                self._raise_dead()
+            try:
+                msg = messages.parse(obj)
+            except ProtocolError as exc:
+                self._fail(exc)
+                raise
+            if type(msg) is messages.Response:
+                with self._cond:
+                    waiting = self._pending.pop(msg.id, None)
+                    if waiting is not None:
+                        waiting.error = msg.error
+                        waiting.result = msg.result
+                        waiting.done = True
+                        if waiting is not slot:
+                            self._cond.notify_all()
+            elif type(msg) is messages.Request:
+                exc = ProtocolError("the server sent a request")
+                self._fail(exc)
+                raise exc
+            # notifications from the server carry nothing a client must act on
+
+    def _read_frame(self, deadline: float) -> Any:
+        while True:
+            start, end = self._start, self._end
+            avail = end - start
+            if avail >= 4:
+                length = _unpack_header(self._buf, start)[0]
+                check_length(length, self.max_frame)
+                if avail >= 4 + length:
+                    body = bytes(self._view[start + 4 : start + 4 + length])
+                    start += 4 + length
+                    if start == end:
+                        self._start = self._end = 0
+                        if len(self._buf) > 16 * _INITIAL_BUFFER:  # after a huge frame
+                            self._view.release()
+                            self._buf = bytearray(_INITIAL_BUFFER)
+                            self._view = memoryview(self._buf)
+                    else:
+                        self._start = start
+                    try:
+                        return unpackb(body)
+                    except DecodeError as exc:
+                        raise FrameError(f"undecodable frame: {exc}") from None
+                self._make_room(4 + length)
+            else:
+                self._make_room(4)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise CallTimeout(f"no answer from {self.address} in time")
+            self._sock.settimeout(remaining)
+            try:
+                n = self._sock.recv_into(self._view[self._end :])
+            except socket.timeout:
+                raise CallTimeout(f"no answer from {self.address} in time") from None
+            if not n:
+                if self._end > self._start:
+                    raise FrameError("connection closed in the middle of a frame")
+                raise ConnectionError(f"connection to {self.address} closed by the server")
+            self._end += n
+
+    def _make_room(self, frame_size: int) -> None:
+        """Ensure the buffer can hold `frame_size` bytes from `_start` (compact or grow)."""
+        if self._start + frame_size <= len(self._buf):
+            return
+        data = self._buf[self._start : self._end]
+        if frame_size > len(self._buf):
+            self._view.release()
+            self._buf = bytearray(max(frame_size, 2 * len(self._buf)))
+            self._view = memoryview(self._buf)
+        self._buf[: len(data)] = data
+        self._start, self._end = 0, len(data)

@@ -1,0 +1,89 @@
+"""One msgpack API for both sides: the C `msgpack` when the interpreter has it, else `purepack`.
+
+The loader runs in interpreters we do not control; most have no msgpack. Both backends encode
+to identical bytes (tests check it), so a manager on C msgpack and a loader on the pure codec
+understand each other. `WSM_PURE_MSGPACK=1` forces the pure backend (for tests).
+Decoding is strict on both: any malformed input raises `DecodeError`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from . import purepack
+
+__all__ = ["BACKEND", "DecodeError", "packb", "unpackb"]
+
+
+class DecodeError(ValueError):
+    """The bytes are not exactly one valid msgpack object of the kinds the protocol uses."""
+
+
+def _load_c_msgpack() -> Any:
+    if os.environ.get("WSM_PURE_MSGPACK", "") not in ("", "0"):
+        return None
+    try:
+        import msgpack
+    except ImportError:
+        return None
+    if getattr(msgpack, "version", (0,)) < (1, 0):
+        return None
+    return msgpack
+
+
+_msgpack = _load_c_msgpack()
+
+# Byte sequences that can start a msgpack timestamp (extension type -1): C msgpack decodes
+# those to Timestamp without calling ext_hook, so payloads containing them go to purepack,
+# which rejects every extension type. A false positive (the bytes inside a str) only costs speed.
+_TIMESTAMP_HEADS = (
+    b"\xd6\xff",
+    b"\xd7\xff",
+    b"\xc7\x0c\xff",
+    b"\xc8\x00\x0c\xff",
+    b"\xc9\x00\x00\x00\x0c\xff",
+)
+
+
+def _reject_ext(code: int, data: bytes) -> Any:
+    raise DecodeError(f"extension type {code} is not supported")
+
+
+def _pure_unpackb(data: Any) -> Any:
+    try:
+        return purepack.unpackb(data)
+    except purepack.PurepackError as exc:
+        raise DecodeError(str(exc)) from None
+
+
+if _msgpack is not None:
+    BACKEND = "msgpack"
+    _c_packb = _msgpack.packb
+    _c_unpackb = _msgpack.unpackb
+
+    def packb(obj: Any) -> bytes:
+        """Encode `obj` (TypeError for unsupported types, OverflowError for huge ints)."""
+        return _c_packb(obj, use_bin_type=True)
+
+    def unpackb(data: Any) -> Any:
+        """Decode exactly one object; DecodeError on anything malformed."""
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = bytes(data)
+        if b"\xff" in data:
+            for head in _TIMESTAMP_HEADS:
+                if head in data:
+                    return _pure_unpackb(data)
+        try:
+            return _c_unpackb(
+                data, raw=False, strict_map_key=False, use_list=True, ext_hook=_reject_ext
+            )
+        except DecodeError:
+            raise
+        except Exception as exc:  # FormatError, ExtraData, StackError, TypeError, UnicodeError...
+            raise DecodeError(str(exc) or type(exc).__name__) from None
+
+else:
+    BACKEND = "pure"
+    packb = purepack.packb
+    unpackb = _pure_unpackb
