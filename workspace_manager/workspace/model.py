@@ -70,8 +70,10 @@ class LocationConfig:
     executable_path: Optional[Path] = None
     environment: Optional[EnvironmentSpec] = None
     env_vars: Tuple[Tuple[str, str], ...] = ()
-    line: int = 0  # 1-based position of the entry in workspace.yaml (0: not from a file)
-    column: int = 0
+    # 1-based position of the entry in workspace.yaml (0: not from a file). Not compared:
+    # moving an entry (e.g. inserting one above it) does not change the location.
+    line: int = field(default=0, compare=False)
+    column: int = field(default=0, compare=False)
 
     @property
     def is_remote(self) -> bool:

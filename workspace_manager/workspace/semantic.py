@@ -1,0 +1,413 @@
+"""Checks the schema cannot express, done while building the typed Workspace.
+
+Files and folders must exist and stay inside the workspace folder (no `..`, no symlink
+out), location names (given or derived) must be unique, an interpreter must be runnable.
+Building and checking are one pass because resolving a path *is* checking it.
+Only entries that passed the schema reach this module, so shapes are trusted here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from .errors import Problem
+from .model import (
+    CodeTarget,
+    EnvironmentSpec,
+    LocationConfig,
+    RemoteTarget,
+    Supervision,
+)
+from .schema import quote
+from .yaml_positions import Document, YamlPath
+
+LOCAL_KINDS = {
+    "python_file": "relative_path",
+    "python_module": "module_name",
+    "python_package": "package_name",
+}
+
+
+def derived_location_name(kind: str, value: str) -> str:
+    """Dagster's default name: the file's stem, or the module / package name."""
+    if kind == "python_file":
+        return Path(value).stem
+    return value
+
+
+def supervision_from(block: Dict[str, Any], base: Supervision) -> Supervision:
+    """`base` with the keys of a (schema-valid) supervision block laid over it."""
+    values: Dict[str, Any] = {}
+    for key, value in block.items():
+        if key == "restart":
+            values[key] = value
+        elif key == "max_restarts":
+            values[key] = int(value)
+        elif key == "memory_limit_mb":
+            values[key] = None if value is None else float(value)
+        else:
+            values[key] = float(value)
+    return replace(base, **values)
+
+
+def _within(child: str, parent: str) -> bool:
+    return os.path.commonpath([child, parent]) == parent
+
+
+class _Fields:
+    """The keys of one entry, long or short form, with where each one sits in the YAML."""
+
+    def __init__(self, kind: str, body: Any, kind_path: YamlPath) -> None:
+        self.short = isinstance(body, str)
+        self.kind = kind
+        self.kind_path = kind_path
+        if self.short:
+            self.values: Dict[str, Any] = {LOCAL_KINDS[kind]: body}
+        else:
+            self.values = dict(body)
+
+    def path(self, key: str) -> YamlPath:
+        return self.kind_path if self.short else self.kind_path + (key,)
+
+    def label(self, key: str) -> str:
+        """What a message calls the key: the kind itself for `- python_file: repo.py`."""
+        return self.kind if self.short else key
+
+
+class Builder:
+    """Turns a schema-valid document into LocationConfigs, collecting every problem."""
+
+    def __init__(self, doc: Document, base: Path) -> None:
+        self.doc = doc
+        self.base = os.path.abspath(base)  # the workspace file's folder, symlinks kept
+        self.real_base = os.path.realpath(self.base)
+        self.problems: List[Problem] = []
+        self._names: Dict[str, int] = {}  # location name -> line of the entry using it
+
+    def problem(self, path: YamlPath, message: str, at_key: bool = False) -> None:
+        self.problems.append(self.doc.problem(path, message, at_key))
+
+    # The whole document.
+
+    def build(self, broken: List[YamlPath]) -> Tuple[Supervision, List[LocationConfig]]:
+        """Workspace-wide supervision and the locations; `broken` are paths the schema
+        rejected, whose entries are skipped here (their problems are already reported)."""
+
+        def is_broken(prefix: YamlPath) -> bool:
+            return any(path[: len(prefix)] == prefix for path in broken)
+
+        data = self.doc.data
+        supervision = Supervision()
+        block = data.get("supervision")
+        if isinstance(block, dict) and not is_broken(("supervision",)):
+            supervision = supervision_from(block, supervision)
+            self._check_backoff(supervision, block, ("supervision",))
+        locations: List[LocationConfig] = []
+        entries = data.get("load_from")
+        if not isinstance(entries, list):
+            return supervision, locations
+        for index, entry in enumerate(entries):
+            entry_path: YamlPath = ("load_from", index)
+            if is_broken(entry_path) or not isinstance(entry, dict) or len(entry) != 1:
+                continue
+            ((kind, body),) = entry.items()
+            fields = _Fields(kind, body, entry_path + (kind,))
+            if kind == "grpc_server":
+                location = self._remote(fields, supervision)
+            else:
+                location = self._local(fields, supervision)
+            if location is not None:
+                locations.append(location)
+        return supervision, locations
+
+    # One entry.
+
+    def _local(self, fields: _Fields, workspace_wide: Supervision) -> Optional[LocationConfig]:
+        kind = fields.kind
+        main_key = LOCAL_KINDS[kind]
+        main = self._source(fields, main_key)
+        count = len(self.problems)
+        python_file: Optional[Path] = None
+        module_name: Optional[str] = None
+        working_directory: Optional[Path] = Path(self.real_base)
+        if kind == "python_file" and main is not None:
+            python_file = self._path(fields, main_key, main, want="file")
+            working_directory = python_file.parent if python_file else None
+        else:
+            module_name = main
+        raw_wd = self._source(fields, "working_directory")
+        if raw_wd is not None:
+            working_directory = self._path(fields, "working_directory", raw_wd, want="folder")
+
+        executable = None
+        raw_exe = self._source(fields, "executable_path")
+        if raw_exe is not None:
+            executable = self._executable(
+                fields.path("executable_path"), "executable_path", raw_exe
+            )
+        environment = None
+        if "environment" in fields.values:
+            environment = self._environment(
+                fields.values["environment"], fields.path("environment")
+            )
+            if raw_exe is not None:
+                self.problem(
+                    fields.path("environment"),
+                    "executable_path and environment cannot be used together: executable_path "
+                    "runs an existing interpreter as is, environment builds a new virtualenv",
+                    at_key=True,
+                )
+        supervision = workspace_wide
+        block = fields.values.get("supervision")
+        if block is not None:
+            supervision = supervision_from(block, workspace_wide)
+            self._check_backoff(supervision, block, fields.path("supervision"))
+        name = self._name(fields, main_key, main, derived_location_name)
+        attribute = self._source(fields, "attribute")
+        if name is None or main is None or working_directory is None or len(self.problems) > count:
+            return None
+        line, column = self.doc.position(fields.kind_path, at_key=True)
+        return LocationConfig(
+            name=name,
+            target=CodeTarget(
+                kind=kind,
+                working_directory=working_directory,
+                python_file=python_file,
+                module_name=module_name,
+                attribute=attribute,
+            ),
+            supervision=supervision,
+            executable_path=executable,
+            environment=environment,
+            env_vars=tuple(fields.values.get("env_vars", {}).items()),
+            line=line,
+            column=column,
+        )
+
+    def _remote(self, fields: _Fields, supervision: Supervision) -> Optional[LocationConfig]:
+        count = len(self.problems)
+        host = self._source(fields, "host") or "localhost"
+        port = self._port(fields)
+        socket = self._source(fields, "socket")
+        if socket is not None:
+            socket = os.path.normpath(os.path.join(self.base, socket))
+        values = fields.values
+        if "port" not in values and "socket" not in values:
+            self.problem(fields.kind_path, "grpc_server needs a port or a socket", at_key=True)
+        if "port" in values and "socket" in values:
+            self.problem(
+                fields.path("socket"), "grpc_server takes a port or a socket, not both", True
+            )
+        if "token_env" in values and "token_file" in values:
+            self.problem(fields.path("token_file"), "give token_env or token_file, not both", True)
+        token_file = ca_file = None
+        if "token_file" in values:
+            token_file = self._path(fields, "token_file", values["token_file"], "file", False)
+        if "ca_file" in values:
+            ca_file = self._path(fields, "ca_file", values["ca_file"], "file", False)
+            if not values.get("ssl", False):
+                self.problem(fields.path("ca_file"), "ca_file is only used with ssl: true", True)
+
+        def derive(_kind: str, _value: Any) -> str:
+            return f"grpc:{host}:{port}" if port is not None else f"grpc:{Path(socket or '').name}"
+
+        name = self._name(fields, None, None, derive)
+        if name is None or len(self.problems) > count:
+            return None
+        line, column = self.doc.position(fields.kind_path, at_key=True)
+        return LocationConfig(
+            name=name,
+            target=RemoteTarget(
+                host=host,
+                port=port,
+                socket=socket,
+                token_env=values.get("token_env"),
+                token_file=token_file,
+                ssl=bool(values.get("ssl", False)),
+                ca_file=ca_file,
+            ),
+            supervision=supervision,
+            line=line,
+            column=column,
+        )
+
+    # Single values.
+
+    def _source(self, fields: _Fields, key: str) -> Optional[str]:
+        """A string key's value; Dagster's `{env: VAR}` form reads the variable now."""
+        value = fields.values.get(key)
+        if isinstance(value, dict):
+            variable = value["env"]
+            if variable not in os.environ:
+                self.problem(
+                    fields.path(key),
+                    f"{fields.label(key)} reads the environment variable {variable}, "
+                    "which is not set",
+                )
+                return None
+            return os.environ[variable]
+        return value
+
+    def _port(self, fields: _Fields) -> Optional[int]:
+        value = fields.values.get("port")
+        if not isinstance(value, dict):
+            return value
+        text = self._source(fields, "port")
+        if text is None:
+            return None
+        if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
+            self.problem(
+                fields.path("port"),
+                f"port: the environment variable {value['env']} holds {quote(text)}, "
+                "not a port number (1-65535)",
+            )
+            return None
+        return int(text)
+
+    def _name(
+        self, fields: _Fields, main_key: Optional[str], main: Any, derive: Any
+    ) -> Optional[str]:
+        explicit = "location_name" in fields.values
+        name = self._source(fields, "location_name")
+        if explicit and name is None:
+            return None
+        if not explicit:
+            if main_key is not None and main is None:
+                return None
+            name = derive(fields.kind, main)
+        assert name is not None
+        line = self.doc.position(fields.kind_path, at_key=True)[0]
+        first = self._names.get(name)
+        if first is None:
+            self._names[name] = line
+            return name
+        if explicit:
+            self.problem(
+                fields.path("location_name"),
+                f"location name {quote(name)} is already used by the entry on line {first}",
+            )
+        elif main_key is not None:
+            self.problem(
+                fields.path(main_key),
+                f"location name {quote(name)} (derived from {fields.label(main_key)} "
+                f"{quote(main)}) is already used by the entry on line {first}; "
+                "set location_name to tell them apart",
+            )
+        else:
+            self.problem(
+                fields.kind_path,
+                f"location name {quote(name)} (derived from host and port) is already used "
+                f"by the entry on line {first}; set location_name to tell them apart",
+                at_key=True,
+            )
+        return None
+
+    def _path(
+        self, fields: _Fields, key: str, raw: str, want: str, contained: bool = True
+    ) -> Optional[Path]:
+        return self.resolve(fields.path(key), fields.label(key), raw, want, contained)
+
+    def resolve(
+        self, path: YamlPath, label: str, raw: str, want: str, contained: bool = True
+    ) -> Optional[Path]:
+        """`raw` made absolute against the workspace folder, symlinks resolved.
+
+        With `contained`, a relative path must stay inside the workspace folder, both as
+        written (`..`) and after following symlinks. An absolute path is taken as written:
+        the user named that place on purpose, as Dagster allows.
+        """
+        if os.path.isabs(raw):
+            candidate = os.path.normpath(raw)
+            contained = False
+        else:
+            candidate = os.path.normpath(os.path.join(self.base, raw))
+        if contained and not _within(candidate, self.base):
+            self.problem(
+                path, f"{label} {quote(raw)} goes outside the workspace folder (through '..')"
+            )
+            return None
+        real = os.path.realpath(candidate)
+        if contained and not _within(real, self.real_base):
+            link = self._escaping_link(raw)
+            through = f"the symlink {quote(link[0])} -> {link[1]}" if link else "a symlink"
+            self.problem(
+                path, f"{label} {quote(raw)} goes outside the workspace folder through {through}"
+            )
+            return None
+        if not os.path.exists(real):
+            where = "" if os.path.isabs(raw) else f" (looked for {candidate})"
+            self.problem(path, f"{label}: no such {want} {quote(raw)}{where}")
+            return None
+        if want == "file" and not os.path.isfile(real):
+            self.problem(path, f"{label} {quote(raw)} is not a file")
+            return None
+        if want == "folder" and not os.path.isdir(real):
+            self.problem(path, f"{label} {quote(raw)} is not a folder")
+            return None
+        return Path(real)
+
+    def _escaping_link(self, raw: str) -> Optional[Tuple[str, str]]:
+        """The first symlink on the way to `raw` that points out of the workspace."""
+        current = self.base
+        for part in Path(raw).parts:
+            current = os.path.join(current, part)
+            if os.path.islink(current) and not _within(os.path.realpath(current), self.real_base):
+                return os.path.relpath(current, self.base), os.readlink(current)
+        return None
+
+    def _executable(self, path: YamlPath, label: str, raw: str) -> Optional[Path]:
+        """An interpreter as given: a path (relative to the workspace folder) or a command
+        on PATH. Symlinks are kept: a virtualenv's bin/python must not be resolved."""
+        if os.sep not in raw:
+            found = shutil.which(raw)
+            if found is None:
+                self.problem(path, f"{label}: no command {quote(raw)} on PATH")
+                return None
+            return Path(os.path.abspath(found))
+        candidate = os.path.normpath(os.path.join(self.base, raw))
+        if not os.path.exists(candidate):
+            where = "" if os.path.isabs(raw) else f" (looked for {candidate})"
+            self.problem(path, f"{label}: no such file {quote(raw)}{where}")
+            return None
+        if os.path.isdir(candidate) or not os.access(candidate, os.X_OK):
+            self.problem(path, f"{label} {quote(raw)} is not an executable file")
+            return None
+        return Path(candidate)
+
+    def _environment(self, block: Dict[str, Any], path: YamlPath) -> EnvironmentSpec:
+        python = block.get("python")
+        if python is not None and os.sep in python:
+            exe = self._executable(path + ("python",), "python", python)
+            python = str(exe) if exe is not None else python
+        requirements_file = None
+        if "requirements_file" in block:
+            requirements_file = self.resolve(
+                path + ("requirements_file",),
+                "requirements_file",
+                block["requirements_file"],
+                "file",
+            )
+        return EnvironmentSpec(
+            python=python,
+            requirements=tuple(block.get("requirements", ())),
+            requirements_file=requirements_file,
+            pip_args=tuple(block.get("pip_args", ())),
+            installer=block.get("installer", "pip"),
+        )
+
+    def _check_backoff(self, merged: Supervision, block: Dict[str, Any], path: YamlPath) -> None:
+        """backoff_max below backoff_initial is a contradiction; blame the block that set one."""
+        if merged.backoff_max_seconds >= merged.backoff_initial_seconds:
+            return
+        key = "backoff_max_seconds" if "backoff_max_seconds" in block else "backoff_initial_seconds"
+        if key not in block:
+            return  # inherited from the workspace-wide block, reported there
+        self.problem(
+            path + (key,),
+            f"backoff_max_seconds ({merged.backoff_max_seconds:g}) is less than "
+            f"backoff_initial_seconds ({merged.backoff_initial_seconds:g})",
+        )
