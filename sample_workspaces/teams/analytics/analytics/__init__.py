@@ -1,0 +1,1 @@
+"""Analytics team's code. `analytics.definitions` holds two repositories."""
