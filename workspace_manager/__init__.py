@@ -19,6 +19,7 @@ from .sdk import (
     SkipReason,
     job,
     repository,
+    schedule,
     sensor,
 )
 from .version import __version__
@@ -34,5 +35,6 @@ __all__ = [
     "__version__",
     "job",
     "repository",
+    "schedule",
     "sensor",
 ]
