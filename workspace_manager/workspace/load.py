@@ -48,7 +48,7 @@ def load_workspace(path: PathLike) -> Workspace:
     doc, problems = load_yaml(text, shown)
     if doc is None:
         raise WorkspaceError(problems)
-    if doc.data is None and not doc.nodes:
+    if doc.empty:
         message = "the file is empty; it needs a load_from list of locations"
         raise WorkspaceError([Problem(shown, 1, 1, message)])
     issues = schema_issues(doc)

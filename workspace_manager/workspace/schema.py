@@ -262,7 +262,10 @@ class _Explainer:
         return self._single(error, path, message)
 
     def _minLength(self, error: ValidationError, path: YamlPath) -> List[Issue]:
-        return self._single(error, path, f"{name_of(path)} must not be empty")
+        if error.validator_value == 1:
+            return self._single(error, path, f"{name_of(path)} must not be empty")
+        message = f"{name_of(path)} must be at least {error.validator_value} characters long"
+        return self._single(error, path, message)
 
     def _minItems(self, error: ValidationError, path: YamlPath) -> List[Issue]:
         return self._single(error, path, f"{name_of(path)} must not be empty")

@@ -19,6 +19,8 @@ YamlPath = Tuple[PathItem, ...]
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _NULL_TAG = "tag:yaml.org,2002:null"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+_MAP_TAG = "tag:yaml.org,2002:map"
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,12 @@ class Document:
     path: str
     data: Any
     nodes: Dict[YamlPath, NodeInfo] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        """Nothing but comments, blank lines or a bare `---`."""
+        root = self.nodes.get(())
+        return self.data is None and (root is None or root.empty)
 
     def info(self, path: YamlPath) -> Optional[NodeInfo]:
         """The node at `path`, or at its nearest recorded ancestor."""
@@ -114,6 +122,11 @@ class _Converter:
             )
             return self.loader.construct_object(node, deep=True)
         self.doc.nodes[path] = NodeInfo(start.line + 1, start.column + 1, key_line, key_col)
+        if node.tag not in (_SEQ_TAG, _MAP_TAG):
+            # As safe_load would: never construct `!!python/...` and other custom tags.
+            raise yaml.constructor.ConstructorError(
+                None, None, f"could not determine a constructor for the tag {node.tag!r}", start
+            )
         if id(node) in self._active:
             self.problems.append(
                 _mark_problem(self.doc.path, start, "a YAML alias refers to itself")
@@ -152,17 +165,18 @@ class _Converter:
         self.loader.flatten_mapping(node)
         result: Dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = self._key(key_node)
+            key = self._key(key_node, report=False)
             if key is None:
                 continue
             result[key] = self.convert(value_node, path + (key,), key_node)
         return result
 
-    def _key(self, key_node: yaml.Node) -> Optional[str]:
+    def _key(self, key_node: yaml.Node, report: bool = True) -> Optional[str]:
         if not isinstance(key_node, yaml.ScalarNode):
-            self.problems.append(
-                _mark_problem(self.doc.path, key_node.start_mark, "a key must be a plain word")
-            )
+            if report:
+                self.problems.append(
+                    _mark_problem(self.doc.path, key_node.start_mark, "a key must be a plain word")
+                )
             return None
         # A key YAML reads as a number or boolean (`1:`, `on:`) is kept as written.
         value = self.loader.construct_object(key_node, deep=True)
@@ -185,7 +199,7 @@ def load_yaml(text: str, path: str) -> Tuple[Optional[Document], List[Problem]]:
                 return doc, []
             converter = _Converter(doc, loader)
             doc.data = converter.convert(root, ())
-            return doc, converter.problems
+            return doc, sorted(converter.problems, key=Problem.sort_key)
         finally:
             loader.dispose()
     except yaml.YAMLError as error:

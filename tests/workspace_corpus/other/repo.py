@@ -1,0 +1,1 @@
+"""A repository file that corpus workspaces point at; it is never imported."""

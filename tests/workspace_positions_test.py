@@ -1,0 +1,147 @@
+"""YAML with positions: every value's line and column, and its key's, 1-based."""
+
+from __future__ import annotations
+
+from typing import List
+
+from workspace_manager.workspace.yaml_positions import Document, load_yaml
+
+TEXT = """\
+load_from:
+  - python_file:
+      relative_path: repo.py
+      env_vars: {TEAM: b, N: "1"}
+  - python_module: pkg.mod
+  - grpc_server:
+      port: 4266
+supervision:
+  restart: never
+  memory_limit_mb:
+"""
+
+
+def parse(text: str) -> Document:
+    doc, problems = load_yaml(text, "w.yaml")
+    assert doc is not None and problems == []
+    return doc
+
+
+def problems_of(text: str) -> List[str]:
+    return [str(p) for p in load_yaml(text, "w.yaml")[1]]
+
+
+def test_data_is_plain_python() -> None:
+    assert parse(TEXT).data == {
+        "load_from": [
+            {"python_file": {"relative_path": "repo.py", "env_vars": {"TEAM": "b", "N": "1"}}},
+            {"python_module": "pkg.mod"},
+            {"grpc_server": {"port": 4266}},
+        ],
+        "supervision": {"restart": "never", "memory_limit_mb": None},
+    }
+
+
+def test_value_and_key_positions() -> None:
+    doc = parse(TEXT)
+    assert doc.position(()) == (1, 1)
+    assert doc.position(("load_from",)) == (2, 3)  # the list starts at its first '-'
+    assert doc.position(("load_from",), at_key=True) == (1, 1)
+    assert doc.position(("load_from", 0)) == (2, 5)  # an entry: its first key
+    assert doc.position(("load_from", 0, "python_file", "relative_path")) == (3, 22)
+    assert doc.position(("load_from", 0, "python_file", "relative_path"), at_key=True) == (3, 7)
+    assert doc.position(("load_from", 1, "python_module")) == (5, 20)  # short form value
+    assert doc.position(("load_from", 2, "grpc_server", "port")) == (7, 13)
+    assert doc.position(("supervision", "restart"), at_key=True) == (9, 3)
+
+
+def test_flow_style_positions() -> None:
+    doc = parse(TEXT)
+    env_vars = ("load_from", 0, "python_file", "env_vars")
+    assert doc.position(env_vars) == (4, 17)
+    assert doc.position(env_vars + ("TEAM",), at_key=True) == (4, 18)
+    assert doc.position(env_vars + ("TEAM",)) == (4, 24)
+    assert doc.position(env_vars + ("N",)) == (4, 30)
+
+
+def test_empty_value_points_at_its_key() -> None:
+    doc = parse(TEXT)
+    info = doc.nodes[("supervision", "memory_limit_mb")]
+    assert info.empty
+    assert doc.position(("supervision", "memory_limit_mb")) == (10, 3)
+    explicit = parse("a: null\nb: ~\n")
+    assert not explicit.nodes[("a",)].empty
+    assert explicit.position(("b",)) == (2, 4)
+
+
+def test_scalar_text_is_kept() -> None:
+    doc = parse('python: 3.10\nquoted: "3.10"\nflag: yes\n')
+    assert doc.data == {"python": 3.1, "quoted": "3.10", "flag": True}
+    assert doc.nodes[("python",)].text == "3.10"
+    assert not doc.nodes[("python",)].quoted
+    assert doc.nodes[("quoted",)].quoted
+    assert doc.nodes[("flag",)].text == "yes"
+
+
+def test_unknown_path_falls_back_to_the_nearest_ancestor() -> None:
+    doc = parse(TEXT)
+    assert doc.position(("load_from", 2, "grpc_server", "no_such_key")) == (7, 7)
+    assert doc.problem(("supervision", "restart"), "bad").line == 9
+
+
+def test_duplicate_keys_are_reported_and_the_last_wins() -> None:
+    text = "a: 1\nb:\n  c: 1\n  c: 2\na: 3\n"
+    doc, problems = load_yaml(text, "w.yaml")
+    assert doc is not None and doc.data == {"a": 3, "b": {"c": 2}}
+    assert [str(p) for p in problems] == [
+        "w.yaml:4:3: duplicate key 'c' (first given on line 3)",
+        "w.yaml:5:1: duplicate key 'a' (first given on line 1)",
+    ]
+
+
+def test_merge_keys_are_not_duplicates() -> None:
+    doc = parse(
+        "base: &base {restart: never, max_restarts: 1}\nmine:\n  <<: *base\n  restart: always\n"
+    )
+    assert doc.data["mine"] == {"restart": "always", "max_restarts": 1}
+    # A merged key sits where it was written: under the anchor.
+    assert doc.position(("mine", "max_restarts")) == (1, 44)
+    assert doc.position(("mine", "restart")) == (4, 12)
+
+
+def test_aliases_and_recursive_aliases() -> None:
+    doc = parse("a: &x [1, 2]\nb: *x\n")
+    assert doc.data == {"a": [1, 2], "b": [1, 2]}
+    assert doc.position(("b", 1)) == (1, 11)
+    assert problems_of("a: &x [1, *x]\n") == ["w.yaml:1:4: a YAML alias refers to itself"]
+
+
+def test_non_string_keys_are_kept_as_written() -> None:
+    doc = parse("1: a\ntrue: b\n")
+    assert list(doc.data) == ["1", "true"]
+    assert problems_of("? [x]\n: c\n") == ["w.yaml:1:3: a key must be a plain word"]
+
+
+def test_syntax_errors_have_positions() -> None:
+    doc, problems = load_yaml("a: [1, 2\n", "w.yaml")
+    assert doc is None
+    assert [str(p) for p in problems] == [
+        "w.yaml:2:1: invalid YAML: expected ',' or ']', but got '<stream end>' "
+        "(while parsing a flow sequence that began on line 1)"
+    ]
+    doc, problems = load_yaml("a: b\n  c: d\n", "w.yaml")
+    assert doc is None and (problems[0].line, problems[0].column) == (2, 4)
+
+
+def test_custom_tags_are_never_constructed() -> None:
+    for text in ("a: !!python/object/apply:os.getpid []\n", "a: !!python/name:os.getpid\n"):
+        doc, problems = load_yaml(text, "w.yaml")
+        assert doc is None
+        assert problems[0].message.startswith("invalid YAML: could not determine a constructor")
+        assert (problems[0].line, problems[0].column) == (1, 4)
+
+
+def test_empty_documents() -> None:
+    for text in ("", "# just a comment\n", "---\n"):
+        doc, problems = load_yaml(text, "w.yaml")
+        assert doc is not None and doc.empty and problems == []
+    assert not parse("~\n").empty
