@@ -1,0 +1,263 @@
+"""`wsm env list | build | prune`: the environment cache, without starting any location."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional, Set
+
+from workspace_manager.cli import targets
+
+EXIT_FAILED = 1
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("env", help="the environment cache: list, build, prune")
+    envsub = p.add_subparsers(dest="env_command", metavar="SUBCOMMAND")
+    envsub.required = True
+
+    ls = envsub.add_parser("list", help="cached environments, their size and users")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+
+    build = envsub.add_parser("build", help="build (or reuse) environments without starting")
+    targets.add_target_args(build, code=False)
+    build.add_argument("locations", nargs="*", metavar="LOCATION", help="default: all")
+
+    prune = envsub.add_parser(
+        "prune", help="remove environments no given workspace uses, or unused for N days"
+    )
+    prune.add_argument(
+        "-w",
+        "--workspace",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="keep the envs this workspace uses (repeatable)",
+    )
+    prune.add_argument("--unused-days", type=float, metavar="N", help="remove envs unused N days")
+    prune.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"list": _list, "build": _build, "prune": _prune}[args.env_command](args)
+
+
+def _service(reporter=None):
+    from workspace_manager.envs.service import EnvironmentService
+
+    return EnvironmentService(reporter=reporter)
+
+
+# ---- list ------------------------------------------------------------------------------------
+
+
+def _list(args: argparse.Namespace) -> int:
+    from workspace_manager.envs import store
+    from workspace_manager.envs.paths import CacheLayout
+    from workspace_manager.envs.service import in_use_keys
+
+    layout = CacheLayout.at()
+    in_use = in_use_keys()
+    rows = []
+    for entry in store.entries(layout):
+        marker = entry.marker
+        interp = marker.get("interpreter", {})
+        reqs = list(marker.get("requirements", []))
+        if marker.get("requirements_file"):
+            reqs.append(f"-r {marker['requirements_file']}")
+        rows.append(
+            {
+                "key": entry.key,
+                "complete": entry.complete,
+                "python": interp.get("version"),
+                "interpreter": interp.get("path"),
+                "requirements": reqs,
+                "installer": marker.get("installer"),
+                "size_bytes": marker.get("size_bytes"),
+                "created": marker.get("created"),
+                "last_used": entry.last_used or None,
+                "used_by": [{"workspace": w, "location": loc} for w, loc in entry.users],
+                "in_use": entry.key in in_use,
+                "path": str(layout.env(entry.key)),
+            }
+        )
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    if not rows:
+        print(f"no environments in {layout.envs}")
+        return 0
+    table = [("KEY", "PYTHON", "REQUIREMENTS", "SIZE", "LAST USED", "USED BY")]
+    for row in rows:
+        python = f"{row['python'] or '?'} {row['interpreter'] or ''}".strip()
+        used_by = ", ".join(sorted({u["location"] for u in row["used_by"]})) or "-"
+        if row["in_use"]:
+            used_by += " (running)"
+        table.append(
+            (
+                row["key"] + ("" if row["complete"] else " (incomplete)"),
+                python,
+                _short(", ".join(row["requirements"]) or "-", 50),
+                _size(row["size_bytes"]),
+                _ago(row["last_used"]),
+                used_by,
+            )
+        )
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
+    for r in table:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    return 0
+
+
+# ---- build -----------------------------------------------------------------------------------
+
+
+def _build(args: argparse.Namespace) -> int:
+    from workspace_manager.envs.progress import console_reporter
+
+    workspace, identity = targets.load(args)
+    chosen = list(workspace.locations)
+    if args.locations:
+        known = {loc.name for loc in workspace.locations}
+        unknown = [name for name in args.locations if name not in known]
+        if unknown:
+            targets.fail(f"no location named {', '.join(unknown)} in {targets.describe(args)}")
+        chosen = [workspace.location(name) for name in args.locations]
+    with_env = [loc for loc in chosen if loc.environment is not None]
+    for loc in chosen:
+        if loc.environment is None:
+            print(f"{loc.name}: no environment to build")
+    service = _service(console_reporter(sys.stderr))
+    try:
+        results = asyncio.run(_ensure_all(service, with_env))
+    finally:
+        service.close()
+    failed = 0
+    for loc, result in zip(with_env, results):
+        if isinstance(result, BaseException):
+            failed += 1
+            print(f"wsm: {loc.name}: {result}", file=sys.stderr)
+            continue
+        service.mark_used(result.key, identity, loc.name)
+        what = f"built in {result.seconds:.1f}s" if result.built else "reused"
+        print(f"{loc.name}: env {result.key} {what} ({result.python})")
+    return EXIT_FAILED if failed else 0
+
+
+async def _ensure_all(service, locations) -> list:
+    return await asyncio.gather(*(service.ensure(loc) for loc in locations), return_exceptions=True)
+
+
+# ---- prune -----------------------------------------------------------------------------------
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from workspace_manager.envs import store
+    from workspace_manager.envs.lock import try_lock
+    from workspace_manager.envs.service import in_use_keys
+
+    workspaces: List[str] = list(args.workspace)
+    if not workspaces and args.unused_days is None:
+        if not os.path.exists(targets.DEFAULT_WORKSPACE):
+            targets.fail("give -w FILE (keep what it uses) and/or --unused-days N")
+        workspaces = [targets.DEFAULT_WORKSPACE]
+    service = _service()
+    keep = _workspace_keys(service, workspaces) if workspaces else None
+    layout = service.layout
+    in_use = in_use_keys()
+    cutoff = time.time() - args.unused_days * 86400 if args.unused_days is not None else None
+    removed, freed = 0, 0
+    for entry in store.entries(layout):
+        reason = _prune_reason(entry, keep, cutoff, args.unused_days)
+        if reason is None:
+            continue
+        if entry.key in in_use:
+            print(f"kept {entry.key}: in use by a running manager")
+            continue
+        size = int(entry.marker.get("size_bytes") or 0)
+        if args.dry_run:
+            print(f"would remove {entry.key} ({reason}, {_size(size)})")
+            continue
+        lock = try_lock(layout, entry.key)
+        if lock is None:
+            print(f"kept {entry.key}: being built right now")
+            continue
+        try:
+            store.remove(layout, entry.key)
+        finally:
+            lock.release()
+        removed += 1
+        freed += size
+        print(f"removed {entry.key} ({reason}, {_size(size)})")
+    if not args.dry_run:
+        store.clean_stale_builds(layout)
+        print(f"{removed} environment{'s' if removed != 1 else ''} removed, {_size(freed)} freed")
+    service.close()
+    return 0
+
+
+def _workspace_keys(service, paths: List[str]) -> Set[str]:
+    from workspace_manager.envs.errors import EnvBuildError
+    from workspace_manager.workspace.errors import WorkspaceError
+    from workspace_manager.workspace.load import load_workspace
+
+    keys: Set[str] = set()
+    for path in paths:
+        try:
+            workspace = load_workspace(Path(path))
+        except WorkspaceError as exc:
+            for problem in exc.problems:
+                print(str(problem), file=sys.stderr)
+            raise SystemExit(targets.EXIT_INVALID) from None
+        for loc in workspace.locations:
+            if loc.environment is None:
+                continue
+            try:
+                keys.add(service.recipe(loc).key)
+            except EnvBuildError as exc:
+                print(f"wsm: {path}: {loc.name}: {exc} (its env cannot be told apart)")
+    return keys
+
+
+def _prune_reason(entry, keep: Optional[Set[str]], cutoff: Optional[float], days) -> Optional[str]:
+    if not entry.complete:
+        return "incomplete"
+    if keep is not None and entry.key not in keep:
+        return "no given workspace uses it"
+    if cutoff is not None and entry.last_used < cutoff:
+        return f"unused for {days:g} days"
+    return None
+
+
+# ---- formatting ------------------------------------------------------------------------------
+
+
+def _size(n: Optional[int]) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _ago(ts: Optional[float]) -> str:
+    if not ts:
+        return "-"
+    s = max(0, int(time.time() - ts))
+    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= length:
+            return f"{s // length}{unit} ago"
+    return f"{s}s ago"
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

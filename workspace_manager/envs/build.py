@@ -1,0 +1,228 @@
+"""Build one environment: lock, re-check, virtualenv (offline), install, mark, publish.
+
+Runs in a worker thread. Under the key's file lock it re-checks whether another process
+finished the same env meanwhile (then it is reused as is), removes leftovers of builds
+that died, builds into a fresh folder, and publishes it only when everything succeeded.
+A failed build is deleted at once; one killed mid-way is deleted by the next build.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import IO, Deque, List, Optional, Sequence
+
+from workspace_manager.envs import store
+from workspace_manager.envs.errors import EnvBuildError
+from workspace_manager.envs.installers import Installer
+from workspace_manager.envs.key import EnvRecipe, seed_version
+from workspace_manager.envs.lock import key_lock
+from workspace_manager.envs.paths import CacheLayout
+from workspace_manager.envs.progress import BuildReporter, emit
+from workspace_manager.version import __version__
+
+TAIL_LINES = 25
+_SCRUBBED_ENV = ("PYTHONHOME", "PYTHONPATH", "VIRTUAL_ENV", "PIP_REQUIRE_VIRTUALENV")
+
+
+class _Progress:
+    def __init__(self, reporter: BuildReporter, key: str, locations: Sequence[str]) -> None:
+        self.reporter, self.key, self.locations = reporter, key, locations
+        self.started = time.monotonic()
+
+    def __call__(self, kind: str, text: str = "") -> None:
+        emit(self.reporter, self.key, list(self.locations), kind, text, self.started)
+
+
+def build_env(
+    recipe: EnvRecipe,
+    layout: CacheLayout,
+    installer: Installer,
+    reporter: BuildReporter,
+    locations: Sequence[str] = (),
+    warning: Optional[str] = None,
+) -> bool:
+    """Make the env for ``recipe`` exist; True when this call built it, False when reused.
+
+    ``locations`` may grow while the build runs (locations joining it); progress shows them.
+    Raises EnvBuildError with the installer's last lines and the log's path.
+    """
+    key = recipe.key
+    if layout.is_complete(key):
+        return False
+    progress = _Progress(reporter, key, locations)
+    progress("start")
+    if warning:
+        progress("warning", warning)
+    lock = key_lock(layout, key, timeout=0)
+    try:
+        lock.acquire()
+    except Exception:  # filelock.Timeout: another process builds this env now
+        progress("step", "waiting for another wsm building this env")
+        lock = key_lock(layout, key)
+        lock.acquire()
+    try:
+        if layout.is_complete(key):
+            progress("done", "built by another wsm, reused")
+            return False
+        store.clean_stale_builds(layout, holding_key=key)
+        _build_locked(recipe, layout, installer, progress)
+        progress("done", "built")
+        return True
+    except EnvBuildError as exc:
+        progress("failed", exc.reason)
+        raise
+    finally:
+        lock.release()
+
+
+def _build_locked(
+    recipe: EnvRecipe, layout: CacheLayout, installer: Installer, progress: _Progress
+) -> None:
+    layout.logs.mkdir(parents=True, exist_ok=True)
+    log_path = layout.log(recipe.key)
+    build_dir = store.new_build_dir(layout, recipe.key)
+    try:
+        with open(log_path, "w", encoding="utf-8", errors="replace") as log:
+            log.write(f"wsm {__version__}: building env {recipe.key} in {build_dir}\n")
+            log.write(f"interpreter: {recipe.interpreter.path} ({recipe.interpreter.version})\n")
+            progress("step", "creating virtualenv")
+            _create_virtualenv(recipe, layout, build_dir, log, log_path)
+            python = str(build_dir / "bin" / "python")
+            if recipe.requirement_count or recipe.inputs["requirements_file"]:
+                progress("step", recipe.install_step())
+                _install(recipe, installer, python, log, log_path, progress)
+            progress("step", "finishing")
+            marker = {
+                "key": recipe.key,
+                "created": time.time(),
+                "interpreter": recipe.interpreter.identity(),
+                "requirements": recipe.inputs["requirements"],
+                "requirements_file": recipe.inputs["requirements_file"],
+                "pip_args": recipe.inputs["pip_args"],
+                "installer": recipe.installer,
+                "inputs": recipe.inputs,
+                "build_seconds": round(time.monotonic() - progress.started, 3),
+                "size_bytes": store.dir_size(build_dir),
+                "wsm_version": __version__,
+            }
+            store.publish(layout, recipe.key, build_dir, marker)
+            log.write("complete\n")
+    except BaseException:
+        shutil.rmtree(build_dir, ignore_errors=True)
+        raise
+
+
+class _ThreadLogHandler(logging.Handler):
+    """virtualenv logs through `logging`; keep this thread's records in this build's log."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__(logging.DEBUG)
+        self._stream = stream
+        self._thread = threading.get_ident()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self._thread:
+            self._stream.write(f"virtualenv: {record.getMessage()}\n")
+
+
+def _create_virtualenv(
+    recipe: EnvRecipe, layout: CacheLayout, dest: Path, log: IO[str], log_path: Path
+) -> None:
+    """virtualenv's Python API, offline: pip and setuptools from its embedded wheels."""
+    import virtualenv
+
+    argv = [
+        str(dest),
+        "--python",
+        recipe.interpreter.path,
+        "--no-download",
+        "--no-periodic-update",
+        "--app-data",
+        str(layout.app_data),
+        "--pip",
+        "bundle",
+        "--setuptools",
+        "bundle",
+        "--activators",
+        "bash,python",
+        "--no-vcs-ignore",
+    ]
+    log.write(f"virtualenv {seed_version()} {' '.join(argv)}\n")
+    log.flush()
+    handler = _ThreadLogHandler(log)
+    logger = logging.getLogger("virtualenv")
+    logger.addHandler(handler)
+    try:
+        virtualenv.cli_run(argv, setup_logging=False)
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        text = str(exc).strip().splitlines()
+        reason = text[-1] if text else type(exc).__name__
+        log.write(f"virtualenv failed: {exc!r}\n")
+        raise EnvBuildError(
+            f"creating the virtualenv failed: {reason}", text[-TAIL_LINES:], log_path, recipe.key
+        ) from None
+    finally:
+        logger.removeHandler(handler)
+
+
+def _installer_env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+    env.update(PIP_NO_INPUT="1", PYTHONUNBUFFERED="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    return env
+
+
+def _install(
+    recipe: EnvRecipe,
+    installer: Installer,
+    python: str,
+    log: IO[str],
+    log_path: Path,
+    progress: _Progress,
+) -> None:
+    argv = installer.command(python, recipe.install_args)
+    log.write("$ " + " ".join(argv) + f"\n  (in {recipe.cwd})\n")
+    log.flush()
+    tail: Deque[str] = collections.deque(maxlen=TAIL_LINES)
+    errors: List[str] = []
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=str(recipe.cwd),
+            env=_installer_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            bufsize=1,
+        )
+    except OSError as exc:
+        raise EnvBuildError(
+            f"{installer.name} could not start: {exc}", (), log_path, recipe.key
+        ) from None
+    assert proc.stdout is not None
+    with proc:
+        for line in proc.stdout:
+            log.write(line)
+            text = line.rstrip()
+            if text:
+                tail.append(text)
+                if text.lstrip().startswith(("ERROR:", "error:", "×")):
+                    errors.append(text.strip())
+                progress("output", text)
+        status = proc.wait()
+    log.write(f"{installer.name} exited with status {status}\n")
+    if status != 0:
+        first_error = errors[0] if errors else f"exited with status {status}"
+        raise EnvBuildError(
+            f"{installer.name} install failed: {first_error}", tuple(tail), log_path, recipe.key
+        )

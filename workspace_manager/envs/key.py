@@ -1,0 +1,134 @@
+"""The content-addressed key of an environment, and the recipe that builds it.
+
+The key covers everything that decides what ends up in the env: the interpreter's identity,
+the normalised requirements, the contents of requirements files (with their includes) and
+of local-path requirements, the installer options, which installer runs, and what wsm
+itself puts there. wsm injects no package (the SDK reaches the loader through sys.path,
+see docs/architecture.md); what virtualenv seeds (pip, setuptools from its embedded
+wheels) is pinned by virtualenv's version, which is part of the key too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from workspace_manager.envs.errors import EnvBuildError
+from workspace_manager.envs.fingerprint import path_digest
+from workspace_manager.envs.interpreters import Interpreter
+from workspace_manager.envs.requirements import (
+    requirement_file_inputs,
+    resolve_pip_args,
+    resolve_requirement,
+)
+from workspace_manager.workspace.model import CodeTarget, EnvironmentSpec, LocationConfig
+
+#: Bump when what wsm puts into an env, or how it builds one, changes.
+ENV_FORMAT = 1
+KEY_LENGTH = 20
+
+
+def _virtualenv_version() -> str:
+    # importlib.metadata reads one METADATA file; importing virtualenv costs ~100 ms.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("virtualenv")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+_SEED_VERSION: Optional[str] = None
+
+
+def seed_version() -> str:
+    global _SEED_VERSION
+    if _SEED_VERSION is None:
+        _SEED_VERSION = _virtualenv_version()
+    return _SEED_VERSION
+
+
+@dataclass(frozen=True)
+class EnvRecipe:
+    """Everything needed to build one environment, and its key."""
+
+    key: str
+    interpreter: Interpreter
+    install_args: Tuple[str, ...]  # requirements, -r FILE, and pip_args, paths absolute
+    requirement_count: int
+    cwd: Path  # the installer's working directory: the location's working directory
+    installer: str  # the installer that will run: "pip" or "uv"
+    requested_installer: str
+    inputs: Dict[str, Any] = field(compare=False, hash=False)
+
+    def install_step(self) -> str:
+        """The progress step for the install: "installing 3 requirements (+ requirements.txt)"."""
+        n = self.requirement_count
+        text = f"installing {n} requirement{'s' if n != 1 else ''}"
+        req_file = self.inputs["requirements_file"]
+        if req_file:
+            text = (
+                f"installing from {Path(req_file).name}"
+                if not n
+                else f"{text} + {Path(req_file).name}"
+            )
+        return f"{text} with {self.installer}"
+
+
+def base_dir(location: LocationConfig) -> Path:
+    """Relative paths in requirements and pip_args resolve against the working directory."""
+    if isinstance(location.target, CodeTarget):
+        return location.target.working_directory
+    raise EnvBuildError(f"location {location.name} is remote: it has no environment to build")
+
+
+def make_recipe(
+    location: LocationConfig,
+    spec: EnvironmentSpec,
+    interpreter: Interpreter,
+    installer: str,
+    digest: Callable[[Path], str] = path_digest,
+) -> EnvRecipe:
+    base = base_dir(location)
+    requirements = [resolve_requirement(r, base) for r in spec.requirements if r.strip()]
+    pip_args, pip_locals = resolve_pip_args(spec.pip_args, base)
+    contents: List[Tuple[str, str]] = []
+    for req in requirements:
+        if req.local is not None and req.local.hashed:
+            contents.append((f"local {req.local.path}", digest(req.local.path)))
+    for local in pip_locals:
+        if local.hashed:
+            contents += requirement_file_inputs(local.path, base, digest)
+    args: List[str] = [a for req in requirements for a in req.args]
+    req_file: Optional[str] = None
+    if spec.requirements_file is not None:
+        req_file = str(spec.requirements_file)
+        contents += requirement_file_inputs(spec.requirements_file, base, digest)
+        args += ["-r", req_file]
+    args += pip_args
+    inputs: Dict[str, Any] = {
+        "format": ENV_FORMAT,
+        "interpreter": interpreter.identity(),
+        "requirements": sorted(r.key for r in requirements),
+        "requirements_file": req_file,
+        "contents": sorted(contents),
+        "pip_args": list(pip_args),
+        "installer": installer,
+        "seed": f"virtualenv {seed_version()}",
+        "injected": [],
+    }
+    blob = json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()
+    key = hashlib.sha256(blob).hexdigest()[:KEY_LENGTH]
+    return EnvRecipe(
+        key=key,
+        interpreter=interpreter,
+        install_args=tuple(args),
+        requirement_count=len(requirements),
+        cwd=base,
+        installer=installer,
+        requested_installer=spec.installer,
+        inputs=inputs,
+    )

@@ -1,0 +1,137 @@
+"""What the manager calls: the interpreter for a location, reusing or building its env.
+
+`cached()` answers from disk without building (a warm start asks no process); `ensure()`
+builds what is missing in worker threads, at most `max_parallel` at once, and locations
+with the same key within this process share one build.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Set
+
+from workspace_manager.envs import installers, store
+from workspace_manager.envs.build import build_env
+from workspace_manager.envs.errors import EnvBuildError
+from workspace_manager.envs.interpreters import InterpreterCache
+from workspace_manager.envs.key import EnvRecipe, base_dir, make_recipe
+from workspace_manager.envs.paths import CacheLayout
+from workspace_manager.envs.progress import BuildReporter, NullReporter
+from workspace_manager.envs.resolve import plain_interpreter
+from workspace_manager.workspace.model import LocationConfig
+
+IN_USE_FILE = "envs.json"  # in a manager's runtime dir: JSON list of the env keys it uses
+
+
+@dataclass(frozen=True)
+class ResolvedEnv:
+    python: str  # interpreter to start the location with
+    key: str  # env key; "" for a location without `environment`
+    built: bool  # this call (or a build it joined) built the env
+    seconds: float
+
+
+class EnvironmentService:
+    def __init__(
+        self,
+        cache_dir: Optional[Path] = None,
+        reporter: Optional[BuildReporter] = None,
+        max_parallel: Optional[int] = None,
+    ) -> None:
+        self.layout = CacheLayout.at(cache_dir)
+        self.reporter: BuildReporter = reporter or NullReporter()
+        self.interpreters = InterpreterCache(self.layout)
+        self._pool = ThreadPoolExecutor(
+            max_workers=max_parallel or os.cpu_count() or 1, thread_name_prefix="wsm-env-build"
+        )
+        self._inflight: Dict[str, asyncio.Future[bool]] = {}
+        self._joined: Dict[str, List[str]] = {}
+
+    def recipe(self, location: LocationConfig) -> EnvRecipe:
+        """The env key and build recipe of a location with `environment` (EnvBuildError)."""
+        spec = location.environment
+        if spec is None:
+            raise ValueError(f"location {location.name} has no environment")
+        interpreter = self.interpreters.find(spec.python, base_dir(location))
+        installer, _warning = installers.choose(spec.installer)
+        return make_recipe(location, spec, interpreter, installer.name)
+
+    def key(self, location: LocationConfig) -> Optional[str]:
+        return None if location.environment is None else self.recipe(location).key
+
+    def cached(self, location: LocationConfig) -> Optional[str]:
+        """The interpreter path when nothing needs building, else None. Never builds."""
+        if location.environment is None:
+            try:
+                return plain_interpreter(location)
+            except Exception:
+                return None
+        try:
+            key = self.recipe(location).key
+        except EnvBuildError:
+            return None
+        if self.layout.is_complete(key):
+            return str(self.layout.python(key))
+        return None
+
+    async def ensure(self, location: LocationConfig) -> ResolvedEnv:
+        """The interpreter for ``location``, building its env first when needed."""
+        started = time.monotonic()
+        if location.environment is None:
+            return ResolvedEnv(plain_interpreter(location), "", False, 0.0)
+        loop = asyncio.get_running_loop()
+        recipe = await loop.run_in_executor(None, self.recipe, location)
+        key = recipe.key
+        if self.layout.is_complete(key):
+            return ResolvedEnv(str(self.layout.python(key)), key, False, time.monotonic() - started)
+        future = self._inflight.get(key)
+        if future is None:
+            names = self._joined[key] = [location.name]
+            installer, warning = installers.choose(location.environment.installer)
+            future = loop.run_in_executor(
+                self._pool, build_env, recipe, self.layout, installer, self.reporter, names, warning
+            )
+            self._inflight[key] = future
+            future.add_done_callback(lambda _f: self._forget(key))
+        else:
+            self._joined[key].append(location.name)
+        built = await asyncio.shield(future)
+        return ResolvedEnv(str(self.layout.python(key)), key, built, time.monotonic() - started)
+
+    def _forget(self, key: str) -> None:
+        self._inflight.pop(key, None)
+        self._joined.pop(key, None)
+
+    def mark_used(self, key: str, workspace: str, location: str) -> None:
+        """Record that ``location`` of ``workspace`` uses env ``key`` now (for list/prune)."""
+        if key:
+            store.record_use(self.layout, key, workspace, location)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def write_in_use(runtime_dir: Path, keys: Set[str]) -> None:
+    """For a manager: publish the env keys it uses, so `wsm env prune` leaves them alone."""
+    store.write_json_atomic(Path(runtime_dir) / IN_USE_FILE, sorted(k for k in keys if k))
+
+
+def in_use_keys() -> Set[str]:
+    """Env keys in use by every running manager (each writes ``<runtime dir>/envs.json``)."""
+    from workspace_manager.supervisor.runtime import manager_dir, running_managers
+
+    keys: Set[str] = set()
+    for record in running_managers():
+        try:
+            data = json.loads((manager_dir(record.key) / IN_USE_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, list):
+            keys.update(k for k in data if isinstance(k, str))
+    return keys
