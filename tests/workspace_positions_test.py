@@ -115,6 +115,14 @@ def test_aliases_and_recursive_aliases() -> None:
     assert problems_of("a: &x [1, *x]\n") == ["w.yaml:1:4: a YAML alias refers to itself"]
 
 
+def test_alias_bombs_stop_early() -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    doc, problems = load_yaml("\n".join(lines) + "\n", "w.yaml")
+    assert doc is None
+    assert problems[0].message.startswith("invalid YAML: more than 100000 values")
+
+
 def test_non_string_keys_are_kept_as_written() -> None:
     doc = parse("1: a\ntrue: b\n")
     assert list(doc.data) == ["1", "true"]

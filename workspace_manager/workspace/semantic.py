@@ -127,10 +127,10 @@ class Builder:
     # One entry.
 
     def _local(self, fields: _Fields, workspace_wide: Supervision) -> Optional[LocationConfig]:
+        count = len(self.problems)
         kind = fields.kind
         main_key = LOCAL_KINDS[kind]
         main = self._source(fields, main_key)
-        count = len(self.problems)
         python_file: Optional[Path] = None
         module_name: Optional[str] = None
         working_directory: Optional[Path] = Path(self.real_base)

@@ -21,6 +21,9 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 _NULL_TAG = "tag:yaml.org,2002:null"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MAP_TAG = "tag:yaml.org,2002:map"
+# Aliases are expanded (each use gets its own positions), so nested aliases could make a
+# small file expand exponentially ("billion laughs"); no real workspace comes near this.
+MAX_VALUES = 100_000
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,10 @@ class _Converter:
 
     def convert(self, node: yaml.Node, path: YamlPath, key_node: Optional[yaml.Node] = None) -> Any:
         start = node.start_mark
+        if len(self.doc.nodes) >= MAX_VALUES:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"more than {MAX_VALUES} values (aliases used too often?)", start
+            )
         key_line = key_node.start_mark.line + 1 if key_node is not None else None
         key_col = key_node.start_mark.column + 1 if key_node is not None else None
         if isinstance(node, yaml.ScalarNode):
