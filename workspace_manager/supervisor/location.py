@@ -11,7 +11,7 @@ import collections
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Deque, Dict, Optional
+from typing import Any, Awaitable, Callable, Deque, Optional
 
 from workspace_manager.protocol.errors import CallTimeout
 from workspace_manager.supervisor.instance import (
@@ -131,6 +131,13 @@ class Location:
         return await inst.connection.call(
             method, params, timeout or self.config.supervision.call_timeout_seconds
         )
+
+    @property
+    def settled(self) -> bool:
+        """Ready, or ended somewhere it will not leave on its own (for `wsm list`)."""
+        if self.state in (State.READY, State.ERROR, State.FAILED):
+            return True
+        return self.state is State.STOPPED and (self._task is None or self._task.done())
 
     @property
     def pid(self) -> Optional[int]:
@@ -334,13 +341,14 @@ class Location:
 
 
 def _describe_snapshot(repos: list, seconds: float) -> str:
-    counts: Dict[str, int] = {"jobs": 0, "schedules": 0, "sensors": 0}
+    counts = {"job": 0, "schedule": 0, "sensor": 0}
     for repo in repos:
-        for key in counts:
-            counts[key] += len(repo.get(key) or [])
-    n = len(repos)
-    return (
-        f"{n} repositor{'y' if n == 1 else 'ies'}, {counts['jobs']} jobs, "
-        f"{counts['schedules']} schedules, {counts['sensors']} sensors "
-        f"in {seconds * 1000:.0f} ms"
-    )
+        for kind in counts:
+            counts[kind] += len(repo.get(kind + "s") or [])
+    parts = [_plural(len(repos), "repository", "repositories")]
+    parts += [_plural(n, kind, kind + "s") for kind, n in counts.items()]
+    return f"{', '.join(parts)} in {seconds * 1000:.0f} ms"
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"

@@ -27,7 +27,7 @@ from workspace_manager.supervisor.instance import LaunchPlan, LoadFailed
 from workspace_manager.supervisor.location import Location, LocationHooks, NotReady
 from workspace_manager.supervisor.logs import LocationLog, log_path
 from workspace_manager.supervisor.plan import launch_plan
-from workspace_manager.supervisor.state import SETTLED, State, Transition
+from workspace_manager.supervisor.state import State, Transition
 from workspace_manager.version import __version__
 from workspace_manager.workspace.model import LocationConfig, Workspace
 
@@ -188,7 +188,7 @@ class Manager:
     async def wait_settled(self, timeout: Optional[float] = None) -> bool:
         """Wait until every location is ready, error, failed or stopped (for `wsm list`)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not all(loc.state in SETTLED for loc in self.locations.values()):
+        while not all(loc.settled for loc in self.locations.values()):
             if deadline is not None and time.monotonic() > deadline:
                 return False
             await asyncio.sleep(0.02)
