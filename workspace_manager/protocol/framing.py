@@ -54,38 +54,50 @@ class FrameDecoder:
         """True when bytes of an incomplete frame are buffered (EOF now means truncation)."""
         return bool(self._buf) or self._need > 0
 
-    def feed(self, data: bytes) -> List[Any]:
-        buf = self._buf
-        buf += data
+    def feed(self, data: Any) -> List[Any]:
+        """Decode every complete frame in the stream so far; `data` is any bytes-like object.
+
+        Raises FrameError (with `.objects` decoded before the fault); the decoder is then reset,
+        but the connection should be closed: the stream has lost its framing.
+        """
+        if self._buf:
+            self._buf += data
+            data = self._buf
+        # else: parse straight from `data`, copying only an incomplete tail
         out: List[Any] = []
         pos = 0
-        size = len(buf)
+        size = len(data)
+        max_frame = self.max_frame
+        need = self._need
         try:
             while True:
-                need = self._need
                 if not need:
                     if size - pos < 4:
                         break
-                    need = _unpack_header(buf, pos)[0]
-                    check_length(need, self.max_frame)
+                    need = _unpack_header(data, pos)[0]
+                    if need == 0 or need > max_frame:
+                        check_length(need, max_frame)
                     pos += 4
-                    self._need = need
                 if size - pos < need:
                     break
                 end = pos + need
                 try:
-                    out.append(unpackb(buf[pos:end]))
+                    out.append(unpackb(data[pos:end]))
                 except DecodeError as exc:
                     raise FrameError(f"undecodable frame: {exc}") from None
                 pos = end
-                self._need = 0
+                need = 0
         except FrameError as exc:
             exc.objects = out
             self._buf = bytearray()
             self._need = 0
             raise
-        if pos:
-            del buf[:pos]
+        self._need = need
+        if data is self._buf:
+            if pos:
+                del self._buf[:pos]
+        elif pos < size:
+            self._buf = bytearray(data[pos:])
         return out
 
 

@@ -1,0 +1,115 @@
+"""The loader's bootstrap: one JSON line on stdin (docs/architecture.md), checked strictly.
+
+A bad bootstrap is a wsm bug, not a repository problem: the loader exits with status 3.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, NamedTuple, Optional
+
+from ..protocol.address import parse_address
+from ..protocol.framing import DEFAULT_MAX_FRAME
+from ..version import PROTOCOL_VERSION
+
+TARGET_KINDS = ("python_file", "python_module", "python_package")
+
+
+class BootstrapError(Exception):
+    """The bootstrap line is missing or malformed."""
+
+
+class Target(NamedTuple):
+    kind: str
+    python_file: Optional[str]
+    module_name: Optional[str]
+    attribute: Optional[str]
+    working_directory: Optional[str]
+
+
+class Bootstrap(NamedTuple):
+    location: str
+    listen: str
+    secret: str
+    status_fd: Optional[int]
+    target: Target
+    max_frame_bytes: int
+    tls: Optional[Dict[str, str]]
+    protocol: int
+
+
+def _get(obj: Dict[str, Any], key: str, kind: Any, *, optional: bool = False) -> Any:
+    value = obj.get(key)
+    if value is None:
+        if optional:
+            return None
+        raise BootstrapError(f"{key!r} is required")
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise BootstrapError(f"{key!r} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def parse_bootstrap(line: bytes) -> Bootstrap:
+    if not line.strip():
+        raise BootstrapError("no bootstrap line on stdin")
+    try:
+        obj = json.loads(line)
+    except ValueError as exc:
+        raise BootstrapError(f"not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise BootstrapError("not a JSON object")
+    location = _get(obj, "location", str)
+    listen = _get(obj, "listen", str)
+    try:
+        parse_address(listen)
+    except ValueError as exc:
+        raise BootstrapError(f"'listen': {exc}") from None
+    secret = _get(obj, "secret", str)
+    if not secret:
+        raise BootstrapError("'secret' is empty")
+    status_fd = _get(obj, "status_fd", int, optional=True)
+    if status_fd is not None and status_fd < 0:
+        raise BootstrapError("'status_fd' is negative")
+    max_frame = _get(obj, "max_frame_bytes", int, optional=True)
+    if max_frame is None:
+        max_frame = DEFAULT_MAX_FRAME
+    if max_frame < 16:
+        raise BootstrapError("'max_frame_bytes' is too small")
+    tls = _get(obj, "tls", dict, optional=True)
+    if tls is not None:
+        _get(tls, "cert", str)
+        _get(tls, "key", str)
+    protocol = _get(obj, "protocol", int, optional=True)
+    if protocol is not None and protocol != PROTOCOL_VERSION:
+        raise BootstrapError(
+            f"protocol {protocol} is not supported (loader speaks {PROTOCOL_VERSION})"
+        )
+    return Bootstrap(
+        location=location,
+        listen=listen,
+        secret=secret,
+        status_fd=status_fd,
+        target=_parse_target(_get(obj, "target", dict)),
+        max_frame_bytes=max_frame,
+        tls=tls,
+        protocol=PROTOCOL_VERSION,
+    )
+
+
+def _parse_target(obj: Dict[str, Any]) -> Target:
+    kind = _get(obj, "kind", str)
+    if kind not in TARGET_KINDS:
+        raise BootstrapError(f"target kind {kind!r} is not one of {', '.join(TARGET_KINDS)}")
+    python_file = _get(obj, "python_file", str, optional=True)
+    module_name = _get(obj, "module_name", str, optional=True)
+    if kind == "python_file" and not python_file:
+        raise BootstrapError("a python_file target needs 'python_file'")
+    if kind != "python_file" and not module_name:
+        raise BootstrapError(f"a {kind} target needs 'module_name'")
+    return Target(
+        kind=kind,
+        python_file=python_file,
+        module_name=module_name,
+        attribute=_get(obj, "attribute", str, optional=True),
+        working_directory=_get(obj, "working_directory", str, optional=True),
+    )

@@ -1,0 +1,133 @@
+"""The loader's entry point: bootstrap, lifeline, import the code, report, serve.
+
+Started by the manager (docs/architecture.md) as
+`<python> -c "import sys; sys.path.insert(0, SDK_DIR); from workspace_manager.loader.main import main; main()"`
+with one JSON line on stdin. Exit statuses: 0 clean shutdown, 3 bad bootstrap, 4 load error.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import traceback
+from typing import Any, NoReturn, Optional
+
+from ..protocol.messages import EXIT_BAD_BOOTSTRAP, EXIT_LOAD_ERROR, EXIT_OK, notification
+from . import lifeline
+from .bootstrap import Bootstrap, BootstrapError, parse_bootstrap
+from .server import Server, log
+
+MAX_BOOTSTRAP = 1 << 20
+
+
+def _exit(status: int) -> NoReturn:
+    """Exit now, even if repository code left non-daemon threads running."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(status)
+
+
+def _read_bootstrap() -> Bootstrap:
+    line = sys.stdin.buffer.readline(MAX_BOOTSTRAP)
+    devnull = os.open(os.devnull, os.O_RDONLY)  # repository code must not read our stdin
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    return parse_bootstrap(line)
+
+
+class _Signals:
+    """SIGTERM/SIGINT: before serving, exit at once; while serving, a clean shutdown; after the
+    manager is gone, nothing (the lifeline thread is killing the process group)."""
+
+    server: Optional[Server] = None
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if lifeline.lost.is_set():
+            return
+        if self.server is None:
+            _exit(128 + signum)
+        self.server.request_stop()
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self.handle)
+
+
+def main() -> None:
+    signals = _Signals()
+    signals.install()  # before the lifeline can fire: our own group SIGTERM must not kill us
+    try:
+        boot = _read_bootstrap()
+    except (BootstrapError, OSError, UnicodeDecodeError) as exc:
+        log("?", f"bad bootstrap: {exc}")
+        _exit(EXIT_BAD_BOOTSTRAP)
+    status: Optional[socket.socket] = None
+    if boot.status_fd is not None:
+        try:
+            status = lifeline.open_channel(boot.status_fd)
+        except OSError as exc:
+            log(boot.location, f"bad bootstrap: status_fd {boot.status_fd}: {exc}")
+            _exit(EXIT_BAD_BOOTSTRAP)
+        lifeline.watch(status)
+
+    # Imported here, not at module level: the SDK is repository-facing code, and an error
+    # in it is reported like any other load error.
+    try:
+        from .methods import Methods
+        from .target import load_repositories
+
+        repositories = load_repositories(boot.target)
+        methods = Methods(boot.location, repositories)
+    except BaseException as exc:
+        _report_load_error(boot, status, exc)
+        _exit(EXIT_LOAD_ERROR)
+
+    server = Server(
+        listen=boot.listen,
+        secret=boot.secret,
+        location=boot.location,
+        methods=methods,
+        max_frame=boot.max_frame_bytes,
+        tls=boot.tls,
+    )
+    try:
+        server.bind()
+    except Exception as exc:
+        log(boot.location, f"cannot listen on {boot.listen}: {exc}")
+        _exit(1)
+    signals.server = server
+    lifeline.send(status, notification("loaded", {"repositories": methods.repository_names}))
+    if status is None:
+        log(boot.location, f"serving {', '.join(methods.repository_names)} on {server.listen}")
+    server.serve_forever()
+    server.close()
+    _exit(EXIT_OK)
+
+
+def _report_load_error(
+    boot: Bootstrap, status: Optional[socket.socket], exc: BaseException
+) -> None:
+    try:
+        from .methods import load_error
+
+        error = load_error(exc)
+    except BaseException:  # the SDK itself failed to import
+        from ..protocol.messages import error_from_exception
+
+        error = error_from_exception(exc)
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    log(boot.location, f"failed to load {_describe(boot)}:\n{text.rstrip()}")
+    lifeline.send(status, notification("load_error", {"error": error}))
+
+
+def _describe(boot: Bootstrap) -> str:
+    target = boot.target
+    what = target.python_file if target.kind == "python_file" else target.module_name
+    if target.attribute:
+        return f"{what} (attribute {target.attribute})"
+    return str(what)

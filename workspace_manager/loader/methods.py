@@ -1,0 +1,180 @@
+"""The protocol's methods over a loaded location: parameter checks, SDK calls, error mapping.
+
+Cheap methods (ping, list_repositories, get_snapshot) answer from data computed once at
+load time, since definitions never change after load. User-code methods (evaluate_sensor,
+evaluate_schedule, execute_job) run repository code; the server runs them in worker threads.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable, Dict, List, Tuple
+
+from ..protocol import errors as E
+from ..protocol.messages import error_from_exception, error_map
+from ..sdk.errors import DefinitionError, NotFoundError
+from ..sdk.evaluation import evaluate_schedule, evaluate_sensor, execute_job, select_repository
+from ..sdk.repository import RepositoryDefinition
+from ..sdk.snapshot import repository_snapshot, repository_summary
+
+_NUMBER = (int, float)
+
+
+class CallError(Exception):
+    """A call refused before any user code ran (bad params, unknown names)."""
+
+    def __init__(self, type: str, message: str) -> None:
+        super().__init__(message)
+        self.type = type
+        self.message = message
+
+
+def check_params(params: Dict[str, Any], spec: Dict[str, Tuple[Any, bool]]) -> Dict[str, Any]:
+    """`spec`: name -> (allowed types (None allowed via type(None)), required)."""
+    for key in params:
+        if key not in spec:
+            raise CallError(E.INVALID_PARAMS, f"unknown parameter {key!r}")
+    for key, (types, required) in spec.items():
+        if key not in params:
+            if required:
+                raise CallError(E.INVALID_PARAMS, f"parameter {key!r} is required")
+            continue
+        value = params[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in _tuple(types)):
+            raise CallError(
+                E.INVALID_PARAMS, f"parameter {key!r} has the wrong type ({type(value).__name__})"
+            )
+    return params
+
+
+def _tuple(types: Any) -> tuple:
+    return types if isinstance(types, tuple) else (types,)
+
+
+_OPT_STR = (str, type(None))
+_NOTHING: Dict[str, Tuple[Any, bool]] = {}
+
+
+class Methods:
+    """Everything a connection can ask of this location."""
+
+    def __init__(self, location: str, repositories: List[RepositoryDefinition]) -> None:
+        self.location = location
+        self.repositories = repositories
+        self.pid = os.getpid()
+        self.repository_snapshots = [repository_snapshot(repo) for repo in repositories]
+        self.snapshot = {
+            "location": location,
+            "python": sys.version,
+            "python_version": ".".join(str(part) for part in sys.version_info[:3]),
+            "executable": sys.executable,
+            "pid": self.pid,
+            "repositories": self.repository_snapshots,
+        }
+        self.summaries = [repository_summary(repo) for repo in repositories]
+        self._ping = {"pid": self.pid}
+        self.inline: Dict[str, Callable[[Dict[str, Any]], Any]] = {
+            "ping": self.ping,
+            "list_repositories": self.list_repositories,
+            "get_snapshot": self.get_snapshot,
+        }
+        self.user_code: Dict[str, Callable[[Dict[str, Any]], Any]] = {
+            "evaluate_sensor": self.evaluate_sensor,
+            "evaluate_schedule": self.evaluate_schedule,
+            "execute_job": self.execute_job,
+        }
+
+    @property
+    def repository_names(self) -> List[str]:
+        return [summary["name"] for summary in self.summaries]
+
+    # ---------------------------------------------------------------- cheap
+
+    def ping(self, params: Dict[str, Any]) -> Any:
+        if params:
+            check_params(params, _NOTHING)
+        return self._ping
+
+    def list_repositories(self, params: Dict[str, Any]) -> Any:
+        if params:
+            check_params(params, _NOTHING)
+        return self.summaries
+
+    def get_snapshot(self, params: Dict[str, Any]) -> Any:
+        check_params(params, {"repository": (_OPT_STR, False)})
+        name = params.get("repository")
+        if name is None:
+            return self.snapshot
+        for snap in self.repository_snapshots:
+            if snap["name"] == name:
+                return dict(self.snapshot, repositories=[snap])
+        raise NotFoundError(
+            f"no repository named {name!r} (known: {', '.join(self.repository_names)})"
+        )
+
+    # ---------------------------------------------------------------- user code
+
+    def evaluate_sensor(self, params: Dict[str, Any]) -> Any:
+        check_params(
+            params,
+            {
+                "sensor": (str, True),
+                "repository": (_OPT_STR, False),
+                "cursor": (_OPT_STR, False),
+                "last_run_key": (_OPT_STR, False),
+            },
+        )
+        name = params["sensor"]
+        repo = self._select(params, "sensor", name)
+        return evaluate_sensor(repo, name, params.get("cursor"), params.get("last_run_key"))
+
+    def evaluate_schedule(self, params: Dict[str, Any]) -> Any:
+        check_params(
+            params,
+            {
+                "schedule": (str, True),
+                "repository": (_OPT_STR, False),
+                "scheduled_time": (_NUMBER + (type(None),), False),
+            },
+        )
+        name = params["schedule"]
+        repo = self._select(params, "schedule", name)
+        return evaluate_schedule(repo, name, params.get("scheduled_time"))
+
+    def execute_job(self, params: Dict[str, Any]) -> Any:
+        check_params(
+            params,
+            {
+                "job": (str, True),
+                "repository": (_OPT_STR, False),
+                "run_config": ((dict, type(None)), False),
+            },
+        )
+        name = params["job"]
+        repo = self._select(params, "job", name)
+        return execute_job(repo, name, params.get("run_config"))
+
+    @staticmethod
+    def error(exc: BaseException, user_code: bool) -> Dict[str, Any]:
+        return error_for(exc, user_code)
+
+    def _select(self, params: Dict[str, Any], kind: str, name: str) -> RepositoryDefinition:
+        return select_repository(self.repositories, params.get("repository"), kind=kind, name=name)
+
+
+def error_for(exc: BaseException, user_code: bool) -> Dict[str, Any]:
+    """The error map a failed call answers with."""
+    if isinstance(exc, CallError):
+        return error_map(exc.type, exc.message)
+    if isinstance(exc, NotFoundError):
+        return error_map(E.NOT_FOUND, str(exc))
+    if isinstance(exc, DefinitionError):
+        return error_from_exception(exc, E.DEFINITION_ERROR)
+    return error_from_exception(exc, E.USER_CODE_ERROR if user_code else E.INTERNAL_ERROR)
+
+
+def load_error(exc: BaseException) -> Dict[str, Any]:
+    """The error map of a `load_error` notification."""
+    kind = E.DEFINITION_ERROR if isinstance(exc, DefinitionError) else E.USER_CODE_ERROR
+    return error_from_exception(exc, kind)
