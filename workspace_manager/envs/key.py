@@ -126,7 +126,9 @@ def make_recipe(
         key=key,
         interpreter=interpreter,
         install_args=tuple(args),
-        requirement_count=len(requirements),
+        requirement_count=sum(
+            1 for r in requirements if r.args[0] == "-e" or not r.args[0].startswith("-")
+        ),
         cwd=base,
         installer=installer,
         requested_installer=spec.installer,

@@ -1,0 +1,7 @@
+"""teamlib 2.0: the same package name as the other folder, another version and API."""
+
+__version__ = "2.0"
+
+
+def greeting(name):
+    return "teamlib 2.0 says hello to " + name
