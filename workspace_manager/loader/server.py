@@ -24,7 +24,7 @@ from ..protocol import errors as E
 from ..protocol.address import Address, format_address, parse_address
 from ..protocol.errors import ProtocolError
 from ..protocol.framing import FrameDecoder, FrameError, encode_frame
-from ..protocol.messages import Notification, Request, error_map, parse
+from ..protocol.messages import Notification, Request, error_map, parse, short_repr
 from ..version import PROTOCOL_VERSION, __version__
 
 if TYPE_CHECKING:  # imported lazily: the SDK must load inside the loader's load-error guard
@@ -378,7 +378,9 @@ class Connection:
             self.send([1, msg.id, None, {}])
             server.request_stop()
             return True
-        self.send([1, msg.id, error_map(E.METHOD_NOT_FOUND, f"no method {method!r}"), None])
+        self.send(
+            [1, msg.id, error_map(E.METHOD_NOT_FOUND, f"no method {short_repr(method)}"), None]
+        )
         return True
 
     def _run_user_code(self, msg: Request, handler: Any) -> None:
@@ -402,11 +404,11 @@ class Connection:
         reason = None
         protocol = params.get("protocol")
         if msg.method != "hello":
-            reason = f"the first request must be 'hello', not {msg.method!r}"
+            reason = f"the first request must be 'hello', not {short_repr(msg.method)}"
         elif type(protocol) is not int:
             reason = "hello needs an integer 'protocol'"
         elif protocol != PROTOCOL_VERSION:
-            reason = f"protocol version {protocol} is not supported (this server speaks {PROTOCOL_VERSION})"
+            reason = f"protocol version {short_repr(protocol)} is not supported (this server speaks {PROTOCOL_VERSION})"
         elif not server.check_secret(params.get("secret")):
             reason = "wrong secret"
         if reason is not None:

@@ -69,6 +69,12 @@ def error_from_exception(exc: BaseException, type_: str = "UserCodeError") -> Di
     return error_map(type_, message, tb)
 
 
+def short_repr(value: Any, limit: int = 60) -> str:
+    """repr() cut to `limit` characters: peer-controlled values end up in log lines."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _is_id(value: Any) -> bool:
     return type(value) is int and 0 <= value <= MAX_ID
 
@@ -118,4 +124,4 @@ def parse(obj: Any) -> Message:
         if type(params) is not dict:
             raise ProtocolError("notification params must be a map")
         return Notification(event, params)
-    raise ProtocolError(f"unknown message kind {kind!r}")
+    raise ProtocolError(f"unknown message kind {short_repr(kind)}")
