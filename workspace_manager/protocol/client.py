@@ -14,27 +14,30 @@ import ssl
 import struct
 import threading
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, NoReturn, Optional, Set
 
 from ..version import PROTOCOL_VERSION, __version__
 from . import messages
 from .address import parse_address
-from .codec import DecodeError, unpackb
+from .codec import DecodeError, packb, unpackb
 from .errors import CallTimeout, HandshakeError, ProtocolError, RemoteError
-from .framing import DEFAULT_MAX_FRAME, HEADER, FrameError, check_length, encode_frame
+from .framing import DEFAULT_MAX_FRAME, HEADER, FrameError, check_length
 
 _unpack_header = HEADER.unpack_from
+_pack_header = HEADER.pack
+_monotonic = time.monotonic
 _INITIAL_BUFFER = 64 * 1024
 _TIMEVAL = struct.Struct("@ll")
 
 
 class _Slot:
-    __slots__ = ("done", "error", "result")
+    __slots__ = ("done", "error", "result", "wake")
 
     def __init__(self) -> None:
         self.done = False
         self.error: Optional[Dict[str, Any]] = None
         self.result: Any = None
+        self.wake: Optional[threading.Event] = None  # set up only for a caller that must wait
 
 
 class Client:
@@ -60,9 +63,10 @@ class Client:
         self.max_frame = max_frame
         self._ids = itertools.count(1)
         self._pending: Dict[int, _Slot] = {}
-        self._cond = threading.Condition(threading.Lock())
         self._send_lock = threading.Lock()
-        self._reading = False
+        self._read_lock = threading.Lock()
+        self._followers: Set[_Slot] = set()
+        self._followers_lock = threading.Lock()
         self._dead: Optional[BaseException] = None
         self._buf = bytearray(_INITIAL_BUFFER)
         self._view = memoryview(self._buf)
@@ -158,11 +162,13 @@ class Client:
 
     def _fail(self, exc: BaseException) -> None:
         """Mark the connection dead (once), close the socket, wake every waiting caller."""
-        with self._cond:
+        with self._followers_lock:
             if self._dead is not None:
                 return
             self._dead = exc
-            self._cond.notify_all()
+            followers = list(self._followers)
+        for slot in followers:
+            slot.wake.set()
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
         except (OSError, AttributeError):
@@ -172,96 +178,124 @@ class Client:
         except (OSError, AttributeError):
             pass
 
-    def _raise_dead(self) -> None:
+    def _raise_dead(self) -> NoReturn:
         dead = self._dead
         if isinstance(dead, ConnectionError):
             raise ConnectionError(str(dead))
         raise ConnectionError(f"connection to {self.address} failed: {dead}")
 
     # ------------------------------------------------------------------ calls
+    #
+    # Leader/follower: a caller that gets `_read_lock` reads frames and hands each response
+    # to its slot until its own has come; a caller that does not waits on its slot's event,
+    # woken by the leader either with its response or when the leader leaves (to take over).
 
     def _call(
         self, id_: int, method: str, params: Optional[Dict[str, Any]], timeout: Optional[float]
     ) -> Any:
-        frame = encode_frame([0, id_, method, {} if params is None else params])
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        payload = packb([0, id_, method, {} if params is None else params])
+        frame = _pack_header(len(payload)) + payload
+        deadline = _monotonic() + (self.timeout if timeout is None else timeout)
         slot = _Slot()
-        cond = self._cond
-        with cond:
+        pending = self._pending
+        pending[id_] = slot
+        try:
             if self._dead is not None:
                 self._raise_dead()
-            self._pending[id_] = slot
-        try:
             try:
                 with self._send_lock:
                     self._sock.sendall(frame)
             except OSError as exc:
                 self._fail(exc)
                 self._raise_dead()
-            self._wait(slot, deadline)
+            if self._read_lock.acquire(False):
+                self._lead(slot, deadline)
+            if not slot.done:
+                self._follow(slot, deadline)
         finally:
             if not slot.done:
-                with cond:
-                    self._pending.pop(id_, None)
+                pending.pop(id_, None)
         if slot.error is not None:
             raise RemoteError.from_map(slot.error)
         return slot.result
 
-    def _wait(self, slot: _Slot, deadline: float) -> None:
-        cond = self._cond
-        while True:
-            with cond:
-                while True:
-                    if slot.done:
-                        return
-                    if self._dead is not None:
-                        self._raise_dead()
-                    if not self._reading:
-                        self._reading = True
-                        break
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise CallTimeout(f"no answer from {self.address} in time")
-                    cond.wait(remaining)
-            try:
-                self._read_until(slot, deadline)
-            finally:
-                with cond:
-                    self._reading = False
-                    cond.notify_all()
+    def _lead(self, slot: _Slot, deadline: float) -> None:
+        """Holding `_read_lock`: read until our response arrives; then hand the role over."""
+        try:
+            self._read_until(slot, deadline)
+        finally:
+            self._read_lock.release()
+            if self._followers:
+                with self._followers_lock:
+                    followers = list(self._followers)
+                for other in followers:
+                    other.wake.set()
+
+    def _follow(self, slot: _Slot, deadline: float) -> None:
+        wake = slot.wake = threading.Event()
+        with self._followers_lock:
+            self._followers.add(slot)
+        try:
+            while not slot.done:
+                if self._dead is not None:
+                    self._raise_dead()
+                if self._read_lock.acquire(False):
+                    self._lead(slot, deadline)
+                    continue
+                remaining = deadline - _monotonic()
+                if remaining <= 0:
+                    raise CallTimeout(f"no answer from {self.address} in time")
+                wake.wait(remaining)
+                wake.clear()
+        finally:
+            with self._followers_lock:
+                self._followers.discard(slot)
 
     def _read_until(self, slot: _Slot, deadline: float) -> None:
         """As the reader: dispatch responses until our own arrives (or the deadline passes)."""
+        pending = self._pending
         while not slot.done:
+            if self._dead is not None:
+                self._raise_dead()
             try:
                 obj = self._read_frame(deadline)
-            except CallTimeout:
-                raise
             except FrameError as exc:
                 self._fail(ProtocolError(str(exc)))
                 raise ProtocolError(str(exc)) from None
-            except OSError as exc:
+            except OSError as exc:  # ConnectionError included
                 self._fail(exc)
                 self._raise_dead()
-            try:
-                msg = messages.parse(obj)
-            except ProtocolError as exc:
-                self._fail(exc)
-                raise
-            if type(msg) is messages.Response:
-                with self._cond:
-                    waiting = self._pending.pop(msg.id, None)
-                    if waiting is not None:
-                        waiting.error = msg.error
-                        waiting.result = msg.result
-                        waiting.done = True
-                        if waiting is not slot:
-                            self._cond.notify_all()
-            elif type(msg) is messages.Request:
-                exc = ProtocolError("the server sent a request")
-                self._fail(exc)
-                raise exc
-            # notifications from the server carry nothing a client must act on
+            # Fast path: a well-formed success response; anything else gets the full check.
+            if (
+                type(obj) is list
+                and len(obj) == 4
+                and obj[0] == 1
+                and type(obj[0]) is int
+                and obj[2] is None
+                and type(obj[1]) is int
+            ):
+                id_, error, result = obj[1], None, obj[3]
+            else:
+                try:
+                    msg = messages.parse(obj)
+                except ProtocolError as exc:
+                    self._fail(exc)
+                    raise
+                if type(msg) is messages.Request:
+                    exc = ProtocolError("the server sent a request")
+                    self._fail(exc)
+                    raise exc
+                if type(msg) is not messages.Response:
+                    continue  # notifications carry nothing a client must act on
+                id_, error, result = msg.id, msg.error, msg.result
+            waiting = pending.pop(id_, None)
+            if waiting is None:
+                continue  # the answer to a call that timed out
+            waiting.error = error
+            waiting.result = result
+            waiting.done = True
+            if waiting is not slot and waiting.wake is not None:
+                waiting.wake.set()
 
     def _read_frame(self, deadline: float) -> Any:
         while True:
@@ -269,7 +303,8 @@ class Client:
             avail = end - start
             if avail >= 4:
                 length = _unpack_header(self._buf, start)[0]
-                check_length(length, self.max_frame)
+                if length == 0 or length > self.max_frame:
+                    check_length(length, self.max_frame)
                 if avail >= 4 + length:
                     body = bytes(self._view[start + 4 : start + 4 + length])
                     start += 4 + length
@@ -285,20 +320,22 @@ class Client:
                         return unpackb(body)
                     except DecodeError as exc:
                         raise FrameError(f"undecodable frame: {exc}") from None
-                self._make_room(4 + length)
-            else:
+                if start + 4 + length > len(self._buf):
+                    self._make_room(4 + length)
+            elif start + 4 > len(self._buf):
                 self._make_room(4)
-            remaining = deadline - time.monotonic()
+            remaining = deadline - _monotonic()
             if remaining <= 0:
                 raise CallTimeout(f"no answer from {self.address} in time")
             try:
                 if self._kernel_timeouts:
-                    self._set_receive_timeout(remaining)
+                    if abs(self._rcvtimeo - remaining) > 0.05:
+                        self._set_receive_timeout(remaining)
                 else:
                     self._sock.settimeout(remaining)
                 n = self._sock.recv_into(self._view[self._end :])
             except (socket.timeout, BlockingIOError):
-                continue  # the loop head raises CallTimeout if the deadline has passed
+                continue  # the check above raises CallTimeout once the deadline has passed
             if not n:
                 if self._end > self._start:
                     raise FrameError("connection closed in the middle of a frame")
@@ -307,10 +344,8 @@ class Client:
 
     def _set_receive_timeout(self, remaining: float) -> None:
         """SO_RCVTIMEO instead of Python's socket timeout: a blocking recv is one syscall,
-        where a timeout socket polls first. Re-set only when off by more than a little."""
-        current = self._rcvtimeo
-        if abs(current - remaining) <= min(0.05, 0.01 * remaining + 0.0005):
-            return
+        where a timeout socket polls first. The caller re-sets it only when it is off by more
+        than 50 ms, so a deadline may be overshot by that much at most."""
         sec = int(remaining)
         usec = int((remaining - sec) * 1e6)
         if not sec and not usec:
