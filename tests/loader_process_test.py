@@ -254,6 +254,7 @@ def test_all_methods(spawn, repo, python):
                 "InvalidParams",
             ),
             ("ping", {"x": 1}, "InvalidParams"),
+            ("shutdown", {"now": True}, "InvalidParams"),
             ("execute_job", {"job": "missing"}, "NotFound"),
             ("evaluate_sensor", {"sensor": "missing"}, "NotFound"),
             ("evaluate_sensor", {"sensor": "job2_sensor", "repository": "other"}, "NotFound"),

@@ -375,6 +375,10 @@ class Connection:
                 raise
             return True
         if method == "shutdown":
+            if msg.params:
+                error = error_map(E.INVALID_PARAMS, "shutdown takes no parameters")
+                self.send([1, msg.id, error, None])
+                return True
             self.send([1, msg.id, None, {}])
             server.request_stop()
             return True
