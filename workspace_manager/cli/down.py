@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 
 from workspace_manager.cli import control_client, targets
 
@@ -19,19 +20,26 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import psutil
-
     client, record = control_client.connect(args)
     if client is None:
         print(f"wsm: no manager is running for {targets.describe(args)}")
         return 0
     with client:
         client.call("shutdown", {})
-    try:
-        psutil.Process(record.pid).wait(timeout=args.timeout)
-    except psutil.NoSuchProcess:
-        pass
-    except psutil.TimeoutExpired:
-        targets.fail(f"manager pid {record.pid} did not exit within {args.timeout:g}s", 1)
+    deadline = time.monotonic() + args.timeout
+    while _running(record.pid):
+        if time.monotonic() > deadline:
+            targets.fail(f"manager pid {record.pid} did not exit within {args.timeout:g}s", 1)
+        time.sleep(0.05)
     print(f"wsm: manager pid {record.pid} stopped")
     return 0
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an exited manager stays a zombie until its parent reaps it)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

@@ -75,6 +75,7 @@ class Location:
         self._wake = asyncio.Event()
         self._reload = asyncio.Event()
         self._pending_config: Optional[LocationConfig] = None
+        self._reload_waiters: list = []
         self._grace = 3.0
 
     # -- public ---------------------------------------------------------------------------
@@ -92,7 +93,10 @@ class Location:
         starts afresh (an `error` location is retried, a `backoff` one restarts now)."""
         if self.state is State.READY and self._task is not None and not self._task.done():
             self._pending_config = config
+            done = asyncio.get_running_loop().create_future()
+            self._reload_waiters.append(done)
             self._reload.set()
+            await done  # the successor is ready and serving, or the location left `ready`
             return
         if self._task is not None and not self._task.done():
             self._task.cancel()
@@ -111,6 +115,7 @@ class Location:
     async def stop(self, grace: float = 3.0) -> None:
         self._stopping = True
         self._wake.set()
+        self._reloaded()
         if self._task is not None:
             self._task.cancel()
             try:
@@ -280,14 +285,21 @@ class Location:
             except (_Settled, _Exited) as outcome:
                 await inst.stop(self._grace)
                 self.instance = None
+                self._reloaded()
                 if isinstance(outcome, _Settled):
                     return None
                 return outcome.info
             old, inst = inst, new
             self.instance = inst
-            self.restarts += 1
             self._became_ready(inst, "reloaded: ")
+            self._reloaded()
             await old.stop(self._grace)
+
+    def _reloaded(self) -> None:
+        waiters, self._reload_waiters = self._reload_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
 
     async def _watch(self, inst: Instance) -> Optional[ExitInfo]:
         """Serve until the process exits, hangs or outgrows its memory limit (ExitInfo), or
@@ -295,10 +307,18 @@ class Location:
         sup = self.config.supervision
         exit_task = asyncio.ensure_future(inst.wait_exit())
         watchdog = asyncio.ensure_future(self._watchdog(inst))
+        reload_task = asyncio.ensure_future(self._reload.wait())
         try:
-            done, _ = await asyncio.wait({exit_task, watchdog}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {exit_task, watchdog, reload_task}, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             watchdog.cancel()
+            reload_task.cancel()
+        if reload_task in done and exit_task not in done:
+            self._reload.clear()
+            exit_task.cancel()
+            return None
         self.ready_since = None
         if exit_task in done:
             returncode = exit_task.result()

@@ -1,0 +1,388 @@
+"""`wsm up` end to end: real processes under two interpreters, real sockets, real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from e2e import WorkspaceDir, WsmUp, wait_for
+
+from workspace_manager.protocol.client import Client
+from workspace_manager.protocol.errors import RemoteError
+
+DEBIAN_PYTHON = "/usr/bin/python3"
+
+REPO_A = """
+import os, sys
+from workspace_manager import RunRequest, ScheduleDefinition, SkipReason, job, repository, sensor
+
+@job
+def job1(): ...
+
+@job(description="second", tags={"team": "a"})
+def job2(context):
+    return context.run_config
+
+job1_schedule = ScheduleDefinition(job=job1, cron_schedule="0 0 * * *")
+
+@sensor(job=job2)
+def probe(context):
+    found = {}
+    for name in ("msgpack", "psutil", "yaml", "jsonschema", "virtualenv"):
+        try:
+            __import__(name)
+            found[name] = True
+        except ImportError:
+            found[name] = False
+    yield RunRequest(run_key=None, run_config={
+        "imports": found, "executable": sys.executable, "team": os.environ.get("TEAM", ""),
+        "cwd": os.getcwd()})
+
+@sensor(job=job2)
+def slow_sensor():
+    import time
+    time.sleep(5)
+    return SkipReason("slept")
+
+print("team_a loaded and printing to stdout")
+print("and to stderr", file=sys.stderr)
+
+@repository
+def repo_a():
+    return [job1, job1_schedule, probe, slow_sensor]
+"""
+
+REPO_B = """
+from workspace_manager import job, repository
+
+@job
+def b_job(): ...
+
+@repository
+def repo_b():
+    return [b_job]
+"""
+
+PACKAGE_C = """
+from workspace_manager import job, repository, sensor, RunRequest
+
+@job
+def c_job(): ...
+
+@sensor(job=c_job)
+def c_sensor(context):
+    context.update_cursor((context.cursor or "") + "x")
+    yield RunRequest(run_key="k1")
+
+@repository
+def repo_c():
+    return [c_job, c_sensor]
+"""
+
+
+def teams_workspace(ws: WorkspaceDir, broken: bool = False) -> Path:
+    ws.file("team_a/repo.py", REPO_A)
+    ws.file("team_b/team_b/__init__.py", "")
+    ws.file("team_b/team_b/definitions.py", REPO_B)
+    ws.file("team_c/team_c_pipelines/__init__.py", PACKAGE_C)
+    entries = [
+        {
+            "python_file": {
+                "relative_path": "team_a/repo.py",
+                "location_name": "team_a",
+                "executable_path": DEBIAN_PYTHON,
+                "env_vars": {"TEAM": "a"},
+            }
+        },
+        {
+            "python_module": {
+                "module_name": "team_b.definitions",
+                "location_name": "team_b",
+                "working_directory": "team_b",
+            }
+        },
+        {
+            "python_package": {
+                "package_name": "team_c_pipelines",
+                "location_name": "team_c",
+                "working_directory": "team_c",
+            }
+        },
+    ]
+    if broken:
+        ws.file("broken/repo.py", "import does_not_exist_anywhere\n")
+        entries.append({"python_file": {"relative_path": "broken/repo.py"}})
+    return ws.workspace({"load_from": entries, "supervision": {"heartbeat_seconds": 1}})
+
+
+def bare_imports(python: str, names: list) -> dict:
+    code = (
+        "import importlib.util, json, sys; "
+        "print(json.dumps({n: importlib.util.find_spec(n) is not None for n in sys.argv[1:]}))"
+    )
+    out = subprocess.run([python, "-c", code, *names], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def manager_client(ws: WorkspaceDir) -> Client:
+    """A protocol client on the running manager's control socket, found as the CLI does."""
+    records = list((ws.root / ".wsm-run").glob("*/manager.json"))
+    assert len(records) == 1, records
+    record = json.loads(records[0].read_text())
+    return Client(record["control"], record["secret"], timeout=30)
+
+
+def test_up_serves_every_location_in_its_own_interpreter(ws: WorkspaceDir) -> None:
+    path = teams_workspace(ws, broken=True)
+    with WsmUp(ws, "-w", str(path)) as up:
+        status = up.wait_all_settled()
+        locs = status["locations"]
+        assert {n: loc["state"] for n, loc in locs.items()} == {
+            "team_a": "ready",
+            "team_b": "ready",
+            "team_c": "ready",
+            "repo": "error",
+        }
+        assert status["status"] == "degraded"
+        assert locs["team_a"]["python"] == "3.11.2"  # Debian's interpreter
+        assert locs["team_a"]["environment"] == DEBIAN_PYTHON
+        assert locs["team_b"]["python"] != "3.11.2"
+        assert "does_not_exist_anywhere" in locs["repo"]["error"]
+        assert "Traceback" in locs["repo"]["traceback"]
+        pids = {locs[n]["pid"] for n in ("team_a", "team_b", "team_c")}
+        assert len(pids) == 3 and os.getpid() not in pids
+        assert psutil.Process(locs["team_a"]["pid"]).exe() == os.path.realpath(DEBIAN_PYTHON)
+
+        code, body = up.get("/readyz")
+        assert code == 503 and "repo" in body
+        code, body = up.get("/readyz?verbose")
+        assert "[+]team_a ok" in body and "[-]repo error" in body
+        assert up.get("/readyz/team_b")[0] == 200
+        assert up.get("/readyz/repo")[0] == 503
+        assert up.get("/livez") == (200, "ok") or up.get("/livez")[0] == 200
+        assert up.get("/healthz")[0] == 200
+
+        with manager_client(ws) as client:
+            result = client.call(
+                "call",
+                {"location": "team_a", "method": "evaluate_sensor", "params": {"sensor": "probe"}},
+            )
+            config = result["run_requests"][0]["run_config"]
+            # wsm injects none of its dependencies into another interpreter
+            # wsm injects none of its dependencies: the location sees exactly what the bare
+            # interpreter has (Debian ships python3-yaml, but no msgpack or psutil)
+            assert config["imports"] == bare_imports(DEBIAN_PYTHON, list(config["imports"]))
+            assert config["imports"]["msgpack"] is False
+            assert config["imports"]["psutil"] is False
+            assert config["executable"] == DEBIAN_PYTHON
+            assert config["team"] == "a"
+            assert config["cwd"] == str(ws.root / "team_a")
+            c = client.call(
+                "call",
+                {
+                    "location": "team_c",
+                    "method": "evaluate_sensor",
+                    "params": {"sensor": "c_sensor", "cursor": "ab"},
+                },
+            )
+            assert c["cursor"] == "abx" and c["run_requests"][0]["run_key"] == "k1"
+            snap = client.call("snapshot", {"location": "team_a"})
+            repo = snap["repositories"][0]
+            assert [j["name"] for j in repo["jobs"]] == ["job1", "job2"]
+            assert repo["schedules"][0]["cron_schedule"] == "0 0 * * *"
+            with pytest.raises(RemoteError) as err:
+                client.call("call", {"location": "repo", "method": "ping"})
+            assert err.value.type == "NotReady"
+
+        # a slow call in flight does not delay a ping on the same location
+        order = []
+
+        def slow() -> None:
+            with manager_client(ws) as c2:
+                c2.call(
+                    "call",
+                    {
+                        "location": "team_a",
+                        "method": "evaluate_sensor",
+                        "params": {"sensor": "slow_sensor"},
+                    },
+                )
+            order.append("slow")
+
+        t = threading.Thread(target=slow)
+        t.start()
+        time.sleep(0.3)  # let the slow call reach the location first
+        with manager_client(ws) as client:
+            client.call("call", {"location": "team_a", "method": "ping"})
+        order.append("ping")
+        t.join(30)
+        assert order == ["ping", "slow"]
+
+        # the repository's prints reach the location log and the manager's output
+        wait_for(lambda: "team_a loaded and printing to stdout" in up.output(), 10, "output")
+        logs = ws.run("logs", "-w", str(path), "team_a")
+        assert logs.returncode == 0 and "and to stderr" in logs.stdout
+
+        st = ws.run("status", "-w", str(path), "--json")
+        assert st.returncode == 0, st.stderr
+        assert json.loads(st.stdout)["locations"]["team_b"]["state"] == "ready"
+        table = ws.run("status", "-w", str(path))
+        assert "team_a" in table.stdout and "ready" in table.stdout
+
+        down = ws.run("down", "-w", str(path))
+        assert down.returncode == 0, down.stderr
+        assert up.proc.wait(30) == 0
+    assert not (ws.root / ".wsm-run" / "manager.json").exists()
+    assert ws.run("status", "-w", str(path)).returncode == 3
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_everything_with_exit_0(ws: WorkspaceDir, sig: int) -> None:
+    path = teams_workspace(ws)
+    with WsmUp(ws, "-w", str(path)) as up:
+        up.wait_all_settled()
+        up.track()
+        assert up.stop(sig) == 0
+    assert not list((ws.root / ".wsm-run").glob("*/*.sock"))
+
+
+def test_manager_killed_with_sigkill_leaves_no_process(ws: WorkspaceDir) -> None:
+    ws.file(
+        "spawner/repo.py",
+        """
+        import subprocess, sys
+        from workspace_manager import job, repository
+        # a grandchild that ignores SIGTERM
+        CHILD = subprocess.Popen([sys.executable, "-c",
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"])
+        @job
+        def j(): ...
+        @repository
+        def r():
+            return [j]
+    """,
+    )
+    path = ws.workspace({"load_from": [{"python_file": "spawner/repo.py"}]})
+    with WsmUp(ws, "-w", str(path)) as up:
+        up.wait_state("repo", "ready")
+        pids = up.track()
+        assert len(pids) >= 2  # the loader and its grandchild
+        up.proc.kill()
+        up.proc.wait(10)
+        up.assert_no_leftovers(timeout=5)
+
+
+def test_crashed_location_is_restarted_with_backoff(ws: WorkspaceDir) -> None:
+    path = teams_workspace(ws)
+    with WsmUp(ws, "-w", str(path)) as up:
+        up.wait_all_settled()
+        before = up.location("team_b")
+        os.kill(before["pid"], signal.SIGKILL)
+        after = wait_for(
+            lambda: (
+                lambda loc: loc if loc["state"] == "ready" and loc["pid"] != before["pid"] else None
+            )(up.location("team_b")),
+            30,
+            "team_b to come back",
+        )
+        assert after["restarts"] == 1
+        st = json.loads(ws.run("status", "-w", str(path), "--json").stdout)
+        transitions = st["locations"]["team_b"]["transitions"]
+        assert [t["to"] for t in transitions[-3:]] == ["backoff", "starting", "ready"]
+        assert "SIGKILL" in transitions[-3]["reason"]
+        assert up.location("team_a")["restarts"] == 0
+
+
+def test_up_with_python_file_and_module(ws: WorkspaceDir) -> None:
+    ws.file("single.py", REPO_B)
+    with WsmUp(ws, "-f", "single.py", "-a", "repo_b") as up:
+        status = up.wait_all_settled()
+        assert status["locations"]["single"]["state"] == "ready"
+        st = ws.run("status", "--python-file", "single.py", "-a", "repo_b", "--json")
+        assert st.returncode == 0, st.stderr
+    ws.file("pkgmod/__init__.py", "")
+    ws.file("pkgmod/defs.py", REPO_B)
+    with WsmUp(ws, "-m", "pkgmod.defs") as up:
+        status = up.wait_all_settled()
+        assert status["locations"]["pkgmod.defs"]["state"] == "ready"
+
+
+def test_list_reports_broken_locations_and_exit_status(ws: WorkspaceDir) -> None:
+    path = teams_workspace(ws, broken=True)
+    res = ws.run("list", "-w", str(path), "--json")
+    assert res.returncode == 1, res.stderr
+    data = json.loads(res.stdout)["locations"]
+    assert data["repo"]["state"] == "error"
+    assert "does_not_exist_anywhere" in data["repo"]["traceback"]
+    assert [r["name"] for r in data["team_c"]["repositories"]] == ["repo_c"]
+    human = ws.run("list", "-w", str(path))
+    assert "repository repo_a" in human.stdout and "job1_schedule" in human.stdout
+    good = teams_workspace(ws)
+    assert ws.run("list", "-w", str(good)).returncode == 0
+    # nothing of the one-shot load is left running
+    assert not [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if str(ws.root) in " ".join(p.info["cmdline"] or [])
+    ]
+
+
+def test_reload_restarts_only_what_changed(ws: WorkspaceDir) -> None:
+    path = teams_workspace(ws)
+    with WsmUp(ws, "-w", str(path)) as up:
+        first = up.wait_all_settled()["locations"]
+        ws.file("team_d/repo.py", REPO_B)
+        data = {
+            "load_from": [
+                {
+                    "python_file": {
+                        "relative_path": "team_a/repo.py",
+                        "location_name": "team_a",
+                        "executable_path": DEBIAN_PYTHON,
+                        "env_vars": {"TEAM": "a"},
+                    }
+                },
+                {
+                    "python_module": {
+                        "module_name": "team_b.definitions",
+                        "location_name": "team_b",
+                        "working_directory": "team_b",
+                        "env_vars": {"NEW": "1"},
+                    }
+                },
+                {"python_file": {"relative_path": "team_d/repo.py", "location_name": "team_d"}},
+            ],
+            "supervision": {"heartbeat_seconds": 1},
+        }
+        ws.workspace(data)
+        res = ws.run("reload", "-w", str(path))
+        assert res.returncode == 0, res.stderr
+        assert "team_d" in res.stdout
+        now = up.wait_all_settled()["locations"]
+        assert set(now) == {"team_a", "team_b", "team_d"}
+        assert now["team_a"]["pid"] == first["team_a"]["pid"]  # untouched keeps serving
+        assert now["team_b"]["pid"] != first["team_b"]["pid"]  # changed: restarted
+        assert (
+            not psutil.pid_exists(first["team_c"]["pid"])
+            or psutil.Process(first["team_c"]["pid"]).status() == psutil.STATUS_ZOMBIE
+        )
+        # a bad edit is refused and changes nothing
+        (ws.root / "workspace.yaml").write_text("load_from: [ {python_file: nope.py} ]\n")
+        bad = ws.run("reload", "-w", str(path))
+        assert bad.returncode == 2 and "nope.py" in bad.stderr
+        assert up.location("team_a")["pid"] == first["team_a"]["pid"]
+
+
+def test_up_with_invalid_workspace_exits_2_without_traceback(ws: WorkspaceDir) -> None:
+    path = ws.workspace("load_from:\n  - python_file: missing.py\n")
+    res = ws.run("up", "-w", str(path))
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert res.stderr.startswith(f"{path}:2:")
