@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import List
 
 import psutil
+import pytest
 from e2e import wait_for
 from fixtures.envs_support import HOLD_SETUP, location, make_package
 
+from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.progress import RecordingReporter
 from workspace_manager.envs.service import EnvironmentService
 
@@ -170,3 +172,35 @@ def test_different_envs_build_in_parallel(tmp_path: Path) -> None:
     asyncio.run(both())
     kinds = [e.kind for e in reporter.events if e.kind in ("start", "done")]
     assert kinds[:2] == ["start", "start"]
+
+
+def test_shutdown_cancels_a_running_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slow_package(tmp_path)
+    hold = tmp_path / "hold"
+    hold.write_text("")
+    monkeypatch.setenv("WSM_TEST_HOLD", str(hold))
+    svc = EnvironmentService(tmp_path / "cache")
+    loc = location(tmp_path, "a", ["./wsm-slow"])
+    children: List[psutil.Process] = []
+
+    async def build_then_cancel() -> BaseException:
+        task = asyncio.ensure_future(svc.ensure(loc))
+        started = Path(str(hold) + ".started")
+        while not started.exists():  # polled with a deadline by the timeout below
+            await asyncio.sleep(0.02)
+        children.extend(psutil.Process().children(recursive=True))
+        svc.close(cancel_builds=True)
+        try:
+            await asyncio.wait_for(task, 60)
+        except EnvBuildError as exc:
+            return exc
+        raise AssertionError("the build was not cancelled")
+
+    error = asyncio.run(asyncio.wait_for(build_then_cancel(), 120))
+    assert "build cancelled" in str(error)
+    assert children  # pip and the build backend were running
+    assert_gone(children)
+    assert svc.cached(loc) is None
+    assert list(builds_dir(tmp_path).iterdir()) == []

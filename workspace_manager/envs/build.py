@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import IO, Deque, List, Optional, Sequence
+from typing import IO, Deque, List, Optional, Sequence, Set
 
 from workspace_manager.envs import store
 from workspace_manager.envs.errors import EnvBuildError
@@ -29,6 +29,48 @@ from workspace_manager.version import __version__
 
 TAIL_LINES = 25
 _SCRUBBED_ENV = ("PYTHONHOME", "PYTHONPATH", "VIRTUAL_ENV", "PIP_REQUIRE_VIRTUALENV")
+
+
+class Cancel:
+    """Shared by a service's builds: `cancel()` stops running installers (and their children)
+    so a shutting-down manager never waits for a long pip run."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._procs: Set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
+
+    def track(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._procs.add(proc)
+        if self.event.is_set():
+            self._kill(proc)
+
+    def untrack(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._procs.discard(proc)
+
+    def cancel(self) -> None:
+        self.event.set()
+        with self._lock:
+            procs = list(self._procs)
+        for proc in procs:
+            self._kill(proc)
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen) -> None:
+        import psutil
+
+        try:
+            victims = [psutil.Process(proc.pid)]
+            victims += victims[0].children(recursive=True)
+        except psutil.Error:
+            return
+        for victim in victims:
+            try:
+                victim.kill()
+            except psutil.Error:
+                pass
 
 
 class _Progress:
@@ -47,6 +89,7 @@ def build_env(
     reporter: BuildReporter,
     locations: Sequence[str] = (),
     warning: Optional[str] = None,
+    cancel: Optional[Cancel] = None,
 ) -> bool:
     """Make the env for ``recipe`` exist; True when this call built it, False when reused.
 
@@ -72,7 +115,7 @@ def build_env(
             progress("done", "built by another wsm, reused")
             return False
         store.clean_stale_builds(layout, holding_key=key)
-        _build_locked(recipe, layout, installer, progress)
+        _build_locked(recipe, layout, installer, progress, cancel or Cancel())
         progress("done", "built")
         return True
     except EnvBuildError as exc:
@@ -83,7 +126,11 @@ def build_env(
 
 
 def _build_locked(
-    recipe: EnvRecipe, layout: CacheLayout, installer: Installer, progress: _Progress
+    recipe: EnvRecipe,
+    layout: CacheLayout,
+    installer: Installer,
+    progress: _Progress,
+    cancel: Cancel,
 ) -> None:
     layout.logs.mkdir(parents=True, exist_ok=True)
     log_path = layout.log(recipe.key)
@@ -97,7 +144,7 @@ def _build_locked(
             python = str(build_dir / "bin" / "python")
             if recipe.requirement_count or recipe.inputs["requirements_file"]:
                 progress("step", recipe.install_step())
-                _install(recipe, installer, python, log, log_path, progress)
+                _install(recipe, installer, python, log, log_path, progress, cancel)
             progress("step", "finishing")
             marker = {
                 "key": recipe.key,
@@ -187,7 +234,10 @@ def _install(
     log: IO[str],
     log_path: Path,
     progress: _Progress,
+    cancel: Cancel,
 ) -> None:
+    if cancel.event.is_set():
+        raise EnvBuildError("build cancelled: wsm is shutting down", (), log_path, recipe.key)
     argv = installer.command(python, recipe.install_args)
     log.write("$ " + " ".join(argv) + f"\n  (in {recipe.cwd})\n")
     log.flush()
@@ -210,6 +260,7 @@ def _install(
             f"{installer.name} could not start: {exc}", (), log_path, recipe.key
         ) from None
     assert proc.stdout is not None
+    cancel.track(proc)
     with proc:
         for line in proc.stdout:
             log.write(line)
@@ -220,6 +271,12 @@ def _install(
                     errors.append(text.strip())
                 progress("output", text)
         status = proc.wait()
+    cancel.untrack(proc)
+    if cancel.event.is_set():
+        log.write("cancelled\n")
+        raise EnvBuildError(
+            "build cancelled: wsm is shutting down", tuple(tail), log_path, recipe.key
+        )
     log.write(f"{installer.name} exited with status {status}\n")
     if status != 0:
         first_error = errors[0] if errors else f"exited with status {status}"

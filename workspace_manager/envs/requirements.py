@@ -81,7 +81,7 @@ def normalise_name_spec(text: str) -> str:
         req = Requirement(text)
     except InvalidRequirement:
         return _simple(text)
-    out = canonicalize_name(req.name)
+    out = str(canonicalize_name(req.name))
     if req.extras:
         out += "[" + ",".join(sorted(canonicalize_name(e) for e in req.extras)) + "]"
     if req.url:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Set
 
 from workspace_manager.envs import installers, store
-from workspace_manager.envs.build import build_env
+from workspace_manager.envs.build import Cancel, build_env
 from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.interpreters import InterpreterCache
 from workspace_manager.envs.key import EnvRecipe, base_dir, make_recipe
@@ -52,6 +52,7 @@ class EnvironmentService:
         )
         self._inflight: Dict[str, asyncio.Future[bool]] = {}
         self._joined: Dict[str, List[str]] = {}
+        self._cancel = Cancel()
 
     def recipe(self, location: LocationConfig) -> EnvRecipe:
         """The env key and build recipe of a location with `environment` (EnvBuildError)."""
@@ -95,7 +96,15 @@ class EnvironmentService:
             names = self._joined[key] = [location.name]
             installer, warning = installers.choose(location.environment.installer)
             future = loop.run_in_executor(
-                self._pool, build_env, recipe, self.layout, installer, self.reporter, names, warning
+                self._pool,
+                build_env,
+                recipe,
+                self.layout,
+                installer,
+                self.reporter,
+                names,
+                warning,
+                self._cancel,
             )
             self._inflight[key] = future
             future.add_done_callback(lambda _f: self._forget(key))
@@ -113,7 +122,11 @@ class EnvironmentService:
         if key:
             store.record_use(self.layout, key, workspace, location)
 
-    def close(self) -> None:
+    def close(self, cancel_builds: bool = False) -> None:
+        """Release the build threads; with ``cancel_builds`` (shutdown), stop running installs
+        too: their envs are not published and are cleaned up by the next build."""
+        if cancel_builds:
+            self._cancel.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 

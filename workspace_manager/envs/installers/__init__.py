@@ -24,7 +24,9 @@ class Installer(Protocol):
 def get(name: str) -> Installer:
     from workspace_manager.envs.installers import pip, uv
 
-    return {"pip": pip.PipInstaller(), "uv": uv.UvInstaller()}[name]
+    if name == "uv":
+        return uv.UvInstaller()
+    return pip.PipInstaller()
 
 
 def choose(requested: str) -> Tuple[Installer, Optional[str]]:
