@@ -182,6 +182,8 @@ def _prune(args: argparse.Namespace) -> int:
             continue
         size = int(entry.marker.get("size_bytes") or 0)
         if args.dry_run:
+            removed += 1
+            freed += size
             print(f"would remove {entry.key} ({reason}, {_size(size)})")
             continue
         lock = try_lock(layout, entry.key)
@@ -195,9 +197,12 @@ def _prune(args: argparse.Namespace) -> int:
         removed += 1
         freed += size
         print(f"removed {entry.key} ({reason}, {_size(size)})")
-    if not args.dry_run:
+    plural = "s" if removed != 1 else ""
+    if args.dry_run:
+        print(f"{removed} environment{plural} would be removed, {_size(freed)} freed")
+    else:
         store.clean_stale_builds(layout)
-        print(f"{removed} environment{'s' if removed != 1 else ''} removed, {_size(freed)} freed")
+        print(f"{removed} environment{plural} removed, {_size(freed)} freed")
     service.close()
     return 0
 

@@ -111,7 +111,7 @@ class LiveReporter:
             state = self._active.get(event.key)
             if event.kind in ("start", "step", "output"):
                 if state is None:
-                    state = _Active(_label(event), "", "", now - event.elapsed)
+                    state = _Active(_label(event), "starting", "", now - event.elapsed)
                     self._active[event.key] = state
                 state.label = _label(event)
                 if event.kind == "output":
