@@ -179,6 +179,7 @@ def test_seed_loads_under_a_bare_interpreter(label: str, tmp_path: Path) -> None
             "SkipReason",
             "job",
             "repository",
+            "schedule",
             "sensor",
             "sdk",
             "version",
@@ -199,6 +200,7 @@ def test_package_root_exports_only_the_sdk() -> None:
             "__version__",
             "job",
             "repository",
+            "schedule",
             "sensor",
         ]
     )
