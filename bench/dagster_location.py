@@ -127,7 +127,7 @@ class DagsterLocation:
         from dagster._core.errors import DagsterUserCodeUnreachableError
         from dagster._grpc.client import DagsterGrpcClient
 
-        env = dict(os.environ, DAGSTER_HOME=str(self._workdir))
+        env = measure.bench_env(DAGSTER_HOME=str(self._workdir))
         log = open(self.log_path, "wb")
         t0 = time.perf_counter()
         self.proc = self._children.add(
@@ -201,7 +201,9 @@ def measure_all(repo_file: Path, runs: int, pings: int, snapshots: int) -> Dict:
             bare: List[Dict[str, float]] = []
             # One untimed round first: writes the .pyc, warms the page cache.
             for i in range(runs + 1):
-                bare_run = measure.measure_bare_import(bare_argv, cwd=str(repo_file.parent))
+                bare_run = measure.measure_bare_import(
+                    bare_argv, cwd=str(repo_file.parent), env=measure.bench_env()
+                )
                 loc = DagsterLocation(repo_file, workdir, children)
                 seconds = loc.start()
                 rss = measure.rss_bytes(loc.proc.pid)  # type: ignore[union-attr]

@@ -113,6 +113,18 @@ def rss_bytes(pid: int) -> int:
     return _rss_one(pid) + sum(_rss_one(child) for child in _children_pids(pid))
 
 
+def bench_env(**extra: str) -> Dict[str, str]:
+    """Our environment for a child, minus PYTHONDONTWRITEBYTECODE.
+
+    Installed packages come with .pyc files; with that variable set (this machine sets it)
+    every spawn would compile the loader and the repository from source again. Dropping it
+    lets the untimed warm-up round write them, as a deployed install would have.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(extra)
+    return env
+
+
 def bare_import_argv(python: str, path_entries: Sequence[str], module: str) -> List[str]:
     """argv of a bare interpreter that imports `module` with `path_entries` first on sys.path.
 

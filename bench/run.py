@@ -145,6 +145,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     measure.sigterm_as_keyboard_interrupt()
     n = counts(args.quick)
     shape = gen_repo.RepoShape()
+    load_start = os.getloadavg()[0]
+    if load_start > 0.5:
+        print(
+            f"note: load average {load_start:.2f} before start; figures will be noisy", flush=True
+        )
     try:
         with tempfile.TemporaryDirectory(prefix="wsm-bench-repos-") as tmp:
             repos = gen_repo.generate(Path(tmp), shape)
@@ -173,6 +178,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "repository": {"jobs": shape.jobs, "schedules": shape.schedules, "sensors": shape.sensors},
         "quick": args.quick,
         "cpus": os.cpu_count(),
+        "loadavg_1min": {"start": load_start, "end": os.getloadavg()[0]},
         "wsm": ours,
         "dagster": theirs or None,
         "dagster_error": None if dagster else dagster_error,

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import measure
-from workspace_manager.loader.launch import bootstrap_argv, make_sdk_dir
 
+from workspace_manager.loader.launch import bootstrap_argv, make_sdk_dir
 from workspace_manager.protocol.client import Client
 from workspace_manager.protocol.framing import DEFAULT_MAX_FRAME, FrameDecoder
 
@@ -32,7 +32,7 @@ _SCRUBBED_VARS = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "P
 
 def child_env() -> Dict[str, str]:
     """The environment the supervisor gives a loader (wsm's own variables scrubbed)."""
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_VARS}
+    env = {k: v for k, v in measure.bench_env().items() if k not in _SCRUBBED_VARS}
     env["WSM_LOCATION"] = LOCATION
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
