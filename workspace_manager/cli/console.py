@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Dict, Optional, TextIO
+from typing import Optional, TextIO
 
+from workspace_manager.envs.progress import BuildReporter, LiveReporter, console_reporter
 from workspace_manager.supervisor.manager import EventSink
 from workspace_manager.supervisor.state import Transition
 
@@ -26,7 +27,7 @@ class Console:
         self.tty = self.stream.isatty()
         self.show_output = show_output
         self._width = 0
-        self._started: Dict[str, float] = {}
+        self._live: Optional[BuildReporter] = None
 
     def sink(self) -> EventSink:
         return EventSink(transition=self.transition, output=self.output, message=self.message)
@@ -34,11 +35,19 @@ class Console:
     def _paint(self, text: str, code: str) -> str:
         return f"\033[{code}m{text}\033[0m" if self.tty else text
 
+    def build_reporter(self) -> BuildReporter:
+        """Env build progress on the same stream: live on a terminal, plain lines otherwise."""
+        self._live = console_reporter(self.stream)
+        return self._live
+
     def _emit(self, line: str) -> None:
-        stamp = time.strftime("%H:%M:%S")
+        text = f"{time.strftime('%H:%M:%S')} {line}"
         try:
-            self.stream.write(f"{stamp} {line}\n")
-            self.stream.flush()
+            if isinstance(self._live, LiveReporter):
+                self._live.print_line(text)
+            else:
+                self.stream.write(text + "\n")
+                self.stream.flush()
         except (OSError, ValueError):
             pass  # stdout closed (piped into a pager that quit): keep supervising
 

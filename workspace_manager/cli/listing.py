@@ -39,7 +39,14 @@ def run(args: argparse.Namespace) -> int:
         ),
     )
     errors = []
-    manager = Manager(once, f"list:{ident}:{os.getpid()}", events=EventSink(message=errors.append))
+    from workspace_manager.envs.progress import console_reporter
+
+    manager = Manager(
+        once,
+        f"list:{ident}:{os.getpid()}",
+        events=EventSink(message=errors.append),
+        build_reporter=console_reporter(sys.stderr),
+    )
     result = asyncio.run(_collect(manager))
     if args.json:
         json.dump(result, sys.stdout, indent=2)

@@ -18,6 +18,7 @@ COMMANDS = {
     "down": "down",
     "reload": "reload",
     "logs": "logs",
+    "env": "env",
 }
 
 

@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         events=console.sink(),
         health=health,
         reread=lambda: targets.read_workspace(args),
+        build_reporter=console.build_reporter(),
     )
     console.message(
         f"starting {len(workspace.locations)} location"

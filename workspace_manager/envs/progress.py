@@ -124,6 +124,16 @@ class LiveReporter:
             line = _outcome_line(event)
             if event.kind in ("done", "failed"):
                 self._active.pop(event.key, None)
+            self._redraw(extra=self._prefix + line if line else None)
+
+    def print_line(self, line: str) -> None:
+        """Print a finished line (e.g. a location's state change) above the live block, so
+        other output never tears the display."""
+        with self._lock:
+            if not self._active and not self._drawn:
+                self._stream.write(line + "\n")
+                self._stream.flush()
+                return
             self._redraw(extra=line)
 
     def _ensure_ticker(self) -> None:
@@ -147,7 +157,7 @@ class LiveReporter:
             out.append(f"\x1b[{self._drawn}F")  # to the start of the first live line
         out.append("\x1b[J")  # clear from there to the end of the screen
         if extra:
-            out.append(self._prefix + extra + "\n")
+            out.append(extra + "\n")
         now = time.monotonic()
         for state in self._active.values():
             text = f"{self._prefix}{state.label}: {state.step} {now - state.started:.1f}s"

@@ -88,6 +88,11 @@ class Location:
         self._stopping = False
         self._task = asyncio.ensure_future(self._run())
 
+    def mark_building(self, reason: str) -> None:
+        """Called by the planner when an env build starts; a serving location stays ready."""
+        if self.state is not State.READY:
+            self._set(State.BUILDING, reason)
+
     async def restart(self, config: Optional[LocationConfig] = None) -> None:
         """Apply a reload: a ready location is replaced without a gap in service; any other
         starts afresh (an `error` location is retried, a `backoff` one restarts now)."""

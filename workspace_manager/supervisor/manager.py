@@ -17,7 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from workspace_manager.envs.errors import EnvBuildError
+from workspace_manager.envs.progress import BuildReporter
 from workspace_manager.envs.resolve import InterpreterError, plain_interpreter
+from workspace_manager.envs.service import EnvironmentService, write_in_use
 from workspace_manager.http.view import LocationView, ManagerView
 from workspace_manager.loader.launch import make_sdk_dir
 from workspace_manager.protocol.errors import CallTimeout, RemoteError
@@ -51,6 +54,7 @@ class Manager:
         health: Optional[Tuple[str, int]] = None,
         stop_grace: float = 5.0,
         reread: Optional[Callable[[], Workspace]] = None,
+        build_reporter: Optional[BuildReporter] = None,
     ) -> None:
         self.workspace = workspace
         self.identity = identity
@@ -60,6 +64,8 @@ class Manager:
         self.health_address: Optional[Tuple[str, int]] = None
         self.stop_grace = stop_grace
         self.reread = reread
+        self.envs = EnvironmentService(reporter=build_reporter)
+        self._env_keys: Dict[str, str] = {}
         self.started_at = time.time()
         self.locations: Dict[str, Location] = {}
         self.dir: Optional[Path] = None
@@ -137,6 +143,7 @@ class Manager:
 
     async def shutdown(self) -> None:
         """Stop every location at once (shutdown call, grace, SIGTERM, SIGKILL), clean up."""
+        self.envs.close(cancel_builds=True)
         await asyncio.gather(
             *(loc.stop(self.stop_grace) for loc in self.locations.values()),
             return_exceptions=True,
@@ -236,16 +243,36 @@ class Manager:
     # -- per location ---------------------------------------------------------------------
 
     async def _plan(self, config: LocationConfig) -> LaunchPlan:
+        """The interpreter (reusing or building the location's env), then the launch plan."""
         assert self.dir is not None and self._sdk_dir is not None
-        try:
-            interpreter = plain_interpreter(config)
-        except InterpreterError as exc:
-            raise LoadFailed(str(exc)) from None
-        self.locations[config.name].environment = interpreter
+        loc = self.locations[config.name]
+        interpreter, key = await self._interpreter(config, loc)
+        loc.environment = key or interpreter
+        if key:
+            self.envs.mark_used(key, self.identity, config.name)
+            self._env_keys[config.name] = key
+            write_in_use(self.dir, set(self._env_keys.values()))
         self._socket_counter += 1
         return launch_plan(
             config, interpreter, self._sdk_dir, self.dir / f"{self._socket_counter}.sock"
         )
+
+    async def _interpreter(self, config: LocationConfig, loc: Location) -> Tuple[str, str]:
+        """(interpreter path, env key or ""); raises LoadFailed, shown as the location's error."""
+        if config.environment is None:
+            try:
+                return plain_interpreter(config), ""
+            except InterpreterError as exc:
+                raise LoadFailed(str(exc)) from None
+        cached = self.envs.cached(config)
+        if cached is not None:  # warm start: no build, no subprocess
+            return cached, self.envs.key(config) or ""
+        loc.mark_building("building its environment")
+        try:
+            resolved = await self.envs.ensure(config)
+        except EnvBuildError as exc:
+            raise LoadFailed(str(exc), exc.details()) from None
+        return resolved.python, resolved.key
 
     def _on_transition(self, loc: Location, t: Transition) -> None:
         self.events.transition(loc.name, t)
