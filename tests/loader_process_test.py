@@ -604,6 +604,82 @@ def test_tls_listen(spawn, rundir):
     probe.close()
     loader = spawn(listen=f"tcp://127.0.0.1:{port}", tls={"cert": cert, "key": key})
     context = ssl.create_default_context(cafile=cert)
-    with loader.client(ssl_context=context, server_hostname="localhost") as client:
+    with loader.client(ssl_context=context, server_hostname="localhost", timeout=20) as client:
         assert client.call("ping") == {"pid": loader.pid}
-        assert client.call("execute_job", {"job": "job1"})["result"] == 42
+        big = {"blob": "z" * 300_000}  # many TLS records each way
+        assert client.call("execute_job", {"job": "job2", "run_config": big})["result"] == {
+            "cfg": big
+        }
+        # Several threads share the TLS connection: one reads while others write.
+        errors = []
+
+        def hammer():
+            try:
+                for _ in range(100):
+                    assert client.call("ping") == {"pid": loader.pid}
+                    client.call("execute_job", {"job": "job1"})
+            except Exception as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=hammer) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == []
+
+
+def test_many_threads_share_one_client(spawn):
+    loader = spawn()
+    with loader.client(timeout=20) as client:
+        errors = []
+
+        def hammer(n):
+            try:
+                for i in range(200):
+                    if i % 3:
+                        assert client.call("ping") == {"pid": loader.pid}
+                    else:
+                        cfg = {"thread": n, "i": i}
+                        assert client.call("execute_job", {"job": "job2", "run_config": cfg})[
+                            "result"
+                        ] == {"cfg": cfg}
+            except Exception as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=hammer, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == []
+        assert client._pending == {}
+
+
+def test_before_the_hello_frames_are_small(spawn):
+    loader = spawn()
+    assert raw_exchange(loader.address, HEADER.pack(65 * 1024)) == []  # refused from its header
+    deadline = time.monotonic() + 5
+    while "limit of 65536" not in loader.stderr_text():
+        assert time.monotonic() < deadline, loader.stderr_text()
+        time.sleep(0.01)
+    with loader.client() as client:  # after the hello, big frames are fine
+        cfg = {"blob": "b" * 200_000}
+        assert client.call("execute_job", {"job": "job2", "run_config": cfg})["result"] == {
+            "cfg": cfg
+        }
+
+
+def test_a_connection_that_never_says_hello_is_dropped(spawn):
+    loader = spawn(extra_bootstrap={"hello_timeout_seconds": 0.3})
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.connect(loader.address[5:])
+    t0 = time.monotonic()
+    assert sock.recv(1) == b""  # closed by the server
+    assert time.monotonic() - t0 < 5
+    sock.close()
+    assert "no hello within 0.3s" in loader.stderr_text()
+    with loader.client() as client:
+        time.sleep(0.5)  # an authenticated connection may stay idle as long as it likes
+        assert client.call("ping") == {"pid": loader.pid}

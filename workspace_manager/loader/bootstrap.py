@@ -36,6 +36,7 @@ class Bootstrap(NamedTuple):
     max_frame_bytes: int
     tls: Optional[Dict[str, str]]
     protocol: int
+    hello_timeout: float = 10.0
 
 
 def _get(obj: Dict[str, Any], key: str, kind: Any, *, optional: bool = False) -> Any:
@@ -79,6 +80,9 @@ def parse_bootstrap(line: bytes) -> Bootstrap:
     if tls is not None:
         _get(tls, "cert", str)
         _get(tls, "key", str)
+    hello_timeout = _get(obj, "hello_timeout_seconds", (int, float), optional=True)
+    if hello_timeout is not None and hello_timeout <= 0:
+        raise BootstrapError("'hello_timeout_seconds' must be positive")
     protocol = _get(obj, "protocol", int, optional=True)
     if protocol is not None and protocol != PROTOCOL_VERSION:
         raise BootstrapError(
@@ -93,6 +97,7 @@ def parse_bootstrap(line: bytes) -> Bootstrap:
         max_frame_bytes=max_frame,
         tls=tls,
         protocol=PROTOCOL_VERSION,
+        hello_timeout=10.0 if hello_timeout is None else float(hello_timeout),
     )
 
 

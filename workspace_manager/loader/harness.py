@@ -60,6 +60,7 @@ class LoaderProcess:
         env: Optional[Dict[str, str]] = None,
         max_frame_bytes: int = 64 * 1024 * 1024,
         tls: Optional[Dict[str, str]] = None,
+        extra_bootstrap: Optional[Dict[str, Any]] = None,
     ) -> None:
         self.python = python
         self.runtime_dir = runtime_dir
@@ -76,6 +77,7 @@ class LoaderProcess:
             "tls": tls,
             "protocol": 1,
         }
+        self.bootstrap.update(extra_bootstrap or {})
         self.use_lifeline = lifeline
         self.env = env
         self.stdout_path = os.path.join(runtime_dir, f"{location}.stdout")

@@ -94,6 +94,7 @@ def main() -> None:
         methods=methods,
         max_frame=boot.max_frame_bytes,
         tls=boot.tls,
+        hello_timeout=boot.hello_timeout,
     )
     try:
         server.bind()

@@ -25,6 +25,7 @@ from ..protocol.address import Address, format_address, parse_address
 from ..protocol.errors import ProtocolError
 from ..protocol.framing import FrameDecoder, FrameError, encode_frame
 from ..protocol.messages import Notification, Request, error_map, parse, short_repr
+from ..protocol.tlsio import LockedTLSSocket
 from ..version import PROTOCOL_VERSION, __version__
 
 if TYPE_CHECKING:  # imported lazily: the SDK must load inside the loader's load-error guard
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # imported lazily: the SDK must load inside the loader's load
 
 SHUTDOWN_GRACE = 2.0  # seconds running calls get to finish after `shutdown` or SIGTERM
 TLS_HANDSHAKE_TIMEOUT = 10.0
+PRE_HELLO_MAX_FRAME = 64 * 1024  # frame limit before the hello has succeeded
 RECV_SIZE = 64 * 1024  # reused buffer; below malloc's mmap threshold
 
 
@@ -55,6 +57,7 @@ class Server:
         max_frame: int,
         tls: Optional[Dict[str, str]] = None,
         grace: float = SHUTDOWN_GRACE,
+        hello_timeout: float = 10.0,
     ) -> None:
         self.listen = listen
         self.address: Address = parse_address(listen)
@@ -63,6 +66,7 @@ class Server:
         self.methods = methods
         self.max_frame = max_frame
         self.grace = grace
+        self.hello_timeout = hello_timeout  # a connection must complete its hello within this
         self._ssl: Optional[ssl.SSLContext] = None
         if tls is not None:
             self._ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -230,12 +234,13 @@ def _peer_name(sock: socket.socket, peer: Any) -> str:
 class Connection:
     """One client connection: a reader thread, a send lock, worker threads for user code."""
 
-    def __init__(self, server: Server, sock: socket.socket, peer: str) -> None:
+    def __init__(self, server: Server, sock: Any, peer: str) -> None:
         self.server = server
         self.sock = sock
         self.peer = peer
         self.authenticated = False
         self.closed = False
+        self._decoder = FrameDecoder()
         self._send_lock = threading.Lock()
 
     def log(self, message: str) -> None:
@@ -290,16 +295,27 @@ class Connection:
 
     def _run(self) -> None:
         server = self.server
-        if server._ssl is not None:
+        tls = server._ssl is not None
+        if tls:
             if not self._tls_handshake(server._ssl):
                 return
-        decoder = FrameDecoder(server.max_frame)
+        else:
+            self.sock.settimeout(server.hello_timeout)  # blocking again once authenticated
+        # Until the hello has succeeded, a peer may not make us buffer large frames.
+        decoder = self._decoder = FrameDecoder(min(server.max_frame, PRE_HELLO_MAX_FRAME))
         buf = bytearray(RECV_SIZE)
         view = memoryview(buf)
-        recv_into = self.sock.recv_into
         while not self.closed:
             try:
-                n = recv_into(buf)
+                if tls:
+                    n = self.sock.recv_into(
+                        buf, 0, None if self.authenticated else server.hello_timeout
+                    )
+                else:
+                    n = self.sock.recv_into(buf)
+            except socket.timeout:
+                self.log(f"no hello within {server.hello_timeout:g}s; closing")
+                return
             except OSError as exc:
                 if not self.closed:
                     self.log(f"receive failed: {exc}; closing")
@@ -323,8 +339,7 @@ class Connection:
     def _tls_handshake(self, context: ssl.SSLContext) -> bool:
         try:
             self.sock.settimeout(TLS_HANDSHAKE_TIMEOUT)
-            self.sock = context.wrap_socket(self.sock, server_side=True)
-            self.sock.settimeout(None)
+            self.sock = LockedTLSSocket(context.wrap_socket(self.sock, server_side=True))
             return True
         except (OSError, ssl.SSLError) as exc:
             self.log(f"TLS handshake failed: {exc}; closing")
@@ -419,6 +434,10 @@ class Connection:
             self.log(f"handshake refused: {reason}")
             self.send([1, msg.id, error_map(E.HANDSHAKE_ERROR, reason), None])
             return False
-        self.authenticated = True
+        if not self.authenticated:
+            self.authenticated = True
+            self._decoder.max_frame = server.max_frame
+            if not isinstance(self.sock, LockedTLSSocket):
+                self.sock.settimeout(None)
         self.send([1, msg.id, None, server.hello_info])
         return True

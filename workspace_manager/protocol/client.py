@@ -22,6 +22,7 @@ from .address import parse_address
 from .codec import DecodeError, packb, unpackb
 from .errors import CallTimeout, HandshakeError, ProtocolError, RemoteError
 from .framing import DEFAULT_MAX_FRAME, HEADER, FrameError, check_length
+from .tlsio import LockedTLSSocket
 
 _unpack_header = HEADER.unpack_from
 _pack_header = HEADER.pack
@@ -74,7 +75,8 @@ class Client:
         self._end = 0
         self._sock = self._connect(address, timeout, ssl_context, server_hostname)
         # Plain sockets stay in blocking mode with kernel timeouts (see _set_receive_timeout).
-        self._kernel_timeouts = ssl_context is None and hasattr(socket, "SO_RCVTIMEO")
+        self._tls = ssl_context is not None
+        self._kernel_timeouts = not self._tls and hasattr(socket, "SO_RCVTIMEO")
         self._rcvtimeo = -1.0
         if self._kernel_timeouts:
             try:
@@ -119,7 +121,7 @@ class Client:
         timeout: float,
         ssl_context: Optional[ssl.SSLContext],
         server_hostname: Optional[str],
-    ) -> socket.socket:
+    ) -> Any:
         addr = parse_address(address)
         if addr.is_unix:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -138,7 +140,7 @@ class Client:
             if hostname is None and not addr.is_unix:
                 hostname = addr.target[0]  # type: ignore[index]
             try:
-                sock = ssl_context.wrap_socket(sock, server_hostname=hostname)
+                return LockedTLSSocket(ssl_context.wrap_socket(sock, server_hostname=hostname))
             except BaseException:
                 sock.close()
                 raise
@@ -331,9 +333,12 @@ class Client:
                 if self._kernel_timeouts:
                     if abs(self._rcvtimeo - remaining) > 0.05:
                         self._set_receive_timeout(remaining)
+                    n = self._sock.recv_into(self._view[self._end :])
+                elif self._tls:
+                    n = self._sock.recv_into(self._view[self._end :], 0, remaining)
                 else:
                     self._sock.settimeout(remaining)
-                n = self._sock.recv_into(self._view[self._end :])
+                    n = self._sock.recv_into(self._view[self._end :])
             except (socket.timeout, BlockingIOError):
                 continue  # the check above raises CallTimeout once the deadline has passed
             if not n:
