@@ -15,7 +15,7 @@ import subprocess
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.paths import CacheLayout
@@ -134,10 +134,33 @@ def _discover_uncached(spec: str, py_info_dir: Path) -> str:
     """virtualenv's discovery: the same interpreter `virtualenv -p SPEC` would pick."""
     import python_discovery
 
+    cache = python_discovery.DiskCache(py_info_dir)
     try:
-        info = python_discovery.get_interpreter(spec, cache=python_discovery.DiskCache(py_info_dir))
+        info = python_discovery.get_interpreter(spec, cache=cache)
+        if info is None and managed_python_dirs():
+            # Not on PATH: also look where pyenv and uv keep the interpreters they manage,
+            # as a user of either expects "3.12" to find theirs.
+            path = os.pathsep.join([os.environ.get("PATH", ""), *managed_python_dirs()])
+            info = python_discovery.get_interpreter(
+                spec, cache=cache, env=dict(os.environ, PATH=path)
+            )
     except Exception as exc:  # a bad spec string raises from the parser
         raise EnvBuildError(f"python: {spec!r} is not a valid interpreter spec: {exc}") from None
     if info is None:
-        raise EnvBuildError(f"python: no interpreter matching {spec!r} found on PATH")
+        raise EnvBuildError(
+            f"python: no interpreter matching {spec!r} found on PATH or in pyenv/uv's versions"
+        )
     return str(info.system_executable or info.executable)
+
+
+def managed_python_dirs() -> List[str]:
+    """bin folders of interpreters installed by pyenv ($PYENV_ROOT/versions) and uv."""
+    roots = [
+        Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions",
+        Path(os.environ.get("UV_PYTHON_INSTALL_DIR") or Path.home() / ".local/share/uv/python"),
+    ]
+    found = []
+    for root in roots:
+        if root.is_dir():
+            found += sorted(str(p / "bin") for p in root.iterdir() if (p / "bin").is_dir())
+    return found
