@@ -18,7 +18,7 @@ import stat
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Dict, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Set, Tuple, cast
 
 from ..protocol import errors as E
 from ..protocol.address import Address, format_address, parse_address
@@ -114,7 +114,7 @@ class Server:
             st = os.stat(path)
             self._socket_id = (st.st_dev, st.st_ino)
         else:
-            host, port = addr.target  # type: ignore[misc]
+            host, port = cast(Tuple[str, int], addr.target)
             infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
             family, socktype, proto, _, sockaddr = infos[0]
             sock = socket.socket(family, socktype, proto)
@@ -296,7 +296,7 @@ class Connection:
     def _run(self) -> None:
         server = self.server
         tls = server._ssl is not None
-        if tls:
+        if server._ssl is not None:
             if not self._tls_handshake(server._ssl):
                 return
         else:

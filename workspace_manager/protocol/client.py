@@ -14,7 +14,7 @@ import ssl
 import struct
 import threading
 import time
-from typing import Any, Dict, NoReturn, Optional, Set
+from typing import Any, Dict, NoReturn, Optional, Set, Tuple, cast
 
 from ..version import PROTOCOL_VERSION, __version__
 from . import messages
@@ -132,7 +132,7 @@ class Client:
                 sock.close()
                 raise
         else:
-            host, port = addr.target  # type: ignore[misc]
+            host, port = cast(Tuple[str, int], addr.target)
             sock = socket.create_connection((host, port), timeout=timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if ssl_context is not None:
@@ -170,7 +170,8 @@ class Client:
             self._dead = exc
             followers = list(self._followers)
         for slot in followers:
-            slot.wake.set()
+            if slot.wake is not None:
+                slot.wake.set()
         try:
             self._sock.shutdown(socket.SHUT_RDWR)
         except (OSError, AttributeError):
@@ -231,7 +232,8 @@ class Client:
                 with self._followers_lock:
                     followers = list(self._followers)
                 for other in followers:
-                    other.wake.set()
+                    if other.wake is not None:
+                        other.wake.set()
 
     def _follow(self, slot: _Slot, deadline: float) -> None:
         wake = slot.wake = threading.Event()
@@ -284,9 +286,9 @@ class Client:
                     self._fail(exc)
                     raise
                 if type(msg) is messages.Request:
-                    exc = ProtocolError("the server sent a request")
-                    self._fail(exc)
-                    raise exc
+                    err = ProtocolError("the server sent a request")
+                    self._fail(err)
+                    raise err
                 if type(msg) is not messages.Response:
                     continue  # notifications carry nothing a client must act on
                 id_, error, result = msg.id, msg.error, msg.result
