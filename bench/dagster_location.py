@@ -83,7 +83,7 @@ def run(python: Path, repo_file: Path, runs: int, pings: int, snapshots: int) ->
     try:
         out, _ = proc.communicate()
     finally:
-        measure.stop(proc)
+        measure.stop(proc, grace_s=15.0)  # time for it to stop the code servers it started
     if proc.returncode != 0:
         raise RuntimeError(f"the Dagster driver failed with status {proc.returncode}")
     return json.loads(out.decode().strip().splitlines()[-1])
@@ -242,7 +242,10 @@ def main() -> None:
     parser.add_argument("--snapshots", type=int, default=3)
     args = parser.parse_args()
     measure.sigterm_as_keyboard_interrupt()
-    result = measure_all(args.repo_file, args.runs, args.pings, args.snapshots)
+    try:
+        result = measure_all(args.repo_file, args.runs, args.pings, args.snapshots)
+    except KeyboardInterrupt:
+        sys.exit(130)  # every code server it started is stopped by now
     sys.stdout.write(json.dumps(result) + "\n")
 
 

@@ -217,12 +217,16 @@ class Children:
 
 
 def sigterm_as_keyboard_interrupt() -> None:
-    """Let SIGTERM unwind like Ctrl-C, so `finally` blocks stop children and remove temp dirs."""
+    """Let SIGTERM (and SIGINT, even if ignored by a shell) unwind like Ctrl-C.
+
+    So `finally` blocks stop every child and remove temporary folders.
+    """
 
     def handler(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 def summarize_spawn(
