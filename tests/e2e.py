@@ -79,15 +79,22 @@ class WorkspaceDir:
 class WsmUp:
     """`wsm up` as a real subprocess; use as a context manager so it is always stopped."""
 
-    def __init__(self, ws: WorkspaceDir, *args: str, health: bool = True) -> None:
-        argv = ["up", *args]
+    def __init__(
+        self,
+        ws: WorkspaceDir,
+        *args: str,
+        health: bool = True,
+        command: str = "up",
+        env: Optional[Dict[str, str]] = None,
+    ) -> None:
+        argv = [command, *args]
         if health:
             argv += ["--health", "127.0.0.1:0"]
         self.ws = ws
         self.proc = subprocess.Popen(
             wsm_argv(*argv),
             cwd=ws.root,
-            env=ws.env,
+            env=env or ws.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,13 @@ class LaunchPlan:
     bootstrap: Dict[str, Any]  # without secret, listen and status_fd: the instance adds those
     socket_path: Path
     max_frame: int = framing.DEFAULT_MAX_FRAME
+    # `wsm serve`: listen here (unix:/tcp://) with this secret (the shared token) and TLS,
+    # instead of a private socket with a fresh per-process secret.
+    listen: Optional[str] = None
+    secret: Optional[str] = None
+    connect: Optional[str] = None  # where the manager reaches it, when not `listen`
+    tls: Optional[Dict[str, str]] = None  # {"cert": path, "key": path}
+    client_ssl: Optional[ssl.SSLContext] = None
 
 
 class LoadFailed(Exception):
@@ -56,8 +64,9 @@ class ExitedDuringStartup(Exception):
 class Instance:
     def __init__(self, plan: LaunchPlan, on_output: OutputSink) -> None:
         self.plan = plan
-        self.secret = secrets.token_hex(16)
-        self.address = f"unix:{plan.socket_path}"
+        self.secret = plan.secret or secrets.token_hex(16)
+        self.address = plan.listen or f"unix:{plan.socket_path}"
+        self.connect_to = plan.connect or self.address
         self._on_output = on_output
         self.spawned: Optional[proc_mod.SpawnedLoader] = None
         self.connection: Optional[AsyncConnection] = None
@@ -65,6 +74,7 @@ class Instance:
         self.snapshot: Optional[dict] = None
         self._pumps: list = []
         self._psutil: Optional[psutil.Process] = None
+        self.cpu_seconds: Optional[float] = None  # sampled with the RSS, for /metrics
 
     @property
     def pid(self) -> Optional[int]:
@@ -77,7 +87,9 @@ class Instance:
     async def start(self, startup_timeout: float) -> None:
         """Spawn, wait for "loaded", connect and fetch the snapshot; raise LoadFailed or
         ExitedDuringStartup."""
-        bootstrap = dict(self.plan.bootstrap, secret=self.secret, listen=self.address)
+        bootstrap = dict(
+            self.plan.bootstrap, secret=self.secret, listen=self.address, tls=self.plan.tls
+        )
         try:
             self.plan.socket_path.unlink()
         except FileNotFoundError:
@@ -95,7 +107,11 @@ class Instance:
             await asyncio.wait_for(self._await_loaded(), startup_timeout)
             remaining = max(0.5, deadline - time.monotonic())
             self.connection = await AsyncConnection.open(
-                self.address, self.secret, timeout=remaining, max_frame=self.plan.max_frame
+                self.connect_to,
+                self.secret,
+                timeout=remaining,
+                max_frame=self.plan.max_frame,
+                ssl_context=self.plan.client_ssl,
             )
             self.server_info = self.connection.server_info
             self.snapshot = await self.connection.call(
@@ -154,24 +170,36 @@ class Instance:
         if self._pumps:
             await asyncio.wait(self._pumps, timeout=1.0)
 
-    async def wait_exit(self) -> int:
+    @property
+    def started_at(self) -> float:
+        return self.spawned.started_at if self.spawned else time.monotonic()
+
+    def describe_exit(self, returncode: Optional[int]) -> str:
+        return proc_mod.describe_exit(returncode)
+
+    async def wait_exit(self) -> Optional[int]:
         assert self.spawned is not None
         returncode = await self.spawned.process.wait()
         return returncode
 
     def rss_bytes(self) -> Optional[int]:
-        """Resident memory of the process and its descendants."""
+        """Resident memory of the process and its descendants. The same walk of the tree
+        samples their CPU time into `cpu_seconds` (never decreasing: a descendant reaped by
+        init takes its time with it)."""
         if self.pid is None or self.returncode is not None:
             return None
         try:
             if self._psutil is None:
                 self._psutil = psutil.Process(self.pid)
             total = self._psutil.memory_info().rss
+            cpu = _cpu_seconds(self._psutil)
             for child in self._psutil.children(recursive=True):
                 try:
                     total += child.memory_info().rss
+                    cpu += _cpu_seconds(child)
                 except psutil.Error:
                     pass
+            self.cpu_seconds = max(cpu, self.cpu_seconds or 0.0)
             return total
         except psutil.Error:
             return None
@@ -198,3 +226,9 @@ class Instance:
             self.plan.socket_path.unlink()
         except OSError:
             pass
+
+
+def _cpu_seconds(proc: psutil.Process) -> float:
+    """User and system time of a process and of its children it has waited for."""
+    t = proc.cpu_times()
+    return t.user + t.system + t.children_user + t.children_system

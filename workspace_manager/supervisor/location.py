@@ -21,7 +21,8 @@ from workspace_manager.supervisor.instance import (
     LoadFailed,
 )
 from workspace_manager.supervisor.policy import ExitInfo, RestartHistory, next_step
-from workspace_manager.supervisor.process import EXIT_LOAD_ERROR, describe_exit
+from workspace_manager.supervisor.process import EXIT_LOAD_ERROR
+from workspace_manager.supervisor.remote import RemoteInstance, RemotePlan
 from workspace_manager.supervisor.state import State, Transition
 from workspace_manager.workspace.model import LocationConfig
 
@@ -29,6 +30,13 @@ from workspace_manager.workspace.model import LocationConfig
 MISSED_HEARTBEATS = 3
 #: Memory samples in a row above the limit before a location is restarted.
 MEMORY_STRIKES = 2
+
+
+def make_instance(plan: Any, on_output: Callable[[str, bytes], None]) -> Any:
+    """A process for a local location, a connection for a remote one: one state machine."""
+    if isinstance(plan, RemotePlan):
+        return RemoteInstance(plan)
+    return Instance(plan, on_output)
 
 
 class _Settled(Exception):
@@ -244,7 +252,7 @@ class Location:
         except LoadFailed as exc:
             self._fail_load(exc)
             raise _Settled() from None
-        inst = Instance(plan, lambda stream, line: self.hooks.on_output(self, stream, line))
+        inst = make_instance(plan, lambda stream, line: self.hooks.on_output(self, stream, line))
         if announce:
             self.instance = inst
             self._set(State.STARTING, "restart" if self.restarts else "start")
@@ -272,8 +280,7 @@ class Location:
         self.ready_since = self.hooks.clock()
         self.history.record_ready(self.ready_since)
         repos = (inst.snapshot or {}).get("repositories") or []
-        assert inst.spawned is not None
-        took = self.ready_since - inst.spawned.started_at
+        took = self.ready_since - inst.started_at
         self._set(State.READY, prefix + _describe_snapshot(repos, took), force=bool(prefix))
 
     async def _serve(self, inst: Instance) -> Optional[ExitInfo]:
@@ -328,7 +335,7 @@ class Location:
         if exit_task in done:
             returncode = exit_task.result()
             await inst.stop(grace=0)
-            return ExitInfo(returncode, describe_exit(returncode), clean=returncode == 0)
+            return ExitInfo(returncode, inst.describe_exit(returncode), clean=returncode == 0)
         exit_task.cancel()
         reason = watchdog.result()
         await inst.stop(grace=min(1.0, sup.heartbeat_seconds))

@@ -15,7 +15,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.progress import BuildReporter
@@ -29,10 +29,12 @@ from workspace_manager.supervisor.control import ControlServer
 from workspace_manager.supervisor.instance import LaunchPlan, LoadFailed
 from workspace_manager.supervisor.location import Location, LocationHooks, NotReady
 from workspace_manager.supervisor.logs import LocationLog, log_path
+from workspace_manager.supervisor.metrics import ManagerMetrics
 from workspace_manager.supervisor.plan import launch_plan
+from workspace_manager.supervisor.remote import RemotePlan, remote_plan
 from workspace_manager.supervisor.state import State, Transition
 from workspace_manager.version import __version__
-from workspace_manager.workspace.model import LocationConfig, Workspace
+from workspace_manager.workspace.model import LocationConfig, RemoteTarget, Workspace
 
 
 @dataclass
@@ -55,6 +57,7 @@ class Manager:
         stop_grace: float = 5.0,
         reread: Optional[Callable[[], Workspace]] = None,
         build_reporter: Optional[BuildReporter] = None,
+        adjust_plan: Optional[Callable[[LaunchPlan], LaunchPlan]] = None,
     ) -> None:
         self.workspace = workspace
         self.identity = identity
@@ -64,7 +67,9 @@ class Manager:
         self.health_address: Optional[Tuple[str, int]] = None
         self.stop_grace = stop_grace
         self.reread = reread
-        self.envs = EnvironmentService(reporter=build_reporter)
+        self.metrics = ManagerMetrics(self)  # read at scrape time: GET /metrics
+        self.envs = EnvironmentService(reporter=self.metrics.build_reporter(build_reporter))
+        self.adjust_plan = adjust_plan  # `wsm serve`: its own listen address, token and TLS
         self._env_keys: Dict[str, str] = {}
         self.started_at = time.time()
         self.locations: Dict[str, Location] = {}
@@ -81,10 +86,10 @@ class Manager:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    async def run(self) -> int:
+    async def run(self, serve_control: bool = True) -> int:
         """Start everything, serve until SIGINT/SIGTERM/`wsm down`, stop everything."""
         try:
-            await self.start()
+            await self.start(serve_control)
             self._install_signal_handlers()
             await self._stop.wait()
         finally:
@@ -100,9 +105,11 @@ class Manager:
         self._sdk_dir = make_sdk_dir(str(self.dir))
         self._heartbeat_task = asyncio.ensure_future(self._loop_heartbeat())
         if self.health_listen is not None:
+            from workspace_manager.http.metrics import metrics_route
             from workspace_manager.http.server import HealthServer
 
             self._health = HealthServer(*self.health_listen, self.view)
+            self._health.routes["/metrics"] = metrics_route(self.metrics.exposition)
             self.health_address = await self._health.start()
             self.events.message(
                 f"health endpoint on http://{_fmt_host(self.health_address[0])}:"
@@ -242,10 +249,14 @@ class Manager:
 
     # -- per location ---------------------------------------------------------------------
 
-    async def _plan(self, config: LocationConfig) -> LaunchPlan:
+    async def _plan(self, config: LocationConfig) -> Union[LaunchPlan, RemotePlan]:
         """The interpreter (reusing or building the location's env), then the launch plan."""
         assert self.dir is not None and self._sdk_dir is not None
         loc = self.locations[config.name]
+        if isinstance(config.target, RemoteTarget):
+            plan = remote_plan(config.target)
+            loc.environment = f"remote {plan.address}"
+            return plan
         interpreter, key = await self._interpreter(config, loc)
         loc.environment = key or interpreter
         if key:
@@ -253,9 +264,10 @@ class Manager:
             self._env_keys[config.name] = key
             write_in_use(self.dir, set(self._env_keys.values()))
         self._socket_counter += 1
-        return launch_plan(
+        plan = launch_plan(
             config, interpreter, self._sdk_dir, self.dir / f"{self._socket_counter}.sock"
         )
+        return self.adjust_plan(plan) if self.adjust_plan else plan
 
     async def _interpreter(self, config: LocationConfig, loc: Location) -> Tuple[str, str]:
         """(interpreter path, env key or ""); raises LoadFailed, shown as the location's error."""
@@ -275,6 +287,8 @@ class Manager:
         return resolved.python, resolved.key
 
     def _on_transition(self, loc: Location, t: Transition) -> None:
+        if t.new is State.READY:
+            self.metrics.watch_connection(loc)  # time its calls from now on
         self.events.transition(loc.name, t)
         self._log(loc.name).write(
             f"--- wsm: {t.old.value if t.old else '-'} -> {t.new.value}"

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import ssl
-from typing import Any, Dict, Optional
+import time
+from typing import Any, Callable, Dict, Optional
 
 from workspace_manager.protocol import framing, messages
 from workspace_manager.protocol.errors import CallTimeout, ProtocolError, RemoteError
@@ -31,8 +32,11 @@ class AsyncConnection:
         self._ids = itertools.count(1)
         self._pending: Dict[int, asyncio.Future] = {}
         self._closed: Optional[BaseException] = None
+        self._closed_event = asyncio.Event()
         self._task = asyncio.ensure_future(self._read_loop())
         self.server_info: Dict[str, Any] = {}
+        # (method, seconds, error or None) after each completed call: the manager's metrics.
+        self.observer: Optional[Callable[[str, float, Optional[BaseException]], None]] = None
 
     @classmethod
     async def open(
@@ -108,6 +112,7 @@ class AsyncConnection:
 
     def _fail_all(self, error: BaseException) -> None:
         self._closed = error
+        self._closed_event.set()
         pending, self._pending = self._pending, {}
         for fut in pending.values():
             if not fut.done():
@@ -120,6 +125,14 @@ class AsyncConnection:
     @property
     def closed(self) -> bool:
         return self._closed is not None
+
+    @property
+    def close_reason(self) -> Optional[str]:
+        return str(self._closed) if self._closed is not None else None
+
+    async def wait_closed(self) -> None:
+        """Returns once the peer or we closed the connection."""
+        await self._closed_event.wait()
 
     async def _call_raw(self, method: str, params: Optional[dict]) -> Any:
         if self._closed is not None:
@@ -135,10 +148,25 @@ class AsyncConnection:
 
     async def call(self, method: str, params: Optional[dict] = None, timeout: float = 30.0) -> Any:
         """Call ``method``; a timeout fails this call only and leaves the connection usable."""
+        started = time.perf_counter()
+        error: Optional[BaseException] = None
         try:
             return await asyncio.wait_for(self._call_raw(method, params), timeout)
         except asyncio.TimeoutError:
-            raise CallTimeout(f"{method} timed out after {timeout:g}s") from None
+            error = CallTimeout(f"{method} timed out after {timeout:g}s")
+            raise error from None
+        except asyncio.CancelledError:
+            started = -1.0  # not completed: not observed
+            raise
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            if self.observer is not None and started >= 0:
+                try:
+                    self.observer(method, time.perf_counter() - started, error)
+                except Exception:
+                    pass
 
     def close(self) -> None:
         if not self._task.done():
