@@ -75,6 +75,44 @@ def time_median_ms(call: Callable[[], object], count: int, warmup: int = 1) -> D
     }
 
 
+def ping_by_placement(
+    call: Callable[[], object], server_pid: int, count: int
+) -> Optional[Dict[str, Dict[str, float]]]:
+    """`call` timed with client and server pinned to one core, then to two different cores.
+
+    A diagnostic: on a small VM the round trip is dominated by where the scheduler puts the
+    two processes (a cross-core wake-up costs more than the whole protocol), which explains
+    run-to-run swings of the unpinned figure. None without affinity control or two CPUs.
+    """
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    try:
+        threads = [int(t) for t in os.listdir(f"/proc/{server_pid}/task")]
+    except OSError:
+        return None
+    mine = os.sched_getaffinity(0)
+    result = {}
+    try:
+        for label, other in (("same_core", cpus[0]), ("cross_core", cpus[1])):
+            os.sched_setaffinity(0, {cpus[0]})
+            for tid in threads:
+                os.sched_setaffinity(tid, {other})
+            result[label] = time_calls(call, count, warmup=100)
+    except OSError:
+        return None
+    finally:
+        os.sched_setaffinity(0, mine)
+        for tid in threads:
+            try:
+                os.sched_setaffinity(tid, mine)
+            except OSError:
+                pass
+    return result
+
+
 def _children_pids(pid: int) -> List[int]:
     if psutil is not None:
         try:

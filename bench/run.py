@@ -59,6 +59,9 @@ def flatten(side: Optional[Dict]) -> Dict[str, float]:
         "bare_rss_mb": spawn["bare_rss_mb"],
         "rss_overhead_mb": spawn["rss_overhead_mb"],
     }
+    for placement in ("same_core", "cross_core"):
+        if placement in side.get("ping_by_placement", {}):
+            flat[f"ping_p50_{placement}_us"] = side["ping_by_placement"][placement]["p50_us"]
     if "ping_one_channel" in side:
         flat["ping_one_channel_p50_us"] = side["ping_one_channel"]["p50_us"]
         flat["snapshot_deferred_ms"] = side["snapshot_deferred"]["median_ms"]
@@ -85,6 +88,8 @@ ROWS: List[Tuple[str, str, str]] = [
     ("ping_p50_us", "ping p50 (us)", "{:.1f}"),
     ("ping_p99_us", "ping p99 (us)", "{:.1f}"),
     ("ping_calls_per_s", "ping calls/s, one client", "{:.0f}"),
+    ("ping_p50_same_core_us", "  wsm ping p50, pinned to one core (us)", "{:.1f}"),
+    ("ping_p50_cross_core_us", "  wsm ping p50, pinned to two cores (us)", "{:.1f}"),
     ("ping_one_channel_p50_us", "  dagster ping p50, reused channel (us)", "{:.1f}"),
     ("snapshot_ms", "get_snapshot median (ms)", "{:.1f}"),
     ("snapshot_deferred_ms", "  dagster snapshot, job refs only (ms)", "{:.1f}"),

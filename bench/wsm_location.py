@@ -176,6 +176,11 @@ def measure_all(repo_file: Path, runs: int, pings: int, snapshots: int) -> Dict:
             client = loc.client
             assert client is not None
             result["ping"] = measure.time_calls(lambda: client.call("ping"), pings, warmup=200)
+            placed = measure.ping_by_placement(
+                lambda: client.call("ping"), loc.proc.pid, max(1000, pings // 4)
+            )
+            if placed:
+                result["ping_by_placement"] = placed
             result["snapshot"] = measure.time_median_ms(
                 lambda: client.call("get_snapshot"), snapshots, warmup=1
             )
