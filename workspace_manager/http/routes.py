@@ -18,13 +18,15 @@ import json
 import math
 import re
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Awaitable, Callable, Dict, List, Optional, Tuple, Union
 from urllib.parse import unquote
 
 from workspace_manager.http.view import LocationView, ManagerView
 from workspace_manager.http.wire import JSON, Request, Response, text
 
-Handler = Callable[[Request, ManagerView], Response]
+#: A handler answers at once, or returns an awaitable (a route that does its work off the
+#: loop, like /metrics); either way it must not wait on a location.
+Handler = Callable[[Request, ManagerView], Union[Response, Awaitable[Response]]]
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]+")
 _MAX_REASON = 300

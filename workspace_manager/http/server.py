@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import inspect
 import logging
 import socket
 from dataclasses import replace
@@ -177,7 +178,7 @@ class HealthServer:
             if request is None:
                 return True
             keep_alive = request.keep_alive and not self._closing
-            response = self._respond(request)
+            response = await self._respond(request)
             await self._write(
                 writer,
                 response,
@@ -188,7 +189,7 @@ class HealthServer:
             if not keep_alive:
                 return True
 
-    def _respond(self, request: Request) -> Response:
+    async def _respond(self, request: Request) -> Response:
         found = resolve(self.routes, request.path)
         if found is None:
             return text(404, "404 page not found\n")
@@ -196,7 +197,10 @@ class HealthServer:
             return text(405, "method not allowed\n", ("Allow", ", ".join(_METHODS)))
         handler, subpath = found
         try:
-            return handler(replace(request, subpath=subpath), self._view())
+            response = handler(replace(request, subpath=subpath), self._view())
+            if inspect.isawaitable(response):
+                response = await response
+            return response
         except Exception:
             log.exception("health endpoint: %s %s failed", request.method, request.path)
             return text(500, "internal error\n")

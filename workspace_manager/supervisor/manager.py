@@ -109,7 +109,7 @@ class Manager:
             from workspace_manager.http.server import HealthServer
 
             self._health = HealthServer(*self.health_listen, self.view)
-            self._health.routes["/metrics"] = metrics_route(self.metrics.exposition)
+            self._health.routes["/metrics"] = metrics_route(self.metrics.exposition_async)
             self.health_address = await self._health.start()
             self.events.message(
                 f"health endpoint on http://{_fmt_host(self.health_address[0])}:"
@@ -232,12 +232,16 @@ class Manager:
             result["stopped"].append(name)
         restarts = []
         for name, config in new.items():
-            loc = self.locations.get(name)
-            if loc is None:
+            current = self.locations.get(name)
+            if current is None:
                 self._add_location(config)
                 result["started"].append(name)
-            elif config != loc.config or name in names or loc.state in (State.ERROR, State.FAILED):
-                restarts.append(loc.restart(config))
+            elif (
+                config != current.config
+                or name in names
+                or current.state in (State.ERROR, State.FAILED)
+            ):
+                restarts.append(current.restart(config))
                 result["restarted"].append(name)
             else:
                 result["unchanged"].append(name)
@@ -254,9 +258,9 @@ class Manager:
         assert self.dir is not None and self._sdk_dir is not None
         loc = self.locations[config.name]
         if isinstance(config.target, RemoteTarget):
-            plan = remote_plan(config.target)
-            loc.environment = f"remote {plan.address}"
-            return plan
+            remote = remote_plan(config.target)
+            loc.environment = f"remote {remote.address}"
+            return remote
         interpreter, key = await self._interpreter(config, loc)
         loc.environment = key or interpreter
         if key:
