@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
             for loc in workspace.locations
         ),
     )
-    errors = []
+    errors: list = []
     from workspace_manager.envs.progress import console_reporter
 
     manager = Manager(

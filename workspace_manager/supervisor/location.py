@@ -11,7 +11,7 @@ import collections
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Deque, Optional
+from typing import Any, Awaitable, Callable, Deque, Optional, Union
 
 from workspace_manager.protocol.errors import CallTimeout
 from workspace_manager.supervisor.instance import (
@@ -57,7 +57,8 @@ class NotReady(Exception):
 class LocationHooks:
     """What a location needs from its manager; plain callables keep it testable."""
 
-    plan: Callable[[LocationConfig], Awaitable[LaunchPlan]]  # may build an env; raises LoadFailed
+    # a LaunchPlan (local) or RemotePlan; may build an env; raises LoadFailed
+    plan: Callable[[LocationConfig], Awaitable[Union[LaunchPlan, RemotePlan]]]
     on_transition: Callable[[Location, Transition], None]
     on_output: Callable[[Location, str, bytes], None]
     clock: Callable[[], float] = time.monotonic
@@ -199,9 +200,10 @@ class Location:
             else:
                 self.instance = inst
                 self._became_ready(inst, "")
-                exit_info = await self._serve(inst)
-                if exit_info is None:
+                served = await self._serve(inst)
+                if served is None:
                     return
+                exit_info = served
             if self._stopping:
                 return
             if not await self._after_exit(exit_info):
