@@ -42,11 +42,15 @@ def ensure_venv(venv: Path = DEFAULT_VENV, log=print) -> Optional[Path]:
     python = venv_python(venv)
     if (venv / _READY_MARK).exists() and python.exists():
         return python
-    if venv.exists():
-        shutil.rmtree(venv)
-    venv.parent.mkdir(parents=True, exist_ok=True)
     install_log = venv.parent / "dagster-install.log"
     log(f"installing dagster into {venv} (once; reused by later runs; log: {install_log}) ...")
+    try:
+        if venv.exists():
+            shutil.rmtree(venv)
+        venv.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log(f"could not install dagster: {exc}")
+        return None
     steps = [
         [sys.executable, "-m", "venv", str(venv)],
         [str(python), "-m", "pip", "install", "--disable-pip-version-check", "dagster"],

@@ -162,7 +162,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
             print(f"measuring wsm ({sys.executable}) ...", flush=True)
             wsm = wsm_location.measure_all(repos.wsm_file, **n["wsm"])
-            dagster, dagster_error = None, "skipped (--no-dagster)"
+            dagster: Optional[Dict] = None
+            dagster_error: Optional[str] = "skipped (--no-dagster)"
             if not args.no_dagster:
                 dagster, dagster_error = run_dagster(args, repos.dagster_file, n["dagster"])
     except KeyboardInterrupt:

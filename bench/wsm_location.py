@@ -173,11 +173,11 @@ def measure_all(repo_file: Path, runs: int, pings: int, snapshots: int) -> Dict:
 
             loc = WsmLocation(repo_file, workdir, sdk_dir, children)
             loc.start()
-            client = loc.client
-            assert client is not None
+            client, proc = loc.client, loc.proc
+            assert client is not None and proc is not None
             result["ping"] = measure.time_calls(lambda: client.call("ping"), pings, warmup=200)
             placed = measure.ping_by_placement(
-                lambda: client.call("ping"), loc.proc.pid, max(1000, pings // 4)
+                lambda: client.call("ping"), proc.pid, max(1000, pings // 4)
             )
             if placed:
                 result["ping_by_placement"] = placed
