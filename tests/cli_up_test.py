@@ -287,7 +287,11 @@ def test_crashed_location_is_restarted_with_backoff(ws: WorkspaceDir) -> None:
         os.kill(before["pid"], signal.SIGKILL)
         after = wait_for(
             lambda: (
-                lambda loc: loc if loc["state"] == "ready" and loc["pid"] != before["pid"] else None
+                lambda loc: (
+                    loc
+                    if loc["state"] == "ready" and loc["pid"] not in (None, before["pid"])
+                    else None
+                )
             )(up.location("team_b")),
             30,
             "team_b to come back",

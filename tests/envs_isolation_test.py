@@ -137,7 +137,9 @@ def test_each_location_reports_its_own_python(answers: Dict[str, Any]) -> None:
     for name in ("team_old", "team_new"):
         config = run_config(answers[name])
         assert config["executable"] == answers[name]["python"]  # the env's python, not wsm's
-        assert config["python"] == sys.version  # both envs are built on this Python 3.11
-        assert answers[name]["snapshot"]["python"] == sys.version
+        assert answers[name]["snapshot"]["python"] == config["python"]
+    # team_old is built on wsm's own Python, team_new on the one its spec "3.12" finds
+    assert run_config(answers["team_old"])["python"] == sys.version
+    assert run_config(answers["team_new"])["python"].startswith("3.12")
     assert answers["system_python"]["snapshot"]["python"] == debian_version
     assert tags(answers["system_python"])["python"] == debian_version.split()[0]
