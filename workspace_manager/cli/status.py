@@ -1,13 +1,31 @@
-"""`wsm status`: the running manager's locations, as a table or JSON."""
+"""`wsm status`: the running manager's locations, as a table or JSON.
+
+The table fits a terminal: the last column (the latest error, in a few words) takes what
+width is left, and states are coloured on a terminal only (never in a pipe, nor with
+NO_COLOR set). `--json` prints the manager's status answer unchanged.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import shutil
 import sys
-from typing import Any, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from workspace_manager.cli import control_client, targets
+from workspace_manager.cli.console import COLOURS
+
+HEADERS = ("LOCATION", "STATE", "PID", "PYTHON", "RESTARTS", "UPTIME", "RSS", "LAST ERROR")
+_RIGHT = {2, 4, 5, 6}  # numbers line up on the right
+_MAX_NAME = 40
+_PIPE_ERROR_WIDTH = 60  # the error column when the width is unknown (a pipe)
+_MIN_ERROR_WIDTH = 20
+_OVERALL = {"ok": "32", "starting": "36", "degraded": "33"}
+_BAD_STATES = ("backoff", "error", "failed")
+_RESTART_SUFFIX = re.compile(r";\s*restarting in [0-9.]+s$")
 
 
 def add_parser(sub) -> None:
@@ -22,31 +40,85 @@ def run(args: argparse.Namespace) -> int:
         json.dump(status, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    print(
-        f"manager pid {status['pid']}  {status['status']}  up {_duration(status['uptime_seconds'])}"
-        + (f"  health http://{status['health']}" if status.get("health") else "")
-    )
-    rows = [("LOCATION", "STATE", "PID", "PYTHON", "RESTARTS", "UPTIME", "RSS", "LAST ERROR")]
-    for name, loc in status["locations"].items():
-        rows.append(
-            (
-                name,
-                loc["state"],
-                str(loc["pid"] or "-"),
-                loc["python"] or "-",
-                str(loc["restarts"]),
-                _duration(loc["uptime_seconds"]),
-                _size(loc["rss_bytes"]),
-                _short(loc.get("error")),
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+    tty = _isatty(sys.stdout)
+    colour = tty and not os.environ.get("NO_COLOR")
+    width = shutil.get_terminal_size().columns if tty else None
+    sys.stdout.write(render(status, colour=colour, width=width))
     return 0
 
 
-def _duration(seconds: Optional[float]) -> str:
+def render(status: Dict[str, Any], colour: bool = False, width: Optional[int] = None) -> str:
+    """The header line and the table; `width` is the terminal's (None: not a terminal)."""
+    paint = _painter(colour)
+    head = [
+        f"manager pid {status.get('pid', '?')}",
+        paint(str(status.get("status", "?")), _OVERALL.get(str(status.get("status")), "0")),
+        f"up {duration(status.get('uptime_seconds'))}",
+    ]
+    if status.get("health"):
+        head.append(f"health http://{status['health']}")
+    lines = ["  ".join(head)]
+
+    locations: Dict[str, Dict[str, Any]] = status.get("locations") or {}
+    rows = [_row(name, loc) for name, loc in locations.items()]
+    widths = [max(len(r[i]) for r in [HEADERS, *rows]) for i in range(len(HEADERS) - 1)]
+    used = sum(widths) + 2 * (len(widths))
+    room = _PIPE_ERROR_WIDTH if width is None else max(_MIN_ERROR_WIDTH, width - 1 - used)
+    lines.append(_line(HEADERS, widths, room))
+    for row, loc in zip(rows, locations.values()):
+        state = str(loc.get("state") or "?")
+        cells = list(row)
+        cells[1] = paint(row[1].ljust(widths[1]), COLOURS.get(state, "0"))
+        recovered = state not in _BAD_STATES and not loc.get("error")
+        cells[-1] = paint(short(row[-1], room), "2" if recovered else COLOURS.get(state, "0"))
+        lines.append(_line(cells, widths, room, painted=True))
+    return "\n".join(lines) + "\n"
+
+
+def _row(name: str, loc: Dict[str, Any]) -> Sequence[str]:
+    return (
+        short(name, _MAX_NAME),
+        str(loc.get("state") or "?"),
+        str(loc.get("pid") or "-"),
+        str(loc.get("python") or "-"),
+        str(loc.get("restarts", 0)),
+        duration(loc.get("uptime_seconds")),
+        size(loc.get("rss_bytes")),
+        last_error(loc),
+    )
+
+
+def _line(cells: Sequence[str], widths: List[int], room: int, painted: bool = False) -> str:
+    out = []
+    for i, (cell, w) in enumerate(zip(cells, widths)):
+        if painted and i == 1:
+            out.append(cell)  # padded before painting: escapes have no width
+        else:
+            out.append(cell.rjust(w) if i in _RIGHT else cell.ljust(w))
+    last = cells[-1] if painted else short(cells[-1], room)
+    return ("  ".join(out) + "  " + last).rstrip()
+
+
+def last_error(loc: Dict[str, Any]) -> str:
+    """The current error, else why the location last went wrong (it has recovered since)."""
+    if loc.get("error"):
+        return str(loc["error"])
+    for t in reversed(loc.get("transitions") or []):
+        if t.get("to") in _BAD_STATES and t.get("reason"):
+            return _RESTART_SUFFIX.sub("", str(t["reason"]))
+    return ""
+
+
+def short(text: Any, limit: int) -> str:
+    """One line of at most `limit` characters: whitespace collapsed, cut with an ellipsis."""
+    if not text:
+        return ""
+    lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
+    line = " ".join((lines[-1] if lines else "").split())
+    return line if len(line) <= limit else line[: max(limit - 1, 0)] + "…"
+
+
+def duration(seconds: Optional[float]) -> str:
     if seconds is None:
         return "-"
     s = int(seconds)
@@ -54,15 +126,28 @@ def _duration(seconds: Optional[float]) -> str:
         return f"{s}s"
     if s < 3600:
         return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
-def _size(n: Optional[int]) -> str:
-    return "-" if n is None else f"{n / 2**20:.1f}M"
+def size(n: Optional[int]) -> str:
+    if n is None:
+        return "-"
+    if n >= 2**30:
+        return f"{n / 2**30:.1f}G"
+    return f"{n / 2**20:.1f}M"
 
 
-def _short(text: Any, limit: int = 60) -> str:
-    if not text:
-        return ""
-    line = str(text).strip().splitlines()[-1] if str(text).strip() else ""
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+def _painter(colour: bool):
+    def paint(text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if colour and text else text
+
+    return paint
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False

@@ -22,6 +22,12 @@ def add_parser(sub) -> None:
         help="serve /livez /readyz /status on HOST:PORT (':0' picks a free port)",
     )
     p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text: human lines (default); json: one JSON object per event, for log shippers",
+    )
+    p.add_argument(
         "--quiet-output",
         action="store_true",
         help="do not echo the locations' stdout/stderr (still kept in their logs)",
@@ -29,7 +35,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from workspace_manager.cli.console import Console
+    from workspace_manager.cli.console import make_console
     from workspace_manager.supervisor.manager import Manager, ManagerRunning
     from workspace_manager.supervisor.runtime import RuntimeDirError
 
@@ -42,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             targets.fail(f"--health: {exc}")
     workspace, ident = targets.load(args)
-    console = Console(show_output=not args.quiet_output)
+    console = make_console(args.log_format, show_output=not args.quiet_output)
     console.width(loc.name for loc in workspace.locations)
     manager = Manager(
         workspace,
@@ -52,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         reread=lambda: targets.read_workspace(args),
         build_reporter=console.build_reporter(),
     )
+    if hasattr(console, "attach"):
+        console.attach(lambda name: manager.locations.get(name))
     console.message(
         f"starting {len(workspace.locations)} location"
         f"{'' if len(workspace.locations) == 1 else 's'} from {targets.describe(args)}"
