@@ -9,11 +9,9 @@ stderr; nothing a peer sends can stop the server or reach repository code before
 from __future__ import annotations
 
 import errno
-import hmac
 import os
 import selectors
 import socket
-import ssl
 import stat
 import sys
 import threading
@@ -25,10 +23,17 @@ from ..protocol.address import Address, format_address, parse_address
 from ..protocol.errors import ProtocolError
 from ..protocol.framing import FrameDecoder, FrameError, encode_frame
 from ..protocol.messages import Notification, Request, error_map, parse, short_repr
-from ..protocol.tlsio import LockedTLSSocket
 from ..version import PROTOCOL_VERSION, __version__
 
-if TYPE_CHECKING:  # imported lazily: the SDK must load inside the loader's load-error guard
+try:  # hmac.compare_digest without importing hmac, which pulls in hashlib and OpenSSL (~2 MB)
+    from _operator import _compare_digest as compare_digest
+except ImportError:  # pragma: no cover - other implementations
+    from hmac import compare_digest
+
+if TYPE_CHECKING:
+    import ssl
+
+    # imported lazily: the SDK must load inside the loader's load-error guard
     from .methods import Methods
 
 SHUTDOWN_GRACE = 2.0  # seconds running calls get to finish after `shutdown` or SIGTERM
@@ -69,6 +74,8 @@ class Server:
         self.hello_timeout = hello_timeout  # a connection must complete its hello within this
         self._ssl: Optional[ssl.SSLContext] = None
         if tls is not None:
+            import ssl  # only a TLS server pays for ssl's import time and memory
+
             self._ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             self._ssl.load_cert_chain(tls["cert"], tls["key"])
         self.hello_info = {
@@ -222,7 +229,7 @@ class Server:
     def check_secret(self, secret: Any) -> bool:
         if not isinstance(secret, str):
             return False
-        return hmac.compare_digest(secret.encode("utf-8", "surrogateescape"), self._secret)
+        return compare_digest(secret.encode("utf-8", "surrogateescape"), self._secret)
 
 
 def _peer_name(sock: socket.socket, peer: Any) -> str:
@@ -337,6 +344,10 @@ class Connection:
                     return
 
     def _tls_handshake(self, context: ssl.SSLContext) -> bool:
+        import ssl
+
+        from ..protocol.tlsio import LockedTLSSocket
+
         try:
             self.sock.settimeout(TLS_HANDSHAKE_TIMEOUT)
             self.sock = LockedTLSSocket(context.wrap_socket(self.sock, server_side=True))
@@ -437,7 +448,7 @@ class Connection:
         if not self.authenticated:
             self.authenticated = True
             self._decoder.max_frame = server.max_frame
-            if not isinstance(self.sock, LockedTLSSocket):
+            if server._ssl is None:  # a TLS socket keeps its timeout for the lock's sake
                 self.sock.settimeout(None)
         self.send([1, msg.id, None, server.hello_info])
         return True

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import os
 import re
 import sys
+import zlib
 from types import ModuleType
 from typing import List
 
@@ -26,7 +26,7 @@ def _prepend_path(*folders: str) -> None:
 def _module_name_for(path: str) -> str:
     """A module name no user module will have, still recognisable in tracebacks."""
     stem = re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
-    digest = hashlib.sha1(path.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    digest = f"{zlib.crc32(path.encode('utf-8', 'surrogateescape')):08x}"  # hashlib: ~1 MB
     return f"__wsm_file_{stem}_{digest}"
 
 
