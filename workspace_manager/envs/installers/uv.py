@@ -1,8 +1,11 @@
-"""uv (``uv pip install --python <env python>``), when the ``uv`` executable is on PATH."""
+"""uv (``uv pip install --python <env python>``), when the ``uv`` executable is installed
+beside wsm's interpreter (``pip install uv``) or on PATH."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from typing import List, Optional, Sequence
 
 
@@ -10,7 +13,8 @@ class UvInstaller:
     name = "uv"
 
     def __init__(self) -> None:
-        self._exe: Optional[str] = shutil.which("uv")
+        beside = os.path.join(os.path.dirname(os.path.realpath(sys.executable)), "uv")
+        self._exe: Optional[str] = beside if os.access(beside, os.X_OK) else shutil.which("uv")
 
     def available(self) -> bool:
         return self._exe is not None
