@@ -390,3 +390,67 @@ def test_up_with_invalid_workspace_exits_2_without_traceback(ws: WorkspaceDir) -
     assert res.returncode == 2
     assert "Traceback" not in res.stderr
     assert res.stderr.startswith(f"{path}:2:")
+
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_workspaces"
+
+
+def test_quick_start_sample_workspace(ws: WorkspaceDir) -> None:
+    """The README's quick start: the teams sample, offline, every location ready."""
+    path = SAMPLES / "teams" / "workspace.yaml"
+    assert ws.run("validate", "-w", str(path)).returncode == 0
+    with WsmUp(ws, "-w", str(path)) as up:
+        status = up.wait_all_settled()
+        assert {loc["state"] for loc in status["locations"].values()} == {"ready"}
+        assert status["status"] == "ok"
+        assert up.get("/readyz") == (200, "ok") or up.get("/readyz")[0] == 200
+        pythons = {loc["python"] for loc in status["locations"].values()}
+        assert "3.11.2" in pythons and len(pythons) == 2  # Debian's and wsm's own
+        with manager_client(ws) as client:
+            for name, loc in status["locations"].items():
+                snap = client.call("snapshot", {"location": name})
+                for repo in snap["repositories"]:
+                    for sensor in repo["sensors"]:
+                        if sensor["name"] == "slow_sensor":
+                            continue
+                        result = client.call(
+                            "call",
+                            {
+                                "location": name,
+                                "method": "evaluate_sensor",
+                                "params": {"repository": repo["name"], "sensor": sensor["name"]},
+                            },
+                        )
+                        assert "run_requests" in result
+        assert ws.run("down", "-w", str(path)).returncode == 0
+        assert up.proc.wait(30) == 0
+
+
+def test_failed_env_build_errors_only_its_location(ws: WorkspaceDir) -> None:
+    ws.file("ok/repo.py", REPO_B)
+    ws.file("needs/repo.py", REPO_B)
+    path = ws.workspace(
+        {
+            "load_from": [
+                {"python_file": {"relative_path": "ok/repo.py", "location_name": "fine"}},
+                {
+                    "python_file": {
+                        "relative_path": "needs/repo.py",
+                        "location_name": "needs_missing",
+                        "environment": {
+                            "requirements": ["no-such-package-wsm-test==1.0"],
+                            "pip_args": ["--no-index"],
+                        },
+                    }
+                },
+            ]
+        }
+    )
+    with WsmUp(ws, "-w", str(path)) as up:
+        status = up.wait_all_settled(timeout=180)
+        assert status["locations"]["fine"]["state"] == "ready"
+        bad = status["locations"]["needs_missing"]
+        assert bad["state"] == "error"
+        assert "no-such-package-wsm-test" in bad["error"]
+        assert "full log:" in bad["error"]
+        assert bad["traceback"] and "no-such-package-wsm-test" in bad["traceback"]  # pip's tail
