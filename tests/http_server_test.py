@@ -234,6 +234,10 @@ def test_status_json(harness: Harness, views: Views):
             environment="/usr/bin/python3",
             error="ZeroDivisionError: division by zero",
             traceback="Traceback (most recent call last):\n  ...\n",
+            transitions=(
+                {"at": 1700000000.5, "from": None, "to": "starting", "reason": "start"},
+                {"at": 1700000001.0, "from": "starting", "to": "error", "reason": "boom"},
+            ),
         ),
     )
     status, headers, body = harness.get("/status")
@@ -256,11 +260,22 @@ def test_status_json(harness: Harness, views: Views):
         "rss_bytes": 50_000_000,
         "error": None,
         "traceback": None,
+        "transitions": [],
     }
     b = data["locations"]["team_b"]
     assert b["state"] == "error" and b["pid"] is None
     assert b["error"] == "ZeroDivisionError: division by zero"
     assert b["traceback"].startswith("Traceback")
+    assert [(t["to"], t["reason"]) for t in b["transitions"]] == [
+        ("starting", "start"),
+        ("error", "boom"),
+    ]
+    assert b["transitions"][1] == {
+        "at": 1700000001.0,
+        "from": "starting",
+        "to": "error",
+        "reason": "boom",
+    }
 
 
 @pytest.mark.parametrize(

@@ -148,4 +148,5 @@ def _location_json(loc: LocationView) -> Dict[str, object]:
         "rss_bytes": loc.rss_bytes,
         "error": loc.error,
         "traceback": loc.traceback,
+        "transitions": list(loc.transitions),
     }

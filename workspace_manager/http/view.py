@@ -8,7 +8,7 @@ a location, so a hung location cannot slow an answer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 STATES = ("building", "starting", "ready", "error", "backoff", "failed", "stopped")
 _IN_PROGRESS = frozenset({"building", "starting"})
@@ -29,6 +29,8 @@ class LocationView:
     rss_bytes: Optional[int] = None
     error: Optional[str] = None  # one-line reason for error/backoff/failed
     traceback: Optional[str] = None
+    # the latest state changes, oldest first: {"at": unix time, "from", "to", "reason"}
+    transitions: Tuple[Dict[str, Any], ...] = ()
 
     @property
     def ready(self) -> bool:

@@ -331,6 +331,7 @@ class Manager:
             rss_bytes=loc.last_rss if loc.state is State.READY else None,
             error=loc.error if loc.state is not State.READY else None,
             traceback=loc.traceback if loc.state is not State.READY else None,
+            transitions=tuple(t.to_dict() for t in list(loc.transitions)[-10:]),
         )
 
     def status(self) -> dict:
