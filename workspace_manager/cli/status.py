@@ -21,6 +21,7 @@ from workspace_manager.cli.console import COLOURS
 HEADERS = ("LOCATION", "STATE", "PID", "PYTHON", "RESTARTS", "UPTIME", "RSS", "LAST ERROR")
 _RIGHT = {2, 4, 5, 6}  # numbers line up on the right
 _MAX_NAME = 40
+_MIN_NAME = 12
 _PIPE_ERROR_WIDTH = 60  # the error column when the width is unknown (a pipe)
 _MIN_ERROR_WIDTH = 20
 _OVERALL = {"ok": "32", "starting": "36", "degraded": "33"}
@@ -63,6 +64,13 @@ def render(status: Dict[str, Any], colour: bool = False, width: Optional[int] = 
     rows = [_row(name, loc) for name, loc in locations.items()]
     widths = [max(len(r[i]) for r in [HEADERS, *rows]) for i in range(len(HEADERS) - 1)]
     used = sum(widths) + 2 * (len(widths))
+    if width is not None and used + _MIN_ERROR_WIDTH > width - 1:
+        # a narrow terminal: long location names give way before the error does
+        name_width = max(_MIN_NAME, widths[0] - (used + _MIN_ERROR_WIDTH - (width - 1)))
+        if name_width < widths[0]:
+            rows = [(short(r[0], name_width), *r[1:]) for r in rows]
+            used -= widths[0] - name_width
+            widths[0] = name_width
     room = _PIPE_ERROR_WIDTH if width is None else max(_MIN_ERROR_WIDTH, width - 1 - used)
     lines.append(_line(HEADERS, widths, room))
     for row, loc in zip(rows, locations.values()):
