@@ -74,6 +74,7 @@ class Instance:
         self.snapshot: Optional[dict] = None
         self._pumps: list = []
         self._psutil: Optional[psutil.Process] = None
+        self._children: Dict[int, psutil.Process] = {}  # descendants, by pid
         self.cpu_seconds: Optional[float] = None  # sampled with the RSS, for /metrics
 
     @property
@@ -193,16 +194,21 @@ class Instance:
                 self._psutil = psutil.Process(self.pid)
             total = self._psutil.memory_info().rss
             cpu = _cpu_seconds(self._psutil)
-            for child in self._psutil.children(recursive=True):
-                try:
-                    total += child.memory_info().rss
-                    cpu += _cpu_seconds(child)
-                except psutil.Error:
-                    pass
-            self.cpu_seconds = max(cpu, self.cpu_seconds or 0.0)
-            return total
         except psutil.Error:
             return None
+        # Descendants from the manager's shared process table (one /proc scan per period for
+        # all locations), not `children(recursive=True)`, which scans /proc on every call.
+        for pid in proc_mod.PROCESS_TABLE.descendants(self.pid):
+            try:
+                child = self._children.get(pid)
+                if child is None:
+                    child = self._children[pid] = psutil.Process(pid)
+                total += child.memory_info().rss
+                cpu += _cpu_seconds(child)
+            except psutil.Error:
+                self._children.pop(pid, None)
+        self.cpu_seconds = max(cpu, self.cpu_seconds or 0.0)
+        return total
 
     async def stop(self, grace: float = 3.0) -> None:
         """Ask the loader to shut down, then SIGTERM/SIGKILL its whole tree; idempotent."""

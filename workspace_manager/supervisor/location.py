@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Deque, Optional, Union
 
-from workspace_manager.protocol.errors import CallTimeout
 from workspace_manager.supervisor.instance import (
     ExitedDuringStartup,
     Instance,
@@ -215,18 +214,20 @@ class Location:
         now = self.hooks.clock()
         action, delay = next_step(self.history, exit_info, sup, now, self.hooks.rng)
         self.error = exit_info.reason
+        # A location that stays down says why in its error too (status tables show that).
         if action == "stop":
             if exit_info.clean:
                 self._set(State.STOPPED, exit_info.reason)
             else:
-                self._set(State.FAILED, f"{exit_info.reason}; restart is {sup.restart}")
+                self.error = f"{exit_info.reason}; restart is {sup.restart}"
+                self._set(State.FAILED, self.error)
             return False
         if action == "fail":
-            self._set(
-                State.FAILED,
-                f"{exit_info.reason}; restarted {sup.max_restarts} times "
-                f"within {sup.window_seconds:g}s",
+            self.error = (
+                f"{exit_info.reason}; restarted "
+                f"{_plural(sup.max_restarts, 'time', 'times')} within {sup.window_seconds:g}s"
             )
+            self._set(State.FAILED, self.error)
             return False
         self._set(State.BACKOFF, f"{exit_info.reason}; restarting in {delay:.2f}s")
         await self._sleep(delay)
@@ -344,34 +345,63 @@ class Location:
         return ExitInfo(inst.returncode, reason)
 
     async def _watchdog(self, inst: Instance) -> str:
-        """Heartbeats and memory; returns the reason the instance must be killed."""
-        sup = self.config.supervision
-        limit = sup.memory_limit_mb * 1024 * 1024 if sup.memory_limit_mb else None
-        interval = sup.heartbeat_seconds
-        mem_interval = min(interval, 1.0)
-        missed = strikes = 0
-        next_ping = self.hooks.clock() + interval
+        """Heartbeats, and memory when limited; the reason the instance must be killed."""
+        if self.config.supervision.memory_limit_mb:
+            tasks = [
+                asyncio.ensure_future(self._heartbeats(inst, sample_memory=False)),
+                asyncio.ensure_future(self._memory(inst)),
+            ]
+        else:  # RSS only for /status: sampled with each heartbeat, no timer of its own
+            tasks = [asyncio.ensure_future(self._heartbeats(inst, sample_memory=True))]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+        return done.pop().result()
+
+    async def _heartbeats(self, inst: Instance, sample_memory: bool) -> str:
+        """A ping every `heartbeat_seconds`, each allowed that long to answer. Pings keep their
+        period while they time out, so a hung location is found after about 3 periods."""
+        interval = self.config.supervision.heartbeat_seconds
+        clock = self.hooks.clock
+        missed = 0
+        next_ping = clock() + interval
         while True:
-            await asyncio.sleep(mem_interval if limit else interval)
-            self.last_rss = inst.rss_bytes()
-            if limit and self.last_rss is not None:
-                strikes = strikes + 1 if self.last_rss > limit else 0
-                if strikes >= MEMORY_STRIKES:
-                    return (
-                        f"memory {self.last_rss / 2**20:.0f} MB above the limit of "
-                        f"{sup.memory_limit_mb:g} MB"
-                    )
-            if self.hooks.clock() < next_ping:
-                continue
-            next_ping = self.hooks.clock() + interval
+            await asyncio.sleep(max(0.0, next_ping - clock()))
+            next_ping += interval
             try:
                 assert inst.connection is not None
                 await inst.connection.call("ping", {}, timeout=interval)
-                missed = 0
-            except (CallTimeout, ConnectionError, OSError, Exception):  # noqa: B014
+            except Exception:  # timeout, connection lost, refused: all count as missed
                 missed += 1
                 if missed >= MISSED_HEARTBEATS:
                     return f"missed {missed} heartbeats ({interval:g}s each)"
+            else:
+                missed = 0
+                if sample_memory:
+                    self.last_rss = inst.rss_bytes()
+            next_ping = max(next_ping, clock())  # never a burst of pings to catch up
+
+    async def _memory(self, inst: Instance) -> str:
+        """Sample RSS (with descendants) at least every second; a location above its limit
+        for `MEMORY_STRIKES` samples in a row must go."""
+        sup = self.config.supervision
+        assert sup.memory_limit_mb
+        limit = sup.memory_limit_mb * 1024 * 1024
+        interval = min(sup.heartbeat_seconds, 1.0)
+        strikes = 0
+        while True:
+            await asyncio.sleep(interval)
+            self.last_rss = inst.rss_bytes()
+            if self.last_rss is None:
+                continue
+            strikes = strikes + 1 if self.last_rss > limit else 0
+            if strikes >= MEMORY_STRIKES:
+                return (
+                    f"memory {self.last_rss / 2**20:.0f} MB above the limit of "
+                    f"{sup.memory_limit_mb:g} MB"
+                )
 
 
 def _describe_snapshot(repos: list, seconds: float) -> str:
