@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import json
 import os
 import signal
 import threading
@@ -24,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from workspace_manager.envs.progress import BuildEvent, RecordingReporter
 from workspace_manager.http.metrics import metrics_route
+from workspace_manager.http.view import LocationView
 from workspace_manager.http.wire import Response
 from workspace_manager.protocol.errors import CallTimeout, ProtocolError, RemoteError
 from workspace_manager.supervisor import metrics as M
@@ -332,6 +334,19 @@ def test_a_failing_async_route_is_a_500_and_the_server_carries_on() -> None:
     try:
         assert harness.get("/metrics")[0] == 500
         assert harness.get("/livez")[0] == 200
+    finally:
+        harness.close()
+
+
+def test_status_is_compact_json_unless_pretty_is_asked() -> None:
+    views = Views(LocationView(name="a", state="ready", pid=1))
+    harness = Harness(views, request_timeout=DEADLINE)
+    try:
+        _, _, compact = harness.get("/status")
+        _, _, pretty = harness.get("/status?pretty")
+        assert compact.count("\n") == 1 and pretty.count("\n") > 10
+        assert json.loads(compact)["locations"] == json.loads(pretty)["locations"]
+        assert harness.get("/status?pretty=0")[2].count("\n") == 1
     finally:
         harness.close()
 

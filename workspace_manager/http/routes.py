@@ -87,14 +87,18 @@ def readyz_location(request: Request, view: ManagerView) -> Response:
 
 
 def status(request: Request, view: ManagerView) -> Response:
-    """Everything the manager knows, as JSON; always 200 (it is a report, not a probe)."""
+    """Everything the manager knows, as JSON; always 200 (it is a report, not a probe).
+
+    Compact by default: json's C encoder is 7x faster than its indenting one, which matters
+    to a monitor polling many managers; `?pretty` indents it for a human with curl."""
     body = {
         "status": view.overall_status(),
         "alive": view.alive,
         "uptime_seconds": _seconds(time.time() - view.started_at),
         "locations": {loc.name: _location_json(loc) for loc in view.locations},
     }
-    data = json.dumps(body, indent=2, allow_nan=False) + "\n"
+    indent = 2 if _flag(request, "pretty") else None
+    data = json.dumps(body, indent=indent, allow_nan=False) + "\n"
     return Response(200, data.encode("utf-8"), JSON)
 
 
@@ -109,7 +113,12 @@ def _checks(name: str, checks: List[Tuple[bool, str]], verbose: bool) -> Respons
 
 
 def _verbose(request: Request) -> bool:
-    values = request.query.get("verbose")
+    return _flag(request, "verbose")
+
+
+def _flag(request: Request, name: str) -> bool:
+    """`?name`, `?name=1`: on; absent, `?name=0|false|no`: off."""
+    values = request.query.get(name)
     return values is not None and values[-1].lower() not in ("0", "false", "no")
 
 
