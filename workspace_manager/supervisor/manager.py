@@ -262,7 +262,7 @@ class Manager:
             loc.environment = f"remote {remote.address}"
             return remote
         interpreter, key = await self._interpreter(config, loc)
-        loc.environment = key or interpreter
+        loc.environment = interpreter  # an env's own bin/python shows its key in the path
         if key:
             self.envs.mark_used(key, self.identity, config.name)
             self._env_keys[config.name] = key
