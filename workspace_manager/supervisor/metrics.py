@@ -72,19 +72,31 @@ CallObserver = Callable[[str, float, Optional[BaseException]], None]
 class LocationLike(Protocol):
     """What a scrape reads of a location (supervisor.location.Location has all of it)."""
 
-    name: str
-    state: Any  # State enum (a str subclass with .value) or a plain state name
-    restarts: int
-    last_rss: Optional[int]
-    instance: Any  # `cpu_seconds` when the watchdog sampled it
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def state(self) -> Any: ...  # State enum (a str subclass with .value) or a state name
+
+    @property
+    def restarts(self) -> int: ...
+
+    @property
+    def last_rss(self) -> Optional[int]: ...
+
+    @property
+    def instance(self) -> Any: ...  # `cpu_seconds` when the watchdog sampled it
 
     @property
     def pid(self) -> Optional[int]: ...
 
 
 class MetricsSource(Protocol):
-    started_at: float  # wall clock
-    locations: Mapping[str, LocationLike]
+    @property
+    def started_at(self) -> float: ...  # wall clock
+
+    @property
+    def locations(self) -> Mapping[str, LocationLike]: ...
 
 
 class Histogram:
