@@ -28,7 +28,7 @@ from ..version import PROTOCOL_VERSION, __version__
 try:  # hmac.compare_digest without importing hmac, which pulls in hashlib and OpenSSL (~2 MB)
     from _operator import _compare_digest as compare_digest
 except ImportError:  # pragma: no cover - other implementations
-    from hmac import compare_digest
+    from hmac import compare_digest  # type: ignore[no-redef]
 
 if TYPE_CHECKING:
     import ssl

@@ -35,5 +35,5 @@ def choose(requested: str) -> Tuple[Installer, Optional[str]]:
         uv_installer = get("uv")
         if uv_installer.available():
             return uv_installer, None
-        return get("pip"), "installer: uv requested but uv is not on PATH; using pip"
+        return get("pip"), "installer: uv requested but uv is not installed; using pip"
     return get("pip"), None

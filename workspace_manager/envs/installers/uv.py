@@ -9,12 +9,16 @@ import sys
 from typing import List, Optional, Sequence
 
 
+def find_uv() -> Optional[str]:
+    beside = os.path.join(os.path.dirname(os.path.realpath(sys.executable)), "uv")
+    return beside if os.access(beside, os.X_OK) else shutil.which("uv")
+
+
 class UvInstaller:
     name = "uv"
 
     def __init__(self) -> None:
-        beside = os.path.join(os.path.dirname(os.path.realpath(sys.executable)), "uv")
-        self._exe: Optional[str] = beside if os.access(beside, os.X_OK) else shutil.which("uv")
+        self._exe: Optional[str] = find_uv()
 
     def available(self) -> bool:
         return self._exe is not None
