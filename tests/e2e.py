@@ -102,6 +102,9 @@ class WsmUp:
         )
         self.lines: List[str] = []
         self.seen_pids: Set[int] = set()
+        # pid -> its start time: a pid reused by an unrelated process (pid_max is 32768
+        # here, and busy runs wrap it within a minute) is neither "left behind" nor killed
+        self._started: Dict[int, float] = {}
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.port: Optional[int] = None
@@ -171,6 +174,10 @@ class WsmUp:
         """Remember every process of the run, so `assert_no_leftovers` can check them all."""
         try:
             for p in psutil.Process(self.proc.pid).children(recursive=True):
+                try:
+                    self._started.setdefault(p.pid, p.create_time())
+                except psutil.Error:
+                    continue
                 self.seen_pids.add(p.pid)
         except psutil.Error:
             pass
@@ -191,12 +198,12 @@ class WsmUp:
 
     def assert_no_leftovers(self, timeout: float = 5.0) -> None:
         def gone() -> bool:
-            return not [p for p in self.seen_pids if _alive(p)]
+            return not [p for p in self.seen_pids if _alive(p, self._started.get(p))]
 
         try:
             wait_for(gone, timeout, "every process of the run to exit")
         except AssertionError:
-            left = [p for p in self.seen_pids if _alive(p)]
+            left = [p for p in self.seen_pids if _alive(p, self._started.get(p))]
             for pid in left:
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -213,9 +220,12 @@ class WsmUp:
         self.assert_no_leftovers()
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, started: Optional[float] = None) -> bool:
+    """Running and not a zombie; with `started`, only if it is still that same process."""
     try:
         p = psutil.Process(pid)
+        if started is not None and p.create_time() != started:
+            return False  # the pid now belongs to another process
         return p.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
