@@ -170,11 +170,21 @@ def error_for(exc: BaseException, user_code: bool) -> Dict[str, Any]:
     if isinstance(exc, NotFoundError):
         return error_map(E.NOT_FOUND, str(exc))
     if isinstance(exc, DefinitionError):
-        return error_from_exception(exc, E.DEFINITION_ERROR)
-    return error_from_exception(exc, E.USER_CODE_ERROR if user_code else E.INTERNAL_ERROR)
+        return error_from_exception(exc, E.DEFINITION_ERROR, PLUMBING)
+    if not user_code:
+        return error_from_exception(exc, E.INTERNAL_ERROR)
+    return error_from_exception(exc, E.USER_CODE_ERROR, PLUMBING)
 
 
 def load_error(exc: BaseException) -> Dict[str, Any]:
     """The error map of a `load_error` notification."""
     kind = E.DEFINITION_ERROR if isinstance(exc, DefinitionError) else E.USER_CODE_ERROR
-    return error_from_exception(exc, kind)
+    return error_from_exception(exc, kind, PLUMBING)
+
+
+#: Frames a user's traceback starts after: the loader's own and importlib's.
+PLUMBING = (
+    os.path.dirname(os.path.abspath(__file__)) + os.sep,
+    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "sdk") + os.sep,
+    "<frozen importlib",
+)

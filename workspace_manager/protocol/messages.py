@@ -8,7 +8,7 @@ notification  [2, event, params]
 from __future__ import annotations
 
 import traceback as _traceback
-from typing import Any, Dict, NamedTuple, Optional, Union
+from typing import Any, Dict, NamedTuple, Optional, Tuple, Union
 
 from .errors import ProtocolError
 
@@ -60,13 +60,26 @@ def error_map(type: str, message: str, traceback: Optional[str] = None) -> Dict[
     return {"type": type, "message": message, "traceback": traceback}
 
 
-def error_from_exception(exc: BaseException, type_: str = "UserCodeError") -> Dict[str, Any]:
-    """An error map for `exc`: message "ExcType: text", and its formatted traceback."""
+def error_from_exception(
+    exc: BaseException, type_: str = "UserCodeError", hide: Tuple[str, ...] = ()
+) -> Dict[str, Any]:
+    """An error map for `exc`: message "ExcType: text", and its formatted traceback.
+
+    Leading frames whose file name starts with one of ``hide`` are dropped, so a user sees
+    their own code first, not the loader's plumbing."""
     text = str(exc)
     name = type(exc).__name__
     message = f"{name}: {text}" if text else name
-    tb = "".join(_traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return error_map(type_, message, tb)
+    tb = exc.__traceback__
+    while (
+        hide
+        and tb is not None
+        and tb.tb_next is not None
+        and tb.tb_frame.f_code.co_filename.startswith(hide)
+    ):
+        tb = tb.tb_next
+    text_tb = "".join(_traceback.format_exception(type(exc), exc, tb))
+    return error_map(type_, message, text_tb)
 
 
 def short_repr(value: Any, limit: int = 60) -> str:
