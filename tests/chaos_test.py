@@ -340,11 +340,13 @@ def test_chaos_manager_killed_with_sigkill_leaves_no_process(ws: WorkspaceDir) -
         assert locs["load_forever"]["state"] == "starting"  # still spinning in its import
         pids = set(up.track())
         assert len(pids) >= 10  # a loader per location, two grandchildren
+        t = time.monotonic()
         up.proc.kill()
         up.proc.wait(10)
-        t = time.monotonic()
-        up.assert_no_leftovers(timeout=3)
-        assert time.monotonic() - t < 3
+        # issue 4: every location exits within 2 s (the lifeline's SIGTERM grace is 1 s);
+        # a little more for the polling and a loaded machine
+        up.assert_no_leftovers(timeout=2.5)
+        print(f"last process of the run gone {time.monotonic() - t:.2f} s after the SIGKILL")
 
 
 # -- 200 random kill -9 under call load --------------------------------------------------

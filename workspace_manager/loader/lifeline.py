@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from typing import Any, List, Optional
@@ -78,6 +79,11 @@ def _group_members(pgid: int) -> Optional[List[int]]:
 def stop_process_group(grace: float = KILL_GRACE) -> None:
     """SIGTERM every other member of our group, SIGKILL the group after `grace` seconds."""
     lost.set()
+    # Scanning /proc releases the GIL around every open and read. If repository code keeps
+    # the main thread busy (a busy loop, a stuck import), each release hands it the GIL and
+    # this thread waits a whole switch interval (5 ms) to get it back: ~600 of those made
+    # this take seconds. We are about to die, so take turns much faster.
+    sys.setswitchinterval(1e-4)
     me = os.getpid()
     if os.getpgrp() != me:  # not started in our own session: our group is not ours to kill
         os._exit(1)

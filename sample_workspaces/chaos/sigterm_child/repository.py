@@ -11,13 +11,20 @@ import sys
 from workspace_manager import job, repository
 
 STUBBORN = (
-    "import signal, time\n"
+    "import signal, sys, time\n"
     "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "print('armed', flush=True)\n"
+    "sys.stdout.close()\n"
     "while True:\n"
     "    time.sleep(60)\n"
 )
 
-CHILDREN = [subprocess.Popen([sys.executable, "-c", STUBBORN]) for _ in range(2)]
+CHILDREN = [
+    subprocess.Popen([sys.executable, "-c", STUBBORN], stdout=subprocess.PIPE) for _ in range(2)
+]
+for child in CHILDREN:  # loaded only once both ignore SIGTERM: no lucky early kill
+    assert child.stdout.readline() == b"armed\n"
+    child.stdout.close()
 
 
 @job
