@@ -364,6 +364,9 @@ def test_status_shows_transitions_with_times_and_reasons(up: WsmUp) -> None:
     )["locations"]["slowload"]
     assert health["transitions"] == cli["transitions"]
     assert [set(t) for t in health["transitions"]] == [{"at", "from", "to", "reason"}] * 2
+    _settled(up, "never", "failed")
     table = up.ws.run("status", "-w", str(up.workspace_path)).stdout  # type: ignore[attr-defined]
-    row = next(line for line in table.splitlines() if line.startswith("slowload"))
-    assert "error" in row and "did not load within 1s" in row
+    rows = {line.split()[0]: line for line in table.splitlines()[2:]}
+    assert "error" in rows["slowload"] and "did not load within 1s" in rows["slowload"]
+    # a location that stays down says why: its last transition's reason
+    assert "failed" in rows["never"] and "exited with status 1; restart is never" in rows["never"]
