@@ -102,9 +102,6 @@ class WsmUp:
         )
         self.lines: List[str] = []
         self.seen_pids: Set[int] = set()
-        # pid -> its start time: a pid reused by an unrelated process (pid_max is 32768
-        # here, and busy runs wrap it within a minute) is neither "left behind" nor killed
-        self._started: Dict[int, float] = {}
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.port: Optional[int] = None
@@ -169,6 +166,13 @@ class WsmUp:
         return wait_for(check, timeout, "every location to settle")
 
     # -- processes -----------------------------------------------------------------------
+
+    @property
+    def _started(self) -> Dict[int, float]:
+        """pid -> its start time: a pid reused by an unrelated process (pid_max is 32768
+        here, and busy runs wrap it within a minute) is neither "left behind" nor killed.
+        Made on first use, so subclasses with an __init__ of their own get it too."""
+        return self.__dict__.setdefault("_started_at", {})
 
     def track(self) -> Set[int]:
         """Remember every process of the run, so `assert_no_leftovers` can check them all."""
