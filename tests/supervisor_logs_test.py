@@ -84,3 +84,13 @@ def test_log_paths_follow_the_state_dir(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("WSM_STATE_DIR")
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
     assert state_root() == tmp_path / "xdg" / "wsm"
+
+
+def test_console_summarises_binary_and_cuts_long_lines() -> None:
+    from workspace_manager.cli.console import MAX_ECHO, printable
+
+    assert printable(bytes(range(256)) * 3) == "<768 bytes of binary output>"
+    assert printable(b"plain \x1b[31mtext") == "plain \ufffd[31mtext"  # no escape reaches the tty
+    long = printable(b"x" * 5000)
+    assert long.startswith("x" * MAX_ECHO) and long.endswith(f"({5000 - MAX_ECHO} more characters)")
+    assert printable(b"") == ""

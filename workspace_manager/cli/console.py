@@ -86,12 +86,27 @@ class Console:
     def output(self, name: str, stream: str, line: bytes) -> None:
         if not self.show_output:
             return
-        text = line.decode("utf-8", "replace").rstrip("\r")
-        text = "".join(ch if ch.isprintable() or ch == "\t" else "\ufffd" for ch in text)
-        self._emit(f"{name:<{self._width}} | {text}")
+        self._emit(f"{name:<{self._width}} | {printable(line)}")
 
     def message(self, text: str) -> None:
         self._emit(f"wsm: {text}")
+
+
+#: Longest output line echoed to the console; the location's log keeps every byte.
+MAX_ECHO = 1000
+
+
+def printable(line: bytes) -> str:
+    """A location's output line made safe for a terminal: mostly-binary lines are summarised,
+    control characters replaced, long lines cut."""
+    text = line.decode("utf-8", "replace").rstrip("\r")
+    bad = sum(1 for ch in text if not (ch.isprintable() or ch == "\t") or ch == "\ufffd")
+    if text and bad > len(text) * 0.3:
+        return f"<{len(line)} bytes of binary output>"
+    text = "".join(ch if ch.isprintable() or ch == "\t" else "\ufffd" for ch in text)
+    if len(text) > MAX_ECHO:
+        text = text[:MAX_ECHO] + f"... ({len(text) - MAX_ECHO} more characters)"
+    return text
 
 
 class JsonConsole:
