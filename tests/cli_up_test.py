@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -407,7 +408,7 @@ def test_quick_start_sample_workspace(ws: WorkspaceDir) -> None:
         pythons = {loc["python"] for loc in status["locations"].values()}
         assert "3.11.2" in pythons and len(pythons) == 2  # Debian's and wsm's own
         with manager_client(ws) as client:
-            for name, loc in status["locations"].items():
+            for name in status["locations"]:
                 snap = client.call("snapshot", {"location": name})
                 for repo in snap["repositories"]:
                     for sensor in repo["sensors"]:
@@ -454,3 +455,46 @@ def test_failed_env_build_errors_only_its_location(ws: WorkspaceDir) -> None:
         assert "no-such-package-wsm-test" in bad["error"]
         assert "full log:" in bad["error"]
         assert bad["traceback"] and "no-such-package-wsm-test" in bad["traceback"]  # pip's tail
+
+
+def test_location_without_env_shares_the_packages_of_wsms_virtualenv(ws: WorkspaceDir) -> None:
+    """wsm installed in a virtualenv: a plain location runs on that venv's python (not the
+    base interpreter behind its symlink) and sees the venv's packages, as `dagit -f` does."""
+    venv = ws.root / "venv"
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
+        check=True,
+        capture_output=True,
+    )
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    Path(purelib, "only_in_this_venv.py").write_text("VALUE = 1\n")  # as if pip-installed
+    ws.file(
+        "uses_venv.py",
+        """
+        import only_in_this_venv
+        from workspace_manager import job, repository
+        @job
+        def j(): ...
+        @repository
+        def r():
+            return [j]
+    """,
+    )
+    res = subprocess.run(
+        [str(python), "-m", "workspace_manager.cli.main", "list", "--json", "-f", "uses_venv.py"],
+        cwd=ws.root,
+        env=ws.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    loc = json.loads(res.stdout)["locations"]["uses_venv"]
+    assert loc["state"] == "ready"
+    assert loc["executable"] == str(python)

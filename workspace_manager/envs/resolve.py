@@ -17,8 +17,10 @@ class InterpreterError(Exception):
 
 
 def own_interpreter() -> str:
-    """wsm's interpreter by resolved path: a pyenv shim costs ~100 ms per start."""
-    return os.path.realpath(sys.executable)
+    """wsm's interpreter as it runs: ``sys.executable`` is the real binary, never a pyenv shim
+    (which would cost ~100 ms per start). Not resolved further: inside a virtualenv its
+    ``bin/python`` link is what gives a location the venv's packages."""
+    return os.path.abspath(sys.executable)
 
 
 def check_executable(path: Path) -> str:

@@ -10,7 +10,7 @@ from typing import List, Optional, Sequence
 
 
 def find_uv() -> Optional[str]:
-    beside = os.path.join(os.path.dirname(os.path.realpath(sys.executable)), "uv")
+    beside = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "uv")
     return beside if os.access(beside, os.X_OK) else shutil.which("uv")
 
 
