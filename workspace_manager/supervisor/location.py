@@ -11,7 +11,7 @@ import collections
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Deque, Optional, Union
+from typing import Any, Awaitable, Callable, Deque, Optional, Tuple, Union
 
 from workspace_manager.supervisor.instance import (
     ExitedDuringStartup,
@@ -84,6 +84,7 @@ class Location:
         self._reload = asyncio.Event()
         self._pending_config: Optional[LocationConfig] = None
         self._reload_waiters: list = []
+        self._dying: Optional[Tuple[Any, float]] = None
         self._grace = 3.0
 
     # -- public ---------------------------------------------------------------------------
@@ -221,6 +222,7 @@ class Location:
             else:
                 self.error = f"{exit_info.reason}; restart is {sup.restart}"
                 self._set(State.FAILED, self.error)
+            await self._bury()
             return False
         if action == "fail":
             self.error = (
@@ -228,12 +230,20 @@ class Location:
                 f"{_plural(sup.max_restarts, 'time', 'times')} within {sup.window_seconds:g}s"
             )
             self._set(State.FAILED, self.error)
+            await self._bury()
             return False
         self._set(State.BACKOFF, f"{exit_info.reason}; restarting in {delay:.2f}s")
+        await self._bury()
         await self._sleep(delay)
         self.history.record_restart(self.hooks.clock())
         self.restarts += 1
         return True
+
+    async def _bury(self) -> None:
+        """Stop the instance that just exited or was given up on (its whole process tree)."""
+        dying, self._dying = self._dying, None
+        if dying is not None:
+            await dying[0].stop(grace=dying[1])
 
     def _fail_load(self, exc: LoadFailed) -> None:
         self.error, self.traceback = exc.message, exc.traceback
@@ -298,11 +308,12 @@ class Location:
             try:
                 new = await self._start_instance(announce=False)
             except (_Settled, _Exited) as outcome:
-                await inst.stop(self._grace)
-                self.instance = None
                 self._reloaded()
-                if isinstance(outcome, _Settled):
+                if isinstance(outcome, _Settled):  # now in `error`: the old one goes too
+                    await inst.stop(self._grace)
+                    self.instance = None
                     return None
+                self._dying = (inst, self._grace)  # stopped once the state has moved on
                 return outcome.info
             old, inst = inst, new
             self.instance = inst
@@ -335,14 +346,15 @@ class Location:
             exit_task.cancel()
             return None
         self.ready_since = None
+        # The instance is stopped only after the state has left `ready` (_after_exit): a
+        # location is never shown ready while its process is being killed.
         if exit_task in done:
             returncode = exit_task.result()
-            await inst.stop(grace=0)
+            self._dying = (inst, 0.0)  # exited: only leftovers in its group to clean up
             return ExitInfo(returncode, inst.describe_exit(returncode), clean=returncode == 0)
         exit_task.cancel()
-        reason = watchdog.result()
-        await inst.stop(grace=min(1.0, sup.heartbeat_seconds))
-        return ExitInfo(inst.returncode, reason)
+        self._dying = (inst, min(1.0, sup.heartbeat_seconds))
+        return ExitInfo(None, watchdog.result())
 
     async def _watchdog(self, inst: Instance) -> str:
         """Heartbeats, and memory when limited; the reason the instance must be killed."""
