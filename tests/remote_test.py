@@ -288,3 +288,62 @@ def test_remote_server_that_never_comes_back_fails_by_the_same_rules(ws: Workspa
         loc = up.wait_state("ghost", "failed", timeout=30)
         assert "connection refused" in loc["error"]
         assert loc["restarts"] == 2
+
+
+def test_serve_a_workspace_location_on_a_unix_socket(ws: WorkspaceDir) -> None:
+    ws.file("team/repo.py", REPO.format(name="team"))
+    path = ws.workspace(
+        {
+            "load_from": [
+                {
+                    "python_file": {
+                        "relative_path": "team/repo.py",
+                        "location_name": "team",
+                        "env_vars": {"FROM_WORKSPACE": "1"},
+                    }
+                },
+            ]
+        }
+    )
+    sock = ws.root / "team.sock"
+    env = dict(ws.env, WSM_TOKEN=TOKEN)
+    with WsmUp(
+        ws,
+        "-w",
+        str(path),
+        "team",
+        "--listen",
+        f"unix:{sock}",
+        "--token-env",
+        "WSM_TOKEN",
+        command="serve",
+        env=env,
+    ) as server:
+        server.wait_state("team", "ready")
+        assert sock.stat().st_mode & 0o777 == 0o600
+        with Client(f"unix:{sock}", TOKEN, timeout=10) as client:
+            res = client.call("evaluate_sensor", {"sensor": "team_sensor"})
+            assert res["run_requests"][0]["run_key"] == "team"
+        # a remote manager entry can name the socket too
+        mpath = ws.workspace(
+            {
+                "load_from": [
+                    {
+                        "grpc_server": {
+                            "host": "localhost",
+                            "socket": str(sock),
+                            "location_name": "team",
+                            "token_env": "WSM_TOKEN",
+                        }
+                    }
+                ]
+            },
+            name="manager.yaml",
+        )
+        with WsmUp(ws, "-w", str(mpath), env=manager_env(ws)) as up:
+            assert up.wait_state("team", "ready")["environment"] == f"remote unix:{sock}"
+    ws.env["WSM_TOKEN"] = TOKEN
+    bad = ws.run(
+        "serve", "-w", str(path), "nope", "--listen", f"unix:{sock}", "--token-env", "WSM_TOKEN"
+    )
+    assert bad.returncode == 2 and "no location 'nope'" in bad.stderr
