@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from e2e import WorkspaceDir, WsmUp, wait_for
+from e2e import WorkspaceDir, WsmUp, wait_for, wsm_argv
 
 from workspace_manager.protocol.client import Client
 from workspace_manager.protocol.errors import RemoteError
@@ -498,3 +498,47 @@ def test_location_without_env_shares_the_packages_of_wsms_virtualenv(ws: Workspa
     loc = json.loads(res.stdout)["locations"]["uses_venv"]
     assert loc["state"] == "ready"
     assert loc["executable"] == str(python)
+
+
+def test_logs_follow_prints_new_lines(ws: WorkspaceDir) -> None:
+    ws.file(
+        "ticker.py",
+        """
+        import threading, time
+        from workspace_manager import job, repository
+        def tick():
+            n = 0
+            while True:
+                n += 1
+                print(f"tick {n}", flush=True)
+                time.sleep(0.2)
+        threading.Thread(target=tick, daemon=True).start()
+        @job
+        def j(): ...
+        @repository
+        def r():
+            return [j]
+    """,
+    )
+    path = ws.workspace({"load_from": [{"python_file": "ticker.py"}]})
+    with WsmUp(ws, "-w", str(path)) as up:
+        up.wait_state("ticker", "ready")
+        follower = subprocess.Popen(
+            wsm_argv("logs", "-w", str(path), "ticker", "-f", "-n", "1"),
+            cwd=ws.root,
+            env=ws.env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert follower.stdout is not None
+            seen = []
+            for line in follower.stdout:
+                seen.append(line.strip())
+                if len([s for s in seen if s.startswith("tick")]) >= 5:
+                    break
+            ticks = [int(s.split()[1]) for s in seen if s.startswith("tick")]
+            assert ticks == sorted(ticks) and ticks[-1] - ticks[0] >= 3  # new lines arrived
+        finally:
+            follower.terminate()
+            follower.wait(10)
