@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Optional
 
 from workspace_manager.cli import targets
+from workspace_manager.protocol.messages import EXIT_LOAD_ERROR
 
 EXIT_CRASHED = 1
-EXIT_LOAD_ERROR = 4
 
 
 def add_parser(sub) -> None:

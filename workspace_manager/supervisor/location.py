@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Deque, Optional, Tuple, Union
 
+from workspace_manager.protocol.messages import EXIT_LOAD_ERROR
 from workspace_manager.supervisor.instance import (
     ExitedDuringStartup,
     Instance,
@@ -20,7 +21,6 @@ from workspace_manager.supervisor.instance import (
     LoadFailed,
 )
 from workspace_manager.supervisor.policy import ExitInfo, RestartHistory, next_step
-from workspace_manager.supervisor.process import EXIT_LOAD_ERROR
 from workspace_manager.supervisor.remote import RemoteInstance, RemotePlan
 from workspace_manager.supervisor.state import State, Transition
 from workspace_manager.workspace.model import LocationConfig
@@ -112,25 +112,15 @@ class Location:
             self._reload.set()
             await done  # the successor is ready and serving, or the location left `ready`
             return
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-        if self.instance is not None:
-            await self.instance.stop(grace=0)
-            self.instance = None
+        await self._halt(grace=0)
         if config is not None:
             self.config = config
         self.history = RestartHistory()
         self.start()
 
-    async def stop(self, grace: float = 3.0) -> None:
-        self._stopping = True
-        self._wake.set()
-        self._reloaded()
-        if self._task is not None:
+    async def _halt(self, grace: float) -> None:
+        """Cancel the location's task and stop its instance (its whole process tree)."""
+        if self._task is not None and not self._task.done():
             self._task.cancel()
             try:
                 await self._task
@@ -139,6 +129,12 @@ class Location:
         if self.instance is not None:
             await self.instance.stop(grace)
             self.instance = None
+
+    async def stop(self, grace: float = 3.0) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._reloaded()
+        await self._halt(grace)
         self._set(State.STOPPED, "shut down")
 
     async def call(

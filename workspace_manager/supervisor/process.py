@@ -19,10 +19,6 @@ import psutil
 
 from workspace_manager.protocol import framing
 
-#: Loader exit status meaning "the code failed to load; restarting will not help".
-EXIT_LOAD_ERROR = 4
-EXIT_BAD_BOOTSTRAP = 3
-
 
 @dataclass
 class SpawnedLoader:
