@@ -542,3 +542,20 @@ def test_logs_follow_prints_new_lines(ws: WorkspaceDir) -> None:
         finally:
             follower.terminate()
             follower.wait(10)
+
+
+def test_error_location_is_retried_when_its_code_changes(ws: WorkspaceDir) -> None:
+    ws.file("fixme/repo.py", "raise RuntimeError('not yet')\n")
+    path = ws.workspace(
+        {
+            "load_from": [
+                {"python_file": {"relative_path": "fixme/repo.py", "location_name": "fixme"}}
+            ]
+        }
+    )
+    with WsmUp(ws, "-w", str(path)) as up:
+        assert "not yet" in up.wait_state("fixme", "error")["error"]
+        ws.file("fixme/repo.py", REPO_B)  # the team fixes its code; nobody runs wsm reload
+        loc = up.wait_state("fixme", "ready", timeout=30)
+        assert loc["restarts"] == 0
+        assert "its code changed" in up.output()

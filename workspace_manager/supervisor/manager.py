@@ -25,6 +25,7 @@ from workspace_manager.http.view import LocationView, ManagerView
 from workspace_manager.loader.launch import make_sdk_dir
 from workspace_manager.protocol.errors import CallTimeout, RemoteError
 from workspace_manager.supervisor import runtime
+from workspace_manager.supervisor.codewatch import code_fingerprint
 from workspace_manager.supervisor.control import ControlServer
 from workspace_manager.supervisor.instance import LaunchPlan, LoadFailed
 from workspace_manager.supervisor.location import Location, LocationHooks, NotReady
@@ -44,6 +45,10 @@ class EventSink:
     transition: Callable[[str, Transition], None] = lambda name, t: None
     output: Callable[[str, str, bytes], None] = lambda name, stream, line: None
     message: Callable[[str], None] = lambda text: None
+
+
+#: How often locations in `error` are checked for edited code.
+CODEWATCH_SECONDS = 2.0
 
 
 class Manager:
@@ -71,6 +76,8 @@ class Manager:
         self.envs = EnvironmentService(reporter=self.metrics.build_reporter(build_reporter))
         self.adjust_plan = adjust_plan  # `wsm serve`: its own listen address, token and TLS
         self._env_keys: Dict[str, str] = {}
+        self._error_code: Dict[str, Any] = {}  # code fingerprint of each location in `error`
+        self._codewatch_task: Optional[asyncio.Task] = None
         self.started_at = time.time()
         self.locations: Dict[str, Location] = {}
         self.dir: Optional[Path] = None
@@ -104,6 +111,7 @@ class Manager:
         self.dir = runtime.ensure_private_dir(root / self.key)
         self._sdk_dir = make_sdk_dir(str(self.dir))
         self._heartbeat_task = asyncio.ensure_future(self._loop_heartbeat())
+        self._codewatch_task = asyncio.ensure_future(self._retry_changed_code())
         if self.health_listen is not None:
             from workspace_manager.http.metrics import metrics_route
             from workspace_manager.http.server import HealthServer
@@ -160,8 +168,9 @@ class Manager:
             await self._control.close()
         if self._health is not None:
             await self._health.close()
-        if self._heartbeat_task is not None:
-            self._heartbeat_task.cancel()
+        for task in (self._heartbeat_task, self._codewatch_task):
+            if task is not None:
+                task.cancel()
         for log in self._logs.values():
             log.close()
         if self.dir is not None:
@@ -290,7 +299,24 @@ class Manager:
             raise LoadFailed(str(exc), exc.details()) from None
         return resolved.python, resolved.key
 
+    async def _retry_changed_code(self) -> None:
+        """A location in `error` is retried once its code changes (no reload needed)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(CODEWATCH_SECONDS)
+            for loc in list(self.locations.values()):
+                seen = self._error_code.get(loc.name)
+                if loc.state is not State.ERROR or seen is None:
+                    continue
+                now = await loop.run_in_executor(None, code_fingerprint, loc.config)
+                if now != seen and loc.state is State.ERROR:
+                    self._error_code.pop(loc.name, None)
+                    self.events.message(f"{loc.name}: its code changed, loading it again")
+                    asyncio.ensure_future(loc.restart())
+
     def _on_transition(self, loc: Location, t: Transition) -> None:
+        if t.new is State.ERROR:
+            self._error_code[loc.name] = code_fingerprint(loc.config)
         if t.new is State.READY:
             self.metrics.watch_connection(loc)  # time its calls from now on
         self.events.transition(loc.name, t)
