@@ -446,4 +446,7 @@ class ManagerRunning(Exception):
 
 
 def _fmt_host(host: str) -> str:
+    """A bound host for a URL; every interface ("", 0.0.0.0, ::) is reachable as localhost."""
+    if host in ("", "0.0.0.0", "::"):
+        return "localhost"
     return f"[{host}]" if ":" in host else host
