@@ -88,12 +88,9 @@ def repo_c():
 """
 
 
-def teams_workspace(ws: WorkspaceDir, broken: bool = False) -> Path:
-    ws.file("team_a/repo.py", REPO_A)
-    ws.file("team_b/team_b/__init__.py", "")
-    ws.file("team_b/team_b/definitions.py", REPO_B)
-    ws.file("team_c/team_c_pipelines/__init__.py", PACKAGE_C)
-    entries = [
+def teams_entries() -> list:
+    """team_a on Debian's python (a file), team_b (a module), team_c (a package)."""
+    return [
         {
             "python_file": {
                 "relative_path": "team_a/repo.py",
@@ -117,6 +114,14 @@ def teams_workspace(ws: WorkspaceDir, broken: bool = False) -> Path:
             }
         },
     ]
+
+
+def teams_workspace(ws: WorkspaceDir, broken: bool = False) -> Path:
+    ws.file("team_a/repo.py", REPO_A)
+    ws.file("team_b/team_b/__init__.py", "")
+    ws.file("team_b/team_b/definitions.py", REPO_B)
+    ws.file("team_c/team_c_pipelines/__init__.py", PACKAGE_C)
+    entries = teams_entries()
     if broken:
         ws.file("broken/repo.py", "import does_not_exist_anywhere\n")
         entries.append({"python_file": {"relative_path": "broken/repo.py"}})
@@ -344,28 +349,10 @@ def test_reload_restarts_only_what_changed(ws: WorkspaceDir) -> None:
     with WsmUp(ws, "-w", str(path)) as up:
         first = up.wait_all_settled()["locations"]
         ws.file("team_d/repo.py", REPO_B)
-        data = {
-            "load_from": [
-                {
-                    "python_file": {
-                        "relative_path": "team_a/repo.py",
-                        "location_name": "team_a",
-                        "executable_path": DEBIAN_PYTHON,
-                        "env_vars": {"TEAM": "a"},
-                    }
-                },
-                {
-                    "python_module": {
-                        "module_name": "team_b.definitions",
-                        "location_name": "team_b",
-                        "working_directory": "team_b",
-                        "env_vars": {"NEW": "1"},
-                    }
-                },
-                {"python_file": {"relative_path": "team_d/repo.py", "location_name": "team_d"}},
-            ],
-            "supervision": {"heartbeat_seconds": 1},
-        }
+        team_a, team_b, _team_c = teams_entries()  # team_c removed
+        team_b["python_module"]["env_vars"] = {"NEW": "1"}  # team_b changed
+        team_d = {"python_file": {"relative_path": "team_d/repo.py", "location_name": "team_d"}}
+        data = {"load_from": [team_a, team_b, team_d], "supervision": {"heartbeat_seconds": 1}}
         ws.workspace(data)
         res = ws.run("reload", "-w", str(path))
         assert res.returncode == 0, res.stderr
