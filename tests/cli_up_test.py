@@ -546,3 +546,36 @@ def test_error_location_is_retried_when_its_code_changes(ws: WorkspaceDir) -> No
         loc = up.wait_state("fixme", "ready", timeout=30)
         assert loc["restarts"] == 0
         assert "its code changed" in up.output()
+
+
+def test_two_managers_for_two_workspaces_and_no_second_for_the_same(ws: WorkspaceDir) -> None:
+    ws.file("one/repo.py", REPO_B)
+    ws.file("two/repo.py", REPO_B)
+    one = ws.workspace(
+        {
+            "load_from": [
+                {"python_file": {"relative_path": "one/repo.py", "location_name": "first"}}
+            ]
+        },
+        "one.yaml",
+    )
+    two = ws.workspace(
+        {
+            "load_from": [
+                {"python_file": {"relative_path": "two/repo.py", "location_name": "second"}}
+            ]
+        },
+        "two.yaml",
+    )
+    with WsmUp(ws, "-w", str(one)) as up1, WsmUp(ws, "-w", str(two)) as up2:
+        up1.wait_state("first", "ready")
+        up2.wait_state("second", "ready")
+        s1 = json.loads(ws.run("status", "-w", str(one), "--json").stdout)
+        s2 = json.loads(ws.run("status", "-w", str(two), "--json").stdout)
+        assert list(s1["locations"]) == ["first"] and s1["pid"] == up1.proc.pid
+        assert list(s2["locations"]) == ["second"] and s2["pid"] == up2.proc.pid
+        again = ws.run("up", "-w", str(one))
+        assert again.returncode == 1 and "already running" in again.stderr
+        assert ws.run("down", "-w", str(two)).returncode == 0
+        assert up2.proc.wait(30) == 0
+        assert up1.location("first")["state"] == "ready"  # the other manager is untouched
