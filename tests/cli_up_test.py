@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import psutil
@@ -49,6 +48,7 @@ def probe(context):
 @sensor(job=job2)
 def slow_sensor():
     import time
+    print("slow sensor started", flush=True)
     time.sleep(5)
     return SkipReason("slept")
 
@@ -224,7 +224,8 @@ def test_up_serves_every_location_in_its_own_interpreter(ws: WorkspaceDir) -> No
 
         t = threading.Thread(target=slow)
         t.start()
-        time.sleep(0.3)  # let the slow call reach the location first
+        # the slow call is running inside the location before the ping is sent
+        wait_for(lambda: "slow sensor started" in up.output(), 10, "the slow sensor to start")
         with manager_client(ws) as client:
             client.call("call", {"location": "team_a", "method": "ping"})
         order.append("ping")
