@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Set
+from typing import Dict, List, Optional, Set, Tuple
 
 from workspace_manager.envs import installers, store
 from workspace_manager.envs.build import Cancel, build_env
@@ -68,18 +68,23 @@ class EnvironmentService:
 
     def cached(self, location: LocationConfig) -> Optional[str]:
         """The interpreter path when nothing needs building, else None. Never builds."""
+        return self.lookup(location)[0]
+
+    def lookup(self, location: LocationConfig) -> Tuple[Optional[str], str]:
+        """(interpreter path or None when a build is needed, env key or ""), computing the
+        key once: hashing local requirement trees is the costly part of a warm start."""
         if location.environment is None:
             try:
-                return plain_interpreter(location)
+                return plain_interpreter(location), ""
             except Exception:
-                return None
+                return None, ""
         try:
             key = self.recipe(location).key
         except EnvBuildError:
-            return None
+            return None, ""
         if self.layout.is_complete(key):
-            return str(self.layout.python(key))
-        return None
+            return str(self.layout.python(key)), key
+        return None, key
 
     async def ensure(self, location: LocationConfig) -> ResolvedEnv:
         """The interpreter for ``location``, building its env first when needed."""

@@ -289,9 +289,12 @@ class Manager:
                 return plain_interpreter(config), ""
             except InterpreterError as exc:
                 raise LoadFailed(str(exc)) from None
-        cached = self.envs.cached(config)
+        # hashing requirement files and local trees runs off the loop: health answers and
+        # other locations never wait for it
+        loop = asyncio.get_running_loop()
+        cached, key = await loop.run_in_executor(None, self.envs.lookup, config)
         if cached is not None:  # warm start: no build, no subprocess
-            return cached, self.envs.key(config) or ""
+            return cached, key
         loc.mark_building("building its environment")
         try:
             resolved = await self.envs.ensure(config)
