@@ -3,6 +3,7 @@ same local package, built offline, plus a location on Debian's /usr/bin/python3.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -50,3 +51,15 @@ def test_isolation_sample_three_locations_three_worlds(ws: WorkspaceDir) -> None
         up.wait_all_settled(timeout=60)
         assert "creating virtualenv" not in up.output()
         assert "building" not in up.output()
+        # `env prune` for a workspace that needs none of them keeps what a manager runs on
+        other = ws.workspace(
+            {"load_from": [{"python_file": "isolation/repository.py"}]}, name="other.yaml"
+        )
+        kept = ws.run("env", "prune", "-w", str(other))
+        assert kept.returncode == 0, kept.stderr
+        assert kept.stdout.count("in use by a running manager") == 2
+    # once the manager is gone, the same prune removes both
+    gone = ws.run("env", "prune", "-w", str(other))
+    assert gone.returncode == 0 and "2 environments removed" in gone.stdout, gone.stdout
+    listed = ws.run("env", "list", "--json")
+    assert json.loads(listed.stdout) == []
