@@ -8,6 +8,7 @@ stop every location at once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import secrets
 import shutil
@@ -119,10 +120,7 @@ class Manager:
             self._health = HealthServer(*self.health_listen, self.view)
             self._health.routes["/metrics"] = metrics_route(self.metrics.exposition_async)
             self.health_address = await self._health.start()
-            self.events.message(
-                f"health endpoint on http://{_fmt_host(self.health_address[0])}:"
-                f"{self.health_address[1]}"
-            )
+            self.events.message(f"health endpoint on http://{self.health_text()}")
         secret = secrets.token_hex(16)
         if serve_control:
             self._control = ControlServer(self.dir / "manager.sock", secret, self._handlers())
@@ -135,11 +133,7 @@ class Manager:
                 secret=secret,
                 started_at=self.started_at,
                 version=__version__,
-                health=(
-                    f"{_fmt_host(self.health_address[0])}:{self.health_address[1]}"
-                    if self.health_address
-                    else None
-                ),
+                health=self.health_text(),
             ).write(self.dir)
         for config in self.workspace.locations:
             self._add_location(config)
@@ -370,19 +364,21 @@ class Manager:
             "pid": os.getpid(),
             "workspace": self.identity,
             "uptime_seconds": time.time() - self.started_at,
-            "health": (
-                f"{_fmt_host(self.health_address[0])}:{self.health_address[1]}"
-                if self.health_address
-                else None
-            ),
+            "health": self.health_text(),
             "locations": {},
         }
-        for lv, loc in zip(view.locations, self.locations.values()):
-            entry = lv.to_dict() if hasattr(lv, "to_dict") else dict(lv.__dict__)
-            entry["transitions"] = [t.to_dict() for t in list(loc.transitions)[-10:]]
-            entry["log"] = str(log_path(self.key, loc.name))
-            out["locations"][loc.name] = entry
+        for lv in view.locations:
+            entry = dataclasses.asdict(lv)
+            entry["transitions"] = list(lv.transitions)
+            entry["log"] = str(log_path(self.key, lv.name))
+            out["locations"][lv.name] = entry
         return out
+
+    def health_text(self) -> Optional[str]:
+        """HOST:PORT of the health endpoint as a client would reach it, or None."""
+        if self.health_address is None:
+            return None
+        return f"{_fmt_host(self.health_address[0])}:{self.health_address[1]}"
 
     # -- control socket -------------------------------------------------------------------
 
