@@ -580,3 +580,36 @@ def test_two_managers_for_two_workspaces_and_no_second_for_the_same(ws: Workspac
         assert ws.run("down", "-w", str(two)).returncode == 0
         assert up2.proc.wait(30) == 0
         assert up1.location("first")["state"] == "ready"  # the other manager is untouched
+
+
+def test_two_managers_started_at_once_for_one_workspace_one_wins(ws: WorkspaceDir) -> None:
+    ws.file("repo.py", REPO_B)
+    path = ws.workspace({"load_from": [{"python_file": "repo.py"}]})
+    procs = [
+        subprocess.Popen(
+            wsm_argv("up", "-w", str(path)),
+            cwd=ws.root,
+            env=ws.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        loser = wait_for(
+            lambda: next((p for p in procs if p.poll() is not None), None),
+            60,
+            "one of the two managers to give up",
+        )
+        assert loser.returncode == 1
+        assert "already running" in loser.stderr.read()
+        winner = next(p for p in procs if p is not loser)
+        assert winner.poll() is None
+        st = ws.run("status", "-w", str(path), "--json")
+        assert json.loads(st.stdout)["pid"] == winner.pid
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                assert p.wait(30) == 0

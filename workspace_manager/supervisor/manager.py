@@ -90,6 +90,7 @@ class Manager:
         self._control: Optional[ControlServer] = None
         self._health: Any = None
         self._heartbeat_task: Optional[asyncio.Task] = None
+        self._lock: Optional[runtime.ManagerLock] = None
         self.loop_heartbeat = time.monotonic()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -106,10 +107,12 @@ class Manager:
 
     async def start(self, serve_control: bool = True) -> None:
         root = runtime.ensure_private_dir(runtime.runtime_root())
-        existing = runtime.find_manager(self.key)
-        if existing is not None and existing.pid != os.getpid():
-            raise ManagerRunning(existing)
-        self.dir = runtime.ensure_private_dir(root / self.key)
+        directory = runtime.ensure_private_dir(root / self.key)
+        lock = runtime.ManagerLock(directory)
+        if not lock.acquire():
+            raise ManagerRunning(runtime.ManagerRecord.read(directory))
+        self._lock = lock
+        self.dir = directory
         self._sdk_dir = make_sdk_dir(str(self.dir))
         self._heartbeat_task = asyncio.ensure_future(self._loop_heartbeat())
         self._codewatch_task = asyncio.ensure_future(self._retry_changed_code())
@@ -169,6 +172,8 @@ class Manager:
             log.close()
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
+        if self._lock is not None:
+            self._lock.release()
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -436,9 +441,10 @@ class Manager:
 
 
 class ManagerRunning(Exception):
-    def __init__(self, record: runtime.ManagerRecord) -> None:
+    def __init__(self, record: Optional[runtime.ManagerRecord]) -> None:
+        pid = f" (pid {record.pid})" if record is not None else ""
         super().__init__(
-            f"a manager for this workspace is already running (pid {record.pid}); "
+            f"a manager for this workspace is already running{pid}; "
             "use `wsm status` or `wsm down`"
         )
         self.record = record

@@ -119,3 +119,29 @@ def find_manager(key: str) -> Optional[ManagerRecord]:
     if record is not None and record.is_alive():
         return record
     return None
+
+
+class ManagerLock:
+    """An exclusive lock on ``<dir>/manager.lock`` held for a manager's whole life, so two
+    `wsm up` started at once for one workspace cannot both run (the record alone races)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "manager.lock"
+        self._fd: Optional[int] = None
+
+    def acquire(self) -> bool:
+        import fcntl
+
+        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
