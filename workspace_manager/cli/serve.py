@@ -40,10 +40,16 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--health", metavar="HOST:PORT", help="serve /livez /readyz /status for the pod's probes"
     )
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text: human lines (default); json: one JSON object per event, for log shippers",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from workspace_manager.cli.console import Console
+    from workspace_manager.cli.console import make_console
     from workspace_manager.protocol.address import parse_address
     from workspace_manager.supervisor.manager import Manager
     from workspace_manager.supervisor.state import State
@@ -77,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             client_ssl=client_ssl,
         )
 
-    console = Console()
+    console = make_console(args.log_format)
     console.width([location.name])
     outcome = {"code": 0}
     sink = console.sink()
