@@ -110,6 +110,20 @@ def _pack_bin(b: Any, out: bytearray) -> None:
     out += b
 
 
+def _container_header(n: int, depth: int, fix: int, code16: int, kind: str, out: bytearray) -> None:
+    """A map's or array's header: fix form below 16 items, else 16- or 32-bit count."""
+    if depth >= MAX_DEPTH:
+        raise ValueError("recursion limit exceeded")
+    if n < 16:
+        out += _BYTE[fix | n]
+    elif n <= 0xFFFF:
+        out += _S_BH.pack(code16, n)
+    elif n <= 0xFFFFFFFF:
+        out += _S_BI.pack(code16 + 1, n)
+    else:
+        raise ValueError(f"{kind} is too large")
+
+
 def _pack(obj: Any, out: bytearray, depth: int) -> None:
     t = type(obj)
     if t is str:
@@ -120,17 +134,7 @@ def _pack(obj: Any, out: bytearray, depth: int) -> None:
         else:
             _pack_int(obj, out)
     elif t is dict:
-        if depth >= MAX_DEPTH:
-            raise ValueError("recursion limit exceeded")
-        n = len(obj)
-        if n < 16:
-            out += _BYTE[0x80 | n]
-        elif n <= 0xFFFF:
-            out += _S_BH.pack(0xDE, n)
-        elif n <= 0xFFFFFFFF:
-            out += _S_BI.pack(0xDF, n)
-        else:
-            raise ValueError("dict is too large")
+        _container_header(len(obj), depth, 0x80, 0xDE, "dict", out)
         depth += 1
         for k, v in obj.items():
             if type(k) is str and len(k) < 32 and k.isascii():
@@ -140,17 +144,7 @@ def _pack(obj: Any, out: bytearray, depth: int) -> None:
                 _pack(k, out, depth)
             _pack(v, out, depth)
     elif t is list or t is tuple:
-        if depth >= MAX_DEPTH:
-            raise ValueError("recursion limit exceeded")
-        n = len(obj)
-        if n < 16:
-            out += _BYTE[0x90 | n]
-        elif n <= 0xFFFF:
-            out += _S_BH.pack(0xDC, n)
-        elif n <= 0xFFFFFFFF:
-            out += _S_BI.pack(0xDD, n)
-        else:
-            raise ValueError("list is too large")
+        _container_header(len(obj), depth, 0x90, 0xDC, "list", out)
         depth += 1
         for v in obj:
             _pack(v, out, depth)
