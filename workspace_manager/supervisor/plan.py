@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Dict
 
+from workspace_manager.envs.activation import activation_vars
 from workspace_manager.loader.launch import bootstrap_argv
 from workspace_manager.protocol import framing
 from workspace_manager.supervisor.instance import LaunchPlan
@@ -19,6 +20,7 @@ SCRUBBED_VARS = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PY
 def child_environment(location: LocationConfig, interpreter: str) -> Dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_VARS}
     env.update(location.env_vars)
+    env.update(activation_vars(interpreter, env.get("PATH")))  # its own bin/ first on PATH
     env["WSM_LOCATION"] = location.name
     env.setdefault("PYTHONUNBUFFERED", "1")  # so its prints reach the log as they happen
     return env
