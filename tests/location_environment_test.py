@@ -16,7 +16,7 @@ from e2e import WorkspaceDir
 from workspace_manager.envs.activation import activation_vars, environment_root
 
 # Reports what the location sees through job tags, which `wsm list --json` shows.
-REPORTER = '''
+REPORTER = """
 import os, shutil, subprocess, sys
 from workspace_manager import job, repository
 
@@ -41,7 +41,7 @@ def report():
 @repository
 def seen():
     return [report]
-'''
+"""
 
 HELLO_PYPROJECT = """
 [build-system]

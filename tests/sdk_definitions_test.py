@@ -117,8 +117,10 @@ def test_lambda_needs_a_name() -> None:
     assert job(name="ok")(lambda: 3).execute() == 3
 
 
-@pytest.mark.parametrize("tags", [{"a": 1}, {1: "a"}, ["a"], "a=b"])
-def test_job_tags_must_be_str_to_str(tags: object) -> None:
+@pytest.mark.parametrize(
+    "tags", [{1: "a"}, ["a"], "a=b", {"a": object()}, {"a": (1, 2)}, {"a": float("nan")}]
+)
+def test_job_tags_must_be_str_keys_and_json_values(tags: object) -> None:
     with pytest.raises(DefinitionError, match="job 'tagged'"):
 
         @job(tags=tags)  # type: ignore[arg-type]
@@ -170,7 +172,7 @@ def test_run_request_makes_config_plain() -> None:
         ({"run_config": {"a": object()}}, r"run_config\['a'\]"),
         ({"run_config": {1: "a"}}, "non-str key 1"),
         ({"run_config": {"big": 2**70}}, "does not fit in 64 bits"),
-        ({"tags": {"a": 1}}, "tags must be strings"),
+        ({"tags": {"a": object()}}, "is not a str or a JSON value"),
         ({"job_name": 3}, "job_name must be a str"),
     ],
 )
@@ -484,7 +486,7 @@ def test_repository_must_return_a_list() -> None:
 
         @repository(name="r")
         def repo():
-            return {"jobs": [plain_job]}
+            return "jobs"
 
 
 def test_repository_function_takes_no_arguments() -> None:

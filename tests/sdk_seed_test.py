@@ -171,12 +171,15 @@ def test_seed_loads_under_a_bare_interpreter(label: str, tmp_path: Path) -> None
     assert report["exports"] == sorted(
         [
             "DefinitionError",
+            "Definitions",
             "JobDefinition",
             "RepositoryDefinition",
             "RunRequest",
             "ScheduleDefinition",
             "SensorDefinition",
             "SkipReason",
+            "build_schedule_context",
+            "build_sensor_context",
             "job",
             "repository",
             "schedule",
@@ -191,12 +194,15 @@ def test_package_root_exports_only_the_sdk() -> None:
     assert sorted(workspace_manager.__all__) == sorted(
         [
             "DefinitionError",
+            "Definitions",
             "JobDefinition",
             "RepositoryDefinition",
             "RunRequest",
             "ScheduleDefinition",
             "SensorDefinition",
             "SkipReason",
+            "build_schedule_context",
+            "build_sensor_context",
             "__version__",
             "job",
             "repository",

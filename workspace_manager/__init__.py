@@ -11,12 +11,15 @@ itself lives in the subpackages (`cli`, `supervisor`, ...), imported explicitly.
 # file has no annotations.
 from .sdk import (
     DefinitionError,
+    Definitions,
     JobDefinition,
     RepositoryDefinition,
     RunRequest,
     ScheduleDefinition,
     SensorDefinition,
     SkipReason,
+    build_schedule_context,
+    build_sensor_context,
     job,
     repository,
     schedule,
@@ -26,12 +29,15 @@ from .version import __version__
 
 __all__ = [
     "DefinitionError",
+    "Definitions",
     "JobDefinition",
     "RepositoryDefinition",
     "RunRequest",
     "ScheduleDefinition",
     "SensorDefinition",
     "SkipReason",
+    "build_schedule_context",
+    "build_sensor_context",
     "__version__",
     "job",
     "repository",

@@ -5,11 +5,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
-import re
 import sys
-import zlib
 from types import ModuleType
-from typing import List
+from typing import List, Optional
 
 from ..sdk.discovery import find_repositories
 from ..sdk.repository import RepositoryDefinition
@@ -23,21 +21,61 @@ def _prepend_path(*folders: str) -> None:
         sys.path.insert(0, folder)
 
 
-def _module_name_for(path: str) -> str:
-    """A module name no user module will have, still recognisable in tracebacks."""
-    stem = re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
-    digest = f"{zlib.crc32(path.encode('utf-8', 'surrogateescape')):08x}"  # hashlib: ~1 MB
-    return f"__wsm_file_{stem}_{digest}"
+class ModuleNameClash(ImportError):
+    """A `python_file`'s stem already names another module in this interpreter."""
+
+
+def _same_file(a: Optional[str], b: str) -> bool:
+    if not a:
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _clash(name: str, path: str) -> Optional[str]:
+    """What `name` already means in this interpreter if not the file `path`, else None."""
+    existing = sys.modules.get(name)
+    if existing is not None:
+        where = getattr(existing, "__file__", None) or "built in"
+        return f"the module {name} ({where}), already imported"
+    if "." in name:  # find_spec would import the parent package: a side effect, not a lookup
+        return None
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or _same_file(spec.origin, path):
+        return None
+    return f"the module {name} ({spec.origin or 'a namespace package'})"
 
 
 def import_file(path: str) -> ModuleType:
+    """Import `path` under its own module name, its file stem, as Dagster does.
+
+    Registered in sys.modules under that name, so pickle, multiprocessing's spawn and child
+    processes (which import by name through sys.path) find what it defines, and tracebacks
+    name the user's module. When the stem already means another module in this interpreter
+    (`json.py`, `workspace_manager.py`, a package of that name earlier on sys.path), importing
+    it would silently replace or shadow that module: ModuleNameClash instead.
+    """
     path = os.path.abspath(path)
-    name = _module_name_for(path)
+    name = os.path.splitext(os.path.basename(path))[0]
+    existing = sys.modules.get(name)
+    if existing is not None and _same_file(getattr(existing, "__file__", None), path):
+        return existing
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}: not a Python source file")
+    holder = _clash(name, path)
+    if holder is not None:
+        raise ModuleNameClash(
+            f"cannot import {path} as module {name!r}: that name is already {holder}; "
+            "rename the file"
+        )
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # so dataclasses, pickle and typing can find it
+    sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except BaseException:
@@ -46,8 +84,32 @@ def import_file(path: str) -> ModuleType:
     return module
 
 
+def share_sdk_with_children() -> None:
+    """Append the loader's SDK folder to PYTHONPATH, so a child Python of this location (a
+    multiprocessing worker, `subprocess.run([sys.executable, ...])`) can import the user's
+    module, and through it `workspace_manager`, as the loader did.
+
+    Only when the SDK comes from the manager's SDK folder (`<runtime>/sdk/`, holding nothing
+    but the `workspace_manager` link, see launch.make_sdk_dir): then no other package of wsm's
+    environment leaks into the children. Appended, so the user's own PYTHONPATH entries win.
+    """
+    sdk_dir = os.path.dirname(os.path.dirname(os.path.abspath(_sdk_file())))
+    if not os.path.islink(os.path.join(sdk_dir, "workspace_manager")):
+        return
+    entries = [e for e in os.environ.get("PYTHONPATH", "").split(os.pathsep) if e]
+    if sdk_dir not in entries:
+        os.environ["PYTHONPATH"] = os.pathsep.join(entries + [sdk_dir])
+
+
+def _sdk_file() -> str:
+    import workspace_manager
+
+    return str(workspace_manager.__file__)
+
+
 def import_target(target: Target) -> ModuleType:
     """chdir to the working directory, set up sys.path, import the file or module."""
+    share_sdk_with_children()
     cwd = target.working_directory
     if target.kind == "python_file":
         assert target.python_file is not None

@@ -7,7 +7,14 @@ packages.
 
 from __future__ import annotations
 
-from .context import JobContext, ScheduleContext, SensorContext
+from .context import (
+    JobContext,
+    ScheduleContext,
+    SensorContext,
+    build_schedule_context,
+    build_sensor_context,
+)
+from .definitions import Definitions
 from .errors import DefinitionError, NotFoundError
 from .job import JobDefinition, job
 from .repository import RepositoryDefinition, repository
@@ -17,6 +24,7 @@ from .sensor import SensorDefinition, sensor
 
 __all__ = [
     "DefinitionError",
+    "Definitions",
     "JobContext",
     "JobDefinition",
     "NotFoundError",
@@ -27,6 +35,8 @@ __all__ = [
     "SensorContext",
     "SensorDefinition",
     "SkipReason",
+    "build_schedule_context",
+    "build_sensor_context",
     "job",
     "repository",
     "schedule",

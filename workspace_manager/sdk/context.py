@@ -113,3 +113,32 @@ def _check_cursor(cursor: object, sensor_name: str) -> Optional[str]:
             "(serialise it, e.g. with json.dumps)"
         )
     return cursor
+
+
+def build_schedule_context(
+    scheduled_execution_time: Optional[_dt.datetime] = None,
+    *,
+    schedule_name: str = "test_schedule",
+    repository_name: Optional[str] = None,
+) -> ScheduleContext:
+    """A ScheduleContext for calling a schedule's function in a test (Dagster's name).
+
+    `scheduled_execution_time` defaults to now; a naive datetime is taken as UTC.
+    """
+    when = scheduled_execution_time or _dt.datetime.now(_dt.timezone.utc)
+    if not isinstance(when, _dt.datetime):
+        raise DefinitionError(f"scheduled_execution_time must be a datetime, got {when!r}")
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.timezone.utc)
+    return ScheduleContext(schedule_name, when, repository_name)
+
+
+def build_sensor_context(
+    cursor: Optional[str] = None,
+    *,
+    sensor_name: str = "test_sensor",
+    last_run_key: Optional[str] = None,
+    repository_name: Optional[str] = None,
+) -> SensorContext:
+    """A SensorContext for calling a sensor's function in a test (Dagster's name)."""
+    return SensorContext(sensor_name, cursor, last_run_key, repository_name)

@@ -18,7 +18,7 @@ class JobDefinition:
         fn: Callable[..., Any],
         name: Optional[str] = None,
         description: Optional[str] = None,
-        tags: Optional[Mapping[str, str]] = None,
+        tags: Optional[Mapping[str, Any]] = None,
     ) -> None:
         if isinstance(fn, JobDefinition):
             raise DefinitionError(f"{fn!r} is already a job; apply @job once")
@@ -51,7 +51,7 @@ def job(
     *,
     name: Optional[str] = None,
     description: Optional[str] = None,
-    tags: Optional[Mapping[str, str]] = None,
+    tags: Optional[Mapping[str, Any]] = None,
 ) -> Any:
     """Make a job: bare `@job`, or `@job(name=..., description=..., tags=...)`."""
     if fn is not None:

@@ -7,7 +7,7 @@ it, and every mistake the SDK can see surfaces as a DefinitionError during impor
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TypeVar, Union
 
 from .context import wants_context
 from .errors import DefinitionError, NotFoundError
@@ -23,16 +23,24 @@ class RepositoryDefinition:
     """A named, validated set of jobs, schedules and sensors, in declaration order.
 
     A schedule's or sensor's target job is added where the schedule or sensor
-    appears (unless listed earlier). The same object listed twice is kept once; two
-    different objects with one name are an error.
+    appears (unless listed earlier); one given by `job_name` must be among the jobs. The
+    same object listed twice is kept once; two different objects with one name are an error.
+    `definitions` is a list, or Dagster's dict form (see `flatten_dict`). `owner` names the
+    definitions in messages (default: "repository NAME").
     """
 
     def __init__(
-        self, name: str, definitions: Sequence[object], description: Optional[str] = None
+        self,
+        name: str,
+        definitions: Union[Sequence[object], Mapping[str, Any]],
+        description: Optional[str] = None,
+        owner: Optional[str] = None,
     ) -> None:
         self.name: str = check_name(name, "repository")
-        owner = f"repository {self.name!r}"
+        owner = owner or f"repository {self.name!r}"
         self.description: Optional[str] = check_description(description, owner)
+        if isinstance(definitions, Mapping):
+            definitions = flatten_dict(definitions, owner)
         if not isinstance(definitions, (list, tuple)):
             raise DefinitionError(
                 f"{owner} must return a list of jobs, schedules and sensors, got {definitions!r}"
@@ -45,9 +53,9 @@ class RepositoryDefinition:
                 self._add(self._jobs, item, "job", owner, "")
             elif isinstance(item, (ScheduleDefinition, SensorDefinition)):
                 kind = "schedule" if isinstance(item, ScheduleDefinition) else "sensor"
-                self._add(
-                    self._jobs, item.job, "job", owner, f" (the target of {kind} {item.name!r})"
-                )
+                if item.job is not None:
+                    why = f" (the target of {kind} {item.name!r})"
+                    self._add(self._jobs, item.job, "job", owner, why)
                 if isinstance(item, ScheduleDefinition):
                     self._add(self._schedules, item, "schedule", owner, "")
                 else:
@@ -57,6 +65,18 @@ class RepositoryDefinition:
                 raise DefinitionError(
                     f"{owner}: item {index} of its list, {item!r}, is not a job, schedule "
                     f"or sensor{hint}"
+                )
+        targets: List[Union[ScheduleDefinition, SensorDefinition]] = [
+            *self._schedules.values(),
+            *self._sensors.values(),
+        ]
+        for target in targets:
+            if target.job_name not in self._jobs:
+                kind = "schedule" if isinstance(target, ScheduleDefinition) else "sensor"
+                known = ", ".join(self._jobs) or "none"
+                raise DefinitionError(
+                    f"{owner}: {kind} {target.name!r} targets job {target.job_name!r}, "
+                    f"which is not among its jobs ({known})"
                 )
 
     @staticmethod
@@ -114,6 +134,46 @@ class RepositoryDefinition:
             f"<RepositoryDefinition {self.name!r}: {len(self._jobs)} jobs, "
             f"{len(self._schedules)} schedules, {len(self._sensors)} sensors>"
         )
+
+
+#: The keys of Dagster's dict form, and the kind of definition each one holds.
+DICT_KINDS: Dict[str, type] = {
+    "jobs": JobDefinition,
+    "schedules": ScheduleDefinition,
+    "sensors": SensorDefinition,
+}
+_DEFINITION_TYPES = (JobDefinition, ScheduleDefinition, SensorDefinition)
+
+
+def flatten_dict(definitions: Mapping[str, Any], owner: str) -> List[object]:
+    """Dagster's dict form, `{"jobs": {name: job}, "schedules": {...}, "sensors": {...}}`, as a
+    list. A value may be the definition or a function of no arguments returning it (Dagster's
+    lazy form; called here, at load). Each key must be the definition's own name.
+    """
+    items: List[object] = []
+    for key, table in definitions.items():
+        kind_type = DICT_KINDS.get(key) if isinstance(key, str) else None
+        if kind_type is None:
+            raise DefinitionError(
+                f"{owner}: unknown key {key!r} in its dict (use {', '.join(DICT_KINDS)})"
+            )
+        kind = key[:-1]
+        if not isinstance(table, Mapping):
+            raise DefinitionError(f"{owner}: {key!r} must map names to {key}, got {table!r}")
+        for name, given in table.items():
+            value: Any = given
+            if callable(value) and not isinstance(value, _DEFINITION_TYPES):
+                value = value()  # Dagster's lazy form: a function returning the definition
+            if not isinstance(value, kind_type):
+                raise DefinitionError(f"{owner}: {key}[{name!r}] is {value!r}, not a {kind}")
+            own_name = getattr(value, "name", None)
+            if own_name != name:
+                raise DefinitionError(
+                    f"{owner}: {key}[{name!r}] is the {kind} named {own_name!r}; "
+                    "the key must be its name"
+                )
+            items.append(value)
+    return items
 
 
 def repository(

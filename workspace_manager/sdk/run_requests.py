@@ -25,7 +25,7 @@ class RunRequest:
         self,
         run_key: Optional[str] = None,
         run_config: Optional[Mapping[str, Any]] = None,
-        tags: Optional[Mapping[str, str]] = None,
+        tags: Optional[Mapping[str, Any]] = None,
         job_name: Optional[str] = None,
     ) -> None:
         if run_key is not None and not isinstance(run_key, str):
@@ -37,7 +37,7 @@ class RunRequest:
         self.tags: Dict[str, str] = check_tags(tags, "RunRequest")
         self.job_name = job_name
 
-    def to_dict(self, default_job: str, base_tags: Optional[Mapping[str, str]] = None) -> dict:
+    def to_dict(self, default_job: str, base_tags: Optional[Mapping[str, Any]] = None) -> dict:
         """The protocol's form; `base_tags` (a schedule's) are overridden by the request's."""
         tags = dict(base_tags or {})
         tags.update(self.tags)

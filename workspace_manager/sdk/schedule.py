@@ -19,7 +19,7 @@ from .cron import CronError, parse_cron
 from .errors import DefinitionError
 from .job import JobDefinition
 from .run_requests import RunRequest, SkipReason, collect_requests
-from .sensor import check_target
+from .sensor import resolve_target
 from .timezones import get_timezone, timezone_problem
 from .values import check_description, check_name, check_tags, plain_config
 
@@ -29,27 +29,31 @@ class ScheduleDefinition:
 
     def __init__(
         self,
-        *,
-        job: JobDefinition,
-        cron_schedule: str,
         name: Optional[str] = None,
+        *,
+        cron_schedule: str,
+        job_name: Optional[str] = None,
+        job: Optional[JobDefinition] = None,
         execution_timezone: Optional[str] = None,
         description: Optional[str] = None,
         run_config: Optional[Mapping[str, Any]] = None,
-        tags: Optional[Mapping[str, str]] = None,
+        tags: Optional[Mapping[str, Any]] = None,
         run_config_fn: Optional[Callable[..., Any]] = None,
         execution_fn: Optional[Callable[..., Any]] = None,
     ) -> None:
         if name is None:
-            name = f"{job.name}_schedule" if isinstance(job, JobDefinition) else None
-            if name is None:
-                raise DefinitionError(
-                    f"ScheduleDefinition(cron_schedule={cron_schedule!r}): job must be a @job "
-                    f"definition, got {job!r}"
+            if isinstance(job, JobDefinition):
+                name = f"{job.name}_schedule"
+            elif isinstance(job_name, str) and job is None:
+                name = f"{job_name}_schedule"  # Dagster's default name too
+            else:
+                resolve_target(
+                    job, job_name, f"ScheduleDefinition(cron_schedule={cron_schedule!r})"
                 )
         self.name: str = check_name(name, "schedule")
         owner = f"schedule {self.name!r}"
-        self.job: JobDefinition = check_target(job, owner)
+        self.job: Optional[JobDefinition]
+        self.job, self.job_name = resolve_target(job, job_name, owner)
         try:
             parse_cron(cron_schedule)
         except CronError as exc:
@@ -89,9 +93,12 @@ class ScheduleDefinition:
             description = inspect.getdoc(execution_fn)
         self.description: Optional[str] = check_description(description, owner)
 
-    @property
-    def job_name(self) -> str:
-        return self.job.name
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the schedule's own function directly, as in a unit test."""
+        fn = self.execution_fn if self.execution_fn is not None else self.run_config_fn
+        if fn is None:
+            raise DefinitionError(f"schedule {self.name!r} has no function to call")
+        return fn(*args, **kwargs)
 
     def context_for(
         self, scheduled_time: float, repository_name: Optional[str] = None
@@ -114,25 +121,38 @@ class ScheduleDefinition:
         return [RunRequest(run_config=self.run_config)], None
 
     def __repr__(self) -> str:
-        return f"<ScheduleDefinition {self.name!r} {self.cron_schedule!r} -> job {self.job.name!r}>"
+        return f"<ScheduleDefinition {self.name!r} {self.cron_schedule!r} -> job {self.job_name!r}>"
 
 
 def schedule(
     cron_schedule: str,
     *,
-    job: JobDefinition,
+    job_name: Optional[str] = None,
     name: Optional[str] = None,
+    tags: Optional[Mapping[str, Any]] = None,
     execution_timezone: Optional[str] = None,
     description: Optional[str] = None,
-    tags: Optional[Mapping[str, str]] = None,
+    job: Optional[JobDefinition] = None,
 ) -> Callable[[Callable[..., Any]], ScheduleDefinition]:
-    """`@schedule("0 * * * *", job=my_job)`: the function decides each tick's requests."""
+    """`@schedule("0 * * * *", job=my_job)` or `@schedule(cron_schedule=..., job_name="my_job")`:
+    the function decides each tick's requests. Arguments as Dagster's `@schedule`.
+
+    The function takes a `ScheduleContext` (or nothing) and may return a run_config dict,
+    one or more RunRequests, a SkipReason or None (one run with empty config).
+    """
+    if callable(cron_schedule) and not isinstance(cron_schedule, str):
+        fn_name = getattr(cron_schedule, "__name__", repr(cron_schedule))
+        raise DefinitionError(
+            f"schedule {fn_name!r}: @schedule needs arguments: "
+            '@schedule(cron_schedule="0 * * * *", job=my_job)'
+        )
 
     def decorate(fn: Callable[..., Any]) -> ScheduleDefinition:
-        if not callable(fn):
+        if not callable(fn) or isinstance(fn, ScheduleDefinition):
             raise DefinitionError(f"@schedule expects a function, got {fn!r}")
         return ScheduleDefinition(
             job=job,
+            job_name=job_name,
             cron_schedule=cron_schedule,
             name=name if name is not None else getattr(fn, "__name__", None),
             execution_timezone=execution_timezone,

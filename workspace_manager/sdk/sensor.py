@@ -18,10 +18,11 @@ class SensorDefinition:
     def __init__(
         self,
         fn: Callable[..., Any],
-        job: JobDefinition,
+        job: Optional[JobDefinition] = None,
         name: Optional[str] = None,
         minimum_interval_seconds: float = 30,
         description: Optional[str] = None,
+        job_name: Optional[str] = None,
     ) -> None:
         if not callable(fn) or isinstance(fn, (JobDefinition, SensorDefinition)):
             raise DefinitionError(f"@sensor expects a function, got {fn!r}")
@@ -29,7 +30,8 @@ class SensorDefinition:
             name if name is not None else getattr(fn, "__name__", repr(fn)), "sensor"
         )
         owner = f"sensor {self.name!r}"
-        self.job: JobDefinition = check_target(job, owner)
+        self.job: Optional[JobDefinition]
+        self.job, self.job_name = resolve_target(job, job_name, owner)
         if (
             isinstance(minimum_interval_seconds, bool)
             or not isinstance(minimum_interval_seconds, (int, float))
@@ -46,9 +48,9 @@ class SensorDefinition:
         self.fn = fn
         self.takes_context: bool = wants_context(fn, owner)
 
-    @property
-    def job_name(self) -> str:
-        return self.job.name
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the sensor's function directly, as in a unit test."""
+        return self.fn(*args, **kwargs)
 
     def evaluate(self, context: SensorContext) -> Tuple[List[RunRequest], Optional[SkipReason]]:
         """Call the function (consuming a generator) and check what it produced."""
@@ -56,7 +58,7 @@ class SensorDefinition:
         return collect_requests(result, f"sensor {self.name!r}")
 
     def __repr__(self) -> str:
-        return f"<SensorDefinition {self.name!r} -> job {self.job.name!r}>"
+        return f"<SensorDefinition {self.name!r} -> job {self.job_name!r}>"
 
 
 def sensor(
@@ -66,8 +68,10 @@ def sensor(
     name: Optional[str] = None,
     minimum_interval_seconds: float = 30,
     description: Optional[str] = None,
+    job_name: Optional[str] = None,
 ) -> Any:
-    """Make a sensor: `@sensor(job=my_job, name=..., minimum_interval_seconds=...)`."""
+    """Make a sensor: `@sensor(job=my_job, name=..., minimum_interval_seconds=...)`, or
+    `job_name="my_job"` (looked up in the repository), as Dagster's `@sensor`."""
     if fn is not None:  # bare @sensor: there is no job to target
         fn_name = getattr(fn, "__name__", repr(fn))
         raise DefinitionError(
@@ -75,7 +79,7 @@ def sensor(
         )
 
     def decorate(inner: Callable[..., Any]) -> SensorDefinition:
-        if job is None:
+        if job is None and job_name is None:
             fn_name = name or getattr(inner, "__name__", repr(inner))
             raise DefinitionError(f"sensor {fn_name!r}: no job given; use @sensor(job=my_job)")
         return SensorDefinition(
@@ -84,6 +88,7 @@ def sensor(
             name=name,
             minimum_interval_seconds=minimum_interval_seconds,
             description=description,
+            job_name=job_name,
         )
 
     return decorate
@@ -95,3 +100,23 @@ def check_target(job: object, owner: str) -> JobDefinition:
         return job
     hint = " (decorate it with @job)" if callable(job) else ""
     raise DefinitionError(f"{owner}: job must be a @job definition, got {job!r}{hint}")
+
+
+def resolve_target(
+    job: object, job_name: object, owner: str
+) -> Tuple[Optional[JobDefinition], str]:
+    """(the job object or None, the job's name) from Dagster's `job=` or `job_name=`.
+
+    Exactly one must be given. A `job_name` is looked up when the repository is built
+    (RepositoryDefinition), where an unknown name is a DefinitionError.
+    """
+    if job is not None and job_name is not None:
+        raise DefinitionError(f"{owner}: give job or job_name, not both")
+    if job is not None:
+        target = check_target(job, owner)
+        return target, target.name
+    if job_name is None:
+        raise DefinitionError(f'{owner}: no job given; pass job=my_job or job_name="my_job"')
+    if not isinstance(job_name, str):
+        raise DefinitionError(f"{owner}: job_name must be a str, got {job_name!r}")
+    return None, check_name(job_name, "job")

@@ -6,6 +6,7 @@ reduced here to dicts with str keys, lists, str, bytes, bool, int, float and Non
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Dict, Mapping, Optional
 
@@ -33,19 +34,36 @@ def check_description(description: object, owner: str) -> Optional[str]:
 
 
 def check_tags(tags: object, owner: str) -> Dict[str, str]:
-    """Tags are a flat str -> str map, as the protocol promises its readers."""
+    """Tags as the flat str -> str map the protocol promises its readers.
+
+    A value may be any JSON value: one that is not a str is stored JSON-encoded
+    (`{"priority": 1}` -> `{"priority": "1"}`), and must survive the round trip
+    (`json.loads(json.dumps(v)) == v`), as Dagster's job and run tags do.
+    """
     if tags is None:
         return {}
     if not isinstance(tags, Mapping):
-        raise DefinitionError(f"{owner}: tags must be a dict of str to str, got {tags!r}")
+        raise DefinitionError(f"{owner}: tags must be a dict, got {tags!r}")
     out: Dict[str, str] = {}
     for key, value in tags.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise DefinitionError(
-                f"{owner}: tag {key!r}: {value!r} is not str -> str (tags must be strings)"
-            )
-        out[key] = value
+        if not isinstance(key, str):
+            raise DefinitionError(f"{owner}: tag key {key!r} must be a str")
+        out[key] = value if isinstance(value, str) else _json_tag(key, value, owner)
     return out
+
+
+def _json_tag(key: str, value: object, owner: str) -> str:
+    try:
+        text = json.dumps(value, allow_nan=False)
+        same = json.loads(text) == value
+    except (TypeError, ValueError, RecursionError):
+        same = False
+    if not same:
+        raise DefinitionError(
+            f"{owner}: tag {key!r}: {value!r} is not a str or a JSON value "
+            "(dict, list, number, bool or None that json.dumps/json.loads keep as is)"
+        )
+    return text
 
 
 def plain_config(config: object, owner: str) -> Dict[str, Any]:
