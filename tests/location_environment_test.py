@@ -161,3 +161,54 @@ def test_activation_vars_rules(tmp_path: Path) -> None:
     # a bare interpreter: PATH kept as is (minus wsm's own venv bin/, if any), no VIRTUAL_ENV
     assert "VIRTUAL_ENV" not in activation_vars("/usr/bin/python3", "/usr/bin")
     assert activation_vars("/usr/bin/python3", None) == {}
+
+
+def test_missing_module_names_the_dropped_pythonpath(ws: WorkspaceDir) -> None:
+    libs = ws.root / "libs"
+    ws.file("libs/helperlib.py", "VALUE = 1\n")
+    repo = "import helperlib\nfrom workspace_manager import Definitions, job\n\n@job\ndef j():\n    pass\n\ndefs = Definitions(jobs=[j])\n"
+    ws.file("a/repo.py", repo)
+    ws.file("b/repo.py", repo)
+    workspace = ws.workspace(
+        {
+            "load_from": [
+                {"python_file": {"relative_path": "a/repo.py", "location_name": "a"}},
+                {
+                    "python_file": {
+                        "relative_path": "b/repo.py",
+                        "location_name": "b",
+                        "env_vars": {"PYTHONPATH": str(libs)},
+                    }
+                },
+            ]
+        }
+    )
+    env = dict(ws.env, PYTHONPATH=f"{libs}{os.pathsep}/nonexistent")
+    done = subprocess.run(
+        [*_wsm(), "list", "--json", "-w", str(workspace)],
+        cwd=ws.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    locations = json.loads(done.stdout)["locations"]
+    assert locations["a"]["error"] == (
+        "ModuleNotFoundError: No module named 'helperlib' (wsm does not pass the shell's "
+        f"PYTHONPATH={libs}{os.pathsep}/nonexistent to locations; set it in the location's "
+        "env_vars)"
+    )
+    assert locations["b"]["state"] == "ready", locations["b"]  # the fix the hint points to
+
+    # without a PYTHONPATH in the manager's environment, the plain message
+    done = subprocess.run(
+        [*_wsm(), "list", "--json", "-w", str(workspace)],
+        cwd=ws.root,
+        env=ws.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    plain = json.loads(done.stdout)["locations"]["a"]["error"]
+    assert plain == "ModuleNotFoundError: No module named 'helperlib'"

@@ -37,6 +37,9 @@ class Bootstrap(NamedTuple):
     tls: Optional[Dict[str, str]]
     protocol: int
     hello_timeout: float = 10.0
+    #: The manager's PYTHONPATH, which the location does not get: named in a load error
+    #: caused by a missing module.
+    dropped_pythonpath: Optional[str] = None
 
 
 def _get(obj: Dict[str, Any], key: str, kind: Any, *, optional: bool = False) -> Any:
@@ -98,6 +101,7 @@ def parse_bootstrap(line: bytes) -> Bootstrap:
         tls=tls,
         protocol=PROTOCOL_VERSION,
         hello_timeout=10.0 if hello_timeout is None else float(hello_timeout),
+        dropped_pythonpath=_get(obj, "dropped_pythonpath", str, optional=True) or None,
     )
 
 

@@ -113,16 +113,20 @@ def main() -> None:
 def _report_load_error(
     boot: Bootstrap, status: Optional[socket.socket], exc: BaseException
 ) -> None:
+    hint = ""
     try:
-        from .methods import load_error
+        from .methods import load_error, pythonpath_hint
 
-        error = load_error(exc)
+        error = load_error(exc, boot.dropped_pythonpath)
+        hint = pythonpath_hint(exc, boot.dropped_pythonpath)
     except BaseException:  # the SDK itself failed to import
         from ..protocol.messages import error_from_exception
 
         error = error_from_exception(exc)
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    log(boot.location, f"failed to load {_describe(boot)}:\n{text.rstrip()}")
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
+    if hint:
+        text = f"{text}\n{hint}"
+    log(boot.location, f"failed to load {_describe(boot)}:\n{text}")
     lifeline.send(status, notification("load_error", {"error": error}))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..protocol import errors as E
 from ..protocol.messages import error_from_exception, error_map
@@ -176,10 +176,40 @@ def error_for(exc: BaseException, user_code: bool) -> Dict[str, Any]:
     return error_from_exception(exc, E.USER_CODE_ERROR, PLUMBING)
 
 
-def load_error(exc: BaseException) -> Dict[str, Any]:
-    """The error map of a `load_error` notification."""
+def load_error(exc: BaseException, dropped_pythonpath: Optional[str] = None) -> Dict[str, Any]:
+    """The error map of a `load_error` notification.
+
+    A missing module while the manager had a PYTHONPATH that the location does not get
+    (`dropped_pythonpath`) is most likely that: the message says so.
+    """
     kind = E.DEFINITION_ERROR if isinstance(exc, DefinitionError) else E.USER_CODE_ERROR
-    return error_from_exception(exc, kind, PLUMBING)
+    error = error_from_exception(exc, kind, PLUMBING)
+    hint = pythonpath_hint(exc, dropped_pythonpath)
+    if hint:
+        error["message"] = f"{error['message']} {hint}"
+    return error
+
+
+def pythonpath_hint(exc: BaseException, dropped_pythonpath: Optional[str]) -> str:
+    """ "(wsm does not pass the shell's PYTHONPATH=... ...)" when `exc` is, or was caused by, a
+    missing module and the manager had a PYTHONPATH; else ""."""
+    if not dropped_pythonpath or not _missing_module(exc):
+        return ""
+    return (
+        f"(wsm does not pass the shell's PYTHONPATH={dropped_pythonpath} to locations; "
+        "set it in the location's env_vars)"
+    )
+
+
+def _missing_module(exc: BaseException) -> bool:
+    seen = set()
+    current: Optional[BaseException] = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ModuleNotFoundError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 #: Frames a user's traceback starts after: the loader's own and importlib's.

@@ -51,6 +51,10 @@ def launch_plan(
         "max_frame_bytes": max_frame,
         "tls": None,
         "protocol": PROTOCOL_VERSION,
+        # named in a "No module named" load error: the location does not get it
+        "dropped_pythonpath": None
+        if "PYTHONPATH" in location.env_vars
+        else os.environ.get("PYTHONPATH"),
     }
     return LaunchPlan(
         argv=tuple(bootstrap_argv(interpreter, sdk_dir)),
