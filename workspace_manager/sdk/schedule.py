@@ -138,7 +138,7 @@ def schedule(
     the function decides each tick's requests. Arguments as Dagster's `@schedule`.
 
     The function takes a `ScheduleContext` (or nothing) and may return a run_config dict,
-    one or more RunRequests, a SkipReason or None (one run with empty config).
+    one or more RunRequests, a SkipReason, or None (no run this tick).
     """
     if callable(cron_schedule) and not isinstance(cron_schedule, str):
         fn_name = getattr(cron_schedule, "__name__", repr(cron_schedule))
