@@ -143,3 +143,23 @@ def test_a_package_of_the_same_name_in_the_folder_is_a_clash(tmp_path) -> None:
         assert "as module 'etl'" in message and os.path.join("etl", "__init__.py") in message
     finally:
         loader.stop()
+
+
+def test_the_file_importing_itself_by_name_gets_the_same_module(tmp_path) -> None:
+    """Dagster code often does `from my_repo import thing`: one module, not a second copy."""
+    code = tmp_path / "code"
+    code.mkdir()
+    path = code / "selfref.py"
+    path.write_text(
+        "from workspace_manager import job, repository\n"
+        "LOADS = globals().setdefault('LOADS', 0) + 1\n\n"
+        "@job\ndef same():\n    import selfref\n    return [selfref.same is same, selfref.LOADS]\n\n"
+        "@repository\ndef r():\n    return [same]\n"
+    )
+    loader = _load(sys.executable, str(path), str(tmp_path / "run"))
+    try:
+        assert loader.first_event[1] == "loaded", loader.stderr_text()  # type: ignore
+        with loader.client(timeout=30) as client:
+            assert client.call("execute_job", {"job": "same"})["result"] == [True, 1]
+    finally:
+        loader.stop()
