@@ -56,7 +56,9 @@ def test_missing_attribute() -> None:
 
 
 def test_attribute_that_is_not_a_repository() -> None:
-    with pytest.raises(DefinitionError, match=r"'helper' in module 'user_code' .*is 3, not a repository"):
+    with pytest.raises(
+        DefinitionError, match=r"'helper' in module 'user_code' .*is 3, not a repository"
+    ):
         find_repositories(module_from(TWO_REPOS), "helper")
     undecorated = module_from("def repo():\n    return []\n")
     with pytest.raises(DefinitionError, match="decorate the function with @repository"):
