@@ -14,7 +14,7 @@ import stat
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Dict, Iterator, Optional
 
 import psutil
 
@@ -55,6 +55,27 @@ def ensure_private_dir(path: Path) -> Path:
 def manager_key(identity: str) -> str:
     """A short, stable name for a manager; ``identity`` is e.g. the workspace file's absolute path."""
     return hashlib.sha256(identity.encode()).hexdigest()[:12]
+
+
+def identity_target(identity: str) -> Dict[str, Any]:
+    """What a manager identity names, in plain words for people and JSON: ``{"workspace":
+    path}``, ``{"python_file": path, "attribute": str|None}`` or ``{"module_name", "attribute",
+    "working_directory"}``; ``{"list": ...}`` (the same, under ``list``) for a one-shot
+    `wsm list`. The identity strings are made by `cli.targets.identity`."""
+    kind, _, rest = identity.partition(":")
+    if kind == "workspace":
+        return {"workspace": rest}
+    if kind == "file":
+        path, _, attribute = rest.rpartition("#")
+        return {"python_file": path, "attribute": attribute or None}
+    if kind == "module":
+        name, _, rest = rest.partition("#")
+        attribute, _, cwd = rest.partition("@")
+        return {"module_name": name, "attribute": attribute or None, "working_directory": cwd}
+    if kind == "list":
+        inner, _, _pid = rest.rpartition(":")
+        return {"list": identity_target(inner)}
+    return {"identity": identity}
 
 
 def manager_dir(key: str) -> Path:
