@@ -87,7 +87,8 @@ def test_a_successor_that_fails_to_load_leaves_its_predecessor_serving(
     with WsmUp(ws, "-w", str(path)) as up:
         first = up.wait_all_settled()["locations"]
         edit(ws.root / "alpha/repo.py", BROKEN_EDITS[how])
-        res = ws.run("reload", "-w", str(path))
+        # named: its successor fails, and the predecessor goes on serving
+        res = ws.run("reload", "-w", str(path), "alpha")
         assert res.returncode == 1, res.stdout + res.stderr
         assert "alpha" in res.stderr and "still serving" in res.stderr
         assert "Traceback" not in res.stderr
@@ -98,9 +99,10 @@ def test_a_successor_that_fails_to_load_leaves_its_predecessor_serving(
         table = ws.run("status", "-w", str(path))
         (row,) = [line for line in table.stdout.splitlines() if line.startswith("alpha")]
         assert "ready" in row and "reload failed" in row
-        # naming it tries again and fails the same way; the predecessor still serves
-        named = ws.run("reload", "-w", str(path), "alpha")
-        assert named.returncode == 1 and "alpha" in named.stderr
+        # its code still differs from what serves: a plain reload tries again, fails again
+        plain = ws.run("reload", "-w", str(path))
+        assert plain.returncode == 1 and "alpha" in plain.stderr
+        assert "unchanged  beta" in plain.stdout
         assert up.location("alpha")["pid"] == first["alpha"]["pid"]
         # fixed: the next plain reload replaces it and clears the failed attempt
         edit(ws.root / "alpha/repo.py", REPO_TWO_JOBS)
