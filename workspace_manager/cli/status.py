@@ -117,16 +117,21 @@ def _line(cells: Sequence[str], widths: List[int], room: int, painted: bool = Fa
 
 def last_error(loc: Dict[str, Any]) -> str:
     """The current error; on a ready row a failed reload, else the last error marked as past
-    with its time ("recovered; 12:03:04: ..."), never a bare old error."""
+    with its time ("recovered; 12:03:04: ..." when ready, "earlier; ..." while it starts
+    again), never a bare old error."""
     if loc.get("error"):
         return str(loc["error"])
     failed = loc.get("reload_error")
     if failed and loc.get("state") == "ready":
         return f"reload failed {clock(failed.get('at'))}: {failed.get('error') or ''}"
+    state = loc.get("state")
     for t in reversed(loc.get("transitions") or []):
         if t.get("to") in _BAD_STATES and t.get("reason"):
             reason = _RESTART_SUFFIX.sub("", str(t["reason"]))
-            return f"recovered; {clock(t.get('at'))}: {reason}"
+            if state in _BAD_STATES:
+                return reason
+            past = "recovered" if state == "ready" else "earlier"
+            return f"{past}; {clock(t.get('at'))}: {reason}"
     return ""
 
 
