@@ -168,7 +168,7 @@ def test_state_folders_of_gone_targets_are_pruned_never_a_running_ones(
         moved = path.with_name("moved.yaml")
         path.rename(moved)
         then = time.time() - 30 * 86400
-        for root, dirs, files in os.walk(own[0]):
+        for root, _dirs, files in os.walk(own[0]):
             for name in [".", *files]:
                 os.utime(os.path.join(root, name), (then, then))
         pruned = ws.run("state", "prune", "--older-than", "0")

@@ -92,8 +92,7 @@ def test_plain_table_has_every_column_aligned() -> None:
         "ERROR",
     ]
     assert (
-        out.splitlines()[0]
-        == "manager pid 4321  workspace /w/workspace.yaml  degraded  up 1h02m  "
+        out.splitlines()[0] == "manager pid 4321  workspace /w/workspace.yaml  degraded  up 1h02m  "
         "health http://127.0.0.1:8765"
     )
     state_col = head.index("STATE")

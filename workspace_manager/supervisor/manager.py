@@ -288,7 +288,9 @@ class Manager:
             f"{loc.name}: reload failed, still serving its previous process: "
             f"{one_line(failed.get('error'))} (see `wsm logs {loc.name}`)"
         )
-        text = f"--- wsm: reload failed, still serving the previous process: {failed.get('error')}\n"
+        text = (
+            f"--- wsm: reload failed, still serving the previous process: {failed.get('error')}\n"
+        )
         if failed.get("traceback"):
             text += str(failed["traceback"]).rstrip("\n") + "\n"
         self._log(loc.name).write(text.encode())
@@ -305,9 +307,7 @@ class Manager:
             return remote
         # before the process starts: an edit made while it loads counts as a change
         loop = asyncio.get_running_loop()
-        self._planned_code[config.name] = await loop.run_in_executor(
-            None, code_fingerprint, config
-        )
+        self._planned_code[config.name] = await loop.run_in_executor(None, code_fingerprint, config)
         interpreter, key = await self._interpreter(config, loc)
         loc.environment = interpreter  # an env's own bin/python shows its key in the path
         if key:
@@ -480,8 +480,7 @@ class ManagerRunning(Exception):
     def __init__(self, record: Optional[runtime.ManagerRecord]) -> None:
         pid = f" (pid {record.pid})" if record is not None else ""
         super().__init__(
-            f"a manager for this workspace is already running{pid}; "
-            "use `wsm status` or `wsm down`"
+            f"a manager for this workspace is already running{pid}; use `wsm status` or `wsm down`"
         )
         self.record = record
 
