@@ -124,3 +124,29 @@ def test_a_failed_successor_is_in_the_location_log(ws: WorkspaceDir) -> None:
         assert "broken edit of the code" in logs.stdout and "Traceback" in logs.stdout
         status = json.loads(ws.run("status", "-w", str(path), "--json").stdout)
         assert "Traceback" in status["locations"]["alpha"]["reload_error"]["traceback"]
+
+
+def test_reload_says_whether_new_and_retried_locations_loaded(ws: WorkspaceDir) -> None:
+    path = two_locations(ws)
+    with WsmUp(ws, "-w", str(path)) as up:
+        up.wait_all_settled()
+        # a new location that does not load: no predecessor, still named, exit 1
+        ws.file("gamma/repo.py", BROKEN_EDITS["raises"])
+        data = {
+            "load_from": [
+                {"python_file": {"relative_path": f"{n}/repo.py", "location_name": n}}
+                for n in ("alpha", "beta", "gamma")
+            ]
+        }
+        ws.workspace(data)
+        res = ws.run("reload", "-w", str(path))
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert "started    gamma" in res.stdout
+        assert "gamma: failed to load: RuntimeError: broken edit" in res.stderr
+        assert "still serving" not in res.stderr
+        assert up.location("gamma")["state"] == "error"
+        # fixed, then reloaded at once (before the code watcher retries it): exit 0
+        edit(ws.root / "gamma/repo.py", REPO_B)
+        fixed = ws.run("reload", "-w", str(path), "gamma")
+        assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+        assert up.location("gamma")["state"] == "ready"

@@ -15,7 +15,8 @@ def add_parser(sub) -> None:
         description="Re-read the workspace in the running manager: start new locations, stop "
         "removed ones, restart the ones whose config or Python code changed and the ones named; "
         "the others keep serving. A restarted ready location keeps answering until its new "
-        "process is ready, and goes on answering if that process fails to load (exit 1).",
+        "process is ready, and goes on answering if that process fails to load. Waits for "
+        "the restarted and new locations to load; exit 1 if one did not.",
     )
     targets.add_target_args(p, code=False)
     p.add_argument("locations", nargs="*", metavar="LOCATION", help="also restart these")
@@ -39,4 +40,10 @@ def run(args: argparse.Namespace) -> int:
             f"{one_line(why)} (see `wsm logs {name}`)",
             file=sys.stderr,
         )
-    return 1 if failed else 0
+    broken = result.get("broken") or {}
+    for name, why in broken.items():
+        print(
+            f"wsm: {name}: failed to load: {one_line(why)} (see `wsm logs {name}`)",
+            file=sys.stderr,
+        )
+    return 1 if failed or broken else 0

@@ -49,6 +49,9 @@ class EventSink:
 
 #: How often locations in `error` are checked for edited code.
 CODEWATCH_SECONDS = 2.0
+#: How long a reload waits for its new and restarted locations to load, to report them;
+#: under the CLI's 600 s wait for the answer.
+RELOAD_WAIT_SECONDS = 540.0
 
 
 class Manager:
@@ -244,10 +247,12 @@ class Manager:
             result["stopped"].append(name)
         moved = await self._code_moved([n for n in new if n in self.locations])
         restarts = {}
+        fresh: Dict[str, Optional[Transition]] = {}  # started afresh: name -> last transition
         for name, config in new.items():
             current = self.locations.get(name)
             if current is None:
                 self._add_location(config)
+                fresh[name] = None
                 result["started"].append(name)
             elif (
                 config != current.config
@@ -255,6 +260,8 @@ class Manager:
                 or name in moved
                 or current.state in (State.ERROR, State.FAILED)
             ):
+                if current.state is not State.READY:
+                    fresh[name] = current.transitions[-1] if current.transitions else None
                 restarts[name] = current.restart(config)
                 result["restarted"].append(name)
             else:
@@ -264,10 +271,38 @@ class Manager:
         result["failed"] = {n: why for n, why in zip(restarts, outcomes) if why is not None}
         for name in result["failed"]:
             self._log_reload_failure(self.locations[name])
+        # the others have no predecessor: say whether they loaded (their console lines and
+        # logs say the rest); one still building or starting at the deadline is not waited for
+        deadline = time.monotonic() + RELOAD_WAIT_SECONDS
+        broken = await asyncio.gather(
+            *(self._first_outcome(self.locations[n], since, deadline) for n, since in fresh.items())
+        )
+        result["broken"] = {n: why for n, why in zip(fresh, broken) if why is not None}
         self.events.message(
             "reload: " + "; ".join(f"{k} {', '.join(v)}" for k, v in result.items() if v)
         )
         return result
+
+    async def _first_outcome(
+        self, loc: Location, since: Optional[Transition], deadline: float
+    ) -> Optional[str]:
+        """Wait for the first state `loc` reaches after `since` beyond building and starting:
+        None when ready (or still on its way at `deadline`), else why it is not."""
+        while time.monotonic() < deadline:
+            after = list(loc.transitions)
+            for i in range(len(after) - 1, -1, -1) if since is not None else ():
+                if after[i] is since:
+                    after = after[i + 1 :]
+                    break
+            for t in after:
+                if t.new is State.READY:
+                    return None
+                if t.new in (State.ERROR, State.BACKOFF, State.FAILED):
+                    return t.reason or t.new.value
+            if loc.state is State.STOPPED and after:
+                return None  # removed or shut down meanwhile
+            await asyncio.sleep(0.05)
+        return None
 
     async def _code_moved(self, names: list) -> set:
         """The locations whose code changed since their serving process was planned."""
