@@ -244,6 +244,8 @@ class Manager:
         for name in [n for n in self.locations if n not in new]:
             loc = self.locations.pop(name)
             await loc.stop(self.stop_grace)
+            self._code.pop(name, None)
+            self._planned_code.pop(name, None)
             result["stopped"].append(name)
         moved = await self._code_moved([n for n in new if n in self.locations])
         restarts = {}
