@@ -307,17 +307,14 @@ class Manager:
         return None
 
     async def _code_moved(self, names: list) -> set:
-        """The locations whose code changed since their serving process was planned."""
+        """The locations whose code changed since their serving process was planned (the
+        trees are walked off the loop, side by side)."""
         loop = asyncio.get_running_loop()
-        moved = set()
-        for name in names:
-            seen = self._code.get(name)
-            if seen is None:
-                continue
-            now = await loop.run_in_executor(None, code_fingerprint, self.locations[name].config)
-            if now != seen:
-                moved.add(name)
-        return moved
+        known = [n for n in names if self._code.get(n) is not None]
+        now = await asyncio.gather(
+            *(loop.run_in_executor(None, code_fingerprint, self.locations[n].config) for n in known)
+        )
+        return {n for n, fp in zip(known, now) if fp != self._code.get(n)}
 
     def _log_reload_failure(self, loc: Location) -> None:
         failed = loc.reload_error or {}
