@@ -150,3 +150,36 @@ def test_reload_says_whether_new_and_retried_locations_loaded(ws: WorkspaceDir) 
         fixed = ws.run("reload", "-w", str(path), "gamma")
         assert fixed.returncode == 0, fixed.stdout + fixed.stderr
         assert up.location("gamma")["state"] == "ready"
+
+
+def test_a_config_change_whose_environment_fails_to_build_keeps_the_predecessor(
+    ws: WorkspaceDir,
+) -> None:
+    path = two_locations(ws)
+    with WsmUp(ws, "-w", str(path)) as up:
+        first = up.wait_all_settled()["locations"]
+        data = {
+            "load_from": [
+                {
+                    "python_file": {
+                        "relative_path": "alpha/repo.py",
+                        "location_name": "alpha",
+                        "environment": {
+                            "requirements": ["no-such-package-wsm-test==1.0"],
+                            "pip_args": ["--no-index"],
+                        },
+                    }
+                },
+                {"python_file": {"relative_path": "beta/repo.py", "location_name": "beta"}},
+            ]
+        }
+        ws.workspace(data)
+        res = ws.run("reload", "-w", str(path), timeout=300)
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert "alpha" in res.stderr and "no-such-package-wsm-test" in res.stderr
+        loc = up.location("alpha")
+        assert loc["state"] == "ready" and loc["pid"] == first["alpha"]["pid"]
+        assert "no-such-package-wsm-test" in loc["reload_error"]["error"]
+        # the config it serves is still the old one: the next reload tries the new one again
+        again = ws.run("reload", "-w", str(path), timeout=300)
+        assert again.returncode == 1 and "restarted  alpha" in again.stdout
