@@ -76,6 +76,8 @@ def test_prune_removes_only_old_folders_of_gone_targets(dirs: Path) -> None:
     assert not gone.exists() and not listed.exists() and not gone_cwd.exists()
     assert young.exists() and there.exists() and unknown.exists()
     assert [sd.path for sd in statedirs.prune(older_than=0)] == [young]
+    # a folder that does not say what it belongs to goes only when asked
+    assert [sd.path for sd in statedirs.prune(include_unknown=True)] == [unknown]
 
 
 def test_prune_never_removes_a_folder_whose_manager_lock_is_held(dirs: Path) -> None:

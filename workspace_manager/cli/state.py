@@ -25,6 +25,11 @@ def add_parser(sub) -> None:
         metavar="DAYS",
         help="only folders unchanged for this many days (default 7; 0: any age)",
     )
+    prune.add_argument(
+        "--include-unknown",
+        action="store_true",
+        help="also folders that do not say what they belong to (made by an older wsm)",
+    )
     prune.add_argument("--dry-run", action="store_true", help="only say what would go")
 
 
@@ -38,16 +43,20 @@ def run(args: argparse.Namespace) -> int:
     older_than = (
         statedirs.DEFAULT_OLDER_THAN if args.older_than is None else args.older_than * 86400
     )
-    removed = statedirs.prune(older_than, dry_run=args.dry_run)
+    removed = statedirs.prune(
+        older_than, dry_run=args.dry_run, include_unknown=args.include_unknown
+    )
     verb = "would remove" if args.dry_run else "removed"
     for sd in removed:
-        target = runtime.identity_target(sd.identity or "")
+        target = runtime.identity_target(sd.identity) if sd.identity else {}
         print(f"{verb} {sd.path}  ({_describe(target)})")
     print(f"{verb} {len(removed)} state folder{'' if len(removed) == 1 else 's'} in {state_root()}")
     return 0
 
 
 def _describe(target: dict) -> str:
+    if not target:
+        return "made by an older wsm: its target is unknown"
     if "list" in target:
         return "a `wsm list` run"
     for key in ("workspace", "python_file", "working_directory"):

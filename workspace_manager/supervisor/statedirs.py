@@ -11,8 +11,9 @@ later prune can tell what the folder belongs to. A folder is pruned when all of 
   working directory of a `-m` run no longer exists, or it is a one-shot `wsm list`;
 - nothing in it changed for ``older_than`` seconds.
 
-A folder without ``target.json`` (made by an older wsm) is never pruned: what it belongs to
-cannot be told.
+A folder without ``target.json`` (made by an older wsm) is kept: what it
+belongs to cannot be told. ``include_unknown`` (`wsm state prune --include-unknown`) removes
+those too, by the lock and age rules alone.
 """
 
 from __future__ import annotations
@@ -86,14 +87,19 @@ def target_gone(identity: str) -> bool:
     return not os.path.exists(path)
 
 
-def prune(older_than: float = DEFAULT_OLDER_THAN, dry_run: bool = False) -> List[StateDir]:
-    """Remove the state folders nobody uses (rules in the module docstring); returns them."""
+def prune(
+    older_than: float = DEFAULT_OLDER_THAN, dry_run: bool = False, include_unknown: bool = False
+) -> List[StateDir]:
+    """Remove the state folders nobody uses (rules in the module docstring); returns them.
+    `older_than` is in seconds."""
     removed = []
     now = time.time()
     for sd in state_dirs():
-        if sd.identity is None or now - sd.last_change < older_than:
+        if now - sd.last_change < older_than:
             continue
-        if not target_gone(sd.identity):
+        if sd.identity is None and not include_unknown:
+            continue
+        if sd.identity is not None and not target_gone(sd.identity):
             continue
         if _remove_unless_held(sd, dry_run):
             removed.append(sd)
