@@ -35,6 +35,7 @@ def status_answer() -> Dict[str, Any]:
         "status": "degraded",
         "pid": 4321,
         "workspace": "/w/workspace.yaml",
+        "target": {"workspace": "/w/workspace.yaml"},
         "uptime_seconds": 3725.0,
         "health": "127.0.0.1:8765",
         "locations": {
@@ -47,7 +48,11 @@ def status_answer() -> Dict[str, Any]:
                 "rss_bytes": 23_000_000,
                 "error": None,
                 "transitions": [
-                    {"to": "backoff", "reason": "killed by SIGKILL; restarting in 0.58s"},
+                    {
+                        "at": time.time() - 70,
+                        "to": "backoff",
+                        "reason": "killed by SIGKILL; restarting in 0.58s",
+                    },
                     {"to": "starting", "reason": "restart"},
                     {"to": "ready", "reason": "1 repository"},
                 ],
@@ -87,7 +92,8 @@ def test_plain_table_has_every_column_aligned() -> None:
         "ERROR",
     ]
     assert (
-        out.splitlines()[0] == "manager pid 4321  degraded  up 1h02m  health http://127.0.0.1:8765"
+        out.splitlines()[0] == "manager pid 4321  workspace /w/workspace.yaml  degraded  up 1h02m  "
+        "health http://127.0.0.1:8765"
     )
     state_col = head.index("STATE")
     python_col = head.index("PYTHON")
@@ -97,8 +103,18 @@ def test_plain_table_has_every_column_aligned() -> None:
         assert row[python_col - 2 : python_col] == "  " and row[python_col] != " "
         assert row[error_col - 2 : error_col] == "  "
     a, long, remote = rows
-    assert a.split()[:8] == ["team_a", "ready", "1001", "3.11.2", "2", "1m05s", "21.9M", "killed"]
-    assert a.endswith("killed by SIGKILL")  # recovered: the last failure, without the delay
+    assert a.split()[:8] == [
+        "team_a",
+        "ready",
+        "1001",
+        "3.11.2",
+        "2",
+        "1m05s",
+        "21.9M",
+        "recovered;",
+    ]
+    # recovered: the last failure as the past, with its time, without the delay
+    assert re.search(r"recovered; \d\d:\d\d:\d\d: killed by SIGKILL$", a)
     assert long[error_col:].startswith("ModuleNotFoundError: No module named")
     assert long.endswith("…") and len(long[error_col:]) == 60  # a pipe: 60 characters
     assert remote.split()[:7] == ["remote_team", "backoff", "-", "-", "12", "-", "-"]
@@ -120,7 +136,7 @@ def test_colour_only_when_asked_and_the_columns_still_line_up() -> None:
     coloured = render(status_answer(), colour=True, width=None)
     assert "\x1b[32mready" in coloured and "\x1b[31merror" in coloured
     assert "\x1b[33mbackoff" in coloured and "\x1b[33mdegraded" in coloured
-    assert "\x1b[2mkilled by SIGKILL" in coloured  # a past error is dimmed
+    assert "\x1b[2mrecovered; " in coloured  # a past error is dimmed
     assert ANSI.sub("", coloured) == plain
 
 
@@ -145,9 +161,14 @@ def test_helpers() -> None:
     assert short("a\n\n  last   line  \n", 50) == "last line"
     assert short("x" * 10, 5) == "xxxx…"
     assert short(None, 5) == ""
-    assert last_error(
-        {"error": None, "transitions": [{"to": "failed", "reason": "too often"}]}
-    ) == ("too often")
+    failed = [{"at": 1.0, "to": "failed", "reason": "too often"}]
+    assert last_error({"state": "failed", "error": None, "transitions": failed}) == "too often"
+    assert last_error({"state": "ready", "transitions": failed}).startswith("recovered; ")
+    assert last_error({"state": "starting", "transitions": failed}).startswith("earlier; ")
+    failed_reload = {"at": 1.0, "error": "RuntimeError: no", "traceback": None}
+    ready = {"state": "ready", "reload_error": failed_reload, "transitions": failed}
+    assert last_error(ready).startswith("reload failed ")
+    assert last_error(ready).endswith(": RuntimeError: no")
     assert last_error({"error": None, "transitions": [{"to": "ready", "reason": "fine"}]}) == ""
 
 

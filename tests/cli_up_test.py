@@ -512,7 +512,7 @@ def test_logs_follow_prints_new_lines(ws: WorkspaceDir) -> None:
     with WsmUp(ws, "-w", str(path)) as up:
         up.wait_state("ticker", "ready")
         follower = subprocess.Popen(
-            wsm_argv("logs", "-w", str(path), "ticker", "-f", "-n", "1"),
+            wsm_argv("logs", "-w", str(path), "ticker", "-F", "-n", "1"),
             cwd=ws.root,
             env=ws.env,
             stdout=subprocess.PIPE,

@@ -245,7 +245,16 @@ def test_status_json(harness: Harness, views: Views):
     assert headers["Content-Type"] == "application/json"
     assert headers["Cache-Control"] == "no-store"
     data = json.loads(body)
-    assert set(data) == {"status", "alive", "uptime_seconds", "locations"}
+    assert set(data) == {
+        "status",
+        "alive",
+        "pid",
+        "workspace",
+        "target",
+        "uptime_seconds",
+        "health",
+        "locations",
+    }
     assert data["status"] == "degraded"
     assert data["alive"] is True
     assert 41.0 <= data["uptime_seconds"] < 42.0 + DEADLINE
@@ -260,7 +269,9 @@ def test_status_json(harness: Harness, views: Views):
         "rss_bytes": 50_000_000,
         "error": None,
         "traceback": None,
+        "reload_error": None,
         "transitions": [],
+        "log": None,
     }
     b = data["locations"]["team_b"]
     assert b["state"] == "error" and b["pid"] is None

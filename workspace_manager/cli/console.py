@@ -28,10 +28,12 @@ from workspace_manager.envs.progress import (
     LiveReporter,
     console_reporter,
 )
-from workspace_manager.supervisor.manager import EventSink
+from workspace_manager.supervisor.manager import EventSink, one_line
 from workspace_manager.supervisor.state import State, Transition
 
 LOG_FORMATS = ("text", "json")
+#: States whose console line points to `wsm logs NAME` (the traceback is kept there).
+FAILURES = frozenset({State.ERROR, State.BACKOFF, State.FAILED})
 
 COLOURS = {
     "building": "36",
@@ -78,9 +80,12 @@ class Console:
         self._width = max([self._width, *(len(n) for n in names)])
 
     def transition(self, name: str, t: Transition) -> None:
+        """One line per change; a failure says where its traceback and output are."""
         state = t.new.value
         label = self._paint(f"{state:<8}", COLOURS.get(state, "0"))
-        reason = f"  {t.reason}" if t.reason else ""
+        reason = f"  {one_line(t.reason)}" if t.reason else ""
+        if t.new in FAILURES:
+            reason += f" (see `wsm logs {name}`)"
         self._emit(f"{name:<{self._width}}  {label}{reason}")
 
     def output(self, name: str, stream: str, line: bytes) -> None:

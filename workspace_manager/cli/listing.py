@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import shutil
 import sys
 from typing import Any, Dict
 
@@ -74,6 +75,10 @@ async def _collect(manager) -> Dict[str, Any]:
         return out
     finally:
         await manager.shutdown()
+        # a one-shot load: its logs were for this run only, and what failed is printed
+        from workspace_manager.supervisor.logs import state_root
+
+        shutil.rmtree(state_root() / manager.key, ignore_errors=True)
 
 
 def _print_human(result: Dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""`wsm logs LOCATION [-f]`: a location's captured stdout/stderr, from its log file."""
+"""`wsm logs LOCATION [-F]`: a location's captured stdout/stderr, from its log file."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("logs", help="a location's captured stdout/stderr")
     targets.add_target_args(p, code=False, short_file=False)
     p.add_argument("location", metavar="LOCATION")
-    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    p.add_argument("-F", "--follow", action="store_true", help="keep printing new lines")
+    # -f is --python-file in up/list/serve; here it would be ambiguous, so it is refused
+    p.add_argument("-f", dest="_short_f", action=_RefuseShortF, nargs=0, help=argparse.SUPPRESS)
     p.add_argument(
         "-n",
         "--lines",
@@ -27,11 +29,18 @@ def add_parser(sub) -> None:
     )
 
 
+class _RefuseShortF(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # type: ignore[no-untyped-def]
+        parser.error(
+            "-f is not an option of `wsm logs`: use -F/--follow to keep printing new lines, "
+            "or --python-file PY to name a manager started with `wsm up -f PY`"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from workspace_manager.supervisor.logs import log_path
     from workspace_manager.supervisor.runtime import manager_key
 
-    # -f means --follow here; a manager started with -f is named with --python-file.
     try:
         ident = targets.identity(args)
     except targets.UsageError as exc:

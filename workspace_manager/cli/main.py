@@ -19,6 +19,7 @@ COMMANDS = {
     "reload": "reload",
     "logs": "logs",
     "env": "env",
+    "state": "state",
     "serve": "serve",
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from workspace_manager.cli import control_client, targets
 
@@ -12,8 +13,10 @@ def add_parser(sub) -> None:
         "reload",
         help="re-read workspace.yaml; restart changed or named locations only",
         description="Re-read the workspace in the running manager: start new locations, stop "
-        "removed ones, restart changed ones and the ones named; the others keep serving. A "
-        "restarted ready location keeps answering until its new process is ready.",
+        "removed ones, restart the ones whose config or Python code changed and the ones named; "
+        "the others keep serving. A restarted ready location keeps answering until its new "
+        "process is ready, and goes on answering if that process fails to load. Waits for "
+        "the restarted and new locations to load; exit 1 if one did not.",
     )
     targets.add_target_args(p, code=False)
     p.add_argument("locations", nargs="*", metavar="LOCATION", help="also restart these")
@@ -21,6 +24,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from workspace_manager.protocol.errors import RemoteError
+    from workspace_manager.supervisor.manager import one_line
 
     try:
         result = control_client.call(args, "reload", {"locations": args.locations}, timeout=600)
@@ -29,4 +33,17 @@ def run(args: argparse.Namespace) -> int:
     for key in ("started", "stopped", "restarted", "unchanged"):
         if result.get(key):
             print(f"{key:<10} {', '.join(result[key])}")
-    return 0
+    failed = result.get("failed") or {}
+    for name, why in failed.items():
+        print(
+            f"wsm: {name}: its new process failed to load, still serving the previous one: "
+            f"{one_line(why)} (see `wsm logs {name}`)",
+            file=sys.stderr,
+        )
+    broken = result.get("broken") or {}
+    for name, why in broken.items():
+        print(
+            f"wsm: {name}: failed to load: {one_line(why)} (see `wsm logs {name}`)",
+            file=sys.stderr,
+        )
+    return 1 if failed or broken else 0

@@ -2,7 +2,8 @@
 
 The table fits a terminal: the last column (the latest error, in a few words) takes what
 width is left, and states are coloured on a terminal only (never in a pipe, nor with
-NO_COLOR set). `--json` prints the manager's status answer unchanged.
+NO_COLOR set). `--json` prints the manager's status document unchanged: the same one
+`GET /status` answers (`http.view.status_document`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from workspace_manager.cli import control_client, targets
@@ -53,6 +55,7 @@ def render(status: Dict[str, Any], colour: bool = False, width: Optional[int] = 
     paint = _painter(colour)
     head = [
         f"manager pid {status.get('pid', '?')}",
+        *target_words(status.get("target") or {}),
         paint(str(status.get("status", "?")), _OVERALL.get(str(status.get("status")), "0")),
         f"up {duration(status.get('uptime_seconds'))}",
     ]
@@ -77,8 +80,13 @@ def render(status: Dict[str, Any], colour: bool = False, width: Optional[int] = 
         state = str(loc.get("state") or "?")
         cells = list(row)
         cells[1] = paint(row[1].ljust(widths[1]), COLOURS.get(state, "0"))
-        recovered = state not in _BAD_STATES and not loc.get("error")
-        cells[-1] = paint(short(row[-1], room), "2" if recovered else COLOURS.get(state, "0"))
+        if loc.get("reload_error") and state == "ready":
+            tone = COLOURS["backoff"]  # serving, but its new code did not load
+        elif state not in _BAD_STATES and not loc.get("error"):
+            tone = "2"  # recovered: a past error, dimmed
+        else:
+            tone = COLOURS.get(state, "0")
+        cells[-1] = paint(short(row[-1], room), tone)
         lines.append(_line(cells, widths, room, painted=True))
     return "\n".join(lines) + "\n"
 
@@ -108,13 +116,45 @@ def _line(cells: Sequence[str], widths: List[int], room: int, painted: bool = Fa
 
 
 def last_error(loc: Dict[str, Any]) -> str:
-    """The current error, else why the location last went wrong (it has recovered since)."""
+    """The current error; on a ready row a failed reload, else the last error marked as past
+    with its time ("recovered; 12:03:04: ..." when ready, "earlier; ..." while it starts
+    again), never a bare old error."""
     if loc.get("error"):
         return str(loc["error"])
+    failed = loc.get("reload_error")
+    if failed and loc.get("state") == "ready":
+        return f"reload failed {clock(failed.get('at'))}: {failed.get('error') or ''}"
+    state = loc.get("state")
     for t in reversed(loc.get("transitions") or []):
         if t.get("to") in _BAD_STATES and t.get("reason"):
-            return _RESTART_SUFFIX.sub("", str(t["reason"]))
+            reason = _RESTART_SUFFIX.sub("", str(t["reason"]))
+            if state in _BAD_STATES:
+                return reason
+            past = "recovered" if state == "ready" else "earlier"
+            return f"{past}; {clock(t.get('at'))}: {reason}"
     return ""
+
+
+def clock(at: Any) -> str:
+    """A past moment in local time: `12:03:04` today, `05-01 12:03` before."""
+    if not isinstance(at, (int, float)):
+        return "?"
+    then = time.localtime(at)
+    if time.strftime("%Y-%m-%d", then) == time.strftime("%Y-%m-%d"):
+        return time.strftime("%H:%M:%S", then)
+    return time.strftime("%m-%d %H:%M", then)
+
+
+def target_words(target: Dict[str, Any]) -> List[str]:
+    """What the manager runs, as the header says it: `workspace PATH`, `file PATH`..."""
+    if target.get("workspace"):
+        return [f"workspace {target['workspace']}"]
+    attribute = f" (attribute {target['attribute']})" if target.get("attribute") else ""
+    if target.get("python_file"):
+        return [f"file {target['python_file']}{attribute}"]
+    if target.get("module_name"):
+        return [f"module {target['module_name']}{attribute} in {target.get('working_directory')}"]
+    return []
 
 
 def short(text: Any, limit: int) -> str:

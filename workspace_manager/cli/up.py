@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if hasattr(console, "attach"):
         console.attach(lambda name: manager.locations.get(name))
+    _prune_state(console)
     console.message(
         f"starting {len(workspace.locations)} location"
         f"{'' if len(workspace.locations) == 1 else 's'} from {targets.describe(args)}"
@@ -72,3 +73,20 @@ def run(args: argparse.Namespace) -> int:
         targets.fail(f"runtime directory: {exc}", code=1)
     except OSError as exc:
         targets.fail(str(exc), code=1)
+
+
+def _prune_state(console) -> None:  # type: ignore[no-untyped-def]
+    """Remove the state folders of workspaces and files that are gone (never one a manager
+    holds); a problem here never stops `wsm up`."""
+    from workspace_manager.supervisor import statedirs
+
+    try:
+        removed = statedirs.prune()
+    except OSError as exc:
+        console.message(f"could not prune old state folders: {exc}")
+        return
+    if removed:
+        console.message(
+            f"removed {len(removed)} state folder{'' if len(removed) == 1 else 's'} of "
+            f"workspaces or files that no longer exist (`wsm state prune`)"
+        )

@@ -15,13 +15,12 @@ then `readyz check passed` / `readyz check failed`.
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 from typing import Awaitable, Callable, Dict, List, Optional, Tuple, Union
 from urllib.parse import unquote
 
-from workspace_manager.http.view import LocationView, ManagerView
+from workspace_manager.http.view import LocationView, ManagerView, status_document
 from workspace_manager.http.wire import JSON, Request, Response, text
 
 #: A handler answers at once, or returns an awaitable (a route that does its work off the
@@ -87,16 +86,12 @@ def readyz_location(request: Request, view: ManagerView) -> Response:
 
 
 def status(request: Request, view: ManagerView) -> Response:
-    """Everything the manager knows, as JSON; always 200 (it is a report, not a probe).
+    """Everything the manager knows, as JSON; always 200 (it is a report, not a probe). The
+    same document as `wsm status --json` (`status_document`).
 
     Compact by default: json's C encoder is 7x faster than its indenting one, which matters
     to a monitor polling many managers; `?pretty` indents it for a human with curl."""
-    body = {
-        "status": view.overall_status(),
-        "alive": view.alive,
-        "uptime_seconds": _seconds(time.time() - view.started_at),
-        "locations": {loc.name: _location_json(loc) for loc in view.locations},
-    }
+    body = status_document(view, time.time())
     indent = 2 if _flag(request, "pretty") else None
     data = json.dumps(body, indent=indent, allow_nan=False) + "\n"
     return Response(200, data.encode("utf-8"), JSON)
@@ -138,24 +133,3 @@ def _one_line(value: str) -> str:
     """A reason fit for one line of a text body: no control characters, bounded length."""
     flat = " ".join(_UNSAFE.sub(" ", value).split())
     return flat if len(flat) <= _MAX_REASON else flat[: _MAX_REASON - 1] + "…"
-
-
-def _seconds(value: Optional[float]) -> Optional[float]:
-    if value is None or not math.isfinite(value):
-        return None
-    return round(max(value, 0.0), 3)
-
-
-def _location_json(loc: LocationView) -> Dict[str, object]:
-    return {
-        "state": loc.state,
-        "pid": loc.pid,
-        "restarts": loc.restarts,
-        "python": loc.python,
-        "environment": loc.environment,
-        "uptime_seconds": _seconds(loc.uptime_seconds),
-        "rss_bytes": loc.rss_bytes,
-        "error": loc.error,
-        "traceback": loc.traceback,
-        "transitions": list(loc.transitions),
-    }

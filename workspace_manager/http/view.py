@@ -7,7 +7,8 @@ a location, so a hung location cannot slow an answer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
 STATES = ("building", "starting", "ready", "error", "backoff", "failed", "stopped")
@@ -31,6 +32,10 @@ class LocationView:
     traceback: Optional[str] = None
     # the latest state changes, oldest first: {"at": unix time, "from", "to", "reason"}
     transitions: Tuple[Dict[str, Any], ...] = ()
+    # a reload whose successor failed to load while this one kept serving:
+    # {"at": unix time, "error": str, "traceback": str or None}
+    reload_error: Optional[Dict[str, Any]] = None
+    log: Optional[str] = None  # the location's log file (`wsm logs NAME`)
 
     @property
     def ready(self) -> bool:
@@ -47,6 +52,11 @@ class ManagerView:
     alive: bool
     started_at: float
     locations: Tuple[LocationView, ...] = ()
+    pid: Optional[int] = None
+    # what the manager runs: {"workspace": path} or {"python_file": path, "attribute"} or
+    # {"module_name", "attribute", "working_directory"}
+    target: Dict[str, Any] = field(default_factory=dict)
+    health: Optional[str] = None  # HOST:PORT of the health endpoint
 
     def location(self, name: str) -> Optional[LocationView]:
         for loc in self.locations:
@@ -63,3 +73,43 @@ class ManagerView:
         if states & _IN_PROGRESS and not states & _BROKEN:
             return "starting"
         return "degraded"
+
+
+def status_document(view: ManagerView, now: float) -> Dict[str, Any]:
+    """The one status document: `GET /status`, the control socket's `status` and
+    `wsm status --json` all answer with it. `now` is wall-clock time (`time.time()`)."""
+    target = dict(view.target)
+    return {
+        "status": view.overall_status(),
+        "alive": view.alive,
+        "pid": view.pid,
+        "workspace": target.get("workspace") or target.get("python_file"),
+        "target": target,
+        "uptime_seconds": seconds(now - view.started_at),
+        "health": view.health,
+        "locations": {loc.name: location_document(loc) for loc in view.locations},
+    }
+
+
+def location_document(loc: LocationView) -> Dict[str, Any]:
+    return {
+        "state": loc.state,
+        "pid": loc.pid,
+        "restarts": loc.restarts,
+        "python": loc.python,
+        "environment": loc.environment,
+        "uptime_seconds": seconds(loc.uptime_seconds),
+        "rss_bytes": loc.rss_bytes,
+        "error": loc.error,
+        "traceback": loc.traceback,
+        "reload_error": dict(loc.reload_error) if loc.reload_error else None,
+        "transitions": list(loc.transitions),
+        "log": loc.log,
+    }
+
+
+def seconds(value: Optional[float]) -> Optional[float]:
+    """A duration fit for JSON: rounded to milliseconds, never negative, None if unknown."""
+    if value is None or not math.isfinite(value):
+        return None
+    return round(max(value, 0.0), 3)

@@ -123,11 +123,18 @@ def _report_load_error(
         from ..protocol.messages import error_from_exception
 
         error = error_from_exception(exc)
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
+    if status is not None:
+        # The manager keeps the traceback (its log, /status, `wsm list`) and its console
+        # shows one line; writing it to stderr too would echo it line by line.
+        lifeline.send(status, notification("load_error", {"error": error}))
+        return
+    text = str(
+        error.get("traceback")
+        or "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    ).rstrip()
     if hint:
         text = f"{text}\n{hint}"
     log(boot.location, f"failed to load {_describe(boot)}:\n{text}")
-    lifeline.send(status, notification("load_error", {"error": error}))
 
 
 def _describe(boot: Bootstrap) -> str:

@@ -77,6 +77,10 @@ class Location:
         self.ready_since: Optional[float] = None  # monotonic
         self.last_rss: Optional[int] = None
         self.environment: Optional[str] = None
+        # The last reload whose successor failed to load while this location kept serving:
+        # {"at": unix time, "error": one line, "traceback": str or None}; None once a
+        # successor is ready or the location leaves `ready`.
+        self.reload_error: Optional[dict] = None
         self.history = RestartHistory()
         self._task: Optional[asyncio.Task] = None
         self._stopping = False
@@ -102,21 +106,25 @@ class Location:
         if self.state is not State.READY:
             self._set(State.BUILDING, reason)
 
-    async def restart(self, config: Optional[LocationConfig] = None) -> None:
+    async def restart(self, config: Optional[LocationConfig] = None) -> Optional[str]:
         """Apply a reload: a ready location is replaced without a gap in service; any other
-        starts afresh (an `error` location is retried, a `backoff` one restarts now)."""
+        starts afresh (an `error` location is retried, a `backoff` one restarts now).
+
+        Returns None, or why the successor of a ready location failed to load: then the
+        predecessor keeps serving (SPEC section 3) and `reload_error` says so."""
         if self.state is State.READY and self._task is not None and not self._task.done():
             self._pending_config = config
             done = asyncio.get_running_loop().create_future()
             self._reload_waiters.append(done)
             self._reload.set()
-            await done  # the successor is ready and serving, or the location left `ready`
-            return
+            # the successor is ready and serving, failed, or the location left `ready`
+            return await done  # type: ignore[no-any-return]
         await self._halt(grace=0)
         if config is not None:
             self.config = config
         self.history = RestartHistory()
         self.start()
+        return None
 
     async def _halt(self, grace: float) -> None:
         """Cancel the location's task and stop its instance (its whole process tree)."""
@@ -179,6 +187,8 @@ class Location:
         old = self.state if self.transitions else None
         if old is new and not force and new is not State.BACKOFF:
             return
+        if new is not State.READY:
+            self.reload_error = None  # it was about a predecessor that no longer serves
         self.state = new
         t = Transition(time.time(), old, new, reason)
         self.transitions.append(t)
@@ -252,30 +262,33 @@ class Location:
         except asyncio.TimeoutError:
             pass
 
-    async def _start_instance(self, announce: bool = True) -> Instance:
+    async def _start_instance(self) -> Instance:
         """Plan and start one instance up to ready. Raises _Settled (now in `error`) or
         _Exited (died while starting; the restart policy decides)."""
-        sup = self.config.supervision
         try:
-            plan = await self.hooks.plan(self.config)
+            return await self._launch(announce=True)
         except LoadFailed as exc:
             self._fail_load(exc)
             raise _Settled() from None
+
+    async def _launch(self, announce: bool) -> Instance:
+        """Plan and start one instance up to ready, changing no state but `starting` (when
+        ``announce``). Raises LoadFailed (the code or its environment is broken) or _Exited."""
+        sup = self.config.supervision
+        plan = await self.hooks.plan(self.config)
         inst = make_instance(plan, lambda stream, line: self.hooks.on_output(self, stream, line))
         if announce:
             self.instance = inst
             self._set(State.STARTING, "restart" if self.restarts else "start")
         try:
             await inst.start(sup.startup_timeout_seconds)
-        except LoadFailed as exc:
+        except LoadFailed:
             await inst.stop(grace=0)
-            self._fail_load(exc)
-            raise _Settled() from None
+            raise
         except ExitedDuringStartup as exc:
             await inst.stop(grace=0)
             if exc.returncode == EXIT_LOAD_ERROR:
-                self._fail_load(LoadFailed(str(exc)))
-                raise _Settled() from None
+                raise LoadFailed(str(exc)) from None
             raise _Exited(ExitInfo(exc.returncode, str(exc), clean=exc.returncode == 0)) from None
         except asyncio.CancelledError:
             await inst.stop(grace=0)
@@ -298,30 +311,38 @@ class Location:
             exit_info = await self._watch(inst)
             if exit_info is not None:
                 return exit_info
-            # A reload of a ready location: the old instance serves until the new one is ready.
+            # A reload of a ready location: the old instance serves until the new one is ready,
+            # and goes on serving, with its own config, when the new one fails to load.
+            serving = (self.config, self.environment)
             self.config = self._pending_config or self.config
             self._pending_config = None
             try:
-                new = await self._start_instance(announce=False)
-            except (_Settled, _Exited) as outcome:
-                self._reloaded()
-                if isinstance(outcome, _Settled):  # now in `error`: the old one goes too
-                    await inst.stop(self._grace)
-                    self.instance = None
-                    return None
-                self._dying = (inst, self._grace)  # stopped once the state has moved on
-                return outcome.info
+                new = await self._launch(announce=False)
+            except (LoadFailed, _Exited) as failed:
+                self.config, self.environment = serving
+                self._successor_failed(failed)
+                continue
             old, inst = inst, new
             self.instance = inst
+            self.reload_error = None
             self._became_ready(inst, "reloaded: ")
             self._reloaded()
             await old.stop(self._grace)
 
-    def _reloaded(self) -> None:
+    def _successor_failed(self, failed: Exception) -> None:
+        """Record a reload whose new process did not load; its waiters learn why."""
+        if isinstance(failed, LoadFailed):
+            message, tb = failed.message, failed.traceback
+        else:
+            message, tb = str(failed), None
+        self.reload_error = {"at": time.time(), "error": message, "traceback": tb}
+        self._reloaded(message)
+
+    def _reloaded(self, error: Optional[str] = None) -> None:
         waiters, self._reload_waiters = self._reload_waiters, []
         for fut in waiters:
             if not fut.done():
-                fut.set_result(None)
+                fut.set_result(error)
 
     async def _watch(self, inst: Instance) -> Optional[ExitInfo]:
         """Serve until the process exits, hangs or outgrows its memory limit (ExitInfo), or

@@ -8,7 +8,6 @@ stop every location at once.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import secrets
 import shutil
@@ -22,10 +21,10 @@ from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.progress import BuildReporter
 from workspace_manager.envs.resolve import InterpreterError, plain_interpreter
 from workspace_manager.envs.service import EnvironmentService, write_in_use
-from workspace_manager.http.view import LocationView, ManagerView
+from workspace_manager.http.view import LocationView, ManagerView, status_document
 from workspace_manager.loader.launch import make_sdk_dir
 from workspace_manager.protocol.errors import CallTimeout, RemoteError
-from workspace_manager.supervisor import runtime
+from workspace_manager.supervisor import runtime, statedirs
 from workspace_manager.supervisor.codewatch import code_fingerprint
 from workspace_manager.supervisor.control import ControlServer
 from workspace_manager.supervisor.instance import LaunchPlan, LoadFailed
@@ -50,6 +49,9 @@ class EventSink:
 
 #: How often locations in `error` are checked for edited code.
 CODEWATCH_SECONDS = 2.0
+#: How long a reload waits for its new and restarted locations to load, to report them;
+#: under the CLI's 600 s wait for the answer.
+RELOAD_WAIT_SECONDS = 540.0
 
 
 class Manager:
@@ -77,7 +79,11 @@ class Manager:
         self.envs = EnvironmentService(reporter=self.metrics.build_reporter(build_reporter))
         self.adjust_plan = adjust_plan  # `wsm serve`: its own listen address, token and TLS
         self._env_keys: Dict[str, str] = {}
-        self._error_code: Dict[str, Any] = {}  # code fingerprint of each location in `error`
+        # Code fingerprints (codewatch): taken as each process is planned, kept once it is
+        # ready or in `error`. A reload restarts the locations whose code moved since, and a
+        # location in `error` is retried when its code moves.
+        self._planned_code: Dict[str, Any] = {}
+        self._code: Dict[str, Any] = {}
         self._codewatch_task: Optional[asyncio.Task] = None
         self.started_at = time.time()
         self.locations: Dict[str, Location] = {}
@@ -113,6 +119,7 @@ class Manager:
             raise ManagerRunning(runtime.ManagerRecord.read(directory))
         self._lock = lock
         self.dir = directory
+        statedirs.claim(self.key, self.identity)
         self._sdk_dir = make_sdk_dir(str(self.dir))
         self._heartbeat_task = asyncio.ensure_future(self._loop_heartbeat())
         self._codewatch_task = asyncio.ensure_future(self._retry_changed_code())
@@ -233,31 +240,94 @@ class Manager:
         if unknown:
             raise RemoteError("NotFound", f"no location named {', '.join(map(repr, unknown))}")
         self.workspace = workspace
-        result: Dict[str, list] = {"started": [], "stopped": [], "restarted": [], "unchanged": []}
+        result: Dict[str, Any] = {"started": [], "stopped": [], "restarted": [], "unchanged": []}
         for name in [n for n in self.locations if n not in new]:
             loc = self.locations.pop(name)
             await loc.stop(self.stop_grace)
+            self._code.pop(name, None)
+            self._planned_code.pop(name, None)
             result["stopped"].append(name)
-        restarts = []
+        moved = await self._code_moved([n for n in new if n in self.locations])
+        restarts = {}
+        fresh: Dict[str, Optional[Transition]] = {}  # started afresh: name -> last transition
         for name, config in new.items():
             current = self.locations.get(name)
             if current is None:
                 self._add_location(config)
+                fresh[name] = None
                 result["started"].append(name)
             elif (
                 config != current.config
                 or name in names
+                or name in moved
                 or current.state in (State.ERROR, State.FAILED)
             ):
-                restarts.append(current.restart(config))
+                if current.state is not State.READY:
+                    fresh[name] = current.transitions[-1] if current.transitions else None
+                restarts[name] = current.restart(config)
                 result["restarted"].append(name)
             else:
                 result["unchanged"].append(name)
-        await asyncio.gather(*restarts)
+        outcomes = await asyncio.gather(*restarts.values())
+        # a successor that failed to load: its predecessor is still serving (SPEC section 3)
+        result["failed"] = {n: why for n, why in zip(restarts, outcomes) if why is not None}
+        for name in result["failed"]:
+            self._log_reload_failure(self.locations[name])
+        # the others have no predecessor: say whether they loaded (their console lines and
+        # logs say the rest); one still building or starting at the deadline is not waited for
+        deadline = time.monotonic() + RELOAD_WAIT_SECONDS
+        broken = await asyncio.gather(
+            *(self._first_outcome(self.locations[n], since, deadline) for n, since in fresh.items())
+        )
+        result["broken"] = {n: why for n, why in zip(fresh, broken) if why is not None}
         self.events.message(
             "reload: " + "; ".join(f"{k} {', '.join(v)}" for k, v in result.items() if v)
         )
         return result
+
+    async def _first_outcome(
+        self, loc: Location, since: Optional[Transition], deadline: float
+    ) -> Optional[str]:
+        """Wait for the first state `loc` reaches after `since` beyond building and starting:
+        None when ready (or still on its way at `deadline`), else why it is not."""
+        while time.monotonic() < deadline:
+            after = list(loc.transitions)
+            for i in range(len(after) - 1, -1, -1) if since is not None else ():
+                if after[i] is since:
+                    after = after[i + 1 :]
+                    break
+            for t in after:
+                if t.new is State.READY:
+                    return None
+                if t.new in (State.ERROR, State.BACKOFF, State.FAILED):
+                    return t.reason or t.new.value
+            if loc.state is State.STOPPED and after:
+                return None  # removed or shut down meanwhile
+            await asyncio.sleep(0.05)
+        return None
+
+    async def _code_moved(self, names: list) -> set:
+        """The locations whose code changed since their serving process was planned (the
+        trees are walked off the loop, side by side)."""
+        loop = asyncio.get_running_loop()
+        known = [n for n in names if self._code.get(n) is not None]
+        now = await asyncio.gather(
+            *(loop.run_in_executor(None, code_fingerprint, self.locations[n].config) for n in known)
+        )
+        return {n for n, fp in zip(known, now) if fp != self._code.get(n)}
+
+    def _log_reload_failure(self, loc: Location) -> None:
+        failed = loc.reload_error or {}
+        self.events.message(
+            f"{loc.name}: reload failed, still serving its previous process: "
+            f"{one_line(failed.get('error'))} (see `wsm logs {loc.name}`)"
+        )
+        text = (
+            f"--- wsm: reload failed, still serving the previous process: {failed.get('error')}\n"
+        )
+        if failed.get("traceback"):
+            text += str(failed["traceback"]).rstrip("\n") + "\n"
+        self._log(loc.name).write(text.encode())
 
     # -- per location ---------------------------------------------------------------------
 
@@ -269,6 +339,9 @@ class Manager:
             remote = remote_plan(config.target)
             loc.environment = f"remote {remote.address}"
             return remote
+        # before the process starts: an edit made while it loads counts as a change
+        loop = asyncio.get_running_loop()
+        self._planned_code[config.name] = await loop.run_in_executor(None, code_fingerprint, config)
         interpreter, key = await self._interpreter(config, loc)
         loc.environment = interpreter  # an env's own bin/python shows its key in the path
         if key:
@@ -307,25 +380,30 @@ class Manager:
         while True:
             await asyncio.sleep(CODEWATCH_SECONDS)
             for loc in list(self.locations.values()):
-                seen = self._error_code.get(loc.name)
+                seen = self._code.get(loc.name)
                 if loc.state is not State.ERROR or seen is None:
                     continue
                 now = await loop.run_in_executor(None, code_fingerprint, loc.config)
                 if now != seen and loc.state is State.ERROR:
-                    self._error_code.pop(loc.name, None)
+                    self._code.pop(loc.name, None)
                     self.events.message(f"{loc.name}: its code changed, loading it again")
                     asyncio.ensure_future(loc.restart())
 
     def _on_transition(self, loc: Location, t: Transition) -> None:
-        if t.new is State.ERROR:
-            self._error_code[loc.name] = code_fingerprint(loc.config)
+        if t.new in (State.READY, State.ERROR) and loc.name in self._planned_code:
+            self._code[loc.name] = self._planned_code[loc.name]
         if t.new is State.READY:
             self.metrics.watch_connection(loc)  # time its calls from now on
+            if loc.instance is not None:  # /status shows its memory from the first moment
+                loc.last_rss = loc.instance.rss_bytes()
         self.events.transition(loc.name, t)
-        self._log(loc.name).write(
+        text = (
             f"--- wsm: {t.old.value if t.old else '-'} -> {t.new.value}"
-            f"{': ' + t.reason if t.reason else ''}\n".encode()
+            f"{': ' + t.reason if t.reason else ''}\n"
         )
+        if t.new is State.ERROR and loc.traceback:  # the console shows one line, the log all
+            text += loc.traceback.rstrip("\n") + "\n"
+        self._log(loc.name).write(text.encode())
 
     def _on_output(self, loc: Location, stream: str, line: bytes) -> None:
         self._log(loc.name).write(line + b"\n")
@@ -345,6 +423,9 @@ class Manager:
             alive=alive,
             started_at=self.started_at,
             locations=tuple(self._location_view(loc) for loc in self.locations.values()),
+            pid=os.getpid(),
+            target=runtime.identity_target(self.identity),
+            health=self.health_text(),
         )
 
     def _location_view(self, loc: Location) -> LocationView:
@@ -360,24 +441,13 @@ class Manager:
             error=loc.error if loc.state is not State.READY else None,
             traceback=loc.traceback if loc.state is not State.READY else None,
             transitions=tuple(t.to_dict() for t in list(loc.transitions)[-10:]),
+            reload_error=loc.reload_error if loc.state is State.READY else None,
+            log=str(log_path(self.key, loc.name)),
         )
 
     def status(self) -> dict:
-        view = self.view()
-        out: Dict[str, Any] = {
-            "status": view.overall_status(),
-            "pid": os.getpid(),
-            "workspace": self.identity,
-            "uptime_seconds": time.time() - self.started_at,
-            "health": self.health_text(),
-            "locations": {},
-        }
-        for lv in view.locations:
-            entry = dataclasses.asdict(lv)
-            entry["transitions"] = list(lv.transitions)
-            entry["log"] = str(log_path(self.key, lv.name))
-            out["locations"][lv.name] = entry
-        return out
+        """The status document, the same as `GET /status` answers."""
+        return status_document(self.view(), time.time())
 
     def health_text(self) -> Optional[str]:
         """HOST:PORT of the health endpoint as a client would reach it, or None."""
@@ -444,10 +514,15 @@ class ManagerRunning(Exception):
     def __init__(self, record: Optional[runtime.ManagerRecord]) -> None:
         pid = f" (pid {record.pid})" if record is not None else ""
         super().__init__(
-            f"a manager for this workspace is already running{pid}; "
-            "use `wsm status` or `wsm down`"
+            f"a manager for this workspace is already running{pid}; use `wsm status` or `wsm down`"
         )
         self.record = record
+
+
+def one_line(text: Any, limit: int = 300) -> str:
+    """A message on one line (whitespace collapsed, cut at `limit`): the console's form."""
+    flat = " ".join(str(text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _fmt_host(host: str) -> str:

@@ -14,7 +14,7 @@ import stat
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Dict, Iterator, Optional
 
 import psutil
 
@@ -55,6 +55,33 @@ def ensure_private_dir(path: Path) -> Path:
 def manager_key(identity: str) -> str:
     """A short, stable name for a manager; ``identity`` is e.g. the workspace file's absolute path."""
     return hashlib.sha256(identity.encode()).hexdigest()[:12]
+
+
+def identity_target(identity: str) -> Dict[str, Any]:
+    """What a manager identity names, in plain words for people and JSON: ``{"workspace":
+    path}``, ``{"python_file": path, "attribute": str|None}`` or ``{"module_name", "attribute",
+    "working_directory"}``; ``{"list": ...}`` (the same, under ``list``) for a one-shot
+    `wsm list`, and ``{"serve": LISTEN, ...}`` for `wsm serve`. The identity strings are made
+    by `cli.targets.identity` (and prefixed by `wsm list` and `wsm serve`)."""
+    kind, _, rest = identity.partition(":")
+    if kind == "workspace":
+        return {"workspace": rest}
+    if kind == "file":
+        path, _, attribute = rest.rpartition("#")
+        return {"python_file": path, "attribute": attribute or None}
+    if kind == "module":
+        name, _, rest = rest.partition("#")
+        attribute, _, cwd = rest.partition("@")
+        return {"module_name": name, "attribute": attribute or None, "working_directory": cwd}
+    if kind == "list":
+        inner, _, _pid = rest.rpartition(":")
+        return {"list": identity_target(inner)}
+    if kind == "serve":  # serve:LISTEN:IDENTITY, and LISTEN has colons of its own
+        for marker in (":workspace:", ":file:", ":module:"):
+            at = rest.rfind(marker)
+            if at >= 0:
+                return {"serve": rest[:at], **identity_target(rest[at + 1 :])}
+    return {"identity": identity}
 
 
 def manager_dir(key: str) -> Path:
@@ -129,15 +156,25 @@ class ManagerLock:
         self.path = directory / "manager.lock"
         self._fd: Optional[int] = None
 
-    def acquire(self) -> bool:
+    def acquire(self, patience: float = 1.0) -> bool:
+        """Take the lock; False when a manager holds it. A `wsm state prune` holds it shared
+        for the moment it removes a folder, so a busy lock is retried for ``patience`` seconds
+        before a live record says another manager runs."""
         import fcntl
+        import time
 
         fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            return False
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                record = ManagerRecord.read(self.path.parent)
+                if time.monotonic() > deadline or (record is not None and record.is_alive()):
+                    os.close(fd)
+                    return False
+                time.sleep(0.05)
         self._fd = fd
         return True
 
