@@ -334,8 +334,17 @@ class Manager:
     def _log(self, name: str) -> LocationLog:
         log = self._logs.get(name)
         if log is None:
-            log = self._logs[name] = LocationLog(log_path(self.key, name))
+            log = self._logs[name] = LocationLog(
+                log_path(self.key, name), on_trouble=lambda text: self._log_trouble(name, text)
+            )
         return log
+
+    def _log_trouble(self, name: str, text: str) -> None:
+        self.events.message(f"{name}: {text}")
+
+    def log_lines_dropped(self) -> Dict[str, int]:
+        """Lines of each location's output lost to failed log writes (a full disk)."""
+        return {name: log.dropped for name, log in self._logs.items()}
 
     # -- views ----------------------------------------------------------------------------
 

@@ -1,0 +1,172 @@
+"""A full disk loses log lines, never a location (issue 8, section 7).
+
+The state folder is put on a real 256 KiB tmpfs that a filler file makes full; the
+manager must keep every location supervised and answering, drop (and count) what it cannot
+write, warn once, and write again when space returns. Needs root (to mount); skipped
+otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from e2e import WorkspaceDir, WsmUp, wait_for
+
+
+def _mount_small_fs(where: Path, size: str = "256k") -> None:
+    where.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True)
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs of its own, unmounted afterwards whatever happens."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    where = tmp_path / "small"
+    try:
+        _mount_small_fs(where)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"cannot mount a tmpfs here: {exc}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=False)
+        if os.path.ismount(where):
+            subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(folder: Path) -> Path:
+    """Write a file until the filesystem is full (ENOSPC); return it, to free space later."""
+    filler = folder / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        chunk = b"\0" * 4096
+        while True:
+            try:
+                f.write(chunk)
+            except OSError:
+                break
+    # and the last crumbs, a byte at a time
+    with open(filler, "ab", buffering=0) as f:
+        while True:
+            try:
+                f.write(b"\0")
+            except OSError:
+                break
+    return filler
+
+
+EARLY = """
+    import sys
+    for i in range(4000):  # ~0.8 MB at import: far more than a pipe holds
+        print("early line %d " % i + "x" * 180)
+    from workspace_manager import job, repository
+
+    @job
+    def noop(): ...
+
+    @repository
+    def early_repo():
+        return [noop]
+"""
+
+CHATTY = """
+    import os, threading, time
+
+    def chatter():
+        time.sleep(0.5)
+        for i in range(4000):  # while ready: must not block in print
+            print("ready line %d " % i + "y" * 180, flush=True)
+        with open(os.environ["DONE_FILE"] + ".%d" % os.getpid(), "w") as f:
+            f.write("done")
+        n = 0
+        while True:
+            n += 1
+            print("tick %d" % n, flush=True)
+            time.sleep(0.2)
+
+    threading.Thread(target=chatter, daemon=True).start()
+    from workspace_manager import job, repository
+
+    @job
+    def noop(): ...
+
+    @repository
+    def chatty_repo():
+        return [noop]
+"""
+
+
+def _metric(up: WsmUp, name: str, location: str) -> float:
+    code, body = up.get("/metrics")
+    assert code == 200
+    m = re.search(rf'^{name}\{{location="{location}"\}} (\S+)$', body, re.M)
+    return float(m.group(1)) if m else -1.0
+
+
+def test_a_full_state_folder_loses_lines_never_a_location(
+    ws: WorkspaceDir, small_fs: Path, tmp_path: Path
+) -> None:
+    ws.env["WSM_STATE_DIR"] = str(small_fs / "state")
+    done = tmp_path / "chatty-done"
+    ws.env["DONE_FILE"] = str(done)
+    ws.file("early.py", EARLY)
+    ws.file("chatty.py", CHATTY)
+    ws.workspace(
+        {
+            "load_from": [
+                {"python_file": {"relative_path": "early.py", "location_name": "early"}},
+                {"python_file": {"relative_path": "chatty.py", "location_name": "chatty"}},
+            ],
+            "supervision": {"backoff_initial_seconds": 0.1, "startup_timeout_seconds": 60},
+        }
+    )
+    filler = fill(small_fs)
+    with WsmUp(ws) as up:
+        # printing at start-up: ready, not `starting` forever
+        up.wait_state("early", "ready", timeout=45)
+        chatty = up.wait_state("chatty", "ready", timeout=45)
+        # printing while ready: the thread gets past its 4,000 prints
+        wait_for(lambda: list(tmp_path.glob("chatty-done.*")), 45, "chatty to finish printing")
+        assert _metric(up, "wsm_log_lines_dropped_total", "early") >= 4000
+        assert _metric(up, "wsm_log_lines_dropped_total", "chatty") >= 4000
+        warnings = [line for line in up.lines if "cannot write" in line]
+        assert len([w for w in warnings if "early" in w]) == 1, up.output()
+        assert len([w for w in warnings if "chatty" in w]) == 1, up.output()
+
+        # a kill -9 is seen, and the location restarted
+        os.kill(chatty["pid"], signal.SIGKILL)
+
+        def restarted() -> bool:
+            loc = up.location("chatty")
+            return loc["restarts"] >= 1 and loc["state"] == "ready" and loc["pid"] != chatty["pid"]
+
+        wait_for(restarted, 45, "chatty to be restarted after kill -9")
+
+        # `wsm reload` answers
+        result = ws.run("reload", "early", timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
+        up.wait_state("early", "ready", timeout=45)
+        assert up.location("chatty")["state"] == "ready"
+
+        # space returns: new lines are written again, with a note of what was lost
+        filler.unlink()
+        log = Path(up.location("chatty")["log"]) if "log" in up.location("chatty") else None
+        log = log or next((small_fs / "state").glob("*/logs/chatty.log"))
+
+        def ticks_written() -> bool:
+            try:
+                text = log.read_text(errors="replace")
+            except OSError:
+                return False
+            return "line(s) dropped" in text and re.search(r"^tick \d+$", text, re.M) is not None
+
+        wait_for(ticks_written, 30, "chatty's log to be written again")
+        wait_for(lambda: any("again" in ln and "chatty" in ln for ln in up.lines), 10, "notice")
+        assert up.stop() == 0
