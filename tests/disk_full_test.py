@@ -170,3 +170,54 @@ def test_a_full_state_folder_loses_lines_never_a_location(
         wait_for(ticks_written, 30, "chatty's log to be written again")
         wait_for(lambda: any("again" in ln and "chatty" in ln for ln in up.lines), 10, "notice")
         assert up.stop() == 0
+
+
+def test_a_full_env_cache_is_a_clear_error_not_a_hang(ws: WorkspaceDir, small_fs: Path) -> None:
+    ws.env["WSM_CACHE_DIR"] = str(small_fs / "cache")
+    ws.file("plain.py", PLAIN)
+    ws.workspace(
+        {
+            "load_from": [
+                {
+                    "python_file": {
+                        "relative_path": "plain.py",
+                        "location_name": "built",
+                        "environment": {"requirements": []},
+                    }
+                },
+                {"python_file": {"relative_path": "plain.py", "location_name": "shared"}},
+            ]
+        }
+    )
+    fill(small_fs)
+    with WsmUp(ws) as up:
+        loc = up.wait_state("built", "error", timeout=60)
+        assert "No space left on device" in loc["error"], loc["error"]
+        assert "Traceback" not in loc["error"]
+        up.wait_state("shared", "ready", timeout=30)  # the others are not held up
+        assert up.stop() == 0
+    assert "Traceback" not in up.output(), up.output()
+
+
+def test_a_full_runtime_folder_is_one_clear_line(ws: WorkspaceDir, small_fs: Path) -> None:
+    ws.env["WSM_RUNTIME_DIR"] = str(small_fs / "run")
+    ws.file("plain.py", PLAIN)
+    ws.workspace({"load_from": [{"python_file": {"relative_path": "plain.py"}}]})
+    (small_fs / "run").mkdir(mode=0o700)
+    fill(small_fs)
+    result = ws.run("up", timeout=60)
+    assert result.returncode != 0
+    assert "No space left on device" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+
+
+PLAIN = """
+    from workspace_manager import job, repository
+
+    @job
+    def noop(): ...
+
+    @repository
+    def plain_repo():
+        return [noop]
+"""

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import IO, Deque, List, Optional, Sequence, Set
 
+import filelock
+
 from workspace_manager.envs import store
 from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.installers import Installer
@@ -25,6 +27,8 @@ from workspace_manager.envs.key import EnvRecipe, seed_version
 from workspace_manager.envs.lock import key_lock
 from workspace_manager.envs.paths import CacheLayout
 from workspace_manager.envs.progress import BuildReporter, emit
+from workspace_manager.private_files import open_private
+from workspace_manager.redact import redact, redact_argv, redact_data
 from workspace_manager.version import __version__
 
 TAIL_LINES = 25
@@ -103,10 +107,14 @@ def build_env(
     progress("start")
     if warning:
         progress("warning", warning)
-    lock = key_lock(layout, key, timeout=0)
+    try:
+        lock = key_lock(layout, key, timeout=0)
+    except OSError as exc:  # its folder cannot be made: a full or read-only cache
+        progress("failed", f"cannot write the environment cache: {exc}")
+        raise EnvBuildError(f"cannot write the environment cache: {exc}", (), None, key) from None
     try:
         lock.acquire()
-    except Exception:  # filelock.Timeout: another process builds this env now
+    except filelock.Timeout:  # another process builds this env now
         progress("step", "waiting for another wsm building this env")
         lock = key_lock(layout, key)
         lock.acquire()
@@ -115,7 +123,12 @@ def build_env(
             progress("done", "built by another wsm, reused")
             return False
         store.clean_stale_builds(layout, holding_key=key)
-        _build_locked(recipe, layout, installer, progress, cancel or Cancel())
+        try:
+            _build_locked(recipe, layout, installer, progress, cancel or Cancel())
+        except OSError as exc:  # the cache is full or read-only: its log included
+            raise EnvBuildError(
+                f"cannot write the environment: {redact(str(exc))}", (), None, key
+            ) from None
         progress("done", "built")
         return True
     except EnvBuildError as exc:
@@ -132,11 +145,13 @@ def _build_locked(
     progress: _Progress,
     cancel: Cancel,
 ) -> None:
-    layout.logs.mkdir(parents=True, exist_ok=True)
+    layout.private(layout.logs)
+    layout.private(layout.app_data)
     log_path = layout.log(recipe.key)
     build_dir = store.new_build_dir(layout, recipe.key)
     try:
-        with open(log_path, "w", encoding="utf-8", errors="replace") as log:
+        log_fd = open_private(log_path, os.O_WRONLY | os.O_TRUNC)
+        with open(log_fd, "w", encoding="utf-8", errors="replace") as log:
             log.write(f"wsm {__version__}: building env {recipe.key} in {build_dir}\n")
             log.write(f"interpreter: {recipe.interpreter.path} ({recipe.interpreter.version})\n")
             progress("step", "creating virtualenv")
@@ -150,11 +165,11 @@ def _build_locked(
                 "key": recipe.key,
                 "created": time.time(),
                 "interpreter": recipe.interpreter.identity(),
-                "requirements": recipe.inputs["requirements"],
+                "requirements": redact_data(recipe.inputs["requirements"]),
                 "requirements_file": recipe.inputs["requirements_file"],
-                "pip_args": recipe.inputs["pip_args"],
+                "pip_args": redact_data(recipe.inputs["pip_args"]),
                 "installer": recipe.installer,
-                "inputs": recipe.inputs,
+                "inputs": redact_data(recipe.inputs),
                 "build_seconds": round(time.monotonic() - progress.started, 3),
                 "size_bytes": store.dir_size(build_dir),
                 "wsm_version": __version__,
@@ -176,7 +191,7 @@ class _ThreadLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.thread == self._thread:
-            self._stream.write(f"virtualenv: {record.getMessage()}\n")
+            self._stream.write(f"virtualenv: {redact(record.getMessage())}\n")
 
 
 def _create_virtualenv(
@@ -201,7 +216,7 @@ def _create_virtualenv(
         "bash,python",
         "--no-vcs-ignore",
     ]
-    log.write(f"virtualenv {seed_version()} {' '.join(argv)}\n")
+    log.write(f"virtualenv {seed_version()} {' '.join(redact_argv(argv))}\n")
     log.flush()
     handler = _ThreadLogHandler(log)
     logger = logging.getLogger("virtualenv")
@@ -211,9 +226,9 @@ def _create_virtualenv(
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
-        text = str(exc).strip().splitlines()
+        text = redact(str(exc)).strip().splitlines()
         reason = text[-1] if text else type(exc).__name__
-        log.write(f"virtualenv failed: {exc!r}\n")
+        log.write(f"virtualenv failed: {redact(repr(exc))}\n")
         raise EnvBuildError(
             f"creating the virtualenv failed: {reason}", text[-TAIL_LINES:], log_path, recipe.key
         ) from None
@@ -239,7 +254,7 @@ def _install(
     if cancel.event.is_set():
         raise EnvBuildError("build cancelled: wsm is shutting down", (), log_path, recipe.key)
     argv = installer.command(python, recipe.install_args)
-    log.write("$ " + " ".join(argv) + f"\n  (in {recipe.cwd})\n")
+    log.write("$ " + " ".join(redact_argv(argv)) + f"\n  (in {recipe.cwd})\n")
     log.flush()
     tail: Deque[str] = collections.deque(maxlen=TAIL_LINES)
     errors: List[str] = []
@@ -257,12 +272,13 @@ def _install(
         )
     except OSError as exc:
         raise EnvBuildError(
-            f"{installer.name} could not start: {exc}", (), log_path, recipe.key
+            f"{installer.name} could not start: {redact(str(exc))}", (), log_path, recipe.key
         ) from None
     assert proc.stdout is not None
     cancel.track(proc)
     with proc:
         for line in proc.stdout:
+            line = redact(line)  # pip masks its own index URLs, not every error it quotes
             log.write(line)
             text = line.rstrip()
             if text:

@@ -114,9 +114,7 @@ class LocationLog:
         self._partial = False
 
     def _recovery_note(self) -> bytes:
-        return (
-            f"--- wsm: {self._dropped_in_spell} line(s) dropped: {self._failing}\n".encode()
-        )
+        return f"--- wsm: {self._dropped_in_spell} line(s) dropped: {self._failing}\n".encode()
 
     def _drop(self) -> None:
         self.dropped += 1

@@ -272,9 +272,12 @@ class Manager:
         interpreter, key = await self._interpreter(config, loc)
         loc.environment = interpreter  # an env's own bin/python shows its key in the path
         if key:
-            self.envs.mark_used(key, self.identity, config.name)
             self._env_keys[config.name] = key
-            write_in_use(self.dir, set(self._env_keys.values()))
+            try:  # records for `wsm env list/prune`: a full disk must not stop the location
+                self.envs.mark_used(key, self.identity, config.name)
+                write_in_use(self.dir, set(self._env_keys.values()))
+            except OSError as exc:
+                self.events.message(f"{config.name}: cannot record its env's use: {exc}")
         self._socket_counter += 1
         plan = launch_plan(
             config, interpreter, self._sdk_dir, self.dir / f"{self._socket_counter}.sock"
@@ -291,14 +294,16 @@ class Manager:
         # hashing requirement files and local trees runs off the loop: health answers and
         # other locations never wait for it
         loop = asyncio.get_running_loop()
-        cached, key = await loop.run_in_executor(None, self.envs.lookup, config)
-        if cached is not None:  # warm start: no build, no subprocess
-            return cached, key
-        loc.mark_building("building its environment")
         try:
+            cached, key = await loop.run_in_executor(None, self.envs.lookup, config)
+            if cached is not None:  # warm start: no build, no subprocess
+                return cached, key
+            loc.mark_building("building its environment")
             resolved = await self.envs.ensure(config)
         except EnvBuildError as exc:
             raise LoadFailed(str(exc), exc.details()) from None
+        except OSError as exc:  # the cache folder is full, read-only, ...
+            raise LoadFailed(f"its environment could not be written: {exc}") from None
         return resolved.python, resolved.key
 
     async def _retry_changed_code(self) -> None:
@@ -453,8 +458,7 @@ class ManagerRunning(Exception):
     def __init__(self, record: Optional[runtime.ManagerRecord]) -> None:
         pid = f" (pid {record.pid})" if record is not None else ""
         super().__init__(
-            f"a manager for this workspace is already running{pid}; "
-            "use `wsm status` or `wsm down`"
+            f"a manager for this workspace is already running{pid}; use `wsm status` or `wsm down`"
         )
         self.record = record
 
