@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -20,10 +20,10 @@ FILE_MODE = 0o600
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def private_dir(path: PathLike) -> Path:
-    """Make ``path`` and any missing parent folders 0700; tighten ``path`` itself when it
-    exists with group or other bits (only when it is ours: a parent that was already there,
-    such as ``~/.cache``, is the user's to decide).
+def private_dir(path: PathLike, root: Optional[PathLike] = None) -> Path:
+    """Make ``path`` and any missing parent folders 0700; tighten ``path`` itself, and every
+    folder from ``root`` down to it, when one exists with group or other bits and is ours.
+    Other existing parents (such as ``~/.cache``) are the user's to decide.
 
     Raises OSError as ``os.mkdir`` does (ENOSPC, EACCES, ...).
     """
@@ -38,13 +38,17 @@ def private_dir(path: PathLike) -> Path:
             os.mkdir(folder, DIR_MODE)
         except FileExistsError:
             pass
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        os.mkdir(path, DIR_MODE)
-        return path
-    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and st.st_mode & 0o077:
-        os.chmod(path, DIR_MODE)
+    chain = [path]
+    if root is not None:
+        top = Path(root)
+        probe = path
+        while probe != top and probe != probe.parent and top in probe.parents:
+            probe = probe.parent
+            chain.append(probe)
+    for folder in chain:
+        st = os.stat(folder)
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and st.st_mode & 0o077:
+            os.chmod(folder, DIR_MODE)
     return path
 
 

@@ -72,8 +72,7 @@ class CacheLayout:
     def private(self, folder: Path) -> Path:
         """Make ``folder`` (under the root) and the root 0700, tightening them if an older
         wsm made them looser; raises OSError."""
-        private_dir(self.root)
-        return private_dir(folder)
+        return private_dir(folder, self.root)
 
     def env(self, key: str) -> Path:
         """The published name of an environment (a symlink once it is complete)."""

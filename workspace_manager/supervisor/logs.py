@@ -54,8 +54,10 @@ class LocationLog:
         backups: int = DEFAULT_BACKUPS,
         on_trouble: Optional[Callable[[str], None]] = None,
         clock: Callable[[], float] = time.monotonic,
+        root: Optional[Path] = None,
     ) -> None:
         self.path = path
+        self.root = root  # wsm's own folder above the log's: made and kept 0700 as well
         self.max_bytes = max_bytes
         self.backups = backups
         self.dropped = 0  # lines lost since this log was made
@@ -70,7 +72,7 @@ class LocationLog:
 
     def _open(self) -> int:
         if self._fd is None:
-            private_dir(self.path.parent)
+            private_dir(self.path.parent, self.root)
             fd = open_private(self.path, os.O_WRONLY | os.O_APPEND)
             self._size = os.fstat(fd).st_size
             self._fd = fd

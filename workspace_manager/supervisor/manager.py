@@ -30,10 +30,11 @@ from workspace_manager.supervisor.codewatch import code_fingerprint
 from workspace_manager.supervisor.control import ControlServer
 from workspace_manager.supervisor.instance import LaunchPlan, LoadFailed
 from workspace_manager.supervisor.location import Location, LocationHooks, NotReady
-from workspace_manager.supervisor.logs import LocationLog, log_path
+from workspace_manager.supervisor.logs import LocationLog, log_path, state_root
 from workspace_manager.supervisor.metrics import ManagerMetrics
 from workspace_manager.supervisor.plan import launch_plan
 from workspace_manager.supervisor.remote import RemotePlan, remote_plan
+from workspace_manager.supervisor.secret_vars import without_secrets, wsm_secret_vars
 from workspace_manager.supervisor.state import State, Transition
 from workspace_manager.version import __version__
 from workspace_manager.workspace.model import LocationConfig, RemoteTarget, Workspace
@@ -64,6 +65,7 @@ class Manager:
         reread: Optional[Callable[[], Workspace]] = None,
         build_reporter: Optional[BuildReporter] = None,
         adjust_plan: Optional[Callable[[LaunchPlan], LaunchPlan]] = None,
+        secret_vars: Tuple[str, ...] = (),
     ) -> None:
         self.workspace = workspace
         self.identity = identity
@@ -76,6 +78,7 @@ class Manager:
         self.metrics = ManagerMetrics(self)  # read at scrape time: GET /metrics
         self.envs = EnvironmentService(reporter=self.metrics.build_reporter(build_reporter))
         self.adjust_plan = adjust_plan  # `wsm serve`: its own listen address, token and TLS
+        self.secret_vars = secret_vars  # more variables kept from locations (`--token-env`)
         self._env_keys: Dict[str, str] = {}
         self._error_code: Dict[str, Any] = {}  # code fingerprint of each location in `error`
         self._codewatch_task: Optional[asyncio.Task] = None
@@ -282,6 +285,8 @@ class Manager:
         plan = launch_plan(
             config, interpreter, self._sdk_dir, self.dir / f"{self._socket_counter}.sock"
         )
+        secrets = wsm_secret_vars(self.workspace, self.secret_vars)
+        plan = dataclasses.replace(plan, env=without_secrets(plan.env, config, secrets))
         return self.adjust_plan(plan) if self.adjust_plan else plan
 
     async def _interpreter(self, config: LocationConfig, loc: Location) -> Tuple[str, str]:
@@ -340,7 +345,9 @@ class Manager:
         log = self._logs.get(name)
         if log is None:
             log = self._logs[name] = LocationLog(
-                log_path(self.key, name), on_trouble=lambda text: self._log_trouble(name, text)
+                log_path(self.key, name),
+                on_trouble=lambda text: self._log_trouble(name, text),
+                root=state_root(),
             )
         return log
 

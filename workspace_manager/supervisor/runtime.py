@@ -18,6 +18,8 @@ from typing import Iterator, Optional
 
 import psutil
 
+from workspace_manager.private_files import private_dir
+
 RECORD_NAME = "manager.json"
 
 
@@ -38,10 +40,12 @@ def runtime_root() -> Path:
 
 def ensure_private_dir(path: Path) -> Path:
     """Create ``path`` 0700, or check an existing one is ours and closed to others."""
-    try:
-        path.mkdir(mode=0o700, parents=True)
-    except FileExistsError:
-        pass
+    if not os.path.lexists(path):
+        private_dir(path.parent)  # missing parents 0700 too, not 0777 & umask
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode):
         raise RuntimeDirError(f"{path}: not a directory")
