@@ -208,6 +208,7 @@ def test_a_full_runtime_folder_is_one_clear_line(ws: WorkspaceDir, small_fs: Pat
     result = ws.run("up", timeout=60)
     assert result.returncode != 0
     assert "No space left on device" in result.stderr + result.stdout
+    assert str(small_fs / "run") in result.stderr  # names what it could not write
     assert "Traceback" not in result.stderr + result.stdout, result.stderr
 
 

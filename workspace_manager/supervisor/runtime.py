@@ -18,7 +18,7 @@ from typing import Iterator, Optional
 
 import psutil
 
-from workspace_manager.private_files import private_dir
+from workspace_manager.private_files import private_dir, write_private
 
 RECORD_NAME = "manager.json"
 
@@ -79,11 +79,13 @@ class ManagerRecord:
     health: Optional[str] = None
 
     def write(self, directory: Path) -> None:
-        tmp = directory / (RECORD_NAME + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(asdict(self), f)
-        os.replace(tmp, directory / RECORD_NAME)
+        """Replace the record atomically (0600); RuntimeDirError when it cannot be written
+        (a full or read-only filesystem), naming the file."""
+        path = directory / RECORD_NAME
+        try:
+            write_private(path, json.dumps(asdict(self)))
+        except OSError as exc:
+            raise RuntimeDirError(f"cannot write {path}: {exc.strerror or exc}") from None
 
     @classmethod
     def read(cls, directory: Path) -> Optional[ManagerRecord]:
