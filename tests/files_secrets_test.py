@@ -208,3 +208,23 @@ def test_redact_masks_passwords_and_lone_tokens_in_any_url() -> None:
         "-i",
         "https://a:****@c/",
     ]
+
+
+def test_wsm_serves_token_is_not_in_its_locations_environment(
+    ws: WorkspaceDir, tmp_path: Path
+) -> None:
+    import socket
+
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ws.file("served.py", PLAIN)
+    env = dict(ws.env, DUMP_DIR=str(dump), SERVE_TOKEN=SECRET)
+    argv = ["-f", "served.py", "--listen", f"tcp://127.0.0.1:{port}", "--token-env", "SERVE_TOKEN"]
+    with WsmUp(ws, *argv, command="serve", env=env) as up:
+        up.wait_state("served", "ready", timeout=60)
+        up.stop()
+    served = json.loads((dump / "served.json").read_text())
+    assert "SERVE_TOKEN" not in served and SECRET not in json.dumps(served)
