@@ -222,3 +222,84 @@ PLAIN = """
     def plain_repo():
         return [noop]
 """
+
+
+TICKER = """
+    import itertools, sys, time, threading
+
+    def tick():
+        for n in itertools.count():
+            print("tick %d " % n + "z" * 200, flush=True)
+            print("err %d" % n, file=sys.stderr, flush=True)
+            time.sleep(0.01)
+
+    threading.Thread(target=tick, daemon=True).start()
+    from workspace_manager import job, repository
+
+    @job
+    def noop(): ...
+
+    @repository
+    def ticker_repo():
+        return [noop]
+"""
+
+
+@pytest.mark.slow
+def test_a_state_folder_that_fills_empties_and_turns_read_only_never_costs_a_location(
+    ws: WorkspaceDir, small_fs: Path
+) -> None:
+    """Chaos: locations print without pause while their logs' filesystem fills up (and
+    rotation needs room), is freed, is remounted read-only (EROFS) and back; kill -9 and
+    reloads in between are handled each time, and lines are written again at the end."""
+    ws.env["WSM_STATE_DIR"] = str(small_fs / "state")
+    for name in ("t1", "t2", "t3"):
+        ws.file(f"{name}.py", TICKER)
+    ws.workspace(
+        {
+            "load_from": [
+                {"python_file": {"relative_path": f"{n}.py", "location_name": n}}
+                for n in ("t1", "t2", "t3")
+            ],
+            "supervision": {"backoff_initial_seconds": 0.1, "max_restarts": 100},
+        }
+    )
+    with WsmUp(ws) as up:
+        for name in ("t1", "t2", "t3"):
+            up.wait_state(name, "ready", timeout=60)
+        for round_ in range(3):
+            filler = fill(small_fs)
+            kill_and_see_it_back(up, f"t{round_ + 1}")
+            assert ws.run("reload", "t1", timeout=60).returncode == 0
+            subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+            try:
+                kill_and_see_it_back(up, "t2")
+                assert ws.run("reload", timeout=60).returncode == 0
+            finally:
+                subprocess.run(["mount", "-o", "remount,rw", str(small_fs)], check=True)
+            filler.unlink()
+        for name in ("t1", "t2", "t3"):
+            up.wait_state(name, "ready", timeout=45)
+        assert _metric(up, "wsm_log_lines_dropped_total", "t3") > 0
+        log = next((small_fs / "state").glob("*/logs/t3.log"))
+        mark = log.stat().st_size if log.exists() else 0
+
+        def grew() -> bool:
+            try:
+                return log.stat().st_size != mark
+            except OSError:
+                return False
+
+        wait_for(grew, 30, "t3's log to be written again")
+        assert up.stop() == 0
+
+
+def kill_and_see_it_back(up: WsmUp, name: str) -> None:
+    old = up.wait_state(name, "ready", timeout=45)["pid"]
+    os.kill(old, signal.SIGKILL)
+
+    def back() -> bool:
+        loc = up.location(name)
+        return loc["state"] == "ready" and loc["pid"] not in (None, old)
+
+    wait_for(back, 45, f"{name} to be back after kill -9")
