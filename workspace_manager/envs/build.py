@@ -110,8 +110,9 @@ def build_env(
     try:
         lock = key_lock(layout, key, timeout=0)
     except OSError as exc:  # its folder cannot be made: a full or read-only cache
-        progress("failed", f"cannot write the environment cache: {exc}")
-        raise EnvBuildError(f"cannot write the environment cache: {exc}", (), None, key) from None
+        reason = _cannot_write(layout, exc)
+        progress("failed", reason)
+        raise EnvBuildError(reason, (), None, key) from None
     try:
         lock.acquire()
     except filelock.Timeout:  # another process builds this env now
@@ -126,9 +127,7 @@ def build_env(
         try:
             _build_locked(recipe, layout, installer, progress, cancel or Cancel())
         except OSError as exc:  # the cache is full or read-only: its log included
-            raise EnvBuildError(
-                f"cannot write the environment: {redact(str(exc))}", (), None, key
-            ) from None
+            raise EnvBuildError(_cannot_write(layout, exc), (), None, key) from None
         progress("done", "built")
         return True
     except EnvBuildError as exc:
@@ -136,6 +135,12 @@ def build_env(
         raise
     finally:
         lock.release()
+
+
+def _cannot_write(layout: CacheLayout, exc: OSError) -> str:
+    """One line for a cache that cannot be written (full, read-only, no permission)."""
+    where = exc.filename or layout.root
+    return f"cannot write the environment cache: {where}: {exc.strerror or exc}"
 
 
 def _build_locked(
