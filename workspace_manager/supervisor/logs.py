@@ -101,18 +101,21 @@ class LocationLog:
         return True
 
     def _append(self, data: bytes) -> None:
-        fd = self._open()
+        fd = self._fd if self._fd is not None else self._open()
         if self._partial:
             data = b"\n" + data
-        view = memoryview(data)
-        while view:
-            try:
-                n = os.write(fd, view)
-            except OSError:
-                self._partial = len(view) < len(data) or self._partial
-                raise
-            self._size += n
-            view = view[n:]
+        n = os.write(fd, data)  # one call for a whole line, but for a short write
+        self._size += n
+        if n < len(data):
+            view = memoryview(data)[n:]
+            while view:
+                try:
+                    n = os.write(fd, view)
+                except OSError:
+                    self._partial = True  # half a line is in the file
+                    raise
+                self._size += n
+                view = view[n:]
         self._partial = False
 
     def _recovery_note(self) -> bytes:
