@@ -12,8 +12,17 @@ from pathlib import Path
 from typing import List
 
 from e2e import WorkspaceDir, WsmUp, wait_for
+from fixtures.envs_support import make_package
 
 SECRET = "s3cr3t-pa55"
+
+ENV_DUMP_SETUP = """
+import json, os
+from setuptools import setup
+with open(os.path.join(os.environ["DUMP_DIR"], "setup.json"), "w") as f:
+    json.dump(dict(os.environ), f)
+setup()
+"""
 
 PLAIN = """
     import json, os
@@ -165,6 +174,16 @@ def test_wsms_tokens_are_not_in_a_locations_environment(ws: WorkspaceDir, tmp_pa
                     }
                 },
                 {
+                    "python_file": {
+                        "relative_path": "plain.py",
+                        "location_name": "built",
+                        "environment": {
+                            "requirements": ["./envdump"],
+                            "pip_args": ["--no-index", "--no-build-isolation"],
+                        },
+                    }
+                },
+                {
                     "grpc_server": {
                         "host": "127.0.0.1",
                         "port": 9,
@@ -175,10 +194,16 @@ def test_wsms_tokens_are_not_in_a_locations_environment(ws: WorkspaceDir, tmp_pa
             ]
         }
     )
+    # a requirement whose build runs code: pip's environment is checked as well
+    make_package(ws.root, "envdump", "envdump", "", setup_py=ENV_DUMP_SETUP)
     with WsmUp(ws) as up:
         up.wait_state("plain", "ready", timeout=60)
         up.wait_state("asks", "ready", timeout=60)
+        up.wait_state("built", "ready", timeout=120)
         assert up.stop() == 0
+    for name in ("built", "setup"):
+        seen = json.loads((dump / f"{name}.json").read_text())
+        assert "REMOTE_TEAM_TOKEN" not in seen and SECRET not in json.dumps(seen), name
     plain = json.loads((dump / "plain.json").read_text())
     asks = json.loads((dump / "asks.json").read_text())
     assert "REMOTE_TEAM_TOKEN" not in plain

@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import IO, Deque, List, Optional, Sequence, Set
+from typing import IO, Deque, FrozenSet, List, Optional, Sequence, Set
 
 import filelock
 
@@ -94,6 +94,7 @@ def build_env(
     locations: Sequence[str] = (),
     warning: Optional[str] = None,
     cancel: Optional[Cancel] = None,
+    hidden_env: FrozenSet[str] = frozenset(),
 ) -> bool:
     """Make the env for ``recipe`` exist; True when this call built it, False when reused.
 
@@ -125,7 +126,7 @@ def build_env(
             return False
         store.clean_stale_builds(layout, holding_key=key)
         try:
-            _build_locked(recipe, layout, installer, progress, cancel or Cancel())
+            _build_locked(recipe, layout, installer, progress, cancel or Cancel(), hidden_env)
         except OSError as exc:  # the cache is full or read-only: its log included
             raise EnvBuildError(_cannot_write(layout, exc), (), None, key) from None
         progress("done", "built")
@@ -149,6 +150,7 @@ def _build_locked(
     installer: Installer,
     progress: _Progress,
     cancel: Cancel,
+    hidden_env: FrozenSet[str] = frozenset(),
 ) -> None:
     layout.private(layout.logs)
     layout.private(layout.app_data)
@@ -164,7 +166,7 @@ def _build_locked(
             python = str(build_dir / "bin" / "python")
             if recipe.requirement_count or recipe.inputs["requirements_file"]:
                 progress("step", recipe.install_step())
-                _install(recipe, installer, python, log, log_path, progress, cancel)
+                _install(recipe, installer, python, log, log_path, progress, cancel, hidden_env)
             progress("step", "finishing")
             marker = {
                 "key": recipe.key,
@@ -241,8 +243,10 @@ def _create_virtualenv(
         logger.removeHandler(handler)
 
 
-def _installer_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+def _installer_env(hidden: FrozenSet[str] = frozenset()) -> dict:
+    """wsm's environment for pip, without what would leak wsm's own packages and without
+    wsm's secrets (``hidden``): a build runs the setup code of every requirement."""
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV and k not in hidden}
     env.update(PIP_NO_INPUT="1", PYTHONUNBUFFERED="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
     return env
 
@@ -255,6 +259,7 @@ def _install(
     log_path: Path,
     progress: _Progress,
     cancel: Cancel,
+    hidden_env: FrozenSet[str] = frozenset(),
 ) -> None:
     if cancel.event.is_set():
         raise EnvBuildError("build cancelled: wsm is shutting down", (), log_path, recipe.key)
@@ -267,7 +272,7 @@ def _install(
         proc = subprocess.Popen(
             argv,
             cwd=str(recipe.cwd),
-            env=_installer_env(),
+            env=_installer_env(hidden_env),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

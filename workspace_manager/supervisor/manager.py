@@ -272,6 +272,8 @@ class Manager:
             remote = remote_plan(config.target)
             loc.environment = f"remote {remote.address}"
             return remote
+        secrets = wsm_secret_vars(self.workspace, self.secret_vars)
+        self.envs.hidden_env = secrets  # a build runs its requirements' setup code
         interpreter, key = await self._interpreter(config, loc)
         loc.environment = interpreter  # an env's own bin/python shows its key in the path
         if key:
@@ -285,7 +287,6 @@ class Manager:
         plan = launch_plan(
             config, interpreter, self._sdk_dir, self.dir / f"{self._socket_counter}.sock"
         )
-        secrets = wsm_secret_vars(self.workspace, self.secret_vars)
         plan = dataclasses.replace(plan, env=without_secrets(plan.env, config, secrets))
         return self.adjust_plan(plan) if self.adjust_plan else plan
 
