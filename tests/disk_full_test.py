@@ -199,6 +199,22 @@ def test_a_full_env_cache_is_a_clear_error_not_a_hang(ws: WorkspaceDir, small_fs
     assert "Traceback" not in up.output(), up.output()
 
 
+def test_a_read_only_env_cache_is_a_clear_error(ws: WorkspaceDir, small_fs: Path) -> None:
+    ws.env["WSM_CACHE_DIR"] = str(small_fs / "cache")
+    ws.file("plain.py", PLAIN)
+    entry = {"relative_path": "plain.py", "environment": {"requirements": []}}
+    ws.workspace({"load_from": [{"python_file": entry}]})
+    (small_fs / "cache" / "envs" / ".locks").mkdir(parents=True)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_fs)], check=True)
+    try:
+        with WsmUp(ws) as up:
+            loc = up.wait_state("plain", "error", timeout=60)
+            assert "Read-only file system" in loc["error"], loc["error"]
+            assert up.stop() == 0
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_fs)], check=True)
+
+
 def test_a_full_runtime_folder_is_one_clear_line(ws: WorkspaceDir, small_fs: Path) -> None:
     ws.env["WSM_RUNTIME_DIR"] = str(small_fs / "run")
     ws.file("plain.py", PLAIN)

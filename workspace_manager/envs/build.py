@@ -110,16 +110,16 @@ def build_env(
         progress("warning", warning)
     try:
         lock = key_lock(layout, key, timeout=0)
-    except OSError as exc:  # its folder cannot be made: a full or read-only cache
+        try:
+            lock.acquire()
+        except filelock.Timeout:  # another process builds this env now
+            progress("step", "waiting for another wsm building this env")
+            lock = key_lock(layout, key)
+            lock.acquire()
+    except OSError as exc:  # the lock cannot be made: a full or read-only cache
         reason = _cannot_write(layout, exc)
         progress("failed", reason)
         raise EnvBuildError(reason, (), None, key) from None
-    try:
-        lock.acquire()
-    except filelock.Timeout:  # another process builds this env now
-        progress("step", "waiting for another wsm building this env")
-        lock = key_lock(layout, key)
-        lock.acquire()
     try:
         if layout.is_complete(key):
             progress("done", "built by another wsm, reused")
