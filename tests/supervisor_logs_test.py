@@ -94,3 +94,77 @@ def test_console_summarises_binary_and_cuts_long_lines() -> None:
     long = printable(b"x" * 5000)
     assert long.startswith("x" * MAX_ECHO) and long.endswith(f"({5000 - MAX_ECHO} more characters)")
     assert printable(b"") == ""
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_full_disk_drops_and_counts_lines_warns_once_and_recovers(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import errno
+    import os as real_os
+
+    from workspace_manager.supervisor import logs
+
+    full = {"on": False}
+    real_write = real_os.write
+
+    def write(fd: int, data) -> int:
+        if full["on"]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(logs.os, "write", write)
+    notes: list = []
+    clock = _Clock()
+    path = tmp_path / "loc.log"
+    log = LocationLog(path, on_trouble=notes.append, clock=clock)
+    assert log.write(b"before\n")
+    full["on"] = True
+    for i in range(100):
+        assert not log.write(f"lost {i}\n".encode())  # never raises
+    assert log.dropped == 100
+    assert len(notes) == 1 and "No space left on device" in notes[0]
+    full["on"] = False
+    assert not log.write(b"too soon\n")  # no retry before RETRY_SECONDS: one syscall a spell
+    clock.now += logs.RETRY_SECONDS
+    assert log.write(b"after\n")
+    log.close()
+    assert path.read_bytes() == (
+        b"before\n--- wsm: 101 line(s) dropped: No space left on device\nafter\n"
+    )
+    assert log.dropped == 101 and len(notes) == 2 and "101 line(s) were dropped" in notes[1]
+
+
+def test_any_failing_open_or_rotation_is_dropped_never_raised(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    log = LocationLog(blocker / "loc.log")  # its folder cannot be made: ENOTDIR
+    assert not log.write(b"x\n") and log.dropped == 1
+
+
+def test_logs_are_private_and_looser_ones_are_tightened(tmp_path: Path) -> None:
+    import stat
+
+    folder = tmp_path / "state" / "key" / "logs"
+    log = LocationLog(folder / "loc.log", max_bytes=10, backups=2)
+    log.write(b"0123456789\n")  # rotates
+    log.write(b"new\n")
+    log.close()
+    for p in (tmp_path / "state", tmp_path / "state" / "key", folder):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o700, p
+    for p in folder.iterdir():
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+    folder.chmod(0o755)
+    (folder / "loc.log").chmod(0o644)
+    (folder / "loc.log.1").chmod(0o644)
+    LocationLog(folder / "loc.log", backups=2).write(b"again\n")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "loc.log").stat().st_mode) == 0o600
+    assert stat.S_IMODE((folder / "loc.log.1").stat().st_mode) == 0o600

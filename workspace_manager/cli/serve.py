@@ -110,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         health=health,
         adjust_plan=adjust,
         build_reporter=console.build_reporter(),
+        secret_vars=(args.token_env,) if args.token_env else (),
     )
     console.message(
         f"serving location {location.name} on {args.listen}" + (" with TLS" if tls else "")

@@ -16,7 +16,9 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import IO, Deque, List, Optional, Sequence, Set
+from typing import IO, Deque, FrozenSet, List, Optional, Sequence, Set
+
+import filelock
 
 from workspace_manager.envs import store
 from workspace_manager.envs.errors import EnvBuildError
@@ -25,6 +27,8 @@ from workspace_manager.envs.key import EnvRecipe, seed_version
 from workspace_manager.envs.lock import key_lock
 from workspace_manager.envs.paths import CacheLayout
 from workspace_manager.envs.progress import BuildReporter, emit
+from workspace_manager.private_files import open_private
+from workspace_manager.redact import redact, redact_argv, redact_data
 from workspace_manager.version import __version__
 
 TAIL_LINES = 25
@@ -90,6 +94,7 @@ def build_env(
     locations: Sequence[str] = (),
     warning: Optional[str] = None,
     cancel: Optional[Cancel] = None,
+    hidden_env: FrozenSet[str] = frozenset(),
 ) -> bool:
     """Make the env for ``recipe`` exist; True when this call built it, False when reused.
 
@@ -103,19 +108,27 @@ def build_env(
     progress("start")
     if warning:
         progress("warning", warning)
-    lock = key_lock(layout, key, timeout=0)
     try:
-        lock.acquire()
-    except Exception:  # filelock.Timeout: another process builds this env now
-        progress("step", "waiting for another wsm building this env")
-        lock = key_lock(layout, key)
-        lock.acquire()
+        lock = key_lock(layout, key, timeout=0)
+        try:
+            lock.acquire()
+        except filelock.Timeout:  # another process builds this env now
+            progress("step", "waiting for another wsm building this env")
+            lock = key_lock(layout, key)
+            lock.acquire()
+    except OSError as exc:  # the lock cannot be made: a full or read-only cache
+        reason = _cannot_write(layout, exc)
+        progress("failed", reason)
+        raise EnvBuildError(reason, (), None, key) from None
     try:
         if layout.is_complete(key):
             progress("done", "built by another wsm, reused")
             return False
         store.clean_stale_builds(layout, holding_key=key)
-        _build_locked(recipe, layout, installer, progress, cancel or Cancel())
+        try:
+            _build_locked(recipe, layout, installer, progress, cancel or Cancel(), hidden_env)
+        except OSError as exc:  # the cache is full or read-only: its log included
+            raise EnvBuildError(_cannot_write(layout, exc), (), None, key) from None
         progress("done", "built")
         return True
     except EnvBuildError as exc:
@@ -125,18 +138,27 @@ def build_env(
         lock.release()
 
 
+def _cannot_write(layout: CacheLayout, exc: OSError) -> str:
+    """One line for a cache that cannot be written (full, read-only, no permission)."""
+    where = exc.filename or layout.root
+    return f"cannot write the environment cache: {where}: {exc.strerror or exc}"
+
+
 def _build_locked(
     recipe: EnvRecipe,
     layout: CacheLayout,
     installer: Installer,
     progress: _Progress,
     cancel: Cancel,
+    hidden_env: FrozenSet[str] = frozenset(),
 ) -> None:
-    layout.logs.mkdir(parents=True, exist_ok=True)
+    layout.private(layout.logs)
+    layout.private(layout.app_data)
     log_path = layout.log(recipe.key)
     build_dir = store.new_build_dir(layout, recipe.key)
     try:
-        with open(log_path, "w", encoding="utf-8", errors="replace") as log:
+        log_fd = open_private(log_path, os.O_WRONLY | os.O_TRUNC)
+        with open(log_fd, "w", encoding="utf-8", errors="replace") as log:
             log.write(f"wsm {__version__}: building env {recipe.key} in {build_dir}\n")
             log.write(f"interpreter: {recipe.interpreter.path} ({recipe.interpreter.version})\n")
             progress("step", "creating virtualenv")
@@ -144,17 +166,17 @@ def _build_locked(
             python = str(build_dir / "bin" / "python")
             if recipe.requirement_count or recipe.inputs["requirements_file"]:
                 progress("step", recipe.install_step())
-                _install(recipe, installer, python, log, log_path, progress, cancel)
+                _install(recipe, installer, python, log, log_path, progress, cancel, hidden_env)
             progress("step", "finishing")
             marker = {
                 "key": recipe.key,
                 "created": time.time(),
                 "interpreter": recipe.interpreter.identity(),
-                "requirements": recipe.inputs["requirements"],
+                "requirements": redact_data(recipe.inputs["requirements"]),
                 "requirements_file": recipe.inputs["requirements_file"],
-                "pip_args": recipe.inputs["pip_args"],
+                "pip_args": redact_data(recipe.inputs["pip_args"]),
                 "installer": recipe.installer,
-                "inputs": recipe.inputs,
+                "inputs": redact_data(recipe.inputs),
                 "build_seconds": round(time.monotonic() - progress.started, 3),
                 "size_bytes": store.dir_size(build_dir),
                 "wsm_version": __version__,
@@ -176,7 +198,7 @@ class _ThreadLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.thread == self._thread:
-            self._stream.write(f"virtualenv: {record.getMessage()}\n")
+            self._stream.write(f"virtualenv: {redact(record.getMessage())}\n")
 
 
 def _create_virtualenv(
@@ -201,7 +223,7 @@ def _create_virtualenv(
         "bash,python",
         "--no-vcs-ignore",
     ]
-    log.write(f"virtualenv {seed_version()} {' '.join(argv)}\n")
+    log.write(f"virtualenv {seed_version()} {' '.join(redact_argv(argv))}\n")
     log.flush()
     handler = _ThreadLogHandler(log)
     logger = logging.getLogger("virtualenv")
@@ -211,9 +233,9 @@ def _create_virtualenv(
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
-        text = str(exc).strip().splitlines()
+        text = redact(str(exc)).strip().splitlines()
         reason = text[-1] if text else type(exc).__name__
-        log.write(f"virtualenv failed: {exc!r}\n")
+        log.write(f"virtualenv failed: {redact(repr(exc))}\n")
         raise EnvBuildError(
             f"creating the virtualenv failed: {reason}", text[-TAIL_LINES:], log_path, recipe.key
         ) from None
@@ -221,8 +243,10 @@ def _create_virtualenv(
         logger.removeHandler(handler)
 
 
-def _installer_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+def _installer_env(hidden: FrozenSet[str] = frozenset()) -> dict:
+    """wsm's environment for pip, without what would leak wsm's own packages and without
+    wsm's secrets (``hidden``): a build runs the setup code of every requirement."""
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV and k not in hidden}
     env.update(PIP_NO_INPUT="1", PYTHONUNBUFFERED="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
     return env
 
@@ -235,11 +259,12 @@ def _install(
     log_path: Path,
     progress: _Progress,
     cancel: Cancel,
+    hidden_env: FrozenSet[str] = frozenset(),
 ) -> None:
     if cancel.event.is_set():
         raise EnvBuildError("build cancelled: wsm is shutting down", (), log_path, recipe.key)
     argv = installer.command(python, recipe.install_args)
-    log.write("$ " + " ".join(argv) + f"\n  (in {recipe.cwd})\n")
+    log.write("$ " + " ".join(redact_argv(argv)) + f"\n  (in {recipe.cwd})\n")
     log.flush()
     tail: Deque[str] = collections.deque(maxlen=TAIL_LINES)
     errors: List[str] = []
@@ -247,7 +272,7 @@ def _install(
         proc = subprocess.Popen(
             argv,
             cwd=str(recipe.cwd),
-            env=_installer_env(),
+            env=_installer_env(hidden_env),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -257,12 +282,13 @@ def _install(
         )
     except OSError as exc:
         raise EnvBuildError(
-            f"{installer.name} could not start: {exc}", (), log_path, recipe.key
+            f"{installer.name} could not start: {redact(str(exc))}", (), log_path, recipe.key
         ) from None
     assert proc.stdout is not None
     cancel.track(proc)
     with proc:
         for line in proc.stdout:
+            line = redact(line)  # pip masks its own index URLs, not every error it quotes
             log.write(line)
             text = line.rstrip()
             if text:

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional
 from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.paths import CacheLayout
 from workspace_manager.envs.resolve import own_interpreter
+from workspace_manager.private_files import private_dir, write_private
 
 _PROBE = (
     "import json, platform, sys; print(json.dumps({'version': platform.python_version(), "
@@ -68,10 +69,11 @@ class InterpreterCache:
 
     def _save(self) -> None:
         path = self._layout.interpreters
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(self._data, sort_keys=True))
-        os.replace(tmp, path)
+        try:  # only a cache: unwritable (a full disk) means asking the interpreter again
+            private_dir(path.parent)
+            write_private(path, json.dumps(self._data, sort_keys=True))
+        except OSError:
+            pass
 
     def find(self, spec: Optional[str], base: Optional[Path] = None) -> Interpreter:
         """The interpreter for ``environment.python``; ``base`` anchors a relative path."""
@@ -134,6 +136,10 @@ def _discover_uncached(spec: str, py_info_dir: Path) -> str:
     """virtualenv's discovery: the same interpreter `virtualenv -p SPEC` would pick."""
     import python_discovery
 
+    try:
+        private_dir(py_info_dir)
+    except OSError:
+        pass  # python_discovery copes with a cache it cannot write
     cache = python_discovery.DiskCache(py_info_dir)
     try:
         info = python_discovery.get_interpreter(spec, cache=cache)

@@ -11,8 +11,8 @@ from workspace_manager.envs.paths import CacheLayout
 
 def key_lock(layout: CacheLayout, key: str, timeout: float = -1) -> filelock.FileLock:
     """A lock usable from any thread (not thread-local) on ``<envs>/.locks/<key>.lock``."""
-    layout.locks.mkdir(parents=True, exist_ok=True)
-    return filelock.FileLock(str(layout.lock(key)), timeout=timeout, thread_local=False)
+    layout.private(layout.locks)
+    return filelock.FileLock(str(layout.lock(key)), timeout=timeout, mode=0o600, thread_local=False)
 
 
 def try_lock(layout: CacheLayout, key: str) -> Optional[filelock.FileLock]:

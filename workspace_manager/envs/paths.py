@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from workspace_manager.private_files import private_dir
+
 MARKER = "wsm-env.json"  # written inside a build when it is complete, before it is published
 
 
@@ -66,6 +68,11 @@ class CacheLayout:
     @property
     def py_info(self) -> Path:
         return self.root / "py_info"
+
+    def private(self, folder: Path) -> Path:
+        """Make ``folder`` (under the root) and the root 0700, tightening them if an older
+        wsm made them looser; raises OSError."""
+        return private_dir(folder, self.root)
 
     def env(self, key: str) -> Path:
         """The published name of an environment (a symlink once it is complete)."""

@@ -8,13 +8,14 @@ with the same key within this process share one build.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Dict, FrozenSet, List, Optional, Set, Tuple
 
 from workspace_manager.envs import installers, store
 from workspace_manager.envs.build import Cancel, build_env
@@ -53,6 +54,8 @@ class EnvironmentService:
         self._inflight: Dict[str, asyncio.Future[bool]] = {}
         self._joined: Dict[str, List[str]] = {}
         self._cancel = Cancel()
+        #: Variables kept from installers (wsm's own tokens); the manager sets them.
+        self.hidden_env: FrozenSet[str] = frozenset()
 
     def recipe(self, location: LocationConfig) -> EnvRecipe:
         """The env key and build recipe of a location with `environment` (EnvBuildError)."""
@@ -102,7 +105,7 @@ class EnvironmentService:
             installer, warning = installers.choose(location.environment.installer)
             future = loop.run_in_executor(
                 self._pool,
-                build_env,
+                functools.partial(build_env, hidden_env=self.hidden_env),
                 recipe,
                 self.layout,
                 installer,

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 from workspace_manager.envs.paths import MARKER, CacheLayout
+from workspace_manager.private_files import write_private
 
 
 def new_build_dir(layout: CacheLayout, key: str) -> Path:
-    layout.builds.mkdir(parents=True, exist_ok=True)
+    layout.private(layout.envs)
+    layout.private(layout.builds)
     return layout.builds / f"{key}.{os.getpid()}.{os.urandom(4).hex()}"
 
 
@@ -45,9 +47,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(3).hex()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    write_private(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 def publish(layout: CacheLayout, key: str, build_dir: Path, marker: Dict[str, Any]) -> None:
@@ -116,7 +116,7 @@ def record_use(layout: CacheLayout, key: str, workspace: str, location: str) -> 
     """Last-used time and who uses the env; concurrent writers may lose an entry, never data."""
     from workspace_manager.envs.lock import key_lock
 
-    layout.usage.mkdir(parents=True, exist_ok=True)
+    layout.private(layout.usage)
     path = layout.usage_file(key)
     with key_lock(layout, f"{key}.usage", timeout=10):
         data = read_usage(layout, key)

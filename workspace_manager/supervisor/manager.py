@@ -29,10 +29,11 @@ from workspace_manager.supervisor.codewatch import code_fingerprint
 from workspace_manager.supervisor.control import ControlServer
 from workspace_manager.supervisor.instance import LaunchPlan, LoadFailed
 from workspace_manager.supervisor.location import Location, LocationHooks, NotReady
-from workspace_manager.supervisor.logs import LocationLog, log_path
+from workspace_manager.supervisor.logs import LocationLog, log_path, state_root
 from workspace_manager.supervisor.metrics import ManagerMetrics
 from workspace_manager.supervisor.plan import launch_plan
 from workspace_manager.supervisor.remote import RemotePlan, remote_plan
+from workspace_manager.supervisor.secret_vars import without_secrets, wsm_secret_vars
 from workspace_manager.supervisor.state import State, Transition
 from workspace_manager.version import __version__
 from workspace_manager.workspace.model import LocationConfig, RemoteTarget, Workspace
@@ -66,6 +67,7 @@ class Manager:
         reread: Optional[Callable[[], Workspace]] = None,
         build_reporter: Optional[BuildReporter] = None,
         adjust_plan: Optional[Callable[[LaunchPlan], LaunchPlan]] = None,
+        secret_vars: Tuple[str, ...] = (),
     ) -> None:
         self.workspace = workspace
         self.identity = identity
@@ -78,6 +80,7 @@ class Manager:
         self.metrics = ManagerMetrics(self)  # read at scrape time: GET /metrics
         self.envs = EnvironmentService(reporter=self.metrics.build_reporter(build_reporter))
         self.adjust_plan = adjust_plan  # `wsm serve`: its own listen address, token and TLS
+        self.secret_vars = secret_vars  # more variables kept from locations (`--token-env`)
         self._env_keys: Dict[str, str] = {}
         # Code fingerprints (codewatch): taken as each process is planned, kept once it is
         # ready or in `error`. A reload restarts the locations whose code moved since, and a
@@ -342,16 +345,22 @@ class Manager:
         # before the process starts: an edit made while it loads counts as a change
         loop = asyncio.get_running_loop()
         self._planned_code[config.name] = await loop.run_in_executor(None, code_fingerprint, config)
+        secrets = wsm_secret_vars(self.workspace, self.secret_vars)
+        self.envs.hidden_env = secrets  # a build runs its requirements' setup code
         interpreter, key = await self._interpreter(config, loc)
         loc.environment = interpreter  # an env's own bin/python shows its key in the path
         if key:
-            self.envs.mark_used(key, self.identity, config.name)
             self._env_keys[config.name] = key
-            write_in_use(self.dir, set(self._env_keys.values()))
+            try:  # records for `wsm env list/prune`: a full disk must not stop the location
+                self.envs.mark_used(key, self.identity, config.name)
+                write_in_use(self.dir, set(self._env_keys.values()))
+            except OSError as exc:
+                self.events.message(f"{config.name}: cannot record its env's use: {exc}")
         self._socket_counter += 1
         plan = launch_plan(
             config, interpreter, self._sdk_dir, self.dir / f"{self._socket_counter}.sock"
         )
+        plan = dataclasses.replace(plan, env=without_secrets(plan.env, config, secrets))
         return self.adjust_plan(plan) if self.adjust_plan else plan
 
     async def _interpreter(self, config: LocationConfig, loc: Location) -> Tuple[str, str]:
@@ -364,14 +373,16 @@ class Manager:
         # hashing requirement files and local trees runs off the loop: health answers and
         # other locations never wait for it
         loop = asyncio.get_running_loop()
-        cached, key = await loop.run_in_executor(None, self.envs.lookup, config)
-        if cached is not None:  # warm start: no build, no subprocess
-            return cached, key
-        loc.mark_building("building its environment")
         try:
+            cached, key = await loop.run_in_executor(None, self.envs.lookup, config)
+            if cached is not None:  # warm start: no build, no subprocess
+                return cached, key
+            loc.mark_building("building its environment")
             resolved = await self.envs.ensure(config)
         except EnvBuildError as exc:
             raise LoadFailed(str(exc), exc.details()) from None
+        except OSError as exc:  # the cache folder is full, read-only, ...
+            raise LoadFailed(f"its environment could not be written: {exc}") from None
         return resolved.python, resolved.key
 
     async def _retry_changed_code(self) -> None:
@@ -412,8 +423,19 @@ class Manager:
     def _log(self, name: str) -> LocationLog:
         log = self._logs.get(name)
         if log is None:
-            log = self._logs[name] = LocationLog(log_path(self.key, name))
+            log = self._logs[name] = LocationLog(
+                log_path(self.key, name),
+                on_trouble=lambda text: self._log_trouble(name, text),
+                root=state_root(),
+            )
         return log
+
+    def _log_trouble(self, name: str, text: str) -> None:
+        self.events.message(f"{name}: {text}")
+
+    def log_lines_dropped(self) -> Dict[str, int]:
+        """Lines of each location's output lost to failed log writes (a full disk)."""
+        return {name: log.dropped for name, log in self._logs.items()}
 
     # -- views ----------------------------------------------------------------------------
 

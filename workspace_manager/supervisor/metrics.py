@@ -132,6 +132,7 @@ class _LocationRow:
     restarts: int
     rss: Optional[int]  # None unless ready with a live process
     cpu: Optional[float]
+    log_dropped: int = 0  # its output lines lost to failed log writes
 
 
 @dataclass(frozen=True)
@@ -197,7 +198,13 @@ class Snapshot:
             "(last sample; starts again from 0 when the process is restarted).",
             labels=["location"],
         )
+        dropped = CounterMetricFamily(
+            "wsm_log_lines_dropped",
+            "Lines of a location's output that could not be written to its log (a full disk).",
+            labels=["location"],
+        )
         for loc in self.locations:
+            dropped.add_metric([loc.name], loc.log_dropped)
             for s in STATES:
                 state.add_metric([loc.name, s], 1 if s == loc.state else 0)
             up.add_metric([loc.name], 1 if loc.state == "ready" else 0)
@@ -206,7 +213,7 @@ class Snapshot:
                 rss.add_metric([loc.name], loc.rss)
             if loc.cpu is not None:
                 cpu.add_metric([loc.name], loc.cpu)
-        yield from (state, up, restarts, rss, cpu)
+        yield from (state, up, restarts, rss, cpu, dropped)
 
     def _rpc_families(self) -> Iterator[Metric]:
         labels = ["location", "method"]
@@ -314,12 +321,21 @@ class ManagerMetrics:
     def snapshot(self) -> Snapshot:
         """Copy what a scrape reports; call on the event loop that owns the manager."""
         rows = []
+        counter = getattr(self._source, "log_lines_dropped", None)
+        dropped: Dict[str, int] = counter() if counter is not None else {}
         for loc in list(self._source.locations.values()):
             state = str(getattr(loc.state, "value", loc.state))
             live = state == "ready" and loc.pid is not None
             cpu = getattr(loc.instance, "cpu_seconds", None) if live else None
             rows.append(
-                _LocationRow(loc.name, state, loc.restarts, loc.last_rss if live else None, cpu)
+                _LocationRow(
+                    loc.name,
+                    state,
+                    loc.restarts,
+                    loc.last_rss if live else None,
+                    cpu,
+                    dropped.get(loc.name, 0),
+                )
             )
         rpc = []
         for row in rows:  # only the locations the manager has now

@@ -18,6 +18,8 @@ from typing import Any, Dict, Iterator, Optional
 
 import psutil
 
+from workspace_manager.private_files import private_dir, write_private
+
 RECORD_NAME = "manager.json"
 
 
@@ -38,10 +40,12 @@ def runtime_root() -> Path:
 
 def ensure_private_dir(path: Path) -> Path:
     """Create ``path`` 0700, or check an existing one is ours and closed to others."""
-    try:
-        path.mkdir(mode=0o700, parents=True)
-    except FileExistsError:
-        pass
+    if not os.path.lexists(path):
+        private_dir(path.parent)  # missing parents 0700 too, not 0777 & umask
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode):
         raise RuntimeDirError(f"{path}: not a directory")
@@ -102,11 +106,13 @@ class ManagerRecord:
     health: Optional[str] = None
 
     def write(self, directory: Path) -> None:
-        tmp = directory / (RECORD_NAME + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(asdict(self), f)
-        os.replace(tmp, directory / RECORD_NAME)
+        """Replace the record atomically (0600); RuntimeDirError when it cannot be written
+        (a full or read-only filesystem), naming the file."""
+        path = directory / RECORD_NAME
+        try:
+            write_private(path, json.dumps(asdict(self)))
+        except OSError as exc:
+            raise RuntimeDirError(f"cannot write {path}: {exc.strerror or exc}") from None
 
     @classmethod
     def read(cls, directory: Path) -> Optional[ManagerRecord]:
