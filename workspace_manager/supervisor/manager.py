@@ -8,6 +8,7 @@ stop every location at once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import secrets
 import shutil
@@ -345,8 +346,8 @@ class Manager:
         # before the process starts: an edit made while it loads counts as a change
         loop = asyncio.get_running_loop()
         self._planned_code[config.name] = await loop.run_in_executor(None, code_fingerprint, config)
-        secrets = wsm_secret_vars(self.workspace, self.secret_vars)
-        self.envs.hidden_env = secrets  # a build runs its requirements' setup code
+        hidden = wsm_secret_vars(self.workspace, self.secret_vars)
+        self.envs.hidden_env = hidden  # a build runs its requirements' setup code
         interpreter, key = await self._interpreter(config, loc)
         loc.environment = interpreter  # an env's own bin/python shows its key in the path
         if key:
@@ -360,7 +361,7 @@ class Manager:
         plan = launch_plan(
             config, interpreter, self._sdk_dir, self.dir / f"{self._socket_counter}.sock"
         )
-        plan = dataclasses.replace(plan, env=without_secrets(plan.env, config, secrets))
+        plan = dataclasses.replace(plan, env=without_secrets(plan.env, config, hidden))
         return self.adjust_plan(plan) if self.adjust_plan else plan
 
     async def _interpreter(self, config: LocationConfig, loc: Location) -> Tuple[str, str]:
