@@ -131,7 +131,7 @@ def test_everything_wsm_writes_is_private_and_no_credential_is_printed_or_stored
     assert len(build_logs) == 2
     texts = [p.read_text() for p in build_logs]
     assert not [t for t in texts if SECRET in t]
-    assert any("https://alice:****@127.0.0.1:9/simple" in t for t in texts)
+    assert any("https://alice:****@127.0.0.1:9/simple" in t for t in texts), texts
     for marker in (ws.root / ".wsm-cache" / "envs").glob("*/wsm-env.json"):
         assert SECRET not in marker.read_text()
 
