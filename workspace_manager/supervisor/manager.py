@@ -266,7 +266,7 @@ class Manager:
         assert self.dir is not None and self._sdk_dir is not None
         loc = self.locations[config.name]
         if isinstance(config.target, RemoteTarget):
-            remote = remote_plan(config.target)
+            remote = remote_plan(config.target, config.supervision.max_frame_bytes)
             loc.environment = f"remote {remote.address}"
             return remote
         interpreter, key = await self._interpreter(config, loc)
