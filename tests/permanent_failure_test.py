@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from cli_up_test import manager_client
-from e2e import WorkspaceDir, WsmUp, wait_for
+from e2e import WorkspaceDir, WsmUp
 from remote_test import TOKEN, free_port, manager_env, remote_entry
 
 from workspace_manager.protocol.errors import MessageTooLarge
@@ -70,7 +70,9 @@ def test_a_snapshot_larger_than_the_frame_limit_is_an_error_naming_the_limit(
     ws.file("big/repo.py", BIG_REPO)
     path = ws.workspace(
         {
-            "load_from": [{"python_file": {"relative_path": "big/repo.py", "location_name": "big"}}],
+            "load_from": [
+                {"python_file": {"relative_path": "big/repo.py", "location_name": "big"}}
+            ],
             "supervision": _quick(max_message_mb=1),
         }
     )
@@ -150,8 +152,14 @@ def test_a_remote_answer_larger_than_the_managers_limit_fails_that_call_only(
     env = dict(ws.env, WSM_TOKEN=TOKEN, WSM_RUNTIME_DIR=str(ws.root / ".run-serve"))
     serve_args = ("-f", "chatty.py", "--listen", f"tcp://127.0.0.1:{port}")
     with WsmUp(
-        ws, *serve_args, "--token-env", "WSM_TOKEN", "--max-message-mb", "16",
-        command="serve", env=env,
+        ws,
+        *serve_args,
+        "--token-env",
+        "WSM_TOKEN",
+        "--max-message-mb",
+        "16",
+        command="serve",
+        env=env,
     ) as server:
         server.wait_state("chatty", "ready")
         with WsmUp(ws, "-w", str(path), env=manager_env(ws)) as up:
@@ -177,7 +185,9 @@ def test_a_snapshot_over_the_default_64_mib_is_an_error_at_once(ws: WorkspaceDir
     ws.file("big/repo.py", BIG_REPO.replace("range(2000)", "range(80000)"))
     path = ws.workspace(
         {
-            "load_from": [{"python_file": {"relative_path": "big/repo.py", "location_name": "big"}}],
+            "load_from": [
+                {"python_file": {"relative_path": "big/repo.py", "location_name": "big"}}
+            ],
             "supervision": _quick(startup_timeout_seconds=120),
         }
     )
@@ -185,3 +195,127 @@ def test_a_snapshot_over_the_default_64_mib_is_an_error_at_once(ws: WorkspaceDir
         loc = up.wait_state("big", "error", "failed", timeout=240)
         assert (loc["state"], loc["restarts"]) == ("error", 0), loc
         assert "(64 MiB)" in loc["error"] and "max_message_mb" in loc["error"]
+
+
+# -- the interpreter ------------------------------------------------------------------------
+
+SMALL_REPO = """
+from workspace_manager import job, repository
+
+@job
+def small_job(): ...
+
+@repository
+def small():
+    return [small_job]
+"""
+
+#: Answers the version question the way `pythonX.Y` would; anything else (the loader) fails
+#: as Python 3.6 does on the SDK, so a location started without the check crash-loops.
+FAKE_PYTHON = """#!/bin/sh
+for arg in "$@"; do
+  case "$arg" in
+    *platform.python_version*)
+      echo '{{"version": "{version}", "implementation": "CPython", "sys_version": "{version}"}}'
+      exit 0;;
+  esac
+done
+echo '  File "<sdk>/workspace_manager/__init__.py", line 3' >&2
+echo 'SyntaxError: future feature annotations is not defined' >&2
+exit 1
+"""
+
+
+def _fake_python(ws: WorkspaceDir, version: str) -> Path:
+    path = ws.file(f"fake/python{version}", FAKE_PYTHON.format(version=version))
+    path.chmod(0o755)
+    return path
+
+
+def _interpreter_workspace(ws: WorkspaceDir, cases: dict) -> Path:
+    ws.file("small/repo.py", SMALL_REPO)
+    entries = []
+    for name, extra in cases.items():
+        entry = {"relative_path": "small/repo.py", "location_name": name}
+        entry.update(extra)
+        entries.append({"python_file": entry})
+    return ws.workspace({"load_from": entries, "supervision": _quick()})
+
+
+def test_an_interpreter_that_is_not_a_python_or_too_old_is_an_error_that_says_so(
+    ws: WorkspaceDir,
+) -> None:
+    """(A missing or non-executable `executable_path` is found by `wsm validate`.)"""
+    script = ws.file("fake/script", "echo hello\n")  # executable, no #! line: ENOEXEC
+    script.chmod(0o755)
+    cases = {
+        "py36": {"executable_path": str(_fake_python(ws, "3.6.15"))},
+        "py27": {"executable_path": str(_fake_python(ws, "2.7.18"))},
+        "py36_env": {"environment": {"python": str(_fake_python(ws, "3.6.8"))}},
+        "true": {"executable_path": "/bin/true"},
+        "script": {"executable_path": str(script)},
+    }
+    path = _interpreter_workspace(ws, cases)
+    with WsmUp(ws, "-w", str(path)) as up:
+        status = up.wait_all_settled()
+        locs = status["locations"]
+        assert {n: (loc["state"], loc["restarts"]) for n, loc in locs.items()} == {
+            n: ("error", 0) for n in cases
+        }, locs
+        errors = {n: loc["error"] for n, loc in locs.items()}
+        assert "Python 3.6.15 is too old: wsm needs 3.9 or newer" in errors["py36"]
+        assert "Python 2.7.18 is too old: wsm needs 3.9 or newer" in errors["py27"]
+        assert "Python 3.6.8 is too old: wsm needs 3.9 or newer" in errors["py36_env"]
+        assert "/bin/true is not a Python interpreter" in errors["true"]
+        assert f"{script} is not a Python interpreter" in errors["script"]
+
+
+PROBE_COUNTING_PYTHON = """#!/bin/sh
+case "$*" in *platform.python_version*) echo probe >> {log};; esac
+exec {python} "$@"
+"""
+
+
+def test_the_interpreter_check_is_cached_by_the_executables_identity(ws: WorkspaceDir) -> None:
+    import sys
+
+    log = ws.root / "probes.log"
+    python = ws.file(
+        "fake/python3",
+        PROBE_COUNTING_PYTHON.format(log=log, python=os.path.realpath(sys.executable)),
+    )
+    python.chmod(0o755)
+    path = _interpreter_workspace(ws, {"counted": {"executable_path": str(python)}})
+    for _ in range(2):
+        with WsmUp(ws, "-w", str(path)) as up:
+            assert up.wait_all_settled()["locations"]["counted"]["state"] == "ready"
+    assert log.read_text().count("probe") == 1  # the second start asked no process
+    python.write_text(python.read_text() + "\n")  # a new interpreter at the same path
+    with WsmUp(ws, "-w", str(path)) as up:
+        assert up.wait_all_settled()["locations"]["counted"]["state"] == "ready"
+    assert log.read_text().count("probe") == 2
+
+
+@pytest.mark.parametrize("how", ["os._exit(0)", "sys.exit(0)", "threading_exit"])
+def test_a_load_that_exits_0_without_loading_is_an_error(ws: WorkspaceDir, how: str) -> None:
+    code = {
+        "os._exit(0)": "import os\nos._exit(0)\n",
+        "sys.exit(0)": "import sys\nsys.exit(0)\n",
+        # the main thread is still importing when another thread ends the process cleanly
+        "threading_exit": "import os, threading, time\n"
+        "threading.Thread(target=lambda: os._exit(0)).start()\ntime.sleep(30)\n",
+    }[how]
+    ws.file("quitter/repo.py", code + SMALL_REPO)
+    path = ws.workspace(
+        {
+            "load_from": [
+                {"python_file": {"relative_path": "quitter/repo.py", "location_name": "quitter"}}
+            ],
+            "supervision": _quick(),
+        }
+    )
+    with WsmUp(ws, "-w", str(path)) as up:
+        loc = up.wait_state("quitter", "error", "stopped", "failed")
+        assert (loc["state"], loc["restarts"]) == ("error", 0), loc
+        time.sleep(0.5)
+        assert up.location("quitter")["state"] == "error"

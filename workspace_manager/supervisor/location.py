@@ -27,6 +27,8 @@ from workspace_manager.workspace.model import LocationConfig
 
 #: Heartbeats a location may miss in a row before it is considered hung.
 MISSED_HEARTBEATS = 3
+#: What usually makes a load exit 0.
+EXIT_0_HINT = " (does the code call sys.exit() or os._exit() when imported?)"
 #: Memory samples in a row above the limit before a location is restarted.
 MEMORY_STRIKES = 2
 
@@ -275,6 +277,11 @@ class Location:
             await inst.stop(grace=0)
             if exc.returncode == EXIT_LOAD_ERROR:
                 self._fail_load(LoadFailed(str(exc)))
+                raise _Settled() from None
+            if exc.returncode == 0:
+                # Importing the code ended the process without an error (sys.exit(0) in a
+                # thread, os._exit(0)): it would do the same on every start.
+                self._fail_load(LoadFailed(f"{exc}{EXIT_0_HINT}"))
                 raise _Settled() from None
             raise _Exited(ExitInfo(exc.returncode, str(exc), clean=exc.returncode == 0)) from None
         except asyncio.CancelledError:

@@ -283,14 +283,22 @@ class Manager:
 
     async def _interpreter(self, config: LocationConfig, loc: Location) -> Tuple[str, str]:
         """(interpreter path, env key or ""); raises LoadFailed, shown as the location's error."""
+        loop = asyncio.get_running_loop()
         if config.environment is None:
             try:
-                return plain_interpreter(config), ""
+                path = plain_interpreter(config)
             except InterpreterError as exc:
                 raise LoadFailed(str(exc)) from None
+            if config.executable_path is not None:
+                # Not a Python, or too old for the loader: say so now, instead of a crash
+                # loop whose cause is only in the log. Cached by the file's identity.
+                try:
+                    await loop.run_in_executor(None, self.envs.interpreters.check, path)
+                except EnvBuildError as exc:
+                    raise LoadFailed(f"executable_path: {exc}") from None
+            return path, ""
         # hashing requirement files and local trees runs off the loop: health answers and
         # other locations never wait for it
-        loop = asyncio.get_running_loop()
         cached, key = await loop.run_in_executor(None, self.envs.lookup, config)
         if cached is not None:  # warm start: no build, no subprocess
             return cached, key
