@@ -319,3 +319,27 @@ def test_a_load_that_exits_0_without_loading_is_an_error(ws: WorkspaceDir, how: 
         assert (loc["state"], loc["restarts"]) == ("error", 0), loc
         time.sleep(0.5)
         assert up.location("quitter")["state"] == "error"
+
+
+# -- failed, then fixed ---------------------------------------------------------------------
+
+CRASHING = """
+import os, threading, time
+threading.Thread(target=lambda: (time.sleep(0.3), os._exit(1)), daemon=True).start()
+"""
+
+
+def test_a_failed_location_is_tried_again_when_its_code_changes(ws: WorkspaceDir) -> None:
+    repo = ws.file("crashy/repo.py", CRASHING + SMALL_REPO)
+    path = ws.workspace(
+        {
+            "load_from": [
+                {"python_file": {"relative_path": "crashy/repo.py", "location_name": "crashy"}}
+            ],
+            "supervision": _quick(max_restarts=1),
+        }
+    )
+    with WsmUp(ws, "-w", str(path)) as up:
+        assert up.wait_state("crashy", "failed")["restarts"] == 1
+        repo.write_text(SMALL_REPO)  # fixed
+        assert up.wait_state("crashy", "ready", timeout=30)["state"] == "ready"

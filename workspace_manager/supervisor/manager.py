@@ -48,8 +48,10 @@ class EventSink:
     message: Callable[[str], None] = lambda text: None
 
 
-#: How often locations in `error` are checked for edited code.
+#: How often locations in `error` or `failed` are checked for edited code.
 CODEWATCH_SECONDS = 2.0
+#: States a location does not leave on its own: retried when their code changes.
+_GAVE_UP = (State.ERROR, State.FAILED)
 
 
 class Manager:
@@ -310,22 +312,23 @@ class Manager:
         return resolved.python, resolved.key
 
     async def _retry_changed_code(self) -> None:
-        """A location in `error` is retried once its code changes (no reload needed)."""
+        """A location in `error` or `failed` is retried once its code changes (no reload
+        needed): a fix is the one thing that makes either worth another try."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(CODEWATCH_SECONDS)
             for loc in list(self.locations.values()):
                 seen = self._error_code.get(loc.name)
-                if loc.state is not State.ERROR or seen is None:
+                if loc.state not in _GAVE_UP or seen is None:
                     continue
                 now = await loop.run_in_executor(None, code_fingerprint, loc.config)
-                if now != seen and loc.state is State.ERROR:
+                if now != seen and loc.state in _GAVE_UP:
                     self._error_code.pop(loc.name, None)
                     self.events.message(f"{loc.name}: its code changed, loading it again")
                     asyncio.ensure_future(loc.restart())
 
     def _on_transition(self, loc: Location, t: Transition) -> None:
-        if t.new is State.ERROR:
+        if t.new in _GAVE_UP:
             self._error_code[loc.name] = code_fingerprint(loc.config)
         if t.new is State.READY:
             self.metrics.watch_connection(loc)  # time its calls from now on
