@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from cli_up_test import manager_client
-from e2e import WorkspaceDir, WsmUp
-from remote_test import TOKEN, free_port, manager_env, remote_entry
+from e2e import WorkspaceDir, WsmUp, wait_for
+from remote_test import TOKEN, free_port, manager_env, remote_entry, serve
 
 from workspace_manager.protocol.errors import MessageTooLarge
 
@@ -343,3 +343,42 @@ def test_a_failed_location_is_tried_again_when_its_code_changes(ws: WorkspaceDir
         assert up.wait_state("crashy", "failed")["restarts"] == 1
         repo.write_text(SMALL_REPO)  # fixed
         assert up.wait_state("crashy", "ready", timeout=30)["state"] == "ready"
+
+
+# -- a remote server that comes back --------------------------------------------------------
+
+
+def test_an_unreachable_remote_is_retried_until_it_comes_back(ws: WorkspaceDir) -> None:
+    """Past the point where a local location would be `failed`, a grpc_server location
+    keeps retrying at the longest backoff, says how long it has been down, and is ready
+    as soon as its server (a restarted pod) listens again."""
+    port = free_port()
+    path = ws.workspace(
+        {
+            "load_from": [remote_entry("far", port)],
+            "supervision": _quick(max_restarts=1, backoff_max_seconds=0.3),
+        }
+    )
+    with WsmUp(ws, "-w", str(path), env=manager_env(ws)) as up:
+        loc = wait_for(
+            lambda: (lambda loc: loc if loc["restarts"] >= 4 else None)(up.location("far")),
+            60,
+            "several reconnects",
+        )
+        assert loc["state"] in ("backoff", "starting"), loc
+        assert loc["down_seconds"] > 0.5
+        if loc["state"] == "backoff":
+            assert "connection refused; down since 20" in loc["error"]
+        code, body = up.get("/readyz?verbose")
+        assert code == 503
+        assert "[-]far backoff for" in body or "[-]far starting for" in body, body
+        status = ws.run("status", "-w", str(path))
+        assert "down " in status.stdout, status.stdout
+        time.sleep(1.0)
+        assert up.location("far")["state"] != "failed"
+
+        with serve(ws, "far", port) as server:  # the pod is back
+            server.wait_state("far", "ready")
+            back = up.wait_state("far", "ready", timeout=30)
+            assert back["down_seconds"] is None and back["error"] is None
+            assert up.get("/readyz")[0] == 200

@@ -92,8 +92,14 @@ def _row(name: str, loc: Dict[str, Any]) -> Sequence[str]:
         str(loc.get("restarts", 0)),
         duration(loc.get("uptime_seconds")),
         size(loc.get("rss_bytes")),
-        last_error(loc),
+        _down(loc) + last_error(loc),
     )
+
+
+def _down(loc: Dict[str, Any]) -> str:
+    """`down 3m05s: ` before the error of a location that is not serving."""
+    seconds = loc.get("down_seconds")
+    return f"down {duration(seconds)}: " if isinstance(seconds, (int, float)) else ""
 
 
 def _line(cells: Sequence[str], widths: List[int], room: int, painted: bool = False) -> str:

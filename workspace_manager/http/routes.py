@@ -130,8 +130,20 @@ def _location_line(loc: LocationView) -> str:
 
 def _state_reason(loc: LocationView) -> str:
     state = _one_line(loc.state) or "unknown"
+    if loc.down_seconds is not None:
+        state += f" for {_duration(loc.down_seconds)}"
     reason = _one_line(loc.error or "")
     return f"{state}: {reason}" if reason else state
+
+
+def _duration(seconds: float) -> str:
+    """`42s`, `3m05s`, `2h07m`: how long a location has been down, at a glance."""
+    s = int(seconds) if math.isfinite(seconds) else 0
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def _one_line(value: str) -> str:
@@ -154,6 +166,7 @@ def _location_json(loc: LocationView) -> Dict[str, object]:
         "python": loc.python,
         "environment": loc.environment,
         "uptime_seconds": _seconds(loc.uptime_seconds),
+        "down_seconds": _seconds(loc.down_seconds),
         "rss_bytes": loc.rss_bytes,
         "error": loc.error,
         "traceback": loc.traceback,

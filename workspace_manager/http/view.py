@@ -26,6 +26,7 @@ class LocationView:
     python: Optional[str] = None  # e.g. "3.11.2"
     environment: Optional[str] = None  # env cache key, or the executable path used as is
     uptime_seconds: Optional[float] = None  # since the current process became ready
+    down_seconds: Optional[float] = None  # while not ready: since it stopped serving
     rss_bytes: Optional[int] = None
     error: Optional[str] = None  # one-line reason for error/backoff/failed
     traceback: Optional[str] = None

@@ -23,7 +23,7 @@ from workspace_manager.supervisor.instance import (
 from workspace_manager.supervisor.policy import ExitInfo, RestartHistory, next_step
 from workspace_manager.supervisor.remote import RemoteInstance, RemotePlan
 from workspace_manager.supervisor.state import State, Transition
-from workspace_manager.workspace.model import LocationConfig
+from workspace_manager.workspace.model import LocationConfig, RemoteTarget
 
 #: Heartbeats a location may miss in a row before it is considered hung.
 MISSED_HEARTBEATS = 3
@@ -77,6 +77,7 @@ class Location:
         self.error: Optional[str] = None
         self.traceback: Optional[str] = None
         self.ready_since: Optional[float] = None  # monotonic
+        self.down_since: Optional[float] = None  # monotonic: first failure since last ready
         self.last_rss: Optional[int] = None
         self.environment: Optional[str] = None
         self.history = RestartHistory()
@@ -170,6 +171,13 @@ class Location:
     def snapshot(self) -> Optional[dict]:
         return self.instance.snapshot if self.instance else None
 
+    def down_for(self) -> Optional[float]:
+        """Seconds since the location last stopped serving (or first failed to start), while
+        it is not ready; None when ready or shut down."""
+        if self.down_since is None or self.state in (State.READY, State.STOPPED):
+            return None
+        return self.hooks.clock() - self.down_since
+
     def uptime(self) -> Optional[float]:
         if self.state is State.READY and self.ready_since is not None:
             return self.hooks.clock() - self.ready_since
@@ -211,7 +219,14 @@ class Location:
         """Apply the restart policy; True when the loop should start the location again."""
         sup = self.config.supervision
         now = self.hooks.clock()
-        action, delay = next_step(self.history, exit_info, sup, now, self.hooks.rng)
+        if self.down_since is None:
+            self.down_since = now
+        # A remote server is restarted by its own orchestrator and comes back: never give
+        # up on it, whereas a local crash loop is ours to stop.
+        remote = isinstance(self.config.target, RemoteTarget)
+        action, delay = next_step(
+            self.history, exit_info, sup, now, self.hooks.rng, keep_trying=remote
+        )
         self.error = exit_info.reason
         # A location that stays down says why in its error too (status tables show that).
         if action == "stop":
@@ -230,10 +245,12 @@ class Location:
             self._set(State.FAILED, self.error)
             await self._bury()
             return False
-        self._set(State.BACKOFF, f"{exit_info.reason}; restarting in {delay:.2f}s")
+        if remote and self.history.since_ready >= sup.max_restarts:
+            self.error = f"{exit_info.reason}; down since {_clock_time(self.down_for())}"
+        self._set(State.BACKOFF, f"{self.error}; restarting in {delay:.2f}s")
         await self._bury()
         await self._sleep(delay)
-        self.history.record_restart(self.hooks.clock())
+        self.history.record_restart(self.hooks.clock(), sup.window_seconds)
         self.restarts += 1
         return True
 
@@ -244,6 +261,8 @@ class Location:
             await dying[0].stop(grace=dying[1])
 
     def _fail_load(self, exc: LoadFailed) -> None:
+        if self.down_since is None:
+            self.down_since = self.hooks.clock()
         self.error, self.traceback = exc.message, exc.traceback
         self._set(State.ERROR, exc.message)
 
@@ -294,6 +313,7 @@ class Location:
 
     def _became_ready(self, inst: Instance, prefix: str) -> None:
         self.ready_since = self.hooks.clock()
+        self.down_since = None
         self.history.record_ready(self.ready_since)
         repos = (inst.snapshot or {}).get("repositories") or []
         took = self.ready_since - inst.started_at
@@ -431,3 +451,8 @@ def _describe_snapshot(repos: list, seconds: float) -> str:
 
 def _plural(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
+
+
+def _clock_time(down_for: Optional[float]) -> str:
+    """The wall-clock time (UTC, to the second) a location went down `down_for` seconds ago."""
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(time.time() - (down_for or 0.0)))

@@ -367,6 +367,7 @@ class Manager:
             python=loc.python_version,
             environment=loc.environment,
             uptime_seconds=loc.uptime(),
+            down_seconds=loc.down_for(),
             rss_bytes=loc.last_rss if loc.state is State.READY else None,
             error=loc.error if loc.state is not State.READY else None,
             traceback=loc.traceback if loc.state is not State.READY else None,

@@ -32,6 +32,7 @@ class RemotePlan:
     server_hostname: Optional[str] = None
     max_frame: int = DEFAULT_MAX_FRAME  # of answers we accept; the server has its own
 
+
 #: A snapshot too large for either end: both limits can be raised.
 RAISE_REMOTE_LIMIT_HINT = (
     "raise supervision: {max_message_mb: N} in workspace.yaml and the server's "
