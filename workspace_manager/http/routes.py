@@ -130,9 +130,10 @@ def _location_line(loc: LocationView) -> str:
 
 def _state_reason(loc: LocationView) -> str:
     state = _one_line(loc.state) or "unknown"
-    if loc.down_seconds is not None:
-        state += f" for {_duration(loc.down_seconds)}"
     reason = _one_line(loc.error or "")
+    if loc.down_seconds is not None:  # `[-]NAME STATE: REASON` keeps its shape for parsers
+        down = f"down for {_duration(loc.down_seconds)}"
+        reason = f"{reason} ({down})" if reason else down
     return f"{state}: {reason}" if reason else state
 
 
