@@ -5,6 +5,7 @@ Python or is too old, a load that exits 0 without loading, and code edited while
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -15,6 +16,7 @@ from cli_up_test import manager_client
 from e2e import WorkspaceDir, WsmUp, wait_for
 from remote_test import TOKEN, free_port, manager_env, remote_entry, serve
 
+from workspace_manager.protocol.client import Client
 from workspace_manager.protocol.errors import MessageTooLarge
 
 #: 2,000 jobs with 1 KiB descriptions: a snapshot of about 2.2 MiB.
@@ -146,6 +148,35 @@ def test_an_answer_larger_than_the_limit_fails_that_call_only(ws: WorkspaceDir) 
             assert sensor("small_sensor")
         loc = up.location("chatty")
         assert (loc["state"], loc["pid"], loc["restarts"]) == ("ready", pid, 0)
+
+
+def test_the_control_socket_refuses_an_answer_its_client_cannot_read(ws: WorkspaceDir) -> None:
+    """The location's limit (4 MiB) lets a 2 MiB answer through to the manager; a CLI client
+    that reads at most 1 MiB gets MessageTooLarge on that call, and its connection lives."""
+    ws.file("chatty/repo.py", CHATTY_REPO)
+    path = ws.workspace(
+        {
+            "load_from": [
+                {"python_file": {"relative_path": "chatty/repo.py", "location_name": "chatty"}}
+            ],
+            "supervision": _quick(max_message_mb=4),
+        }
+    )
+    with WsmUp(ws, "-w", str(path)) as up:
+        up.wait_state("chatty", "ready")
+        with manager_client(ws) as big, _control_client(ws, max_frame=1 << 20) as small:
+            params = {"sensor": "huge_sensor"}
+            request = {"location": "chatty", "method": "evaluate_sensor", "params": params}
+            assert big.call("call", request)  # 2 MiB: within the default 64 MiB
+            with pytest.raises(MessageTooLarge, match="1048576 bytes"):
+                small.call("call", request)
+            assert small.call("status", {})["locations"]["chatty"]["state"] == "ready"
+
+
+def _control_client(ws: WorkspaceDir, max_frame: int) -> Client:
+    records = list((ws.root / ".wsm-run").glob("*/manager.json"))
+    record = json.loads(records[0].read_text())
+    return Client(record["control"], record["secret"], timeout=30, max_frame=max_frame)
 
 
 def test_a_remote_answer_larger_than_the_managers_limit_fails_that_call_only(
