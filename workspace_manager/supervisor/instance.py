@@ -17,7 +17,12 @@ from typing import Any, Callable, Dict, Optional
 import psutil
 
 from workspace_manager.protocol import framing, messages
-from workspace_manager.protocol.errors import MessageTooLarge, ProtocolError, RemoteError
+from workspace_manager.protocol.errors import (
+    SHUTTING_DOWN,
+    MessageTooLarge,
+    ProtocolError,
+    RemoteError,
+)
 from workspace_manager.supervisor import process as proc_mod
 from workspace_manager.supervisor.rpc import AsyncConnection
 
@@ -132,6 +137,8 @@ class Instance:
                     "get_snapshot", {}, timeout=max(0.5, deadline - time.monotonic())
                 )
             except RemoteError as exc:
+                if exc.type == SHUTTING_DOWN:  # asked to stop meanwhile: not the code's fault
+                    raise
                 await self.stop(grace=0)
                 raise snapshot_refused(exc) from None
         except asyncio.TimeoutError:
