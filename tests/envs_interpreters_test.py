@@ -79,7 +79,9 @@ def test_changed_binary_is_probed_again(tmp_path: Path, monkeypatch: pytest.Monk
     first = fresh(tmp_path).find(str(copy))
     calls = []
     real_probe = interpreters._probe
-    monkeypatch.setattr(interpreters, "_probe", lambda p: calls.append(p) or real_probe(p))
+    monkeypatch.setattr(
+        interpreters, "_probe", lambda p, shown=None: calls.append(p) or real_probe(p)
+    )
     assert fresh(tmp_path).find(str(copy)) == first
     assert calls == []
     os.utime(copy, ns=(0, 0))  # same size, other mtime: maybe another build of Python

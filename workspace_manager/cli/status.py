@@ -97,9 +97,11 @@ def _row(name: str, loc: Dict[str, Any]) -> Sequence[str]:
 
 
 def _down(loc: Dict[str, Any]) -> str:
-    """`down 3m05s: ` before the error of a location that is not serving."""
+    """`down 3m05s: ` before the error of a location that is being retried."""
     seconds = loc.get("down_seconds")
-    return f"down {duration(seconds)}: " if isinstance(seconds, (int, float)) else ""
+    if loc.get("state") == "error" or not isinstance(seconds, (int, float)):
+        return ""  # in `error` the error itself matters, and stays until fixed
+    return f"down {duration(seconds)}: "
 
 
 def _line(cells: Sequence[str], widths: List[int], room: int, painted: bool = False) -> str:

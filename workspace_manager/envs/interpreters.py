@@ -132,7 +132,7 @@ class InterpreterCache:
             entry = self._load()["infos"].get(real)
         if entry and entry.get("stat") == stat_id:
             return Interpreter(real, entry["version"], entry["implementation"])
-        info = _probe(real)
+        info = _probe(real, shown=path)
         with self._lock:
             self._load()["infos"][real] = {"stat": stat_id, **info}
             self._save()
@@ -146,7 +146,9 @@ def _supported(interp: Interpreter, prefix: str = "") -> Interpreter:
     return interp
 
 
-def _probe(path: str) -> Dict[str, str]:
+def _probe(path: str, shown: Optional[str] = None) -> Dict[str, str]:
+    """Ask the interpreter at ``path`` who it is; errors name it as ``shown`` (the path the
+    user wrote, before symlinks were resolved)."""
     try:
         done = subprocess.run(
             [path, *_PROBE_FLAGS, "-c", _PROBE],
@@ -158,7 +160,7 @@ def _probe(path: str) -> Dict[str, str]:
             cwd="/",
         )
     except (OSError, subprocess.SubprocessError) as exc:
-        raise EnvBuildError(f"{path} is not a Python interpreter: {_why(exc)}") from None
+        raise EnvBuildError(f"{shown or path} is not a Python interpreter: {_why(exc)}") from None
     try:
         data = json.loads(done.stdout)
         return {k: str(data[k]) for k in ("version", "implementation", "sys_version")}
@@ -166,7 +168,7 @@ def _probe(path: str) -> Dict[str, str]:
         said = (done.stderr.strip().splitlines() or [""])[-1][:200]
         detail = f"exited with status {done.returncode}" if done.returncode else "no answer"
         raise EnvBuildError(
-            f"{path} is not a Python interpreter (asked for its version: {detail}"
+            f"{shown or path} is not a Python interpreter (asked for its version: {detail}"
             + (f": {said})" if said else ")")
         ) from None
 
