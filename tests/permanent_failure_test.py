@@ -449,3 +449,18 @@ def test_an_unreachable_remote_is_retried_until_it_comes_back(ws: WorkspaceDir) 
             back = up.wait_state("far", "ready", timeout=30)
             assert back["down_seconds"] is None and back["error"] is None
             assert up.get("/readyz")[0] == 200
+
+
+@pytest.mark.parametrize("value, message", [(0, "0.0625 or more"), (5000, "4095 or less")])
+def test_max_message_mb_out_of_range_is_found_by_validate(
+    ws: WorkspaceDir, value: int, message: str
+) -> None:
+    ws.file("small/repo.py", SMALL_REPO)
+    path = ws.workspace(
+        {
+            "load_from": [{"python_file": "small/repo.py"}],
+            "supervision": {"max_message_mb": value},
+        }
+    )
+    done = ws.run("validate", "-w", str(path))
+    assert done.returncode == 2 and f"max_message_mb must be {message}" in done.stderr
