@@ -337,6 +337,19 @@ def test_an_interpreter_that_is_not_a_python_or_too_old_is_an_error_that_says_so
         assert f"{script} is not a Python interpreter" in errors["script"]
 
 
+def test_a_crash_while_loading_names_its_cause_in_the_error(ws: WorkspaceDir) -> None:
+    """An interpreter that passes the check but dies loading the SDK (a broken install): the
+    crash is retried, and its last stderr line is in the error, not only in the log."""
+    broken = _fake_python(ws, "3.11.4")
+    path = _interpreter_workspace(ws, {"broken": {"executable_path": str(broken)}})
+    with WsmUp(ws, "-w", str(path)) as up:
+        loc = up.wait_state("broken", "failed", timeout=60)
+        assert loc["error"].startswith(
+            "exited with status 1 while loading: "
+            "SyntaxError: future feature annotations is not defined; restarted 2 times"
+        ), loc["error"]
+
+
 PROBE_COUNTING_PYTHON = """#!/bin/sh
 case "$*" in *platform.python_version*) echo probe >> {log};; esac
 exec {python} "$@"

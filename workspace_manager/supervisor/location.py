@@ -11,7 +11,7 @@ import collections
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Deque, Optional, Tuple, Union
+from typing import Any, Awaitable, Callable, Deque, List, Optional, Tuple, Union
 
 from workspace_manager.protocol.messages import EXIT_LOAD_ERROR
 from workspace_manager.supervisor.instance import (
@@ -282,7 +282,14 @@ class Location:
         except LoadFailed as exc:
             self._fail_load(exc)
             raise _Settled() from None
-        inst = make_instance(plan, lambda stream, line: self.hooks.on_output(self, stream, line))
+        last_words: List[bytes] = []  # its latest stderr line: why a crash while loading
+
+        def on_output(stream: str, line: bytes) -> None:
+            if stream == "stderr" and line.strip():
+                last_words[:] = [line]
+            self.hooks.on_output(self, stream, line)
+
+        inst = make_instance(plan, on_output)
         if announce:
             self.instance = inst
             self._set(State.STARTING, "restart" if self.restarts else "start")
@@ -302,7 +309,8 @@ class Location:
                 # thread, os._exit(0)): it would do the same on every start.
                 self._fail_load(LoadFailed(f"{exc}{EXIT_0_HINT}"))
                 raise _Settled() from None
-            raise _Exited(ExitInfo(exc.returncode, str(exc), clean=exc.returncode == 0)) from None
+            reason = str(exc) + _last_words(last_words)
+            raise _Exited(ExitInfo(exc.returncode, reason, clean=exc.returncode == 0)) from None
         except asyncio.CancelledError:
             await inst.stop(grace=0)
             raise
@@ -456,3 +464,13 @@ def _plural(n: int, one: str, many: str) -> str:
 def _clock_time(down_for: Optional[float]) -> str:
     """The wall-clock time (UTC, to the second) a location went down `down_for` seconds ago."""
     return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(time.time() - (down_for or 0.0)))
+
+
+def _last_words(lines: List[bytes], limit: int = 200) -> str:
+    """`: <the last line it printed on stderr>`, so the cause of a crash while loading (a
+    SyntaxError in an interpreter too old for the SDK, a missing shared library) is in the
+    location's error and not only in its log."""
+    if not lines:
+        return ""
+    text = " ".join(lines[-1].decode("utf-8", "replace").split())
+    return ": " + (text if len(text) <= limit else text[: limit - 1] + "…")
