@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -78,7 +79,9 @@ def test_changed_binary_is_probed_again(tmp_path: Path, monkeypatch: pytest.Monk
     first = fresh(tmp_path).find(str(copy))
     calls = []
     real_probe = interpreters._probe
-    monkeypatch.setattr(interpreters, "_probe", lambda p: calls.append(p) or real_probe(p))
+    monkeypatch.setattr(
+        interpreters, "_probe", lambda p, shown=None: calls.append(p) or real_probe(p)
+    )
     assert fresh(tmp_path).find(str(copy)) == first
     assert calls == []
     os.utime(copy, ns=(0, 0))  # same size, other mtime: maybe another build of Python
@@ -93,3 +96,57 @@ def test_corrupt_cache_file_is_ignored(tmp_path: Path) -> None:
     assert InterpreterCache(layout).find(None).path == OWN
     layout.interpreters.write_text('{"infos": [], "specs": 3}')
     assert InterpreterCache(layout).find(None).path == OWN
+
+
+def _fake(tmp_path: Path, name: str, body: str) -> str:
+    path = tmp_path / name
+    path.write_text(body)
+    path.chmod(0o755)
+    return str(path)
+
+
+OLD_PYTHON = """#!/bin/sh
+echo '{"version": "%s", "implementation": "CPython", "sys_version": "%s"}'
+"""
+
+
+@pytest.mark.parametrize("version", ["2.7.18", "3.6.15", "3.8.20"])
+def test_check_refuses_a_python_older_than_3_9(tmp_path: Path, version: str) -> None:
+    fake = _fake(tmp_path, "python", OLD_PYTHON % (version, version))
+    with pytest.raises(EnvBuildError, match=rf"Python {version} is too old: wsm needs 3.9"):
+        fresh(tmp_path).check(fake)
+    with pytest.raises(EnvBuildError, match=rf"^python: Python {version} is too old"):
+        fresh(tmp_path).find(fake)  # an environment built from it
+
+
+def test_check_accepts_3_9_and_wsms_own(tmp_path: Path) -> None:
+    assert fresh(tmp_path).check(_fake(tmp_path, "py", OLD_PYTHON % ("3.9.0", "3.9.0")))
+    assert fresh(tmp_path).check(OWN).path == OWN
+
+
+def test_check_says_what_is_not_a_python(tmp_path: Path) -> None:
+    cache = fresh(tmp_path)
+    cases = {
+        "/bin/true": "/bin/true is not a Python interpreter (asked for its version: no answer)",
+        "/bin/false": "/bin/false is not a Python interpreter (asked for its version: exited "
+        "with status 1)",
+        _fake(tmp_path, "noshebang", "echo hi\n"): "is not a Python interpreter: Exec format",
+        _fake(tmp_path, "sh", "#!/bin/sh\necho oops >&2; exit 2\n"): "status 2: oops)",
+    }
+    for path, message in cases.items():
+        with pytest.raises(EnvBuildError, match=re.escape(message)):
+            cache.check(path)
+    text = tmp_path / "notes.txt"
+    text.write_text("just text\n")
+    with pytest.raises(EnvBuildError, match="is not a Python interpreter: Permission denied"):
+        cache.check(str(text))
+    with pytest.raises(EnvBuildError, match="no such interpreter"):
+        cache.check(str(tmp_path / "missing"))
+
+
+def test_a_failed_check_is_not_cached(tmp_path: Path) -> None:
+    fake = _fake(tmp_path, "python", "#!/bin/sh\nexit 1\n")
+    with pytest.raises(EnvBuildError):
+        fresh(tmp_path).check(fake)
+    shutil.copy2(OWN, fake)  # fixed in place
+    assert fresh(tmp_path).check(fake).version == ".".join(map(str, sys.version_info[:3]))

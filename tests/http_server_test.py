@@ -266,6 +266,7 @@ def test_status_json(harness: Harness, views: Views):
         "python": "3.11.2",
         "environment": "3f2a9c1b",
         "uptime_seconds": 12.346,
+        "down_seconds": None,
         "rss_bytes": 50_000_000,
         "error": None,
         "traceback": None,

@@ -411,7 +411,7 @@ def test_oversized_result_is_an_error_not_a_broken_stream(spawn):
     with loader.client() as client:
         with pytest.raises(RemoteError) as err:
             client.call("execute_job", {"job": "big"})
-        assert err.value.type == "InternalError" and "frame limit" in err.value.message
+        assert err.value.type == "MessageTooLarge" and "frame limit" in err.value.message
         assert client.call("ping") == {"pid": loader.pid}
 
 

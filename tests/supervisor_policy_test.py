@@ -82,3 +82,31 @@ def test_window_only_counts_recent_restarts() -> None:
 
 def test_clean_exit_under_on_failure_stops() -> None:
     assert next_step(RestartHistory(), CLEAN, Supervision(), 0.0) == ("stop", None)
+
+
+def test_keep_trying_never_fails_and_settles_at_the_longest_backoff() -> None:
+    """A remote server that stays unreachable for an hour: retried all along, at the longest
+    backoff once max_restarts is spent, with a bounded history."""
+    sup = Supervision(max_restarts=5, window_seconds=60, backoff_max_seconds=30)
+    history = RestartHistory()
+    rng = random.Random(5)
+    now, delays = 0.0, []
+    while now < 3600:
+        action, delay = next_step(history, CRASH, sup, now, rng, keep_trying=True)
+        assert action == "restart"
+        delays.append(delay)
+        now += delay
+        history.record_restart(now, sup.window_seconds)
+    assert delays[:5] == sorted(delays[:5])  # doubling first
+    assert all(d >= 0.8 * 30 for d in delays[7:])  # then at the longest backoff, no dip
+    assert len(history.restarts) <= 3
+
+
+def test_keep_trying_starts_over_once_ready() -> None:
+    sup = Supervision(max_restarts=2, backoff_initial_seconds=1, backoff_max_seconds=30)
+    history = RestartHistory()
+    for t in range(10):
+        history.record_restart(t * 100.0, sup.window_seconds)
+    history.record_ready(1000.0)
+    action, delay = next_step(history, CRASH, sup, 2000.0, random.Random(1), keep_trying=True)
+    assert action == "restart" and delay <= 1.2

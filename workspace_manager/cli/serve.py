@@ -41,6 +41,13 @@ def add_parser(sub) -> None:
         "--health", metavar="HOST:PORT", help="serve /livez /readyz /status for the pod's probes"
     )
     p.add_argument(
+        "--max-message-mb",
+        type=_positive_mb,
+        metavar="MB",
+        help="largest message (a snapshot, a call's answer) in MiB; default: the location's "
+        "supervision.max_message_mb, else 64",
+    )
+    p.add_argument(
         "--log-format",
         choices=("text", "json"),
         default="text",
@@ -66,9 +73,10 @@ def run(args: argparse.Namespace) -> int:
     workspace, ident = _workspace(args)
     location = workspace.locations[0]
     # One location, never restarted here: restarts are the orchestrator's job.
-    location = dataclasses.replace(
-        location, supervision=dataclasses.replace(location.supervision, restart="never")
-    )
+    supervision = dataclasses.replace(location.supervision, restart="never")
+    if args.max_message_mb is not None:
+        supervision = dataclasses.replace(supervision, max_message_mb=args.max_message_mb)
+    location = dataclasses.replace(location, supervision=supervision)
     workspace = dataclasses.replace(workspace, locations=(location,))
     connect = _self_address(args.listen, address)
     client_ssl = _self_client_context() if tls else None
@@ -120,6 +128,16 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         targets.fail(str(exc), code=1)
     return outcome["code"]
+
+
+def _positive_mb(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0625 <= value <= 4095:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size in MiB from 0.0625 to 4095")
+    return value
 
 
 def _token(args: argparse.Namespace) -> str:

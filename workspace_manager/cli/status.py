@@ -100,8 +100,16 @@ def _row(name: str, loc: Dict[str, Any]) -> Sequence[str]:
         str(loc.get("restarts", 0)),
         duration(loc.get("uptime_seconds")),
         size(loc.get("rss_bytes")),
-        last_error(loc),
+        _down(loc) + last_error(loc),
     )
+
+
+def _down(loc: Dict[str, Any]) -> str:
+    """`down 3m05s: ` before the error of a location that is being retried."""
+    seconds = loc.get("down_seconds")
+    if loc.get("state") == "error" or not isinstance(seconds, (int, float)):
+        return ""  # in `error` the error itself matters, and stays until fixed
+    return f"down {duration(seconds)}: "
 
 
 def _line(cells: Sequence[str], widths: List[int], room: int, painted: bool = False) -> str:

@@ -22,10 +22,17 @@ from workspace_manager.envs.paths import CacheLayout
 from workspace_manager.envs.resolve import own_interpreter
 from workspace_manager.private_files import private_dir, write_private
 
+# Also valid Python 2, so an old interpreter is named "too old" rather than "not a Python".
 _PROBE = (
     "import json, platform, sys; print(json.dumps({'version': platform.python_version(), "
     "'implementation': platform.python_implementation(), 'sys_version': sys.version}))"
 )
+# -E -s -S rather than -I, which Python 2 refuses ("Unknown option"); run from "/" so the
+# empty entry -c puts on sys.path finds no stray json.py.
+_PROBE_FLAGS = ("-E", "-s", "-S")
+
+#: The oldest Python the loader and the SDK run on (SPEC section 1).
+MIN_VERSION = (3, 9)
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,17 @@ class Interpreter:
 
     def identity(self) -> Dict[str, str]:
         return asdict(self)
+
+    def unsupported(self) -> Optional[str]:
+        """Why wsm cannot run a location on this interpreter, or None when it can."""
+        try:
+            version = tuple(int(part) for part in self.version.split(".")[:2])
+        except ValueError:
+            return f"{self.path} reports an unknown Python version {self.version!r}"
+        if version < MIN_VERSION:
+            need = ".".join(map(str, MIN_VERSION))
+            return f"Python {self.version} is too old: wsm needs {need} or newer ({self.path})"
+        return None
 
 
 def _stat_id(path: str) -> Optional[list]:
@@ -86,8 +104,14 @@ class InterpreterCache:
                 path = base / path
             if not os.access(path, os.X_OK) or path.is_dir():
                 raise EnvBuildError(f"python: {spec}: no such interpreter")
-            return self.identify(str(path))
-        return self.identify(self._discover(text))
+            return _supported(self.identify(str(path)), "python: ")
+        return _supported(self.identify(self._discover(text)), "python: ")
+
+    def check(self, path: str) -> Interpreter:
+        """The identity of the interpreter at ``path``, or EnvBuildError when it is not a
+        Python or too old to run wsm's loader. Cached like `identify`: a warm start asks no
+        process."""
+        return _supported(self.identify(path))
 
     def _discover(self, spec: str) -> str:
         lookup = f"{spec}\0{os.environ.get('PATH', '')}"
@@ -110,26 +134,53 @@ class InterpreterCache:
             entry = self._load()["infos"].get(real)
         if entry and entry.get("stat") == stat_id:
             return Interpreter(real, entry["version"], entry["implementation"])
-        info = _probe(real)
+        info = _probe(real, shown=path)
         with self._lock:
             self._load()["infos"][real] = {"stat": stat_id, **info}
             self._save()
         return Interpreter(real, info["version"], info["implementation"])
 
 
-def _probe(path: str) -> Dict[str, str]:
+def _supported(interp: Interpreter, prefix: str = "") -> Interpreter:
+    reason = interp.unsupported()
+    if reason is not None:
+        raise EnvBuildError(prefix + reason)
+    return interp
+
+
+def _probe(path: str, shown: Optional[str] = None) -> Dict[str, str]:
+    """Ask the interpreter at ``path`` who it is; errors name it as ``shown`` (the path the
+    user wrote, before symlinks were resolved)."""
     try:
-        out = subprocess.run(
-            [path, "-I", "-S", "-c", _PROBE],
+        done = subprocess.run(
+            [path, *_PROBE_FLAGS, "-c", _PROBE],
+            stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
+            errors="replace",
             timeout=60,
-            check=True,
-        ).stdout
-        data = json.loads(out)
+            cwd="/",
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise EnvBuildError(f"{shown or path} is not a Python interpreter: {_why(exc)}") from None
+    try:
+        data = json.loads(done.stdout)
         return {k: str(data[k]) for k in ("version", "implementation", "sys_version")}
-    except (OSError, subprocess.SubprocessError, ValueError, KeyError) as exc:
-        raise EnvBuildError(f"python: {path} does not run as a Python interpreter: {exc}") from None
+    except (ValueError, KeyError, TypeError):
+        said = (done.stderr.strip().splitlines() or [""])[-1][:200]
+        detail = f"exited with status {done.returncode}" if done.returncode else "no answer"
+        raise EnvBuildError(
+            f"{shown or path} is not a Python interpreter (asked for its version: {detail}"
+            + (f": {said})" if said else ")")
+        ) from None
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, subprocess.TimeoutExpired):
+        return f"no answer within {exc.timeout:g}s"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
 
 
 def _discover_uncached(spec: str, py_info_dir: Path) -> str:

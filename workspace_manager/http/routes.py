@@ -15,6 +15,7 @@ then `readyz check passed` / `readyz check failed`.
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from typing import Awaitable, Callable, Dict, List, Optional, Tuple, Union
@@ -126,7 +127,20 @@ def _location_line(loc: LocationView) -> str:
 def _state_reason(loc: LocationView) -> str:
     state = _one_line(loc.state) or "unknown"
     reason = _one_line(loc.error or "")
+    if loc.down_seconds is not None:  # `[-]NAME STATE: REASON` keeps its shape for parsers
+        down = f"down for {_duration(loc.down_seconds)}"
+        reason = f"{reason} ({down})" if reason else down
     return f"{state}: {reason}" if reason else state
+
+
+def _duration(seconds: float) -> str:
+    """`42s`, `3m05s`, `2h07m`: how long a location has been down, at a glance."""
+    s = int(seconds) if math.isfinite(seconds) else 0
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def _one_line(value: str) -> str:

@@ -27,6 +27,7 @@ class LocationView:
     python: Optional[str] = None  # e.g. "3.11.2"
     environment: Optional[str] = None  # env cache key, or the executable path used as is
     uptime_seconds: Optional[float] = None  # since the current process became ready
+    down_seconds: Optional[float] = None  # while not ready: since it stopped serving
     rss_bytes: Optional[int] = None
     error: Optional[str] = None  # one-line reason for error/backoff/failed
     traceback: Optional[str] = None
@@ -99,6 +100,7 @@ def location_document(loc: LocationView) -> Dict[str, Any]:
         "python": loc.python,
         "environment": loc.environment,
         "uptime_seconds": seconds(loc.uptime_seconds),
+        "down_seconds": seconds(loc.down_seconds),
         "rss_bytes": loc.rss_bytes,
         "error": loc.error,
         "traceback": loc.traceback,

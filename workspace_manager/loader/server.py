@@ -85,6 +85,7 @@ class Server:
             "pid": os.getpid(),
             "python": sys.version,
             "executable": sys.executable,
+            "max_frame_bytes": max_frame,  # the client checks its requests against this
         }
         self.stopping = False
         self._listener: Optional[socket.socket] = None
@@ -249,6 +250,8 @@ class Connection:
         self.closed = False
         self._decoder = FrameDecoder()
         self._send_lock = threading.Lock()
+        # The largest answer the client accepts: ours, or less when its hello says so.
+        self.reply_limit = server.max_frame
 
     def log(self, message: str) -> None:
         log(self.server.location, f"connection {self.peer}: {message}")
@@ -276,9 +279,10 @@ class Connection:
                     None,
                 ]
             )
-        if len(frame) - 4 > self.server.max_frame:
+        if len(frame) - 4 > self.reply_limit:
+            # That call fails, the connection lives: the peer would have to close it.
             error = error_map(
-                E.INTERNAL_ERROR, f"result of {len(frame) - 4} bytes exceeds the frame limit"
+                E.MESSAGE_TOO_LARGE, E.too_large("the answer", len(frame) - 4, self.reply_limit)
             )
             frame = encode_frame([1, message[1], error, None])
         try:
@@ -445,6 +449,9 @@ class Connection:
             self.log(f"handshake refused: {reason}")
             self.send([1, msg.id, error_map(E.HANDSHAKE_ERROR, reason), None])
             return False
+        client_limit = params.get("max_frame_bytes")
+        if type(client_limit) is int and client_limit >= 1024:
+            self.reply_limit = min(server.max_frame, client_limit)
         if not self.authenticated:
             self.authenticated = True
             self._decoder.max_frame = server.max_frame

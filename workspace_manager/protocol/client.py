@@ -151,6 +151,7 @@ class Client:
             "protocol": PROTOCOL_VERSION,
             "secret": secret,
             "client": f"{client_name} {__version__}",
+            "max_frame_bytes": self.max_frame,  # larger answers are refused call by call
         }
         try:
             info = self._call(0, "hello", params, timeout)

@@ -13,6 +13,7 @@ DEFINITION_ERROR = "DefinitionError"
 USER_CODE_ERROR = "UserCodeError"
 SHUTTING_DOWN = "ShuttingDown"
 INTERNAL_ERROR = "InternalError"
+MESSAGE_TOO_LARGE = "MessageTooLarge"
 
 
 class ProtocolError(Exception):
@@ -38,7 +39,7 @@ class RemoteError(Exception):
     @classmethod
     def from_map(cls, error: Mapping[str, Any]) -> RemoteError:
         """Build the most specific exception for a (validated) error map."""
-        kind = HandshakeError if error.get("type") == HANDSHAKE_ERROR else cls
+        kind = _SPECIFIC.get(str(error.get("type")), cls)
         return kind(str(error.get("type")), str(error.get("message")), error.get("traceback"))
 
 
@@ -49,3 +50,24 @@ class HandshakeError(RemoteError):
         self, type: str = HANDSHAKE_ERROR, message: str = "", traceback: Optional[str] = None
     ) -> None:
         super().__init__(type, message, traceback)
+
+
+class MessageTooLarge(RemoteError):
+    """A request or its answer would not fit the receiver's frame limit. Only that call
+    fails: the message is refused before it is sent, so the connection stays usable."""
+
+    def __init__(
+        self, type: str = MESSAGE_TOO_LARGE, message: str = "", traceback: Optional[str] = None
+    ) -> None:
+        super().__init__(type, message, traceback)
+
+
+_SPECIFIC = {HANDSHAKE_ERROR: HandshakeError, MESSAGE_TOO_LARGE: MessageTooLarge}
+
+
+def too_large(what: str, size: int, limit: int) -> str:
+    """The message of a `MessageTooLarge` error: sizes in bytes and MiB."""
+    return (
+        f"{what} of {size} bytes ({size / 1048576:.1f} MiB) exceeds the frame limit of "
+        f"{limit} bytes ({limit / 1048576:g} MiB)"
+    )

@@ -1,8 +1,9 @@
 """Noticing that a broken location's code changed, so it is retried without a `wsm reload`.
 
-A location in `error` is not restarted in a loop (restarting broken code does not help), but
-once someone edits its files it deserves another try (SPEC section 4). Only locations in
-`error` are watched, by polling a bounded number of file stats: cheap, and no inotify.
+A location in `error` is not restarted in a loop (restarting broken code does not help), nor
+is one `failed` after too many crashes, but once someone edits its files either deserves
+another try (SPEC section 4). Only locations in `error` or `failed` are watched, by polling a
+bounded number of file stats: cheap, and no inotify.
 """
 
 from __future__ import annotations

@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict
 
 from workspace_manager.protocol import framing, messages
-from workspace_manager.protocol.errors import ProtocolError, RemoteError
+from workspace_manager.protocol.errors import (
+    MESSAGE_TOO_LARGE,
+    ProtocolError,
+    RemoteError,
+    too_large,
+)
 from workspace_manager.version import PROTOCOL_VERSION, __version__
 
 Handler = Callable[[dict], Awaitable[Any]]
@@ -61,6 +66,7 @@ class ControlServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         decoder = framing.FrameDecoder(self.max_frame)
         authenticated = False
+        reply_limit = framing.DEFAULT_MAX_FRAME  # the client's, from its hello
         try:
             while True:
                 data = await reader.read(65536)
@@ -79,8 +85,12 @@ class ControlServer:
                             await writer.drain()
                             return
                         authenticated = True
+                        params = msg.params if isinstance(msg.params, dict) else {}
+                        limit = params.get("max_frame_bytes")
+                        if type(limit) is int and limit >= 1024:
+                            reply_limit = limit
                         continue
-                    task = asyncio.ensure_future(self._dispatch(msg, writer))
+                    task = asyncio.ensure_future(self._dispatch(msg, writer, reply_limit))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
         except (framing.FrameError, ProtocolError) as exc:
@@ -110,7 +120,9 @@ class ControlServer:
             return True, messages.response(msg.id, None, info)
         return False, messages.response(msg.id, messages.error_map("HandshakeError", err), None)
 
-    async def _dispatch(self, msg: messages.Request, writer: asyncio.StreamWriter) -> None:
+    async def _dispatch(
+        self, msg: messages.Request, writer: asyncio.StreamWriter, reply_limit: int
+    ) -> None:
         handler = self.handlers.get(msg.method)
         if handler is None:
             reply = messages.response(
@@ -136,8 +148,14 @@ class ControlServer:
                     messages.error_map("InternalError", repr(exc), traceback.format_exc()),
                     None,
                 )
+        frame = framing.encode_frame(reply)
+        if len(frame) - 4 > reply_limit:  # that call fails; the client keeps its connection
+            error = messages.error_map(
+                MESSAGE_TOO_LARGE, too_large("the answer", len(frame) - 4, reply_limit)
+            )
+            frame = framing.encode_frame(messages.response(msg.id, error, None))
         try:
-            writer.write(framing.encode_frame(reply))
+            writer.write(frame)
         except (ConnectionError, OSError):
             pass
 

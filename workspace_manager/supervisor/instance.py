@@ -17,7 +17,12 @@ from typing import Any, Callable, Dict, Optional
 import psutil
 
 from workspace_manager.protocol import framing, messages
-from workspace_manager.protocol.errors import ProtocolError
+from workspace_manager.protocol.errors import (
+    SHUTTING_DOWN,
+    MessageTooLarge,
+    ProtocolError,
+    RemoteError,
+)
 from workspace_manager.supervisor import process as proc_mod
 from workspace_manager.supervisor.rpc import AsyncConnection
 
@@ -53,6 +58,18 @@ class LoadFailed(Exception):
         super().__init__(message)
         self.message = message
         self.traceback = traceback
+
+
+#: How a user raises the frame limit, named in the error of a snapshot that does not fit.
+RAISE_LIMIT_HINT = "raise supervision: {max_message_mb: N} in workspace.yaml"
+
+
+def snapshot_refused(exc: RemoteError, hint: str = RAISE_LIMIT_HINT) -> LoadFailed:
+    """The location's `error` when its loaded code cannot send its snapshot: the same code
+    gives the same snapshot, so restarting would only repeat the failure."""
+    if isinstance(exc, MessageTooLarge):
+        return LoadFailed(f"its snapshot cannot be sent: {exc.message}; {hint}")
+    return LoadFailed(f"its snapshot cannot be read: {exc}", exc.traceback)
 
 
 class ExitedDuringStartup(Exception):
@@ -115,9 +132,15 @@ class Instance:
                 ssl_context=self.plan.client_ssl,
             )
             self.server_info = self.connection.server_info
-            self.snapshot = await self.connection.call(
-                "get_snapshot", {}, timeout=max(0.5, deadline - time.monotonic())
-            )
+            try:
+                self.snapshot = await self.connection.call(
+                    "get_snapshot", {}, timeout=max(0.5, deadline - time.monotonic())
+                )
+            except RemoteError as exc:
+                if exc.type == SHUTTING_DOWN:  # asked to stop meanwhile: not the code's fault
+                    raise
+                await self.stop(grace=0)
+                raise snapshot_refused(exc) from None
         except asyncio.TimeoutError:
             await self.stop(grace=0)
             raise LoadFailed(f"did not load within {startup_timeout:g}s") from None

@@ -11,7 +11,7 @@ import collections
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Deque, Optional, Tuple, Union
+from typing import Any, Awaitable, Callable, Deque, List, Optional, Tuple, Union
 
 from workspace_manager.protocol.messages import EXIT_LOAD_ERROR
 from workspace_manager.supervisor.instance import (
@@ -23,10 +23,12 @@ from workspace_manager.supervisor.instance import (
 from workspace_manager.supervisor.policy import ExitInfo, RestartHistory, next_step
 from workspace_manager.supervisor.remote import RemoteInstance, RemotePlan
 from workspace_manager.supervisor.state import State, Transition
-from workspace_manager.workspace.model import LocationConfig
+from workspace_manager.workspace.model import LocationConfig, RemoteTarget
 
 #: Heartbeats a location may miss in a row before it is considered hung.
 MISSED_HEARTBEATS = 3
+#: What usually makes a load exit 0.
+EXIT_0_HINT = " (does the code call sys.exit() or os._exit() when imported?)"
 #: Memory samples in a row above the limit before a location is restarted.
 MEMORY_STRIKES = 2
 
@@ -75,6 +77,7 @@ class Location:
         self.error: Optional[str] = None
         self.traceback: Optional[str] = None
         self.ready_since: Optional[float] = None  # monotonic
+        self.down_since: Optional[float] = None  # monotonic: first failure since last ready
         self.last_rss: Optional[int] = None
         self.environment: Optional[str] = None
         # The last reload whose successor failed to load while this location kept serving:
@@ -176,6 +179,13 @@ class Location:
     def snapshot(self) -> Optional[dict]:
         return self.instance.snapshot if self.instance else None
 
+    def down_for(self) -> Optional[float]:
+        """Seconds since the location last stopped serving (or first failed to start), while
+        it is not ready; None when ready or shut down."""
+        if self.down_since is None or self.state in (State.READY, State.STOPPED):
+            return None
+        return self.hooks.clock() - self.down_since
+
     def uptime(self) -> Optional[float]:
         if self.state is State.READY and self.ready_since is not None:
             return self.hooks.clock() - self.ready_since
@@ -219,7 +229,14 @@ class Location:
         """Apply the restart policy; True when the loop should start the location again."""
         sup = self.config.supervision
         now = self.hooks.clock()
-        action, delay = next_step(self.history, exit_info, sup, now, self.hooks.rng)
+        if self.down_since is None:
+            self.down_since = now
+        # A remote server is restarted by its own orchestrator and comes back: never give
+        # up on it, whereas a local crash loop is ours to stop.
+        remote = isinstance(self.config.target, RemoteTarget)
+        action, delay = next_step(
+            self.history, exit_info, sup, now, self.hooks.rng, keep_trying=remote
+        )
         self.error = exit_info.reason
         # A location that stays down says why in its error too (status tables show that).
         if action == "stop":
@@ -238,10 +255,12 @@ class Location:
             self._set(State.FAILED, self.error)
             await self._bury()
             return False
-        self._set(State.BACKOFF, f"{exit_info.reason}; restarting in {delay:.2f}s")
+        if remote and self.history.since_ready >= sup.max_restarts:
+            self.error = f"{exit_info.reason}; down since {_clock_time(self.down_for())}"
+        self._set(State.BACKOFF, f"{self.error}; restarting in {delay:.2f}s")
         await self._bury()
         await self._sleep(delay)
-        self.history.record_restart(self.hooks.clock())
+        self.history.record_restart(self.hooks.clock(), sup.window_seconds)
         self.restarts += 1
         return True
 
@@ -252,6 +271,8 @@ class Location:
             await dying[0].stop(grace=dying[1])
 
     def _fail_load(self, exc: LoadFailed) -> None:
+        if self.down_since is None:
+            self.down_since = self.hooks.clock()
         self.error, self.traceback = exc.message, exc.traceback
         self._set(State.ERROR, exc.message)
 
@@ -276,7 +297,14 @@ class Location:
         ``announce``). Raises LoadFailed (the code or its environment is broken) or _Exited."""
         sup = self.config.supervision
         plan = await self.hooks.plan(self.config)
-        inst = make_instance(plan, lambda stream, line: self.hooks.on_output(self, stream, line))
+        last_words: List[bytes] = []  # its latest stderr line: why a crash while loading
+
+        def on_output(stream: str, line: bytes) -> None:
+            if stream == "stderr" and line.strip():
+                last_words[:] = [line]
+            self.hooks.on_output(self, stream, line)
+
+        inst = make_instance(plan, on_output)
         if announce:
             self.instance = inst
             self._set(State.STARTING, "restart" if self.restarts else "start")
@@ -289,7 +317,12 @@ class Location:
             await inst.stop(grace=0)
             if exc.returncode == EXIT_LOAD_ERROR:
                 raise LoadFailed(str(exc)) from None
-            raise _Exited(ExitInfo(exc.returncode, str(exc), clean=exc.returncode == 0)) from None
+            if exc.returncode == 0:
+                # Importing the code ended the process without an error (sys.exit(0) in a
+                # thread, os._exit(0)): it would do the same on every start.
+                raise LoadFailed(f"{exc}{EXIT_0_HINT}") from None
+            reason = str(exc) + _last_words(last_words)
+            raise _Exited(ExitInfo(exc.returncode, reason, clean=exc.returncode == 0)) from None
         except asyncio.CancelledError:
             await inst.stop(grace=0)
             raise
@@ -300,6 +333,7 @@ class Location:
 
     def _became_ready(self, inst: Instance, prefix: str) -> None:
         self.ready_since = self.hooks.clock()
+        self.down_since = None
         self.history.record_ready(self.ready_since)
         repos = (inst.snapshot or {}).get("repositories") or []
         took = self.ready_since - inst.started_at
@@ -445,3 +479,18 @@ def _describe_snapshot(repos: list, seconds: float) -> str:
 
 def _plural(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
+
+
+def _clock_time(down_for: Optional[float]) -> str:
+    """The wall-clock time (UTC, to the second) a location went down `down_for` seconds ago."""
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(time.time() - (down_for or 0.0)))
+
+
+def _last_words(lines: List[bytes], limit: int = 200) -> str:
+    """`: <the last line it printed on stderr>`, so the cause of a crash while loading (a
+    SyntaxError in an interpreter too old for the SDK, a missing shared library) is in the
+    location's error and not only in its log."""
+    if not lines:
+        return ""
+    text = " ".join(lines[-1].decode("utf-8", "replace").split())
+    return ": " + (text if len(text) <= limit else text[: limit - 1] + "…")

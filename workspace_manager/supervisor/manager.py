@@ -49,11 +49,13 @@ class EventSink:
     message: Callable[[str], None] = lambda text: None
 
 
-#: How often locations in `error` are checked for edited code.
+#: How often locations in `error` or `failed` are checked for edited code.
 CODEWATCH_SECONDS = 2.0
 #: How long a reload waits for its new and restarted locations to load, to report them;
 #: under the CLI's 600 s wait for the answer.
 RELOAD_WAIT_SECONDS = 540.0
+#: States a location does not leave on its own: retried when their code changes.
+_GAVE_UP = (State.ERROR, State.FAILED)
 
 
 class Manager:
@@ -340,7 +342,7 @@ class Manager:
         assert self.dir is not None and self._sdk_dir is not None
         loc = self.locations[config.name]
         if isinstance(config.target, RemoteTarget):
-            remote = remote_plan(config.target)
+            remote = remote_plan(config.target, config.supervision.max_frame_bytes)
             loc.environment = f"remote {remote.address}"
             return remote
         # before the process starts: an edit made while it loads counts as a change
@@ -366,11 +368,20 @@ class Manager:
 
     async def _interpreter(self, config: LocationConfig, loc: Location) -> Tuple[str, str]:
         """(interpreter path, env key or ""); raises LoadFailed, shown as the location's error."""
+        loop = asyncio.get_running_loop()
         if config.environment is None:
             try:
-                return plain_interpreter(config), ""
+                path = plain_interpreter(config)
             except InterpreterError as exc:
                 raise LoadFailed(str(exc)) from None
+            if config.executable_path is not None:
+                # Not a Python, or too old for the loader: say so now, instead of a crash
+                # loop whose cause is only in the log. Cached by the file's identity.
+                try:
+                    await loop.run_in_executor(None, self.envs.interpreters.check, path)
+                except EnvBuildError as exc:
+                    raise LoadFailed(f"executable_path: {exc}") from None
+            return path, ""
         # hashing requirement files and local trees runs off the loop: health answers and
         # other locations never wait for it
         loop = asyncio.get_running_loop()
@@ -387,22 +398,23 @@ class Manager:
         return resolved.python, resolved.key
 
     async def _retry_changed_code(self) -> None:
-        """A location in `error` is retried once its code changes (no reload needed)."""
+        """A location in `error` or `failed` is retried once its code changes (no reload
+        needed): a fix is the one thing that makes either worth another try."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(CODEWATCH_SECONDS)
             for loc in list(self.locations.values()):
                 seen = self._code.get(loc.name)
-                if loc.state is not State.ERROR or seen is None:
+                if loc.state not in _GAVE_UP or seen is None:
                     continue
                 now = await loop.run_in_executor(None, code_fingerprint, loc.config)
-                if now != seen and loc.state is State.ERROR:
+                if now != seen and loc.state in _GAVE_UP:
                     self._code.pop(loc.name, None)
                     self.events.message(f"{loc.name}: its code changed, loading it again")
                     asyncio.ensure_future(loc.restart())
 
     def _on_transition(self, loc: Location, t: Transition) -> None:
-        if t.new in (State.READY, State.ERROR) and loc.name in self._planned_code:
+        if (t.new is State.READY or t.new in _GAVE_UP) and loc.name in self._planned_code:
             self._code[loc.name] = self._planned_code[loc.name]
         if t.new is State.READY:
             self.metrics.watch_connection(loc)  # time its calls from now on
@@ -460,6 +472,7 @@ class Manager:
             python=loc.python_version,
             environment=loc.environment,
             uptime_seconds=loc.uptime(),
+            down_seconds=loc.down_for(),
             rss_bytes=loc.last_rss if loc.state is State.READY else None,
             error=loc.error if loc.state is not State.READY else None,
             traceback=loc.traceback if loc.state is not State.READY else None,

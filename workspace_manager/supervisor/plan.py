@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 from workspace_manager.envs.activation import activation_vars
 from workspace_manager.loader.launch import bootstrap_argv
-from workspace_manager.protocol import framing
 from workspace_manager.supervisor.instance import LaunchPlan
 from workspace_manager.version import PROTOCOL_VERSION
 from workspace_manager.workspace.model import CodeTarget, LocationConfig
@@ -41,10 +40,14 @@ def launch_plan(
     interpreter: str,
     sdk_dir: str,
     socket_path: Path,
-    max_frame: int = framing.DEFAULT_MAX_FRAME,
+    max_frame: Optional[int] = None,
 ) -> LaunchPlan:
+    """``max_frame``: the frame limit of both ends in bytes; default the location's
+    `supervision.max_message_mb`."""
     target = location.target
     assert isinstance(target, CodeTarget)
+    if max_frame is None:
+        max_frame = location.supervision.max_frame_bytes
     bootstrap = {
         "location": location.name,
         "target": target_dict(target),

@@ -13,8 +13,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
-from workspace_manager.protocol.errors import HandshakeError, RemoteError
-from workspace_manager.supervisor.instance import ExitedDuringStartup, LoadFailed
+from workspace_manager.protocol.errors import HandshakeError, MessageTooLarge, RemoteError
+from workspace_manager.protocol.framing import DEFAULT_MAX_FRAME
+from workspace_manager.supervisor.instance import (
+    ExitedDuringStartup,
+    LoadFailed,
+    snapshot_refused,
+)
 from workspace_manager.supervisor.rpc import AsyncConnection
 from workspace_manager.workspace.model import RemoteTarget
 
@@ -25,9 +30,17 @@ class RemotePlan:
     secret: str  # the shared token
     ssl_context: Optional[ssl.SSLContext] = None
     server_hostname: Optional[str] = None
+    max_frame: int = DEFAULT_MAX_FRAME  # of answers we accept; the server has its own
 
 
-def remote_plan(target: RemoteTarget) -> RemotePlan:
+#: A snapshot too large for either end: both limits can be raised.
+RAISE_REMOTE_LIMIT_HINT = (
+    "raise supervision: {max_message_mb: N} in workspace.yaml and the server's "
+    "wsm serve --max-message-mb"
+)
+
+
+def remote_plan(target: RemoteTarget, max_frame: int = DEFAULT_MAX_FRAME) -> RemotePlan:
     """Resolve the token and TLS settings; LoadFailed (the location's `error`) when they are
     unusable, since reconnecting would not help."""
     if target.socket:
@@ -40,6 +53,7 @@ def remote_plan(target: RemoteTarget) -> RemotePlan:
         secret=read_token(target),
         ssl_context=client_ssl_context(target) if target.ssl else None,
         server_hostname=target.host if target.ssl else None,
+        max_frame=max_frame,
     )
 
 
@@ -96,9 +110,13 @@ class RemoteInstance:
                 timeout=startup_timeout,
                 ssl_context=self.plan.ssl_context,
                 server_hostname=self.plan.server_hostname,
+                max_frame=self.plan.max_frame,
             )
             self.server_info = self.connection.server_info
             self.snapshot = await self.connection.call("get_snapshot", {}, timeout=startup_timeout)
+        except MessageTooLarge as exc:
+            await self.stop()
+            raise snapshot_refused(exc, RAISE_REMOTE_LIMIT_HINT) from None
         except (HandshakeError, ssl.SSLCertVerificationError) as exc:
             await self.stop()
             raise LoadFailed(f"{self.plan.address} refused us: {_reason(exc)}") from None

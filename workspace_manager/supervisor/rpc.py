@@ -13,7 +13,13 @@ import time
 from typing import Any, Callable, Dict, Optional
 
 from workspace_manager.protocol import framing, messages
-from workspace_manager.protocol.errors import CallTimeout, ProtocolError, RemoteError
+from workspace_manager.protocol.errors import (
+    CallTimeout,
+    MessageTooLarge,
+    ProtocolError,
+    RemoteError,
+    too_large,
+)
 from workspace_manager.version import PROTOCOL_VERSION, __version__
 
 
@@ -29,6 +35,9 @@ class AsyncConnection:
         self._reader = reader
         self._writer = writer
         self._decoder = framing.FrameDecoder(max_frame)
+        self.max_frame = max_frame
+        # The server's limit, from its hello answer: a larger request fails alone, unsent.
+        self.peer_max_frame: Optional[int] = None
         self._ids = itertools.count(1)
         self._pending: Dict[int, asyncio.Future] = {}
         self._closed: Optional[BaseException] = None
@@ -71,8 +80,14 @@ class AsyncConnection:
                         "protocol": PROTOCOL_VERSION,
                         "secret": secret,
                         "client": f"wsm {__version__}",
+                        # so the server refuses an answer we could not read, call by call
+                        "max_frame_bytes": max_frame,
                     },
                 )
+                info = conn.server_info if isinstance(conn.server_info, dict) else {}
+                limit = info.get("max_frame_bytes")
+                if type(limit) is int and limit > 0:
+                    conn.peer_max_frame = limit
             except BaseException:
                 conn.close()
                 raise
@@ -138,9 +153,14 @@ class AsyncConnection:
         if self._closed is not None:
             raise ConnectionError(str(self._closed))
         msg_id = next(self._ids)
+        frame = framing.encode_frame(messages.request(msg_id, method, params or {}))
+        if self.peer_max_frame is not None and len(frame) - 4 > self.peer_max_frame:
+            raise MessageTooLarge(
+                message=too_large(f"the {method} request", len(frame) - 4, self.peer_max_frame)
+            )
         fut = asyncio.get_running_loop().create_future()
         self._pending[msg_id] = fut
-        self._writer.write(framing.encode_frame(messages.request(msg_id, method, params or {})))
+        self._writer.write(frame)
         try:
             return await fut
         finally:

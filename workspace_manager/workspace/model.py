@@ -23,6 +23,11 @@ class Supervision:
     call_timeout_seconds: float = 30.0
     heartbeat_seconds: float = 2.0
     memory_limit_mb: Optional[float] = None
+    max_message_mb: float = 64.0  # frame limit of the location's connections, both ways
+
+    @property
+    def max_frame_bytes(self) -> int:
+        return int(self.max_message_mb * 1024 * 1024)
 
 
 @dataclass(frozen=True)
