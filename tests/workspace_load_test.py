@@ -75,7 +75,8 @@ def messages(path: Path) -> List[str]:
     return [p.message for p in info.value.problems]
 
 
-def test_spec_example(tmp_path: Path) -> None:
+def test_spec_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REMOTE_TEAM_TOKEN", "a-shared-token")
     touch(tmp_path / "team_a" / "repo.py")
     touch(tmp_path / "team_b" / "requirements.txt", "requests\n")
     ws = load_workspace(write(tmp_path, SPEC_EXAMPLE.format(python=sys.executable)))
@@ -176,8 +177,10 @@ def test_short_forms_and_derived_names(tmp_path: Path) -> None:
     assert package_loc.target.working_directory == root
 
 
-def test_dagster_docs_workspaces(tmp_path: Path) -> None:
-    """Workspaces as Dagster's documentation writes them validate unchanged."""
+def test_dagster_docs_workspaces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workspaces as Dagster's documentation writes them validate unchanged, except that a
+    grpc_server entry names the shared token of the `wsm serve` it reaches."""
+    monkeypatch.setenv("WSM_TEST_TOKEN", "a-shared-token")
     touch(tmp_path / "hello_world_repository.py")
     (tmp_path / "my_working_directory").mkdir()
     touch(tmp_path / "path" / "to" / "team_repos.py")
@@ -201,9 +204,11 @@ def test_dagster_docs_workspaces(tmp_path: Path) -> None:
             "      host: localhost\n"
             "      port: 4266\n"
             '      location_name: "my_grpc_server"\n'
+            "      token_env: WSM_TEST_TOKEN\n"
             "  - grpc_server:\n"
             "      socket: /tmp/dagster.sock\n"
-            "      location_name: over_a_socket\n",
+            "      location_name: over_a_socket\n"
+            "      token_env: WSM_TEST_TOKEN\n",
         )
     )
     assert len(ws.locations) == 6
@@ -211,9 +216,11 @@ def test_dagster_docs_workspaces(tmp_path: Path) -> None:
     assert hello.target.working_directory == tmp_path.resolve() / "my_working_directory"
     # The interpreter's symlink is kept: a virtualenv's bin/python must not be resolved.
     assert ws.location("ml_team_py_36_virtual_env").executable_path == venv_bin / "python"
-    assert ws.location("my_grpc_server").target == RemoteTarget(host="localhost", port=4266)
+    assert ws.location("my_grpc_server").target == RemoteTarget(
+        host="localhost", port=4266, token_env="WSM_TEST_TOKEN"
+    )
     assert ws.location("over_a_socket").target == RemoteTarget(
-        host="localhost", socket="/tmp/dagster.sock"
+        host="localhost", socket="/tmp/dagster.sock", token_env="WSM_TEST_TOKEN"
     )
 
 
@@ -227,12 +234,13 @@ def test_dagster_env_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
             tmp_path,
             "load_from:\n"
             "  - python_file: {relative_path: {env: WSM_TEST_FILE}}\n"
-            "  - grpc_server: {host: {env: WSM_TEST_HOST}, port: {env: WSM_TEST_PORT}}\n",
+            "  - grpc_server: {host: {env: WSM_TEST_HOST}, port: {env: WSM_TEST_PORT},"
+            " token_env: WSM_TEST_HOST}\n",
         )
     )
     assert ws.location("repo").target.python_file == tmp_path.resolve() / "repo.py"
     assert ws.location("grpc:code-server:4000").target == RemoteTarget(
-        host="code-server", port=4000
+        host="code-server", port=4000, token_env="WSM_TEST_HOST"
     )
     monkeypatch.setenv("WSM_TEST_PORT", "forty")
     assert messages(tmp_path / "workspace.yaml") == [

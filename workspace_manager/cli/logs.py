@@ -30,6 +30,11 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from workspace_manager.supervisor.logs import log_path
     from workspace_manager.supervisor.runtime import manager_key
+    from workspace_manager.workspace.names import name_problem
+
+    unsafe = name_problem(args.location)
+    if unsafe is not None:
+        targets.fail(f"no location can be named {args.location!r}: a location name {unsafe}")
 
     # -f means --follow here; a manager started with -f is named with --python-file.
     try:

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import BinaryIO, Optional
 
+from workspace_manager.workspace.names import checked_name
+
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_BACKUPS = 3
 
@@ -25,7 +27,9 @@ def log_dir(key: str) -> Path:
 
 
 def log_path(key: str, location: str) -> Path:
-    return log_dir(key) / f"{location}.log"
+    """The log file of `location`; UnsafeNameError for a name that is not a plain file name
+    (workspace validation refuses those first; this keeps any other path out of the folder)."""
+    return log_dir(key) / f"{checked_name(location)}.log"
 
 
 class LocationLog:

@@ -13,6 +13,7 @@ from typing import List, Optional, Union
 
 from .errors import Problem, WorkspaceError
 from .model import CodeTarget, LocationConfig, Supervision, Workspace
+from .names import name_problem
 from .schema import schema_issues, workspace_schema
 from .semantic import Builder, derived_location_name
 from .yaml_positions import load_yaml
@@ -103,6 +104,10 @@ def adhoc_workspace(
             message = "not a Python module name (dotted names like team_b.definitions)"
             problems.append(Problem(module_name, None, None, message))
         wd = Path(os.path.realpath(cwd))
+    unsafe = name_problem(name)
+    if unsafe is not None and not problems:
+        what = os.fspath(python_file) if python_file is not None else str(module_name)
+        problems.append(Problem(what, None, None, f"location name {name!r} {unsafe}"))
     if working_directory is not None:
         shown_wd = os.fspath(working_directory)
         wd = Path(os.path.realpath(cwd / shown_wd))
