@@ -8,7 +8,14 @@ is a usable Python is checked when the location starts (it can change after vali
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any, Optional
+
+# python-discovery logs a warning per interpreter too old to query (e.g. a pyenv 2.7); with
+# no handler configured, Python's last-resort handler would print each on stderr, in the
+# middle of `wsm validate`'s one line per problem. They still reach any configured handler.
+logging.getLogger("python_discovery").addHandler(logging.NullHandler())
 
 
 class InterpreterChecker:
@@ -30,8 +37,39 @@ class InterpreterChecker:
         """None when virtualenv's discovery finds an interpreter for `spec`, else why not."""
         from workspace_manager.envs.errors import EnvBuildError
 
+        missing = _missing_command(spec)
+        if missing is not None:
+            return missing
         try:
             self._interpreters().find(spec)
         except EnvBuildError as error:
             return error.reason.removeprefix("python: ")
         return None
+
+
+def _missing_command(spec: str) -> Optional[str]:
+    """A spec that is no version ("3.11", "cpython3.12", ">=3.10") but a command name must
+    be a command on PATH (or among pyenv's and uv's interpreters). Checked here first because
+    python-discovery, not finding such a name, asks every interpreter it can see (20 s here)."""
+    import shutil
+
+    from python_discovery import PythonSpec
+
+    from workspace_manager.envs.interpreters import managed_python_dirs
+
+    text = spec.strip()
+    if os.sep in text or text.startswith("~"):
+        return None
+    try:
+        parsed = PythonSpec.from_string_spec(text)
+    except Exception:  # a spec python-discovery cannot parse: let find() say why
+        return None
+    if parsed.path is None:
+        return None
+    search = os.pathsep.join([os.environ.get("PATH", ""), *managed_python_dirs()])
+    if shutil.which(text, path=search) is not None:
+        return None
+    return (
+        f"no interpreter matching {spec!r}: not a version (such as \"3.11\" or \"cpython3.12\") "
+        "and no command of that name on PATH or in pyenv/uv's versions"
+    )

@@ -32,6 +32,42 @@ _VCS = ("git+", "hg+", "svn+", "bzr+")
 _ARCHIVES = (".whl", ".zip", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tar")
 # pip options that name a file pip must open; -f/--find-links only warns when missing.
 _MUST_EXIST = FILE_OPTIONS | {"-e", "--editable"}
+# `pip install` options that take a value (pip 24's list; uv's `pip install` reads the same
+# names): alone, as the last argument, pip stops with "option requires 1 argument".
+_TAKES_VALUE = PATH_OPTIONS | {
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "--trusted-host",
+    "--no-binary",
+    "--only-binary",
+    "--platform",
+    "--python-version",
+    "--implementation",
+    "--abi",
+    "-t",
+    "--target",
+    "--prefix",
+    "--root",
+    "--src",
+    "--upgrade-strategy",
+    "-C",
+    "--config-settings",
+    "--global-option",
+    "--progress-bar",
+    "--log",
+    "--proxy",
+    "--retries",
+    "--timeout",
+    "--exists-action",
+    "--cert",
+    "--client-cert",
+    "--cache-dir",
+    "--use-feature",
+    "--use-deprecated",
+    "--report",
+    "--keyring-provider",
+}
 
 
 def _is_url(text: str) -> bool:
@@ -111,8 +147,10 @@ def _option_problem(item: str, base: Path) -> Optional[str]:
             f"{quote(item)} reaches the installer as one argument, which it cannot read; "
             f'put the option in pip_args as two items: ["{head}", "{item.split(None, 1)[1]}"]'
         )
-    if option in PATH_OPTIONS and not eq and option.startswith("--"):
-        return f"{quote(item)} needs a value: write it as {option}=VALUE"
+    if option in _TAKES_VALUE and not eq:
+        if option.startswith("--"):
+            return f"{quote(item)} needs a value: write it as {option}=VALUE"
+        return f"{quote(item)} needs a value: write it as {option}VALUE"
     if eq and option in _MUST_EXIST:
         return _target_problem(value, base, option)
     return None
@@ -134,8 +172,8 @@ def pip_args_problems(args: Sequence[str], base: Path) -> List[Tuple[int, str]]:
         if eq and option.startswith("--") and option in _MUST_EXIST:
             problem = _target_problem(value, base, option)
             if problem is not None:
-                problems.append((index, problem))
-        elif arg in PATH_OPTIONS:
+                problems.append((index, f"{option}={value}: {problem}"))
+        elif arg in _TAKES_VALUE:
             expect = arg
     if expect is not None:
         problems.append((len(args) - 1, f"{expect} needs a value after it"))
