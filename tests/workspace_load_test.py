@@ -449,3 +449,64 @@ def test_moving_an_entry_does_not_change_its_location(tmp_path: Path) -> None:
     )
     assert first.location("repo") == second.location("repo")
     assert first.location("repo").line != second.location("repo").line
+
+
+def test_relative_interpreter_paths_stay_inside_the_workspace(tmp_path: Path) -> None:
+    """As relative_path: no `..` out and no symlinked folder out; the interpreter itself may
+    be a symlink (a virtualenv's bin/python), and an absolute path is taken as written."""
+    outside = tmp_path / "outside" / "venv" / "bin"
+    outside.mkdir(parents=True)
+    (outside / "python").symlink_to(sys.executable)
+    root = tmp_path / "ws"
+    touch(root / "repo.py")
+    (root / "linked").symlink_to(tmp_path / "outside" / "venv")
+    (root / "venv" / "bin").mkdir(parents=True)
+    (root / "venv" / "bin" / "python").symlink_to(sys.executable)
+    path = write(
+        root,
+        "load_from:\n"
+        "  - python_file: {relative_path: repo.py, executable_path: ../outside/venv/bin/python}\n"
+        "  - python_file: {relative_path: repo.py, location_name: b,"
+        " executable_path: linked/bin/python}\n"
+        "  - python_module: {module_name: m, environment: {python: ../outside/venv/bin/python}}\n",
+    )
+    assert messages(path) == [
+        "executable_path '../outside/venv/bin/python' goes outside the workspace folder "
+        "(through '..')",
+        "executable_path 'linked/bin/python' goes outside the workspace folder through the "
+        f"symlink 'linked' -> {tmp_path / 'outside' / 'venv'}",
+        "python '../outside/venv/bin/python' goes outside the workspace folder (through '..')",
+    ]
+    ws = load_workspace(
+        write(
+            root,
+            "load_from:\n"
+            "  - python_file: {relative_path: repo.py, executable_path: venv/bin/python}\n"
+            f"  - python_file: {{relative_path: repo.py, location_name: b, executable_path: {outside}/python}}\n",
+        )
+    )
+    assert ws.location("repo").executable_path == root.resolve() / "venv" / "bin" / "python"
+    assert ws.location("b").executable_path == outside / "python"
+
+
+def test_grpc_server_token_must_be_usable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A remote without a token, or with one that cannot be read, fails at `wsm up`."""
+    monkeypatch.delenv("WSM_TEST_NO_TOKEN", raising=False)
+    touch(tmp_path / "empty_token")
+    path = write(
+        tmp_path,
+        "load_from:\n"
+        "  - grpc_server: {port: 1}\n"
+        "  - grpc_server: {port: 2, token_env: WSM_TEST_NO_TOKEN}\n"
+        "  - grpc_server: {port: 3, token_file: empty_token}\n",
+    )
+    assert messages(path) == [
+        "grpc_server needs token_env or token_file: `wsm serve` answers only a client that "
+        "has its shared token",
+        "token_env: the environment variable WSM_TEST_NO_TOKEN is not set (or is empty)",
+        f"token_file: {tmp_path.resolve() / 'empty_token'} is empty",
+    ]
+    monkeypatch.setenv("WSM_TEST_NO_TOKEN", "t")
+    (tmp_path / "empty_token").write_text("t\n")
+    path.write_text(path.read_text().replace("  - grpc_server: {port: 1}\n", ""))
+    assert len(load_workspace(path).locations) == 2

@@ -70,6 +70,6 @@ def _missing_command(spec: str) -> Optional[str]:
     if shutil.which(text, path=search) is not None:
         return None
     return (
-        f"no interpreter matching {spec!r}: not a version (such as \"3.11\" or \"cpython3.12\") "
+        f'no interpreter matching {spec!r}: not a version (such as "3.11" or "cpython3.12") '
         "and no command of that name on PATH or in pyenv/uv's versions"
     )

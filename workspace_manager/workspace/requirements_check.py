@@ -29,6 +29,7 @@ from .schema import quote
 
 _EXTRAS = re.compile(r"^(.*?)(\[[^\]]*\])$")
 _VCS = ("git+", "hg+", "svn+", "bzr+")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _ARCHIVES = (".whl", ".zip", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tar")
 # pip options that name a file pip must open; -f/--find-links only warns when missing.
 _MUST_EXIST = FILE_OPTIONS | {"-e", "--editable"}
@@ -114,10 +115,10 @@ def requirement_problem(text: str, base: Path) -> Optional[str]:
             return _target_problem(item[len(flag) + 1 :].strip(), base, flag)
     if item.startswith("-"):
         return _option_problem(item, base)
+    if item.startswith(_VCS) or item.startswith("file:") or _SCHEME.match(item):
+        return _url_problem(item, base)  # a bare URL, which pip takes as a requirement
     if "@" in item and not looks_like_path(item.split("@", 1)[0]):
         return _pep508_problem(item, base)
-    if _is_url(item):
-        return _url_problem(item, base)
     if looks_like_path(item) or item.lower().endswith(_ARCHIVES):
         return _local_problem(item, base)
     return _pep508_problem(item, base)

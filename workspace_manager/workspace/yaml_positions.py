@@ -242,7 +242,7 @@ class _Converter:
                         None,
                         None,
                         "a merge key (<<) takes a mapping or a list of mappings",
-                        item.start_mark,
+                        key_node.start_mark,  # where it is used: the value may be an alias
                     )
                 sources.append(item)
         return sources
