@@ -50,7 +50,6 @@ def in_corpus(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> None:
     monkeypatch.setenv("WSM_CACHE_DIR", str(cache_dir))
     monkeypatch.delenv("WSM_CORPUS_UNSET_MODULE", raising=False)
     monkeypatch.delenv("WSM_CORPUS_UNSET_HOST", raising=False)
-    monkeypatch.delenv("WSM_CORPUS_UNSET_TOKEN", raising=False)
     monkeypatch.setenv("WSM_CORPUS_ESCAPING_NAME", "../../../../elsewhere/x")
     monkeypatch.setenv("WSM_CORPUS_SLASHED_HOST", "a/b")
 

@@ -75,8 +75,7 @@ def messages(path: Path) -> List[str]:
     return [p.message for p in info.value.problems]
 
 
-def test_spec_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REMOTE_TEAM_TOKEN", "a-shared-token")
+def test_spec_example(tmp_path: Path) -> None:
     touch(tmp_path / "team_a" / "repo.py")
     touch(tmp_path / "team_b" / "requirements.txt", "requests\n")
     ws = load_workspace(write(tmp_path, SPEC_EXAMPLE.format(python=sys.executable)))
@@ -177,10 +176,9 @@ def test_short_forms_and_derived_names(tmp_path: Path) -> None:
     assert package_loc.target.working_directory == root
 
 
-def test_dagster_docs_workspaces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dagster_docs_workspaces(tmp_path: Path) -> None:
     """Workspaces as Dagster's documentation writes them validate unchanged, except that a
     grpc_server entry names the shared token of the `wsm serve` it reaches."""
-    monkeypatch.setenv("WSM_TEST_TOKEN", "a-shared-token")
     touch(tmp_path / "hello_world_repository.py")
     (tmp_path / "my_working_directory").mkdir()
     touch(tmp_path / "path" / "to" / "team_repos.py")
@@ -500,13 +498,12 @@ def test_grpc_server_token_must_be_usable(tmp_path: Path, monkeypatch: pytest.Mo
         "  - grpc_server: {port: 2, token_env: WSM_TEST_NO_TOKEN}\n"
         "  - grpc_server: {port: 3, token_file: empty_token}\n",
     )
+    # The variable may be unset where the file is validated (CI): it is read at connect time.
     assert messages(path) == [
         "grpc_server needs token_env or token_file: `wsm serve` answers only a client that "
         "has its shared token",
-        "token_env: the environment variable WSM_TEST_NO_TOKEN is not set (or is empty)",
         f"token_file: {tmp_path.resolve() / 'empty_token'} is empty",
     ]
-    monkeypatch.setenv("WSM_TEST_NO_TOKEN", "t")
     (tmp_path / "empty_token").write_text("t\n")
     path.write_text(path.read_text().replace("  - grpc_server: {port: 1}\n", ""))
     assert len(load_workspace(path).locations) == 2

@@ -222,12 +222,8 @@ class Builder:
                 "that has its shared token",
                 at_key=True,
             )
-        elif "token_env" in values and not os.environ.get(values["token_env"]):
-            self.problem(
-                fields.path("token_env"),
-                f"token_env: the environment variable {values['token_env']} is not set "
-                "(or is empty)",
-            )
+        # token_env's variable is read at connect time, not here: the file is right without
+        # it, and a manager's secret is often absent where the file is validated (CI).
         token_file = ca_file = None
         if "token_file" in values:
             token_file = self._path(fields, "token_file", values["token_file"], "file", False)
