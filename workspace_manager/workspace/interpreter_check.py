@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Any, Optional
+
+# "3.11", "py3", "cpython3.12", "pypy3.10-64", ">=3.10": a version, not a command name.
+_VERSIONISH = re.compile(r"^(?:[A-Za-z]*\d|[<>=!~])")
 
 # python-discovery logs a warning per interpreter too old to query (e.g. a pyenv 2.7); with
 # no handler configured, Python's last-resort handler would print each on stderr, in the
@@ -58,8 +62,8 @@ def _missing_command(spec: str) -> Optional[str]:
     from workspace_manager.envs.interpreters import managed_python_dirs
 
     text = spec.strip()
-    if os.sep in text or text.startswith("~"):
-        return None
+    if os.sep in text or text.startswith("~") or _VERSIONISH.match(text):
+        return None  # a path, or a version: python-discovery's own lookup is quick
     try:
         parsed = PythonSpec.from_string_spec(text)
     except Exception:  # a spec python-discovery cannot parse: let find() say why
