@@ -93,7 +93,8 @@ def test_pip_args(base: Path) -> None:
     ]
 
 
-def test_requirements_files_line_by_line(base: Path) -> None:
+def test_requirements_files_line_by_line(base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WSM_TEST_LIBS", str(base / "libs"))
     (base / "reqs").mkdir()
     (base / "reqs" / "nested.txt").write_text("bad>==\n")
     main = base / "reqs" / "main.txt"
@@ -104,6 +105,7 @@ def test_requirements_files_line_by_line(base: Path) -> None:
         "-r nested.txt\n"  # relative to the file that names it, as pip does
         "-c missing.txt\n"
         "-e ./libs/mylib\n"
+        "-e ${WSM_TEST_LIBS}/mylib\n"  # pip expands ${VAR} in requirements files
         "./libs/nope \\\n"
         "  # continued\n"
         "-r main.txt\n"  # a cycle is read once
@@ -112,5 +114,5 @@ def test_requirements_files_line_by_line(base: Path) -> None:
         f"{base}/reqs/nested.txt:1: 'bad>==' is not a valid requirement (PEP 508): "
         "Expected semicolon (after name with no version specifier) or end",
         f"{main}:5: no such file 'missing.txt' (looked for {base}/reqs/missing.txt)",
-        f"{main}:7: no such file or folder './libs/nope' (looked for {base}/libs/nope)",
+        f"{main}:8: no such file or folder './libs/nope' (looked for {base}/libs/nope)",
     ]

@@ -29,6 +29,7 @@ from .schema import quote
 
 _EXTRAS = re.compile(r"^(.*?)(\[[^\]]*\])$")
 _VCS = ("git+", "hg+", "svn+", "bzr+")
+_ENV_VAR = re.compile(r"\$\{([A-Z0-9_]+)\}")  # the only form pip expands
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _ARCHIVES = (".whl", ".zip", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz", ".tar")
 # pip options that name a file pip must open; -f/--find-links only warns when missing.
@@ -195,9 +196,14 @@ def _numbered_lines(text: str) -> Iterator[Tuple[int, str]]:
         line = re.sub(r"(^|\s)#.*$", "", buf + line).strip()
         buf = ""
         if line:
-            yield start, line
+            yield start, _expand(line)
     if buf.strip():
-        yield start, buf.strip()
+        yield start, _expand(buf.strip())
+
+
+def _expand(line: str) -> str:
+    """pip replaces `${NAME}` in requirements files with the variable, when it is set."""
+    return _ENV_VAR.sub(lambda m: os.environ.get(m.group(1), m.group(0)), line)
 
 
 def requirements_file_problems(

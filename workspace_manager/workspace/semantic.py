@@ -369,7 +369,8 @@ class Builder:
 
     def _check_token_file(self, path: YamlPath, token_file: Path) -> None:
         try:
-            token = token_file.read_text(encoding="utf-8", errors="replace").strip()
+            with open(token_file, "rb") as f:  # a token is short: never read a big file whole
+                token = f.read(65536).decode("utf-8", errors="replace").strip()
         except OSError as error:
             self.problem(path, f"token_file: cannot read {token_file}: {error.strerror}")
             return
