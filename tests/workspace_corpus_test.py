@@ -52,6 +52,8 @@ def in_corpus(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> None:
     monkeypatch.delenv("WSM_CORPUS_UNSET_HOST", raising=False)
     monkeypatch.setenv("WSM_CORPUS_ESCAPING_NAME", "../../../../elsewhere/x")
     monkeypatch.setenv("WSM_CORPUS_SLASHED_HOST", "a/b")
+    monkeypatch.setenv("WSM_CORPUS_NOT_A_MODULE", "a-b")
+    monkeypatch.setenv("WSM_CORPUS_EMPTY", "")
 
 
 def test_the_corpus_is_big_enough_and_complete() -> None:
@@ -92,6 +94,7 @@ def test_expected_problems(name: str) -> None:
         "requirement_path_missing",
         "executable_path_escapes",
         "location_name_unsafe",
+        "env_source_bad_values",
         "yaml_nested_too_deep",
         "yaml_merge_bomb",
     ],

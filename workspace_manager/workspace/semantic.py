@@ -12,6 +12,7 @@ Only entries that passed the schema reach this module, so shapes are trusted her
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -32,7 +33,7 @@ from .requirements_check import (
     requirement_problem,
     requirements_file_problems,
 )
-from .schema import quote
+from .schema import quote, workspace_schema
 from .yaml_positions import Document, YamlPath
 
 LOCAL_KINDS = {
@@ -150,6 +151,8 @@ class Builder:
             working_directory = python_file.parent if python_file else None
         else:
             module_name = main
+            if isinstance(fields.values.get(main_key), dict) and main is not None:
+                module_name = main = self._module_from_env(fields, main_key, main)
         raw_wd = self._source(fields, "working_directory")
         if raw_wd is not None:
             working_directory = self._path(fields, "working_directory", raw_wd, want="folder")
@@ -271,8 +274,29 @@ class Builder:
                     "which is not set",
                 )
                 return None
-            return os.environ[variable]
+            text = os.environ[variable]
+            if not text:
+                # The schema refuses an empty literal; the same holds for what a variable holds.
+                self.problem(
+                    fields.path(key),
+                    f"{fields.label(key)} reads the environment variable {variable}, "
+                    "which is empty",
+                )
+                return None
+            return text
         return value
+
+    def _module_from_env(self, fields: _Fields, key: str, text: str) -> Optional[str]:
+        """A module or package name read with `{env: VAR}` obeys the schema's pattern."""
+        pattern = workspace_schema()["$defs"]["moduleName"]["pattern"]
+        if re.match(pattern, text):
+            return text
+        self.problem(
+            fields.path(key),
+            f"{fields.label(key)}: the environment variable {fields.values[key]['env']} holds "
+            f"{quote(text)}, not a Python module name (dotted names like team_b.definitions)",
+        )
+        return None
 
     def _port(self, fields: _Fields) -> Optional[int]:
         value = fields.values.get("port")
