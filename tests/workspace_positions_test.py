@@ -172,6 +172,14 @@ def test_nesting_is_limited_with_a_position_not_a_recursion_error() -> None:
         assert problem.line is not None and problem.column is not None
     deepest = "a: " + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "\n"
     assert load_yaml(deepest, "w.yaml")[1] == []
+    # Aliases stack shallow nodes into a deep value: 40 anchors of 30 levels each.
+    lines = ["a0: &a0 " + "[" * 30 + "1" + "]" * 30]
+    lines += [f"a{i}: &a{i} " + "[" * 30 + f"*a{i - 1}" + "]" * 30 for i in range(1, 40)]
+    doc, problems = load_yaml("\n".join(lines) + "\n", "w.yaml")
+    assert doc is None
+    assert problems[0].message == (
+        f"invalid YAML: nested more than {MAX_DEPTH} levels deep (through aliases)"
+    )
 
 
 MERGE_BOMB = (

@@ -45,6 +45,15 @@ def load_workspace(path: PathLike) -> Workspace:
     compiler; the model's paths are absolute and resolved.
     """
     shown = os.fspath(path)
+    try:
+        return _load(path, shown)
+    except RecursionError:
+        # yaml_positions bounds nesting; this is the last line that keeps a traceback away.
+        message = "the file is nested too deeply to check"
+        raise WorkspaceError([Problem(shown, 1, 1, message)]) from None
+
+
+def _load(path: PathLike, shown: str) -> Workspace:
     text = _read_text(path, shown)
     doc, problems = load_yaml(text, shown)
     if doc is None:

@@ -169,6 +169,11 @@ class _Converter:
             )
             return self.loader.construct_object(node, deep=True)
         self.doc.nodes[path] = NodeInfo(start.line + 1, start.column + 1, key_line, key_col)
+        if len(path) >= MAX_DEPTH:
+            # Aliases can stack shallow nodes into a deep value the composer never saw.
+            raise yaml.composer.ComposerError(
+                None, None, f"nested more than {MAX_DEPTH} levels deep (through aliases)", start
+            )
         if node.tag not in (_SEQ_TAG, _MAP_TAG):
             # As safe_load would: never construct `!!python/...` and other custom tags.
             raise yaml.constructor.ConstructorError(
