@@ -48,6 +48,8 @@ class InterpreterChecker:
             self._interpreters().find(spec)
         except EnvBuildError as error:
             return error.reason.removeprefix("python: ")
+        except OSError:
+            return None  # the cache cannot be written (a read-only home): `wsm up` will say
         return None
 
 
