@@ -27,11 +27,12 @@ def run_validate(args: List[str], cwd: Path) -> subprocess.CompletedProcess:
 def write_valid_workspace(folder: Path) -> None:
     (folder / "team_a").mkdir()
     (folder / "team_a" / "repo.py").write_text("")
+    (folder / "token.txt").write_text("a-shared-token\n")
     (folder / "workspace.yaml").write_text(
         "load_from:\n"
         "  - python_file: team_a/repo.py\n"
         "  - python_module: team_b.definitions\n"
-        "  - grpc_server: {port: 4266}\n"
+        "  - grpc_server: {port: 4266, token_file: token.txt}\n"
     )
 
 

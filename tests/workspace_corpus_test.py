@@ -38,11 +38,22 @@ def problems_of(name: str) -> List[str]:
     return [str(p) for p in info.value.problems]
 
 
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One private env cache for the corpus: `python:` specs are looked up through it."""
+    return tmp_path_factory.mktemp("wsm-cache")
+
+
 @pytest.fixture(autouse=True)
-def in_corpus(monkeypatch: pytest.MonkeyPatch) -> None:
+def in_corpus(monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> None:
     monkeypatch.chdir(CORPUS)
+    monkeypatch.setenv("WSM_CACHE_DIR", str(cache_dir))
     monkeypatch.delenv("WSM_CORPUS_UNSET_MODULE", raising=False)
     monkeypatch.delenv("WSM_CORPUS_UNSET_HOST", raising=False)
+    monkeypatch.setenv("WSM_CORPUS_ESCAPING_NAME", "../../../../elsewhere/x")
+    monkeypatch.setenv("WSM_CORPUS_SLASHED_HOST", "a/b")
+    monkeypatch.setenv("WSM_CORPUS_NOT_A_MODULE", "a-b")
+    monkeypatch.setenv("WSM_CORPUS_EMPTY", "")
 
 
 def test_the_corpus_is_big_enough_and_complete() -> None:
@@ -75,6 +86,17 @@ def test_expected_problems(name: str) -> None:
         "escapes_with_dotdot",
         "top_level_a_list",
         "empty_file",
+        # What `wsm validate` once said OK to, and `wsm up` then failed on (issue 8, part 5).
+        "validate_said_ok",
+        "grpc_server_token_unusable",
+        "python_spec_not_found",
+        "requirement_not_pep508",
+        "requirement_path_missing",
+        "executable_path_escapes",
+        "location_name_unsafe",
+        "env_source_bad_values",
+        "yaml_nested_too_deep",
+        "yaml_merge_bomb",
     ],
 )
 def test_command_reports_the_same(name: str) -> None:

@@ -177,7 +177,8 @@ def test_short_forms_and_derived_names(tmp_path: Path) -> None:
 
 
 def test_dagster_docs_workspaces(tmp_path: Path) -> None:
-    """Workspaces as Dagster's documentation writes them validate unchanged."""
+    """Workspaces as Dagster's documentation writes them validate unchanged, except that a
+    grpc_server entry names the shared token of the `wsm serve` it reaches."""
     touch(tmp_path / "hello_world_repository.py")
     (tmp_path / "my_working_directory").mkdir()
     touch(tmp_path / "path" / "to" / "team_repos.py")
@@ -201,9 +202,11 @@ def test_dagster_docs_workspaces(tmp_path: Path) -> None:
             "      host: localhost\n"
             "      port: 4266\n"
             '      location_name: "my_grpc_server"\n'
+            "      token_env: WSM_TEST_TOKEN\n"
             "  - grpc_server:\n"
             "      socket: /tmp/dagster.sock\n"
-            "      location_name: over_a_socket\n",
+            "      location_name: over_a_socket\n"
+            "      token_env: WSM_TEST_TOKEN\n",
         )
     )
     assert len(ws.locations) == 6
@@ -211,9 +214,11 @@ def test_dagster_docs_workspaces(tmp_path: Path) -> None:
     assert hello.target.working_directory == tmp_path.resolve() / "my_working_directory"
     # The interpreter's symlink is kept: a virtualenv's bin/python must not be resolved.
     assert ws.location("ml_team_py_36_virtual_env").executable_path == venv_bin / "python"
-    assert ws.location("my_grpc_server").target == RemoteTarget(host="localhost", port=4266)
+    assert ws.location("my_grpc_server").target == RemoteTarget(
+        host="localhost", port=4266, token_env="WSM_TEST_TOKEN"
+    )
     assert ws.location("over_a_socket").target == RemoteTarget(
-        host="localhost", socket="/tmp/dagster.sock"
+        host="localhost", socket="/tmp/dagster.sock", token_env="WSM_TEST_TOKEN"
     )
 
 
@@ -227,12 +232,13 @@ def test_dagster_env_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
             tmp_path,
             "load_from:\n"
             "  - python_file: {relative_path: {env: WSM_TEST_FILE}}\n"
-            "  - grpc_server: {host: {env: WSM_TEST_HOST}, port: {env: WSM_TEST_PORT}}\n",
+            "  - grpc_server: {host: {env: WSM_TEST_HOST}, port: {env: WSM_TEST_PORT},"
+            " token_env: WSM_TEST_HOST}\n",
         )
     )
     assert ws.location("repo").target.python_file == tmp_path.resolve() / "repo.py"
     assert ws.location("grpc:code-server:4000").target == RemoteTarget(
-        host="code-server", port=4000
+        host="code-server", port=4000, token_env="WSM_TEST_HOST"
     )
     monkeypatch.setenv("WSM_TEST_PORT", "forty")
     assert messages(tmp_path / "workspace.yaml") == [
@@ -441,3 +447,63 @@ def test_moving_an_entry_does_not_change_its_location(tmp_path: Path) -> None:
     )
     assert first.location("repo") == second.location("repo")
     assert first.location("repo").line != second.location("repo").line
+
+
+def test_relative_interpreter_paths_stay_inside_the_workspace(tmp_path: Path) -> None:
+    """As relative_path: no `..` out and no symlinked folder out; the interpreter itself may
+    be a symlink (a virtualenv's bin/python), and an absolute path is taken as written."""
+    outside = tmp_path / "outside" / "venv" / "bin"
+    outside.mkdir(parents=True)
+    (outside / "python").symlink_to(sys.executable)
+    root = tmp_path / "ws"
+    touch(root / "repo.py")
+    (root / "linked").symlink_to(tmp_path / "outside" / "venv")
+    (root / "venv" / "bin").mkdir(parents=True)
+    (root / "venv" / "bin" / "python").symlink_to(sys.executable)
+    path = write(
+        root,
+        "load_from:\n"
+        "  - python_file: {relative_path: repo.py, executable_path: ../outside/venv/bin/python}\n"
+        "  - python_file: {relative_path: repo.py, location_name: b,"
+        " executable_path: linked/bin/python}\n"
+        "  - python_module: {module_name: m, environment: {python: ../outside/venv/bin/python}}\n",
+    )
+    assert messages(path) == [
+        "executable_path '../outside/venv/bin/python' goes outside the workspace folder "
+        "(through '..')",
+        "executable_path 'linked/bin/python' goes outside the workspace folder through the "
+        f"symlink 'linked' -> {tmp_path / 'outside' / 'venv'}",
+        "python '../outside/venv/bin/python' goes outside the workspace folder (through '..')",
+    ]
+    ws = load_workspace(
+        write(
+            root,
+            "load_from:\n"
+            "  - python_file: {relative_path: repo.py, executable_path: venv/bin/python}\n"
+            f"  - python_file: {{relative_path: repo.py, location_name: b, executable_path: {outside}/python}}\n",
+        )
+    )
+    assert ws.location("repo").executable_path == root.resolve() / "venv" / "bin" / "python"
+    assert ws.location("b").executable_path == outside / "python"
+
+
+def test_grpc_server_token_must_be_usable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A remote without a token, or with one that cannot be read, fails at `wsm up`."""
+    monkeypatch.delenv("WSM_TEST_NO_TOKEN", raising=False)
+    touch(tmp_path / "empty_token")
+    path = write(
+        tmp_path,
+        "load_from:\n"
+        "  - grpc_server: {port: 1}\n"
+        "  - grpc_server: {port: 2, token_env: WSM_TEST_NO_TOKEN}\n"
+        "  - grpc_server: {port: 3, token_file: empty_token}\n",
+    )
+    # The variable may be unset where the file is validated (CI): it is read at connect time.
+    assert messages(path) == [
+        "grpc_server needs token_env or token_file: `wsm serve` answers only a client that "
+        "has its shared token",
+        f"token_file: {tmp_path.resolve() / 'empty_token'} is empty",
+    ]
+    (tmp_path / "empty_token").write_text("t\n")
+    path.write_text(path.read_text().replace("  - grpc_server: {port: 1}\n", ""))
+    assert len(load_workspace(path).locations) == 2

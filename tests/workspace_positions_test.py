@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import List
 
-from workspace_manager.workspace.yaml_positions import Document, load_yaml
+import pytest
+import yaml
+
+from workspace_manager.workspace import yaml_positions
+from workspace_manager.workspace.yaml_positions import MAX_DEPTH, Document, load_yaml
 
 TEXT = """\
 load_from:
@@ -153,3 +157,71 @@ def test_empty_documents() -> None:
         doc, problems = load_yaml(text, "w.yaml")
         assert doc is not None and doc.empty and problems == []
     assert not parse("~\n").empty
+
+
+def test_nesting_is_limited_with_a_position_not_a_recursion_error() -> None:
+    # 500 deep made PyYAML's recursive composer raise RecursionError (a traceback, exit 1).
+    for text in (
+        "a: " + "[" * 500 + "]" * 500 + "\n",
+        "".join(f"{'  ' * i}k{i}:\n" for i in range(500)),
+    ):
+        doc, problems = load_yaml(text, "w.yaml")
+        assert doc is None
+        (problem,) = problems
+        assert problem.message == f"invalid YAML: nested more than {MAX_DEPTH} levels deep"
+        assert problem.line is not None and problem.column is not None
+    deepest = "a: " + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "\n"
+    assert load_yaml(deepest, "w.yaml")[1] == []
+    # Aliases stack shallow nodes into a deep value: 40 anchors of 30 levels each.
+    lines = ["a0: &a0 " + "[" * 30 + "1" + "]" * 30]
+    lines += [f"a{i}: &a{i} " + "[" * 30 + f"*a{i - 1}" + "]" * 30 for i in range(1, 40)]
+    doc, problems = load_yaml("\n".join(lines) + "\n", "w.yaml")
+    assert doc is None
+    assert problems[0].message == (
+        f"invalid YAML: nested more than {MAX_DEPTH} levels deep (through aliases)"
+    )
+
+
+MERGE_BOMB = (
+    "\n".join(
+        ["a: &a {k0: 0, k1: 1, k2: 2, k3: 3, k4: 4, k5: 5, k6: 6, k7: 7, k8: 8, k9: 9}"]
+        + [f"{n}: &{n} {{<<: [{', '.join(['*' + p] * 10)}]}}" for p, n in zip("abcdef", "bcdefg")]
+    )
+    + "\n"
+)
+
+
+def test_merge_keys_are_flattened_by_wsm_not_pyyaml(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyYAML up to 6.0.3 copies every merged pair at each level: this 450-byte bomb took
+    18 s there (bench/yaml_bomb_bench.py). wsm merges each key once, whatever the version."""
+    assert len(MERGE_BOMB) < 480
+
+    def refuse(*_args: object) -> None:
+        raise AssertionError("PyYAML's flatten_mapping was used")
+
+    monkeypatch.setattr(yaml.SafeLoader, "flatten_mapping", refuse)
+    doc = parse(MERGE_BOMB)
+    assert doc.data["g"] == {f"k{i}": i for i in range(10)}
+
+
+def test_merge_key_semantics() -> None:
+    doc = parse(
+        "one: &one {a: 1, b: 1}\n"
+        "two: &two {b: 2, c: 2}\n"
+        "both: {<<: [*one, *two], c: 3}\n"  # own keys win, then the earlier mapping
+        "nested: {<<: {<<: *two, d: 4}}\n"
+    )
+    assert doc.data["both"] == {"a": 1, "b": 1, "c": 3}
+    assert doc.data["nested"] == {"b": 2, "c": 2, "d": 4}
+    assert problems_of("a: &a {<<: *a}\n")[0].endswith("a merge key (<<) refers to its own mapping")
+    assert problems_of("a: &a [1]\nb: {<<: *a}\n") == [
+        "w.yaml:2:5: invalid YAML: a merge key (<<) takes a mapping or a list of mappings"
+    ]
+
+
+def test_merge_work_counts_against_the_value_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(yaml_positions, "MAX_VALUES", 50)
+    keys = ", ".join(f"k{i}: {i}" for i in range(30))
+    doc, problems = load_yaml(f"a: &a {{{keys}}}\nb: {{<<: *a}}\nc: {{<<: *a}}\n", "w.yaml")
+    assert doc is None
+    assert problems[0].message.startswith("invalid YAML: more than 50 values")

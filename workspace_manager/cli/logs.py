@@ -40,6 +40,11 @@ class _RefuseShortF(argparse.Action):
 def run(args: argparse.Namespace) -> int:
     from workspace_manager.supervisor.logs import log_path
     from workspace_manager.supervisor.runtime import manager_key
+    from workspace_manager.workspace.names import name_problem
+
+    unsafe = name_problem(args.location)
+    if unsafe is not None:
+        targets.fail(f"no location can be named {args.location!r}: a location name {unsafe}")
 
     try:
         ident = targets.identity(args)

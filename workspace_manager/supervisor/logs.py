@@ -15,6 +15,8 @@ from typing import Callable, Optional
 
 from workspace_manager.private_files import open_private, private_dir
 
+from workspace_manager.workspace.names import checked_name
+
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_BACKUPS = 3
 #: After a failed write, lines are dropped without a system call for this long.
@@ -36,7 +38,9 @@ def log_dir(key: str) -> Path:
 
 
 def log_path(key: str, location: str) -> Path:
-    return log_dir(key) / f"{location}.log"
+    """The log file of `location`; UnsafeNameError for a name that is not a plain file name
+    (workspace validation refuses those first; this keeps any other path out of the folder)."""
+    return log_dir(key) / f"{checked_name(location)}.log"
 
 
 class LocationLog:

@@ -13,6 +13,7 @@ from typing import List, Optional, Union
 
 from .errors import Problem, WorkspaceError
 from .model import CodeTarget, LocationConfig, Supervision, Workspace
+from .names import name_problem
 from .schema import schema_issues, workspace_schema
 from .semantic import Builder, derived_location_name
 from .yaml_positions import load_yaml
@@ -44,6 +45,15 @@ def load_workspace(path: PathLike) -> Workspace:
     compiler; the model's paths are absolute and resolved.
     """
     shown = os.fspath(path)
+    try:
+        return _load(path, shown)
+    except RecursionError:
+        # yaml_positions bounds nesting; this is the last line that keeps a traceback away.
+        message = "the file is nested too deeply to check"
+        raise WorkspaceError([Problem(shown, 1, 1, message)]) from None
+
+
+def _load(path: PathLike, shown: str) -> Workspace:
     text = _read_text(path, shown)
     doc, problems = load_yaml(text, shown)
     if doc is None:
@@ -103,6 +113,10 @@ def adhoc_workspace(
             message = "not a Python module name (dotted names like team_b.definitions)"
             problems.append(Problem(module_name, None, None, message))
         wd = Path(os.path.realpath(cwd))
+    unsafe = name_problem(name)
+    if unsafe is not None and not problems:
+        what = os.fspath(python_file) if python_file is not None else str(module_name)
+        problems.append(Problem(what, None, None, f"location name {name!r} {unsafe}"))
     if working_directory is not None:
         shown_wd = os.fspath(working_directory)
         wd = Path(os.path.realpath(cwd / shown_wd))

@@ -1,20 +1,25 @@
 """Checks the schema cannot express, done while building the typed Workspace.
 
 Files and folders must exist and stay inside the workspace folder (no `..`, no symlink
-out), location names (given or derived) must be unique, an interpreter must be runnable.
-Building and checking are one pass because resolving a path *is* checking it.
+out), location names (given, read from the environment or derived) must be unique and safe
+file names, an interpreter must be executable (a version spec must find one), every
+requirement must be one pip can install, a grpc_server needs its token. The rule: what would
+certainly fail at `wsm up` is found here. Building and checking are one pass because
+resolving a path *is* checking it.
 Only entries that passed the schema reach this module, so shapes are trusted here.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import Problem
+from .interpreter_check import InterpreterChecker
 from .model import (
     CodeTarget,
     EnvironmentSpec,
@@ -22,7 +27,13 @@ from .model import (
     RemoteTarget,
     Supervision,
 )
-from .schema import quote
+from .names import name_problem
+from .requirements_check import (
+    pip_args_problems,
+    requirement_problem,
+    requirements_file_problems,
+)
+from .schema import quote, workspace_schema
 from .yaml_positions import Document, YamlPath
 
 LOCAL_KINDS = {
@@ -87,6 +98,7 @@ class Builder:
         self.real_base = os.path.realpath(self.base)
         self.problems: List[Problem] = []
         self._names: Dict[str, int] = {}  # location name -> line of the entry using it
+        self.interpreters = InterpreterChecker()
 
     def problem(self, path: YamlPath, message: str, at_key: bool = False) -> None:
         self.problems.append(self.doc.problem(path, message, at_key))
@@ -139,6 +151,8 @@ class Builder:
             working_directory = python_file.parent if python_file else None
         else:
             module_name = main
+            if isinstance(fields.values.get(main_key), dict) and main is not None:
+                module_name = main = self._module_from_env(fields, main_key, main)
         raw_wd = self._source(fields, "working_directory")
         if raw_wd is not None:
             working_directory = self._path(fields, "working_directory", raw_wd, want="folder")
@@ -152,7 +166,7 @@ class Builder:
         environment = None
         if "environment" in fields.values:
             environment = self._environment(
-                fields.values["environment"], fields.path("environment")
+                fields.values["environment"], fields.path("environment"), working_directory
             )
             if raw_exe is not None:
                 self.problem(
@@ -204,9 +218,20 @@ class Builder:
             )
         if "token_env" in values and "token_file" in values:
             self.problem(fields.path("token_file"), "give token_env or token_file, not both", True)
+        elif "token_env" not in values and "token_file" not in values:
+            self.problem(
+                fields.kind_path,
+                "grpc_server needs token_env or token_file: `wsm serve` answers only a client "
+                "that has its shared token",
+                at_key=True,
+            )
+        # token_env's variable is read at connect time, not here: the file is right without
+        # it, and a manager's secret is often absent where the file is validated (CI).
         token_file = ca_file = None
         if "token_file" in values:
             token_file = self._path(fields, "token_file", values["token_file"], "file", False)
+            if token_file is not None:
+                self._check_token_file(fields.path("token_file"), token_file)
         if "ca_file" in values:
             ca_file = self._path(fields, "ca_file", values["ca_file"], "file", False)
             if not values.get("ssl", False):
@@ -249,8 +274,29 @@ class Builder:
                     "which is not set",
                 )
                 return None
-            return os.environ[variable]
+            text = os.environ[variable]
+            if not text:
+                # The schema refuses an empty literal; the same holds for what a variable holds.
+                self.problem(
+                    fields.path(key),
+                    f"{fields.label(key)} reads the environment variable {variable}, "
+                    "which is empty",
+                )
+                return None
+            return text
         return value
+
+    def _module_from_env(self, fields: _Fields, key: str, text: str) -> Optional[str]:
+        """A module or package name read with `{env: VAR}` obeys the schema's pattern."""
+        pattern = workspace_schema()["$defs"]["moduleName"]["pattern"]
+        if re.match(pattern, text):
+            return text
+        self.problem(
+            fields.path(key),
+            f"{fields.label(key)}: the environment variable {fields.values[key]['env']} holds "
+            f"{quote(text)}, not a Python module name (dotted names like team_b.definitions)",
+        )
+        return None
 
     def _port(self, fields: _Fields) -> Optional[int]:
         value = fields.values.get("port")
@@ -280,6 +326,10 @@ class Builder:
                 return None
             name = derive(fields.kind, main)
         assert name is not None
+        unsafe = name_problem(name)
+        if unsafe is not None:
+            self._unsafe_name(fields, main_key, main, name, explicit, unsafe)
+            return None
         line = self.doc.position(fields.kind_path, at_key=True)[0]
         first = self._names.get(name)
         if first is None:
@@ -305,6 +355,51 @@ class Builder:
                 at_key=True,
             )
         return None
+
+    def _unsafe_name(
+        self,
+        fields: _Fields,
+        main_key: Optional[str],
+        main: Any,
+        name: str,
+        explicit: bool,
+        unsafe: str,
+    ) -> None:
+        """A name that cannot become a file name; said where it came from."""
+        if explicit:
+            source = fields.values["location_name"]
+            if isinstance(source, dict):
+                message = (
+                    f"location_name: the environment variable {source['env']} holds "
+                    f"{quote(name)}; a location name {unsafe}"
+                )
+            else:
+                message = f"location_name {quote(name)} {unsafe}"
+            self.problem(fields.path("location_name"), message)
+        elif main_key is not None:
+            self.problem(
+                fields.path(main_key),
+                f"location name {quote(name)} (derived from {fields.label(main_key)} "
+                f"{quote(main)}) {unsafe}; set location_name",
+            )
+        else:
+            key = "host" if "host" in fields.values else "socket"
+            where = fields.path(key) if key in fields.values else fields.kind_path
+            self.problem(
+                where,
+                f"location name {quote(name)} (derived from {key}) {unsafe}; set location_name",
+                at_key=key not in fields.values,
+            )
+
+    def _check_token_file(self, path: YamlPath, token_file: Path) -> None:
+        try:
+            with open(token_file, "rb") as f:  # a token is short: never read a big file whole
+                token = f.read(65536).decode("utf-8", errors="replace").strip()
+        except OSError as error:
+            self.problem(path, f"token_file: cannot read {token_file}: {error.strerror}")
+            return
+        if not token:
+            self.problem(path, f"token_file: {token_file} is empty")
 
     def _path(
         self, fields: _Fields, key: str, raw: str, want: str, contained: bool = True
@@ -369,6 +464,8 @@ class Builder:
                 return None
             return Path(os.path.abspath(found))
         candidate = os.path.normpath(os.path.join(self.base, raw))
+        if not os.path.isabs(raw) and not self._executable_within(path, label, raw, candidate):
+            return None
         if not os.path.exists(candidate):
             where = "" if os.path.isabs(raw) else f" (looked for {candidate})"
             self.problem(path, f"{label}: no such file {quote(raw)}{where}")
@@ -378,11 +475,36 @@ class Builder:
             return None
         return Path(candidate)
 
-    def _environment(self, block: Dict[str, Any], path: YamlPath) -> EnvironmentSpec:
+    def _executable_within(self, path: YamlPath, label: str, raw: str, candidate: str) -> bool:
+        """A relative interpreter path stays in the workspace folder, as relative_path does:
+        no `..` out, and its folder reached through no symlink out. The file itself may be a
+        symlink (a virtualenv's bin/python points at the interpreter it was made from)."""
+        if not _within(candidate, self.base):
+            self.problem(
+                path, f"{label} {quote(raw)} goes outside the workspace folder (through '..')"
+            )
+            return False
+        folder = os.path.realpath(os.path.dirname(candidate))
+        if not _within(folder, self.real_base):
+            link = self._escaping_link(os.path.dirname(raw))
+            through = f"the symlink {quote(link[0])} -> {link[1]}" if link else "a symlink"
+            self.problem(
+                path, f"{label} {quote(raw)} goes outside the workspace folder through {through}"
+            )
+            return False
+        return True
+
+    def _environment(
+        self, block: Dict[str, Any], path: YamlPath, working_directory: Optional[Path]
+    ) -> EnvironmentSpec:
         python = block.get("python")
         if python is not None and os.sep in python:
             exe = self._executable(path + ("python",), "python", python)
             python = str(exe) if exe is not None else python
+        elif python is not None:
+            problem = self.interpreters.spec_problem(python)
+            if problem is not None:
+                self.problem(path + ("python",), f"python: {problem}")
         requirements_file = None
         if "requirements_file" in block:
             requirements_file = self.resolve(
@@ -391,6 +513,9 @@ class Builder:
                 block["requirements_file"],
                 "file",
             )
+        if working_directory is not None:
+            # Local paths resolve against the working directory, as the build resolves them.
+            self._check_requirements(block, path, working_directory, requirements_file)
         return EnvironmentSpec(
             python=python,
             requirements=tuple(block.get("requirements", ())),
@@ -398,6 +523,25 @@ class Builder:
             pip_args=tuple(block.get("pip_args", ())),
             installer=block.get("installer", "pip"),
         )
+
+    def _check_requirements(
+        self,
+        block: Dict[str, Any],
+        path: YamlPath,
+        base: Path,
+        requirements_file: Optional[Path],
+    ) -> None:
+        for index, item in enumerate(block.get("requirements", ())):
+            problem = requirement_problem(item, base)
+            if problem is not None:
+                self.problem(path + ("requirements", index), f"requirements: {problem}")
+        for index, problem in pip_args_problems(block.get("pip_args", ()), base):
+            self.problem(path + ("pip_args", index), f"pip_args: {problem}")
+        if requirements_file is not None:
+            shown = block["requirements_file"]
+            for problem in requirements_file_problems(requirements_file, base):
+                problem = problem.replace(str(requirements_file), shown, 1)
+                self.problem(path + ("requirements_file",), f"requirements_file: {problem}")
 
     def _check_backoff(self, merged: Supervision, block: Dict[str, Any], path: YamlPath) -> None:
         """backoff_max below backoff_initial is a contradiction; blame the block that set one."""

@@ -1,0 +1,1 @@
+"""A dotted file whose derived location name would be hidden; never imported."""
