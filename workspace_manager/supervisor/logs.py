@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from workspace_manager.private_files import open_private, private_dir
-
 from workspace_manager.workspace.names import checked_name
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
