@@ -237,8 +237,8 @@ class Manager:
             raise RemoteError("InvalidParams", "this manager cannot re-read its workspace")
         from workspace_manager.workspace.errors import WorkspaceError
 
-        try:
-            workspace = self.reread()
+        try:  # off the loop: validation may ask an interpreter its version (seconds, cold)
+            workspace = await asyncio.get_running_loop().run_in_executor(None, self.reread)
         except WorkspaceError as exc:
             raise RemoteError("InvalidWorkspace", "\n".join(str(p) for p in exc.problems)) from None
         new = {loc.name: loc for loc in workspace.locations}
