@@ -197,6 +197,7 @@ class HealthServer:
     ) -> bool:
         """Answer requests until the client or a rule ends the connection; True if it ended cleanly."""
         task = asyncio.current_task()
+        assert task is not None
         while True:
             conn.busy = False
             conn.waiting_since = time.monotonic()
