@@ -13,7 +13,10 @@ from typing import Any
 
 from . import purepack
 
-__all__ = ["BACKEND", "DecodeError", "packb", "unpackb"]
+__all__ = ["BACKEND", "DecodeError", "packb", "unpackb", "unpackb_in_slices"]
+
+#: Bytes of input the C decoder takes per step in `unpackb_in_slices`.
+SLICE_BYTES = 64 * 1024
 
 
 class DecodeError(ValueError):
@@ -83,7 +86,44 @@ if _msgpack is not None:
         except Exception as exc:  # FormatError, ExtraData, StackError, TypeError, UnicodeError...
             raise DecodeError(str(exc) or type(exc).__name__) from None
 
+    def unpackb_in_slices(data: Any) -> Any:
+        """`unpackb`, but fed to C msgpack's resumable Unpacker `SLICE_BYTES` at a time.
+
+        C msgpack holds the GIL for a whole `unpackb` call (34 s for 60 MiB of small maps),
+        so a worker thread decoding a large frame would stall every other thread. Between
+        slices this function runs Python code again, so the interpreter can switch threads.
+        """
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = bytes(data)
+        if b"\xff" in data:
+            for head in _TIMESTAMP_HEADS:
+                if head in data:
+                    return _pure_unpackb(data)  # pure Python: switches threads by itself
+        unpacker = _msgpack.Unpacker(
+            raw=False,
+            strict_map_key=False,
+            use_list=True,
+            ext_hook=_reject_ext,
+            max_buffer_size=max(len(data), 1),
+        )
+        view = memoryview(data)
+        found: list = []
+        try:
+            for start in range(0, len(data), SLICE_BYTES):
+                unpacker.feed(view[start : start + SLICE_BYTES])
+                found.extend(unpacker)
+                if len(found) > 1:
+                    raise DecodeError("extra data after the object")
+        except DecodeError:
+            raise
+        except Exception as exc:  # FormatError, StackError, TypeError, UnicodeError...
+            raise DecodeError(str(exc) or type(exc).__name__) from None
+        if len(found) != 1 or unpacker.tell() != len(data):
+            raise DecodeError("truncated data" if not found else "extra data after the object")
+        return found[0]
+
 else:
     BACKEND = "pure"
     packb = purepack.packb
     unpackb = _pure_unpackb
+    unpackb_in_slices = _pure_unpackb  # pure Python lets other threads run as it goes

@@ -1,7 +1,9 @@
 """The manager's control socket: how `wsm status`, `down`, `reload` and `logs` reach it.
 
 Same framing, messages and handshake as a location, served on asyncio. A malformed frame
-closes that one connection; the manager carries on.
+closes that one connection; the manager carries on. Until its hello has succeeded a connection
+may send frames of at most 64 KiB and must complete the hello within `hello_timeout` seconds
+of connecting (docs/protocol.md, "Handshake"); large frames are decoded off the event loop.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, Awaitable, Callable, Dict
 
 from workspace_manager.protocol import framing, messages
 from workspace_manager.protocol.errors import ProtocolError, RemoteError
+from workspace_manager.supervisor.frames import PRE_HELLO_MAX_FRAME, FrameReader
 from workspace_manager.version import PROTOCOL_VERSION, __version__
 
 Handler = Callable[[dict], Awaitable[Any]]
@@ -28,11 +31,13 @@ class ControlServer:
         secret: str,
         handlers: Dict[str, Handler],
         max_frame: int = 16 * 1024 * 1024,
+        hello_timeout: float = 10.0,
     ) -> None:
         self.path = path
         self.secret = secret
         self.handlers = handlers
-        self.max_frame = max_frame
+        self.max_frame = max_frame  # bytes, once the hello has succeeded
+        self.hello_timeout = hello_timeout  # seconds from connecting, not reset by each byte
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set = set()
 
@@ -59,36 +64,47 @@ class ControlServer:
             pass
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        decoder = framing.FrameDecoder(self.max_frame)
-        authenticated = False
+        frames = FrameReader(reader, PRE_HELLO_MAX_FRAME)
         try:
+            try:
+                authenticated = await asyncio.wait_for(
+                    self._handshake(frames, writer), self.hello_timeout
+                )
+            except asyncio.TimeoutError:
+                _log(f"control connection closed: no hello within {self.hello_timeout:g}s")
+                return
+            if not authenticated:
+                return
+            frames.max_frame = self.max_frame
             while True:
-                data = await reader.read(65536)
-                if not data:
-                    if decoder.has_partial:
-                        _log("control connection closed in the middle of a frame")
+                obj = await frames.read()
+                if obj is framing.EOF:
                     return
-                for obj in decoder.feed(data):
-                    msg = messages.parse(obj)
-                    if not isinstance(msg, messages.Request):
-                        raise ProtocolError("expected a request")
-                    if not authenticated:
-                        ok, reply = self._hello(msg)
-                        writer.write(framing.encode_frame(reply))
-                        if not ok:
-                            await writer.drain()
-                            return
-                        authenticated = True
-                        continue
-                    task = asyncio.ensure_future(self._dispatch(msg, writer))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                msg = messages.parse(obj)
+                if not isinstance(msg, messages.Request):
+                    raise ProtocolError("expected a request")
+                task = asyncio.ensure_future(self._dispatch(msg, writer))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
         except (framing.FrameError, ProtocolError) as exc:
             _log(f"control connection closed: {exc}")
         except (ConnectionError, OSError):
             pass
         finally:
             writer.close()
+
+    async def _handshake(self, frames: FrameReader, writer: asyncio.StreamWriter) -> bool:
+        """Read and answer the first request, which must be a valid hello; True if it was."""
+        obj = await frames.read()
+        if obj is framing.EOF:
+            return False
+        msg = messages.parse(obj)
+        if not isinstance(msg, messages.Request):
+            raise ProtocolError("expected a request")
+        ok, reply = self._hello(msg)
+        writer.write(framing.encode_frame(reply))
+        await writer.drain()
+        return ok
 
     def _hello(self, msg: messages.Request) -> tuple:
         params = msg.params if isinstance(msg.params, dict) else {}
