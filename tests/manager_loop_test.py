@@ -147,11 +147,13 @@ def test_a_stopped_manager_does_not_blame_its_locations_for_missed_heartbeats(
 ) -> None:
     up = one_location
     before = up.location("repo")
-    for _ in range(4):  # the manager's loop stalls 3 heartbeat periods, four times in a row
+    # The manager runs for moments between stalls longer than a heartbeat period, as when
+    # several large frames arrive in a row: each stall outlasts the ping sent before it.
+    for _ in range(8):
         os.kill(up.proc.pid, signal.SIGSTOP)
-        time.sleep(3.5)
+        time.sleep(1.5)
         os.kill(up.proc.pid, signal.SIGCONT)
-        time.sleep(0.3)
+        time.sleep(0.02)
     time.sleep(2)  # let the manager act on what it saw
     after = up.location("repo")
     assert (after["state"], after["pid"]) == ("ready", before["pid"])
@@ -280,3 +282,71 @@ def test_a_remotes_hello_answer_beyond_64_kib_is_refused(ws: WorkspaceDir) -> No
             up.assert_no_leftovers()
     finally:
         remote.close()
+
+
+# -- the manager's own stalls ----------------------------------------------------------------
+
+
+def _ping_server(sock: socket.socket) -> None:
+    """Answer hello and every ping at once, from a thread: a location that is perfectly fine."""
+    buf = b""
+    with sock:
+        while True:
+            try:
+                data = sock.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            buf += data
+            while len(buf) >= 4 and len(buf) >= 4 + struct.unpack(">I", buf[:4])[0]:
+                n = struct.unpack(">I", buf[:4])[0]
+                msg = msgpack.unpackb(buf[4 : 4 + n], raw=False)
+                buf = buf[4 + n :]
+                try:
+                    sock.sendall(_frame([1, msg[1], None, {"protocol": 1, "pid": 1}]))
+                except OSError:
+                    return
+
+
+def _ping_across_a_stall(wait: Callable) -> object:
+    """Ping a healthy peer over a real Unix socket while the loop stalls 1.5 s; the outcome
+    of a 0.5 s heartbeat deadline applied by `wait`."""
+    import asyncio
+
+    from workspace_manager.supervisor import looplag
+    from workspace_manager.supervisor.rpc import AsyncConnection
+
+    async def main() -> object:
+        probe = looplag.LoopLag().start()
+        ours, theirs = socket.socketpair()
+        threading.Thread(target=_ping_server, args=(theirs,), daemon=True).start()
+        reader, writer = await asyncio.open_unix_connection(sock=ours)
+        conn = AsyncConnection(reader, writer)
+        try:
+            await asyncio.sleep(0.2)  # the probe is running
+            call = asyncio.ensure_future(wait(conn))
+            await asyncio.sleep(0)  # the ping is sent
+            time.sleep(1.5)  # the manager's loop is busy elsewhere; the answer arrives
+            try:
+                return await call
+            except Exception as exc:
+                return exc
+        finally:
+            conn.close()
+            probe.stop()
+
+    return asyncio.run(main())
+
+
+def test_a_stall_of_the_managers_loop_is_not_a_missed_heartbeat() -> None:
+    from workspace_manager.protocol.errors import CallTimeout
+    from workspace_manager.supervisor import looplag
+
+    def heartbeat(conn):  # as Location._heartbeats pings
+        return looplag.wait_allowing_for_lag(conn.call("ping", {}, timeout=3600.0), 0.5)
+
+    assert _ping_across_a_stall(heartbeat) == {"protocol": 1, "pid": 1}
+    # a plain deadline, as before, blamed the peer for our stall
+    outcome = _ping_across_a_stall(lambda conn: conn.call("ping", {}, timeout=0.5))
+    assert isinstance(outcome, CallTimeout)
