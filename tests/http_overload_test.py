@@ -79,9 +79,7 @@ def concurrent_livez(port: int, count: int) -> List[int]:
 
     async def main() -> List[int]:
         return list(
-            await asyncio.wait_for(
-                asyncio.gather(*(_one_request(port) for _ in range(count))), 120
-            )
+            await asyncio.wait_for(asyncio.gather(*(_one_request(port) for _ in range(count))), 120)
         )
 
     return asyncio.run(main())

@@ -17,9 +17,7 @@ from typing import Any, Awaitable, Deque, Optional, Tuple
 #: Lateness (seconds) below this is scheduling noise, not a stall.
 NOISE = 0.02
 
-_probes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopLag] = (
-    weakref.WeakKeyDictionary()
-)
+_probes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopLag] = weakref.WeakKeyDictionary()
 
 
 class LoopLag:
