@@ -222,8 +222,8 @@ def _frame(obj: object) -> bytes:
 
 
 def slow_to_decode_answer(megabytes: int) -> Callable[[int], bytes]:
-    """An answer of `megabytes` MiB that is slow to decode: a timestamp marker in it sends
-    it to the strict pure-Python decoder."""
+    """An answer of `megabytes` MiB that is slow to decode: millions of objects, and a
+    timestamp marker that sent it to the strict pure-Python decoder before."""
 
     def answer(msg_id: int) -> bytes:
         junk = [None] * (megabytes * 1024 * 1024 - 64) + [b"\xd6\xff"]

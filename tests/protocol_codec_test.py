@@ -78,6 +78,7 @@ def test_backends_produce_identical_bytes_and_decode_each_other(value):
     assert purepack.unpackb(data) == value
     assert c_unpackb(purepack.packb(value)) == value
     assert codec.unpackb(codec.packb(value)) == value
+    assert codec.unpackb_in_slices(data) == value
 
 
 @given(st.floats(allow_nan=True, allow_infinity=True))
@@ -155,7 +156,7 @@ def test_nesting_limit():
         purepack.unpackb(b"\x81\xa1k" * (purepack.MAX_DEPTH + 1) + b"\xc0")
     with pytest.raises(ValueError):
         purepack.packb(nested(purepack.MAX_DEPTH + 1))
-    for decode in (purepack.unpackb, codec.unpackb):
+    for decode in (purepack.unpackb, codec.unpackb, codec.unpackb_in_slices):
         with pytest.raises(ValueError):
             decode(b"\x91" * 100_000 + b"\xc0")
 
@@ -189,18 +190,24 @@ def test_malformed_input_raises_decode_error(data):
         purepack.unpackb(data)
     with pytest.raises(DecodeError):
         codec.unpackb(data)
+    with pytest.raises(DecodeError):
+        codec.unpackb_in_slices(data)
+    # inside a value large enough to be decoded in several slices
+    with pytest.raises(DecodeError):
+        codec.unpackb_in_slices(b"\x92" + c_packb("x" * 200_000) + data)
     assert issubclass(DecodeError, ValueError)
 
 
 def test_timestamp_bytes_inside_a_string_still_decode():
     value = ["\u00ff", b"\xd6\xff\x00\x00\x00\x01"]
     assert codec.unpackb(codec.packb(value)) == value
+    assert codec.unpackb_in_slices(codec.packb(value)) == value
 
 
 @settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=64))
 def test_random_bytes_never_raise_anything_but_decode_error(data):
-    for decode in (purepack.unpackb, codec.unpackb):
+    for decode in (purepack.unpackb, codec.unpackb, codec.unpackb_in_slices):
         try:
             decode(data)
         except ValueError:

@@ -8,6 +8,7 @@ Decoding is strict on both: any malformed input raises `DecodeError`.
 
 from __future__ import annotations
 
+import itertools
 import os
 from typing import Any
 
@@ -95,10 +96,7 @@ if _msgpack is not None:
         """
         if type(data) is not bytes and type(data) is not bytearray:
             data = bytes(data)
-        if b"\xff" in data:
-            for head in _TIMESTAMP_HEADS:
-                if head in data:
-                    return _pure_unpackb(data)  # pure Python: switches threads by itself
+        maybe_timestamp = b"\xff" in data and any(head in data for head in _TIMESTAMP_HEADS)
         unpacker = _msgpack.Unpacker(
             raw=False,
             strict_map_key=False,
@@ -120,7 +118,28 @@ if _msgpack is not None:
             raise DecodeError(str(exc) or type(exc).__name__) from None
         if len(found) != 1 or unpacker.tell() != len(data):
             raise DecodeError("truncated data" if not found else "extra data after the object")
+        if maybe_timestamp:  # C msgpack decodes those without ext_hook: refuse them here
+            _refuse_timestamps(found[0])
         return found[0]
+
+    def _refuse_timestamps(obj: Any) -> None:
+        """Walk a decoded object (iteratively: it may be deeply nested) for a Timestamp;
+        a plain Python loop without large copies, so other threads run meanwhile."""
+        timestamp = _msgpack.Timestamp
+        stack = [obj]
+        while stack:
+            item = stack.pop()
+            kind = type(item)
+            if kind is timestamp:
+                raise DecodeError("extension type -1 is not supported")
+            if kind is dict:
+                item = itertools.chain(item.keys(), item.values())
+            elif kind is not list:
+                continue
+            for child in item:
+                kind = type(child)
+                if kind is list or kind is dict or kind is timestamp:
+                    stack.append(child)
 
 else:
     BACKEND = "pure"
