@@ -101,6 +101,9 @@ class Server:
         self._lock = threading.Lock()
         self._connections: Set[Connection] = set()
         self._pending: OrderedDict[Connection, None] = OrderedDict()  # oldest accept first
+        # threads of connections without a hello, evicted ones still exiting included
+        self._prehello_threads = 0
+        self._prehello_room = threading.Condition(self._lock)
         self._inflight = 0
         self._idle = threading.Condition(self._lock)
 
@@ -201,6 +204,9 @@ class Server:
     def _accept_ready(self) -> None:
         assert self._listener is not None
         while True:
+            with self._lock:  # evicted threads must exit before more are started
+                if self._prehello_threads >= 2 * MAX_PENDING and not self.stopping:
+                    self._prehello_room.wait(0.5)
             try:
                 sock, peer = self._listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -218,13 +224,14 @@ class Server:
             with self._lock:
                 self._connections.add(conn)
                 self._pending[conn] = None
+                self._prehello_threads += 1
                 if len(self._pending) > MAX_PENDING:
                     evicted, _ = self._pending.popitem(last=False)
             if evicted is not None:
                 evicted.log(
                     f"more than {MAX_PENDING} connections waiting for a hello; closing the oldest"
                 )
-                evicted.close()
+                evicted.hang_up()
             threading.Thread(target=conn.run, name=f"wsm-conn-{conn.peer}", daemon=True).start()
 
     # ------------------------------------------------------------------ bookkeeping
@@ -233,11 +240,16 @@ class Server:
         with self._lock:
             self._connections.discard(conn)
             self._pending.pop(conn, None)
+            if not conn.authenticated:
+                self._prehello_threads -= 1
+                self._prehello_room.notify()
 
     def said_hello(self, conn: Connection) -> None:
         """`conn` is authenticated: no longer counted among those waiting for a hello."""
         with self._lock:
             self._pending.pop(conn, None)
+            self._prehello_threads -= 1
+            self._prehello_room.notify()
 
     def call_started(self) -> None:
         with self._lock:
@@ -278,12 +290,17 @@ class Connection:
     def log(self, message: str) -> None:
         log(self.server.location, f"connection {self.peer}: {message}")
 
-    def close(self) -> None:
+    def hang_up(self) -> None:
+        """End the connection from another thread: its reader wakes up to EOF and closes
+        the socket itself, so the descriptor cannot be reused under a blocked `recv`."""
         self.closed = True
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+    def close(self) -> None:
+        self.hang_up()
         try:
             self.sock.close()
         except OSError:
