@@ -18,7 +18,11 @@ from typing import Any, Awaitable, Callable, Dict
 
 from workspace_manager.protocol import framing, messages
 from workspace_manager.protocol.errors import ProtocolError, RemoteError
-from workspace_manager.supervisor.frames import PRE_HELLO_MAX_FRAME, FrameReader
+from workspace_manager.supervisor.frames import (
+    PRE_HELLO_MAX_FRAME,
+    FrameReader,
+    encode_frame_off_loop,
+)
 from workspace_manager.version import PROTOCOL_VERSION, __version__
 
 Handler = Callable[[dict], Awaitable[Any]]
@@ -153,7 +157,12 @@ class ControlServer:
                     None,
                 )
         try:
-            writer.write(framing.encode_frame(reply))
+            frame = await encode_frame_off_loop(reply)  # a forwarded result may be large
+        except (TypeError, ValueError, OverflowError) as exc:
+            error = messages.error_map("InternalError", f"result cannot be encoded: {exc}")
+            frame = framing.encode_frame(messages.response(msg.id, error, None))
+        try:
+            writer.write(frame)
         except (ConnectionError, OSError):
             pass
 

@@ -4,7 +4,8 @@ A frame is read whole (header, then exactly its body; StreamReader appends to on
 so a large frame costs linear time and one copy), and a body of `OFFLOAD_BYTES` or more is
 decoded in a worker thread, in slices (`codec.unpackb_in_slices`), so the loop keeps
 answering `/livez` and heartbeats while a location's 60 MiB answer is decoded.
-One worker: large frames wait for each other rather than multiply memory.
+`encode_frame_off_loop` does the same for an answer the manager sends (a job's result forwarded to
+the CLI). One worker: large frames wait for each other rather than multiply memory.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ OFFLOAD_BYTES = 1 << 20
 #: (docs/protocol.md, "Handshake"); the loader enforces the same on its side.
 PRE_HELLO_MAX_FRAME = 64 * 1024
 
-_decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wsm-decode")
+_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wsm-frames")
 
 
 class FrameReader:
@@ -58,6 +59,16 @@ class FrameReader:
             if length < OFFLOAD_BYTES:
                 return codec.unpackb(body)
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(_decoder, codec.unpackb_in_slices, body)
+            return await loop.run_in_executor(_worker, codec.unpackb_in_slices, body)
         except codec.DecodeError as exc:
             raise framing.FrameError(f"undecodable frame: {exc}") from None
+
+
+async def encode_frame_off_loop(obj: Any) -> bytes:
+    """`framing.encode_frame(obj)`, encoded in the worker thread in slices.
+
+    Raises what `packb` raises for an object it cannot encode (TypeError, OverflowError).
+    """
+    loop = asyncio.get_running_loop()
+    payload = await loop.run_in_executor(_worker, codec.packb_in_slices, obj)
+    return framing.HEADER.pack(len(payload)) + payload
