@@ -78,6 +78,8 @@ def test_backends_produce_identical_bytes_and_decode_each_other(value):
     assert purepack.unpackb(data) == value
     assert c_unpackb(purepack.packb(value)) == value
     assert codec.unpackb(codec.packb(value)) == value
+    assert codec.unpackb_in_slices(data) == value
+    assert codec.packb_in_slices(value) == data
 
 
 @given(st.floats(allow_nan=True, allow_infinity=True))
@@ -155,7 +157,7 @@ def test_nesting_limit():
         purepack.unpackb(b"\x81\xa1k" * (purepack.MAX_DEPTH + 1) + b"\xc0")
     with pytest.raises(ValueError):
         purepack.packb(nested(purepack.MAX_DEPTH + 1))
-    for decode in (purepack.unpackb, codec.unpackb):
+    for decode in (purepack.unpackb, codec.unpackb, codec.unpackb_in_slices):
         with pytest.raises(ValueError):
             decode(b"\x91" * 100_000 + b"\xc0")
 
@@ -189,18 +191,41 @@ def test_malformed_input_raises_decode_error(data):
         purepack.unpackb(data)
     with pytest.raises(DecodeError):
         codec.unpackb(data)
+    with pytest.raises(DecodeError):
+        codec.unpackb_in_slices(data)
+    # inside a value large enough to be decoded in several slices
+    with pytest.raises(DecodeError):
+        codec.unpackb_in_slices(b"\x92" + c_packb("x" * 200_000) + data)
     assert issubclass(DecodeError, ValueError)
+
+
+LARGE = [
+    list(range(70_000)),  # array32
+    {i: [None] * 5_000 for i in range(3)},  # a map of sliced arrays
+    {str(i): i for i in range(70_000)},  # map32
+    [list(range(5_000)), {"a": list(range(9_000))}, "x"] * 3_000,  # slices with large items
+    [{"k": list(range(4_100))} for _ in range(10)],
+    [[]] * 4_097,
+]
+
+
+@pytest.mark.parametrize("value", LARGE, ids=range(len(LARGE)))
+def test_large_values_encode_and_decode_in_slices_to_the_same_bytes(value):
+    data = c_packb(value)
+    assert codec.packb_in_slices(value) == data
+    assert codec.unpackb_in_slices(data) == value
 
 
 def test_timestamp_bytes_inside_a_string_still_decode():
     value = ["\u00ff", b"\xd6\xff\x00\x00\x00\x01"]
     assert codec.unpackb(codec.packb(value)) == value
+    assert codec.unpackb_in_slices(codec.packb(value)) == value
 
 
 @settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=64))
 def test_random_bytes_never_raise_anything_but_decode_error(data):
-    for decode in (purepack.unpackb, codec.unpackb):
+    for decode in (purepack.unpackb, codec.unpackb, codec.unpackb_in_slices):
         try:
             decode(data)
         except ValueError:

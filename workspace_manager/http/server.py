@@ -1,8 +1,11 @@
 """The health endpoint: an asyncio HTTP/1.1 server on the manager's own event loop.
 
 It answers from `view()`, a cheap snapshot of the manager's state, so no answer
-ever waits on a location. Each connection is its own task with a read timeout and
-bounded buffers; whatever one client does ends at its own connection.
+ever waits on a location. Each connection is its own task with an absolute deadline for
+each request head and bounded buffers; whatever one client does ends at its own connection.
+When every connection slot is taken, the connection that has waited longest for its request
+head (idle or incomplete) is dropped to make room: a new client is never refused for slow
+or idle ones, so anyone able to open connections cannot make `/livez` fail its probe.
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ import asyncio
 import errno
 import inspect
 import logging
+import resource
 import socket
-from dataclasses import replace
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from workspace_manager.http.routes import Handler, default_routes, resolve
@@ -31,10 +37,13 @@ from workspace_manager.http.wire import (
 log = logging.getLogger(__name__)
 
 _METHODS = ("GET", "HEAD")
-_BACKLOG = 128
+_BACKLOG = 1024  # the kernel caps it at net.core.somaxconn
 DEFAULT_LIMITS = Limits()
 _LINGER_SECONDS = 2.0
 _LINGER_BYTES = 1 << 20
+# Below the hard limit, a connection must have waited this long (seconds) for its request head
+# before a newcomer may evict it: a burst of real clients must not evict each other.
+_EVICT_AFTER = 1.0
 # A name may resolve to addresses this host cannot bind (::1 with IPv6 disabled): skip those.
 _UNBINDABLE = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
 
@@ -43,8 +52,12 @@ class HealthServer:
     """Serve /livez, /healthz, /readyz[/NAME] and /status (plus any route added to `routes`).
 
     `view` is called on the event loop once per request and must return quickly.
-    `request_timeout` bounds the wait for each request head, idle keep-alive time
-    included; `max_connections` bounds open connections (extra ones get a 503).
+    `request_timeout` is an absolute deadline (seconds) for each whole request head, idle
+    keep-alive time included: it is not reset by each byte received. Beyond `max_connections`
+    open connections, a new one evicts the connection that has waited longest for a request
+    head if that one has waited at least a second; the hard limit, half the process's
+    open-file limit, evicts whatever waits longest. Only when every connection is busy
+    computing an answer does a newcomer get a 503.
     """
 
     def __init__(
@@ -55,9 +68,9 @@ class HealthServer:
         *,
         routes: Optional[Dict[str, Handler]] = None,
         limits: Limits = DEFAULT_LIMITS,
-        request_timeout: float = 10.0,
+        request_timeout: float = 5.0,
         write_timeout: float = 10.0,
-        max_connections: int = 128,
+        max_connections: int = 1024,
     ) -> None:
         self._host = host
         self._port = port
@@ -66,9 +79,12 @@ class HealthServer:
         self._limits = limits
         self._request_timeout = request_timeout
         self._write_timeout = write_timeout
-        self._max_connections = max_connections
+        self._hard_limit = _fd_budget()
+        self._max_connections = min(max_connections, self._hard_limit)
         self._servers: List[asyncio.AbstractServer] = []
         self._tasks: Set[asyncio.Task] = set()
+        # ordered by the time each began waiting for its current request head, oldest first
+        self._connections: OrderedDict[asyncio.Task, _Connection] = OrderedDict()
         self._closing = False
         self.addresses: List[Tuple[str, int]] = []  # every bound (host, port), once started
 
@@ -132,7 +148,7 @@ class HealthServer:
     # -- connections ---------------------------------------------------------------------------
 
     async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._closing or len(self._tasks) >= self._max_connections:
+        if self._closing or not self._make_room():
             refusal = text(503, "too many connections\n")
             writer.write(encode_response(refusal, head_only=False, keep_alive=False, http10=False))
             writer.close()
@@ -140,9 +156,10 @@ class HealthServer:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        conn = self._connections[task] = _Connection(writer)
         clean = False
         try:
-            clean = await self._serve(reader, writer)
+            clean = await self._serve(reader, writer, conn)
         except (OSError, asyncio.TimeoutError):
             pass  # the peer went away or stopped reading: nothing to tell it
         except asyncio.CancelledError:
@@ -153,14 +170,39 @@ class HealthServer:
             log.exception("health endpoint: unexpected error on a connection")
         finally:
             self._tasks.discard(task)
+            self._connections.pop(task, None)
             if clean and not self._closing:
                 writer.close()  # flushes what is buffered, then closes
             else:
                 writer.transport.abort()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    def _make_room(self) -> bool:
+        """Whether a new connection may be served, evicting a waiting one if need be."""
+        count = len(self._tasks)
+        if count < self._max_connections:
+            return True
+        oldest = next(((t, c) for t, c in self._connections.items() if not c.busy), None)
+        if oldest is not None:
+            task, conn = oldest
+            if count >= self._hard_limit or time.monotonic() - conn.waiting_since >= _EVICT_AFTER:
+                del self._connections[task]
+                self._tasks.discard(task)
+                conn.writer.transport.abort()
+                task.cancel()
+                return True
+        return count < self._hard_limit
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn: _Connection
+    ) -> bool:
         """Answer requests until the client or a rule ends the connection; True if it ended cleanly."""
+        task = asyncio.current_task()
+        assert task is not None
         while True:
+            conn.busy = False
+            conn.waiting_since = time.monotonic()
+            if task in self._connections:  # else just evicted: the cancellation is on its way
+                self._connections.move_to_end(task)
             try:
                 request = await asyncio.wait_for(
                     read_request(reader, self._limits), self._request_timeout
@@ -177,8 +219,10 @@ class HealthServer:
                 return True
             if request is None:
                 return True
+            conn.busy = True
             keep_alive = request.keep_alive and not self._closing
             response = await self._respond(request)
+            conn.busy = False  # a client too slow to read its answer may be evicted
             await self._write(
                 writer,
                 response,
@@ -208,6 +252,26 @@ class HealthServer:
     async def _write(self, writer: asyncio.StreamWriter, response: Response, **how: bool) -> None:
         writer.write(encode_response(response, **how))
         await asyncio.wait_for(writer.drain(), self._write_timeout)
+
+
+@dataclass
+class _Connection:
+    """What eviction needs to know about one open connection."""
+
+    writer: asyncio.StreamWriter
+    waiting_since: float = 0.0  # monotonic time it began waiting for its current request head
+    busy: bool = False  # computing an answer: not evictable
+
+
+def _fd_budget() -> int:
+    """Half the soft open-file limit: the manager's own files and locations keep the rest."""
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return 512
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 16
+    return max(16, soft // 2)
 
 
 async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

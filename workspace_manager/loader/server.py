@@ -4,6 +4,11 @@ for user code.
 A ping is answered by the connection's reader thread itself, so a sensor sleeping in a worker
 never delays it. Anything malformed from a peer closes that one connection with one line on
 stderr; nothing a peer sends can stop the server or reach repository code before the hello.
+
+Before its hello a connection costs little and not for long (docs/protocol.md, "Handshake"):
+frames of at most 64 KiB, the hello done within `hello_timeout` seconds of the accept however
+slowly the bytes come, and at most `MAX_PENDING` such connections at once; a new one evicts
+the oldest, so a flood of silent or dribbling peers cannot keep the manager out.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import stat
 import sys
 import threading
 import time
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Dict, Optional, Set, Tuple, cast
 
 from ..protocol import errors as E
@@ -40,6 +46,7 @@ SHUTDOWN_GRACE = 2.0  # seconds running calls get to finish after `shutdown` or 
 TLS_HANDSHAKE_TIMEOUT = 10.0
 PRE_HELLO_MAX_FRAME = 64 * 1024  # frame limit before the hello has succeeded
 RECV_SIZE = 64 * 1024  # reused buffer; below malloc's mmap threshold
+MAX_PENDING = 16  # connections accepted that have not completed their hello
 
 
 def log(location: str, message: str) -> None:
@@ -94,6 +101,10 @@ class Server:
         os.set_blocking(self._wake_w, False)
         self._lock = threading.Lock()
         self._connections: Set[Connection] = set()
+        self._pending: OrderedDict[Connection, None] = OrderedDict()  # oldest accept first
+        # threads of connections without a hello, evicted ones still exiting included
+        self._prehello_threads = 0
+        self._prehello_room = threading.Condition(self._lock)
         self._inflight = 0
         self._idle = threading.Condition(self._lock)
 
@@ -194,6 +205,9 @@ class Server:
     def _accept_ready(self) -> None:
         assert self._listener is not None
         while True:
+            with self._lock:  # evicted threads must exit before more are started
+                if self._prehello_threads >= 2 * MAX_PENDING and not self.stopping:
+                    self._prehello_room.wait(0.5)
             try:
                 sock, peer = self._listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -207,8 +221,18 @@ class Server:
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = Connection(self, sock, _peer_name(sock, peer))
+            evicted = None
             with self._lock:
                 self._connections.add(conn)
+                self._pending[conn] = None
+                self._prehello_threads += 1
+                if len(self._pending) > MAX_PENDING:
+                    evicted, _ = self._pending.popitem(last=False)
+            if evicted is not None:
+                evicted.log(
+                    f"more than {MAX_PENDING} connections waiting for a hello; closing the oldest"
+                )
+                evicted.hang_up()
             threading.Thread(target=conn.run, name=f"wsm-conn-{conn.peer}", daemon=True).start()
 
     # ------------------------------------------------------------------ bookkeeping
@@ -216,6 +240,17 @@ class Server:
     def forget(self, conn: Connection) -> None:
         with self._lock:
             self._connections.discard(conn)
+            self._pending.pop(conn, None)
+            if not conn.authenticated:
+                self._prehello_threads -= 1
+                self._prehello_room.notify()
+
+    def said_hello(self, conn: Connection) -> None:
+        """`conn` is authenticated: no longer counted among those waiting for a hello."""
+        with self._lock:
+            self._pending.pop(conn, None)
+            self._prehello_threads -= 1
+            self._prehello_room.notify()
 
     def call_started(self) -> None:
         with self._lock:
@@ -248,6 +283,8 @@ class Connection:
         self.peer = peer
         self.authenticated = False
         self.closed = False
+        # the hello must be done by then, however slowly its bytes arrive (monotonic seconds)
+        self.hello_deadline = time.monotonic() + server.hello_timeout
         self._decoder = FrameDecoder()
         self._send_lock = threading.Lock()
         # The largest answer the client accepts: ours, or less when its hello says so.
@@ -256,12 +293,17 @@ class Connection:
     def log(self, message: str) -> None:
         log(self.server.location, f"connection {self.peer}: {message}")
 
-    def close(self) -> None:
+    def hang_up(self) -> None:
+        """End the connection from another thread: its reader wakes up to EOF and closes
+        the socket itself, so the descriptor cannot be reused under a blocked `recv`."""
         self.closed = True
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+    def close(self) -> None:
+        self.hang_up()
         try:
             self.sock.close()
         except OSError:
@@ -310,20 +352,23 @@ class Connection:
         if server._ssl is not None:
             if not self._tls_handshake(server._ssl):
                 return
-        else:
-            self.sock.settimeout(server.hello_timeout)  # blocking again once authenticated
         # Until the hello has succeeded, a peer may not make us buffer large frames.
         decoder = self._decoder = FrameDecoder(min(server.max_frame, PRE_HELLO_MAX_FRAME))
         buf = bytearray(RECV_SIZE)
         view = memoryview(buf)
         while not self.closed:
             try:
-                if tls:
-                    n = self.sock.recv_into(
-                        buf, 0, None if self.authenticated else server.hello_timeout
-                    )
+                if self.authenticated:
+                    n = self.sock.recv_into(buf, 0, None) if tls else self.sock.recv_into(buf)
                 else:
-                    n = self.sock.recv_into(buf)
+                    remaining = self.hello_deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise socket.timeout()
+                    if tls:
+                        n = self.sock.recv_into(buf, 0, remaining)
+                    else:
+                        self.sock.settimeout(remaining)  # blocking again once authenticated
+                        n = self.sock.recv_into(buf)
             except socket.timeout:
                 self.log(f"no hello within {server.hello_timeout:g}s; closing")
                 return
@@ -353,7 +398,8 @@ class Connection:
         from ..protocol.tlsio import LockedTLSSocket
 
         try:
-            self.sock.settimeout(TLS_HANDSHAKE_TIMEOUT)
+            remaining = self.hello_deadline - time.monotonic()
+            self.sock.settimeout(max(0.001, min(TLS_HANDSHAKE_TIMEOUT, remaining)))
             self.sock = LockedTLSSocket(context.wrap_socket(self.sock, server_side=True))
             return True
         except (OSError, ssl.SSLError) as exc:
@@ -454,6 +500,7 @@ class Connection:
             self.reply_limit = min(server.max_frame, client_limit)
         if not self.authenticated:
             self.authenticated = True
+            server.said_hello(self)
             self._decoder.max_frame = server.max_frame
             if server._ssl is None:  # a TLS socket keeps its timeout for the lock's sake
                 self.sock.settimeout(None)

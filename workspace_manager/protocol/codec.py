@@ -8,12 +8,16 @@ Decoding is strict on both: any malformed input raises `DecodeError`.
 
 from __future__ import annotations
 
+import itertools
 import os
 from typing import Any
 
 from . import purepack
 
-__all__ = ["BACKEND", "DecodeError", "packb", "unpackb"]
+__all__ = ["BACKEND", "DecodeError", "packb", "packb_in_slices", "unpackb", "unpackb_in_slices"]
+
+#: Bytes of input the C decoder takes per step in `unpackb_in_slices`.
+SLICE_BYTES = 64 * 1024
 
 
 class DecodeError(ValueError):
@@ -83,7 +87,106 @@ if _msgpack is not None:
         except Exception as exc:  # FormatError, ExtraData, StackError, TypeError, UnicodeError...
             raise DecodeError(str(exc) or type(exc).__name__) from None
 
+    def unpackb_in_slices(data: Any) -> Any:
+        """`unpackb`, but fed to C msgpack's resumable Unpacker `SLICE_BYTES` at a time.
+
+        C msgpack holds the GIL for a whole `unpackb` call (34 s for 60 MiB of small maps),
+        so a worker thread decoding a large frame would stall every other thread. Between
+        slices this function runs Python code again, so the interpreter can switch threads.
+        """
+        if type(data) is not bytes and type(data) is not bytearray:
+            data = bytes(data)
+        maybe_timestamp = b"\xff" in data and any(head in data for head in _TIMESTAMP_HEADS)
+        unpacker = _msgpack.Unpacker(
+            raw=False,
+            strict_map_key=False,
+            use_list=True,
+            ext_hook=_reject_ext,
+            max_buffer_size=max(len(data), 1),
+        )
+        view = memoryview(data)
+        found: list = []
+        try:
+            for start in range(0, len(data), SLICE_BYTES):
+                unpacker.feed(view[start : start + SLICE_BYTES])
+                found.extend(unpacker)
+                if len(found) > 1:
+                    raise DecodeError("extra data after the object")
+        except DecodeError:
+            raise
+        except Exception as exc:  # FormatError, StackError, TypeError, UnicodeError...
+            raise DecodeError(str(exc) or type(exc).__name__) from None
+        if len(found) != 1 or unpacker.tell() != len(data):
+            raise DecodeError("truncated data" if not found else "extra data after the object")
+        if maybe_timestamp:  # C msgpack decodes those without ext_hook: refuse them here
+            _refuse_timestamps(found[0])
+        return found[0]
+
+    #: Container items the C encoder takes per step in `packb_in_slices`.
+    SLICE_ITEMS = 4096
+
+    def packb_in_slices(obj: Any) -> bytes:
+        """`packb`, but large lists and dicts are encoded `SLICE_ITEMS` items per C call, so a
+        worker thread encoding a large answer lets the interpreter switch threads between them
+        (C msgpack holds the GIL for a whole `packb`). The same bytes as `packb`."""
+        out = bytearray()
+        _pack_sliced(obj, out)
+        return bytes(out)
+
+    def _pack_sliced(obj: Any, out: bytearray) -> None:
+        kind = type(obj)
+        if (kind is not list and kind is not dict) or len(obj) <= SLICE_ITEMS:
+            out += _c_packb(obj, use_bin_type=True)
+            return
+        n = len(obj)
+        # the container's own header, as packb writes it (array16/32 or map16/32)
+        if kind is list:
+            out += b"\xdc" + n.to_bytes(2, "big") if n < 0x10000 else b"\xdd" + n.to_bytes(4, "big")
+            items: Any = obj
+        else:
+            out += b"\xde" + n.to_bytes(2, "big") if n < 0x10000 else b"\xdf" + n.to_bytes(4, "big")
+            items = list(obj.items())
+        for start in range(0, n, SLICE_ITEMS):
+            chunk = items[start : start + SLICE_ITEMS]
+            if any(
+                (type(x) is list or type(x) is dict) and len(x) > SLICE_ITEMS
+                for pair in (chunk if kind is dict else ((x,) for x in chunk))
+                for x in pair
+            ):
+                for item in chunk:
+                    for x in item if kind is dict else (item,):
+                        _pack_sliced(x, out)
+                continue
+            # a slice encoded as a container of its own, without that container's header
+            if kind is list:
+                body = _c_packb(chunk, use_bin_type=True)
+            else:
+                body = _c_packb(dict(chunk), use_bin_type=True)
+            m = len(chunk)
+            out += memoryview(body)[1 if m < 16 else 3 if m < 0x10000 else 5 :]
+
+    def _refuse_timestamps(obj: Any) -> None:
+        """Walk a decoded object (iteratively: it may be deeply nested) for a Timestamp;
+        a plain Python loop without large copies, so other threads run meanwhile."""
+        timestamp = _msgpack.Timestamp
+        stack = [obj]
+        while stack:
+            item = stack.pop()
+            kind = type(item)
+            if kind is timestamp:
+                raise DecodeError("extension type -1 is not supported")
+            if kind is dict:
+                item = itertools.chain(item.keys(), item.values())
+            elif kind is not list:
+                continue
+            for child in item:
+                kind = type(child)
+                if kind is list or kind is dict or kind is timestamp:
+                    stack.append(child)
+
 else:
     BACKEND = "pure"
     packb = purepack.packb
     unpackb = _pure_unpackb
+    unpackb_in_slices = _pure_unpackb  # pure Python lets other threads run as it goes
+    packb_in_slices = purepack.packb

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Deque, List, Optional, Tuple, Union
 
 from workspace_manager.protocol.messages import EXIT_LOAD_ERROR
+from workspace_manager.supervisor import looplag
 from workspace_manager.supervisor.instance import (
     ExitedDuringStartup,
     Instance,
@@ -425,7 +426,9 @@ class Location:
 
     async def _heartbeats(self, inst: Instance, sample_memory: bool) -> str:
         """A ping every `heartbeat_seconds`, each allowed that long to answer. Pings keep their
-        period while they time out, so a hung location is found after about 3 periods."""
+        period while they time out, so a hung location is found after about 3 periods. A ping's
+        deadline is extended by however late the manager's own loop ran meanwhile: a stall of
+        ours is not a missed heartbeat of theirs."""
         interval = self.config.supervision.heartbeat_seconds
         clock = self.hooks.clock
         missed = 0
@@ -435,7 +438,9 @@ class Location:
             next_ping += interval
             try:
                 assert inst.connection is not None
-                await inst.connection.call("ping", {}, timeout=interval)
+                # the call's own timeout only bounds a ping lost for good
+                ping = inst.connection.call("ping", {}, timeout=3600.0)
+                await looplag.wait_allowing_for_lag(ping, interval)
             except Exception:  # timeout, connection lost, refused: all count as missed
                 missed += 1
                 if missed >= MISSED_HEARTBEATS:

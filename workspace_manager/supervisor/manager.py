@@ -25,7 +25,7 @@ from workspace_manager.envs.service import EnvironmentService, write_in_use
 from workspace_manager.http.view import LocationView, ManagerView, status_document
 from workspace_manager.loader.launch import make_sdk_dir
 from workspace_manager.protocol.errors import CallTimeout, RemoteError
-from workspace_manager.supervisor import runtime, statedirs
+from workspace_manager.supervisor import looplag, runtime, statedirs
 from workspace_manager.supervisor.codewatch import code_fingerprint
 from workspace_manager.supervisor.control import ControlServer
 from workspace_manager.supervisor.instance import LaunchPlan, LoadFailed
@@ -102,6 +102,7 @@ class Manager:
         self._control: Optional[ControlServer] = None
         self._health: Any = None
         self._heartbeat_task: Optional[asyncio.Task] = None
+        self.loop_lag: Optional[looplag.LoopLag] = None
         self._lock: Optional[runtime.ManagerLock] = None
         self.loop_heartbeat = time.monotonic()
 
@@ -128,6 +129,7 @@ class Manager:
         statedirs.claim(self.key, self.identity)
         self._sdk_dir = make_sdk_dir(str(self.dir))
         self._heartbeat_task = asyncio.ensure_future(self._loop_heartbeat())
+        self.loop_lag = looplag.LoopLag().start()  # heartbeat deadlines allow for our stalls
         self._codewatch_task = asyncio.ensure_future(self._retry_changed_code())
         if self.health_listen is not None:
             from workspace_manager.http.metrics import metrics_route
@@ -181,6 +183,8 @@ class Manager:
         for task in (self._heartbeat_task, self._codewatch_task):
             if task is not None:
                 task.cancel()
+        if self.loop_lag is not None:
+            self.loop_lag.stop()
         for log in self._logs.values():
             log.close()
         if self.dir is not None:

@@ -2,6 +2,9 @@
 
 Framing and message shapes come from `protocol/`, shared with the loader and the blocking
 client; this module only adds the asyncio plumbing (a reader task resolving futures by id).
+Whatever the peer is (a local loader, or a remote server that may be hostile), connecting and
+the hello together must finish within `timeout` seconds, the hello answer may be at most
+64 KiB, and large answers are decoded off the event loop (supervisor/frames.py).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from workspace_manager.protocol.errors import (
     RemoteError,
     too_large,
 )
+from workspace_manager.supervisor.frames import PRE_HELLO_MAX_FRAME, FrameReader
 from workspace_manager.version import PROTOCOL_VERSION, __version__
 
 
@@ -34,10 +38,11 @@ class AsyncConnection:
     ) -> None:
         self._reader = reader
         self._writer = writer
-        self._decoder = framing.FrameDecoder(max_frame)
         self.max_frame = max_frame
         # The server's limit, from its hello answer: a larger request fails alone, unsent.
         self.peer_max_frame: Optional[int] = None
+        # until the hello is answered, as the servers do for their clients
+        self._frames = FrameReader(reader, min(max_frame, PRE_HELLO_MAX_FRAME))
         self._ids = itertools.count(1)
         self._pending: Dict[int, asyncio.Future] = {}
         self._closed: Optional[BaseException] = None
@@ -102,20 +107,19 @@ class AsyncConnection:
         error: BaseException = ConnectionError("connection closed by the location")
         try:
             while True:
-                data = await self._reader.read(262144)
-                if not data:
-                    if self._decoder.has_partial:
-                        error = ProtocolError("connection closed in the middle of a frame")
+                obj = await self._frames.read()
+                if obj is framing.EOF:
                     break
-                for obj in self._decoder.feed(data):
-                    msg = messages.parse(obj)
-                    if isinstance(msg, messages.Response):
-                        fut = self._pending.pop(msg.id, None)
-                        if fut is not None and not fut.done():
-                            if msg.error is not None:
-                                fut.set_exception(RemoteError.from_map(msg.error))
-                            else:
-                                fut.set_result(msg.result)
+                msg = messages.parse(obj)
+                if isinstance(msg, messages.Response):
+                    # The first answer is the hello's (open() sends nothing else before it).
+                    self._frames.max_frame = self.max_frame
+                    fut = self._pending.pop(msg.id, None)
+                    if fut is not None and not fut.done():
+                        if msg.error is not None:
+                            fut.set_exception(RemoteError.from_map(msg.error))
+                        else:
+                            fut.set_result(msg.result)
         except (framing.FrameError, ProtocolError) as exc:
             error = ProtocolError(f"bad frame from location: {exc}")
         except (OSError, asyncio.IncompleteReadError) as exc:

@@ -1,0 +1,105 @@
+"""How late the manager's own event loop runs: so that its stalls are not blamed on locations.
+
+A probe task asks to wake every `period` seconds and records how late it woke. A deadline
+that ran while the loop itself was late (a large frame, a slow disk, the whole manager
+stopped by SIGSTOP or a suspended VM) is extended by that lateness: a location is judged only
+on the time the manager was actually able to listen to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections import deque
+from typing import Any, Awaitable, Deque, Optional, Tuple
+
+#: Lateness (seconds) below this is scheduling noise, not a stall.
+NOISE = 0.02
+
+_probes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopLag] = weakref.WeakKeyDictionary()
+
+
+class LoopLag:
+    """Records the stalls of the running loop (`start()` from inside it)."""
+
+    def __init__(self, period: float = 0.05, keep: float = 600.0) -> None:
+        self.period = period  # seconds between wake-ups
+        self.keep = keep  # seconds of history kept for `lag_since`
+        self.longest = 0.0  # the longest stall seen (seconds)
+        self._stalls: Deque[Tuple[float, float]] = deque()  # (monotonic end, seconds late)
+        self._expected: Optional[float] = None  # when the probe should next wake
+        self._task: Optional[asyncio.Task] = None
+
+    def start(self) -> LoopLag:
+        """Start probing the running loop and make this the loop's probe for `current()`."""
+        loop = asyncio.get_running_loop()
+        _probes[loop] = self
+        self._task = loop.create_task(self._run())
+        return self
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self._expected = None
+
+    async def _run(self) -> None:
+        while True:
+            self._expected = time.monotonic() + self.period
+            await asyncio.sleep(self.period)
+            now = time.monotonic()
+            late = now - self._expected
+            if late > NOISE:
+                self._stalls.append((now, late))
+                self.longest = max(self.longest, late)
+            while self._stalls and self._stalls[0][0] < now - self.keep:
+                self._stalls.popleft()
+
+    def lag_since(self, since: float) -> float:
+        """Seconds the loop was late after monotonic time `since`, the stall in progress
+        (a deadline firing right after one) included."""
+        total = 0.0
+        for end, late in reversed(self._stalls):
+            if end <= since:
+                break
+            total += min(late, end - since)
+        if self._expected is not None:
+            ongoing = time.monotonic() - self._expected
+            if ongoing > NOISE:
+                total += ongoing
+        return total
+
+
+def current() -> Optional[LoopLag]:
+    """The running loop's probe, if one was started."""
+    try:
+        return _probes.get(asyncio.get_running_loop())
+    except RuntimeError:
+        return None
+
+
+async def wait_allowing_for_lag(awaitable: Awaitable[Any], timeout: float) -> Any:
+    """Await `awaitable` for `timeout` seconds plus however late the loop ran meanwhile.
+
+    Raises asyncio.TimeoutError (after cancelling it) when it did not finish in that time.
+    Without a probe on the loop this is `asyncio.wait_for`.
+    """
+    probe = current()
+    if probe is None:
+        return await asyncio.wait_for(awaitable, timeout)
+    start = time.monotonic()
+    task = asyncio.ensure_future(awaitable)
+    try:
+        while True:
+            if task.done():
+                return task.result()
+            remaining = start + timeout + probe.lag_since(start) - time.monotonic()
+            if remaining <= 0:
+                raise asyncio.TimeoutError()
+            done, _ = await asyncio.wait({task}, timeout=remaining)
+            if done:
+                return task.result()
+    finally:
+        if not task.done():
+            task.cancel()
