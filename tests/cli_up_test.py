@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import sysconfig
 import threading
 from pathlib import Path
 
@@ -445,15 +446,23 @@ def test_failed_env_build_errors_only_its_location(ws: WorkspaceDir) -> None:
         assert bad["traceback"] and "no-such-package-wsm-test" in bad["traceback"]  # pip's tail
 
 
+def running_site_dirs() -> list:
+    """The site-packages folders of the interpreter running the tests (where wsm is installed)."""
+    paths = sysconfig.get_paths()
+    return sorted({paths["purelib"], paths["platlib"]})
+
+
 def test_location_without_env_shares_the_packages_of_wsms_virtualenv(ws: WorkspaceDir) -> None:
     """wsm installed in a virtualenv: a plain location runs on that venv's python (not the
-    base interpreter behind its symlink) and sees the venv's packages, as `dagit -f` does."""
+    base interpreter behind its symlink) and sees the venv's packages, as `dagit -f` does.
+
+    The venv is layered on the interpreter running the tests (a .pth adds its site dirs,
+    their own .pth files included, so an editable or a wheel install of wsm alike), which
+    works whether the tests run in a virtualenv or on a base interpreter."""
     venv = ws.root / "venv"
     python = venv / "bin" / "python"
     subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
-        check=True,
-        capture_output=True,
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True
     )
     purelib = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -461,6 +470,9 @@ def test_location_without_env_shares_the_packages_of_wsms_virtualenv(ws: Workspa
         capture_output=True,
         text=True,
     ).stdout.strip()
+    Path(purelib, "wsm_tests_layer.pth").write_text(
+        "".join(f"import site; site.addsitedir({d!r})\n" for d in running_site_dirs())
+    )
     Path(purelib, "only_in_this_venv.py").write_text("VALUE = 1\n")  # as if pip-installed
     ws.file(
         "uses_venv.py",

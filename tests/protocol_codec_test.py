@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from workspace_manager.loader.launch import make_sdk_dir
 from workspace_manager.protocol import codec, purepack
 from workspace_manager.protocol.codec import DecodeError
 
@@ -242,19 +243,20 @@ def test_backend_selection_and_override():
     assert out.stdout.strip() == "pure"
 
 
-def test_debian_python_without_msgpack_uses_pure_backend():
+def test_debian_python_without_msgpack_uses_pure_backend(tmp_path):
     python = "/usr/bin/python3"
     if not os.path.exists(python):
         pytest.skip("no /usr/bin/python3")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(codec.__file__)))
+    # The package reaches the interpreter as the loader's does: through an SDK folder holding
+    # only a link to it. (The package's parent folder is site-packages when wsm is installed,
+    # and would bring wsm's own msgpack along.)
+    sdk = make_sdk_dir(str(tmp_path))
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
         "from workspace_manager.protocol import codec;"
         "v = {'a': [1, -200, 2**40, 1.5, 'x' * 40, b'y', None, True]};"
         "assert codec.unpackb(codec.packb(v)) == v; print(codec.BACKEND)"
     )
-    out = subprocess.run(
-        [python, "-c", code, os.path.dirname(root)], capture_output=True, text=True
-    )
+    out = subprocess.run([python, "-c", code, sdk], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "pure"

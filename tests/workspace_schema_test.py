@@ -10,6 +10,7 @@ from typing import Any, Iterator, List
 import jsonschema
 import pytest
 
+import workspace_manager
 from workspace_manager.workspace.model import EnvironmentSpec, RemoteTarget, Supervision
 from workspace_manager.workspace.schema import (
     _Explainer,
@@ -20,7 +21,8 @@ from workspace_manager.workspace.schema import (
 )
 from workspace_manager.workspace.yaml_positions import Document, load_yaml
 
-SCHEMA_FILE = Path(__file__).parent.parent / "schemas" / "workspace.schema.json"
+# The file beside the package that is imported (the checkout, or an installed wheel).
+SCHEMA_FILE = Path(workspace_manager.__file__).parent / "schemas" / "workspace.schema.json"
 
 
 def subschemas(node: Any) -> Iterator[dict]:
@@ -47,7 +49,7 @@ def test_schema_is_valid_draft_2020_12_and_packaged() -> None:
     schema = workspace_schema()
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     jsonschema.Draft202012Validator.check_schema(schema)
-    # importlib.resources serves the very file in schemas/.
+    # importlib.resources serves the very file in workspace_manager/schemas/.
     assert schema == json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
 
 
