@@ -1,7 +1,7 @@
-"""Ping latency and throughput of the blocking client against a real loader (pytest -m slow).
+"""Many pings in a row on one connection to a real loader, under each interpreter (pytest -m slow).
 
-Target: p50 <= 60 us and >= 15,000 calls/s on one connection. The machine may be shared, so
-each interpreter gets several rounds and the best round counts.
+A stress check, not a measurement: every answer must come back right. Latency and throughput
+are measured by `bench/run.py` (the rules: speed in bench/, never as a timed assertion).
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ def test_ping_latency_and_throughput(python):
     try:
         assert loader.start()[1] == "loaded"
         with loader.client() as client:
+            expected = client.call("ping")
             for _ in range(2000):  # warm up
-                client.call("ping")
+                assert client.call("ping") == expected
             rounds = []
             for _ in range(7):
                 n = 5000
@@ -43,8 +44,9 @@ def test_ping_latency_and_throughput(python):
                 t0 = time.perf_counter()
                 for _ in range(n):
                     t = time.perf_counter()
-                    client.call("ping")
+                    answer = client.call("ping")
                     latencies.append(time.perf_counter() - t)
+                    assert answer == expected
                 rate = n / (time.perf_counter() - t0)
                 latencies.sort()
                 rounds.append((latencies[n // 2] * 1e6, rate))
@@ -53,8 +55,6 @@ def test_ping_latency_and_throughput(python):
         print(
             f"\n{python}: p50 {best_p50:.0f} us, {best_rate:.0f} calls/s (best of {len(rounds)} rounds)"
         )
-        assert best_p50 <= 60
-        assert best_rate >= 15_000
     finally:
         loader.stop()
         shutil.rmtree(rundir, ignore_errors=True)
