@@ -37,6 +37,7 @@ class Bootstrap(NamedTuple):
     tls: Optional[Dict[str, str]]
     protocol: int
     hello_timeout: float = 10.0
+    cgroup: Optional[str] = None  # the cgroup folder the manager put us in
 
 
 def _get(obj: Dict[str, Any], key: str, kind: Any, *, optional: bool = False) -> Any:
@@ -98,6 +99,7 @@ def parse_bootstrap(line: bytes) -> Bootstrap:
         tls=tls,
         protocol=PROTOCOL_VERSION,
         hello_timeout=10.0 if hello_timeout is None else float(hello_timeout),
+        cgroup=_get(obj, "cgroup", str, optional=True),
     )
 
 

@@ -26,6 +26,7 @@ from workspace_manager.http.view import LocationView, ManagerView
 from workspace_manager.loader.launch import make_sdk_dir
 from workspace_manager.protocol.errors import CallTimeout, RemoteError
 from workspace_manager.supervisor import runtime
+from workspace_manager.supervisor.cgroup import CgroupRoot
 from workspace_manager.supervisor.codewatch import code_fingerprint
 from workspace_manager.supervisor.control import ControlServer
 from workspace_manager.supervisor.instance import LaunchPlan, LoadFailed
@@ -91,6 +92,7 @@ class Manager:
         self._health: Any = None
         self._heartbeat_task: Optional[asyncio.Task] = None
         self._lock: Optional[runtime.ManagerLock] = None
+        self._cgroups: Optional[CgroupRoot] = None
         self.loop_heartbeat = time.monotonic()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -114,6 +116,7 @@ class Manager:
         self._lock = lock
         self.dir = directory
         self._sdk_dir = make_sdk_dir(str(self.dir))
+        self._cgroups = CgroupRoot.create()  # None: no cgroup here, the process tree must do
         self._heartbeat_task = asyncio.ensure_future(self._loop_heartbeat())
         self._codewatch_task = asyncio.ensure_future(self._retry_changed_code())
         if self.health_listen is not None:
@@ -170,6 +173,8 @@ class Manager:
                 task.cancel()
         for log in self._logs.values():
             log.close()
+        if self._cgroups is not None:
+            self._cgroups.close()
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
         if self._lock is not None:
@@ -279,6 +284,7 @@ class Manager:
         plan = launch_plan(
             config, interpreter, self._sdk_dir, self.dir / f"{self._socket_counter}.sock"
         )
+        plan = dataclasses.replace(plan, cgroups=self._cgroups)
         return self.adjust_plan(plan) if self.adjust_plan else plan
 
     async def _interpreter(self, config: LocationConfig, loc: Location) -> Tuple[str, str]:
