@@ -271,7 +271,7 @@ def test_manager_sigkill_during_env_build_leaves_no_pip_or_setup_py(ws: Workspac
     """pip builds a local source tree whose setup.py sleeps; `kill -9` of the manager then
     must take pip and the setup.py with it."""
     pids = Pids(ws.root / "pids")
-    ws.file("slowbuild/setup.py", SLOW_SETUP)
+    ws.file("app/slowbuild/setup.py", SLOW_SETUP)  # relative to the working directory
     ws.file("app/repo.py", "from workspace_manager import repository\n")
     path = ws.workspace(
         {
@@ -292,7 +292,7 @@ def test_manager_sigkill_during_env_build_leaves_no_pip_or_setup_py(ws: Workspac
     env = dict(ws.env, PIDFILE=str(pids.path))
     try:
         with WsmUp(ws, "-w", str(path), env=env) as up:
-            [(pip, setup_py)] = pids.wait(1, timeout=120)
+            [(pip, setup_py)] = pids.wait(1, timeout=90)
             assert _alive(pids.known[setup_py])
             up.stop(signal.SIGKILL)
             pids.assert_all_gone(timeout=10)
