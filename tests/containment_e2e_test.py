@@ -164,8 +164,12 @@ def test_down_leaves_nothing_the_location_started(ws: WorkspaceDir, mode: Dict[s
             pids.wait(2)
             assert len(pids.alive()) >= 3  # loader, its own-session child, the daemon
             down = subprocess.run(
-                [*_wsm(), "down", "-w", str(path)], cwd=ws.root, env=_env(ws, mode),
-                capture_output=True, text=True, timeout=60,
+                [*_wsm(), "down", "-w", str(path)],
+                cwd=ws.root,
+                env=_env(ws, mode),
+                capture_output=True,
+                text=True,
+                timeout=60,
             )
             assert down.returncode == 0, down.stderr
             assert up.proc.wait(30) == 0
@@ -186,12 +190,17 @@ def test_reload_and_loader_sigkill_leave_nothing_of_the_old_generation(
             pids.wait(2)
             old = {pid: pids.known[pid] for pid in pids.known}
             reload = subprocess.run(
-                [*_wsm(), "reload", "-w", str(path), "spawner"], cwd=ws.root,
-                env=_env(ws, mode), capture_output=True, text=True, timeout=60,
+                [*_wsm(), "reload", "-w", str(path), "spawner"],
+                cwd=ws.root,
+                env=_env(ws, mode),
+                capture_output=True,
+                text=True,
+                timeout=60,
             )
             assert reload.returncode == 0, reload.stderr
             second = wait_for(
-                lambda: (p := up.location("spawner")["pid"]) not in (None, first) and p, 30,
+                lambda: (p := up.location("spawner")["pid"]) not in (None, first) and p,
+                30,
                 "the successor",
             )
             wait_for(lambda: not [i for i in old.values() if _alive(i)], 10, "the old tree to go")
@@ -227,7 +236,12 @@ def test_crash_is_seen_at_once_with_its_reason_and_its_tree_killed(ws: Workspace
     the exit status, and its child holding the pipes is killed."""
     pids = Pids(ws.root / "pids")
     path = _workspace(
-        ws, CRASHER, "crasher", pids.path, heartbeat_seconds=5, backoff_initial_seconds=5,
+        ws,
+        CRASHER,
+        "crasher",
+        pids.path,
+        heartbeat_seconds=5,
+        backoff_initial_seconds=5,
         backoff_max_seconds=5,
     )
     try:
