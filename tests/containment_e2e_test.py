@@ -231,7 +231,10 @@ def test_manager_sigkill_leaves_nothing_the_location_started(
         pids.kill_all()
 
 
-def test_crash_is_seen_at_once_with_its_reason_and_its_tree_killed(ws: WorkspaceDir) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_crash_is_seen_at_once_with_its_reason_and_its_tree_killed(
+    ws: WorkspaceDir, mode: Dict[str, str]
+) -> None:
     """The crasher: with 5 s heartbeats the exit is still seen within a second, blamed on
     the exit status, and its child holding the pipes is killed."""
     pids = Pids(ws.root / "pids")
@@ -245,7 +248,7 @@ def test_crash_is_seen_at_once_with_its_reason_and_its_tree_killed(ws: Workspace
         backoff_max_seconds=5,
     )
     try:
-        with WsmUp(ws, "-w", str(path)) as up:
+        with WsmUp(ws, "-w", str(path), env=_env(ws, mode)) as up:
             loc = up.wait_state("crasher", "ready")
             loader = loc["pid"]
             [(_, child)] = pids.wait(1)
