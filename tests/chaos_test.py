@@ -290,14 +290,15 @@ def test_chaos_workspace_for_60_seconds(ws: WorkspaceDir) -> None:
 
         assert_crash_loop(locs["exit_later"], "exited with status 3")  # (b)
         assert_crash_loop(locs["segfault"], "killed by SIGSEGV")  # (c)
-        # (j) each exit seen at once although a child held the pipes: 1.5 s after ready,
-        # never after the 3 missed heartbeats (15 s) that were the only sign of it before
+        # (j) each exit seen at once although a child held the pipes: 1.5 s after its import
+        # (a little less after ready), never after the 3 missed heartbeats (15 s) that were
+        # the only sign of it before
         holder = locs["pipe_holder"]
         assert_crash_loop(holder, "exited with status 1")
         steps = holder["transitions"]
         for ready, backoff in zip(steps[1::3], steps[2::3]):
             assert ready["to"] == "ready" and backoff["from"] == "ready"
-            assert 1.4 <= backoff["at"] - ready["at"] < 5.0, (ready, backoff)
+            assert 0.5 <= backoff["at"] - ready["at"] < 5.0, (ready, backoff)
         generations = recorded(path, "pipe_holder")
         assert len(generations) == 6  # a loader and its child per generation: all gone
         assert not [i for i in generations.values() if _alive_ident(i)]
