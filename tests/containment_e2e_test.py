@@ -19,6 +19,7 @@ from typing import Dict, List, Tuple
 
 import psutil
 import pytest
+from cli_up_test import manager_client
 from e2e import WorkspaceDir, WsmUp, wait_for
 
 # The issue's example, plus a record of every process it starts: its own session, and a
@@ -211,6 +212,48 @@ def test_reload_and_loader_sigkill_leave_nothing_of_the_old_generation(
             up.wait_state("spawner", "ready")  # restarted
             pids.wait(6)
         pids.assert_all_gone()
+    finally:
+        pids.kill_all()
+
+
+LATE_DAEMON = """
+import os, subprocess
+from workspace_manager import job, repository
+@job
+def start_daemon():
+    subprocess.run(["sh", "-c",
+        f'setsid sh -c "echo {os.getpid()} \\\\$\\\\$ >> $PIDFILE; exec sleep 1007" > /dev/null 2>&1 &'])
+@repository
+def late_repo():
+    return [start_daemon]
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_loader_sigkill_kills_a_daemon_it_started_after_the_last_sample(
+    ws: WorkspaceDir, mode: Dict[str, str]
+) -> None:
+    """A daemon double-forked by a job, then the loader killed before any memory sample
+    saw it (heartbeats 60 s apart): without a cgroup only the manager, as subreaper of
+    what the dead loader adopted, can still find it."""
+    pids = Pids(ws.root / "pids")
+    path = _workspace(ws, LATE_DAEMON, "late", pids.path, heartbeat_seconds=60)
+    try:
+        with WsmUp(ws, "-w", str(path), env=_env(ws, mode)) as up:
+            loader = up.wait_state("late", "ready")["pid"]
+            with manager_client(ws) as client:
+                client.call(
+                    "call",
+                    {
+                        "location": "late",
+                        "method": "execute_job",
+                        "params": {"job": "start_daemon"},
+                    },
+                )
+            [(_, daemon)] = pids.wait(1)
+            os.kill(loader, signal.SIGKILL)
+            pids.assert_all_gone(timeout=10)
+            up.wait_state("late", "ready")
     finally:
         pids.kill_all()
 

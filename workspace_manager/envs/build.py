@@ -260,7 +260,6 @@ def _install(
             errors="replace",
             bufsize=1,
             pass_fds=(lifeline_r,),
-            start_new_session=True,  # a Ctrl-C at wsm's terminal is for wsm: it cancels
         )
     except OSError as exc:
         os.close(lifeline_w)

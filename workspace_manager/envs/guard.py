@@ -105,6 +105,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     os.set_inheritable(fd, False)
     _become_subreaper()
     signal.signal(signal.SIGTERM, lambda *_: _die(143))
+    # Ctrl-C at wsm's terminal reaches the installer too (our group): let it decide, and
+    # report its exit as usual. A handler, not SIG_IGN, which the installer would inherit.
+    signal.signal(signal.SIGINT, lambda *_: None)
     try:
         child = subprocess.Popen(args[2:])
     except OSError as exc:

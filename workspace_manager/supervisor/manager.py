@@ -25,7 +25,7 @@ from workspace_manager.envs.service import EnvironmentService, write_in_use
 from workspace_manager.http.view import LocationView, ManagerView
 from workspace_manager.loader.launch import make_sdk_dir
 from workspace_manager.protocol.errors import CallTimeout, RemoteError
-from workspace_manager.supervisor import runtime
+from workspace_manager.supervisor import orphans, runtime
 from workspace_manager.supervisor.cgroup import CgroupRoot
 from workspace_manager.supervisor.codewatch import code_fingerprint
 from workspace_manager.supervisor.control import ControlServer
@@ -51,6 +51,8 @@ class EventSink:
 
 #: How often locations in `error` are checked for edited code.
 CODEWATCH_SECONDS = 2.0
+#: How often leftovers of dead loaders (reparented to the manager) are killed.
+ORPHANS_SECONDS = 1.0
 
 
 class Manager:
@@ -93,12 +95,19 @@ class Manager:
         self._heartbeat_task: Optional[asyncio.Task] = None
         self._lock: Optional[runtime.ManagerLock] = None
         self._cgroups: Optional[CgroupRoot] = None
+        self._orphans_task: Optional[asyncio.Task] = None
         self.loop_heartbeat = time.monotonic()
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def run(self, serve_control: bool = True) -> int:
-        """Start everything, serve until SIGINT/SIGTERM/`wsm down`, stop everything."""
+        """Start everything, serve until SIGINT/SIGTERM/`wsm down`, stop everything.
+
+        The process that runs this is the manager's own (`wsm up`, `wsm serve`): it becomes
+        the child subreaper of its locations (supervisor/orphans.py), which `start` alone,
+        as tests embed it, does not."""
+        if orphans.become_subreaper():
+            self._orphans_task = asyncio.ensure_future(self._collect_orphans())
         try:
             await self.start(serve_control)
             self._install_signal_handlers()
@@ -168,9 +177,10 @@ class Manager:
             await self._control.close()
         if self._health is not None:
             await self._health.close()
-        for task in (self._heartbeat_task, self._codewatch_task):
+        for task in (self._heartbeat_task, self._codewatch_task, self._orphans_task):
             if task is not None:
                 task.cancel()
+        orphans.collect()
         for log in self._logs.values():
             log.close()
         if self._cgroups is not None:
@@ -211,6 +221,17 @@ class Manager:
         while True:
             self.loop_heartbeat = time.monotonic()
             await asyncio.sleep(1.0)
+
+    async def _collect_orphans(self) -> None:
+        """Kill what dead loaders left to us (supervisor/orphans.py), every second."""
+        while True:
+            await asyncio.sleep(ORPHANS_SECONDS)
+            killed = orphans.collect()
+            if killed:
+                self.events.message(
+                    f"killed {len(killed)} process(es) left by a location that exited: "
+                    + ", ".join(map(str, killed))
+                )
 
     async def wait_settled(self, timeout: Optional[float] = None) -> bool:
         """Wait until every location is ready, error, failed or stopped (for `wsm list`)."""

@@ -20,6 +20,7 @@ from typing import IO, Callable, Dict, List, Optional, Protocol, Sequence
 import psutil
 
 from workspace_manager.protocol import framing
+from workspace_manager.supervisor import orphans
 from workspace_manager.supervisor.cgroup import Cgroup
 
 
@@ -38,6 +39,7 @@ class Child:
     def __init__(self, popen: subprocess.Popen) -> None:
         self.popen = popen
         self.pid = popen.pid
+        orphans.OWN.add(self.pid)  # reaped here: never a leftover for `orphans.collect`
         self.returncode: Optional[int] = None
         self.exited_at: Optional[float] = None  # time.monotonic() when the exit was seen
         self._loop = asyncio.get_running_loop()
@@ -67,6 +69,7 @@ class Child:
             pass  # the loop is closed
 
     def _set(self, code: int) -> None:
+        orphans.OWN.discard(self.pid)
         if self.returncode is None:
             self.returncode = code
             self.exited_at = time.monotonic()
