@@ -181,7 +181,10 @@ def test_pss_counts_shared_pages_once() -> None:
 
 def test_guard_passes_the_status_and_kills_leftovers(tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
-    script = f"setsid sh -c 'echo $$ > {pidfile}; exec sleep 1015' >/dev/null 2>&1 & exit 7"
+    script = (
+        f"setsid sh -c 'echo $$ > {pidfile}.tmp; mv {pidfile}.tmp {pidfile}; exec sleep 1015'"
+        f" >/dev/null 2>&1 & while [ ! -s {pidfile} ]; do sleep 0.01; done; exit 7"
+    )
     r, w = os.pipe()
     proc = subprocess.Popen(
         [sys.executable, "-I", "-S", guard.__file__, str(r), "--", "sh", "-c", script],

@@ -215,7 +215,8 @@ class Instance:
         PSS (`pss_bytes`), so pages shared by forked children count once, not once per
         process as a sum of RSS would. The same walk samples their CPU time into
         `cpu_seconds` (never decreasing: a descendant reaped by init takes its time with
-        it). Named for the /status field it feeds."""
+        it). Named for the /status field it feeds. Runs in a worker thread (location.py):
+        it touches `_children` one dict operation at a time, as the loop's thread does."""
         if self.pid is None or self.returncode is not None:
             return None
         total = 0
@@ -246,7 +247,7 @@ class Instance:
         if self.spawned is None:
             return
         self.record_tree()
-        known = [p for pid, p in self._children.items() if pid != self.spawned.pid]
+        known = [p for pid, p in list(self._children.items()) if pid != self.spawned.pid]
         proc = self.spawned.process
         if proc.returncode is None and self.connection is not None and grace > 0:
             try:
