@@ -290,6 +290,9 @@ class Location:
         self.history.record_ready(self.ready_since)
         repos = (inst.snapshot or {}).get("repositories") or []
         took = self.ready_since - inst.started_at
+        # The memory of this instance, not of the one it replaces (a process killed for its
+        # memory showed that until the next sample); one sample of a just-loaded process.
+        self.last_rss = inst.rss_bytes()
         self._set(State.READY, prefix + _describe_snapshot(repos, took), force=bool(prefix))
 
     async def _serve(self, inst: Instance) -> Optional[ExitInfo]:
