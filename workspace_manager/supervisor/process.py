@@ -41,7 +41,6 @@ class Child:
         self.pid = popen.pid
         orphans.OWN.add(self.pid)  # reaped here: never a leftover for `orphans.collect`
         self.returncode: Optional[int] = None
-        self.exited_at: Optional[float] = None  # time.monotonic() when the exit was seen
         self._loop = asyncio.get_running_loop()
         self._done: asyncio.Future = self._loop.create_future()
         self._pidfd: Optional[int] = None
@@ -72,7 +71,6 @@ class Child:
         orphans.OWN.discard(self.pid)
         if self.returncode is None:
             self.returncode = code
-            self.exited_at = time.monotonic()
         if not self._done.done():
             self._done.set_result(code)
 
