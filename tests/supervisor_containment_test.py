@@ -228,3 +228,35 @@ def test_guard_kills_everything_when_its_lifeline_closes(tmp_path: Path) -> None
     if not grandchild_gone:
         grandchild.kill()
     assert grandchild_gone
+
+
+def test_v1_freezer_cgroup_kills_a_forking_tree() -> None:
+    """The v1 fallback: freeze, SIGKILL every member, thaw."""
+    v1 = [base for base, version in cg._hierarchies() if version == 1]
+    if not v1:
+        pytest.skip("no v1 freezer hierarchy")
+    path = v1[0] / f"wsm-{os.getpid()}-v1test"
+    try:
+        path.mkdir()
+    except OSError:
+        pytest.skip("cannot create a v1 freezer cgroup here")
+    group = cg.Cgroup(path, 1)
+    proc = subprocess.Popen(
+        ["sh", "-c", f"read _; exec {sys.executable} -c '{ESCAPER}'"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    started: List[psutil.Process] = [psutil.Process(proc.pid)]
+    try:
+        group.add(proc.pid)
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(b"go\n")
+        proc.stdin.close()
+        started += _procs([int(p) for p in proc.stdout.readline().split()])
+        assert group.kill(wait=5)
+        proc.wait(5)
+        assert not [p for p in started if _alive(p)]
+    finally:
+        _kill(started)
+        group.remove()
