@@ -235,7 +235,7 @@ def test_chaos_workspace_for_60_seconds(ws: WorkspaceDir) -> None:
         with manager_client(ws) as client:
             manager_pid = client.server_info["pid"]
         assert manager_pid == up.proc.pid
-        for name in (*HEALTHY, "hung_sensor", "garbage", "sigterm_child"):
+        for name in (*HEALTHY, "hung_sensor", "garbage", "sigterm_child", "escapist"):
             up.wait_state(name, "ready", timeout=30)
         first = up.status()["locations"]
         probe = HungSensorProbe()
@@ -277,7 +277,7 @@ def test_chaos_workspace_for_60_seconds(ws: WorkspaceDir) -> None:
         assert status["status"] == "degraded"
 
         # -- each location ended where its fault leads
-        for name in (*HEALTHY, "garbage", "sigterm_child", "hung_sensor"):
+        for name in (*HEALTHY, "garbage", "sigterm_child", "hung_sensor", "escapist"):
             loc = locs[name]
             assert loc["state"] == "ready", (name, loc)
             assert tos(loc) == ["starting", "ready"] and loc["restarts"] == 0, (name, loc)
@@ -290,6 +290,18 @@ def test_chaos_workspace_for_60_seconds(ws: WorkspaceDir) -> None:
 
         assert_crash_loop(locs["exit_later"], "exited with status 3")  # (b)
         assert_crash_loop(locs["segfault"], "killed by SIGSEGV")  # (c)
+        # (j) each exit seen at once although a child held the pipes: 1.5 s after its import
+        # (a little less after ready), never after the 3 missed heartbeats (15 s) that were
+        # the only sign of it before
+        holder = locs["pipe_holder"]
+        assert_crash_loop(holder, "exited with status 1")
+        steps = holder["transitions"]
+        for ready, backoff in zip(steps[1::3], steps[2::3]):
+            assert ready["to"] == "ready" and backoff["from"] == "ready"
+            assert 0.5 <= backoff["at"] - ready["at"] < 5.0, (ready, backoff)
+        generations = recorded(path, "pipe_holder")
+        assert len(generations) == 6  # a loader and its child per generation: all gone
+        assert not [i for i in generations.values() if _alive_ident(i)]
 
         hang = locs["load_forever"]  # (d)
         assert hang["state"] == "error" and tos(hang) == ["starting", "error"]
@@ -323,7 +335,11 @@ def test_chaos_workspace_for_60_seconds(ws: WorkspaceDir) -> None:
         up.assert_no_leftovers(timeout=5)
         assert manager_traceback_lines(up) == []
         stopped = [ln for ln in up.lines if re.search(r" stopped\s+shut down$", ln)]
-        assert len(stopped) == 10, stopped
+        assert len(stopped) == 12, stopped
+        # (i) what left the tree and the group went too
+        escaped = recorded(path, "escapist")
+        assert len(escaped) == 3, escaped  # the loader, its own-session child, the daemon
+        assert not [i for i in escaped.values() if _alive_ident(i)]
     assert not list((ws.root / ".wsm-run").glob("*/*.sock"))
 
 
@@ -338,6 +354,10 @@ def test_chaos_manager_killed_with_sigkill_leaves_no_process(ws: WorkspaceDir) -
         wait_for(lambda: len(psutil.Process(up.location("sigterm_child")["pid"]).children()) == 2)
         locs = up.status()["locations"]
         assert locs["load_forever"]["state"] == "starting"  # still spinning in its import
+        up.wait_state("escapist", "ready")
+        escaped = wait_for(
+            lambda: len(recorded(path, "escapist")) == 3 and recorded(path, "escapist")
+        )
         pids = set(up.track())
         assert len(pids) >= 10  # a loader per location, two grandchildren
         t = time.monotonic()
@@ -347,6 +367,42 @@ def test_chaos_manager_killed_with_sigkill_leaves_no_process(ws: WorkspaceDir) -
         # a little more for the polling and a loaded machine
         up.assert_no_leftovers(timeout=2.5)
         print(f"last process of the run gone {time.monotonic() - t:.2f} s after the SIGKILL")
+        # (i) also those that are no descendant of the loader any more
+        wait_for(lambda: not [i for i in escaped.values() if _alive_ident(i)], 5, "escapist's")
+
+
+def test_chaos_loader_killed_leaves_nothing_it_started(ws: WorkspaceDir) -> None:
+    """SIGKILL of a loader whose processes left its group and its tree: they die with it,
+    and the location restarts."""
+    path = copy_chaos(ws)
+    with WsmUp(ws, "-w", str(path)) as up:
+        loader = up.wait_state("escapist", "ready", timeout=30)["pid"]
+        escaped = wait_for(
+            lambda: len(recorded(path, "escapist")) == 3 and recorded(path, "escapist")
+        )
+        os.kill(loader, signal.SIGKILL)
+        wait_for(lambda: not [i for i in escaped.values() if _alive_ident(i)], 10, "escapist's")
+        loc = up.wait_state("escapist", "ready", timeout=30)
+        assert loc["restarts"] == 1 and "killed by SIGKILL" in loc["transitions"][-3]["reason"]
+
+
+def recorded(workspace: Path, location: str) -> Dict[int, Tuple[int, float]]:
+    """pid -> (pid, start time) of what a location's repository recorded in its `pids` file."""
+    try:
+        text = (workspace.parent / location / "pids").read_text()
+    except FileNotFoundError:
+        return {}
+    found: Dict[int, Tuple[int, float]] = {}
+    for pid in {int(p) for p in text.split()}:
+        try:
+            found[pid] = (pid, psutil.Process(pid).create_time())
+        except psutil.Error:
+            found[pid] = (pid, -1.0)
+    return found
+
+
+def _alive_ident(ident: Tuple[int, float]) -> bool:
+    return _alive(ident[0], ident[1])
 
 
 # -- 200 random kill -9 under call load --------------------------------------------------

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import IO, Deque, FrozenSet, List, Optional, Sequence, Set
 
 import filelock
 
-from workspace_manager.envs import store
+from workspace_manager.envs import guard, store
 from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.installers import Installer
 from workspace_manager.envs.key import EnvRecipe, seed_version
@@ -268,9 +269,13 @@ def _install(
     log.flush()
     tail: Deque[str] = collections.deque(maxlen=TAIL_LINES)
     errors: List[str] = []
+    # The installer runs under the guard (envs/guard.py): it and the build backends it
+    # starts die with the manager, even when the manager is SIGKILLed mid-install. The
+    # guard's lifeline is this pipe's read end; only we hold the write end.
+    lifeline_r, lifeline_w = os.pipe()
     try:
         proc = subprocess.Popen(
-            argv,
+            [sys.executable, "-I", "-S", guard.__file__, str(lifeline_r), "--", *argv],
             cwd=str(recipe.cwd),
             env=_installer_env(hidden_env),
             stdin=subprocess.DEVNULL,
@@ -279,24 +284,31 @@ def _install(
             text=True,
             errors="replace",
             bufsize=1,
+            pass_fds=(lifeline_r,),
         )
     except OSError as exc:
+        os.close(lifeline_w)
         raise EnvBuildError(
             f"{installer.name} could not start: {redact(str(exc))}", (), log_path, recipe.key
         ) from None
+    finally:
+        os.close(lifeline_r)
     assert proc.stdout is not None
     cancel.track(proc)
-    with proc:
-        for line in proc.stdout:
-            line = redact(line)  # pip masks its own index URLs, not every error it quotes
-            log.write(line)
-            text = line.rstrip()
-            if text:
-                tail.append(text)
-                if text.lstrip().startswith(("ERROR:", "error:", "×")):
-                    errors.append(text.strip())
-                progress("output", text)
-        status = proc.wait()
+    try:
+        with proc:
+            for line in proc.stdout:
+                line = redact(line)  # pip masks its own index URLs, not every error it quotes
+                log.write(line)
+                text = line.rstrip()
+                if text:
+                    tail.append(text)
+                    if text.lstrip().startswith(("ERROR:", "error:", "×")):
+                        errors.append(text.strip())
+                    progress("output", text)
+            status = proc.wait()
+    finally:
+        os.close(lifeline_w)  # the guard, if still running, kills its tree now
     cancel.untrack(proc)
     if cancel.event.is_set():
         log.write("cancelled\n")

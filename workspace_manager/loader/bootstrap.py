@@ -40,6 +40,7 @@ class Bootstrap(NamedTuple):
     #: The manager's PYTHONPATH, which the location does not get: named in a load error
     #: caused by a missing module.
     dropped_pythonpath: Optional[str] = None
+    cgroup: Optional[str] = None  # the cgroup folder the manager put us in
 
 
 def _get(obj: Dict[str, Any], key: str, kind: Any, *, optional: bool = False) -> Any:
@@ -102,6 +103,7 @@ def parse_bootstrap(line: bytes) -> Bootstrap:
         protocol=PROTOCOL_VERSION,
         hello_timeout=10.0 if hello_timeout is None else float(hello_timeout),
         dropped_pythonpath=_get(obj, "dropped_pythonpath", str, optional=True) or None,
+        cgroup=_get(obj, "cgroup", str, optional=True),
     )
 
 

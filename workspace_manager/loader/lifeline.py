@@ -1,8 +1,9 @@
 """The lifecycle channel: notifications to the manager, and its EOF as our cue to die.
 
 The manager holds the other end of an inherited socket. When the manager dies, even by
-SIGKILL, the kernel closes its end and our blocked `recv` returns EOF: we then stop our
-whole process group (everything repository code spawned), SIGTERM first, SIGKILL after ~1s.
+SIGKILL, the kernel closes its end and our blocked `recv` returns EOF: we then stop
+everything repository code spawned (our process group, our descendants, which include its
+orphans as we are their subreaper, and our cgroup), SIGTERM first, SIGKILL after ~1s.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import socket
 import sys
 import threading
 import time
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..protocol.framing import encode_frame
 
@@ -55,13 +56,37 @@ def _wait_for_eof(sock: socket.socket) -> None:
     stop_process_group()
 
 
-def _group_members(pgid: int) -> Optional[List[int]]:
-    """Live pids in process group `pgid` (zombies excluded), or None without /proc."""
+#: Our cgroup's folder, when the manager gave us one (bootstrap ``cgroup``).
+cgroup_dir: Optional[str] = None
+
+
+def contain(cgroup: Optional[str]) -> None:
+    """Make everything we start findable when we must kill it: the cgroup the manager put
+    us in; without one, become a child subreaper (prctl(2) PR_SET_CHILD_SUBREAPER, Linux
+    3.4), so an orphan of ours (a double-forked daemon) is reparented to us, not to init,
+    and stays our descendant. Without a cgroup we never reap such adopted orphans (we
+    cannot tell them from children whose status repository code will wait for): one that
+    exits stays a zombie until we exit."""
+    global cgroup_dir
+    cgroup_dir = cgroup
+    if cgroup is not None:
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER; a failure leaves us as before
+    except (OSError, AttributeError):
+        pass
+
+
+def _scan() -> Optional[List[Tuple[int, int, int]]]:
+    """(pid, ppid, pgid) of every live process (zombies excluded), or None without /proc."""
     try:
         entries = os.listdir("/proc")
     except OSError:
         return None
-    members = []
+    rows = []
     for entry in entries:
         if not entry.isdigit():
             continue
@@ -71,13 +96,60 @@ def _group_members(pgid: int) -> Optional[List[int]]:
         except OSError:
             continue
         fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) >= 3 and fields[0] != b"Z" and int(fields[2]) == pgid:
-            members.append(int(entry))
-    return members
+        if len(fields) >= 3 and fields[0] != b"Z":
+            rows.append((int(entry), int(fields[1]), int(fields[2])))
+    return rows
+
+
+def _cgroup_members() -> List[int]:
+    if cgroup_dir is None:
+        return []
+    try:
+        with open(os.path.join(cgroup_dir, "cgroup.procs")) as f:
+            return [int(p) for p in f.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _members(me: int) -> Optional[List[int]]:
+    """Everything of ours but us: our group, our descendants (orphans too: we are their
+    subreaper), and our cgroup; None without /proc."""
+    rows = _scan()
+    if rows is None:
+        return None
+    children: Dict[int, List[int]] = {}
+    found = set(_cgroup_members())
+    for pid, ppid, pgid in rows:
+        children.setdefault(ppid, []).append(pid)
+        if pgid == me:
+            found.add(pid)
+    stack = [me]
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    found.discard(me)
+    return sorted(found)
+
+
+def _group_members(pgid: int) -> Optional[List[int]]:
+    """Live pids in process group `pgid` (zombies excluded), or None without /proc."""
+    rows = _scan()
+    return None if rows is None else [pid for pid, _, group in rows if group == pgid]
+
+
+def _signal(pids: List[int], sig: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
 
 
 def stop_process_group(grace: float = KILL_GRACE) -> None:
-    """SIGTERM every other member of our group, SIGKILL the group after `grace` seconds."""
+    """SIGTERM everything of ours (`_members`), SIGKILL what is left after `grace` seconds,
+    then exit."""
     lost.set()
     # Scanning /proc releases the GIL around every open and read. If repository code keeps
     # the main thread busy (a busy loop, a stuck import), each release hands it the GIL and
@@ -85,28 +157,28 @@ def stop_process_group(grace: float = KILL_GRACE) -> None:
     # this take seconds. We are about to die, so take turns much faster.
     sys.setswitchinterval(1e-4)
     me = os.getpid()
-    if os.getpgrp() != me:  # not started in our own session: our group is not ours to kill
-        os._exit(1)
-    others = _group_members(me)
+    if os.getpgrp() != me and cgroup_dir is None:
+        os._exit(1)  # not started in our own session: our group is not ours to kill
+    others = _members(me)
     if others is None:
         try:
             os.killpg(me, signal.SIGTERM)  # our own handler ignores it (`lost` is set)
         except OSError:
             pass
     else:
-        for pid in others:
-            if pid != me:
-                try:
-                    os.kill(pid, signal.SIGTERM)
-                except OSError:
-                    pass
+        _signal(others, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        members = _group_members(me)
-        if members is not None and not [pid for pid in members if pid != me]:
+        others = _members(me)
+        if others is not None and not others:
             break
         time.sleep(0.05)
     try:
+        for _ in range(5):  # SIGKILL cannot be ignored; a fork meanwhile needs another round
+            others = _members(me) or []
+            if not others:
+                break
+            _signal(others, signal.SIGKILL)
         os.killpg(me, signal.SIGKILL)
     finally:
         os._exit(1)

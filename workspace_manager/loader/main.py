@@ -74,6 +74,7 @@ def main() -> None:
             log(boot.location, f"bad bootstrap: status_fd {boot.status_fd}: {exc}")
             _exit(EXIT_BAD_BOOTSTRAP)
         lifeline.watch(status)
+    lifeline.contain(boot.cgroup)  # before any repository code can start a process
 
     # Imported here, not at module level: the SDK is repository-facing code, and an error
     # in it is reported like any other load error.

@@ -12,7 +12,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import psutil
 
@@ -24,6 +24,7 @@ from workspace_manager.protocol.errors import (
     RemoteError,
 )
 from workspace_manager.supervisor import process as proc_mod
+from workspace_manager.supervisor.cgroup import CgroupRoot
 from workspace_manager.supervisor.rpc import AsyncConnection
 
 OutputSink = Callable[[str, bytes], None]  # (stream name, one line without newline)
@@ -49,6 +50,8 @@ class LaunchPlan:
     connect: Optional[str] = None  # where the manager reaches it, when not `listen`
     tls: Optional[Dict[str, str]] = None  # {"cert": path, "key": path}
     client_ssl: Optional[ssl.SSLContext] = None
+    # Where each process of this location gets a cgroup of its own; None: the tree must do.
+    cgroups: Optional[CgroupRoot] = None
 
 
 class LoadFailed(Exception):
@@ -90,7 +93,6 @@ class Instance:
         self.server_info: Dict[str, Any] = {}
         self.snapshot: Optional[dict] = None
         self._pumps: list = []
-        self._psutil: Optional[psutil.Process] = None
         self._children: Dict[int, psutil.Process] = {}  # descendants, by pid
         self.cpu_seconds: Optional[float] = None  # sampled with the RSS, for /metrics
 
@@ -112,13 +114,17 @@ class Instance:
             self.plan.socket_path.unlink()
         except FileNotFoundError:
             pass
+        cgroups = self.plan.cgroups
         self.spawned = await proc_mod.spawn_loader(
-            self.plan.argv, bootstrap, cwd=self.plan.cwd, env=self.plan.env
+            self.plan.argv,
+            bootstrap,
+            cwd=self.plan.cwd,
+            env=self.plan.env,
+            cgroup=cgroups.new(str(self.plan.bootstrap.get("location"))) if cgroups else None,
         )
-        proc = self.spawned.process
         self._pumps = [
-            asyncio.ensure_future(self._pump("stdout", proc.stdout)),
-            asyncio.ensure_future(self._pump("stderr", proc.stderr)),
+            asyncio.ensure_future(self._pump("stdout", self.spawned.stdout)),
+            asyncio.ensure_future(self._pump("stderr", self.spawned.stderr)),
         ]
         deadline = time.monotonic() + startup_timeout
         try:
@@ -141,6 +147,7 @@ class Instance:
                     raise
                 await self.stop(grace=0)
                 raise snapshot_refused(exc) from None
+            self.record_tree()  # what import-time code started (the memory samples add more)
         except asyncio.TimeoutError:
             await self.stop(grace=0)
             raise LoadFailed(f"did not load within {startup_timeout:g}s") from None
@@ -206,37 +213,64 @@ class Instance:
         returncode = await self.spawned.process.wait()
         return returncode
 
+    def record_tree(self) -> None:
+        """Remember the loader's descendants now: once the loader has exited (or been
+        killed), an orphan of it is nobody's descendant, and without a cgroup only this
+        record still finds it."""
+        if self.pid is None or self.returncode is not None:
+            return
+        for proc in proc_mod.process_tree(self.pid)[1:]:
+            self._children.setdefault(proc.pid, proc)
+
+    def _members(self) -> List[int]:
+        """The location's processes: its cgroup's, else the loader and its descendants
+        (from the manager's shared process table: one /proc scan per period for all
+        locations, not `children(recursive=True)`, which scans /proc on every call)."""
+        assert self.spawned is not None
+        if self.spawned.cgroup is not None:
+            pids = self.spawned.cgroup.pids()
+            if pids:
+                return pids
+        return [self.spawned.pid, *proc_mod.PROCESS_TABLE.descendants(self.spawned.pid)]
+
     def rss_bytes(self) -> Optional[int]:
-        """Resident memory of the process and its descendants. The same walk of the tree
-        samples their CPU time into `cpu_seconds` (never decreasing: a descendant reaped by
-        init takes its time with it)."""
+        """Memory of the location's processes, as the kernel counts it: the sum of their
+        PSS (`pss_bytes`), so pages shared by forked children count once, not once per
+        process as a sum of RSS would. The same walk samples their CPU time into
+        `cpu_seconds` (never decreasing: a descendant reaped by init takes its time with
+        it). Named for the /status field it feeds. Runs in a worker thread (location.py):
+        it touches `_children` one dict operation at a time, as the loop's thread does."""
         if self.pid is None or self.returncode is not None:
             return None
-        try:
-            if self._psutil is None:
-                self._psutil = psutil.Process(self.pid)
-            total = self._psutil.memory_info().rss
-            cpu = _cpu_seconds(self._psutil)
-        except psutil.Error:
-            return None
-        # Descendants from the manager's shared process table (one /proc scan per period for
-        # all locations), not `children(recursive=True)`, which scans /proc on every call.
-        for pid in proc_mod.PROCESS_TABLE.descendants(self.pid):
+        total = 0
+        cpu = 0.0
+        members = self._members()
+        for pid in members:
             try:
-                child = self._children.get(pid)
-                if child is None:
-                    child = self._children[pid] = psutil.Process(pid)
-                total += child.memory_info().rss
-                cpu += _cpu_seconds(child)
+                proc = self._children.get(pid)
+                if proc is None:
+                    proc = self._children[pid] = psutil.Process(pid)
+                pss = proc_mod.pss_bytes(pid)
+                total += proc.memory_info().rss if pss is None else pss
+                cpu += _cpu_seconds(proc)
             except psutil.Error:
                 self._children.pop(pid, None)
+        current = set(members)
+        for pid, proc in list(self._children.items()):
+            if pid not in current and not proc_mod.alive(proc):
+                del self._children[pid]
         self.cpu_seconds = max(cpu, self.cpu_seconds or 0.0)
         return total
 
     async def stop(self, grace: float = 3.0) -> None:
-        """Ask the loader to shut down, then SIGTERM/SIGKILL its whole tree; idempotent."""
+        """Ask the loader to shut down, then SIGTERM/SIGKILL its whole tree; idempotent.
+
+        The tree is recorded before the loader is asked to go: a child it leaves behind is
+        reparented when it exits and is no longer found from its pid."""
         if self.spawned is None:
             return
+        self.record_tree()
+        known = [p for pid, p in list(self._children.items()) if pid != self.spawned.pid]
         proc = self.spawned.process
         if proc.returncode is None and self.connection is not None and grace > 0:
             try:
@@ -246,7 +280,12 @@ class Instance:
                 pass
         if self.connection is not None:
             self.connection.close()
-        await proc_mod.terminate_tree(proc, grace=min(grace, 2.0) if grace else 0.0)
+        cgroup = self.spawned.cgroup
+        await proc_mod.terminate_tree(
+            proc, grace=min(grace, 2.0) if grace else 0.0, known=known, cgroup=cgroup
+        )
+        if cgroup is not None:
+            cgroup.remove()
         self.spawned.status_writer.close()
         await self._drain_output()
         for task in self._pumps:

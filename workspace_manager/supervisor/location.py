@@ -338,6 +338,9 @@ class Location:
         self.history.record_ready(self.ready_since)
         repos = (inst.snapshot or {}).get("repositories") or []
         took = self.ready_since - inst.started_at
+        # The memory of this instance, not of the one it replaces (a process killed for its
+        # memory showed that until the next sample); one sample of a just-loaded process.
+        self.last_rss = inst.rss_bytes()
         self._set(State.READY, prefix + _describe_snapshot(repos, took), force=bool(prefix))
 
     async def _serve(self, inst: Instance) -> Optional[ExitInfo]:
@@ -448,7 +451,7 @@ class Location:
             else:
                 missed = 0
                 if sample_memory:
-                    self.last_rss = inst.rss_bytes()
+                    self.last_rss = await _sample_memory(inst)
             next_ping = max(next_ping, clock())  # never a burst of pings to catch up
 
     async def _memory(self, inst: Instance) -> str:
@@ -461,7 +464,7 @@ class Location:
         strikes = 0
         while True:
             await asyncio.sleep(interval)
-            self.last_rss = inst.rss_bytes()
+            self.last_rss = await _sample_memory(inst)
             if self.last_rss is None:
                 continue
             strikes = strikes + 1 if self.last_rss > limit else 0
@@ -470,6 +473,12 @@ class Location:
                     f"memory {self.last_rss / 2**20:.0f} MB above the limit of "
                     f"{sup.memory_limit_mb:g} MB"
                 )
+
+
+async def _sample_memory(inst: Any) -> Optional[int]:
+    """`rss_bytes` off the loop: reading a process's smaps_rollup walks its page tables
+    (~20 ms for 1 GiB), which must not delay other locations' calls or health answers."""
+    return await asyncio.get_running_loop().run_in_executor(None, inst.rss_bytes)
 
 
 def _describe_snapshot(repos: list, seconds: float) -> str:

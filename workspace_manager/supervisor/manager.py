@@ -25,7 +25,8 @@ from workspace_manager.envs.service import EnvironmentService, write_in_use
 from workspace_manager.http.view import LocationView, ManagerView, status_document
 from workspace_manager.loader.launch import make_sdk_dir
 from workspace_manager.protocol.errors import CallTimeout, RemoteError
-from workspace_manager.supervisor import looplag, runtime, statedirs
+from workspace_manager.supervisor import looplag, orphans, runtime, statedirs
+from workspace_manager.supervisor.cgroup import CgroupRoot
 from workspace_manager.supervisor.codewatch import code_fingerprint
 from workspace_manager.supervisor.control import ControlServer
 from workspace_manager.supervisor.instance import LaunchPlan, LoadFailed
@@ -56,6 +57,8 @@ CODEWATCH_SECONDS = 2.0
 RELOAD_WAIT_SECONDS = 540.0
 #: States a location does not leave on its own: retried when their code changes.
 _GAVE_UP = (State.ERROR, State.FAILED)
+#: How often leftovers of dead loaders (reparented to the manager) are killed.
+ORPHANS_SECONDS = 1.0
 
 
 class Manager:
@@ -104,12 +107,20 @@ class Manager:
         self._heartbeat_task: Optional[asyncio.Task] = None
         self.loop_lag: Optional[looplag.LoopLag] = None
         self._lock: Optional[runtime.ManagerLock] = None
+        self._cgroups: Optional[CgroupRoot] = None
+        self._orphans_task: Optional[asyncio.Task] = None
         self.loop_heartbeat = time.monotonic()
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def run(self, serve_control: bool = True) -> int:
-        """Start everything, serve until SIGINT/SIGTERM/`wsm down`, stop everything."""
+        """Start everything, serve until SIGINT/SIGTERM/`wsm down`, stop everything.
+
+        The process that runs this is the manager's own (`wsm up`, `wsm serve`): it becomes
+        the child subreaper of its locations (supervisor/orphans.py), which `start` alone,
+        as tests embed it, does not."""
+        if orphans.become_subreaper():
+            self._orphans_task = asyncio.ensure_future(self._collect_orphans())
         try:
             await self.start(serve_control)
             self._install_signal_handlers()
@@ -128,6 +139,7 @@ class Manager:
         self.dir = directory
         statedirs.claim(self.key, self.identity)
         self._sdk_dir = make_sdk_dir(str(self.dir))
+        self._cgroups = CgroupRoot.create()  # None: no cgroup here, the process tree must do
         self._heartbeat_task = asyncio.ensure_future(self._loop_heartbeat())
         self.loop_lag = looplag.LoopLag().start()  # heartbeat deadlines allow for our stalls
         self._codewatch_task = asyncio.ensure_future(self._retry_changed_code())
@@ -180,13 +192,16 @@ class Manager:
             await self._control.close()
         if self._health is not None:
             await self._health.close()
-        for task in (self._heartbeat_task, self._codewatch_task):
+        for task in (self._heartbeat_task, self._codewatch_task, self._orphans_task):
             if task is not None:
                 task.cancel()
         if self.loop_lag is not None:
             self.loop_lag.stop()
+        orphans.collect()
         for log in self._logs.values():
             log.close()
+        if self._cgroups is not None:
+            self._cgroups.close()
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
         if self._lock is not None:
@@ -223,6 +238,17 @@ class Manager:
         while True:
             self.loop_heartbeat = time.monotonic()
             await asyncio.sleep(1.0)
+
+    async def _collect_orphans(self) -> None:
+        """Kill what dead loaders left to us (supervisor/orphans.py), every second."""
+        while True:
+            await asyncio.sleep(ORPHANS_SECONDS)
+            killed = orphans.collect()
+            if killed:
+                self.events.message(
+                    f"killed {len(killed)} process(es) left by a location that exited: "
+                    + ", ".join(map(str, killed))
+                )
 
     async def wait_settled(self, timeout: Optional[float] = None) -> bool:
         """Wait until every location is ready, error, failed or stopped (for `wsm list`)."""
@@ -367,7 +393,9 @@ class Manager:
         plan = launch_plan(
             config, interpreter, self._sdk_dir, self.dir / f"{self._socket_counter}.sock"
         )
-        plan = dataclasses.replace(plan, env=without_secrets(plan.env, config, hidden))
+        plan = dataclasses.replace(
+            plan, env=without_secrets(plan.env, config, hidden), cgroups=self._cgroups
+        )
         return self.adjust_plan(plan) if self.adjust_plan else plan
 
     async def _interpreter(self, config: LocationConfig, loc: Location) -> Tuple[str, str]:
@@ -422,8 +450,6 @@ class Manager:
             self._code[loc.name] = self._planned_code[loc.name]
         if t.new is State.READY:
             self.metrics.watch_connection(loc)  # time its calls from now on
-            if loc.instance is not None:  # /status shows its memory from the first moment
-                loc.last_rss = loc.instance.rss_bytes()
         self.events.transition(loc.name, t)
         text = (
             f"--- wsm: {t.old.value if t.old else '-'} -> {t.new.value}"

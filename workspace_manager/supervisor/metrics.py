@@ -189,7 +189,8 @@ class Snapshot:
         )
         rss = GaugeMetricFamily(
             "wsm_location_resident_memory_bytes",
-            "Resident memory of a ready location's process and its descendants (last sample).",
+            "Memory of a ready location's processes (last sample): the sum of their PSS, "
+            "so pages they share count once.",
             labels=["location"],
         )
         cpu = CounterMetricFamily(

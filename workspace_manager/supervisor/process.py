@@ -11,25 +11,102 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import IO, Callable, Dict, List, Optional, Protocol, Sequence
 
 import psutil
 
 from workspace_manager.protocol import framing
+from workspace_manager.supervisor import orphans
+from workspace_manager.supervisor.cgroup import Cgroup
+
+
+class Child:
+    """A child process whose exit is seen the moment it happens, whatever holds its pipes.
+
+    asyncio's `Process.wait()` returns only once the child has exited *and* every pipe to
+    it is closed (CPython gh-119710): a grandchild that inherited stdout kept a dead
+    loader "running" until heartbeats ran out. Here the exit comes from a pidfd
+    (pidfd_open(2), Linux 5.3) that becomes readable when the process exits; without
+    pidfds, from a thread blocked in waitpid(2) on that one pid. Either way the child is
+    reaped here and nowhere else. Same shape as `asyncio.subprocess.Process` where it is used
+    (`pid`, `returncode`, `wait()`): negative return codes are signals.
+    """
+
+    def __init__(self, popen: subprocess.Popen) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        orphans.OWN.add(self.pid)  # reaped here: never a leftover for `orphans.collect`
+        self.returncode: Optional[int] = None
+        self._loop = asyncio.get_running_loop()
+        self._done: asyncio.Future = self._loop.create_future()
+        self._pidfd: Optional[int] = None
+        try:
+            self._pidfd = os.pidfd_open(self.pid)  # type: ignore[attr-defined]
+            self._loop.add_reader(self._pidfd, self._on_pidfd)
+        except (AttributeError, OSError):
+            if self._pidfd is not None:
+                os.close(self._pidfd)
+                self._pidfd = None
+            threading.Thread(target=self._wait_thread, name=f"wait-{self.pid}", daemon=True).start()
+
+    def _on_pidfd(self) -> None:
+        assert self._pidfd is not None
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = None
+        self._set(self.popen.wait())  # exited: reaps at once
+
+    def _wait_thread(self) -> None:
+        code = self.popen.wait()
+        try:
+            self._loop.call_soon_threadsafe(self._set, code)
+        except RuntimeError:
+            pass  # the loop is closed
+
+    def _set(self, code: int) -> None:
+        orphans.OWN.discard(self.pid)
+        if self.returncode is None:
+            self.returncode = code
+        if not self._done.done():
+            self._done.set_result(code)
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._done)
+
+
+class Waitable(Protocol):
+    pid: int
+
+    @property
+    def returncode(self) -> Optional[int]: ...
+
+    async def wait(self) -> int: ...
 
 
 @dataclass
 class SpawnedLoader:
-    process: asyncio.subprocess.Process
+    process: Child
+    stdout: asyncio.StreamReader
+    stderr: asyncio.StreamReader
     status_reader: asyncio.StreamReader
     status_writer: asyncio.StreamWriter
     started_at: float  # time.monotonic()
+    cgroup: Optional[Cgroup] = None
 
     @property
     def pid(self) -> int:
         return self.process.pid
+
+
+async def _pipe_reader(pipe: IO[bytes]) -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=2**20, loop=loop)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    return reader
 
 
 async def spawn_loader(
@@ -38,16 +115,22 @@ async def spawn_loader(
     *,
     cwd: str,
     env: Dict[str, str],
+    cgroup: Optional[Cgroup] = None,
 ) -> SpawnedLoader:
-    """Start a loader in its own session; its stdout/stderr are pipes for the log reader."""
+    """Start a loader in its own session (and in ``cgroup``, when given and it can be
+    joined); its stdout/stderr are pipes for the log reader.
+
+    The loader reads its bootstrap line before it runs any repository code, and the line is
+    written only once the process is in its cgroup: nothing it starts is born outside.
+    """
     parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    status_fd = child_end.fileno()
     try:
-        bootstrap = dict(bootstrap, status_fd=child_end.fileno())
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        popen = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             cwd=cwd,
             env=env,
             pass_fds=(child_end.fileno(),),
@@ -59,15 +142,27 @@ async def spawn_loader(
     finally:
         child_end.close()
     started = time.monotonic()
-    assert process.stdin is not None
-    process.stdin.write(json.dumps(bootstrap).encode() + b"\n")
+    child = Child(popen)
+    if cgroup is not None:
+        try:
+            cgroup.add(popen.pid)
+        except OSError:  # e.g. not delegated to us: the process tree must do
+            cgroup.remove()
+            cgroup = None
+    boot = dict(bootstrap, status_fd=status_fd)
+    if cgroup is not None:
+        boot["cgroup"] = str(cgroup.path)
+    assert popen.stdin is not None and popen.stdout is not None and popen.stderr is not None
     try:
-        await process.stdin.drain()
+        # A small line into a fresh pipe (64 KiB): never blocks.
+        popen.stdin.write(json.dumps(boot).encode() + b"\n")
+        popen.stdin.close()
     except (BrokenPipeError, ConnectionResetError):
         pass  # it died at once; the exit is reported by wait()
-    process.stdin.close()
+    stdout = await _pipe_reader(popen.stdout)
+    stderr = await _pipe_reader(popen.stderr)
     reader, writer = await asyncio.open_unix_connection(sock=parent_end, limit=2**20)
-    return SpawnedLoader(process, reader, writer, started)
+    return SpawnedLoader(child, stdout, stderr, reader, writer, started, cgroup)
 
 
 async def read_status_events(reader: asyncio.StreamReader, max_frame: int) -> List[object]:
@@ -169,8 +264,16 @@ def process_tree(pid: int) -> List[psutil.Process]:
         return []
 
 
-def signal_tree(pid: int, pgid: Optional[int], sig: int, known: Sequence[psutil.Process]) -> None:
-    """Signal the process group, plus any descendant that left the group (setsid, double fork)."""
+def signal_tree(
+    pid: int,
+    pgid: Optional[int],
+    sig: int,
+    known: Sequence[psutil.Process],
+    cgroup: Optional[Cgroup] = None,
+) -> None:
+    """Signal the process group, every known descendant (also those that left the group:
+    setsid, double fork) and everything in the cgroup. psutil checks a known process's start
+    time before signalling, so a pid reused since it was recorded is never hit."""
     if pgid is not None:
         try:
             os.killpg(pgid, sig)
@@ -181,42 +284,73 @@ def signal_tree(pid: int, pgid: Optional[int], sig: int, known: Sequence[psutil.
             proc.send_signal(sig)
         except psutil.Error:
             pass
+    if cgroup is not None:
+        cgroup.signal(sig)
 
 
 async def terminate_tree(
-    process: asyncio.subprocess.Process, grace: float = 3.0, kill_wait: float = 2.0
+    process: Waitable,
+    grace: float = 3.0,
+    kill_wait: float = 2.0,
+    known: Sequence[psutil.Process] = (),
+    cgroup: Optional[Cgroup] = None,
 ) -> None:
-    """SIGTERM the location's whole tree, then SIGKILL whatever is left after ``grace``."""
+    """SIGTERM the location's whole tree, then SIGKILL whatever is left after ``grace``.
+
+    The tree is the loader's process group, its descendants now, the descendants recorded
+    earlier (``known``: an orphan of a loader that already exited is no longer anyone's
+    descendant) and, when it has one, everything in its cgroup, which nothing escapes.
+    """
     pid = process.pid
-    known = process_tree(pid)
+    known = _unique([*known, *process_tree(pid)])
     pgid = pid  # start_new_session: the loader leads its own group
-    signal_tree(pid, pgid, signal.SIGTERM, known)
+    signal_tree(pid, pgid, signal.SIGTERM, known, cgroup)
     deadline = time.monotonic() + grace
     if process.returncode is None:
         try:
             await asyncio.wait_for(process.wait(), grace)
         except asyncio.TimeoutError:
             pass
-    await kill_leftovers(pid, pgid, known, deadline, kill_wait)
+    await kill_leftovers(pid, pgid, known, deadline, kill_wait, cgroup)
     if process.returncode is None:
         await process.wait()
 
 
 async def kill_leftovers(
-    pid: int, pgid: int, known: Sequence[psutil.Process], deadline: float, kill_wait: float
+    pid: int,
+    pgid: int,
+    known: Sequence[psutil.Process],
+    deadline: float,
+    kill_wait: float,
+    cgroup: Optional[Cgroup] = None,
 ) -> None:
-    """Wait out the grace for descendants, then SIGKILL the group and every known descendant."""
-    while time.monotonic() < deadline and any(_alive(p) for p in known):
+    """Wait out the grace for descendants, then SIGKILL the group, every known descendant
+    and the cgroup."""
+
+    def running() -> bool:
+        return any(alive(p) for p in known) or bool(cgroup is not None and cgroup.pids())
+
+    while time.monotonic() < deadline and running():
         await asyncio.sleep(0.05)
-    survivors = [p for p in known if _alive(p)]
+    survivors = [p for p in known if alive(p)]
+    if cgroup is not None and cgroup.pids():
+        await asyncio.get_running_loop().run_in_executor(None, cgroup.kill, kill_wait)
     if survivors or _group_alive(pgid):
         signal_tree(pid, pgid, signal.SIGKILL, survivors)
         end = time.monotonic() + kill_wait
-        while time.monotonic() < end and any(_alive(p) for p in survivors):
+        while time.monotonic() < end and any(alive(p) for p in survivors):
             await asyncio.sleep(0.02)
 
 
-def _alive(proc: psutil.Process) -> bool:
+def _unique(procs: Sequence[psutil.Process]) -> List[psutil.Process]:
+    seen: Dict[int, psutil.Process] = {}
+    for p in procs:
+        seen.setdefault(p.pid, p)
+    return list(seen.values())
+
+
+def alive(proc: psutil.Process) -> bool:
+    """Running (not a zombie), and still the process that was recorded."""
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
@@ -229,3 +363,17 @@ def _group_alive(pgid: int) -> bool:
         return True
     except (ProcessLookupError, PermissionError):
         return False
+
+
+def pss_bytes(pid: int) -> Optional[int]:
+    """Proportional set size of one process: each page it maps divided by the number of
+    processes sharing it, so a tree's sum counts shared pages once (proc(5),
+    /proc/PID/smaps_rollup, Linux 4.14). None when it cannot be read (gone, or no such file)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
