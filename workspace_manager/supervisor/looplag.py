@@ -103,3 +103,7 @@ async def wait_allowing_for_lag(awaitable: Awaitable[Any], timeout: float) -> An
     finally:
         if not task.done():
             task.cancel()
+        elif not task.cancelled():
+            # We may be cancelled just as it failed (a lost connection): take its error, or
+            # asyncio logs "Task exception was never retrieved" with a traceback.
+            task.exception()
