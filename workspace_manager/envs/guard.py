@@ -22,12 +22,13 @@ the manager's environment.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
 import sys
 import threading
-from typing import Dict, List, Optional
+from typing import Any, List, Optional
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -41,31 +42,28 @@ def _become_subreaper() -> None:
         pass  # not Linux: the command's own children are still found as descendants
 
 
+def _load_proctable() -> Any:
+    """`loader/proctable.py`, the one /proc reader, loaded by its path: this guard runs as
+    a bare script (-I -S), so the package is not importable, and must stay that way."""
+    path = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "loader", "proctable.py"
+    )
+    spec = importlib.util.spec_from_file_location("_wsm_proctable", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+proctable = _load_proctable()
+
+
 def descendants(pid: int) -> List[int]:
     """Live descendants of `pid`, from /proc (zombies excluded)."""
-    children: Dict[int, List[int]] = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
+    rows = proctable.scan()
+    if rows is None:
         return []
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split(None, 2)
-        if len(fields) >= 2 and fields[0] != b"Z":
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    found: List[int] = []
-    stack = [pid]
-    while stack:
-        for child in children.get(stack.pop(), ()):
-            found.append(child)
-            stack.append(child)
-    return found
+    return proctable.descendants(proctable.children_map(rows), pid)
 
 
 def kill_all() -> None:

@@ -14,9 +14,10 @@ import socket
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from ..protocol.framing import encode_frame
+from . import proctable
 
 KILL_GRACE = 1.0
 
@@ -80,27 +81,6 @@ def contain(cgroup: Optional[str]) -> None:
         pass
 
 
-def _scan() -> Optional[List[Tuple[int, int, int]]]:
-    """(pid, ppid, pgid) of every live process (zombies excluded), or None without /proc."""
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return None
-    rows = []
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) >= 3 and fields[0] != b"Z":
-            rows.append((int(entry), int(fields[1]), int(fields[2])))
-    return rows
-
-
 def _cgroup_members() -> List[int]:
     if cgroup_dir is None:
         return []
@@ -114,7 +94,7 @@ def _cgroup_members() -> List[int]:
 def _members(me: int) -> Optional[List[int]]:
     """Everything of ours but us: our group, our descendants (orphans too: we are their
     subreaper), and our cgroup; None without /proc."""
-    rows = _scan()
+    rows = proctable.scan()
     if rows is None:
         return None
     children: Dict[int, List[int]] = {}
@@ -135,7 +115,7 @@ def _members(me: int) -> Optional[List[int]]:
 
 def _group_members(pgid: int) -> Optional[List[int]]:
     """Live pids in process group `pgid` (zombies excluded), or None without /proc."""
-    rows = _scan()
+    rows = proctable.scan()
     return None if rows is None else [pid for pid, _, group in rows if group == pgid]
 
 

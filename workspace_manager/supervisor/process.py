@@ -19,6 +19,7 @@ from typing import IO, Callable, Dict, List, Optional, Protocol, Sequence
 
 import psutil
 
+from workspace_manager.loader import proctable
 from workspace_manager.protocol import framing
 from workspace_manager.supervisor import orphans
 from workspace_manager.supervisor.cgroup import Cgroup
@@ -211,43 +212,19 @@ class ProcessTable:
         if self._scanned_at is None or now - self._scanned_at >= self.max_age:
             self._children = _children_map()
             self._scanned_at = now
-        found: List[int] = []
-        stack = [pid]
-        seen = {pid}
-        while stack:
-            for child in self._children.get(stack.pop(), ()):
-                if child not in seen:
-                    seen.add(child)
-                    found.append(child)
-                    stack.append(child)
-        return found
+        return proctable.descendants(self._children, pid)
 
 
 def _children_map() -> Dict[int, List[int]]:
-    """parent pid -> child pids. On Linux straight from ``/proc/*/stat`` (psutil's
-    `process_iter` also checks each process's identity, several times the cost)."""
+    """parent pid -> child pids: from /proc (`loader/proctable.py`), else through psutil."""
+    rows = proctable.scan()
+    if rows is not None:
+        return proctable.children_map(rows)
     children: Dict[int, List[int]] = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        entries = None
-    if entries is None or not os.path.exists("/proc/self/stat"):
-        for proc in psutil.process_iter(["ppid"]):
-            ppid = proc.info.get("ppid")
-            if ppid is not None:
-                children.setdefault(ppid, []).append(proc.pid)
-        return children
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue  # exited meanwhile
-        fields = stat[stat.rfind(b")") + 2 :].split(None, 2)  # state, ppid, ...
-        if len(fields) >= 2:
-            children.setdefault(int(fields[1]), []).append(int(entry))
+    for proc in psutil.process_iter(["ppid"]):
+        ppid = proc.info.get("ppid")
+        if ppid is not None:
+            children.setdefault(ppid, []).append(proc.pid)
     return children
 
 

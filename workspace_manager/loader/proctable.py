@@ -1,0 +1,61 @@
+"""Every live process's pid, parent and process group, read straight from /proc.
+
+One reader for the three places that must find a tree without psutil: the loader's
+lifeline (it runs in other interpreters: standard library only), the env-build guard (a bare
+script), and the manager's memory sampling (psutil's `process_iter` also checks each
+process's identity, several times the cost of reading `/proc/PID/stat`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Optional, Tuple
+
+
+def scan() -> Optional[List[Tuple[int, int, int]]]:
+    """(pid, ppid, pgid) of every live process, zombies excluded; None without /proc.
+
+    Fields from proc(5) `/proc/PID/stat`: state, ppid and pgrp follow the command name,
+    which is in parentheses and may itself hold spaces or parentheses (hence `rfind`).
+    """
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    if not os.path.exists("/proc/self/stat"):
+        return None
+    rows = []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue  # exited meanwhile
+        fields = stat[stat.rfind(b")") + 2 :].split(None, 3)
+        if len(fields) >= 3 and fields[0] != b"Z":
+            rows.append((int(entry), int(fields[1]), int(fields[2])))
+    return rows
+
+
+def children_map(rows: List[Tuple[int, int, int]]) -> Dict[int, List[int]]:
+    """parent pid -> its child pids, from `scan()`'s rows."""
+    children: Dict[int, List[int]] = {}
+    for pid, ppid, _ in rows:
+        children.setdefault(ppid, []).append(pid)
+    return children
+
+
+def descendants(children: Dict[int, List[int]], pid: int) -> List[int]:
+    """Every descendant of `pid` in a `children_map`, parents before their children."""
+    found: List[int] = []
+    seen = {pid}
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            if child not in seen:
+                seen.add(child)
+                found.append(child)
+                stack.append(child)
+    return found
