@@ -442,7 +442,7 @@ KILL_SUPERVISION = {
 }
 #: From a kill to ready again: the backoff (at most backoff_max_seconds) plus a start, which
 #: takes ~0.1-0.3 s here and several times that on a loaded two-core machine.
-START_ALLOWANCE = 2.5
+START_ALLOWANCE = 5.0  # CI shares its 2 cores with the other tests of this suite
 
 
 def _who_step(name: str) -> Callable[[Any, int], None]:
