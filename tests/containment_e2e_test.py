@@ -164,6 +164,11 @@ def test_down_leaves_nothing_the_location_started(ws: WorkspaceDir, mode: Dict[s
             up.wait_state("spawner", "ready")
             pids.wait(2)
             assert len(pids.alive()) >= 3  # loader, its own-session child, the daemon
+            # A running location keeps what it started: the manager's sweep of leftovers
+            # (every second) must not take its daemon for the orphan of a dead loader.
+            time.sleep(2.5)
+            assert len(pids.alive()) >= 3, up.output()
+            assert "left by a location" not in up.output()
             down = subprocess.run(
                 [*_wsm(), "down", "-w", str(path)],
                 cwd=ws.root,

@@ -63,15 +63,15 @@ cgroup_dir: Optional[str] = None
 
 def contain(cgroup: Optional[str]) -> None:
     """Make everything we start findable when we must kill it: the cgroup the manager put
-    us in; without one, become a child subreaper (prctl(2) PR_SET_CHILD_SUBREAPER, Linux
-    3.4), so an orphan of ours (a double-forked daemon) is reparented to us, not to init,
-    and stays our descendant. Without a cgroup we never reap such adopted orphans (we
-    cannot tell them from children whose status repository code will wait for): one that
-    exits stays a zombie until we exit."""
+    us in, if any, and in every case become a child subreaper (prctl(2)
+    PR_SET_CHILD_SUBREAPER, Linux 3.4), so an orphan of ours (a double-forked daemon) is
+    reparented to us, not to our parent, and stays our descendant while we run. With a
+    cgroup too: otherwise it would go to the manager, whose sweep of dead loaders'
+    leftovers (supervisor/orphans.py) takes every child it did not start for one. We never
+    reap such adopted orphans (we cannot tell them from children whose status repository
+    code will wait for): one that exits stays a zombie until we exit."""
     global cgroup_dir
     cgroup_dir = cgroup
-    if cgroup is not None:
-        return
     try:
         import ctypes
 

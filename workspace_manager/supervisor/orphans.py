@@ -1,6 +1,6 @@
 """The manager as child subreaper: what a dead loader leaves behind comes to us, not init.
 
-Without a cgroup, a loader is the subreaper of its own tree (loader/lifeline.py): an orphan
+A loader is the subreaper of its own tree (loader/lifeline.py): an orphan
 of repository code stays its descendant. When the loader itself dies (SIGKILL, a crash),
 its children are reparented to the nearest living subreaper above it (prctl(2)
 PR_SET_CHILD_SUBREAPER): the manager, once `become_subreaper` has run. So a child of the
