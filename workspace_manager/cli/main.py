@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import signal
 import sys
 from typing import List, Optional
 
@@ -47,6 +49,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`wsm list | head`): not an error of ours. As the Python docs
+        # advise (signal module, "Note on SIGPIPE"), point stdout at /dev/null so the final
+        # flush at exit does not raise again, and exit as a shell reports SIGPIPE.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":
