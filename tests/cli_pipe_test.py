@@ -1,4 +1,4 @@
-"""A reader that stops early (`wsm list | head`) is not an error of wsm's: no traceback."""
+"""Command-line edges a user hits: a reader that stops early (`wsm list | head`), a busy port."""
 
 from __future__ import annotations
 
@@ -39,3 +39,22 @@ def test_list_into_a_reader_that_stops_early_exits_quietly(ws: WorkspaceDir) -> 
         rc = proc.wait(120)
         assert "Traceback" not in stderr, stderr
         assert rc == 128 + signal.SIGPIPE, (rc, stderr)
+
+
+def test_a_health_port_in_use_is_one_line_naming_it(ws: WorkspaceDir) -> None:
+    import socket
+
+    ws.file(
+        "one.py",
+        "from workspace_manager import job, repository\n@job\ndef j(): ...\n"
+        "@repository\ndef r():\n    return [j]\n",
+    )
+    path = ws.workspace({"load_from": [{"python_file": {"relative_path": "one.py"}}]})
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        res = ws.run("up", "-w", str(path), "--health", f"127.0.0.1:{port}", timeout=60)
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    assert f"--health 127.0.0.1:{port}: Address already in use" in res.stderr, res.stderr

@@ -149,7 +149,11 @@ class Manager:
 
             self._health = HealthServer(*self.health_listen, self.view)
             self._health.routes["/metrics"] = metrics_route(self.metrics.exposition_async)
-            self.health_address = await self._health.start()
+            try:
+                self.health_address = await self._health.start()
+            except OSError as exc:  # port in use, address not ours: say which, in one line
+                host, port = self.health_listen
+                raise HealthListenError(f"--health {host}:{port}: {exc.strerror or exc}") from None
             self.events.message(f"health endpoint on http://{self.health_text()}")
         secret = secrets.token_hex(16)
         if serve_control:
@@ -574,6 +578,13 @@ class Manager:
             raise RemoteError("Timeout", str(exc)) from None
         except ConnectionError as exc:
             raise RemoteError("ConnectionLost", str(exc)) from None
+
+
+class HealthListenError(OSError):
+    """The health address cannot be listened on (in use, not this host's); one line."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "cannot listen on the health address"
 
 
 class ManagerRunning(Exception):
