@@ -161,20 +161,23 @@ def resolve_pip_args(args: Sequence[str], base: Path) -> Tuple[Tuple[str, ...], 
     return tuple(out), locals_  # a dangling option is kept as written: pip reports it
 
 
-def _logical_lines(text: str) -> Iterator[str]:
-    buf = ""
-    for raw in text.splitlines():
+def logical_lines(text: str) -> Iterator[Tuple[int, str]]:
+    """pip's logical lines of a requirements file: comments dropped, a trailing `\\` joins
+    the next line; each with the number of its first physical line (for error positions)."""
+    buf, start = "", 0
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.rstrip()
+        if not buf:
+            start = number
         if line.endswith("\\"):
             buf += line[:-1] + " "
             continue
-        line = buf + line
+        line = re.sub(r"(^|\s)#.*$", "", buf + line).strip()
         buf = ""
-        line = re.sub(r"(^|\s)#.*$", "", line).strip()
         if line:
-            yield line
+            yield start, line
     if buf.strip():
-        yield buf.strip()
+        yield start, buf.strip()
 
 
 def requirement_file_inputs(
@@ -194,7 +197,7 @@ def requirement_file_inputs(
 
         raise EnvBuildError(f"requirements file {path}: {exc.strerror or exc}") from None
     out = [(f"file {path}", digest(Path(path)))]
-    for line in _logical_lines(text):
+    for _, line in logical_lines(text):
         parts = line.split(None, 1)
         head = parts[0]
         option, eq, value = head.partition("=")

@@ -14,7 +14,7 @@ import socket
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 from ..protocol.framing import encode_frame
 from . import proctable
@@ -97,18 +97,9 @@ def _members(me: int) -> Optional[List[int]]:
     rows = proctable.scan()
     if rows is None:
         return None
-    children: Dict[int, List[int]] = {}
     found = set(_cgroup_members())
-    for pid, ppid, pgid in rows:
-        children.setdefault(ppid, []).append(pid)
-        if pgid == me:
-            found.add(pid)
-    stack = [me]
-    while stack:
-        for child in children.get(stack.pop(), ()):
-            if child not in found:
-                found.add(child)
-                stack.append(child)
+    found.update(pid for pid, _, pgid in rows if pgid == me)
+    found.update(proctable.descendants(proctable.children_map(rows), me))
     found.discard(me)
     return sorted(found)
 

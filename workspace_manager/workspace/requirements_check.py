@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Set, Tuple
+from typing import List, Optional, Sequence, Set, Tuple
 
 from packaging.requirements import InvalidRequirement, Requirement
 
@@ -22,6 +22,7 @@ from workspace_manager.envs.requirements import (
     FILE_OPTIONS,
     PATH_OPTIONS,
     absolute,
+    logical_lines,
     looks_like_path,
 )
 
@@ -182,25 +183,6 @@ def pip_args_problems(args: Sequence[str], base: Path) -> List[Tuple[int, str]]:
     return problems
 
 
-def _numbered_lines(text: str) -> Iterator[Tuple[int, str]]:
-    """pip's logical lines of a requirements file: comments dropped, `\\` joins lines;
-    each with the number of its first physical line."""
-    buf, start = "", 0
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.rstrip()
-        if not buf:
-            start = number
-        if line.endswith("\\"):
-            buf += line[:-1] + " "
-            continue
-        line = re.sub(r"(^|\s)#.*$", "", buf + line).strip()
-        buf = ""
-        if line:
-            yield start, _expand(line)
-    if buf.strip():
-        yield start, _expand(buf.strip())
-
-
 def _expand(line: str) -> str:
     """pip replaces `${NAME}` in requirements files with the variable, when it is set."""
     return _ENV_VAR.sub(lambda m: os.environ.get(m.group(1), m.group(0)), line)
@@ -222,7 +204,8 @@ def requirements_file_problems(
         reason = getattr(error, "strerror", None) or str(error)
         return [f"{path}: cannot read it: {reason}"]
     problems: List[str] = []
-    for number, line in _numbered_lines(text):
+    for number, raw in logical_lines(text):
+        line = _expand(raw)
         where = f"{path}:{number}"
         tokens = line.split()
         head = tokens[0]
