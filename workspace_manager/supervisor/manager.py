@@ -48,6 +48,9 @@ class EventSink:
     transition: Callable[[str, Transition], None] = lambda name, t: None
     output: Callable[[str, str, bytes], None] = lambda name, stream, line: None
     message: Callable[[str], None] = lambda text: None
+    # (RunRecord, event: its new status in lower case, e.g. "queued", "success"); docs/daemon.md
+    run: Callable[[Any, str], None] = lambda record, event: None
+    tick: Callable[[Any], None] = lambda tick: None  # a TickRecord, once it has its result
 
 
 #: How often locations in `error` or `failed` are checked for edited code.

@@ -31,6 +31,30 @@ class Supervision:
 
 
 @dataclass(frozen=True)
+class TagConcurrencyLimit:
+    """At most `limit` runs in progress with tag `key` (= `value`, or any value if None)."""
+
+    key: str
+    limit: int
+    value: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """The workspace's `daemon:` block (SPEC section 7). Retention in days; None: forever."""
+
+    default_status: Optional[str] = None  # "RUNNING" | "STOPPED": for code that sets none
+    max_concurrent_runs: int = 10
+    tag_concurrency_limits: Tuple[TagConcurrencyLimit, ...] = ()
+    run_timeout_seconds: Optional[float] = None
+    run_drain_seconds: float = 30.0
+    run_retention_days: Optional[float] = 90.0
+    log_retention_days: Optional[float] = 30.0
+    tick_retention_days: Optional[float] = 7.0
+    skipped_tick_retention_days: Optional[float] = 1.0
+
+
+@dataclass(frozen=True)
 class EnvironmentSpec:
     """A virtualenv wsm builds (or reuses) for a location."""
 
@@ -75,6 +99,8 @@ class LocationConfig:
     executable_path: Optional[Path] = None
     environment: Optional[EnvironmentSpec] = None
     env_vars: Tuple[Tuple[str, str], ...] = ()
+    # the location's own `daemon: {max_concurrent_runs}`; None: only the workspace's limit
+    max_concurrent_runs: Optional[int] = None
     # 1-based position of the entry in workspace.yaml (0: not from a file). Not compared:
     # moving an entry (e.g. inserting one above it) does not change the location.
     line: int = field(default=0, compare=False)
@@ -91,6 +117,7 @@ class Workspace:
     root: Path  # folder that relative paths are resolved against
     locations: Tuple[LocationConfig, ...]
     supervision: Supervision = Supervision()
+    daemon: DaemonConfig = DaemonConfig()
 
     def location(self, name: str) -> LocationConfig:
         for loc in self.locations:

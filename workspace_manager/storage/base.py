@@ -1,0 +1,172 @@
+"""The one interface the daemon, the run coordinator, the CLI and the JSON API use to keep
+and read records. A backend implements it (storage/sqlite.py: the embedded default); a
+server database (PostgreSQL) is another implementation of this class and nothing else.
+
+Every method is synchronous and may block on the disk: the manager calls them through
+`storage/writer.py` (one writer thread) so its loop never waits; the CLI calls them
+directly. Every method that writes commits before it returns: a record it returned is
+durable against `kill -9` of the caller.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from .records import (
+    InstigatorState,
+    LogLine,
+    Retention,
+    RunEvent,
+    RunRecord,
+    TickRecord,
+)
+
+
+class StorageError(Exception):
+    """The storage cannot do what was asked (corrupt, too new a schema, read-only, ...)."""
+
+
+class RunNotFound(StorageError):
+    """No run has this id (or id prefix); or a prefix names several (the message says)."""
+
+
+class SchemaTooNew(StorageError):
+    """The database was written by a newer wsm (its schema version is above ours)."""
+
+
+class Storage(abc.ABC):
+    """Runs, their events and logs, schedule and sensor state, ticks."""
+
+    # -- runs -----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def add_run(self, run: RunRecord, message: str = "") -> RunRecord:
+        """Insert `run` (its status, normally QUEUED) and its first status event.
+
+        A run with a `run_key` and an origin naming a sensor or schedule is refused when
+        that instigator (location, name) used the key before: raises `RunKeyUsed`.
+        Returns the stored record."""
+
+    @abc.abstractmethod
+    def update_run(
+        self, run_id: str, *, status: Optional[str] = None, message: str = "", **fields: object
+    ) -> RunRecord:
+        """Set `status` (adding a status event with `message`) and/or other fields of
+        RunRecord (pid, start_time, started_at, ended_at, exit_code, signal, error,
+        traceback, ...). Reaching a final status gives the run its `end_seq`. A run already
+        final is not changed (returned as is): a late exit never overwrites a cancel.
+        Raises RunNotFound."""
+
+    @abc.abstractmethod
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run with this id, or with this unique id prefix (at least 4 characters).
+        Raises RunNotFound (unknown, or an ambiguous prefix)."""
+
+    @abc.abstractmethod
+    def list_runs(
+        self,
+        *,
+        statuses: Optional[Sequence[str]] = None,
+        location: Optional[str] = None,
+        job: Optional[str] = None,
+        limit: Optional[int] = 50,
+        before: Optional[Tuple[float, str]] = None,
+    ) -> List[RunRecord]:
+        """Runs newest first (by created_at, then run_id). `before` is the (created_at,
+        run_id) of the last run of the previous page: keyset paging, fast on 10,000s."""
+
+    @abc.abstractmethod
+    def run_counts(self) -> Dict[str, int]:
+        """How many runs are in each status (every status of RUN_STATUSES present)."""
+
+    @abc.abstractmethod
+    def finished_runs_after(self, end_seq: int, limit: int = 100) -> List[RunRecord]:
+        """Runs that reached a final status with an end_seq above `end_seq`, in end_seq
+        order: what a run status sensor has not yet been given."""
+
+    @abc.abstractmethod
+    def max_end_seq(self) -> int:
+        """The highest end_seq given (0 if none): a new run status sensor starts here."""
+
+    @abc.abstractmethod
+    def run_events(self, run_id: str) -> List[RunEvent]:
+        """The run's status history, oldest first."""
+
+    # -- logs -----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def append_logs(self, lines: Iterable[LogLine]) -> None:
+        """Store lines (any runs), giving each its seq. Batched by the caller."""
+
+    @abc.abstractmethod
+    def read_logs(self, run_id: str, after_seq: int = 0, limit: int = 1000) -> List[LogLine]:
+        """A run's lines with seq above `after_seq`, oldest first."""
+
+    # -- schedules and sensors --------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get_instigator(self, location: str, name: str, kind: str) -> InstigatorState:
+        """The kept state; a fresh InstigatorState (nothing set) if none is kept."""
+
+    @abc.abstractmethod
+    def list_instigators(self, kind: Optional[str] = None) -> List[InstigatorState]:
+        """Every kept state, of one kind or all."""
+
+    @abc.abstractmethod
+    def set_instigator(self, state: InstigatorState) -> InstigatorState:
+        """Insert or replace the state of (location, name, kind)."""
+
+    # -- ticks ----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def record_tick(
+        self,
+        tick: TickRecord,
+        runs: Sequence[RunRecord] = (),
+        state: Optional[InstigatorState] = None,
+    ) -> Tuple[TickRecord, List[RunRecord]]:
+        """One transaction for one evaluation: store `tick` (new when tick_id is 0, else
+        update it), insert `runs` (QUEUED) whose run_key the instigator has not used
+        (the others' keys go to tick.run_keys_skipped), fill tick.run_ids, and store
+        `state` (cursor, last_run_key, last_tick_time). Either all of it is kept or none.
+        Returns the stored tick and the runs actually created."""
+
+    @abc.abstractmethod
+    def list_ticks(
+        self,
+        location: Optional[str],
+        name: str,
+        kind: str,
+        limit: int = 20,
+        statuses: Optional[Sequence[str]] = None,
+    ) -> List[TickRecord]:
+        """Recent ticks of one instigator (location None: any location), newest first."""
+
+    @abc.abstractmethod
+    def tick_counts(self) -> Dict[Tuple[str, str], int]:
+        """{(kind, status): count} over the kept ticks, for /metrics."""
+
+    # -- upkeep ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def prune(self, now: float, retention: Retention) -> Dict[str, int]:
+        """Delete what `retention` no longer keeps (never a run that is not final, nor the
+        run_keys of deleted runs: a key once used stays used). Returns counts by kind."""
+
+    @abc.abstractmethod
+    def integrity_problems(self) -> List[str]:
+        """What the database's own check finds (SQLite: PRAGMA integrity_check); []."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections; the object is unusable after."""
+
+
+class RunKeyUsed(StorageError):
+    """add_run: the instigator launched a run with this run_key before."""
+
+    def __init__(self, run_key: str, run_id: str) -> None:
+        super().__init__(f"run_key {run_key!r} was used by run {run_id}")
+        self.run_key = run_key
+        self.run_id = run_id
