@@ -141,3 +141,29 @@ def test_snapshot_lists_job_names() -> None:
     assert sensors["fan_out"]["sensor_type"] == "standard"
     assert sensors["plain"]["job_name"] == "unrelated"
     assert sensors["plain"]["job_names"] == ["unrelated"]
+
+
+def test_wsm_list_shows_every_target_and_the_run_status(capsys: pytest.CaptureFixture) -> None:
+    from workspace_manager import run_failure_sensor
+    from workspace_manager.cli.listing import _print_human
+
+    @run_failure_sensor
+    def pager(context):
+        pass
+
+    snap = repository_snapshot(RepositoryDefinition("r", [fan_out, pager]))
+    _print_human(
+        {
+            "locations": {
+                "loc": {
+                    "state": "ready",
+                    "python": "3.11.2",
+                    "executable": "/usr/bin/python3",
+                    "repositories": [snap],
+                }
+            }
+        }
+    )
+    out = capsys.readouterr().out
+    assert "sensor    fan_out -> extract, load (every 30s)" in out
+    assert "sensor    pager on FAILURE -> no job (every 30s)" in out

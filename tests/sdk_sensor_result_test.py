@@ -164,3 +164,17 @@ def test_schedule_execution_fn_refuses_a_sensor_result() -> None:
     )
     with pytest.raises(DefinitionError, match="only a sensor may return"):
         evaluate_schedule(repo_with(sched), "legacy", 0)
+
+
+def test_build_contexts_accept_dagsters_instance_argument() -> None:
+    import datetime as dt
+
+    from workspace_manager import build_schedule_context
+
+    sensor_context = build_sensor_context(instance=None, cursor="c", sensor_name="s")
+    assert sensor_context.cursor == "c" and not sensor_context.cursor_updated
+    sensor_context.update_cursor("d")
+    assert sensor_context.cursor == "d" and sensor_context.cursor_updated
+    when = dt.datetime(2024, 3, 1, 6, 30)
+    schedule_context = build_schedule_context(instance=None, scheduled_execution_time=when)
+    assert schedule_context.scheduled_execution_time == when.replace(tzinfo=dt.timezone.utc)
