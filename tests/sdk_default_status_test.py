@@ -151,3 +151,22 @@ def test_snapshot_carries_default_status_and_schedule_tags() -> None:
     assert sensors["on"]["default_status"] == "RUNNING"
     assert sensors["off"]["default_status"] == "STOPPED"
     assert type(sensors["off"]["default_status"]) is str
+
+
+def test_enum_members_read_as_their_value_and_travel_as_plain_str() -> None:
+    from workspace_manager import RunRequest
+    from workspace_manager.protocol import purepack
+
+    assert str(DagsterRunStatus.FAILURE) == "FAILURE"
+    assert f"{DagsterRunStatus.FAILURE}|{DefaultSensorStatus.RUNNING:>8}" == "FAILURE| RUNNING"
+    request = RunRequest(
+        tags={"upstream": DagsterRunStatus.FAILURE},
+        run_config={"statuses": [DagsterRunStatus.SUCCESS], "s": DefaultScheduleStatus.STOPPED},
+    )
+    as_dict = request.to_dict("job")
+    assert type(as_dict["tags"]["upstream"]) is str
+    assert type(as_dict["run_config"]["statuses"][0]) is str
+    # the pure-Python codec (used where there is no msgpack) sends the value, not the name
+    packed = purepack.unpackb(purepack.packb(as_dict))
+    assert packed["tags"] == {"upstream": "FAILURE"}
+    assert packed["run_config"] == {"statuses": ["SUCCESS"], "s": "STOPPED"}
