@@ -392,3 +392,18 @@ def test_new_sdk_names_work_under_a_bare_interpreter(python: str, tmp_path: Path
     assert out["direct_failure"] == "e!"
     assert out["direct_sensor"] == "c1"
     assert out["direct_schedule"] == "2024-01-02T00:00:00+00:00"
+
+
+def test_the_callers_location_name_wins(loader_for: Any) -> None:
+    loader = loader_for(sys.executable)  # the loader calls itself "loc"
+    runs = [
+        _run("a", "etl", "SUCCESS", location="loc"),
+        _run("b", "etl", "SUCCESS", location="team_b"),
+    ]
+    with loader.client(timeout=20) as client:
+        own = client.call("evaluate_run_status_sensor", {"sensor": "chain", "runs": runs})
+        named = client.call(
+            "evaluate_run_status_sensor", {"sensor": "chain", "runs": runs, "location": "team_b"}
+        )
+    assert [r["delivered"] for r in own["results"]] == [True, False]
+    assert [r["delivered"] for r in named["results"]] == [False, True]
