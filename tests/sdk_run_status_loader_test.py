@@ -407,3 +407,64 @@ def test_the_callers_location_name_wins(loader_for: Any) -> None:
         )
     assert [r["delivered"] for r in own["results"]] == [True, False]
     assert [r["delivered"] for r in named["results"]] == [False, True]
+
+
+DAGSTER_STYLE = textwrap.dedent(
+    """
+    from workspace_manager import (
+        DagsterRunStatus, Definitions, DefaultScheduleStatus, DefaultSensorStatus, RunRequest,
+        ScheduleDefinition, SensorResult, job, run_failure_sensor, run_status_sensor, sensor,
+    )
+
+    @job
+    def extract():
+        pass
+
+    @job
+    def load():
+        pass
+
+    @sensor(jobs=[extract, load], default_status=DefaultSensorStatus.RUNNING)
+    def files(context):
+        return SensorResult(run_requests=[RunRequest(job_name="load")], cursor="1")
+
+    @run_status_sensor(run_status=DagsterRunStatus.SUCCESS, monitored_jobs=[extract],
+                       request_job=load)
+    def then_load(context):
+        return RunRequest(run_key=context.dagster_run.run_id)
+
+    @run_failure_sensor
+    def page_me(context):
+        print(context.failure_event.message)
+
+    defs = Definitions(
+        schedules=[ScheduleDefinition(job=extract, cron_schedule="@daily",
+                                      default_status=DefaultScheduleStatus.RUNNING)],
+        sensors=[files, then_load, page_me],
+    )
+    """
+)
+
+
+def test_wsm_list_shows_the_new_shapes(ws: Any) -> None:
+    ws.file("code/defs_mod.py", DAGSTER_STYLE)
+    ws.workspace(
+        {
+            "load_from": [
+                {"python_file": {"relative_path": "code/defs_mod.py", "location_name": "d"}}
+            ]
+        }
+    )
+    listed = ws.run("list", "--json")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    (repo,) = json.loads(listed.stdout)["locations"]["d"]["repositories"]
+    assert [j["name"] for j in repo["jobs"]] == ["extract", "load"]
+    assert repo["schedules"][0]["default_status"] == "RUNNING"
+    sensors = {s["name"]: s for s in repo["sensors"]}
+    assert sensors["files"]["job_names"] == ["extract", "load"]
+    assert sensors["then_load"]["run_status"] == "SUCCESS"
+    assert sensors["page_me"]["run_status"] == "FAILURE"
+    human = ws.run("list").stdout
+    assert "sensor    files -> extract, load (every 30s)" in human
+    assert "sensor    then_load on SUCCESS -> load (every 30s)" in human
+    assert "sensor    page_me on FAILURE -> no job (every 30s)" in human
