@@ -126,10 +126,7 @@ def main() -> None:
             max(50, args.ops // 5),
             lambda i: store.record_tick(
                 TickRecord("loc", "sen", "sensor", time.time(), status=TICK_SUCCESS),
-                [
-                    RunRecord(uuid.uuid4().hex, "loc", "job", run_key=f"k{i}-{j}")
-                    for j in range(10)
-                ],
+                [RunRecord(uuid.uuid4().hex, "loc", "job", run_key=f"k{i}-{j}") for j in range(10)],
             ),
         )
         results["log_10000_lines_async"] = asyncio.run(_log_burst(store, ids[0], 10_000))

@@ -103,24 +103,36 @@ WRITER_HOLDING = textwrap.dedent(
     from workspace_manager.storage.sqlite import SqliteStorage
     store = SqliteStorage(sys.argv[1], create=False)
     with store._write() as conn:
-        store._insert_run(conn, RunRecord("held", "loc", "job"), "", time.time(), None)
+        store._insert_runs(conn, [RunRecord("held", "loc", "job")], "", time.time(), None)
         print("holding", flush=True)
-        time.sleep(1.0)
+        sys.stdin.readline()
+        time.sleep(0.5)
     store.close()
     """
 )
 
 
-def test_two_writers_wait_for_each_other(tmp_path: Path) -> None:
-    """The manager and `wsm job execute` both write: the second waits (busy_timeout)."""
+def test_two_writers_wait_for_each_other_and_opening_never_waits(tmp_path: Path) -> None:
+    """The manager and `wsm job execute` both write: the second waits (busy_timeout) for
+    the first instead of failing. And while a write transaction is open, a CLI can open
+    the database and read (opening an up-to-date database takes no write lock)."""
     path = tmp_path / "runs.db"
-    store = SqliteStorage(path)
+    SqliteStorage(path).close()
     child = subprocess.Popen(
-        [sys.executable, "-c", WRITER_HOLDING, str(path)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", WRITER_HOLDING, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
-        assert child.stdout is not None and child.stdout.readline().strip() == "holding"
-        store.add_run(RunRecord("mine", "loc", "job"))
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline().strip() == "holding"
+        # Would raise "database is locked" after 5 s if opening or reading needed the lock.
+        store = SqliteStorage(path, create=False)
+        assert store.list_runs() == [] and child.poll() is None
+        child.stdin.write("release\n")
+        child.stdin.flush()
+        store.add_run(RunRecord("mine", "loc", "job"))  # waits for the child's commit
         assert child.wait(30) == 0
     finally:
         if child.poll() is None:

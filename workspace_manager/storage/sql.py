@@ -73,11 +73,11 @@ _UPDATE_STATE = t.instigators.update().where(
     t.instigators.c.name == _B("p_name"),
     t.instigators.c.kind == _B("p_kind"),
 )
-_KEY_USED = sa.select(t.run_keys.c.run_id).where(
+_KEYS_USED = sa.select(t.run_keys.c.run_key, t.run_keys.c.run_id).where(
     t.run_keys.c.location == _B("p_location"),
     t.run_keys.c.name == _B("p_name"),
     t.run_keys.c.kind == _B("p_kind"),
-    t.run_keys.c.run_key == _B("p_run_key"),
+    t.run_keys.c.run_key.in_(_B("p_run_keys", expanding=True)),
 )
 _BUMP_END_SEQ = (
     t.counters.update().where(t.counters.c.name == t.END_SEQ).values(value=t.counters.c.value + 1)
@@ -159,35 +159,42 @@ class SqlStorage(Storage):
         conn.execute(_BUMP_END_SEQ)
         return int(conn.execute(_END_SEQ).scalar_one())
 
-    def _insert_run(
+    def _insert_runs(
         self,
         conn: sa.Connection,
-        run: RunRecord,
+        runs: Sequence[RunRecord],
         message: str,
         now: float,
         key_owner: Optional[Tuple[str, str, str]],
-    ) -> RunRecord:
-        """Insert `run`, its first event and its run_key row (if `key_owner`). The caller
-        checked the key is unused."""
-        run = dataclasses.replace(run)
-        if not run.created_at:
-            run.created_at = now
-        run.updated_at = now
-        if run.status in FINAL_STATUSES:
-            run.end_seq = self._next_end_seq(conn)
-            if run.ended_at is None:
-                run.ended_at = now
-        else:
-            run.end_seq = None
-        conn.execute(_INSERT_RUN, _fields(run, _RUN_FIELDS))
+    ) -> List[RunRecord]:
+        """Insert `runs`, their first events and their run_key rows (if `key_owner`), one
+        statement each for all of them. The caller checked the keys are unused."""
+        stored = []
+        for run in runs:
+            run = dataclasses.replace(run)
+            if not run.created_at:
+                run.created_at = now
+            run.updated_at = now
+            if run.status in FINAL_STATUSES:
+                run.end_seq = self._next_end_seq(conn)
+                if run.ended_at is None:
+                    run.ended_at = now
+            else:
+                run.end_seq = None
+            stored.append(run)
+        if not stored:
+            return stored
+        conn.execute(_INSERT_RUN, [_fields(run, _RUN_FIELDS) for run in stored])
         conn.execute(
             _INSERT_EVENT,
-            {"run_id": run.run_id, "time": now, "status": run.status, "message": message},
+            [
+                {"run_id": run.run_id, "time": now, "status": run.status, "message": message}
+                for run in stored
+            ],
         )
-        if key_owner is not None and run.run_key is not None:
+        if key_owner is not None:
             location, name, kind = key_owner
-            conn.execute(
-                _INSERT_KEY,
+            keys = [
                 {
                     "location": location,
                     "name": name,
@@ -195,30 +202,48 @@ class SqlStorage(Storage):
                     "run_key": run.run_key,
                     "run_id": run.run_id,
                     "created_at": now,
+                }
+                for run in stored
+                if run.run_key is not None
+            ]
+            if keys:
+                conn.execute(_INSERT_KEY, keys)
+        return stored
+
+    def _keys_used(
+        self, conn: sa.Connection, owner: Tuple[str, str, str], run_keys: Sequence[str]
+    ) -> Dict[str, str]:
+        """{run_key: run_id} of those of `run_keys` the instigator `owner` used before."""
+        if not run_keys:
+            return {}
+        location, name, kind = owner
+        used: Dict[str, str] = {}
+        # In slices: SQLite has a limit on bound parameters (32,766 since 3.32).
+        keys = list(dict.fromkeys(run_keys))
+        for i in range(0, len(keys), 500):
+            rows = conn.execute(
+                _KEYS_USED,
+                {
+                    "p_location": location,
+                    "p_name": name,
+                    "p_kind": kind,
+                    "p_run_keys": keys[i : i + 500],
                 },
             )
-        return run
-
-    def _key_used(
-        self, conn: sa.Connection, owner: Tuple[str, str, str], run_key: str
-    ) -> Optional[str]:
-        location, name, kind = owner
-        return conn.execute(
-            _KEY_USED,
-            {"p_location": location, "p_name": name, "p_kind": kind, "p_run_key": run_key},
-        ).scalar()
+            used.update({key: run_id for key, run_id in rows})
+        return used
 
     def add_run(self, run: RunRecord, message: str = "") -> RunRecord:
         """See `Storage.add_run`. A run id already stored raises StorageError."""
         owner = _key_owner(run)
         with self._write() as conn:
             if owner is not None and run.run_key is not None:
-                used_by = self._key_used(conn, owner, run.run_key)
-                if used_by is not None:
-                    raise RunKeyUsed(run.run_key, used_by)
+                used = self._keys_used(conn, owner, [run.run_key])
+                if used:
+                    raise RunKeyUsed(run.run_key, used[run.run_key])
             if conn.execute(_RUN_EXISTS, {"p_run_id": run.run_id}).first():
                 raise StorageError(f"a run with id {run.run_id} is already stored")
-            return self._insert_run(conn, run, message, time.time(), owner)
+            return self._insert_runs(conn, [run], message, time.time(), owner)[0]
 
     def update_run(
         self, run_id: str, *, status: Optional[str] = None, message: str = "", **fields: object
@@ -456,10 +481,12 @@ class SqlStorage(Storage):
                 key = result.inserted_primary_key
                 assert key is not None
                 tick.tick_id = int(key[0])
+            used = self._keys_used(conn, owner, [r.run_key for r in runs if r.run_key])
             seen: Set[str] = set()
+            fresh: List[RunRecord] = []
             for run in runs:
                 if run.run_key is not None:
-                    if run.run_key in seen or self._key_used(conn, owner, run.run_key):
+                    if run.run_key in seen or run.run_key in used:
                         if run.run_key not in tick.run_keys_skipped:
                             tick.run_keys_skipped.append(run.run_key)
                         continue
@@ -471,10 +498,9 @@ class SqlStorage(Storage):
                         origin["run_key"] = run.run_key
                 if origin.get("kind") == tick.kind and not origin.get("tick_id"):
                     origin["tick_id"] = tick.tick_id
-                stored = self._insert_run(
-                    conn, dataclasses.replace(run, origin=origin), "", now, owner
-                )
-                created.append(stored)
+                fresh.append(dataclasses.replace(run, origin=origin))
+            created = self._insert_runs(conn, fresh, "", now, owner)
+            for stored in created:
                 tick.run_ids.append(stored.run_id)
                 if stored.run_key is not None and stored.run_key not in tick.run_keys:
                     tick.run_keys.append(stored.run_key)
