@@ -321,8 +321,9 @@ class SqlStorage(Storage):
             query = query.where(c.job == job)
         if before is not None:
             created, rid = before
+            # A row-value comparison: one range on the (created_at, run_id) index.
             query = query.where(
-                sa.or_(c.created_at < created, sa.and_(c.created_at == created, c.run_id < rid))
+                sa.tuple_(c.created_at, c.run_id) < sa.tuple_(sa.literal(created), sa.literal(rid))
             )
         if limit is not None:
             query = query.limit(limit)
