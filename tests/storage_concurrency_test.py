@@ -14,7 +14,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Dict, Set
+from typing import Dict, List, Set
 
 import pytest
 
@@ -271,3 +271,32 @@ def test_kill_9_at_random_moments_loses_nothing_committed(tmp_path: Path) -> Non
 @pytest.mark.slow
 def test_kill_9_fifty_times(tmp_path: Path) -> None:
     _kill_loop(tmp_path, rounds=50, seed=int(time.time()))
+
+
+def test_one_storage_shared_by_many_threads(tmp_path: Path) -> None:
+    """Each thread gets its own connection from the pool; writes serialize, reads go
+    beside them, and end_seq stays one gapless counter."""
+    store = SqliteStorage(tmp_path / "runs.db")
+    errors: List[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(40):
+                rid = f"t{n}-{i:02}"
+                store.add_run(RunRecord(rid, "loc", "job"))
+                store.list_runs(limit=5)
+                store.update_run(rid, status=SUCCESS)
+                assert store.get_run(rid).status == SUCCESS
+        except BaseException as exc:  # noqa: BLE001 - reported by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    done = store.finished_runs_after(0, limit=1000)
+    assert [r.end_seq for r in done] == list(range(1, 321))
+    assert store.max_end_seq() == 320 and store.run_counts()[SUCCESS] == 320
+    store.close()
