@@ -124,6 +124,14 @@ class SqlStorage(Storage):
     def __init__(self, engine: sa.Engine, where: str) -> None:
         self._engine = engine
         self.where = where
+        # Log lines are the bulk of all writes: they go to the driver's executemany with
+        # the INSERT compiled once for this dialect, skipping SQLAlchemy's per-row parameter
+        # processing (2-3x the cost of SQLite's own work; the columns need none).
+        compiled = _INSERT_LOGS.compile(dialect=engine.dialect, column_keys=list(_LOG_FIELDS))
+        self._insert_logs_sql = str(compiled)
+        self._insert_logs_order: Optional[Tuple[str, ...]] = (
+            tuple(compiled.positiontup or ()) if compiled.positional else None
+        )
 
     # -- transactions ---------------------------------------------------------------------
 
@@ -393,7 +401,11 @@ class SqlStorage(Storage):
                 line.seq = last[line.run_id]
                 rows.append(_fields(line, _LOG_FIELDS))
             if rows:
-                conn.execute(_INSERT_LOGS, rows)
+                order = self._insert_logs_order
+                params: List[Any] = rows
+                if order is not None:
+                    params = [tuple(row[name] for name in order) for row in rows]
+                conn.exec_driver_sql(self._insert_logs_sql, params)
         if unknown:
             raise RunNotFound(f"log lines for unknown runs dropped: {', '.join(sorted(unknown))}")
 
