@@ -200,6 +200,12 @@ def _check_database(path: Path, committed: Dict[str, Set[str]]) -> None:
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        if "runs" not in tables:
+            # Killed between making the file and committing the first migration: nothing
+            # was committed, and the migration left nothing half-made.
+            assert not any(committed.values()) and "schema_version" not in tables
+            return
         runs = {r[0]: r[1] for r in conn.execute("SELECT run_id, status FROM runs")}
         assert committed["run"] <= set(runs), "a committed run is missing"
         assert all(runs[r] == SUCCESS for r in committed["final"])
