@@ -82,7 +82,11 @@ def test_location_limit() -> None:
 def test_tag_limit_with_and_without_value() -> None:
     prod = {"database": "prod"}
     dev = {"database": "dev"}
-    queued = [run("p1", created=1, tags=prod), run("p2", created=2, tags=prod), run("d1", created=3, tags=dev)]
+    queued = [
+        run("p1", created=1, tags=prod),
+        run("p2", created=2, tags=prod),
+        run("d1", created=3, tags=dev),
+    ]
     by_value = Limits(10, tags=(TagConcurrencyLimit("database", 1, "prod"),))
     assert ids(runs_to_start(queued, [], by_value, always)) == ["p1", "d1"]
     any_value = Limits(10, tags=(TagConcurrencyLimit("database", 2),))
@@ -112,9 +116,7 @@ def scenarios(draw):  # type: ignore[no-untyped-def]
         TagConcurrencyLimit("t", draw(st.integers(0, 3)), draw(st.sampled_from(TAG_VALUES)))
         for _ in range(draw(st.integers(0, 2)))
     )
-    per_location = {
-        loc: draw(st.integers(0, 3)) for loc in LOCATIONS if draw(st.booleans())
-    }
+    per_location = {loc: draw(st.integers(0, 3)) for loc in LOCATIONS if draw(st.booleans())}
     limits = Limits(draw(st.one_of(st.none(), st.integers(0, 8))), per_location, tag_limits)
     ready = {loc for loc in LOCATIONS if draw(st.booleans())}
     return queued, busy, limits, ready
@@ -129,7 +131,8 @@ def _fits(candidate: RunRecord, holding: List[RunRecord], limits: Limits) -> boo
     if own is not None and sum(r.location == candidate.location for r in after) > own:
         return False
     for limit in limits.tags:
-        def hit(r: RunRecord) -> bool:
+
+        def hit(r: RunRecord, limit: TagConcurrencyLimit = limit) -> bool:
             return "t" in r.tags and (limit.value is None or r.tags["t"] == limit.value)
 
         if hit(candidate) and sum(hit(r) for r in after) > limit.limit:
@@ -169,4 +172,9 @@ def busy_over(busy: List[RunRecord], limits: Limits) -> bool:
 
 def test_status_of_records_is_ignored() -> None:
     # the coordinator passes what holds a slot; the function does not look at status
-    assert ids(runs_to_start([run("q")], [RunRecord("x", "a", "j", status=STARTED)], Limits(1), always)) == []
+    assert (
+        ids(
+            runs_to_start([run("q")], [RunRecord("x", "a", "j", status=STARTED)], Limits(1), always)
+        )
+        == []
+    )

@@ -47,7 +47,9 @@ def outcome(
     exit_code = returncode if returncode is not None and returncode >= 0 else None
     sig = -returncode if returncode is not None and returncode < 0 else None
     if cancel_reason is not None:
-        return Outcome(CANCELED, cancel_reason, error=cancel_reason, exit_code=exit_code, signal=sig)
+        return Outcome(
+            CANCELED, cancel_reason, error=cancel_reason, exit_code=exit_code, signal=sig
+        )
     kind = (final_event or {}).get("event")
     if kind == "success" and returncode == 0:
         return Outcome(SUCCESS, "the job succeeded", exit_code=0)
