@@ -97,6 +97,7 @@ class RunCoordinator:
         self._logs_ready = asyncio.Event()
         self._queued = 0
         self._listeners: List[Callable[[RunRecord], None]] = []
+        self._hurry = asyncio.Event()
 
     # -- the contract -----------------------------------------------------------------------
 
@@ -192,7 +193,13 @@ class RunCoordinator:
             self.hooks.message(
                 f"waiting up to {drain_seconds:g}s for {len(tasks)} run(s) in progress"
             )
-            await asyncio.wait(tasks, timeout=drain_seconds)
+            hurry = asyncio.ensure_future(self._hurry.wait())
+            drained = asyncio.ensure_future(asyncio.wait(tasks))
+            await asyncio.wait(
+                [drained, hurry], timeout=drain_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+            hurry.cancel()
+            drained.cancel()
         left = list(self._active.values())
         for active in left:
             with contextlib.suppress(Exception):
@@ -203,6 +210,10 @@ class RunCoordinator:
         if self._flush_task is not None:
             self._flush_task.cancel()
         await self._write_logs()
+
+    def hurry(self) -> None:
+        """Cut a drain short (a second Ctrl-C): cancel what runs now."""
+        self._hurry.set()
 
     def queue_length(self) -> int:
         """Queued runs not yet started, as of the last pass over the queue."""

@@ -233,4 +233,19 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-__all__ = ["RunPlan", "RunProcess", "bootstrap_for", "pid_alive"]
+__all__ = ["RunPlan", "RunProcess", "bootstrap_for", "pid_alive", "plan_from_launch"]
+
+
+def plan_from_launch(launch: Any, sdk_dir: str, cgroups: Optional[CgroupRoot]) -> RunPlan:
+    """A location's RunPlan from its loader's LaunchPlan (supervisor/instance.py): the same
+    interpreter (`argv[0]`), working directory, environment (env_vars, its env's `bin/`
+    first on PATH, wsm's secrets removed) and code target."""
+    return RunPlan(
+        python=str(launch.argv[0]),
+        cwd=str(launch.cwd),
+        env=dict(launch.env),
+        sdk_dir=sdk_dir,
+        target=dict(launch.bootstrap["target"]),
+        dropped_pythonpath=launch.bootstrap.get("dropped_pythonpath"),
+        cgroups=cgroups,
+    )
