@@ -61,6 +61,7 @@ class RunHooks:
     plan: Callable[[str], Awaitable[RunPlan]]  # raises RunPlanError
     report: Callable[[RunRecord, str], None] = lambda record, event: None
     message: Callable[[str], None] = lambda text: None
+    log: Callable[[LogLine], None] = lambda line: None  # each line as it arrives (execute)
     clock: Callable[[], float] = time.time
 
 
@@ -210,6 +211,28 @@ class RunCoordinator:
         if self._flush_task is not None:
             self._flush_task.cancel()
         await self._write_logs()
+
+    async def run_now(self, record: RunRecord, message: str = "executed") -> RunRecord:
+        """Store `record` and run it at once in the foreground, outside the queue and its
+        limits, without retries (`wsm job execute`). Returns the final record."""
+        self._stopping = True  # no queue passes, no retries: this coordinator runs one run
+        stored = await self.store.add_run(record, message)
+        self.hooks.report(stored, "queued")
+        self._flush_task = asyncio.ensure_future(self._flush_logs())
+        active = self._active[stored.run_id] = _Active(stored)
+        active.task = asyncio.ensure_future(self._execute(active))
+        try:
+            await asyncio.shield(active.task)
+        finally:
+            self._flush_task.cancel()
+            await self._write_logs()
+        return await self.store.get_run(stored.run_id)
+
+    async def kill_now(self, run_id: str) -> None:
+        """SIGKILL a run's tree at once (a second Ctrl-C)."""
+        active = self._active.get(run_id)
+        if active is not None and active.process is not None:
+            await active.process.kill_tree()
 
     def hurry(self) -> None:
         """Cut a drain short (a second Ctrl-C): cancel what runs now."""
@@ -542,6 +565,7 @@ class RunCoordinator:
 
     def _add_log(self, line: LogLine) -> None:
         self._logs.append(line)
+        self.hooks.log(line)
         if len(self._logs) >= LOG_BATCH:
             self._logs_ready.set()
 
