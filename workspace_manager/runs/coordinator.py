@@ -369,15 +369,13 @@ class RunCoordinator:
     # -- one run ------------------------------------------------------------------------------
 
     async def _execute(self, active: _Active) -> None:
+        """Run it to its end and record the end; its slot is held until the record is final."""
         run = active.record
         try:
             result = await self._run(active)
         except Exception as exc:  # a bug or a storage failure: the run must still end
-            result = Outcome(
-                FAILURE, f"wsm could not run it: {exc!r}", error=f"wsm could not run it: {exc!r}"
-            )
-        finally:
-            self._active.pop(run.run_id, None)
+            what = f"wsm could not run it: {exc!r}"
+            result = Outcome(FAILURE, what, error=what)
         try:
             if active.writes:
                 await asyncio.gather(*active.writes, return_exceptions=True)
@@ -389,11 +387,14 @@ class RunCoordinator:
                 ended_at=self.hooks.clock(),
                 **result.fields(),
             )
+            self._active.pop(run.run_id, None)
             self._finished(record, record.status.lower())
             await self._maybe_retry(record)
         except Exception as exc:
             self.hooks.message(f"run {run.run_id}: cannot record its end: {exc}")
-        self.wake()
+        finally:
+            self._active.pop(run.run_id, None)
+            self.wake()
 
     async def _run(self, active: _Active) -> Outcome:
         run = active.record
