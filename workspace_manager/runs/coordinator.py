@@ -387,19 +387,15 @@ class RunCoordinator:
 
     async def _run(self, active: _Active) -> Outcome:
         run = active.record
-        now = self.hooks.clock()
-        record = await self.store.update_run(
-            run.run_id, status=STARTING, message="starting", start_time=now
+        # STARTING goes to the writer thread now (AsyncStorage keeps writes in call order)
+        # and the process starts meanwhile: the disk is not on the launch's path.
+        starting = self.store.update_run(
+            run.run_id, status=STARTING, message="starting", start_time=self.hooks.clock()
         )
-        if record.is_final:  # canceled from elsewhere meanwhile
-            return Outcome(record.status, "")
-        active.record = record
-        self.hooks.report(record, "starting")
-        if active.cancel_reason is not None:
-            return outcome(None, None, active.cancel_reason)
         try:
             plan = await self.hooks.plan(run.location)
         except RunPlanError as exc:
+            await starting
             return Outcome(FAILURE, str(exc), error=str(exc))
         boot = bootstrap_for(
             plan,
@@ -419,8 +415,15 @@ class RunCoordinator:
                 name=f"run-{run.run_id[:12]}",
             )
         except OSError as exc:
+            await starting
             what = f"cannot start {plan.python}: {exc.strerror or exc}"
             return Outcome(FAILURE, what, error=what)
+        record = await starting
+        if record.is_final and active.cancel_reason is None:  # ended from elsewhere meanwhile
+            active.cancel_reason = record.error or f"the run was {record.status} meanwhile"
+        if active.record.status == QUEUED and record.status == STARTING:
+            active.record = record
+            self.hooks.report(record, "starting")
         active.process = process
         self._write(active, self.store.update_run(run.run_id, pid=process.pid))
         if active.cancel_reason is not None:
