@@ -344,3 +344,18 @@ def test_a_run_imports_the_code_as_it_is_on_disk(ws: WorkspaceDir) -> None:
         broken.write_text(good)
         up.track()
     assert record.status == "FAILURE" and "not now" in (record.error or "")
+
+
+def test_execute_with_an_unusable_run_database_is_one_line(ws: WorkspaceDir) -> None:
+    make(ws)
+    db = Path(ws.env["WSM_STATE_DIR"]) / key(ws) / "runs.db"
+    db.parent.mkdir(parents=True)
+    db.write_bytes(b"this is not a database" * 100)
+    done = ws.run("job", "execute", "sleeper")
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("wsm: ") and "Traceback" not in done.stderr
+    notes = list((ws.root / "notes").iterdir())
+    for path in notes:  # the run may have started before the database was found unusable
+        pid = json.loads(path.read_text())["pid"]
+        wait_for(lambda pid=pid: not alive(pid), 15, "the unrecorded run to be stopped")

@@ -207,15 +207,24 @@ class RunCoordinator:
         """Store `record` and run it at once in the foreground, outside the queue and its
         limits, without retries (`wsm job execute`). Returns the final record."""
         self._stopping = True  # no queue passes, no retries: this coordinator runs one run
-        stored = await self.store.add_run(record, message)
-        self.hooks.report(stored, "queued")
-        active = self._active[stored.run_id] = _Active(stored)
+        # submitted first, in order, but not waited for: the process starts while the
+        # storage may still be opening (runs/execute.OpeningStorage)
+        added = self.store.add_run(record, message)
+        active = self._active[record.run_id] = _Active(record)
         active.task = asyncio.ensure_future(self._execute(active))
+        try:
+            stored = await added
+        except BaseException:  # it cannot be recorded (StorageError): stop it
+            active.cancel_reason = "the run cannot be recorded"
+            await self._stop(active)
+            await asyncio.wait([active.task], timeout=self.cancel_grace + 5)
+            raise
+        self.hooks.report(stored, "queued")
         try:
             await asyncio.shield(active.task)
         finally:
             await self._write_logs()
-        return await self.store.get_run(stored.run_id)
+        return await self.store.get_run(record.run_id)
 
     async def kill_now(self, run_id: str) -> None:
         """SIGKILL a run's tree at once (a second Ctrl-C)."""
@@ -418,13 +427,17 @@ class RunCoordinator:
             await starting
             what = f"cannot start {plan.python}: {exc.strerror or exc}"
             return Outcome(FAILURE, what, error=what)
-        record = await starting
+        active.process = process
+        try:
+            record = await starting
+        except Exception as exc:  # not recorded: stop it rather than run it unseen
+            active.cancel_reason = f"the run cannot be recorded: {exc}"
+            record = active.record
         if record.is_final and active.cancel_reason is None:  # ended from elsewhere meanwhile
             active.cancel_reason = record.error or f"the run was {record.status} meanwhile"
         if active.record.status == QUEUED and record.status == STARTING:
             active.record = record
             self.hooks.report(record, "starting")
-        active.process = process
         self._write(active, self.store.update_run(run.run_id, pid=process.pid))
         if active.cancel_reason is not None:
             asyncio.ensure_future(self._stop(active))
