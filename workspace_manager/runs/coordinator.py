@@ -233,7 +233,8 @@ class RunCoordinator:
             await active.process.kill_tree()
 
     def hurry(self) -> None:
-        """Cut a drain short (a second Ctrl-C): cancel what runs now."""
+        """Cut a drain short (a second Ctrl-C): cancel what runs now, without the grace."""
+        self.cancel_grace = 0.0
         self._hurry.set()
 
     def queue_length(self) -> int:
