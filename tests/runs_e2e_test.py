@@ -381,3 +381,34 @@ def test_a_failed_run_is_retried_as_a_new_run_naming_its_parent(ws: WorkspaceDir
     assert [r.status for r in runs] == ["FAILURE", "FAILURE"]
     assert runs[1].parent_run_id == first and runs[1].attempt == 1
     assert runs[1].origin == {"kind": "retry", "parent_run_id": first, "attempt": 1}
+
+
+def test_ctrl_c_cancels_an_executed_run(ws: WorkspaceDir) -> None:
+    import subprocess
+
+    from e2e import wsm_argv
+
+    make(ws)
+    proc = subprocess.Popen(
+        wsm_argv("job", "execute", "sleeper"),
+        cwd=ws.root,
+        env=ws.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        notes = ws.root / "notes"
+        path = wait_for(lambda: next(iter(notes.iterdir()), None), 60, "the job to start")
+        seen = note(ws, path.name)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    assert f"run {path.name}: CANCELED" in err
+    record = final(ws, path.name)
+    assert record.status == "CANCELED" and record.error == "interrupted (Ctrl-C)"
+    assert record.origin["kind"] == "execute" and record.origin["pid"] == proc.pid
+    wait_for(lambda: not alive(seen["pid"]), 10, "the run's process to end")
