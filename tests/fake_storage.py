@@ -152,7 +152,7 @@ class AsyncWrapper:
 def make_storage(tmp_path) -> Any:  # type: ignore[no-untyped-def]
     """The real SQLite storage when this branch has it, else MemoryStorage."""
     try:
-        from workspace_manager.storage.sqlite import SqliteStorage  # type: ignore
+        from workspace_manager.storage.sqlite import SqliteStorage
     except ImportError:
         return MemoryStorage()
-    return SqliteStorage(tmp_path / "runs.db")
+    return SqliteStorage(tmp_path / "runs.db", create=True)

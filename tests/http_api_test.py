@@ -15,7 +15,7 @@ import uuid
 from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
-from fake_storage import AsyncWrapper, make_storage
+from fake_storage import make_storage
 
 from workspace_manager.http.api import Api, ApiRequest, ApiSources, api_route, is_loopback
 from workspace_manager.http.server import HealthServer
@@ -96,8 +96,11 @@ class Served:
             self.reloaded.append(names)
             return {"restarted": names}
 
+        from workspace_manager.storage.writer import AsyncStorage
+
+        self.async_storage = AsyncStorage(self.storage)
         sources = ApiSources(
-            storage=lambda: AsyncWrapper(self.storage),
+            storage=lambda: self.async_storage,
             runs=lambda: self.coordinator,
             daemon=lambda: self.daemon,
             locations=lambda: [{"name": "a", "state": "ready", "repositories": []}],
@@ -116,6 +119,7 @@ class Served:
 
     def close(self) -> None:
         self.run(self.server.close())
+        self.run(self.async_storage.close())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(DEADLINE)
         self.loop.close()
