@@ -26,6 +26,7 @@ COMMANDS = {
     "run": "run",
     "schedule": "instigators",
     "sensor": "instigators",
+    "job": "job",
 }
 
 
