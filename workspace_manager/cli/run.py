@@ -289,16 +289,16 @@ def run_cancel(args: argparse.Namespace) -> int:
 
 def runstore_open_quietly(args: argparse.Namespace) -> Optional[Any]:
     """The storage if the database exists (no message when it does not)."""
-    from workspace_manager.storage import paths
+    from workspace_manager.storage import paths as storage_paths
     from workspace_manager.supervisor.runtime import manager_key
 
     try:
         key = manager_key(targets.identity(args))
     except targets.UsageError as exc:
         targets.fail(str(exc), runstore.EXIT_USAGE)
-    if not paths.database_path(key).exists():
+    if not storage_paths.database_path(key).exists():
         record = targets.find_running(args)
-        if record is None or not paths.database_path(record.key).exists():
+        if record is None or not storage_paths.database_path(record.key).exists():
             return None
     return runstore.open_storage(args)
 

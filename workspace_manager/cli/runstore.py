@@ -24,7 +24,7 @@ EXIT_NO_MANAGER = 3
 def open_storage(args: argparse.Namespace) -> Any:
     """The `Storage` of the target's run database; exits with one line when there is none
     yet (`wsm up` creates it) or when it cannot be read."""
-    from workspace_manager.storage import paths
+    from workspace_manager.storage import paths as storage_paths
     from workspace_manager.storage.base import StorageError
     from workspace_manager.supervisor.runtime import manager_key
 
@@ -32,11 +32,11 @@ def open_storage(args: argparse.Namespace) -> Any:
         key = manager_key(targets.identity(args))
     except targets.UsageError as exc:
         targets.fail(str(exc), EXIT_USAGE)
-    path = paths.database_path(key)
+    path = storage_paths.database_path(key)
     if not path.exists():
         record = targets.find_running(args)
         if record is not None:
-            key, path = record.key, paths.database_path(record.key)
+            key, path = record.key, storage_paths.database_path(record.key)
     if not path.exists():
         targets.fail(
             f"no runs recorded for {targets.describe(args)} yet (no database at {path}; "
@@ -44,7 +44,7 @@ def open_storage(args: argparse.Namespace) -> Any:
             EXIT_NOT_FOUND,
         )
     try:
-        return paths.open_storage(key, create=False)
+        return storage_paths.open_storage(key, create=False)
     except (StorageError, OSError) as exc:
         targets.fail(f"cannot read the run database {path}: {exc}", EXIT_NOT_FOUND)
 

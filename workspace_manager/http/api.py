@@ -533,3 +533,30 @@ def api_route(api: Api) -> Any:
     # every method reaches the API, which answers the ones it does not take with a JSON 405
     route.methods = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # type: ignore[attr-defined]
     return route
+
+
+def manager_sources(manager: Any, token: Optional[str] = None) -> ApiSources:
+    """The API's view of a running `supervisor.manager.Manager`: its AsyncStorage
+    (`store`), run coordinator (`runs`), daemon (`daemon`), locations and reload."""
+
+    def locations() -> List[Dict[str, Any]]:
+        from workspace_manager.http.view import location_document
+
+        out = []
+        view = manager.view()
+        for loc_view in view.locations:
+            doc = {"name": loc_view.name, **location_document(loc_view)}
+            loc = manager.locations.get(loc_view.name)
+            snapshot = getattr(loc, "snapshot", None) if loc is not None else None
+            doc["repositories"] = (snapshot or {}).get("repositories") or []
+            out.append(doc)
+        return out
+
+    return ApiSources(
+        storage=lambda: getattr(manager, "store", None),
+        runs=lambda: getattr(manager, "runs", None),
+        daemon=lambda: getattr(manager, "daemon", None),
+        locations=locations,
+        reload=manager.reload,
+        token=token,
+    )
