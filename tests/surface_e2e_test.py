@@ -64,6 +64,7 @@ def test_runs_through_the_api_the_cli_status_metrics_and_console(ws: WorkspaceDi
     w = ["-w", str(path)]
     with WsmUp(ws, *w, "--log-format", "json") as up:
         up.wait_state("team", "ready")
+        wait_for(lambda: up.status()["daemon"] is not None, 30, "the run storage to be open")
         code, run = api(
             up, "POST", "/api/runs", {"location": "team", "job": "hello", "run_config": {"n": 1}}
         )

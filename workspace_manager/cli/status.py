@@ -62,8 +62,6 @@ def render(status: Dict[str, Any], colour: bool = False, width: Optional[int] = 
     if status.get("health"):
         head.append(f"health http://{status['health']}")
     lines = ["  ".join(head)]
-    if status.get("daemon"):
-        lines.append(daemon_line(status["daemon"]))
 
     locations: Dict[str, Dict[str, Any]] = status.get("locations") or {}
     rows = [_row(name, loc) for name, loc in locations.items()]
@@ -90,6 +88,8 @@ def render(status: Dict[str, Any], colour: bool = False, width: Optional[int] = 
             tone = COLOURS.get(state, "0")
         cells[-1] = paint(short(row[-1], room), tone)
         lines.append(_line(cells, widths, room, painted=True))
+    if status.get("daemon"):  # under the table: scripts read the table's lines from the 2nd
+        lines.append(daemon_line(status["daemon"]))
     return "\n".join(lines) + "\n"
 
 

@@ -185,13 +185,13 @@ class Manager:
                 version=__version__,
                 health=self.health_text(),
             ).write(self.dir)
+        for config in self.workspace.locations:  # first: /status lists them from the start
+            self._add_location(config)
         if self.with_runs:
             await self._open_runs()
             self._run_counts_task = asyncio.ensure_future(
                 self.metrics.runs.keep_counts(lambda: self.store)
             )
-        for config in self.workspace.locations:
-            self._add_location(config)
         if self.runs is not None:
             await self.runs.start()
 
