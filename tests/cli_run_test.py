@@ -180,7 +180,7 @@ def test_no_database_yet(tmp_path, monkeypatch, capsys):
         assert code == 1 and err.startswith("wsm: no runs recorded for ") and "wsm up" in err
 
 
-def test_logs_print_lines_with_times_and_follow_until_final(target, capsys):
+def test_logs_print_lines_with_times_and_follow_until_final(target, manager, capsys):
     s = target["storage"]
     run = add(s)
     s.update_run(run.run_id, status=STARTED, started_at=time.time())
@@ -390,3 +390,16 @@ def test_schedule_and_sensor_list_start_stop(target, manager, capsys):
     assert code == 1 and err == "wsm: no sensor named 'nope'\n"
     code, out, _ = wsm(capsys, "sensor", "list", "--json", *target["args"])
     assert json.loads(out)[0]["status"] == "STOPPED"
+
+
+def test_follow_ends_when_no_manager_runs(target, capsys, monkeypatch):
+    from workspace_manager.cli import run as run_cli
+
+    monkeypatch.setattr(run_cli, "MANAGER_CHECK", 0.1)
+    s = target["storage"]
+    run = add(s)
+    s.update_run(run.run_id, status=STARTED, started_at=time.time())
+    s.append_logs([LogLine(run.run_id, time.time(), "stdout", "hello")])
+    code, out, err = wsm(capsys, "run", "logs", run.run_id, "-F", *target["args"])
+    assert code == 1 and out.split(None, 2)[2] == "hello\n"
+    assert err.startswith("wsm: no manager is running for ") and "wsm up" in err

@@ -19,6 +19,8 @@ from workspace_manager.cli import runstore, targets
 
 #: How often `logs --follow` looks for new lines (seconds).
 FOLLOW_POLL = 0.2
+#: How often `logs --follow` checks that a manager still runs (seconds).
+MANAGER_CHECK = 2.0
 #: Lines read per query while printing logs.
 LOG_PAGE = 1000
 
@@ -230,12 +232,24 @@ def run_logs(args: argparse.Namespace) -> int:
     try:
         run = _get(store, args.run_id)
         after = _print_logs(store, run.run_id, 0)
+        checked = time.monotonic()
         while args.follow:
             # read the status first: lines stored before it went final are then all there
             final = store.get_run(run.run_id).is_final
             after = _print_logs(store, run.run_id, after)
             if final:
                 break
+            if time.monotonic() - checked > MANAGER_CHECK:
+                checked = time.monotonic()
+                if targets.find_running(args) is None:
+                    # no manager: nothing will write to this run until one starts again
+                    # (and marks it FAILURE), so waiting would be forever
+                    print(
+                        f"wsm: no manager is running for {targets.describe(args)}: the run "
+                        "stays unfinished until `wsm up` starts again",
+                        file=sys.stderr,
+                    )
+                    return 1
             time.sleep(FOLLOW_POLL)
     except KeyboardInterrupt:
         pass
