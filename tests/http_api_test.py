@@ -220,6 +220,9 @@ def test_run_list_pages_newest_first_and_filters(api: Served):
             break
         path = f"/api/runs?job=hello&limit=50&before={page['next']}"
     assert seen == [r.run_id for r in reversed(runs)]
+    # a page past 100 items is built and encoded in a worker thread: the same answer
+    status, _, page = api.request("GET", "/api/runs?job=hello&limit=1000")
+    assert [r["run_id"] for r in page["items"]] == seen and page["next"] is None
     api.storage.update_run(runs[0].run_id, status="FAILURE", error="boom", traceback="tb")
     status, _, page = api.request("GET", "/api/runs?status=failure,canceled")
     assert [r["run_id"] for r in page["items"]] == [runs[0].run_id]
