@@ -178,7 +178,9 @@ def run_origin_words(origin: Any) -> str:
     if kind == "retry":
         return f"retry {origin.get('attempt')} of {str(origin.get('parent_run_id'))[:8]}"
     user = origin.get("user")
-    return f"{kind} by {user}" if user else str(kind)
+    if user:
+        return f"{kind} by {user}"
+    return f"{kind} via {origin['via']} from {origin.get('peer')}" if origin.get("via") else kind
 
 
 def run_seconds(record: Any) -> Optional[float]:

@@ -181,9 +181,10 @@ def origin_text(origin: Optional[Dict[str, Any]], short: bool = False) -> str:
     origin = origin or {}
     kind = origin.get("kind")
     if kind in ("manual", "execute"):
-        who = origin.get("user") or "?"
-        if origin.get("host"):
-            who += f"@{origin['host']}"
+        if origin.get("user"):
+            who = str(origin["user"]) + (f"@{origin['host']}" if origin.get("host") else "")
+        else:  # through the API: no account, the peer's address
+            who = str(origin.get("peer") or "?")
         via = origin.get("via") or ("execute" if kind == "execute" else None)
         return f"{who} ({via})" if via else who
     if kind in ("schedule", "sensor"):

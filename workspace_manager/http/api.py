@@ -39,11 +39,9 @@ import asyncio
 import base64
 import binascii
 import dataclasses
-import getpass
 import hmac
 import ipaddress
 import json
-import socket
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import unquote, urlsplit
@@ -442,14 +440,9 @@ def run_duration(run: RunRecord) -> Optional[float]:
 
 
 def api_origin(request: ApiRequest) -> Dict[str, Any]:
-    """Who launched a run through the API: the manager's user, the peer and the user agent
-    (the API has no accounts; the token says only that the caller may write)."""
-    origin: Dict[str, Any] = {"kind": "manual", "via": "api", "host": socket.gethostname()}
-    try:
-        origin["user"] = getpass.getuser()
-    except (KeyError, OSError):
-        origin["user"] = None
-    origin["peer"] = request.peer
+    """Who launched a run through the API: the peer's address and user agent. The API has no
+    accounts (a token says only that the caller may write), so it names no user."""
+    origin: Dict[str, Any] = {"kind": "manual", "via": "api", "peer": request.peer}
     agent = request.header("user-agent")
     if agent:
         origin["user_agent"] = agent[:200]
