@@ -5,7 +5,6 @@ limits, recovery and drain."""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import os
 import signal
 import sys
@@ -29,6 +28,7 @@ from workspace_manager.storage.records import (
     RunRecord,
 )
 from workspace_manager.storage.sqlite import SqliteStorage
+from workspace_manager.storage.writer import AsyncStorage
 from workspace_manager.supervisor.plan import SCRUBBED_VARS
 from workspace_manager.workspace.model import (
     CodeTarget,
@@ -86,24 +86,6 @@ def repo():
 """
 
 
-class ThreadStorage:
-    """A stand-in for storage.writer.AsyncStorage: every Storage method as a coroutine, run
-    on one thread in order."""
-
-    def __init__(self, storage: SqliteStorage) -> None:
-        self.storage = storage
-        self.pool = concurrent.futures.ThreadPoolExecutor(1)
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.storage, name)
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self.pool, lambda: method(*args, **kwargs))
-
-        return call
-
-
 class Harness:
     def __init__(
         self, tmp: Path, daemon: Optional[DaemonConfig] = None, python: str = sys.executable
@@ -112,7 +94,7 @@ class Harness:
         (tmp / "code").mkdir(exist_ok=True)
         (tmp / "code" / "runs_repo.py").write_text(textwrap.dedent(REPO))
         self.storage = SqliteStorage(tmp / "runs.db")
-        self.store = ThreadStorage(self.storage)
+        self.store: Any = None  # AsyncStorage, made on the test's loop
         target = CodeTarget("python_file", tmp / "code", python_file=tmp / "code" / "runs_repo.py")
         self.workspace = Workspace(
             None,
@@ -140,6 +122,8 @@ class Harness:
         self.finished: List[RunRecord] = []
 
     def coordinator(self, **kwargs: Any) -> RunCoordinator:
+        self.store = AsyncStorage(self.storage)
+
         async def plan(name: str) -> RunPlan:
             return self.plan
 
