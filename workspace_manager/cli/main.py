@@ -23,6 +23,7 @@ COMMANDS = {
     "env": "env",
     "state": "state",
     "serve": "serve",
+    "job": "job",
 }
 
 

@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         health=health,
         reread=lambda: targets.read_workspace(args),
         build_reporter=console.build_reporter(),
+        runs=True,
     )
     if hasattr(console, "attach"):
         console.attach(lambda name: manager.locations.get(name))
