@@ -146,6 +146,8 @@ def test_dagster_shapes_load_with_wsm_list(ws: WorkspaceDir) -> None:
             "cron_schedule": "30 6 * * 1-5",
             "execution_timezone": "Europe/Paris",
             "description": "loads on weekdays",
+            "default_status": None,
+            "tags": {},
         }
     ]
 

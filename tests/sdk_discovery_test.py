@@ -118,6 +118,8 @@ def test_snapshot_shape() -> None:
                 "cron_schedule": "0 2 * * *",
                 "execution_timezone": "Europe/Paris",
                 "description": "n",
+                "default_status": None,
+                "tags": {},
             }
         ],
         "sensors": [
@@ -126,6 +128,12 @@ def test_snapshot_shape() -> None:
                 "job_name": "report",
                 "minimum_interval_seconds": 45,
                 "description": "Looks for files.",
+                "default_status": None,
+                "sensor_type": "standard",
+                "job_names": ["report"],
+                "run_status": None,
+                "monitored_jobs": None,
+                "monitor_all_code_locations": False,
             }
         ],
     }

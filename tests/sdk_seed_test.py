@@ -61,6 +61,8 @@ EXPECTED_SNAPSHOT = {
             "cron_schedule": "0 0 * * *",
             "execution_timezone": None,
             "description": None,
+            "default_status": None,
+            "tags": {},
         }
     ],
     "sensors": [
@@ -69,6 +71,12 @@ EXPECTED_SNAPSHOT = {
             "job_name": "job2",
             "minimum_interval_seconds": 30,
             "description": None,
+            "default_status": None,
+            "sensor_type": "standard",
+            "job_names": ["job2"],
+            "run_status": None,
+            "monitored_jobs": None,
+            "monitor_all_code_locations": False,
         }
     ],
 }
@@ -170,6 +178,17 @@ def test_seed_loads_under_a_bare_interpreter(label: str, tmp_path: Path) -> None
     ), report["wsm_modules"]
     assert report["exports"] == sorted(
         [
+            "DagsterRun",
+            "DagsterRunStatus",
+            "DefaultScheduleStatus",
+            "DefaultSensorStatus",
+            "RunFailureSensorContext",
+            "RunStatusSensorContext",
+            "RunStatusSensorDefinition",
+            "SensorResult",
+            "build_run_status_sensor_context",
+            "run_failure_sensor",
+            "run_status_sensor",
             "DefinitionError",
             "Definitions",
             "JobDefinition",
@@ -193,6 +212,17 @@ def test_seed_loads_under_a_bare_interpreter(label: str, tmp_path: Path) -> None
 def test_package_root_exports_only_the_sdk() -> None:
     assert sorted(workspace_manager.__all__) == sorted(
         [
+            "DagsterRun",
+            "DagsterRunStatus",
+            "DefaultScheduleStatus",
+            "DefaultSensorStatus",
+            "RunFailureSensorContext",
+            "RunStatusSensorContext",
+            "RunStatusSensorDefinition",
+            "SensorResult",
+            "build_run_status_sensor_context",
+            "run_failure_sensor",
+            "run_status_sensor",
             "DefinitionError",
             "Definitions",
             "JobDefinition",

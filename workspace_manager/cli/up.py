@@ -35,6 +35,11 @@ def add_parser(sub) -> None:
         "other hosts must send (Authorization: Bearer TOKEN); without it only loopback writes",
     )
     p.add_argument(
+        "--no-daemon",
+        action="store_true",
+        help="do not run schedules and sensors (runs can still be launched)",
+    )
+    p.add_argument(
         "--quiet-output",
         action="store_true",
         help="do not echo the locations' stdout/stderr (still kept in their logs)",
@@ -75,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         runs=True,
         api_token=api_token,
         secret_vars=(args.api_token_env,) if args.api_token_env else (),
+        daemon=not args.no_daemon,
     )
     if hasattr(console, "attach"):
         console.attach(lambda name: manager.locations.get(name))

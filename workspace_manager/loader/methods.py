@@ -2,7 +2,8 @@
 
 Cheap methods (ping, list_repositories, get_snapshot) answer from data computed once at
 load time, since definitions never change after load. User-code methods (evaluate_sensor,
-evaluate_schedule, execute_job) run repository code; the server runs them in worker threads.
+evaluate_run_status_sensor, evaluate_schedule, execute_job) run repository code; the server
+runs them in worker threads.
 """
 
 from __future__ import annotations
@@ -14,9 +15,17 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from ..protocol import errors as E
 from ..protocol.messages import error_from_exception, error_map
 from ..sdk.errors import DefinitionError, NotFoundError
-from ..sdk.evaluation import evaluate_schedule, evaluate_sensor, execute_job, select_repository
+from ..sdk.evaluation import (
+    evaluate_run_status_sensor,
+    evaluate_schedule,
+    evaluate_sensor,
+    execute_job,
+    select_repository,
+)
 from ..sdk.repository import RepositoryDefinition
+from ..sdk.run_status_context import DagsterRun, run_from_dict
 from ..sdk.snapshot import repository_snapshot, repository_summary
+from ..sdk.status import DagsterRunStatus
 
 _NUMBER = (int, float)
 
@@ -81,6 +90,7 @@ class Methods:
         }
         self.user_code: Dict[str, Callable[[Dict[str, Any]], Any]] = {
             "evaluate_sensor": self.evaluate_sensor,
+            "evaluate_run_status_sensor": self.evaluate_run_status_sensor,
             "evaluate_schedule": self.evaluate_schedule,
             "execute_job": self.execute_job,
         }
@@ -129,6 +139,18 @@ class Methods:
         repo = self._select(params, "sensor", name)
         return evaluate_sensor(repo, name, params.get("cursor"), params.get("last_run_key"))
 
+    def evaluate_run_status_sensor(self, params: Dict[str, Any]) -> Any:
+        check_params(
+            params,
+            {"sensor": (str, True), "repository": (_OPT_STR, False), "runs": (list, True)},
+        )
+        runs = [check_run(run, index) for index, run in enumerate(params["runs"])]
+        name = params["sensor"]
+        repo = self._select(params, "sensor", name)
+        return evaluate_run_status_sensor(
+            repo, name, runs, self.location, lambda exc: error_for(exc, user_code=True)
+        )
+
     def evaluate_schedule(self, params: Dict[str, Any]) -> Any:
         check_params(
             params,
@@ -161,6 +183,49 @@ class Methods:
 
     def _select(self, params: Dict[str, Any], kind: str, name: str) -> RepositoryDefinition:
         return select_repository(self.repositories, params.get("repository"), kind=kind, name=name)
+
+
+_RUN_FIELDS: Dict[str, Tuple[Any, bool]] = {
+    "run_id": (str, True),
+    "job_name": (str, True),
+    "status": (str, True),
+    "tags": ((dict, type(None)), False),
+    "run_config": ((dict, type(None)), False),
+    "location": (_OPT_STR, False),
+    "repository": (_OPT_STR, False),
+    "error": ((str, dict, type(None)), False),
+}
+_RUN_STATUSES = frozenset(status.value for status in DagsterRunStatus)
+
+
+def check_run(run: object, index: int) -> DagsterRun:
+    """One run map of evaluate_run_status_sensor's `runs`, as a DagsterRun (InvalidParams).
+
+    `job` is taken for `job_name` (a run record's own key); other keys are ignored, so a
+    caller may pass its run records as they are. Tags must be str -> str.
+    """
+    where = f"runs[{index}]"
+    if not isinstance(run, dict):
+        raise CallError(E.INVALID_PARAMS, f"{where} must be a map, got {type(run).__name__}")
+    if "job_name" not in run and "job" in run:
+        run = dict(run, job_name=run["job"])
+    known = {key: run[key] for key in _RUN_FIELDS if key in run}
+    try:
+        check_params(known, _RUN_FIELDS)
+    except CallError as exc:
+        raise CallError(exc.type, f"{where}: {exc.message}") from None
+    if known["status"] not in _RUN_STATUSES:
+        raise CallError(
+            E.INVALID_PARAMS,
+            f"{where}: status {known['status']!r} is not one of {', '.join(sorted(_RUN_STATUSES))}",
+        )
+    tags = known.get("tags") or {}
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+        raise CallError(E.INVALID_PARAMS, f"{where}: tags must map str to str")
+    try:
+        return run_from_dict(known)
+    except DefinitionError as exc:
+        raise CallError(E.INVALID_PARAMS, f"{where}: {exc}") from None
 
 
 def error_for(exc: BaseException, user_code: bool) -> Dict[str, Any]:

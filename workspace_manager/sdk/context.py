@@ -120,6 +120,7 @@ class SensorContext:
         self.last_run_key = last_run_key
         self.repository_name = repository_name
         self._cursor = _check_cursor(cursor, sensor_name)
+        self.cursor_updated = False
 
     @property
     def cursor(self) -> Optional[str]:
@@ -127,6 +128,7 @@ class SensorContext:
 
     def update_cursor(self, cursor: Optional[str]) -> None:
         self._cursor = _check_cursor(cursor, self.sensor_name)
+        self.cursor_updated = True
 
     def __repr__(self) -> str:
         return (
@@ -149,10 +151,12 @@ def build_schedule_context(
     *,
     schedule_name: str = "test_schedule",
     repository_name: Optional[str] = None,
+    instance: object = None,
 ) -> ScheduleContext:
     """A ScheduleContext for calling a schedule's function in a test (Dagster's name).
 
     `scheduled_execution_time` defaults to now; a naive datetime is taken as UTC.
+    `instance` is accepted for Dagster's tests and ignored: wsm has no instance object.
     """
     when = scheduled_execution_time or _dt.datetime.now(_dt.timezone.utc)
     if not isinstance(when, _dt.datetime):
@@ -168,6 +172,10 @@ def build_sensor_context(
     sensor_name: str = "test_sensor",
     last_run_key: Optional[str] = None,
     repository_name: Optional[str] = None,
+    instance: object = None,
 ) -> SensorContext:
-    """A SensorContext for calling a sensor's function in a test (Dagster's name)."""
+    """A SensorContext for calling a sensor's function in a test (Dagster's name).
+
+    `instance` is accepted for Dagster's tests and ignored: wsm has no instance object.
+    """
     return SensorContext(sensor_name, cursor, last_run_key, repository_name)

@@ -7,13 +7,18 @@ UserCodeError with the traceback); NotFoundError and DefinitionError are the SDK
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, Iterable, List, Mapping, Optional
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from .context import SensorContext
 from .errors import DefinitionError, NotFoundError
 from .repository import RepositoryDefinition
 from .run_requests import RunRequest
+from .run_status_context import DagsterRun, run_from_dict
+from .run_status_sensor import RunStatusSensorDefinition
 from .values import plain_config, plain_or_repr
+
+#: Turns an exception raised for one run into the error recorded for it.
+ErrorMap = Callable[[BaseException], Dict[str, Any]]
 
 
 def evaluate_sensor(
@@ -27,9 +32,68 @@ def evaluate_sensor(
     context = SensorContext(sensor.name, cursor, last_run_key, repo.name)
     requests, skip = sensor.evaluate(context)
     return {
-        "run_requests": _request_dicts(repo, requests, sensor.job_name, f"sensor {sensor.name!r}"),
+        "run_requests": _request_dicts(
+            repo, requests, sensor.job_name, f"sensor {sensor.name!r}", targets=sensor.job_names
+        ),
         "skip_reason": skip.skip_message if skip is not None else None,
         "cursor": context.cursor,
+    }
+
+
+def evaluate_run_status_sensor(
+    repo: RepositoryDefinition,
+    sensor_name: str,
+    runs: Sequence[Union[DagsterRun, Mapping[str, Any]]],
+    location: Optional[str] = None,
+    error_map: Optional[ErrorMap] = None,
+) -> Dict[str, Any]:
+    """Deliver each run (DagsterRuns or the protocol's run maps, in order) to a run status
+    sensor once.
+
+    A run whose status or job the sensor does not watch is not delivered, only reported
+    (`delivered: False`, with the reason). An exception for one run is recorded as that
+    run's `error` (through `error_map`), its run requests are dropped, and the other runs
+    go on. Returns {"run_requests", "skip_reason", "results": [{"run_id", "delivered",
+    "skip_reason", "error"}]}; `skip_reason` joins the runs' skip reasons when no run was
+    requested. `location` is the sensor's own code location (for the default monitoring).
+    """
+    sensor = repo.get_sensor(sensor_name)
+    if not isinstance(sensor, RunStatusSensorDefinition):
+        raise DefinitionError(
+            f"sensor {sensor.name!r} is not a run status sensor; call evaluate_sensor"
+        )
+    owner = f"sensor {sensor.name!r}"
+    to_error = error_map or _plain_error
+    requests_out: List[Dict[str, Any]] = []
+    skips: List[str] = []
+    results: List[Dict[str, Any]] = []
+    for data in runs:
+        run = data if isinstance(data, DagsterRun) else run_from_dict(data)
+        result: Dict[str, Any] = {
+            "run_id": run.run_id,
+            "delivered": False,
+            "skip_reason": sensor.skips(run, location),
+            "error": None,
+        }
+        results.append(result)
+        if result["skip_reason"] is not None:
+            continue
+        result["delivered"] = True
+        try:
+            requests, skip = sensor.evaluate_run(run, repo.name)
+            dicts = _request_dicts(repo, requests, sensor.job_name, owner, targets=sensor.job_names)
+        except BaseException as exc:  # as the loader does for a whole call: SystemExit too
+            result["error"] = to_error(exc)
+            continue
+        requests_out.extend(dicts)
+        if skip is not None and skip.skip_message:
+            result["skip_reason"] = skip.skip_message
+            if skip.skip_message not in skips:
+                skips.append(skip.skip_message)
+    return {
+        "run_requests": requests_out,
+        "skip_reason": "; ".join(skips) if skips and not requests_out else None,
+        "results": results,
     }
 
 
@@ -90,15 +154,37 @@ def select_repository(
     raise NotFoundError(f"{kind} {name!r} exists in several repositories ({names}); name one")
 
 
+def _plain_error(exc: BaseException) -> Dict[str, Any]:
+    return {"type": type(exc).__name__, "message": str(exc), "traceback": None}
+
+
 def _request_dicts(
     repo: RepositoryDefinition,
     requests: List[RunRequest],
-    default_job: str,
+    default_job: Optional[str],
     owner: str,
     base_tags: Optional[Mapping[str, str]] = None,
+    targets: Optional[Sequence[str]] = None,
 ) -> List[Dict[str, Any]]:
+    """The requests' protocol dicts. With no `default_job` (a sensor of several jobs, or a
+    run status sensor without request_job) each request must name one of `targets`."""
     out = []
     for request in requests:
+        if default_job is None:
+            if not targets:
+                raise DefinitionError(
+                    f"{owner} returned a RunRequest but targets no job; give it request_job=my_job"
+                )
+            if request.job_name is None:
+                raise DefinitionError(
+                    f"{owner} targets several jobs ({', '.join(targets)}); each RunRequest "
+                    "must name one: RunRequest(job_name=...)"
+                )
+            if request.job_name not in targets:
+                raise DefinitionError(
+                    f"{owner} requested a run of job {request.job_name!r}, which it does "
+                    f"not target (it targets {', '.join(targets)})"
+                )
         item = request.to_dict(default_job, base_tags)
         if not repo.has_job(item["job_name"]):
             raise DefinitionError(

@@ -22,8 +22,9 @@ _D = TypeVar("_D", JobDefinition, ScheduleDefinition, SensorDefinition)
 class RepositoryDefinition:
     """A named, validated set of jobs, schedules and sensors, in declaration order.
 
-    A schedule's or sensor's target job is added where the schedule or sensor
-    appears (unless listed earlier); one given by `job_name` must be among the jobs. The
+    A schedule's or sensor's target jobs (a sensor's `jobs=`, a run status sensor's
+    `request_job`) are added where the schedule or sensor appears (unless listed
+    earlier); one given by name must be among the jobs. The
     same object listed twice is kept once; two different objects with one name are an error.
     `definitions` is a list, or Dagster's dict form (see `flatten_dict`). `owner` names the
     definitions in messages (default: "repository NAME").
@@ -53,9 +54,13 @@ class RepositoryDefinition:
                 self._add(self._jobs, item, "job", owner, "")
             elif isinstance(item, (ScheduleDefinition, SensorDefinition)):
                 kind = "schedule" if isinstance(item, ScheduleDefinition) else "sensor"
-                if item.job is not None:
-                    why = f" (the target of {kind} {item.name!r})"
-                    self._add(self._jobs, item.job, "job", owner, why)
+                why = f" (the target of {kind} {item.name!r})"
+                if isinstance(item, ScheduleDefinition):
+                    if item.job is not None:
+                        self._add(self._jobs, item.job, "job", owner, why)
+                else:
+                    for target_job in item.jobs:
+                        self._add(self._jobs, target_job, "job", owner, why)
                 if isinstance(item, ScheduleDefinition):
                     self._add(self._schedules, item, "schedule", owner, "")
                 else:
@@ -71,13 +76,17 @@ class RepositoryDefinition:
             *self._sensors.values(),
         ]
         for target in targets:
-            if target.job_name not in self._jobs:
-                kind = "schedule" if isinstance(target, ScheduleDefinition) else "sensor"
-                known = ", ".join(self._jobs) or "none"
-                raise DefinitionError(
-                    f"{owner}: {kind} {target.name!r} targets job {target.job_name!r}, "
-                    f"which is not among its jobs ({known})"
-                )
+            if isinstance(target, ScheduleDefinition):
+                kind, names = "schedule", [target.job_name]
+            else:
+                kind, names = "sensor", target.job_names
+            for job_name in names:
+                if job_name not in self._jobs:
+                    known = ", ".join(self._jobs) or "none"
+                    raise DefinitionError(
+                        f"{owner}: {kind} {target.name!r} targets job {job_name!r}, "
+                        f"which is not among its jobs ({known})"
+                    )
 
     @staticmethod
     def _add(table: Dict[str, _D], item: _D, kind: str, owner: str, why: str) -> None:

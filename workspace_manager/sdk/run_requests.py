@@ -1,13 +1,15 @@
-"""What sensors and schedules produce: `RunRequest`s or a `SkipReason`.
+"""What sensors and schedules produce: `RunRequest`s, a `SkipReason`, or (sensors only)
+one `SensorResult`.
 
 `collect_requests` turns whatever a user function returned or yielded into one
-checked list, so sensors and schedules share a single set of rules.
+checked list, so sensors and schedules share a single set of rules;
+`collect_sensor_output` adds Dagster's `SensorResult` for sensors.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .errors import DefinitionError
 from .values import check_tags, plain_config
@@ -37,7 +39,9 @@ class RunRequest:
         self.tags: Dict[str, str] = check_tags(tags, "RunRequest")
         self.job_name = job_name
 
-    def to_dict(self, default_job: str, base_tags: Optional[Mapping[str, Any]] = None) -> dict:
+    def to_dict(
+        self, default_job: Optional[str], base_tags: Optional[Mapping[str, Any]] = None
+    ) -> dict:
         """The protocol's form; `base_tags` (a schedule's) are overridden by the request's."""
         tags = dict(base_tags or {})
         tags.update(self.tags)
@@ -81,6 +85,105 @@ class SkipReason:
         return f"SkipReason({self.skip_message!r})"
 
 
+class SensorResult:
+    """Everything one sensor tick produces, in one object (Dagster's `SensorResult`).
+
+    `run_requests`: a list of RunRequests; `skip_reason`: a str or a SkipReason (not with
+    run requests); `cursor`: a str, set as if `context.update_cursor(cursor)` had been
+    called (None leaves the cursor as it is). A sensor returns it, or yields it as the only
+    thing it yields. Dagster's asset and partition arguments are refused: wsm has neither.
+    """
+
+    __slots__ = ("run_requests", "skip_reason", "cursor")
+
+    def __init__(
+        self,
+        run_requests: Optional[Sequence[RunRequest]] = None,
+        skip_reason: Optional[Union[str, SkipReason]] = None,
+        cursor: Optional[str] = None,
+        dynamic_partitions_requests: Optional[Sequence[Any]] = None,
+        asset_events: Optional[Sequence[Any]] = None,
+        automation_condition_evaluations: Optional[Sequence[Any]] = None,
+    ) -> None:
+        for label, value in (
+            ("dynamic_partitions_requests", dynamic_partitions_requests),
+            ("asset_events", asset_events),
+            ("automation_condition_evaluations", automation_condition_evaluations),
+        ):
+            if value:
+                raise DefinitionError(
+                    f"SensorResult: {label}= is not supported by wsm (it has no assets "
+                    "or partitions)"
+                )
+        if run_requests is None:
+            requests: List[RunRequest] = []
+        elif isinstance(run_requests, (list, tuple)):
+            requests = list(run_requests)
+        else:
+            raise DefinitionError(
+                f"SensorResult: run_requests must be a list of RunRequest, got {run_requests!r}"
+            )
+        for index, item in enumerate(requests):
+            if not isinstance(item, RunRequest):
+                raise DefinitionError(
+                    f"SensorResult: run_requests[{index}] is {item!r}, not a RunRequest"
+                )
+        if isinstance(skip_reason, str):
+            skip_reason = SkipReason(skip_reason)
+        elif skip_reason is not None and not isinstance(skip_reason, SkipReason):
+            raise DefinitionError(
+                f"SensorResult: skip_reason must be a str or a SkipReason, got {skip_reason!r}"
+            )
+        if skip_reason is not None and requests:
+            raise DefinitionError(
+                "SensorResult: give run_requests or a skip_reason, not both "
+                "(a skip reason says why there is no run)"
+            )
+        if cursor is not None and not isinstance(cursor, str):
+            raise DefinitionError(
+                f"SensorResult: cursor must be a str or None, got {cursor!r} "
+                "(serialise it, e.g. with json.dumps)"
+            )
+        self.run_requests: List[RunRequest] = requests
+        self.skip_reason: Optional[SkipReason] = skip_reason
+        self.cursor: Optional[str] = cursor
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SensorResult):
+            return NotImplemented
+        return all(getattr(self, a) == getattr(other, a) for a in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{a}={getattr(self, a)!r}" for a in self.__slots__)
+        return f"SensorResult({fields})"
+
+
+def collect_sensor_output(
+    result: object, owner: str
+) -> Tuple[List[RunRequest], Optional[SkipReason], Optional[SensorResult]]:
+    """A sensor's output: (requests, skip reason, the SensorResult if it gave one).
+
+    A SensorResult must be the only thing produced: returned, or the one item of a
+    list or generator (Dagster's rule); mixed with RunRequests it is a DefinitionError.
+    """
+    if inspect.isgenerator(result):
+        result = list(result)
+    if isinstance(result, (list, tuple)) and any(isinstance(i, SensorResult) for i in result):
+        if len(result) != 1:
+            raise DefinitionError(
+                f"{owner} produced a SensorResult together with {len(result) - 1} other "
+                "item(s); a SensorResult must be the only thing a sensor returns or yields "
+                "(put the RunRequests in SensorResult(run_requests=[...]))"
+            )
+        result = result[0]
+    if isinstance(result, SensorResult):
+        return list(result.run_requests), result.skip_reason, result
+    requests, skip = collect_requests(result, owner)
+    return requests, skip, None
+
+
 def collect_requests(
     result: object, owner: str, allow_config: bool = False
 ) -> Tuple[List[RunRequest], Optional[SkipReason]]:
@@ -92,6 +195,8 @@ def collect_requests(
     """
     if allow_config and isinstance(result, Mapping):
         return [RunRequest(run_config=result)], None
+    if isinstance(result, SensorResult):
+        raise DefinitionError(_sensor_result_misplaced(owner))
     items: Iterable[object]
     if result is None:
         items = ()
@@ -110,6 +215,8 @@ def collect_requests(
             requests.append(item)
         elif isinstance(item, SkipReason):
             skips.append(item)
+        elif isinstance(item, SensorResult):
+            raise DefinitionError(_sensor_result_misplaced(owner))
         else:
             raise DefinitionError(
                 f"{owner} produced {item!r} at position {index}; expected RunRequest or SkipReason"
@@ -120,3 +227,10 @@ def collect_requests(
             "a SkipReason must be the only thing produced"
         )
     return requests, (skips[0] if skips else None)
+
+
+def _sensor_result_misplaced(owner: str) -> str:
+    return (
+        f"{owner} produced a SensorResult, which only a sensor may return (as in Dagster); "
+        "return RunRequest(s), a SkipReason or None"
+    )

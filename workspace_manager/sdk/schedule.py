@@ -6,6 +6,8 @@ Three ways to say what a tick requests, at most one per schedule:
 - `execution_fn(context)`, or the function under `@schedule(...)`, returning or yielding
   RunRequest(s), a SkipReason, a run_config dict, or None.
 The function's `context` (a `ScheduleContext`) is optional, as for jobs and sensors.
+A schedule's first state is `default_status` (Dagster's `DefaultScheduleStatus`, or
+"RUNNING"/"STOPPED"); None leaves it to the workspace's `daemon.default_status`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from .errors import DefinitionError
 from .job import JobDefinition
 from .run_requests import RunRequest, SkipReason, collect_requests
 from .sensor import resolve_target
+from .status import DefaultScheduleStatus, check_default_status
 from .timezones import get_timezone, timezone_problem
 from .values import check_description, check_name, check_tags, plain_config
 
@@ -40,6 +43,7 @@ class ScheduleDefinition:
         tags: Optional[Mapping[str, Any]] = None,
         run_config_fn: Optional[Callable[..., Any]] = None,
         execution_fn: Optional[Callable[..., Any]] = None,
+        default_status: Any = None,
     ) -> None:
         if name is None:
             if isinstance(job, JobDefinition):
@@ -72,6 +76,9 @@ class ScheduleDefinition:
                     f"{owner}: execution_timezone {execution_timezone!r}: {problem}"
                 )
         self.execution_timezone = execution_timezone
+        self.default_status: Optional[DefaultScheduleStatus] = check_default_status(
+            default_status, owner, DefaultScheduleStatus
+        )
         given = [
             label
             for label, value in (
@@ -133,12 +140,14 @@ def schedule(
     execution_timezone: Optional[str] = None,
     description: Optional[str] = None,
     job: Optional[JobDefinition] = None,
+    default_status: Any = None,
 ) -> Callable[[Callable[..., Any]], ScheduleDefinition]:
     """`@schedule("0 * * * *", job=my_job)` or `@schedule(cron_schedule=..., job_name="my_job")`:
     the function decides each tick's requests. Arguments as Dagster's `@schedule`.
 
     The function takes a `ScheduleContext` (or nothing) and may return a run_config dict,
-    one or more RunRequests, a SkipReason, or None (no run this tick).
+    one or more RunRequests, a SkipReason, or None (no run this tick); a SensorResult is
+    refused, as in Dagster. `default_status`: DefaultScheduleStatus.RUNNING/STOPPED.
     """
     if callable(cron_schedule) and not isinstance(cron_schedule, str):
         fn_name = getattr(cron_schedule, "__name__", repr(cron_schedule))
@@ -159,6 +168,7 @@ def schedule(
             description=description,
             tags=tags,
             execution_fn=fn,
+            default_status=default_status,
         )
 
     return decorate
