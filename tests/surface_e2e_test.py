@@ -133,3 +133,106 @@ def test_runs_through_the_api_the_cli_status_metrics_and_console(ws: WorkspaceDi
     assert time.monotonic() - started < 30
     cancel = ws.run("run", "cancel", "abcdef", *w)
     assert cancel.returncode == 1 and "abcdef" in cancel.stderr
+
+
+SENSORS = """
+from workspace_manager import (
+    DefaultSensorStatus, RunRequest, ScheduleDefinition, SkipReason, job, repository, sensor,
+)
+
+@job
+def work(context):
+    print("working", flush=True)
+
+@sensor(job=work, minimum_interval_seconds=1, default_status=DefaultSensorStatus.RUNNING)
+def files(context):
+    n = int(context.cursor or 0)
+    context.update_cursor(str(n + 1))
+    if n == 0:
+        yield RunRequest(run_key="first")
+    else:
+        yield SkipReason("nothing new")
+
+@sensor(job=work, minimum_interval_seconds=1)
+def quiet(context):
+    yield SkipReason("never started")
+
+nightly = ScheduleDefinition(name="nightly", job=work, cron_schedule="30 2 * * *",
+                             execution_timezone="Europe/Berlin")
+
+@repository
+def repo():
+    return [work, files, quiet, nightly]
+"""
+
+
+def launched_prefix(ws: WorkspaceDir, w: Any) -> str:
+    (tick,) = [
+        t
+        for t in json.loads(ws.run("sensor", "ticks", "files", "--json", *w).stdout)
+        if t["status"] == "success"
+    ]
+    return tick["run_ids"][0][:12]
+
+
+def test_schedules_and_sensors_through_the_cli_the_api_metrics_and_console(
+    ws: WorkspaceDir,
+) -> None:
+    ws.file("repo.py", SENSORS)
+    path = ws.workspace(
+        {"load_from": [{"python_file": {"relative_path": "repo.py", "location_name": "team"}}]}
+    )
+    w = ["-w", str(path)]
+    with WsmUp(ws, *w, "--log-format", "json") as up:
+        up.wait_state("team", "ready")
+
+        def skipped_once() -> bool:
+            code, page = api(up, "GET", "/api/sensors/team:files/ticks")
+            return code == 200 and any(t["status"] == "skipped" for t in page["items"])
+
+        wait_for(skipped_once, 60, "the sensor to tick twice")
+        listing = ws.run("sensor", "list", *w)
+        assert listing.returncode == 0, listing.stderr
+        rows = {r.split()[0]: r for r in listing.stdout.splitlines()[1:]}
+        assert rows["files"].split()[1:3] == ["team", "RUNNING"] and "every 1s" in rows["files"]
+        assert rows["quiet"].split()[2] == "STOPPED"
+        schedules = ws.run("schedule", "list", "--json", *w)
+        (nightly,) = json.loads(schedules.stdout)
+        assert nightly["name"] == "nightly" and nightly["status"] == "STOPPED"
+        assert nightly["cron_schedule"] == "30 2 * * *"
+
+        started = ws.run("schedule", "start", "team:nightly", *w)
+        assert started.returncode == 0 and started.stdout == "schedule team:nightly: RUNNING\n"
+        (row,) = ws.run("schedule", "list", *w).stdout.splitlines()[1:]
+        assert "30 2 * * * (Europe/Berlin)" in row and ":30:00" in row  # its next tick
+        code, item = api(up, "POST", "/api/sensors/files/stop", {})
+        assert code == 200 and item["status"] == "STOPPED"
+        code, page = api(up, "GET", "/api/sensors")
+        assert {i["name"]: i["status"] for i in page["items"]} == {
+            "files": "STOPPED",
+            "quiet": "STOPPED",
+        }
+        unknown = ws.run("sensor", "start", "nope", *w)
+        assert unknown.returncode == 1 and unknown.stderr.startswith("wsm: ")
+        assert "nope" in unknown.stderr and "Traceback" not in unknown.stderr
+
+        ticks = ws.run("sensor", "ticks", "files", *w)
+        assert ticks.returncode == 0
+        rows = ticks.stdout.splitlines()[1:]
+        assert any("skipped: nothing new" in r for r in rows)
+        assert rows[-1].split()[2:] == ["team", "success:", "1", "run", launched_prefix(ws, w)]
+
+        metrics = up.get("/metrics")[1]
+        assert 'wsm_ticks_total{kind="sensor",result="success"} 1.0' in metrics
+        assert 'wsm_ticks_total{kind="sensor",result="skipped"}' in metrics
+        assert up.status()["daemon"]["enabled"] is True
+        assert up.status()["daemon"]["last_loop"] is not None
+        events = [json.loads(ln) for ln in up.lines if ln.startswith("{")]
+        sensor_ticks = [e for e in events if e["event"] == "tick" and e["name"] == "files"]
+        assert sensor_ticks[0]["result"] == "success" and len(sensor_ticks[0]["run_ids"]) == 1
+        launched = sensor_ticks[0]["run_ids"][0]
+        run_events = [e for e in events if e["event"] == "run" and e["run_id"] == launched]
+        assert run_events[0]["origin"]["kind"] == "sensor"
+        assert run_events[0]["origin"]["name"] == "files"
+    show = ws.run("run", "show", launched, *w)
+    assert "origin      sensor files (tick " in show.stdout and "run_key first" in show.stdout
