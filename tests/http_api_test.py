@@ -299,7 +299,15 @@ def _raw_status(api: Served, body: bytes):
             b"POST /api/runs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n" % len(body)
         )
-        data = sock.recv(65536)
+        data = b""
+        while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, answer = data.partition(b"\r\n\r\n")
+    assert b"Content-Type: application/json" in head  # the API's shape, also for a refusal
+    assert json.loads(answer)["error"]["type"] == "PayloadTooLarge"
     return int(data.split(b" ")[1])
 
 
