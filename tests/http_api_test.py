@@ -480,3 +480,13 @@ def test_probes_never_wait_for_a_slow_storage(tmp_path):
     finally:
         release.set()
         served.close()
+
+
+def test_a_failing_part_is_a_json_500_and_the_api_goes_on(api: Served):
+    def broken(kind=None):
+        raise RuntimeError("a bug in the daemon")
+
+    api.daemon.instigators = broken  # type: ignore[union-attr,method-assign]
+    status, _, answer = api.request("GET", "/api/schedules")
+    assert status == 500 and answer["error"]["type"] == "InternalError"
+    assert api.request("GET", "/api/runs")[0] == 200
