@@ -15,12 +15,12 @@ import uuid
 from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
-from fake_storage import make_storage
 
 from workspace_manager.http.api import Api, ApiRequest, ApiSources, api_route, is_loopback
 from workspace_manager.http.server import HealthServer
 from workspace_manager.http.view import ManagerView
 from workspace_manager.storage.records import CANCELED, QUEUED, LogLine, RunRecord, TickRecord
+from workspace_manager.storage.sqlite import SqliteStorage
 
 DEADLINE = 10.0
 
@@ -87,7 +87,7 @@ class Served:
     def __init__(
         self, tmp_path, host: str = "127.0.0.1", token: Optional[str] = None, daemon: bool = True
     ) -> None:
-        self.storage = make_storage(tmp_path)
+        self.storage = SqliteStorage(tmp_path / "runs.db", create=True)
         self.coordinator = FakeCoordinator(self.storage, {"a": ["hello", "slow"]})
         self.daemon = FakeDaemon() if daemon else None
         self.reloaded: List[List[str]] = []
