@@ -14,7 +14,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Dict, Set
+from typing import Dict, List, Set
 
 import pytest
 
@@ -103,24 +103,36 @@ WRITER_HOLDING = textwrap.dedent(
     from workspace_manager.storage.sqlite import SqliteStorage
     store = SqliteStorage(sys.argv[1], create=False)
     with store._write() as conn:
-        store._insert_run(conn, RunRecord("held", "loc", "job"), "", time.time(), None)
+        store._insert_runs(conn, [RunRecord("held", "loc", "job")], "", time.time(), None)
         print("holding", flush=True)
-        time.sleep(1.0)
+        sys.stdin.readline()
+        time.sleep(0.5)
     store.close()
     """
 )
 
 
-def test_two_writers_wait_for_each_other(tmp_path: Path) -> None:
-    """The manager and `wsm job execute` both write: the second waits (busy_timeout)."""
+def test_two_writers_wait_for_each_other_and_opening_never_waits(tmp_path: Path) -> None:
+    """The manager and `wsm job execute` both write: the second waits (busy_timeout) for
+    the first instead of failing. And while a write transaction is open, a CLI can open
+    the database and read (opening an up-to-date database takes no write lock)."""
     path = tmp_path / "runs.db"
-    store = SqliteStorage(path)
+    SqliteStorage(path).close()
     child = subprocess.Popen(
-        [sys.executable, "-c", WRITER_HOLDING, str(path)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", WRITER_HOLDING, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
-        assert child.stdout is not None and child.stdout.readline().strip() == "holding"
-        store.add_run(RunRecord("mine", "loc", "job"))
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline().strip() == "holding"
+        # Would raise "database is locked" after 5 s if opening or reading needed the lock.
+        store = SqliteStorage(path, create=False)
+        assert store.list_runs() == [] and child.poll() is None
+        child.stdin.write("release\n")
+        child.stdin.flush()
+        store.add_run(RunRecord("mine", "loc", "job"))  # waits for the child's commit
         assert child.wait(30) == 0
     finally:
         if child.poll() is None:
@@ -146,6 +158,7 @@ CHILD = textwrap.dedent(
         sys.stdout.write(" ".join(str(w) for w in words) + "\\n")
         sys.stdout.flush()
 
+    say("opening")
     store = SqliteStorage(sys.argv[1])
     say("ready")
     i = 0
@@ -174,7 +187,7 @@ def _committed(output: str) -> Dict[str, Set[str]]:
     seen: Dict[str, Set[str]] = {"run": set(), "logs": set(), "final": set(), "tick": set()}
     for line in output.split("\n")[:-1]:  # the last piece may be a line cut by the kill
         words = line.split()
-        if not words or words[0] == "ready":
+        if not words or words[0] in ("opening", "ready"):
             continue
         if words[0] == "tick":
             seen["tick"].add(words[1])
@@ -188,6 +201,12 @@ def _check_database(path: Path, committed: Dict[str, Set[str]]) -> None:
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        if "runs" not in tables:
+            # Killed between making the file and committing the first migration: nothing
+            # was committed, and the migration left nothing half-made.
+            assert not any(committed.values()) and "schema_version" not in tables
+            return
         runs = {r[0]: r[1] for r in conn.execute("SELECT run_id, status FROM runs")}
         assert committed["run"] <= set(runs), "a committed run is missing"
         assert all(runs[r] == SUCCESS for r in committed["final"])
@@ -209,14 +228,23 @@ def _check_database(path: Path, committed: Dict[str, Set[str]]) -> None:
             assert len(ids) == len(set(ids)) and set(ids) <= set(runs)
 
 
+def _migration_state(path: Path) -> str:
+    if not path.exists():
+        return "no file"
+    with sqlite3.connect(path) as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    return "migrated" if "schema_version" in names else "empty file"
+
+
 def _kill_loop(tmp_path: Path, rounds: int, seed: int) -> None:
     rng = random.Random(seed)
     shared = tmp_path / "shared" / "runs.db"
     total: Dict[str, Set[str]] = {"run": set(), "logs": set(), "final": set(), "tick": set()}
+    outcomes: List[str] = []
     for n in range(rounds):
-        # The first rounds start on a fresh file and die anywhere from the import through
-        # the first migration to the first writes; the others die mid-loop on one file.
-        fresh = n < 3
+        # The first rounds start on a fresh file and die while it is made and migrated (or
+        # just after); the others die mid-loop on one shared file.
+        fresh = n < 5
         path = tmp_path / f"fresh{n}" / "runs.db" if fresh else shared
         child = subprocess.Popen(
             [sys.executable, "-c", CHILD, str(path)],
@@ -226,10 +254,12 @@ def _kill_loop(tmp_path: Path, rounds: int, seed: int) -> None:
             start_new_session=True,
         )
         try:
+            assert child.stdout is not None
             if fresh:
-                time.sleep(rng.uniform(0.0, 0.8))
+                assert child.stdout.readline().strip() == "opening", child.stderr
+                time.sleep(rng.uniform(0.0, 0.15))
             else:
-                assert child.stdout is not None
+                assert child.stdout.readline().strip() == "opening", child.stderr
                 assert child.stdout.readline().strip() == "ready", child.stderr
                 time.sleep(rng.uniform(0.0, 0.25))
             os.kill(child.pid, signal.SIGKILL)
@@ -240,6 +270,8 @@ def _kill_loop(tmp_path: Path, rounds: int, seed: int) -> None:
                 child.wait()
         assert child.returncode == -signal.SIGKILL, err
         committed = _committed(out)
+        if fresh:
+            outcomes.append(_migration_state(path))
         if not fresh:
             for kind, ids in committed.items():
                 total[kind] |= ids
@@ -248,7 +280,7 @@ def _kill_loop(tmp_path: Path, rounds: int, seed: int) -> None:
             _check_database(path, committed)
             # And the storage opens it again (recovery of the WAL by the next opener).
             SqliteStorage(path).close()
-    print({kind: len(ids) for kind, ids in total.items()})
+    print({kind: len(ids) for kind, ids in total.items()}, "fresh files:", outcomes)
     assert total["run"], "the child never got to write: the kill loop proved nothing"
 
 
@@ -259,3 +291,32 @@ def test_kill_9_at_random_moments_loses_nothing_committed(tmp_path: Path) -> Non
 @pytest.mark.slow
 def test_kill_9_fifty_times(tmp_path: Path) -> None:
     _kill_loop(tmp_path, rounds=50, seed=int(time.time()))
+
+
+def test_one_storage_shared_by_many_threads(tmp_path: Path) -> None:
+    """Each thread gets its own connection from the pool; writes serialize, reads go
+    beside them, and end_seq stays one gapless counter."""
+    store = SqliteStorage(tmp_path / "runs.db")
+    errors: List[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(40):
+                rid = f"t{n}-{i:02}"
+                store.add_run(RunRecord(rid, "loc", "job"))
+                store.list_runs(limit=5)
+                store.update_run(rid, status=SUCCESS)
+                assert store.get_run(rid).status == SUCCESS
+        except BaseException as exc:  # noqa: BLE001 - reported by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    done = store.finished_runs_after(0, limit=1000)
+    assert [r.end_seq for r in done] == list(range(1, 321))
+    assert store.max_end_seq() == 320 and store.run_counts()[SUCCESS] == 320
+    store.close()
