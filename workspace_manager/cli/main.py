@@ -23,6 +23,9 @@ COMMANDS = {
     "env": "env",
     "state": "state",
     "serve": "serve",
+    "run": "run",
+    "schedule": "schedule",
+    "sensor": "sensor",
     "job": "job",
 }
 

@@ -36,6 +36,7 @@ from workspace_manager.http.wire import (
 
 log = logging.getLogger(__name__)
 
+#: What a route answers unless it says otherwise (a handler's `methods` attribute).
 _METHODS = ("GET", "HEAD")
 _BACKLOG = 1024  # the kernel caps it at net.core.somaxconn
 DEFAULT_LIMITS = Limits()
@@ -205,7 +206,8 @@ class HealthServer:
                 self._connections.move_to_end(task)
             try:
                 request = await asyncio.wait_for(
-                    read_request(reader, self._limits), self._request_timeout
+                    read_request(reader, self._limits, lambda: _send_continue(writer)),
+                    self._request_timeout,
                 )
             except asyncio.TimeoutError:
                 return False  # idle or too slow: drop it without a word, as Go and nginx do
@@ -213,7 +215,7 @@ class HealthServer:
                 return False
             except HttpError as exc:
                 log.debug("health endpoint: %s for %s: %s", exc.status, _peer(writer), exc)
-                refusal = text(exc.status, exc.message + "\n")
+                refusal = self._refusal(exc)
                 await self._write(writer, refusal, head_only=False, keep_alive=False, http10=False)
                 await _linger(reader, writer)
                 return True
@@ -221,7 +223,7 @@ class HealthServer:
                 return True
             conn.busy = True
             keep_alive = request.keep_alive and not self._closing
-            response = await self._respond(request)
+            response = await self._respond(replace(request, peer=_peer(writer)))
             conn.busy = False  # a client too slow to read its answer may be evicted
             await self._write(
                 writer,
@@ -233,13 +235,27 @@ class HealthServer:
             if not keep_alive:
                 return True
 
+    def _refusal(self, exc: HttpError) -> Response:
+        """The answer to a refused request: plain text, or the route's own wording (its
+        `refusal(status, message)`) when the request got as far as naming its path."""
+        found = resolve(self.routes, exc.path) if exc.path else None
+        word = getattr(found[0], "refusal", None) if found else None
+        if word is not None:
+            try:
+                response: Response = word(exc.status, exc.message)
+                return response
+            except Exception:
+                log.exception("health endpoint: a route's refusal failed")
+        return text(exc.status, exc.message + "\n")
+
     async def _respond(self, request: Request) -> Response:
         found = resolve(self.routes, request.path)
         if found is None:
             return text(404, "404 page not found\n")
-        if request.method not in _METHODS:
-            return text(405, "method not allowed\n", ("Allow", ", ".join(_METHODS)))
         handler, subpath = found
+        methods = getattr(handler, "methods", _METHODS)
+        if request.method not in methods:
+            return text(405, "method not allowed\n", ("Allow", ", ".join(methods)))
         try:
             response = handler(replace(request, subpath=subpath), self._view())
             if inspect.isawaitable(response):
@@ -292,6 +308,11 @@ async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         await asyncio.wait_for(drain_input(), _LINGER_SECONDS)
     except (asyncio.TimeoutError, OSError):
         pass
+
+
+async def _send_continue(writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    await writer.drain()
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:

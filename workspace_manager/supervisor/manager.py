@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
+from workspace_manager.daemon.service import Daemon
 from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.progress import BuildReporter
 from workspace_manager.envs.resolve import InterpreterError, plain_interpreter
@@ -80,6 +81,8 @@ class Manager:
         adjust_plan: Optional[Callable[[LaunchPlan], LaunchPlan]] = None,
         secret_vars: Tuple[str, ...] = (),
         runs: bool = False,
+        api_token: Optional[str] = None,
+        daemon: bool = True,
     ) -> None:
         self.workspace = workspace
         self.identity = identity
@@ -90,6 +93,9 @@ class Manager:
         self.stop_grace = stop_grace
         self.reread = reread
         self.metrics = ManagerMetrics(self)  # read at scrape time: GET /metrics
+        self.events = self.metrics.observe_events(self.events)  # runs and ticks counted too
+        self.api_token = api_token  # `--api-token-env`: writes to the JSON API from afar
+        self._run_counts_task: Optional[asyncio.Task] = None
         self.envs = EnvironmentService(reporter=self.metrics.build_reporter(build_reporter))
         self.adjust_plan = adjust_plan  # `wsm serve`: its own listen address, token and TLS
         self.secret_vars = secret_vars  # more variables kept from locations (`--token-env`)
@@ -120,6 +126,9 @@ class Manager:
         self.with_runs = runs
         self.store: Any = None  # storage.writer.AsyncStorage
         self.runs: Optional[RunCoordinator] = None
+        # schedules and sensors (daemon/), with the runs; `wsm up --no-daemon`: None
+        self.with_daemon = daemon
+        self.daemon: Optional[Daemon] = None
         self.runs_off = "this manager runs no jobs"  # why self.runs is None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -153,15 +162,20 @@ class Manager:
         self._cgroups = CgroupRoot.create()  # None: no cgroup here, the process tree must do
         if self.with_runs:  # before health and control answer: they may ask about runs
             await self._open_runs()
+            self._run_counts_task = asyncio.ensure_future(
+                self.metrics.runs.keep_counts(lambda: self.store)
+            )
         self._heartbeat_task = asyncio.ensure_future(self._loop_heartbeat())
         self.loop_lag = looplag.LoopLag().start()  # heartbeat deadlines allow for our stalls
         self._codewatch_task = asyncio.ensure_future(self._retry_changed_code())
         if self.health_listen is not None:
+            from workspace_manager.http.api import Api, api_route, manager_sources
             from workspace_manager.http.metrics import metrics_route
             from workspace_manager.http.server import HealthServer
 
             self._health = HealthServer(*self.health_listen, self.view)
             self._health.routes["/metrics"] = metrics_route(self.metrics.exposition_async)
+            self._health.routes["/api/"] = api_route(Api(manager_sources(self, self.api_token)))
             try:
                 self.health_address = await self._health.start()
             except OSError as exc:  # port in use, address not ours: say which, in one line
@@ -186,6 +200,15 @@ class Manager:
             self._add_location(config)
         if self.runs is not None:
             await self.runs.start()
+            if self.with_daemon:
+                self.daemon = Daemon(
+                    store=self.store,
+                    locations=lambda: self.locations,
+                    workspace=lambda: self.workspace,
+                    events=self.events,
+                    runs=self.runs,
+                )
+                await self.daemon.start()
 
     async def _open_runs(self) -> None:
         """Open `<state>/<key>/runs.db` (off the loop: it may migrate) and make the run
@@ -250,6 +273,8 @@ class Manager:
         """Drain then cancel the runs in progress; stop every location at once (shutdown
         call, grace, SIGTERM, SIGKILL), clean up."""
         self.envs.close(cancel_builds=True)
+        if self.daemon is not None:  # no tick launches a run once shutting down
+            await self.daemon.stop()
         if self.runs is not None:
             drain = self.workspace.daemon.run_drain_seconds if self.stop_grace else 0.0
             await self.runs.shutdown(drain)
@@ -262,7 +287,12 @@ class Manager:
             await self._control.close()
         if self._health is not None:
             await self._health.close()
-        for task in (self._heartbeat_task, self._codewatch_task, self._orphans_task):
+        for task in (
+            self._heartbeat_task,
+            self._codewatch_task,
+            self._orphans_task,
+            self._run_counts_task,
+        ):
             if task is not None:
                 task.cancel()
         if self.loop_lag is not None:
@@ -526,6 +556,8 @@ class Manager:
             self.metrics.watch_connection(loc)  # time its calls from now on
             if self.runs is not None:
                 self.runs.wake()  # its queued runs may start
+        if self.daemon is not None:
+            self.daemon.poke()  # its schedules and sensors follow its new snapshot, or stop
         self.events.transition(loc.name, t)
         text = (
             f"--- wsm: {t.old.value if t.old else '-'} -> {t.new.value}"
@@ -567,7 +599,22 @@ class Manager:
             pid=os.getpid(),
             target=runtime.identity_target(self.identity),
             health=self.health_text(),
+            daemon=self._daemon_view(),
         )
+
+    def _daemon_view(self) -> Optional[Dict[str, Any]]:
+        """The `daemon` section of /status: None unless this manager keeps runs."""
+        if self.store is None:
+            return None
+        daemon = getattr(self, "daemon", None)
+        runs = self.runs
+        return {
+            "enabled": daemon is not None,
+            "last_loop": getattr(daemon, "last_loop", None) or None,
+            "runs": dict(self.metrics.runs.counts),
+            "queue_length": runs.queue_length() if runs is not None else None,
+            "in_progress": runs.in_progress() if runs is not None else None,
+        }
 
     def _location_view(self, loc: Location) -> LocationView:
         return LocationView(
@@ -609,7 +656,29 @@ class Manager:
             "reload": self._h_reload,
             "launch_run": self._h_launch_run,
             "cancel_run": self._h_cancel_run,
+            "instigators": self._h_instigators,
+            "set_instigator_status": self._h_set_instigator_status,
         }
+
+    def _the_daemon(self) -> Daemon:
+        if self.daemon is None:
+            raise RemoteError("NotAvailable", "this manager runs no daemon (wsm up --no-daemon)")
+        return self.daemon
+
+    async def _h_instigators(self, params: dict) -> list:
+        """{kind: "schedule" | "sensor" | null} -> every one, docs/daemon.md."""
+        return self._the_daemon().instigators(params.get("kind"))
+
+    async def _h_set_instigator_status(self, params: dict) -> dict:
+        """{kind, name (NAME or LOCATION:NAME), status: RUNNING | STOPPED} -> it, changed."""
+        daemon = self._the_daemon()
+        kind, name, status = params.get("kind"), params.get("name"), params.get("status")
+        if not all(isinstance(x, str) for x in (kind, name, status)):
+            raise ValueError("kind, name and status must be strings")
+        try:
+            return await daemon.set_status(str(kind), str(name), str(status))
+        except LookupError as exc:
+            raise RemoteError("NotFound", _lookup_text(exc)) from None
 
     def _coordinator(self) -> RunCoordinator:
         if self.runs is None:
