@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Optional
 
 import measure
 
-REPO = '''
+REPO = """
 import json, os, time
 from pathlib import Path
 
@@ -96,7 +96,7 @@ def every_minute(context):
 
 
 defs = dg.Definitions(jobs=[bench_job], sensors=[trigger_sensor, burst_sensor], schedules=[every_minute])
-'''
+"""
 
 
 def read_stamps(out: Path, prefix: str) -> Dict[str, Dict[str, Any]]:
@@ -232,7 +232,9 @@ def execute(phase: Phase, count: int, children: measure.Children) -> Dict[str, A
 def sensor(phase: Phase, triggers: int, children: measure.Children) -> Dict[str, Any]:
     daemon = Daemon(phase, children)
     try:
-        wait_for(lambda: (phase.out / "alive").exists(), 300, "the sensor's first tick", daemon.proc)
+        wait_for(
+            lambda: (phase.out / "alive").exists(), 300, "the sensor's first tick", daemon.proc
+        )
         trigger_ms, request_ms, tick_ms = [], [], []
         for i in range(triggers):
             name = f"trigger-{i:03d}"
@@ -275,9 +277,7 @@ def schedule(phase: Phase, ticks: int, children: measure.Children) -> Dict[str, 
         wait_for(enough, 60.0 * (ticks + 2) + 120, f"{ticks} scheduled runs", daemon.proc)
     finally:
         daemon.stop()
-    late = sorted(
-        (r["t"] - float(r["tags"]["bench_tick"])) * 1000.0 for r in phase.runs().values()
-    )
+    late = sorted((r["t"] - float(r["tags"]["bench_tick"])) * 1000.0 for r in phase.runs().values())
     return {
         "ticks": len(late),
         "tick_to_op_median_ms": measure.median(late),
