@@ -645,7 +645,7 @@ def run_dagster(
             "--requests",
             str(n["dagster_requests"]),
         ]
-        proc = measure.spawn(argv, stdin=subprocess.DEVNULL)
+        proc = measure.spawn(argv, stdin=subprocess.DEVNULL, stdout=sys.stderr)  # progress
         try:
             proc.wait()
         finally:
