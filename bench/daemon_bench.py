@@ -219,8 +219,9 @@ class Workspace:
             self.env[f"WSM_{kind}_DIR"] = str(self.dir / f".wsm-{kind.lower()}")
         self.file = self.dir / "workspace.yaml"
 
-    def write(self, locations: Dict[str, str], max_concurrent_runs: int = 10) -> None:
-        """One location per name, its code the given source; the daemon's block of the issue."""
+    def write(self, locations: Dict[str, str], daemon: bool = True) -> None:
+        """One location per name, its code the given source; with `daemon`, the workspace's
+        `daemon: {default_status: running, max_concurrent_runs: 10}` of issue 9."""
         entries = []
         for name, source in locations.items():
             folder = self.dir / name
@@ -229,10 +230,9 @@ class Workspace:
             entries.append(
                 {"python_file": {"relative_path": f"{name}/{name}_repo.py", "location_name": name}}
             )
-        text = {
-            "daemon": {"default_status": "running", "max_concurrent_runs": max_concurrent_runs},
-            "load_from": entries,
-        }
+        text: Dict[str, Any] = {"load_from": entries}
+        if daemon:
+            text["daemon"] = {"default_status": "running", "max_concurrent_runs": 10}
         self.file.write_text(json.dumps(text, indent=1))  # JSON is YAML
 
     def wsm(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
@@ -347,7 +347,7 @@ def wsm_floor(root: Path, count: int) -> Dict[str, Any]:
     """A bare interpreter (the one the location runs under: wsm's own) importing the
     location's code, which imports the SDK: what any run must pay at least."""
     ws = Workspace(root, "floor")
-    ws.write({"loc": bench_repo(ws, "floor")})
+    ws.write({"loc": bench_repo(ws, "floor")}, daemon=False)
     argv = measure.bare_import_argv(sys.executable, [str(ws.dir / "loc")], "loc_repo")
     samples = []
     for i in range(count + 1):  # one untimed round: .pyc files, page cache
@@ -361,7 +361,7 @@ def wsm_execute(root: Path, count: int) -> Dict[str, Any]:
     """`wsm job execute -w WS bench_job`: one untimed run (creates the database), then
     `count` timed ones: wall time, and spawn -> the job's first line."""
     ws = Workspace(root, "execute")
-    ws.write({"loc": bench_repo(ws, "execute")})
+    ws.write({"loc": bench_repo(ws, "execute")}, daemon=False)
     wall, first = [], []
     for i in range(count + 1):
         before = set(ws.runs())
@@ -449,7 +449,7 @@ def wsm_schedule(root: Path, ticks: int) -> Dict[str, Any]:
 
 def wsm_burst(root: Path, requests: int) -> Dict[str, Any]:
     ws = Workspace(root, "burst")
-    ws.write({"loc": bench_repo(ws, "burst", burst=requests)}, max_concurrent_runs=10)
+    ws.write({"loc": bench_repo(ws, "burst", burst=requests)})
     up = WsmUp(ws)
     note = None
     try:
