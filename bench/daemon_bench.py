@@ -1,7 +1,7 @@
 """Issue-9 benchmark: schedules, sensors and runs, wsm and Dagster side by side in one run.
 
-    python bench/daemon_bench.py                   # both; about 15 minutes
-    python bench/daemon_bench.py --quick           # fewer samples; about 7 minutes
+    python bench/daemon_bench.py                   # both; 15-20 minutes, most of it Dagster
+    python bench/daemon_bench.py --quick           # fewer samples, one minute each; ~8 minutes
     python bench/daemon_bench.py --only wsm        # or --only dagster
     python bench/daemon_bench.py --minutes 5 --dagster-requests 50 --requests 200
 
@@ -702,7 +702,7 @@ def counts(args: argparse.Namespace) -> Dict[str, Any]:
         "floor_runs": 5,
         "executes": 10,
         "triggers": 20,
-        "minutes": args.minutes,
+        "minutes": args.minutes or (1 if args.quick else 2),
         "requests": args.requests,
         "locations": 10,
         "per_location": 100,
@@ -710,7 +710,7 @@ def counts(args: argparse.Namespace) -> Dict[str, Any]:
         "window_s": 60.0,
         "dagster_executes": 3,
         "dagster_triggers": 3,
-        "dagster_requests": args.dagster_requests,
+        "dagster_requests": args.dagster_requests or (10 if args.quick else 50),
     }
     if args.quick:
         n.update(executes=3, triggers=5, window_s=30.0, settle_s=5.0, dagster_executes=1)
@@ -824,11 +824,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--only", choices=("wsm", "dagster"), help="measure one side only")
     parser.add_argument("--quick", action="store_true", help="fewer samples, shorter windows")
     parser.add_argument(
-        "--minutes", type=int, default=2, help="minute boundaries of the schedule measured (2)"
+        "--minutes",
+        type=int,
+        help="minute boundaries of the schedule measured, each side (2; 1 with --quick)",
     )
     parser.add_argument("--requests", type=int, default=200, help="wsm's burst (200)")
     parser.add_argument(
-        "--dagster-requests", type=int, default=50, help="Dagster's burst (50, as issue 9)"
+        "--dagster-requests",
+        type=int,
+        help="Dagster's burst (50, as issue 9 measured; 10 with --quick)",
     )
     parser.add_argument(
         "--phases",
