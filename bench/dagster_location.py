@@ -22,7 +22,9 @@ from typing import Dict, List, Optional
 
 import measure
 
-DEFAULT_VENV = Path.home() / ".cache" / "wsm-bench" / "dagster-venv"
+#: Where the bench keeps what it installs between runs: $XDG_CACHE_HOME/wsm-bench.
+CACHE_ROOT = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "wsm-bench"
+DEFAULT_VENV = CACHE_ROOT / "dagster-venv"
 _READY_MARK = ".wsm-bench-ready"
 _POLL_S = 0.002
 
@@ -34,15 +36,16 @@ def venv_python(venv: Path) -> Path:
     return venv / "bin" / "python"
 
 
-def ensure_venv(venv: Path = DEFAULT_VENV, log=print) -> Optional[Path]:
-    """The venv's python with dagster installed, built once and reused; None if install fails.
+def ensure_venv(venv: Path = DEFAULT_VENV, log=print, spec: str = "dagster") -> Optional[Path]:
+    """The venv's python with `spec` (a pip requirement) installed, built once and reused.
 
-    A venv without the ready mark (an interrupted install) is rebuilt from scratch.
+    None if the install fails. A venv without the ready mark (an interrupted install) is
+    rebuilt from scratch.
     """
     python = venv_python(venv)
     if (venv / _READY_MARK).exists() and python.exists():
         return python
-    install_log = venv.parent / "dagster-install.log"
+    install_log = venv.parent / f"{venv.name}-install.log"
     log(f"installing dagster into {venv} (once; reused by later runs; log: {install_log}) ...")
     try:
         if venv.exists():
@@ -53,7 +56,7 @@ def ensure_venv(venv: Path = DEFAULT_VENV, log=print) -> Optional[Path]:
         return None
     steps = [
         [sys.executable, "-m", "venv", str(venv)],
-        [str(python), "-m", "pip", "install", "--disable-pip-version-check", "dagster"],
+        [str(python), "-m", "pip", "install", "--disable-pip-version-check", spec],
         [str(python), "-c", "import dagster"],
     ]
     try:

@@ -12,8 +12,9 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 try:  # wsm's interpreter has psutil; the Dagster venv may not.
     import psutil
@@ -296,3 +297,92 @@ def python_version(python: str) -> str:
         check=True,
     )
     return out.stdout.strip()
+
+
+def process_tree(root: int) -> List[int]:
+    """`root` and all its descendants, from one scan of /proc.
+
+    A scan of every process's parent (not `/proc/PID/task/TID/children`, which lists only
+    the children of one thread): Dagster's code server starts runs from its gRPC threads,
+    and its processes may leave the root's session or process group.
+    """
+    kids: Dict[int, List[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        ppid = int(data[data.rindex(b")") + 2 :].split()[1])  # the name may hold spaces
+        kids.setdefault(ppid, []).append(int(entry))
+    found = [root]
+    i = 0
+    while i < len(found):
+        found += kids.get(found[i], [])
+        i += 1
+    return found
+
+
+def tree_rss_bytes(root: int) -> Tuple[int, int]:
+    """(summed RSS in bytes, process count) of `root` and its descendants."""
+    pids = process_tree(root)
+    return sum(_rss_one(pid) for pid in pids), len(pids)
+
+
+class PeakRss:
+    """Samples, on a thread, the summed RSS of the process tree under each root (and of
+    the roots alone) every `interval_s`; keeps the peaks. Use as a context manager."""
+
+    def __init__(self, root: int, interval_s: float = 0.1) -> None:
+        self.root = root
+        self.interval_s = interval_s
+        self.peak_tree_bytes = 0
+        self.peak_root_bytes = 0
+        self.peak_processes = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            tree, count = tree_rss_bytes(self.root)
+            self.peak_tree_bytes = max(self.peak_tree_bytes, tree)
+            self.peak_root_bytes = max(self.peak_root_bytes, _rss_one(self.root))
+            self.peak_processes = max(self.peak_processes, count)
+            self.samples += 1
+            if self._stop.wait(self.interval_s):
+                return
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def as_dict(self) -> Dict[str, float]:
+        return {
+            "peak_tree_mb": self.peak_tree_bytes / 2**20,
+            "peak_root_mb": self.peak_root_bytes / 2**20,
+            "peak_processes": self.peak_processes,
+            "samples": self.samples,
+        }
+
+
+def kill_tree(pids: Sequence[int]) -> List[int]:
+    """SIGKILL each of `pids` still alive (not a zombie); the ones that were."""
+    killed = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                data = f.read()
+            if data[data.rindex(b")") + 2 :].split()[0] == b"Z":
+                continue
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except (OSError, ValueError):
+            pass
+    return killed
