@@ -162,14 +162,21 @@ def _follow(key: str, run_id: str) -> int:
                 if len(lines) < 1000:
                     break
             if record.is_final:
-                print(f"run {run_id}: {record.status}", file=sys.stderr, flush=True)
-                return 0 if record.status == "SUCCESS" else EXIT_FAILED
+                return verdict(record)
             time.sleep(0.1)
     except KeyboardInterrupt:
         print(f"\nwsm: stopped following run {run_id}; it goes on", file=sys.stderr)
         return 130
     finally:
         store.close()
+
+
+def verdict(record: Any) -> int:
+    """Say how the run ended (with its traceback when it failed): 0 on SUCCESS, else 1."""
+    if record.status != "SUCCESS" and record.traceback:
+        print(str(record.traceback).rstrip("\n"), file=sys.stderr)
+    print(f"run {record.run_id}: {record.status}", file=sys.stderr, flush=True)
+    return 0 if record.status == "SUCCESS" else EXIT_FAILED
 
 
 def print_line(line: Any) -> None:
@@ -224,11 +231,7 @@ def _execute(args: argparse.Namespace) -> int:
         record = asyncio.run(go())
     except (ExecuteError, BadPriority, ValueError) as exc:
         targets.fail(str(exc), EXIT_FAILED)
-    verdict = f"run {record.run_id}: {record.status}"
-    if record.status != "SUCCESS" and record.error:
-        verdict += f": {record.error}"
-    print(verdict, file=sys.stderr, flush=True)
-    return 0 if record.status == "SUCCESS" else EXIT_FAILED
+    return verdict(record)
 
 
 def _pick_location(args: argparse.Namespace, workspace: Any) -> str:

@@ -42,9 +42,6 @@ SHUTDOWN_REASON = "the manager shut down"
 CANCEL_GRACE = 10.0
 #: How often queued runs that wait (location not ready, limits) are looked at again.
 POLL_SECONDS = 1.0
-#: Log lines are written in batches: at most this many, or this old.
-LOG_BATCH = 500
-LOG_FLUSH_SECONDS = 0.1
 
 
 class RunPlanError(Exception):
@@ -93,9 +90,6 @@ class RunCoordinator:
         self._wake = asyncio.Event()
         self._stopping = False
         self._loop_task: Optional[asyncio.Task] = None
-        self._flush_task: Optional[asyncio.Task] = None
-        self._logs: List[LogLine] = []
-        self._logs_ready = asyncio.Event()
         self._queued = 0
         self._listeners: List[Callable[[RunRecord], None]] = []
         self._hurry = asyncio.Event()
@@ -106,7 +100,6 @@ class RunCoordinator:
         """Recovery first (runs left in progress by a killed manager end FAILURE), then the
         dequeue loop, which launches the runs still queued."""
         await self._recover()
-        self._flush_task = asyncio.ensure_future(self._flush_logs())
         self._loop_task = asyncio.ensure_future(self._dequeue_loop())
         self.wake()
 
@@ -208,8 +201,6 @@ class RunCoordinator:
         tasks = [a.task for a in left if a.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=self.cancel_grace + 10.0)
-        if self._flush_task is not None:
-            self._flush_task.cancel()
         await self._write_logs()
 
     async def run_now(self, record: RunRecord, message: str = "executed") -> RunRecord:
@@ -218,13 +209,11 @@ class RunCoordinator:
         self._stopping = True  # no queue passes, no retries: this coordinator runs one run
         stored = await self.store.add_run(record, message)
         self.hooks.report(stored, "queued")
-        self._flush_task = asyncio.ensure_future(self._flush_logs())
         active = self._active[stored.run_id] = _Active(stored)
         active.task = asyncio.ensure_future(self._execute(active))
         try:
             await asyncio.shield(active.task)
         finally:
-            self._flush_task.cancel()
             await self._write_logs()
         return await self.store.get_run(stored.run_id)
 
@@ -369,15 +358,13 @@ class RunCoordinator:
     # -- one run ------------------------------------------------------------------------------
 
     async def _execute(self, active: _Active) -> None:
+        """Run it to its end and record the end; its slot is held until the record is final."""
         run = active.record
         try:
             result = await self._run(active)
         except Exception as exc:  # a bug or a storage failure: the run must still end
-            result = Outcome(
-                FAILURE, f"wsm could not run it: {exc!r}", error=f"wsm could not run it: {exc!r}"
-            )
-        finally:
-            self._active.pop(run.run_id, None)
+            what = f"wsm could not run it: {exc!r}"
+            result = Outcome(FAILURE, what, error=what)
         try:
             if active.writes:
                 await asyncio.gather(*active.writes, return_exceptions=True)
@@ -389,11 +376,14 @@ class RunCoordinator:
                 ended_at=self.hooks.clock(),
                 **result.fields(),
             )
+            self._active.pop(run.run_id, None)
             self._finished(record, record.status.lower())
             await self._maybe_retry(record)
         except Exception as exc:
             self.hooks.message(f"run {run.run_id}: cannot record its end: {exc}")
-        self.wake()
+        finally:
+            self._active.pop(run.run_id, None)
+            self.wake()
 
     async def _run(self, active: _Active) -> Outcome:
         run = active.record
@@ -564,25 +554,15 @@ class RunCoordinator:
     # -- logs -----------------------------------------------------------------------------------
 
     def _add_log(self, line: LogLine) -> None:
-        self._logs.append(line)
+        """Keep a line (batched by the storage: AsyncStorage.log never blocks)."""
+        self.store.log(line)
         self.hooks.log(line)
-        if len(self._logs) >= LOG_BATCH:
-            self._logs_ready.set()
-
-    async def _flush_logs(self) -> None:
-        while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._logs_ready.wait(), LOG_FLUSH_SECONDS)
-            self._logs_ready.clear()
-            await self._write_logs()
 
     async def _write_logs(self) -> None:
-        while self._logs:
-            batch, self._logs = self._logs[:LOG_BATCH], self._logs[LOG_BATCH:]
-            try:
-                await self.store.append_logs(batch)
-            except Exception as exc:  # a full disk: the lines are lost, the runs go on
-                self.hooks.message(f"runs: {len(batch)} log line(s) not stored: {exc}")
+        try:
+            await self.store.flush_logs()
+        except Exception as exc:  # a full disk: the lines are lost, the runs go on
+            self.hooks.message(f"runs: log lines not stored: {exc}")
 
 
 def _number_tag(tags: Dict[str, str], key: str) -> Optional[float]:

@@ -155,6 +155,8 @@ class Manager:
         statedirs.claim(self.key, self.identity)
         self._sdk_dir = make_sdk_dir(str(self.dir))
         self._cgroups = CgroupRoot.create()  # None: no cgroup here, the process tree must do
+        if self.with_runs:  # before health and control answer: they may ask about runs
+            await self._open_runs()
         self._heartbeat_task = asyncio.ensure_future(self._loop_heartbeat())
         self.loop_lag = looplag.LoopLag().start()  # heartbeat deadlines allow for our stalls
         self._codewatch_task = asyncio.ensure_future(self._retry_changed_code())
@@ -184,8 +186,6 @@ class Manager:
                 version=__version__,
                 health=self.health_text(),
             ).write(self.dir)
-        if self.with_runs:
-            await self._open_runs()
         for config in self.workspace.locations:
             self._add_location(config)
         if self.runs is not None:
