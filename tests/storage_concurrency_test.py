@@ -14,7 +14,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Dict, Set
+from typing import Dict, List, Set
 
 import pytest
 
@@ -103,24 +103,36 @@ WRITER_HOLDING = textwrap.dedent(
     from workspace_manager.storage.sqlite import SqliteStorage
     store = SqliteStorage(sys.argv[1], create=False)
     with store._write() as conn:
-        store._insert_run(conn, RunRecord("held", "loc", "job"), "", time.time(), None)
+        store._insert_runs(conn, [RunRecord("held", "loc", "job")], "", time.time(), None)
         print("holding", flush=True)
-        time.sleep(1.0)
+        sys.stdin.readline()
+        time.sleep(0.5)
     store.close()
     """
 )
 
 
-def test_two_writers_wait_for_each_other(tmp_path: Path) -> None:
-    """The manager and `wsm job execute` both write: the second waits (busy_timeout)."""
+def test_two_writers_wait_for_each_other_and_opening_never_waits(tmp_path: Path) -> None:
+    """The manager and `wsm job execute` both write: the second waits (busy_timeout) for
+    the first instead of failing. And while a write transaction is open, a CLI can open
+    the database and read (opening an up-to-date database takes no write lock)."""
     path = tmp_path / "runs.db"
-    store = SqliteStorage(path)
+    SqliteStorage(path).close()
     child = subprocess.Popen(
-        [sys.executable, "-c", WRITER_HOLDING, str(path)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", WRITER_HOLDING, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
-        assert child.stdout is not None and child.stdout.readline().strip() == "holding"
-        store.add_run(RunRecord("mine", "loc", "job"))
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline().strip() == "holding"
+        # Would raise "database is locked" after 5 s if opening or reading needed the lock.
+        store = SqliteStorage(path, create=False)
+        assert store.list_runs() == [] and child.poll() is None
+        child.stdin.write("release\n")
+        child.stdin.flush()
+        store.add_run(RunRecord("mine", "loc", "job"))  # waits for the child's commit
         assert child.wait(30) == 0
     finally:
         if child.poll() is None:
@@ -188,6 +200,12 @@ def _check_database(path: Path, committed: Dict[str, Set[str]]) -> None:
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        if "runs" not in tables:
+            # Killed between making the file and committing the first migration: nothing
+            # was committed, and the migration left nothing half-made.
+            assert not any(committed.values()) and "schema_version" not in tables
+            return
         runs = {r[0]: r[1] for r in conn.execute("SELECT run_id, status FROM runs")}
         assert committed["run"] <= set(runs), "a committed run is missing"
         assert all(runs[r] == SUCCESS for r in committed["final"])
@@ -259,3 +277,32 @@ def test_kill_9_at_random_moments_loses_nothing_committed(tmp_path: Path) -> Non
 @pytest.mark.slow
 def test_kill_9_fifty_times(tmp_path: Path) -> None:
     _kill_loop(tmp_path, rounds=50, seed=int(time.time()))
+
+
+def test_one_storage_shared_by_many_threads(tmp_path: Path) -> None:
+    """Each thread gets its own connection from the pool; writes serialize, reads go
+    beside them, and end_seq stays one gapless counter."""
+    store = SqliteStorage(tmp_path / "runs.db")
+    errors: List[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(40):
+                rid = f"t{n}-{i:02}"
+                store.add_run(RunRecord(rid, "loc", "job"))
+                store.list_runs(limit=5)
+                store.update_run(rid, status=SUCCESS)
+                assert store.get_run(rid).status == SUCCESS
+        except BaseException as exc:  # noqa: BLE001 - reported by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    done = store.finished_runs_after(0, limit=1000)
+    assert [r.end_seq for r in done] == list(range(1, 321))
+    assert store.max_end_seq() == 320 and store.run_counts()[SUCCESS] == 320
+    store.close()

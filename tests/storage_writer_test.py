@@ -250,3 +250,18 @@ def test_lines_beyond_the_cap_are_dropped_and_counted(
         await store.close()
 
     asyncio.run(main())
+
+
+def test_every_storage_method_is_wrapped_with_its_parameters() -> None:
+    import inspect
+
+    from workspace_manager.storage.base import Storage
+
+    for name in sorted(Storage.__abstractmethods__):
+        wrapped = getattr(AsyncStorage, name, None)
+        assert wrapped is not None, f"AsyncStorage lacks {name}"
+        ours = list(inspect.signature(wrapped).parameters.values())
+        theirs = list(inspect.signature(getattr(Storage, name)).parameters.values())
+        assert [(p.name, p.kind, p.default) for p in ours] == [
+            (p.name, p.kind, p.default) for p in theirs
+        ], name

@@ -55,10 +55,11 @@ runs = sa.Table(
     sa.Column("updated_at", _Time, nullable=False),
     # Newest first with keyset paging: (created_at, run_id) < (c, r) ORDER BY both DESC.
     sa.Index("ix_runs_created", "created_at", "run_id"),
-    sa.Index("ix_runs_status", "status"),
-    sa.Index("ix_runs_location_job", "location", "job"),
-    # Retention finds old final runs by when they ended.
-    sa.Index("ix_runs_ended", "ended_at"),
+    # Filtered pages come out of these in order too (no sort of every matching run).
+    sa.Index("ix_runs_status", "status", "created_at", "run_id"),
+    sa.Index("ix_runs_location_job", "location", "job", "created_at", "run_id"),
+    # Retention: final runs (status IN ...) that ended before a time, as a range per status.
+    sa.Index("ix_runs_status_ended", "status", "ended_at"),
 )
 # The UNIQUE on end_seq is its index (run status sensors read runs in end_seq order).
 

@@ -44,19 +44,68 @@ _STATE_FIELDS = tuple(f.name for f in dataclasses.fields(InstigatorState))
 _LOG_FIELDS = tuple(f.name for f in dataclasses.fields(LogLine))
 
 
+# Statements built once, values given at execution: SQLAlchemy then finds the compiled SQL
+# in its cache at once, instead of building and hashing a new statement per call (about 10x
+# the cost of the SQLite work itself; bench/storage_bench.py).
+_B = sa.bindparam
+# The columns in the order of the record's fields: a row becomes `Record(*row)`.
+_RUNS = sa.select(*(t.runs.c[name] for name in _RUN_FIELDS))
+_TICKS = sa.select(*(t.ticks.c[name] for name in _TICK_FIELDS))
+_STATES = sa.select(*(t.instigators.c[name] for name in _STATE_FIELDS))
+_INSERT_RUN = t.runs.insert()
+_INSERT_EVENT = t.run_events.insert()
+_INSERT_KEY = t.run_keys.insert()
+_INSERT_LOGS = t.run_logs.insert()
+_INSERT_TICK = t.ticks.insert()
+_INSERT_STATE = t.instigators.insert()
+_RUN_BY_ID = _RUNS.where(t.runs.c.run_id == _B("p_run_id"))
+_RUNS_BY_PREFIX = (
+    _RUNS.where(t.runs.c.run_id > _B("p_low"), t.runs.c.run_id < _B("p_high"))
+    .order_by(t.runs.c.run_id)
+    .limit(2)
+)
+_RUN_EXISTS = sa.select(t.runs.c.run_id).where(t.runs.c.run_id == _B("p_run_id"))
+# The SET clause comes from the keys given at execution.
+_UPDATE_RUN = t.runs.update().where(t.runs.c.run_id == _B("p_run_id"))
+_UPDATE_TICK = t.ticks.update().where(t.ticks.c.tick_id == _B("p_tick_id"))
+_UPDATE_STATE = t.instigators.update().where(
+    t.instigators.c.location == _B("p_location"),
+    t.instigators.c.name == _B("p_name"),
+    t.instigators.c.kind == _B("p_kind"),
+)
+_KEYS_USED = sa.select(t.run_keys.c.run_key, t.run_keys.c.run_id).where(
+    t.run_keys.c.location == _B("p_location"),
+    t.run_keys.c.name == _B("p_name"),
+    t.run_keys.c.kind == _B("p_kind"),
+    t.run_keys.c.run_key.in_(_B("p_run_keys", expanding=True)),
+)
+_BUMP_END_SEQ = (
+    t.counters.update().where(t.counters.c.name == t.END_SEQ).values(value=t.counters.c.value + 1)
+)
+_END_SEQ = sa.select(t.counters.c.value).where(t.counters.c.name == t.END_SEQ)
+_LAST_SEQ = sa.select(sa.func.max(t.run_logs.c.seq)).where(t.run_logs.c.run_id == _B("p_run_id"))
+_STATE_BY_KEY = _STATES.where(
+    t.instigators.c.location == _B("p_location"),
+    t.instigators.c.name == _B("p_name"),
+    t.instigators.c.kind == _B("p_kind"),
+)
+
+
+def _fields(record: Any, names: Sequence[str]) -> Dict[str, Any]:
+    """A record's fields as a dict, without dataclasses.asdict's deep copies."""
+    return {name: getattr(record, name) for name in names}
+
+
 def _run(row: Any) -> RunRecord:
-    m = row._mapping
-    return RunRecord(**{name: m[name] for name in _RUN_FIELDS})
+    return RunRecord(*row)
 
 
 def _tick(row: Any) -> TickRecord:
-    m = row._mapping
-    return TickRecord(**{name: m[name] for name in _TICK_FIELDS})
+    return TickRecord(*row)
 
 
 def _state(row: Any) -> InstigatorState:
-    m = row._mapping
-    return InstigatorState(**{name: m[name] for name in _STATE_FIELDS})
+    return InstigatorState(*row)
 
 
 def _key_owner(run: RunRecord) -> Optional[Tuple[str, str, str]]:
@@ -75,6 +124,14 @@ class SqlStorage(Storage):
     def __init__(self, engine: sa.Engine, where: str) -> None:
         self._engine = engine
         self.where = where
+        # Log lines are the bulk of all writes: they go to the driver's executemany with
+        # the INSERT compiled once for this dialect, skipping SQLAlchemy's per-row parameter
+        # processing (2-3x the cost of SQLite's own work; the columns need none).
+        compiled = _INSERT_LOGS.compile(dialect=engine.dialect, column_keys=list(_LOG_FIELDS))
+        self._insert_logs_sql = str(compiled)
+        self._insert_logs_order: Optional[Tuple[str, ...]] = (
+            tuple(compiled.positiontup or ()) if compiled.positional else None
+        )
 
     # -- transactions ---------------------------------------------------------------------
 
@@ -107,80 +164,94 @@ class SqlStorage(Storage):
     # -- runs -----------------------------------------------------------------------------
 
     def _next_end_seq(self, conn: sa.Connection) -> int:
-        conn.execute(
-            t.counters.update()
-            .where(t.counters.c.name == t.END_SEQ)
-            .values(value=t.counters.c.value + 1)
-        )
-        value = conn.execute(
-            sa.select(t.counters.c.value).where(t.counters.c.name == t.END_SEQ)
-        ).scalar_one()
-        return int(value)
+        conn.execute(_BUMP_END_SEQ)
+        return int(conn.execute(_END_SEQ).scalar_one())
 
-    def _insert_run(
+    def _insert_runs(
         self,
         conn: sa.Connection,
-        run: RunRecord,
+        runs: Sequence[RunRecord],
         message: str,
         now: float,
         key_owner: Optional[Tuple[str, str, str]],
-    ) -> RunRecord:
-        """Insert `run`, its first event and its run_key row (if `key_owner`). The caller
-        checked the key is unused."""
-        run = dataclasses.replace(run)
-        if not run.created_at:
-            run.created_at = now
-        run.updated_at = now
-        if run.status in FINAL_STATUSES:
-            run.end_seq = self._next_end_seq(conn)
-            if run.ended_at is None:
-                run.ended_at = now
-        else:
-            run.end_seq = None
-        conn.execute(t.runs.insert().values(**dataclasses.asdict(run)))
+    ) -> List[RunRecord]:
+        """Insert `runs`, their first events and their run_key rows (if `key_owner`), one
+        statement each for all of them. The caller checked the keys are unused."""
+        stored = []
+        for run in runs:
+            run = dataclasses.replace(run)
+            if not run.created_at:
+                run.created_at = now
+            run.updated_at = now
+            if run.status in FINAL_STATUSES:
+                run.end_seq = self._next_end_seq(conn)
+                if run.ended_at is None:
+                    run.ended_at = now
+            else:
+                run.end_seq = None
+            stored.append(run)
+        if not stored:
+            return stored
+        conn.execute(_INSERT_RUN, [_fields(run, _RUN_FIELDS) for run in stored])
         conn.execute(
-            t.run_events.insert().values(
-                run_id=run.run_id, time=now, status=run.status, message=message
-            )
+            _INSERT_EVENT,
+            [
+                {"run_id": run.run_id, "time": now, "status": run.status, "message": message}
+                for run in stored
+            ],
         )
-        if key_owner is not None and run.run_key is not None:
+        if key_owner is not None:
             location, name, kind = key_owner
-            conn.execute(
-                t.run_keys.insert().values(
-                    location=location,
-                    name=name,
-                    kind=kind,
-                    run_key=run.run_key,
-                    run_id=run.run_id,
-                    created_at=now,
-                )
-            )
-        return run
+            keys = [
+                {
+                    "location": location,
+                    "name": name,
+                    "kind": kind,
+                    "run_key": run.run_key,
+                    "run_id": run.run_id,
+                    "created_at": now,
+                }
+                for run in stored
+                if run.run_key is not None
+            ]
+            if keys:
+                conn.execute(_INSERT_KEY, keys)
+        return stored
 
-    def _key_used(
-        self, conn: sa.Connection, owner: Tuple[str, str, str], run_key: str
-    ) -> Optional[str]:
+    def _keys_used(
+        self, conn: sa.Connection, owner: Tuple[str, str, str], run_keys: Sequence[str]
+    ) -> Dict[str, str]:
+        """{run_key: run_id} of those of `run_keys` the instigator `owner` used before."""
+        if not run_keys:
+            return {}
         location, name, kind = owner
-        k = t.run_keys.c
-        return conn.execute(
-            sa.select(k.run_id).where(
-                k.location == location, k.name == name, k.kind == kind, k.run_key == run_key
+        used: Dict[str, str] = {}
+        # In slices: SQLite has a limit on bound parameters (32,766 since 3.32).
+        keys = list(dict.fromkeys(run_keys))
+        for i in range(0, len(keys), 500):
+            rows = conn.execute(
+                _KEYS_USED,
+                {
+                    "p_location": location,
+                    "p_name": name,
+                    "p_kind": kind,
+                    "p_run_keys": keys[i : i + 500],
+                },
             )
-        ).scalar()
+            used.update({key: run_id for key, run_id in rows})
+        return used
 
     def add_run(self, run: RunRecord, message: str = "") -> RunRecord:
         """See `Storage.add_run`. A run id already stored raises StorageError."""
         owner = _key_owner(run)
         with self._write() as conn:
             if owner is not None and run.run_key is not None:
-                used_by = self._key_used(conn, owner, run.run_key)
-                if used_by is not None:
-                    raise RunKeyUsed(run.run_key, used_by)
-            if conn.execute(
-                sa.select(t.runs.c.run_id).where(t.runs.c.run_id == run.run_id)
-            ).first():
+                used = self._keys_used(conn, owner, [run.run_key])
+                if used:
+                    raise RunKeyUsed(run.run_key, used[run.run_key])
+            if conn.execute(_RUN_EXISTS, {"p_run_id": run.run_id}).first():
                 raise StorageError(f"a run with id {run.run_id} is already stored")
-            return self._insert_run(conn, run, message, time.time(), owner)
+            return self._insert_runs(conn, [run], message, time.time(), owner)[0]
 
     def update_run(
         self, run_id: str, *, status: Optional[str] = None, message: str = "", **fields: object
@@ -194,7 +265,7 @@ class SqlStorage(Storage):
         if status is not None and status not in RUN_STATUSES:
             raise ValueError(f"update_run: unknown status {status!r}")
         with self._write() as conn:
-            row = conn.execute(sa.select(t.runs).where(t.runs.c.run_id == run_id)).first()
+            row = conn.execute(_RUN_BY_ID, {"p_run_id": run_id}).first()
             if row is None:
                 raise RunNotFound(f"no run {run_id}")
             run = _run(row)
@@ -206,21 +277,20 @@ class SqlStorage(Storage):
             if status is not None and status != run.status:
                 values["status"] = status
                 conn.execute(
-                    t.run_events.insert().values(
-                        run_id=run_id, time=now, status=status, message=message
-                    )
+                    _INSERT_EVENT,
+                    {"run_id": run_id, "time": now, "status": status, "message": message},
                 )
                 if status in FINAL_STATUSES:
                     values["end_seq"] = self._next_end_seq(conn)
                     if values.get("ended_at") is None:
                         values["ended_at"] = now
-            conn.execute(t.runs.update().where(t.runs.c.run_id == run_id).values(**values))
+            conn.execute(_UPDATE_RUN, {"p_run_id": run_id, **values})
             return dataclasses.replace(run, **values)
 
     def get_run(self, run_id: str) -> RunRecord:
         """See `Storage.get_run`."""
         with self._read() as conn:
-            row = conn.execute(sa.select(t.runs).where(t.runs.c.run_id == run_id)).first()
+            row = conn.execute(_RUN_BY_ID, {"p_run_id": run_id}).first()
             if row is not None:
                 return _run(row)
             if len(run_id) < MIN_PREFIX:
@@ -229,12 +299,8 @@ class SqlStorage(Storage):
                 )
             # A range on the primary key, not LIKE: LIKE is case-insensitive on SQLite and
             # then skips the index; a range uses it on every database.
-            c = t.runs.c
             rows = conn.execute(
-                sa.select(t.runs)
-                .where(c.run_id > run_id, c.run_id < run_id + "\U0010ffff")
-                .order_by(c.run_id)
-                .limit(2)
+                _RUNS_BY_PREFIX, {"p_low": run_id, "p_high": run_id + "\U0010ffff"}
             ).all()
         rows = [r for r in rows if r.run_id.startswith(run_id)]
         if not rows:
@@ -254,7 +320,7 @@ class SqlStorage(Storage):
     ) -> List[RunRecord]:
         """See `Storage.list_runs`."""
         c = t.runs.c
-        query = sa.select(t.runs).order_by(c.created_at.desc(), c.run_id.desc())
+        query = _RUNS.order_by(c.created_at.desc(), c.run_id.desc())
         if statuses:
             query = query.where(c.status.in_(list(statuses)))
         if location is not None:
@@ -263,8 +329,9 @@ class SqlStorage(Storage):
             query = query.where(c.job == job)
         if before is not None:
             created, rid = before
+            # A row-value comparison: one range on the (created_at, run_id) index.
             query = query.where(
-                sa.or_(c.created_at < created, sa.and_(c.created_at == created, c.run_id < rid))
+                sa.tuple_(c.created_at, c.run_id) < sa.tuple_(sa.literal(created), sa.literal(rid))
             )
         if limit is not None:
             query = query.limit(limit)
@@ -285,17 +352,13 @@ class SqlStorage(Storage):
         """See `Storage.finished_runs_after`."""
         c = t.runs.c
         with self._read() as conn:
-            rows = conn.execute(
-                sa.select(t.runs).where(c.end_seq > end_seq).order_by(c.end_seq).limit(limit)
-            )
+            rows = conn.execute(_RUNS.where(c.end_seq > end_seq).order_by(c.end_seq).limit(limit))
             return [_run(r) for r in rows]
 
     def max_end_seq(self) -> int:
         """See `Storage.max_end_seq`: the counter, so a pruned run's number is not reused."""
         with self._read() as conn:
-            value = conn.execute(
-                sa.select(t.counters.c.value).where(t.counters.c.name == t.END_SEQ)
-            ).scalar()
+            value = conn.execute(_END_SEQ).scalar()
         return int(value or 0)
 
     def run_events(self, run_id: str) -> List[RunEvent]:
@@ -329,23 +392,20 @@ class SqlStorage(Storage):
             unknown = set(wanted) - known
             last: Dict[str, int] = {}
             for run_id in known:
-                last[run_id] = int(
-                    conn.execute(
-                        sa.select(sa.func.max(t.run_logs.c.seq)).where(
-                            t.run_logs.c.run_id == run_id
-                        )
-                    ).scalar()
-                    or 0
-                )
+                last[run_id] = int(conn.execute(_LAST_SEQ, {"p_run_id": run_id}).scalar() or 0)
             rows = []
             for line in batch:
                 if line.run_id in unknown:
                     continue
                 last[line.run_id] += 1
                 line.seq = last[line.run_id]
-                rows.append({name: getattr(line, name) for name in _LOG_FIELDS})
+                rows.append(_fields(line, _LOG_FIELDS))
             if rows:
-                conn.execute(t.run_logs.insert(), rows)
+                order = self._insert_logs_order
+                params: List[Any] = rows
+                if order is not None:
+                    params = [tuple(row[name] for name in order) for row in rows]
+                conn.exec_driver_sql(self._insert_logs_sql, params)
         if unknown:
             raise RunNotFound(f"log lines for unknown runs dropped: {', '.join(sorted(unknown))}")
 
@@ -365,19 +425,16 @@ class SqlStorage(Storage):
 
     def get_instigator(self, location: str, name: str, kind: str) -> InstigatorState:
         """See `Storage.get_instigator`."""
-        c = t.instigators.c
         with self._read() as conn:
             row = conn.execute(
-                sa.select(t.instigators).where(
-                    c.location == location, c.name == name, c.kind == kind
-                )
+                _STATE_BY_KEY, {"p_location": location, "p_name": name, "p_kind": kind}
             ).first()
         return _state(row) if row is not None else InstigatorState(location, name, kind)
 
     def list_instigators(self, kind: Optional[str] = None) -> List[InstigatorState]:
         """See `Storage.list_instigators` (ordered by location, name, kind)."""
         c = t.instigators.c
-        query = sa.select(t.instigators).order_by(c.location, c.name, c.kind)
+        query = _STATES.order_by(c.location, c.name, c.kind)
         if kind is not None:
             query = query.where(c.kind == kind)
         with self._read() as conn:
@@ -389,15 +446,11 @@ class SqlStorage(Storage):
         # Portable upsert: update, and insert when nothing was there (the write transaction
         # is exclusive, so nobody inserts in between).
         state = dataclasses.replace(state, updated_at=now)
-        values = dataclasses.asdict(state)
-        c = t.instigators.c
-        done = conn.execute(
-            t.instigators.update()
-            .where(c.location == state.location, c.name == state.name, c.kind == state.kind)
-            .values(**values)
-        )
+        values = _fields(state, _STATE_FIELDS)
+        where = {"p_location": state.location, "p_name": state.name, "p_kind": state.kind}
+        done = conn.execute(_UPDATE_STATE, {**where, **values})
         if done.rowcount == 0:
-            conn.execute(t.instigators.insert().values(**values))
+            conn.execute(_INSERT_STATE, values)
         return state
 
     def set_instigator(self, state: InstigatorState) -> InstigatorState:
@@ -430,23 +483,23 @@ class SqlStorage(Storage):
             tick.started_at = now
         created: List[RunRecord] = []
         with self._write() as conn:
-            values = dataclasses.asdict(tick)
+            values = _fields(tick, _TICK_FIELDS)
             del values["tick_id"]
             if tick.tick_id:
-                done = conn.execute(
-                    t.ticks.update().where(t.ticks.c.tick_id == tick.tick_id).values(**values)
-                )
+                done = conn.execute(_UPDATE_TICK, {"p_tick_id": tick.tick_id, **values})
                 if done.rowcount == 0:
                     raise StorageError(f"no tick {tick.tick_id} to update")
             else:
-                result = conn.execute(t.ticks.insert().values(**values))
+                result = conn.execute(_INSERT_TICK, values)
                 key = result.inserted_primary_key
                 assert key is not None
                 tick.tick_id = int(key[0])
+            used = self._keys_used(conn, owner, [r.run_key for r in runs if r.run_key])
             seen: Set[str] = set()
+            fresh: List[RunRecord] = []
             for run in runs:
                 if run.run_key is not None:
-                    if run.run_key in seen or self._key_used(conn, owner, run.run_key):
+                    if run.run_key in seen or run.run_key in used:
                         if run.run_key not in tick.run_keys_skipped:
                             tick.run_keys_skipped.append(run.run_key)
                         continue
@@ -458,22 +511,21 @@ class SqlStorage(Storage):
                         origin["run_key"] = run.run_key
                 if origin.get("kind") == tick.kind and not origin.get("tick_id"):
                     origin["tick_id"] = tick.tick_id
-                stored = self._insert_run(
-                    conn, dataclasses.replace(run, origin=origin), "", now, owner
-                )
-                created.append(stored)
+                fresh.append(dataclasses.replace(run, origin=origin))
+            created = self._insert_runs(conn, fresh, "", now, owner)
+            for stored in created:
                 tick.run_ids.append(stored.run_id)
                 if stored.run_key is not None and stored.run_key not in tick.run_keys:
                     tick.run_keys.append(stored.run_key)
             if created or tick.run_keys_skipped:
                 conn.execute(
-                    t.ticks.update()
-                    .where(t.ticks.c.tick_id == tick.tick_id)
-                    .values(
-                        run_ids=tick.run_ids,
-                        run_keys=tick.run_keys,
-                        run_keys_skipped=tick.run_keys_skipped,
-                    )
+                    _UPDATE_TICK,
+                    {
+                        "p_tick_id": tick.tick_id,
+                        "run_ids": tick.run_ids,
+                        "run_keys": tick.run_keys,
+                        "run_keys_skipped": tick.run_keys_skipped,
+                    },
                 )
             if state is not None:
                 self._put_state(conn, state, now)
@@ -489,12 +541,7 @@ class SqlStorage(Storage):
     ) -> List[TickRecord]:
         """See `Storage.list_ticks`."""
         c = t.ticks.c
-        query = (
-            sa.select(t.ticks)
-            .where(c.name == name, c.kind == kind)
-            .order_by(c.tick_id.desc())
-            .limit(limit)
-        )
+        query = _TICKS.where(c.name == name, c.kind == kind).order_by(c.tick_id.desc()).limit(limit)
         if location is not None:
             query = query.where(c.location == location)
         if statuses:

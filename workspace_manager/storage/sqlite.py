@@ -96,8 +96,13 @@ class SqliteStorage(SqlStorage):
                 raise StorageError(f"cannot create {self.path}: {exc.strerror}") from exc
         super().__init__(_make_engine(self.path), str(self.path))
         try:
-            with self._write() as conn:
-                schema.migrate(conn, str(self.path))
+            # A read first: the CLI opening an up-to-date database never takes the write
+            # lock (never waits behind the manager's writes); migrate() checks again under it.
+            with self._read() as conn:
+                found = schema.current_version(conn)
+            if found != schema.CURRENT_VERSION:
+                with self._write() as conn:
+                    schema.migrate(conn, str(self.path))
         except BaseException:
             self._engine.dispose()
             raise
