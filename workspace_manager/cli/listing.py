@@ -102,7 +102,9 @@ def _print_human(result: Dict[str, Any]) -> None:
                     f"    schedule  {sch['name']}  '{sch['cron_schedule']}'{tz} -> {sch['job_name']}\n"
                 )
             for sen in repo.get("sensors") or []:
+                targets = ", ".join(sen.get("job_names") or [sen["job_name"] or "no job"])
+                on = f" on {sen['run_status']}" if sen.get("run_status") else ""
                 out.write(
-                    f"    sensor    {sen['name']} -> {sen['job_name']}"
+                    f"    sensor    {sen['name']}{on} -> {targets}"
                     f" (every {sen.get('minimum_interval_seconds')}s)\n"
                 )

@@ -142,13 +142,20 @@ class Methods:
     def evaluate_run_status_sensor(self, params: Dict[str, Any]) -> Any:
         check_params(
             params,
-            {"sensor": (str, True), "repository": (_OPT_STR, False), "runs": (list, True)},
+            {
+                "sensor": (str, True),
+                "repository": (_OPT_STR, False),
+                "runs": (list, True),
+                "location": (_OPT_STR, False),
+            },
         )
         runs = [check_run(run, index) for index, run in enumerate(params["runs"])]
         name = params["sensor"]
         repo = self._select(params, "sensor", name)
+        # the caller's name for this location wins: a remote server may call itself otherwise
+        location = params.get("location") or self.location
         return evaluate_run_status_sensor(
-            repo, name, runs, self.location, lambda exc: error_for(exc, user_code=True)
+            repo, name, runs, location, lambda exc: error_for(exc, user_code=True)
         )
 
     def evaluate_schedule(self, params: Dict[str, Any]) -> Any:

@@ -4,7 +4,9 @@
 before anyone starts or stops it) and `DagsterRunStatus` (a run's status) have Dagster's
 names and values. They are `str` enums, so `status == "FAILURE"` holds as well as
 `status == DagsterRunStatus.FAILURE`, and the plain strings are accepted wherever an
-enum member is (any case).
+enum member is (any case). `str()` and f-strings give the value ("FAILURE") on every
+Python version (a plain str-mixin enum gives "DagsterRunStatus.FAILURE" from `str()`,
+and from f-strings too since 3.12), so a member put in tags or a message reads the same.
 """
 
 from __future__ import annotations
@@ -15,21 +17,29 @@ from typing import Optional, Type, TypeVar, Union
 from .errors import DefinitionError
 
 
-class DefaultScheduleStatus(str, Enum):
+class _StrEnum(str, Enum):
+    def __str__(self) -> str:
+        return str.__str__(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str.__str__(self.value), spec)
+
+
+class DefaultScheduleStatus(_StrEnum):
     """A schedule's state when nobody has started or stopped it (Dagster's enum)."""
 
     RUNNING = "RUNNING"
     STOPPED = "STOPPED"
 
 
-class DefaultSensorStatus(str, Enum):
+class DefaultSensorStatus(_StrEnum):
     """A sensor's state when nobody has started or stopped it (Dagster's enum)."""
 
     RUNNING = "RUNNING"
     STOPPED = "STOPPED"
 
 
-class DagsterRunStatus(str, Enum):
+class DagsterRunStatus(_StrEnum):
     """A run's status, in the order a run goes through them (Dagster's names; wsm has no
     NOT_STARTED or MANAGED). SUCCESS, FAILURE and CANCELED are final."""
 

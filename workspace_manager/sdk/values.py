@@ -48,7 +48,8 @@ def check_tags(tags: object, owner: str) -> Dict[str, str]:
     for key, value in tags.items():
         if not isinstance(key, str):
             raise DefinitionError(f"{owner}: tag key {key!r} must be a str")
-        out[key] = value if isinstance(value, str) else _json_tag(key, value, owner)
+        # str.__str__: a str subclass (an enum member) becomes the plain str it holds
+        out[key] = str.__str__(value) if isinstance(value, str) else _json_tag(key, value, owner)
     return out
 
 
@@ -81,7 +82,9 @@ def plain_value(value: object, owner: str, where: str, _depth: int = 0) -> Any:
     """A deep copy of `value` made of wire-safe types only, else DefinitionError."""
     if _depth > _MAX_DEPTH:
         raise DefinitionError(f"{owner}: {where} is nested too deeply (or contains itself)")
-    if value is None or isinstance(value, (bool, str, float)):
+    if isinstance(value, str):
+        return str.__str__(value)  # a str subclass (an enum member) as the plain str it holds
+    if value is None or isinstance(value, (bool, float)):
         return value
     if isinstance(value, int):
         if not _INT_MIN <= value <= _INT_MAX:
