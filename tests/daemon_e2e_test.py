@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import pytest
 from e2e import WorkspaceDir, WsmUp, wait_for
@@ -55,7 +55,9 @@ def repo():
 """
 
 
-def make(ws: WorkspaceDir, schedule_status: str = "STOPPED") -> None:
+def make(
+    ws: WorkspaceDir, schedule_status: str = "STOPPED", daemon: Optional[Dict[str, Any]] = None
+) -> None:
     ws.file("code/daemon_repo.py", REPO)
     notes = ws.root / "notes"
     notes.mkdir(exist_ok=True)
@@ -64,7 +66,10 @@ def make(ws: WorkspaceDir, schedule_status: str = "STOPPED") -> None:
         "location_name": "team",
         "env_vars": {"NOTES": str(notes), "SCHEDULE_STATUS": schedule_status},
     }
-    ws.workspace({"load_from": [{"python_file": entry}]})
+    data: Dict[str, Any] = {"load_from": [{"python_file": entry}]}
+    if daemon:
+        data["daemon"] = daemon
+    ws.workspace(data)
 
 
 def key(ws: WorkspaceDir) -> str:
@@ -164,6 +169,24 @@ def test_start_and_stop_are_kept_across_a_restart(ws: WorkspaceDir) -> None:
         status = {d["name"]: d["status"] for d in control(ws, "instigators", {"kind": None})}
         assert status["files"] == "STOPPED" and status["stopped_by_default"] == "RUNNING"
         assert len(ticks(ws, "files")) == files_ticks
+        assert up.stop() == 0
+
+
+def test_the_workspace_default_status_is_for_code_that_sets_none(ws: WorkspaceDir) -> None:
+    make(ws, daemon={"default_status": "running"})
+    with WsmUp(ws) as up:
+        up.wait_state("team", "ready")
+        wait_for(lambda: ticks(ws, "stopped_by_default"), 30, "the sensor to tick")
+        found = {d["name"]: d for d in control(ws, "instigators", {"kind": None})}
+        assert (
+            found["stopped_by_default"]["status"],
+            found["stopped_by_default"]["status_source"],
+        ) == ("RUNNING", "workspace")
+        # the code's own STOPPED wins over the workspace's default
+        assert (found["every_minute"]["status"], found["every_minute"]["status_source"]) == (
+            "STOPPED",
+            "code",
+        )
         assert up.stop() == 0
 
 

@@ -180,6 +180,7 @@ async def run_status_loop(host: Host, inst: Instigator) -> None:
             "sensor": inst.name,
             "repository": inst.repository,
             "runs": [r.as_dict() for r in wanted],
+            "location": inst.location,  # the workspace's name for it (a remote may differ)
         }
         result = await _evaluate(host, inst, "evaluate_run_status_sensor", params, tick)
         runs: List[RunRecord] = []
