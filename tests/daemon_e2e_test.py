@@ -20,7 +20,8 @@ from workspace_manager.supervisor import runtime
 REPO = """
 import os, time
 from workspace_manager import (
-    DefaultSensorStatus, RunRequest, ScheduleDefinition, job, repository, sensor,
+    DefaultSensorStatus, RunRequest, ScheduleDefinition, job, repository, run_failure_sensor,
+    sensor,
 )
 
 NOTES = os.environ["NOTES"]
@@ -49,14 +50,27 @@ every_minute = ScheduleDefinition(
     default_status=os.environ.get("SCHEDULE_STATUS"),
 )
 
+@job
+def fails():
+    raise ValueError("broken on purpose")
+
+@run_failure_sensor(request_job=work, default_status=os.environ.get("ALERT_STATUS"))
+def alert(context):
+    with open(os.path.join(NOTES, "alerts"), "a") as f:
+        f.write(context.dagster_run.run_id + " " + context.failure_event.message + "\\n")
+    return RunRequest(run_key="alert-" + context.dagster_run.run_id)
+
 @repository
 def repo():
-    return [work, files, stopped_by_default, every_minute]
+    return [work, fails, files, stopped_by_default, every_minute, alert]
 """
 
 
 def make(
-    ws: WorkspaceDir, schedule_status: str = "STOPPED", daemon: Optional[Dict[str, Any]] = None
+    ws: WorkspaceDir,
+    schedule_status: str = "STOPPED",
+    daemon: Optional[Dict[str, Any]] = None,
+    alert_status: str = "STOPPED",
 ) -> None:
     ws.file("code/daemon_repo.py", REPO)
     notes = ws.root / "notes"
@@ -64,7 +78,11 @@ def make(
     entry = {
         "relative_path": "code/daemon_repo.py",
         "location_name": "team",
-        "env_vars": {"NOTES": str(notes), "SCHEDULE_STATUS": schedule_status},
+        "env_vars": {
+            "NOTES": str(notes),
+            "SCHEDULE_STATUS": schedule_status,
+            "ALERT_STATUS": alert_status,
+        },
     }
     data: Dict[str, Any] = {"load_from": [{"python_file": entry}]}
     if daemon:
@@ -188,6 +206,45 @@ def test_the_workspace_default_status_is_for_code_that_sets_none(ws: WorkspaceDi
             "code",
         )
         assert up.stop() == 0
+
+
+def test_a_run_failure_sensor_gets_each_failed_run_once_across_a_restart(
+    ws: WorkspaceDir,
+) -> None:
+    make(ws, alert_status="RUNNING")
+    control_stop = {"kind": "sensor", "name": "files", "status": "STOPPED"}
+
+    def alerts() -> List[str]:
+        try:
+            return (ws.root / "notes" / "alerts").read_text().splitlines()
+        except OSError:
+            return []
+
+    def alert_runs() -> List[RunRecord]:
+        return [r for r in runs(ws) if r.origin.get("name") == "alert"]
+
+    def failed_runs() -> List[RunRecord]:
+        return [r for r in runs(ws) if r.job == "fails" and r.is_final]
+
+    with WsmUp(ws) as up:
+        up.wait_state("team", "ready")
+        control(ws, "set_instigator_status", control_stop)
+        wait_for(lambda: ticks(ws, "alert") == [], 5, "nothing delivered yet")
+        first = control(ws, "launch_run", {"location": "team", "job": "fails"})["run_id"]
+        wait_for(lambda: alerts(), 60, "the alert for the failed run")
+        assert up.stop() == 0
+    with WsmUp(ws) as up:
+        up.wait_state("team", "ready")
+        second = control(ws, "launch_run", {"location": "team", "job": "fails"})["run_id"]
+        wait_for(lambda: len(alerts()) == 2, 60, "the alert for the second failed run")
+        wait_for(lambda: len(alert_runs()) == 2, 30, "the runs the alerts requested")
+        assert up.stop() == 0
+    assert [line.split(" ", 1)[0] for line in alerts()] == [first, second]
+    assert "broken on purpose" in alerts()[0]
+    assert sorted(r.run_key for r in alert_runs()) == sorted(
+        f"alert-{run_id}" for run_id in (first, second)
+    )
+    assert len(failed_runs()) == 2
 
 
 def test_no_daemon(ws: WorkspaceDir) -> None:
