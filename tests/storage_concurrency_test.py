@@ -158,6 +158,7 @@ CHILD = textwrap.dedent(
         sys.stdout.write(" ".join(str(w) for w in words) + "\\n")
         sys.stdout.flush()
 
+    say("opening")
     store = SqliteStorage(sys.argv[1])
     say("ready")
     i = 0
@@ -186,7 +187,7 @@ def _committed(output: str) -> Dict[str, Set[str]]:
     seen: Dict[str, Set[str]] = {"run": set(), "logs": set(), "final": set(), "tick": set()}
     for line in output.split("\n")[:-1]:  # the last piece may be a line cut by the kill
         words = line.split()
-        if not words or words[0] == "ready":
+        if not words or words[0] in ("opening", "ready"):
             continue
         if words[0] == "tick":
             seen["tick"].add(words[1])
@@ -227,14 +228,23 @@ def _check_database(path: Path, committed: Dict[str, Set[str]]) -> None:
             assert len(ids) == len(set(ids)) and set(ids) <= set(runs)
 
 
+def _migration_state(path: Path) -> str:
+    if not path.exists():
+        return "no file"
+    with sqlite3.connect(path) as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    return "migrated" if "schema_version" in names else "empty file"
+
+
 def _kill_loop(tmp_path: Path, rounds: int, seed: int) -> None:
     rng = random.Random(seed)
     shared = tmp_path / "shared" / "runs.db"
     total: Dict[str, Set[str]] = {"run": set(), "logs": set(), "final": set(), "tick": set()}
+    outcomes: List[str] = []
     for n in range(rounds):
-        # The first rounds start on a fresh file and die anywhere from the import through
-        # the first migration to the first writes; the others die mid-loop on one file.
-        fresh = n < 3
+        # The first rounds start on a fresh file and die while it is made and migrated (or
+        # just after); the others die mid-loop on one shared file.
+        fresh = n < 5
         path = tmp_path / f"fresh{n}" / "runs.db" if fresh else shared
         child = subprocess.Popen(
             [sys.executable, "-c", CHILD, str(path)],
@@ -244,10 +254,12 @@ def _kill_loop(tmp_path: Path, rounds: int, seed: int) -> None:
             start_new_session=True,
         )
         try:
+            assert child.stdout is not None
             if fresh:
-                time.sleep(rng.uniform(0.0, 0.8))
+                assert child.stdout.readline().strip() == "opening", child.stderr
+                time.sleep(rng.uniform(0.0, 0.15))
             else:
-                assert child.stdout is not None
+                assert child.stdout.readline().strip() == "opening", child.stderr
                 assert child.stdout.readline().strip() == "ready", child.stderr
                 time.sleep(rng.uniform(0.0, 0.25))
             os.kill(child.pid, signal.SIGKILL)
@@ -258,6 +270,8 @@ def _kill_loop(tmp_path: Path, rounds: int, seed: int) -> None:
                 child.wait()
         assert child.returncode == -signal.SIGKILL, err
         committed = _committed(out)
+        if fresh:
+            outcomes.append(_migration_state(path))
         if not fresh:
             for kind, ids in committed.items():
                 total[kind] |= ids
@@ -266,7 +280,7 @@ def _kill_loop(tmp_path: Path, rounds: int, seed: int) -> None:
             _check_database(path, committed)
             # And the storage opens it again (recovery of the WAL by the next opener).
             SqliteStorage(path).close()
-    print({kind: len(ids) for kind, ids in total.items()})
+    print({kind: len(ids) for kind, ids in total.items()}, "fresh files:", outcomes)
     assert total["run"], "the child never got to write: the kill loop proved nothing"
 
 

@@ -142,3 +142,36 @@ def test_concurrent_first_opens_migrate_once(tmp_path: Path) -> None:
     store = SqliteStorage(path)
     assert len(store.list_runs()) == 6
     store.close()
+
+
+KILLED_MID_MIGRATION = """
+import os, signal, sys
+from workspace_manager.storage import schema
+from workspace_manager.storage.sqlite import SqliteStorage
+
+def dying(conn):
+    schema._v1(conn)  # every table made, the version row not yet: then kill -9
+    os.kill(os.getpid(), signal.SIGKILL)
+
+schema.MIGRATIONS[0] = (1, dying)
+SqliteStorage(sys.argv[1])
+"""
+
+
+def test_kill_9_in_the_middle_of_a_migration_keeps_the_old_version(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "runs.db"
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_MID_MIGRATION, str(path)], timeout=120, check=False
+    )
+    assert child.returncode == -signal.SIGKILL
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    assert tables(path) == []  # none of the half-done migration was kept
+    store = SqliteStorage(path)
+    store.add_run(RunRecord("r1", "loc", "job"))
+    store.close()
+    assert versions(path) == [1]

@@ -429,3 +429,36 @@ def test_not_a_database_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(StorageError) as caught:
         SqliteStorage(path)
     assert "\n" not in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_prune_deletes_big_logs_in_bounded_transactions(
+    db: SqliteStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import workspace_manager.storage.sql as sql
+
+    monkeypatch.setattr(sql, "PRUNE_LOG_LINES", 7)
+    monkeypatch.setattr(sql, "PRUNE_CHUNK", 2)
+    deleted_per_transaction = []
+    real_write = db._write
+
+    import contextlib
+
+    @contextlib.contextmanager
+    def counting_write():
+        with real_write() as conn:
+            before = conn.exec_driver_sql("SELECT count(*) FROM run_logs").scalar()
+            yield conn
+            after = conn.exec_driver_sql("SELECT count(*) FROM run_logs").scalar()
+            deleted_per_transaction.append(before - after)
+
+    for rid, lines in (("big", 30), ("a", 2), ("b", 2), ("c", 2), ("keep", 5)):
+        db.add_run(run(rid))
+        db.append_logs([LogLine(rid, 1.0, "stdout", str(i)) for i in range(lines)])
+        if rid != "keep":
+            db.update_run(rid, status=SUCCESS, ended_at=1.0)
+    monkeypatch.setattr(db, "_write", counting_write)
+    # runs_days alone: the runs' lines go first in bounded chunks, then the runs.
+    counts = db.prune(10 * DAY, Retention(runs_days=1, logs_days=None))
+    assert counts["logs"] == 36 and counts["runs"] == 4
+    assert max(deleted_per_transaction) <= 7
+    assert len(db.read_logs("keep")) == 5

@@ -207,15 +207,24 @@ class RunCoordinator:
         """Store `record` and run it at once in the foreground, outside the queue and its
         limits, without retries (`wsm job execute`). Returns the final record."""
         self._stopping = True  # no queue passes, no retries: this coordinator runs one run
-        stored = await self.store.add_run(record, message)
-        self.hooks.report(stored, "queued")
-        active = self._active[stored.run_id] = _Active(stored)
+        # submitted first, in order, but not waited for: the process starts while the
+        # storage may still be opening (runs/execute.OpeningStorage)
+        added = self.store.add_run(record, message)
+        active = self._active[record.run_id] = _Active(record)
         active.task = asyncio.ensure_future(self._execute(active))
+        try:
+            stored = await added
+        except BaseException:  # it cannot be recorded (StorageError): stop it
+            active.cancel_reason = "the run cannot be recorded"
+            await self._stop(active)
+            await asyncio.wait([active.task], timeout=self.cancel_grace + 5)
+            raise
+        self.hooks.report(stored, "queued")
         try:
             await asyncio.shield(active.task)
         finally:
             await self._write_logs()
-        return await self.store.get_run(stored.run_id)
+        return await self.store.get_run(record.run_id)
 
     async def kill_now(self, run_id: str) -> None:
         """SIGKILL a run's tree at once (a second Ctrl-C)."""
@@ -224,7 +233,8 @@ class RunCoordinator:
             await active.process.kill_tree()
 
     def hurry(self) -> None:
-        """Cut a drain short (a second Ctrl-C): cancel what runs now."""
+        """Cut a drain short (a second Ctrl-C): cancel what runs now, without the grace."""
+        self.cancel_grace = 0.0
         self._hurry.set()
 
     def queue_length(self) -> int:
@@ -387,19 +397,16 @@ class RunCoordinator:
 
     async def _run(self, active: _Active) -> Outcome:
         run = active.record
-        now = self.hooks.clock()
-        record = await self.store.update_run(
-            run.run_id, status=STARTING, message="starting", start_time=now
+        # STARTING goes to the writer thread now (AsyncStorage keeps writes in call order)
+        # and the process starts meanwhile: the disk is not on the launch's path.
+        starting = self.store.update_run(
+            run.run_id, status=STARTING, message="starting", start_time=self.hooks.clock()
         )
-        if record.is_final:  # canceled from elsewhere meanwhile
-            return Outcome(record.status, "")
-        active.record = record
-        self.hooks.report(record, "starting")
-        if active.cancel_reason is not None:
-            return outcome(None, None, active.cancel_reason)
+        timeout = self._timeout(run)
         try:
             plan = await self.hooks.plan(run.location)
         except RunPlanError as exc:
+            await starting
             return Outcome(FAILURE, str(exc), error=str(exc))
         boot = bootstrap_for(
             plan,
@@ -419,13 +426,23 @@ class RunCoordinator:
                 name=f"run-{run.run_id[:12]}",
             )
         except OSError as exc:
+            await starting
             what = f"cannot start {plan.python}: {exc.strerror or exc}"
             return Outcome(FAILURE, what, error=what)
         active.process = process
+        try:
+            record = await starting
+        except Exception as exc:  # not recorded: stop it rather than run it unseen
+            active.cancel_reason = f"the run cannot be recorded: {exc}"
+            record = active.record
+        if record.is_final and active.cancel_reason is None:  # ended from elsewhere meanwhile
+            active.cancel_reason = record.error or f"the run was {record.status} meanwhile"
+        if active.record.status == QUEUED and record.status == STARTING:
+            active.record = record
+            self.hooks.report(record, "starting")
         self._write(active, self.store.update_run(run.run_id, pid=process.pid))
         if active.cancel_reason is not None:
             asyncio.ensure_future(self._stop(active))
-        timeout = self._timeout(run)
         try:
             if timeout is None:
                 code = await process.wait()
@@ -444,10 +461,19 @@ class RunCoordinator:
         return result
 
     def _timeout(self, run: RunRecord) -> Optional[float]:
-        value = _number_tag(run.tags, TIMEOUT_TAG)
+        value = self._tag_number(run, TIMEOUT_TAG)
         if value is None:
             value = self.hooks.workspace().daemon.run_timeout_seconds
         return value if value else None
+
+    def _tag_number(self, run: RunRecord, key: str) -> Optional[float]:
+        """A number tag of a run queued by other code (the daemon), which `submit` did not
+        check: a bad one is said and ignored."""
+        try:
+            return _number_tag(run.tags, key)
+        except ValueError as exc:
+            self._add_log(LogLine(run.run_id, self.hooks.clock(), "wsm", f"{exc}; ignored"))
+            return None
 
     def _on_event(self, active: _Active, event: Dict[str, Any]) -> None:
         run_id = active.record.run_id
@@ -520,7 +546,7 @@ class RunCoordinator:
     async def _maybe_retry(self, record: RunRecord) -> None:
         if record.status != FAILURE:
             return
-        allowed = _number_tag(record.tags, MAX_RETRIES_TAG) or 0
+        allowed = self._tag_number(record, MAX_RETRIES_TAG) or 0
         if record.attempt >= allowed or self._stopping:
             return
         attempt = record.attempt + 1

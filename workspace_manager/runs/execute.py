@@ -19,7 +19,7 @@ import shutil
 import signal
 import socket
 import uuid
-from typing import Callable, Dict, Optional
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.resolve import InterpreterError, plain_interpreter
@@ -34,6 +34,77 @@ from workspace_manager.supervisor.cgroup import CgroupRoot
 from workspace_manager.supervisor.plan import launch_plan
 from workspace_manager.supervisor.secret_vars import without_secrets, wsm_secret_vars
 from workspace_manager.workspace.model import LocationConfig, RemoteTarget, Workspace
+
+
+class OpeningStorage:
+    """An AsyncStorage that opens in a worker thread while the run starts: importing the
+    SQL layer and opening the database cost more than the run's own interpreter start, and
+    the run's process can use the other core meanwhile. Calls and `log` lines made before
+    it is open are kept in one list and replayed in that order once it is (AsyncStorage
+    then keeps the order, as for calls made on it directly). Every call made before or
+    after raises what opening raised (StorageError)."""
+
+    def __init__(self, opener: Callable[[], Any]) -> None:
+        loop = asyncio.get_running_loop()
+        self._store: Any = None
+        self._failed: Optional[BaseException] = None
+        self._pending: List[Tuple[str, tuple, dict, Optional[asyncio.Future]]] = []
+        opening = loop.run_in_executor(None, opener)
+        opening.add_done_callback(self._opened)
+
+    def _opened(self, opening: asyncio.Future) -> None:
+        from workspace_manager.storage.writer import AsyncStorage
+
+        if opening.exception() is not None:
+            self._failed = opening.exception()
+        else:
+            self._store = AsyncStorage(opening.result())
+        for name, args, kwargs, future in self._pending:
+            if future is None:
+                if self._store is not None:
+                    self._store.log(*args)
+                continue
+            self._forward(name, args, kwargs, future)
+        self._pending = []
+
+    def _forward(self, name: str, args: tuple, kwargs: dict, future: asyncio.Future) -> None:
+        if self._failed is not None:
+            future.set_exception(self._failed)
+            return
+        inner = asyncio.ensure_future(getattr(self._store, name)(*args, **kwargs))
+
+        def done(inner: asyncio.Future) -> None:
+            if future.done():
+                return
+            if inner.exception() is not None:
+                future.set_exception(inner.exception())  # type: ignore[arg-type]
+            else:
+                future.set_result(inner.result())
+
+        inner.add_done_callback(done)
+
+    def log(self, line: LogLine) -> None:
+        if self._store is not None:
+            self._store.log(line)
+        elif self._failed is None:
+            self._pending.append(("log", (line,), {}, None))
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        def call(*args: Any, **kwargs: Any) -> Awaitable[Any]:
+            future = asyncio.get_running_loop().create_future()
+            if self._store is None and self._failed is None:
+                self._pending.append((name, args, kwargs, future))
+            else:
+                self._forward(name, args, kwargs, future)
+            return future
+
+        return call
+
+    async def close(self) -> None:
+        while self._store is None and self._failed is None:
+            await asyncio.sleep(0.01)
+        if self._store is not None:
+            await self._store.close()
 
 
 class ExecuteError(Exception):

@@ -35,6 +35,7 @@ MIN_PREFIX = 4
 #: Retention deletes in chunks of this many rows, each its own transaction, so the write
 #: lock is never held for long and a reader's `wsm run list` is never behind a huge delete.
 PRUNE_CHUNK = 500
+PRUNE_LOG_LINES = 20_000
 DAY = 86400.0
 
 _RUN_FIELDS = tuple(f.name for f in dataclasses.fields(RunRecord))
@@ -45,8 +46,8 @@ _LOG_FIELDS = tuple(f.name for f in dataclasses.fields(LogLine))
 
 
 # Statements built once, values given at execution: SQLAlchemy then finds the compiled SQL
-# in its cache at once, instead of building and hashing a new statement per call (about 10x
-# the cost of the SQLite work itself; bench/storage_bench.py).
+# in its cache at once, instead of building and hashing a new statement per call (that
+# made add_run 3x and get_run 4x slower; bench/storage_bench.py).
 _B = sa.bindparam
 # The columns in the order of the record's fields: a row becomes `Record(*row)`.
 _RUNS = sa.select(*(t.runs.c[name] for name in _RUN_FIELDS))
@@ -582,12 +583,16 @@ class SqlStorage(Storage):
         counts = {"runs": 0, "logs": 0, "ticks": 0}
         r, lg, tk = t.runs.c, t.run_logs.c, t.ticks.c
         final = list(FINAL_STATUSES)
-        if retention.logs_days is not None:
-            cutoff = now - retention.logs_days * DAY
+        # The lines of runs about to be deleted go first too, in chunks: a run's delete
+        # would take its lines with it (a cascade of maybe millions, in one transaction).
+        log_days = [d for d in (retention.logs_days, retention.runs_days) if d is not None]
+        if log_days:
+            cutoff = now - min(log_days) * DAY
             old_runs = sa.select(r.run_id).where(r.ended_at < cutoff, r.status.in_(final))
-            # Only runs that still have a line: a run whose log went is not picked again.
+            # Only runs that still have line 1: lines go from the last down, so a run whose
+            # log went (or is going) is found by its first line.
             pick = sa.select(lg.run_id).where(lg.run_id.in_(old_runs), lg.seq == 1)
-            counts["logs"] = self._delete_chunks_logs(pick)
+            counts["logs"] = self._delete_logs(pick)
         if retention.runs_days is not None:
             cutoff = now - retention.runs_days * DAY
             counts["runs"] = self._delete_chunks(
@@ -608,17 +613,28 @@ class SqlStorage(Storage):
             )
         return counts
 
-    def _delete_chunks_logs(self, pick_runs: sa.Select[Any]) -> int:
+    def _delete_logs(self, pick_runs: sa.Select[Any]) -> int:
+        """Delete every line of the runs `pick_runs` finds, at most PRUNE_LOG_LINES lines
+        per transaction, from each run's last line down."""
         lg = t.run_logs.c
         total = 0
         while True:
             with self._write() as conn:
-                ids = conn.execute(pick_runs.limit(50)).scalars().all()
-                if ids:
+                budget = PRUNE_LOG_LINES
+                ids = conn.execute(pick_runs.limit(PRUNE_CHUNK)).scalars().all()
+                for run_id in ids:
+                    top = int(conn.execute(_LAST_SEQ, {"p_run_id": run_id}).scalar() or 0)
+                    take = min(top, budget)
                     total += int(
-                        conn.execute(t.run_logs.delete().where(lg.run_id.in_(ids))).rowcount or 0
+                        conn.execute(
+                            t.run_logs.delete().where(lg.run_id == run_id, lg.seq > top - take)
+                        ).rowcount
+                        or 0
                     )
-            if len(ids) < 50:
+                    budget -= take
+                    if budget <= 0:
+                        break
+            if not ids:
                 return total
 
     def integrity_problems(self) -> List[str]:

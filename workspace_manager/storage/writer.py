@@ -50,7 +50,6 @@ class AsyncStorage:
         self.storage = storage
         self._writer = concurrent.futures.ThreadPoolExecutor(1, "wsm-storage-write")
         self._readers = concurrent.futures.ThreadPoolExecutor(READ_THREADS, "wsm-storage-read")
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._lines: List[LogLine] = []
         self._timer: Optional[asyncio.TimerHandle] = None
         self._last_logs: Optional[asyncio.Future[Any]] = None
@@ -64,9 +63,9 @@ class AsyncStorage:
     # -- plumbing -------------------------------------------------------------------------
 
     def _get_loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-        return self._loop
+        # The loop of each call, not one remembered: one AsyncStorage may serve successive
+        # asyncio.run()s (a test, a CLI); its threads belong to no loop.
+        return asyncio.get_running_loop()
 
     def _write(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Awaitable[Any]:
         if self._closed:
