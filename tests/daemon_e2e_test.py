@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import pytest
 from e2e import WorkspaceDir, WsmUp, wait_for
@@ -20,7 +20,8 @@ from workspace_manager.supervisor import runtime
 REPO = """
 import os, time
 from workspace_manager import (
-    DefaultSensorStatus, RunRequest, ScheduleDefinition, job, repository, sensor,
+    DefaultSensorStatus, RunRequest, ScheduleDefinition, job, repository, run_failure_sensor,
+    sensor,
 )
 
 NOTES = os.environ["NOTES"]
@@ -49,22 +50,44 @@ every_minute = ScheduleDefinition(
     default_status=os.environ.get("SCHEDULE_STATUS"),
 )
 
+@job
+def fails():
+    raise ValueError("broken on purpose")
+
+@run_failure_sensor(request_job=work, default_status=os.environ.get("ALERT_STATUS"))
+def alert(context):
+    with open(os.path.join(NOTES, "alerts"), "a") as f:
+        f.write(context.dagster_run.run_id + " " + context.failure_event.message + "\\n")
+    return RunRequest(run_key="alert-" + context.dagster_run.run_id)
+
 @repository
 def repo():
-    return [work, files, stopped_by_default, every_minute]
+    return [work, fails, files, stopped_by_default, every_minute, alert]
 """
 
 
-def make(ws: WorkspaceDir, schedule_status: str = "STOPPED") -> None:
+def make(
+    ws: WorkspaceDir,
+    schedule_status: str = "STOPPED",
+    daemon: Optional[Dict[str, Any]] = None,
+    alert_status: str = "STOPPED",
+) -> None:
     ws.file("code/daemon_repo.py", REPO)
     notes = ws.root / "notes"
     notes.mkdir(exist_ok=True)
     entry = {
         "relative_path": "code/daemon_repo.py",
         "location_name": "team",
-        "env_vars": {"NOTES": str(notes), "SCHEDULE_STATUS": schedule_status},
+        "env_vars": {
+            "NOTES": str(notes),
+            "SCHEDULE_STATUS": schedule_status,
+            "ALERT_STATUS": alert_status,
+        },
     }
-    ws.workspace({"load_from": [{"python_file": entry}]})
+    data: Dict[str, Any] = {"load_from": [{"python_file": entry}]}
+    if daemon:
+        data["daemon"] = daemon
+    ws.workspace(data)
 
 
 def key(ws: WorkspaceDir) -> str:
@@ -167,6 +190,63 @@ def test_start_and_stop_are_kept_across_a_restart(ws: WorkspaceDir) -> None:
         assert up.stop() == 0
 
 
+def test_the_workspace_default_status_is_for_code_that_sets_none(ws: WorkspaceDir) -> None:
+    make(ws, daemon={"default_status": "running"})
+    with WsmUp(ws) as up:
+        up.wait_state("team", "ready")
+        wait_for(lambda: ticks(ws, "stopped_by_default"), 30, "the sensor to tick")
+        found = {d["name"]: d for d in control(ws, "instigators", {"kind": None})}
+        assert (
+            found["stopped_by_default"]["status"],
+            found["stopped_by_default"]["status_source"],
+        ) == ("RUNNING", "workspace")
+        # the code's own STOPPED wins over the workspace's default
+        assert (found["every_minute"]["status"], found["every_minute"]["status_source"]) == (
+            "STOPPED",
+            "code",
+        )
+        assert up.stop() == 0
+
+
+def test_a_run_failure_sensor_gets_each_failed_run_once_across_a_restart(
+    ws: WorkspaceDir,
+) -> None:
+    make(ws, alert_status="RUNNING")
+    control_stop = {"kind": "sensor", "name": "files", "status": "STOPPED"}
+
+    def alerts() -> List[str]:
+        try:
+            return (ws.root / "notes" / "alerts").read_text().splitlines()
+        except OSError:
+            return []
+
+    def alert_runs() -> List[RunRecord]:
+        return [r for r in runs(ws) if r.origin.get("name") == "alert"]
+
+    def failed_runs() -> List[RunRecord]:
+        return [r for r in runs(ws) if r.job == "fails" and r.is_final]
+
+    with WsmUp(ws) as up:
+        up.wait_state("team", "ready")
+        control(ws, "set_instigator_status", control_stop)
+        wait_for(lambda: ticks(ws, "alert") == [], 5, "nothing delivered yet")
+        first = control(ws, "launch_run", {"location": "team", "job": "fails"})["run_id"]
+        wait_for(lambda: alerts(), 60, "the alert for the failed run")
+        assert up.stop() == 0
+    with WsmUp(ws) as up:
+        up.wait_state("team", "ready")
+        second = control(ws, "launch_run", {"location": "team", "job": "fails"})["run_id"]
+        wait_for(lambda: len(alerts()) == 2, 60, "the alert for the second failed run")
+        wait_for(lambda: len(alert_runs()) == 2, 30, "the runs the alerts requested")
+        assert up.stop() == 0
+    assert [line.split(" ", 1)[0] for line in alerts()] == [first, second]
+    assert "broken on purpose" in alerts()[0]
+    assert sorted(r.run_key for r in alert_runs()) == sorted(
+        f"alert-{run_id}" for run_id in (first, second)
+    )
+    assert len(failed_runs()) == 2
+
+
 def test_no_daemon(ws: WorkspaceDir) -> None:
     make(ws)
     with WsmUp(ws, "--no-daemon") as up:
@@ -198,4 +278,55 @@ def test_a_schedule_fires_on_a_real_minute_boundary(ws: WorkspaceDir) -> None:
         assert record.status == "SUCCESS"
         assert record.origin["scheduled_time"] == tick.tick_time
         assert record.started_at is not None and record.started_at >= tick.tick_time
+        assert up.stop() == 0
+
+
+SLOW_REPO = """
+import time
+from workspace_manager import DefaultSensorStatus, SkipReason, job, repository, sensor
+
+@job
+def work():
+    pass
+
+@sensor(job=work, minimum_interval_seconds=1, default_status=DefaultSensorStatus.RUNNING)
+def slow():
+    time.sleep(20)
+    return SkipReason("slept 20 s")
+
+@sensor(job=work, minimum_interval_seconds=1, default_status=DefaultSensorStatus.RUNNING)
+def quick():
+    return SkipReason("nothing new")
+
+@repository
+def repo():
+    return [work, slow, quick]
+"""
+
+
+@pytest.mark.slow
+def test_a_sensor_sleeping_20_s_delays_no_other_sensor_nor_location_call(ws: WorkspaceDir) -> None:
+    ws.file("code/daemon_repo.py", SLOW_REPO)
+    ws.workspace(
+        {
+            "load_from": [
+                {"python_file": {"relative_path": "code/daemon_repo.py", "location_name": "team"}}
+            ]
+        }
+    )
+    with WsmUp(ws) as up:
+        up.wait_state("team", "ready")
+        wait_for(lambda: ticks(ws, "quick"), 30, "the quick sensor's first tick")
+        first = ticks(ws, "quick")[0].tick_time
+        # while the slow sensor sleeps in its first evaluation: the quick one goes on every
+        # second, and the location answers calls
+        wait_for(lambda: len(ticks(ws, "quick")) >= 10, 30, "ten ticks of the quick sensor")
+        answer = control(ws, "call", {"location": "team", "method": "ping", "params": {}})
+        assert answer["pid"] > 0
+        quick = ticks(ws, "quick")
+        assert ticks(ws, "slow") == [] or ticks(ws, "slow")[0].ended_at > quick[9].ended_at
+        assert quick[9].tick_time - first < 19  # ten ticks before the slow one could end
+        wait_for(lambda: ticks(ws, "slow"), 40, "the slow sensor's tick")
+        (slow,) = ticks(ws, "slow")[:1]
+        assert slow.status == "skipped" and slow.skip_reason == "slept 20 s"
         assert up.stop() == 0
