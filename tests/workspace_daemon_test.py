@@ -29,6 +29,7 @@ def test_the_daemon_block_as_the_contract_shows_it(tmp_path: Path) -> None:
               tag_concurrency_limits: [{key: database, value: prod, limit: 2}, {key: gpu, limit: 1}]
               run_timeout_seconds: 3600
               run_drain_seconds: 5
+              max_catchup_runs: 3
               retention: {runs_days: 90, logs_days: 30, ticks_days: 7, skipped_ticks_days: null}
             load_from:
               - python_file: {relative_path: repo.py, daemon: {max_concurrent_runs: 2}}
@@ -45,6 +46,7 @@ def test_the_daemon_block_as_the_contract_shows_it(tmp_path: Path) -> None:
         ),
         run_timeout_seconds=3600,
         run_drain_seconds=5,
+        max_catchup_runs=3,
         run_retention_days=90,
         log_retention_days=30,
         tick_retention_days=7,

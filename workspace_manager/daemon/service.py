@@ -227,7 +227,7 @@ class Daemon:
     def max_catchup_runs(self) -> int:
         if self._max_catchup is not None:
             return self._max_catchup
-        return int(getattr(self.workspace().daemon, "max_catchup_runs", 1))
+        return self.workspace().daemon.max_catchup_runs
 
     async def call(self, inst: Instigator, method: str, params: Dict[str, Any]) -> Any:
         loc = self.locations().get(inst.location)

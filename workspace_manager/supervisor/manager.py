@@ -16,9 +16,8 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Union
 
-from workspace_manager.daemon.service import Daemon
 from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.progress import BuildReporter
 from workspace_manager.envs.resolve import InterpreterError, plain_interpreter
@@ -26,8 +25,6 @@ from workspace_manager.envs.service import EnvironmentService, write_in_use
 from workspace_manager.http.view import LocationView, ManagerView, status_document
 from workspace_manager.loader.launch import make_sdk_dir
 from workspace_manager.protocol.errors import CallTimeout, RemoteError
-from workspace_manager.runs.coordinator import RunCoordinator, RunHooks, RunPlanError
-from workspace_manager.runs.process import RunPlan, plan_from_launch
 from workspace_manager.supervisor import looplag, orphans, runtime, statedirs
 from workspace_manager.supervisor.cgroup import CgroupRoot
 from workspace_manager.supervisor.codewatch import code_fingerprint
@@ -40,7 +37,12 @@ from workspace_manager.supervisor.plan import launch_plan
 from workspace_manager.supervisor.remote import RemotePlan, remote_plan
 from workspace_manager.supervisor.secret_vars import without_secrets, wsm_secret_vars
 from workspace_manager.supervisor.state import State, Transition
+from workspace_manager.supervisor.workload import Workload
 from workspace_manager.version import __version__
+
+if TYPE_CHECKING:
+    from workspace_manager.daemon.service import Daemon
+    from workspace_manager.runs.coordinator import RunCoordinator
 from workspace_manager.workspace.model import LocationConfig, RemoteTarget, Workspace
 
 
@@ -95,7 +97,6 @@ class Manager:
         self.metrics = ManagerMetrics(self)  # read at scrape time: GET /metrics
         self.events = self.metrics.observe_events(self.events)  # runs and ticks counted too
         self.api_token = api_token  # `--api-token-env`: writes to the JSON API from afar
-        self._run_counts_task: Optional[asyncio.Task] = None
         self.envs = EnvironmentService(reporter=self.metrics.build_reporter(build_reporter))
         self.adjust_plan = adjust_plan  # `wsm serve`: its own listen address, token and TLS
         self.secret_vars = secret_vars  # more variables kept from locations (`--token-env`)
@@ -122,14 +123,9 @@ class Manager:
         self._cgroups: Optional[CgroupRoot] = None
         self._orphans_task: Optional[asyncio.Task] = None
         self.loop_heartbeat = time.monotonic()
-        # `wsm up`: the run records (storage/) and the run coordinator (runs/); docs/daemon.md
-        self.with_runs = runs
-        self.store: Any = None  # storage.writer.AsyncStorage
-        self.runs: Optional[RunCoordinator] = None
-        # schedules and sensors (daemon/), with the runs; `wsm up --no-daemon`: None
-        self.with_daemon = daemon
-        self.daemon: Optional[Daemon] = None
-        self.runs_off = "this manager runs no jobs"  # why self.runs is None
+        # `wsm up`: run records, run coordinator and daemon (supervisor/workload.py); `wsm
+        # serve` and a one-shot load keep none
+        self.workload: Optional[Workload] = Workload(self, daemon=daemon) if runs else None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -160,11 +156,8 @@ class Manager:
         statedirs.claim(self.key, self.identity)
         self._sdk_dir = make_sdk_dir(str(self.dir))
         self._cgroups = CgroupRoot.create()  # None: no cgroup here, the process tree must do
-        if self.with_runs:  # before health and control answer: they may ask about runs
-            await self._open_runs()
-            self._run_counts_task = asyncio.ensure_future(
-                self.metrics.runs.keep_counts(lambda: self.store)
-            )
+        if self.workload is not None:  # before health and control answer: they may ask
+            await self.workload.open()
         self._heartbeat_task = asyncio.ensure_future(self._loop_heartbeat())
         self.loop_lag = looplag.LoopLag().start()  # heartbeat deadlines allow for our stalls
         self._codewatch_task = asyncio.ensure_future(self._retry_changed_code())
@@ -198,64 +191,30 @@ class Manager:
             ).write(self.dir)
         for config in self.workspace.locations:
             self._add_location(config)
-        if self.runs is not None:
-            await self.runs.start()
-            if self.with_daemon:
-                self.daemon = Daemon(
-                    store=self.store,
-                    locations=lambda: self.locations,
-                    workspace=lambda: self.workspace,
-                    events=self.events,
-                    runs=self.runs,
-                )
-                await self.daemon.start()
+        if self.workload is not None:
+            await self.workload.start()
 
-    async def _open_runs(self) -> None:
-        """Open `<state>/<key>/runs.db` (off the loop: it may migrate) and make the run
-        coordinator; it starts once the locations are added."""
-        from workspace_manager.storage.base import StorageError
-        from workspace_manager.storage.paths import open_storage
-        from workspace_manager.storage.writer import AsyncStorage
+    @property
+    def store(self) -> Any:
+        """The run records (storage.writer.AsyncStorage), or None."""
+        return self.workload.store if self.workload is not None else None
 
-        loop = asyncio.get_running_loop()
-        try:
-            storage = await loop.run_in_executor(None, lambda: open_storage(self.key, create=True))
-        except (StorageError, OSError) as exc:  # a full disk, a newer wsm's database: the
-            # locations still serve (SPEC section 6), without runs
-            self.runs_off = f"the run records cannot be opened: {exc}"
-            self.events.message(f"runs are off: {self.runs_off}")
-            return
-        self.store = AsyncStorage(storage)
-        hooks = RunHooks(
-            workspace=lambda: self.workspace,
-            location_ready=self._runs_may_start,
-            snapshot=lambda name: (
-                self.locations[name].snapshot if self._runs_may_start(name) else None
-            ),
-            plan=self.run_plan,
-            report=self.events.run,
-            message=self.events.message,
-        )
-        self.runs = RunCoordinator(self.store, hooks)
+    @property
+    def runs(self) -> Optional[RunCoordinator]:
+        return self.workload.runs if self.workload is not None else None
 
-    def _runs_may_start(self, name: str) -> bool:
-        loc = self.locations.get(name)
-        return loc is not None and loc.state is State.READY
+    @property
+    def daemon(self) -> Optional[Daemon]:
+        return self.workload.daemon if self.workload is not None else None
 
-    async def run_plan(self, name: str) -> RunPlan:
-        """Where a run of location `name` starts: its serving loader's interpreter, working
-        directory, environment and code (runs/process.plan_from_launch). RunPlanError when
-        it has none (gone, remote, not ready)."""
-        loc = self.locations.get(name)
-        if loc is None:
-            raise RunPlanError(f"location {name!r} is not in the workspace")
-        if loc.config.is_remote:
-            raise RunPlanError(f"location {name!r} is remote (grpc_server): runs need local code")
-        inst = loc.instance
-        if loc.state is not State.READY or inst is None or not isinstance(inst.plan, LaunchPlan):
-            raise RunPlanError(f"location {name!r} is {loc.state.value}")
-        assert self._sdk_dir is not None
-        return plan_from_launch(inst.plan, self._sdk_dir, self._cgroups)
+    @property
+    def sdk_dir(self) -> Optional[str]:
+        """The folder holding the SDK's symlink that loaders and runs import."""
+        return self._sdk_dir
+
+    @property
+    def cgroups(self) -> Optional[CgroupRoot]:
+        return self._cgroups
 
     def _add_location(self, config: LocationConfig) -> Location:
         hooks = LocationHooks(
@@ -273,11 +232,9 @@ class Manager:
         """Drain then cancel the runs in progress; stop every location at once (shutdown
         call, grace, SIGTERM, SIGKILL), clean up."""
         self.envs.close(cancel_builds=True)
-        if self.daemon is not None:  # no tick launches a run once shutting down
-            await self.daemon.stop()
-        if self.runs is not None:
+        if self.workload is not None:
             drain = self.workspace.daemon.run_drain_seconds if self.stop_grace else 0.0
-            await self.runs.shutdown(drain)
+            await self.workload.stop(drain)
         await asyncio.gather(
             *(loc.stop(self.stop_grace) for loc in self.locations.values()),
             return_exceptions=True,
@@ -291,7 +248,6 @@ class Manager:
             self._heartbeat_task,
             self._codewatch_task,
             self._orphans_task,
-            self._run_counts_task,
         ):
             if task is not None:
                 task.cancel()
@@ -300,8 +256,8 @@ class Manager:
         orphans.collect()
         for log in self._logs.values():
             log.close()
-        if self.store is not None:
-            await self.store.close()
+        if self.workload is not None:
+            await self.workload.close()
         if self._cgroups is not None:
             self._cgroups.close()
         if self.dir is not None:
@@ -331,8 +287,8 @@ class Manager:
         if self._stop.is_set():
             self.events.message("second signal: killing locations now")
             self.stop_grace = 0.0
-            if self.runs is not None:
-                self.runs.hurry()
+            if self.workload is not None:
+                self.workload.hurry()
             return
         self.events.message(f"received {signal.Signals(sig).name}, shutting down")
         self._stop.set()
@@ -554,10 +510,8 @@ class Manager:
             self._code[loc.name] = self._planned_code[loc.name]
         if t.new is State.READY:
             self.metrics.watch_connection(loc)  # time its calls from now on
-            if self.runs is not None:
-                self.runs.wake()  # its queued runs may start
-        if self.daemon is not None:
-            self.daemon.poke()  # its schedules and sensors follow its new snapshot, or stop
+        if self.workload is not None:
+            self.workload.on_transition(loc, t)
         self.events.transition(loc.name, t)
         text = (
             f"--- wsm: {t.old.value if t.old else '-'} -> {t.new.value}"
@@ -599,22 +553,8 @@ class Manager:
             pid=os.getpid(),
             target=runtime.identity_target(self.identity),
             health=self.health_text(),
-            daemon=self._daemon_view(),
+            daemon=self.workload.status() if self.workload is not None else None,
         )
-
-    def _daemon_view(self) -> Optional[Dict[str, Any]]:
-        """The `daemon` section of /status: None unless this manager keeps runs."""
-        if self.store is None:
-            return None
-        daemon = getattr(self, "daemon", None)
-        runs = self.runs
-        return {
-            "enabled": daemon is not None,
-            "last_loop": getattr(daemon, "last_loop", None) or None,
-            "runs": dict(self.metrics.runs.counts),
-            "queue_length": runs.queue_length() if runs is not None else None,
-            "in_progress": runs.in_progress() if runs is not None else None,
-        }
 
     def _location_view(self, loc: Location) -> LocationView:
         return LocationView(
@@ -654,68 +594,8 @@ class Manager:
             "call": self._h_call,
             "snapshot": self._h_snapshot,
             "reload": self._h_reload,
-            "launch_run": self._h_launch_run,
-            "cancel_run": self._h_cancel_run,
-            "instigators": self._h_instigators,
-            "set_instigator_status": self._h_set_instigator_status,
+            **(self.workload.handlers() if self.workload is not None else {}),
         }
-
-    def _the_daemon(self) -> Daemon:
-        if self.daemon is None:
-            why = self.runs_off if self.with_daemon else "wsm up --no-daemon"
-            raise RemoteError("NotAvailable", f"this manager runs no daemon ({why})")
-        return self.daemon
-
-    async def _h_instigators(self, params: dict) -> list:
-        """{kind: "schedule" | "sensor" | null} -> every one, docs/daemon.md."""
-        return self._the_daemon().instigators(params.get("kind"))
-
-    async def _h_set_instigator_status(self, params: dict) -> dict:
-        """{kind, name (NAME or LOCATION:NAME), status: RUNNING | STOPPED} -> it, changed."""
-        daemon = self._the_daemon()
-        kind, name, status = params.get("kind"), params.get("name"), params.get("status")
-        if not all(isinstance(x, str) for x in (kind, name, status)):
-            raise ValueError("kind, name and status must be strings")
-        try:
-            return await daemon.set_status(str(kind), str(name), str(status))
-        except LookupError as exc:
-            raise RemoteError("NotFound", _lookup_text(exc)) from None
-
-    def _coordinator(self) -> RunCoordinator:
-        if self.runs is None:
-            raise RemoteError("NotAvailable", self.runs_off)
-        return self.runs
-
-    async def _h_launch_run(self, params: dict) -> dict:
-        """{location (optional), job, run_config, tags, origin} -> the QUEUED run."""
-        runs = self._coordinator()
-        job, location = params.get("job"), params.get("location")
-        config, tags = params.get("run_config") or {}, params.get("tags") or {}
-        origin = params.get("origin") or {}
-        if not isinstance(job, str) or not (location is None or isinstance(location, str)):
-            raise ValueError("job (and location) must be strings")
-        if not all(isinstance(x, dict) for x in (config, tags, origin)):
-            raise ValueError("run_config, tags and origin must be maps")
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
-            raise ValueError("tags must map strings to strings")
-        origin = {**origin, "kind": "manual"}
-        try:
-            record = await runs.submit(location, job, run_config=config, tags=tags, origin=origin)
-        except LookupError as exc:
-            raise RemoteError("NotFound", _lookup_text(exc)) from None
-        return record.as_dict()
-
-    async def _h_cancel_run(self, params: dict) -> dict:
-        """{run_id (or a unique prefix)} -> the run, CANCELING or already final."""
-        runs = self._coordinator()
-        run_id = params.get("run_id")
-        if not isinstance(run_id, str):
-            raise ValueError("run_id must be a string")
-        try:
-            record = await runs.cancel(run_id, str(params.get("reason") or "canceled by user"))
-        except LookupError as exc:
-            raise RemoteError("NotFound", _lookup_text(exc)) from None
-        return record.as_dict()
 
     async def _h_reload(self, params: dict) -> dict:
         names = params.get("locations") or []
@@ -774,11 +654,6 @@ class ManagerRunning(Exception):
             f"a manager for this workspace is already running{pid}; use `wsm status` or `wsm down`"
         )
         self.record = record
-
-
-def _lookup_text(exc: LookupError) -> str:
-    """A LookupError's message (str() of a KeyError would quote it)."""
-    return str(exc.args[0]) if exc.args else str(exc)
 
 
 def one_line(text: Any, limit: int = 300) -> str:

@@ -48,6 +48,7 @@ class DaemonConfig:
     tag_concurrency_limits: Tuple[TagConcurrencyLimit, ...] = ()
     run_timeout_seconds: Optional[float] = None
     run_drain_seconds: float = 30.0
+    max_catchup_runs: int = 1  # missed schedule ticks launched after downtime, the latest
     run_retention_days: Optional[float] = 90.0
     log_retention_days: Optional[float] = 30.0
     tick_retention_days: Optional[float] = 7.0

@@ -157,7 +157,7 @@ class Builder:
         fields: Dict[str, Any] = {}
         if block.get("default_status") is not None:
             fields["default_status"] = str(block["default_status"]).upper()
-        for key in ("max_concurrent_runs", "run_drain_seconds"):
+        for key in ("max_concurrent_runs", "run_drain_seconds", "max_catchup_runs"):
             if key in block:
                 fields[key] = block[key]
         if "run_timeout_seconds" in block:
