@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import List
 
 import pytest
-import sqlalchemy as sa
 
 from workspace_manager.storage import schema
 from workspace_manager.storage.base import SchemaTooNew, StorageError
@@ -95,9 +94,9 @@ def test_missing_steps_apply_in_order_in_one_transaction(
     applied: List[int] = []
 
     def step(version: int, fail: bool = False):
-        def run(conn: sa.Connection) -> None:
+        def run(conn: sqlite3.Connection) -> None:
             applied.append(version)
-            conn.exec_driver_sql(f"CREATE TABLE extra_v{version} (x INTEGER)")
+            conn.execute(f"CREATE TABLE extra_v{version} (x INTEGER)")
             if fail:
                 raise RuntimeError("step failed")
 

@@ -54,10 +54,10 @@ def test_file_and_folder_are_private_and_wal(tmp_path: Path) -> None:
     for name in ("runs.db", "runs.db-wal", "runs.db-shm"):
         assert stat.S_IMODE(os.stat(path.parent / name).st_mode) == 0o600, name
     with store._read() as conn:
-        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
-        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
     store.close()
 
 
@@ -398,7 +398,7 @@ def test_retention(db: SqliteStorage) -> None:
 
 
 def test_prune_in_chunks(db: SqliteStorage, monkeypatch: pytest.MonkeyPatch) -> None:
-    import workspace_manager.storage.sql as sql
+    import workspace_manager.storage.sqlite as sql
 
     monkeypatch.setattr(sql, "PRUNE_CHUNK", 7)
     for i in range(30):
@@ -434,7 +434,7 @@ def test_not_a_database_is_one_line(tmp_path: Path) -> None:
 def test_prune_deletes_big_logs_in_bounded_transactions(
     db: SqliteStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import workspace_manager.storage.sql as sql
+    import workspace_manager.storage.sqlite as sql
 
     monkeypatch.setattr(sql, "PRUNE_LOG_LINES", 7)
     monkeypatch.setattr(sql, "PRUNE_CHUNK", 2)
@@ -446,9 +446,9 @@ def test_prune_deletes_big_logs_in_bounded_transactions(
     @contextlib.contextmanager
     def counting_write():
         with real_write() as conn:
-            before = conn.exec_driver_sql("SELECT count(*) FROM run_logs").scalar()
+            before = conn.execute("SELECT count(*) FROM run_logs").fetchone()[0]
             yield conn
-            after = conn.exec_driver_sql("SELECT count(*) FROM run_logs").scalar()
+            after = conn.execute("SELECT count(*) FROM run_logs").fetchone()[0]
             deleted_per_transaction.append(before - after)
 
     for rid, lines in (("big", 30), ("a", 2), ("b", 2), ("c", 2), ("keep", 5)):
