@@ -13,8 +13,8 @@ gets its own `V2` list of statements (ALTER TABLE, a copy into a new table, ...)
 entry in MIGRATIONS. The statements are run one by one with `execute` (never
 `executescript`, which commits first and would break the one transaction).
 
-The DDL is exactly what the first (SQLAlchemy-made) version 1 created, so databases made
-before the move to `sqlite3` are version 1 as they are. Column types are SQLite's names with
+The DDL is, statement for statement, what version 1 has created since the first wsm that
+kept runs, so every database written so far is a version 1 as it is. Column types are SQLite's names with
 the affinity they need: VARCHAR/TEXT (text), INTEGER, DOUBLE (real: times are Unix seconds,
 float, UTC, as in records.py), JSON (text holding `json.dumps`).
 """
