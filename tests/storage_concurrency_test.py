@@ -32,11 +32,11 @@ def test_a_long_read_transaction_never_blocks_the_writer(tmp_path: Path) -> None
     def reader() -> None:
         reader_store = SqliteStorage(tmp_path / "runs.db", create=False)
         with reader_store._read() as conn:
-            seen.append(conn.exec_driver_sql("SELECT count(*) FROM runs").scalar())
+            seen.append(conn.execute("SELECT count(*) FROM runs").fetchone()[0])
             holding.set()
             release.wait(60)
             # Still the same snapshot: the transaction was open across every write below.
-            seen.append(conn.exec_driver_sql("SELECT count(*) FROM runs").scalar())
+            seen.append(conn.execute("SELECT count(*) FROM runs").fetchone()[0])
         reader_store.close()
 
     thread = threading.Thread(target=reader)
@@ -60,7 +60,7 @@ READER = textwrap.dedent(
     from workspace_manager.storage.sqlite import SqliteStorage
     store = SqliteStorage(sys.argv[1], create=False)
     with store._read() as conn:
-        count = lambda: conn.exec_driver_sql("SELECT count(*) FROM runs").scalar()
+        count = lambda: conn.execute("SELECT count(*) FROM runs").fetchone()[0]
         print("holding", count(), flush=True)
         sys.stdin.readline()
         print("still", count(), flush=True)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from pathlib import Path
 from typing import List
 
 import pytest
-import sqlalchemy as sa
 
 from workspace_manager.storage import schema
 from workspace_manager.storage.base import SchemaTooNew, StorageError
@@ -95,9 +95,9 @@ def test_missing_steps_apply_in_order_in_one_transaction(
     applied: List[int] = []
 
     def step(version: int, fail: bool = False):
-        def run(conn: sa.Connection) -> None:
+        def run(conn: sqlite3.Connection) -> None:
             applied.append(version)
-            conn.exec_driver_sql(f"CREATE TABLE extra_v{version} (x INTEGER)")
+            conn.execute(f"CREATE TABLE extra_v{version} (x INTEGER)")
             if fail:
                 raise RuntimeError("step failed")
 
@@ -175,3 +175,111 @@ def test_kill_9_in_the_middle_of_a_migration_keeps_the_old_version(tmp_path: Pat
     store.add_run(RunRecord("r1", "loc", "job"))
     store.close()
     assert versions(path) == [1]
+
+
+#: The schema as the first wsm that kept runs created it (read back from sqlite_master of a
+#: database it made; whitespace collapsed): a version 1 database in the field.
+FIRST_SCHEMA = (
+    (
+        "CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at DOUBLE NOT NULL, "
+        "PRIMARY KEY (version))"
+    ),
+    (
+        "CREATE TABLE runs (run_id VARCHAR NOT NULL, location VARCHAR NOT NULL, repository "
+        "VARCHAR, job VARCHAR NOT NULL, status VARCHAR NOT NULL, run_config JSON NOT NULL, tags"
+        " JSON NOT NULL, origin JSON NOT NULL, run_key VARCHAR, parent_run_id VARCHAR, attempt "
+        "INTEGER NOT NULL, priority INTEGER NOT NULL, created_at DOUBLE NOT NULL, start_time "
+        "DOUBLE, started_at DOUBLE, ended_at DOUBLE, pid INTEGER, exit_code INTEGER, signal "
+        "INTEGER, error TEXT, traceback TEXT, end_seq INTEGER, updated_at DOUBLE NOT NULL, "
+        "PRIMARY KEY (run_id), UNIQUE (end_seq))"
+    ),
+    "CREATE INDEX ix_runs_location_job ON runs (location, job, created_at, run_id)",
+    "CREATE INDEX ix_runs_created ON runs (created_at, run_id)",
+    "CREATE INDEX ix_runs_status_ended ON runs (status, ended_at)",
+    "CREATE INDEX ix_runs_status ON runs (status, created_at, run_id)",
+    (
+        "CREATE TABLE run_keys (location VARCHAR NOT NULL, name VARCHAR NOT NULL, kind VARCHAR "
+        "NOT NULL, run_key VARCHAR NOT NULL, run_id VARCHAR NOT NULL, created_at DOUBLE NOT "
+        "NULL, CONSTRAINT uq_run_keys PRIMARY KEY (location, name, kind, run_key)) WITHOUT "
+        "ROWID"
+    ),
+    (
+        "CREATE TABLE instigators (location VARCHAR NOT NULL, name VARCHAR NOT NULL, kind "
+        "VARCHAR NOT NULL, status VARCHAR, cursor TEXT, last_run_key VARCHAR, last_tick_time "
+        "DOUBLE, updated_at DOUBLE NOT NULL, CONSTRAINT pk_instigators PRIMARY KEY (location, "
+        "name, kind))"
+    ),
+    (
+        "CREATE TABLE ticks (tick_id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, location "
+        "VARCHAR NOT NULL, name VARCHAR NOT NULL, kind VARCHAR NOT NULL, tick_time DOUBLE NOT "
+        "NULL, status VARCHAR NOT NULL, started_at DOUBLE NOT NULL, ended_at DOUBLE, "
+        "skip_reason TEXT, error TEXT, cursor TEXT, run_ids JSON NOT NULL, run_keys JSON NOT "
+        "NULL, run_keys_skipped JSON NOT NULL)"
+    ),
+    "CREATE INDEX ix_ticks_instigator ON ticks (name, kind, location, tick_id)",
+    "CREATE INDEX ix_ticks_time ON ticks (tick_time)",
+    ("CREATE TABLE counters (name VARCHAR NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (name))"),
+    (
+        "CREATE TABLE run_events (event_id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, run_id "
+        "VARCHAR NOT NULL, time DOUBLE NOT NULL, status VARCHAR NOT NULL, message TEXT NOT "
+        "NULL, FOREIGN KEY(run_id) REFERENCES runs (run_id) ON DELETE CASCADE)"
+    ),
+    "CREATE INDEX ix_run_events_run ON run_events (run_id, event_id)",
+    (
+        "CREATE TABLE run_logs (run_id VARCHAR NOT NULL, seq INTEGER NOT NULL, time DOUBLE NOT "
+        "NULL, stream VARCHAR NOT NULL, text TEXT NOT NULL, level VARCHAR, CONSTRAINT "
+        "pk_run_logs PRIMARY KEY (run_id, seq), FOREIGN KEY(run_id) REFERENCES runs (run_id) ON"
+        " DELETE CASCADE) WITHOUT ROWID"
+    ),
+)
+
+
+def _normalized(sql: str) -> str:
+    sql = re.sub(r"\s+", " ", sql).strip()
+    return re.sub(r" ,", ",", re.sub(r" \)", ")", re.sub(r"\( ", "(", sql)))
+
+
+def schema_of(path: Path) -> List[str]:
+    with sqlite3.connect(path) as conn:
+        return sorted(
+            _normalized(r[0])
+            for r in conn.execute(
+                "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%'"
+            )
+        )
+
+
+def test_a_fresh_database_has_the_first_schema(tmp_path: Path) -> None:
+    """Version 1 is frozen: a new database is, statement for statement, the one the first
+    wsm that kept runs made (only `IF NOT EXISTS` on schema_version differs)."""
+    SqliteStorage(tmp_path / "runs.db").close()
+    fresh = [
+        s.replace("CREATE TABLE IF NOT EXISTS", "CREATE TABLE")
+        for s in schema_of(tmp_path / "runs.db")
+    ]
+    assert fresh == sorted(FIRST_SCHEMA)
+
+
+def test_a_database_of_the_first_schema_is_used_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    with sqlite3.connect(path) as conn:
+        for statement in FIRST_SCHEMA:
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version VALUES (1, 0)")
+        conn.execute("INSERT INTO counters VALUES ('end_seq', 3)")
+        # A run as the first wsm wrote it: JSON columns as compact JSON text.
+        conn.execute(
+            "INSERT INTO runs (run_id, location, job, status, run_config, tags, origin, attempt,"
+            " priority, created_at, updated_at, end_seq, ended_at)"
+            """ VALUES ('old1', 'loc', 'job', 'SUCCESS', '{"a":[1,2.5,null,"é"]}', '{}',"""
+            """ '{"kind":"manual"}', 0, 0, 5.0, 6.0, 3, 6.0)"""
+        )
+    before = schema_of(path)
+    store = SqliteStorage(path)
+    old = store.get_run("old1")
+    assert old.run_config == {"a": [1, 2.5, None, "é"]} and old.origin == {"kind": "manual"}
+    store.add_run(RunRecord("new1", "loc", "job"))
+    assert store.update_run("new1", status="FAILURE").end_seq == 4
+    assert [r.run_id for r in store.list_runs()][-1] == "old1"
+    store.close()
+    assert versions(path) == [1] and schema_of(path) == before

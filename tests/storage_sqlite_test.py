@@ -54,10 +54,10 @@ def test_file_and_folder_are_private_and_wal(tmp_path: Path) -> None:
     for name in ("runs.db", "runs.db-wal", "runs.db-shm"):
         assert stat.S_IMODE(os.stat(path.parent / name).st_mode) == 0o600, name
     with store._read() as conn:
-        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
-        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
     store.close()
 
 
@@ -398,7 +398,7 @@ def test_retention(db: SqliteStorage) -> None:
 
 
 def test_prune_in_chunks(db: SqliteStorage, monkeypatch: pytest.MonkeyPatch) -> None:
-    import workspace_manager.storage.sql as sql
+    import workspace_manager.storage.sqlite as sql
 
     monkeypatch.setattr(sql, "PRUNE_CHUNK", 7)
     for i in range(30):
@@ -434,7 +434,7 @@ def test_not_a_database_is_one_line(tmp_path: Path) -> None:
 def test_prune_deletes_big_logs_in_bounded_transactions(
     db: SqliteStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import workspace_manager.storage.sql as sql
+    import workspace_manager.storage.sqlite as sql
 
     monkeypatch.setattr(sql, "PRUNE_LOG_LINES", 7)
     monkeypatch.setattr(sql, "PRUNE_CHUNK", 2)
@@ -446,9 +446,9 @@ def test_prune_deletes_big_logs_in_bounded_transactions(
     @contextlib.contextmanager
     def counting_write():
         with real_write() as conn:
-            before = conn.exec_driver_sql("SELECT count(*) FROM run_logs").scalar()
+            before = conn.execute("SELECT count(*) FROM run_logs").fetchone()[0]
             yield conn
-            after = conn.exec_driver_sql("SELECT count(*) FROM run_logs").scalar()
+            after = conn.execute("SELECT count(*) FROM run_logs").fetchone()[0]
             deleted_per_transaction.append(before - after)
 
     for rid, lines in (("big", 30), ("a", 2), ("b", 2), ("c", 2), ("keep", 5)):
@@ -462,3 +462,99 @@ def test_prune_deletes_big_logs_in_bounded_transactions(
     assert counts["logs"] == 36 and counts["runs"] == 4
     assert max(deleted_per_transaction) <= 7
     assert len(db.read_logs("keep")) == 5
+
+
+STORAGE_IMPORTS = """
+import sys
+before = set(sys.modules)
+from workspace_manager.storage import paths, retention, writer
+from workspace_manager.storage.records import RunRecord
+from workspace_manager.storage.sqlite import SqliteStorage
+
+store = SqliteStorage(sys.argv[1])
+store.add_run(RunRecord("r1", "loc", "job"))
+store.get_run("r1")
+store.close()
+tops = {m.split(".")[0] for m in set(sys.modules) - before}
+# _sysconfigdata_*: the standard library's generated platform data (sysconfig).
+print(sorted(t for t in tops - set(sys.stdlib_module_names) - {"workspace_manager"}
+             if not t.startswith("_sysconfigdata_")))
+"""
+
+
+def test_the_storage_imports_only_the_standard_library(tmp_path: Path) -> None:
+    """Every CLI command that reads runs imports the storage: it must not pay for a query
+    builder's or a driver's import (docs/daemon.md, "What the storage chose, and why")."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", STORAGE_IMPORTS, str(tmp_path / "runs.db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert out.strip() == "[]"
+
+
+def test_one_connection_per_thread_and_close_closes_them_all(tmp_path: Path) -> None:
+    import sqlite3
+    import threading
+
+    store = SqliteStorage(tmp_path / "runs.db")
+    store.add_run(run("r0"))
+    seen = []
+
+    def use(i: int) -> None:
+        store.add_run(run(f"r{i}"))
+        with store._read() as first:
+            pass
+        assert store.get_run(f"r{i}").run_id == f"r{i}"
+        with store._write() as again:
+            assert again is first  # the thread's own, kept for its every call
+        seen.append(first)
+
+    threads = [threading.Thread(target=use, args=(i,)) for i in range(1, 4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({id(c) for c in seen}) == 3  # one each
+    with store._read() as mine:
+        assert all(mine is not c for c in seen)
+    # A new thread's connection closes those of the threads that ended.
+    late = threading.Thread(target=store.list_runs)
+    late.start()
+    late.join()
+    for conn in seen:
+        with pytest.raises(sqlite3.ProgrammingError):
+            conn.execute("SELECT 1")
+    store.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        mine.execute("SELECT 1")
+    with pytest.raises(StorageError, match="closed"):
+        store.list_runs()
+
+
+def test_a_value_json_cannot_hold_is_a_one_line_storage_error(db: SqliteStorage) -> None:
+    with pytest.raises(StorageError) as caught:
+        db.add_run(run("r1", run_config={"x": object()}))
+    assert "\n" not in str(caught.value)
+    db.add_run(run("r2"))
+    with pytest.raises(StorageError):
+        db.update_run("r2", tags={"t": {1, 2}})
+    assert db.get_run("r2").tags == {}  # the transaction was rolled back
+    assert [r.run_id for r in db.list_runs()] == ["r2"]
+
+
+def test_run_id_prefix_is_exact_about_case_and_wildcards(db: SqliteStorage) -> None:
+    """The prefix lookup is a range on run_id: `%` and `_` are plain characters and case
+    matters (SQLite's LIKE would match both otherwise)."""
+    db.add_run(run("abcd_1234"))
+    db.add_run(run("ABCD%5678"))
+    assert db.get_run("abcd_").run_id == "abcd_1234"
+    assert db.get_run("ABCD%").run_id == "ABCD%5678"
+    for missing in ("abcd%", "ABCD_", "abce", "ab_d"):
+        with pytest.raises(RunNotFound):
+            db.get_run(missing)

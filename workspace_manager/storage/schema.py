@@ -1,210 +1,195 @@
-"""The tables of the run database (SQLAlchemy Core) and their versioned migrations.
+"""The tables of the run database (SQL for the standard library's `sqlite3`) and their
+versioned migrations.
 
 The schema has a version, kept in `schema_version` (one row per migration applied, so the
 history is in the database). `MIGRATIONS` is the ordered list of steps; step N takes a
-database at version N-1 to version N. `migrate()` applies the missing steps in one
-transaction, so a `kill -9` in the middle leaves the database at its old version, and
-refuses a database whose version is above `CURRENT_VERSION` (a newer wsm wrote it).
+database at version N-1 to version N. `migrate()` applies the missing steps in the
+caller's one write transaction, so a `kill -9` in the middle leaves the database at its old
+version, and refuses a database whose version is above `CURRENT_VERSION` (a newer wsm wrote
+it).
 
-Rule for later versions: a step never changes; version 1 creates the tables as they are
-written below *today*. When version 2 alters a table, the table definition below changes,
-`_v1` gets its own frozen copy of the old shape, and `_v2` holds the ALTER/copy.
-The SQL is portable Core (no SQLite-only statements in the steps), so a PostgreSQL backend
-runs the same steps.
+Rule for later versions: a step never changes. Version 1 is `V1` below, frozen; version 2
+gets its own `V2` list of statements (ALTER TABLE, a copy into a new table, ...) and its
+entry in MIGRATIONS. The statements are run one by one with `execute` (never
+`executescript`, which commits first and would break the one transaction).
+
+The DDL is, statement for statement, what version 1 has created since the first wsm that
+kept runs, so every database written so far is a version 1 as it is. Column types are SQLite's names with
+the affinity they need: VARCHAR/TEXT (text), INTEGER, DOUBLE (real: times are Unix seconds,
+float, UTC, as in records.py), JSON (text holding `json.dumps`).
 """
 
 from __future__ import annotations
 
+import sqlite3
 import time
-from typing import Callable, List, Tuple
-
-import sqlalchemy as sa
+from typing import Callable, List, Sequence, Tuple
 
 from .base import SchemaTooNew, StorageError
 
-metadata = sa.MetaData()
-
-# Times are Unix seconds (float, UTC), as in records.py.
-_Time = sa.Double
-
-runs = sa.Table(
-    "runs",
-    metadata,
-    sa.Column("run_id", sa.String, primary_key=True),
-    sa.Column("location", sa.String, nullable=False),
-    sa.Column("repository", sa.String),
-    sa.Column("job", sa.String, nullable=False),
-    sa.Column("status", sa.String, nullable=False),
-    sa.Column("run_config", sa.JSON, nullable=False),
-    sa.Column("tags", sa.JSON, nullable=False),
-    sa.Column("origin", sa.JSON, nullable=False),
-    sa.Column("run_key", sa.String),
-    sa.Column("parent_run_id", sa.String),
-    sa.Column("attempt", sa.Integer, nullable=False, default=0),
-    sa.Column("priority", sa.Integer, nullable=False, default=0),
-    sa.Column("created_at", _Time, nullable=False),
-    sa.Column("start_time", _Time),
-    sa.Column("started_at", _Time),
-    sa.Column("ended_at", _Time),
-    sa.Column("pid", sa.Integer),
-    sa.Column("exit_code", sa.Integer),
-    sa.Column("signal", sa.Integer),
-    sa.Column("error", sa.Text),
-    sa.Column("traceback", sa.Text),
-    sa.Column("end_seq", sa.Integer, unique=True),
-    sa.Column("updated_at", _Time, nullable=False),
-    # Newest first with keyset paging: (created_at, run_id) < (c, r) ORDER BY both DESC.
-    sa.Index("ix_runs_created", "created_at", "run_id"),
-    # Filtered pages come out of these in order too (no sort of every matching run).
-    sa.Index("ix_runs_status", "status", "created_at", "run_id"),
-    sa.Index("ix_runs_location_job", "location", "job", "created_at", "run_id"),
-    # Retention: final runs (status IN ...) that ended before a time, as a range per status.
-    sa.Index("ix_runs_status_ended", "status", "ended_at"),
-)
-# The UNIQUE on end_seq is its index (run status sensors read runs in end_seq order).
-
-run_events = sa.Table(
-    "run_events",
-    metadata,
-    sa.Column("event_id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column(
-        "run_id",
-        sa.String,
-        sa.ForeignKey("runs.run_id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    sa.Column("time", _Time, nullable=False),
-    sa.Column("status", sa.String, nullable=False),
-    sa.Column("message", sa.Text, nullable=False, default=""),
-    sa.Index("ix_run_events_run", "run_id", "event_id"),
-    sqlite_autoincrement=True,
-)
-
-run_logs = sa.Table(
-    "run_logs",
-    metadata,
-    sa.Column(
-        "run_id",
-        sa.String,
-        sa.ForeignKey("runs.run_id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    sa.Column("seq", sa.Integer, nullable=False),
-    sa.Column("time", _Time, nullable=False),
-    sa.Column("stream", sa.String, nullable=False),
-    sa.Column("text", sa.Text, nullable=False),
-    sa.Column("level", sa.String),
-    # The primary key is the (run_id, seq) index; on SQLite the table is clustered on it
-    # (WITHOUT ROWID), so one run's lines are read from neighbouring pages.
-    sa.PrimaryKeyConstraint("run_id", "seq", name="pk_run_logs"),
-    sqlite_with_rowid=False,
-)
-
-# A run_key once used by an instigator stays used: these rows outlive their runs
-# (no foreign key, never pruned).
-run_keys = sa.Table(
-    "run_keys",
-    metadata,
-    sa.Column("location", sa.String, nullable=False),
-    sa.Column("name", sa.String, nullable=False),
-    sa.Column("kind", sa.String, nullable=False),
-    sa.Column("run_key", sa.String, nullable=False),
-    sa.Column("run_id", sa.String, nullable=False),
-    sa.Column("created_at", _Time, nullable=False),
-    sa.PrimaryKeyConstraint("location", "name", "kind", "run_key", name="uq_run_keys"),
-    sqlite_with_rowid=False,
-)
-
-instigators = sa.Table(
-    "instigators",
-    metadata,
-    sa.Column("location", sa.String, nullable=False),
-    sa.Column("name", sa.String, nullable=False),
-    sa.Column("kind", sa.String, nullable=False),
-    sa.Column("status", sa.String),
-    sa.Column("cursor", sa.Text),
-    sa.Column("last_run_key", sa.String),
-    sa.Column("last_tick_time", _Time),
-    sa.Column("updated_at", _Time, nullable=False),
-    sa.PrimaryKeyConstraint("location", "name", "kind", name="pk_instigators"),
-)
-
-ticks = sa.Table(
-    "ticks",
-    metadata,
-    sa.Column("tick_id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("location", sa.String, nullable=False),
-    sa.Column("name", sa.String, nullable=False),
-    sa.Column("kind", sa.String, nullable=False),
-    sa.Column("tick_time", _Time, nullable=False),
-    sa.Column("status", sa.String, nullable=False),
-    sa.Column("started_at", _Time, nullable=False),
-    sa.Column("ended_at", _Time),
-    sa.Column("skip_reason", sa.Text),
-    sa.Column("error", sa.Text),
-    sa.Column("cursor", sa.Text),
-    sa.Column("run_ids", sa.JSON, nullable=False),
-    sa.Column("run_keys", sa.JSON, nullable=False),
-    sa.Column("run_keys_skipped", sa.JSON, nullable=False),
-    # One instigator's recent ticks. name and kind lead so that the query without a
-    # location ("any location", `wsm sensor ticks NAME`) also uses it.
-    sa.Index("ix_ticks_instigator", "name", "kind", "location", "tick_id"),
-    # Retention deletes by time.
-    sa.Index("ix_ticks_time", "tick_time"),
-    # tick_id is never reused (AUTOINCREMENT), even after every tick was pruned: a run's
-    # origin names its tick by id.
-    sqlite_autoincrement=True,
-)
-
-# Increasing counters that survive the deletion of the rows they numbered (end_seq).
-counters = sa.Table(
-    "counters",
-    metadata,
-    sa.Column("name", sa.String, primary_key=True),
-    sa.Column("value", sa.Integer, nullable=False),
-)
-
-schema_version = sa.Table(
-    "schema_version",
-    metadata,
-    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("applied_at", _Time, nullable=False),
-)
-
 END_SEQ = "end_seq"
 
-_V1_TABLES = [runs, run_events, run_logs, run_keys, instigators, ticks, counters]
+#: Version 1: every table and index. Never edit: add a step instead.
+V1: Tuple[str, ...] = (
+    """CREATE TABLE runs (
+        run_id VARCHAR NOT NULL,
+        location VARCHAR NOT NULL,
+        repository VARCHAR,
+        job VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,
+        run_config JSON NOT NULL,
+        tags JSON NOT NULL,
+        origin JSON NOT NULL,
+        run_key VARCHAR,
+        parent_run_id VARCHAR,
+        attempt INTEGER NOT NULL,
+        priority INTEGER NOT NULL,
+        created_at DOUBLE NOT NULL,
+        start_time DOUBLE,
+        started_at DOUBLE,
+        ended_at DOUBLE,
+        pid INTEGER,
+        exit_code INTEGER,
+        signal INTEGER,
+        error TEXT,
+        traceback TEXT,
+        end_seq INTEGER,
+        updated_at DOUBLE NOT NULL,
+        PRIMARY KEY (run_id),
+        UNIQUE (end_seq)
+    )""",
+    # The UNIQUE on end_seq is its index (run status sensors read runs in end_seq order).
+    # Newest first with keyset paging: (created_at, run_id) < (c, r) ORDER BY both DESC.
+    "CREATE INDEX ix_runs_created ON runs (created_at, run_id)",
+    # Filtered pages come out of these in order too (no sort of every matching run).
+    "CREATE INDEX ix_runs_status ON runs (status, created_at, run_id)",
+    "CREATE INDEX ix_runs_location_job ON runs (location, job, created_at, run_id)",
+    # Retention: final runs (status IN ...) that ended before a time, as a range per status.
+    "CREATE INDEX ix_runs_status_ended ON runs (status, ended_at)",
+    """CREATE TABLE run_events (
+        event_id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+        run_id VARCHAR NOT NULL,
+        time DOUBLE NOT NULL,
+        status VARCHAR NOT NULL,
+        message TEXT NOT NULL,
+        FOREIGN KEY(run_id) REFERENCES runs (run_id) ON DELETE CASCADE
+    )""",
+    "CREATE INDEX ix_run_events_run ON run_events (run_id, event_id)",
+    # The primary key is the (run_id, seq) index, and the table is clustered on it
+    # (WITHOUT ROWID), so one run's lines are read from neighbouring pages.
+    """CREATE TABLE run_logs (
+        run_id VARCHAR NOT NULL,
+        seq INTEGER NOT NULL,
+        time DOUBLE NOT NULL,
+        stream VARCHAR NOT NULL,
+        text TEXT NOT NULL,
+        level VARCHAR,
+        CONSTRAINT pk_run_logs PRIMARY KEY (run_id, seq),
+        FOREIGN KEY(run_id) REFERENCES runs (run_id) ON DELETE CASCADE
+    ) WITHOUT ROWID""",
+    # A run_key once used by an instigator stays used: these rows outlive their runs
+    # (no foreign key, never pruned).
+    """CREATE TABLE run_keys (
+        location VARCHAR NOT NULL,
+        name VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        run_key VARCHAR NOT NULL,
+        run_id VARCHAR NOT NULL,
+        created_at DOUBLE NOT NULL,
+        CONSTRAINT uq_run_keys PRIMARY KEY (location, name, kind, run_key)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE instigators (
+        location VARCHAR NOT NULL,
+        name VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        status VARCHAR,
+        cursor TEXT,
+        last_run_key VARCHAR,
+        last_tick_time DOUBLE,
+        updated_at DOUBLE NOT NULL,
+        CONSTRAINT pk_instigators PRIMARY KEY (location, name, kind)
+    )""",
+    # tick_id is never reused (AUTOINCREMENT), even after every tick was pruned: a run's
+    # origin names its tick by id.
+    """CREATE TABLE ticks (
+        tick_id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+        location VARCHAR NOT NULL,
+        name VARCHAR NOT NULL,
+        kind VARCHAR NOT NULL,
+        tick_time DOUBLE NOT NULL,
+        status VARCHAR NOT NULL,
+        started_at DOUBLE NOT NULL,
+        ended_at DOUBLE,
+        skip_reason TEXT,
+        error TEXT,
+        cursor TEXT,
+        run_ids JSON NOT NULL,
+        run_keys JSON NOT NULL,
+        run_keys_skipped JSON NOT NULL
+    )""",
+    # One instigator's recent ticks. name and kind lead so that the query without a
+    # location ("any location", `wsm sensor ticks NAME`) also uses it.
+    "CREATE INDEX ix_ticks_instigator ON ticks (name, kind, location, tick_id)",
+    # Retention deletes by time.
+    "CREATE INDEX ix_ticks_time ON ticks (tick_time)",
+    # Increasing counters that survive the deletion of the rows they numbered (end_seq).
+    """CREATE TABLE counters (
+        name VARCHAR NOT NULL,
+        value INTEGER NOT NULL,
+        PRIMARY KEY (name)
+    )""",
+    f"INSERT INTO counters (name, value) VALUES ('{END_SEQ}', 0)",
+)
+
+_SCHEMA_VERSION = """CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER NOT NULL,
+    applied_at DOUBLE NOT NULL,
+    PRIMARY KEY (version)
+)"""
 
 
-def _v1(conn: sa.Connection) -> None:
-    metadata.create_all(conn, tables=_V1_TABLES, checkfirst=False)
-    conn.execute(counters.insert().values(name=END_SEQ, value=0))
+def run_statements(conn: sqlite3.Connection, statements: Sequence[str]) -> None:
+    """Execute `statements` one by one on `conn`, inside the caller's transaction."""
+    for statement in statements:
+        conn.execute(statement)
 
 
-#: (version, step): step takes the database from version-1 to version.
-MIGRATIONS: List[Tuple[int, Callable[[sa.Connection], None]]] = [
+def _v1(conn: sqlite3.Connection) -> None:
+    run_statements(conn, V1)
+
+
+#: (version, step): step takes the database from version-1 to version, on a connection
+#: inside the write transaction.
+MIGRATIONS: List[Tuple[int, Callable[[sqlite3.Connection], None]]] = [
     (1, _v1),
 ]
 CURRENT_VERSION = MIGRATIONS[-1][0]
 
 
-def current_version(conn: sa.Connection) -> int:
+def current_version(conn: sqlite3.Connection) -> int:
     """The database's schema version: 0 for an empty database (no tables). Raises
-    StorageError for a database that has tables but none of ours (not a wsm database)."""
-    inspector = sa.inspect(conn)
-    names = set(inspector.get_table_names())
-    if schema_version.name not in names:
+    StorageError for a database that has tables but none of ours (not a wsm database).
+    Raises sqlite3.Error as the driver does (e.g. a file that is not a database)."""
+    names = {
+        row[0]
+        for row in conn.execute(
+            # SQLite's own tables (sqlite_sequence, ...) are not the user's.
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+            " AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+        )
+    }
+    if "schema_version" not in names:
         if names:
             raise StorageError(
                 f"not a wsm run database (it has tables {', '.join(sorted(names)[:5])}"
                 " but no schema_version)"
             )
         return 0
-    version = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
+    version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
     return int(version or 0)
 
 
-def migrate(conn: sa.Connection, where: str) -> Tuple[int, int]:
+def migrate(conn: sqlite3.Connection, where: str) -> Tuple[int, int]:
     """Bring the database on `conn` to CURRENT_VERSION; the caller holds one write
     transaction around this call (all steps or none are kept). `where` names the database
     in messages. Returns (version found, version now).
@@ -217,9 +202,12 @@ def migrate(conn: sa.Connection, where: str) -> Tuple[int, int]:
             " use the wsm that wrote it (or a newer one)"
         )
     if found == 0:
-        schema_version.create(conn, checkfirst=True)
+        conn.execute(_SCHEMA_VERSION)
     for version, step in MIGRATIONS:
         if version > found:
             step(conn)
-            conn.execute(schema_version.insert().values(version=version, applied_at=time.time()))
+            conn.execute(
+                "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                (version, time.time()),
+            )
     return found, CURRENT_VERSION
