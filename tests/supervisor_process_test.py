@@ -25,8 +25,8 @@ kids.append(subprocess.Popen([sys.executable, "-c", STUBBORN], stdout=subprocess
                              start_new_session=True))
 for k in kids:
     k.stdout.readline()   # its handler is installed
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # before the pids are out: a SIGTERM may follow
 print(" ".join(str(k.pid) for k in kids), flush=True)
-signal.signal(signal.SIGTERM, signal.SIG_IGN)
 time.sleep(600)
 """
 
