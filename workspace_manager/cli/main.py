@@ -23,10 +23,13 @@ COMMANDS = {
     "env": "env",
     "state": "state",
     "serve": "serve",
+    "job": "job",
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    """The parser of every command, or (`only`) of that one command: a command then imports
+    its own module only, not the others' (`wsm job execute` starts in the time of a run)."""
     parser = argparse.ArgumentParser(
         prog="wsm",
         description="Multi-environment workspace manager: each code repository in its own "
@@ -36,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for command, module_name in COMMANDS.items():
+        if only is not None and command != only:
+            sub.add_parser(command)  # named in usage and errors, never parsed
+            continue
         module = importlib.import_module(f"workspace_manager.cli.{module_name}")
         module.add_parser(sub)
         sub.choices[command].set_defaults(_run=module.run)
@@ -43,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    command = words[0] if words and words[0] in COMMANDS else None
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     try:
         return int(args._run(args) or 0)

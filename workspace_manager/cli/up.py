@@ -36,6 +36,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from workspace_manager.cli.console import make_console
+    from workspace_manager.storage.base import StorageError
     from workspace_manager.supervisor.manager import Manager, ManagerRunning
     from workspace_manager.supervisor.runtime import RuntimeDirError
 
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         health=health,
         reread=lambda: targets.read_workspace(args),
         build_reporter=console.build_reporter(),
+        runs=True,
     )
     if hasattr(console, "attach"):
         console.attach(lambda name: manager.locations.get(name))
@@ -71,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         targets.fail(str(exc), code=1)
     except RuntimeDirError as exc:
         targets.fail(f"runtime directory: {exc}", code=1)
+    except StorageError as exc:  # runs.db: corrupt, or written by a newer wsm
+        targets.fail(f"run records: {exc}", code=1)
     except OSError as exc:
         targets.fail(str(exc), code=1)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import inspect
+import logging
+import uuid
 from typing import Any, Callable, Dict, Optional
 
 from .errors import DefinitionError
@@ -43,14 +45,41 @@ def call(fn: Callable[..., Any], takes_context: bool, context: object) -> Any:
 
 
 class JobContext:
-    """Given to a job function: the run's config and the job's name."""
+    """Given to a job function: the run's id, config and tags, the job's name, and `log`.
 
-    def __init__(self, job_name: str, run_config: Optional[Dict[str, Any]] = None) -> None:
+    The names are Dagster's (`context.run_id`, `context.run_config`, `context.log.info(...)`).
+    `log` is a `logging.Logger`: in a run process (workspace_manager/runner/) its records go
+    to the run's log; elsewhere (a unit test, the loader's `execute_job`) it is the logger
+    ``wsm.job.<job_name>``, which propagates as any logger does. `tags` values are strings.
+    """
+
+    def __init__(
+        self,
+        job_name: str,
+        run_config: Optional[Dict[str, Any]] = None,
+        run_id: Optional[str] = None,
+        tags: Optional[Dict[str, str]] = None,
+        log: Optional[logging.Logger] = None,
+    ) -> None:
         self.job_name = job_name
         self.run_config: Dict[str, Any] = run_config if run_config is not None else {}
+        self.run_id: str = run_id if run_id is not None else _local_run_id()
+        self.tags: Dict[str, str] = dict(tags) if tags else {}
+        self.log: logging.Logger = log if log is not None else logging.getLogger(
+            f"wsm.job.{job_name}"
+        )
 
     def __repr__(self) -> str:
-        return f"JobContext(job_name={self.job_name!r}, run_config={self.run_config!r})"
+        return (
+            f"JobContext(job_name={self.job_name!r}, run_id={self.run_id!r}, "
+            f"run_config={self.run_config!r}, tags={self.tags!r})"
+        )
+
+
+def _local_run_id() -> str:
+    """A run id for a job called outside a run (a test, `execute_job`): uuid4 hex, the
+    shape of a real run's id."""
+    return uuid.uuid4().hex
 
 
 class ScheduleContext:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from typing import Any, Callable, Dict, Mapping, Optional
 
 from .context import JobContext, call, wants_context
@@ -37,10 +38,28 @@ class JobDefinition:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
 
-    def execute(self, run_config: Optional[Mapping[str, Any]] = None) -> Any:
-        """Run the job's function once, with a context carrying `run_config`."""
+    def execute(
+        self,
+        run_config: Optional[Mapping[str, Any]] = None,
+        *,
+        run_id: Optional[str] = None,
+        tags: Optional[Mapping[str, str]] = None,
+        log: Optional[logging.Logger] = None,
+    ) -> Any:
+        """Run the job's function once, with a JobContext carrying `run_config`, and the
+        run's id, tags and logger when a run process gives them (else a fresh id, the
+        job's own tags and the logger ``wsm.job.<name>``). Returns what the function
+        returns; raises what it raises, and DefinitionError for a run_config that is not
+        a plain dict."""
         config = plain_config(run_config, f"job {self.name!r}")
-        return call(self.fn, self.takes_context, JobContext(self.name, config))
+        context = JobContext(
+            self.name,
+            config,
+            run_id=run_id,
+            tags={**self.tags, **dict(tags or {})},
+            log=log,
+        )
+        return call(self.fn, self.takes_context, context)
 
     def __repr__(self) -> str:
         return f"<JobDefinition {self.name!r}>"

@@ -25,6 +25,8 @@ from workspace_manager.envs.service import EnvironmentService, write_in_use
 from workspace_manager.http.view import LocationView, ManagerView, status_document
 from workspace_manager.loader.launch import make_sdk_dir
 from workspace_manager.protocol.errors import CallTimeout, RemoteError
+from workspace_manager.runs.coordinator import RunCoordinator, RunHooks, RunPlanError
+from workspace_manager.runs.process import RunPlan, plan_from_launch
 from workspace_manager.supervisor import looplag, orphans, runtime, statedirs
 from workspace_manager.supervisor.cgroup import CgroupRoot
 from workspace_manager.supervisor.codewatch import code_fingerprint
@@ -77,6 +79,7 @@ class Manager:
         build_reporter: Optional[BuildReporter] = None,
         adjust_plan: Optional[Callable[[LaunchPlan], LaunchPlan]] = None,
         secret_vars: Tuple[str, ...] = (),
+        runs: bool = False,
     ) -> None:
         self.workspace = workspace
         self.identity = identity
@@ -113,6 +116,10 @@ class Manager:
         self._cgroups: Optional[CgroupRoot] = None
         self._orphans_task: Optional[asyncio.Task] = None
         self.loop_heartbeat = time.monotonic()
+        # `wsm up`: the run records (storage/) and the run coordinator (runs/); docs/daemon.md
+        self.with_runs = runs
+        self.store: Any = None  # storage.writer.AsyncStorage
+        self.runs: Optional[RunCoordinator] = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -143,6 +150,8 @@ class Manager:
         statedirs.claim(self.key, self.identity)
         self._sdk_dir = make_sdk_dir(str(self.dir))
         self._cgroups = CgroupRoot.create()  # None: no cgroup here, the process tree must do
+        if self.with_runs:  # before health and control answer: they may ask about runs
+            await self._open_runs()
         self._heartbeat_task = asyncio.ensure_future(self._loop_heartbeat())
         self.loop_lag = looplag.LoopLag().start()  # heartbeat deadlines allow for our stalls
         self._codewatch_task = asyncio.ensure_future(self._retry_changed_code())
@@ -174,6 +183,48 @@ class Manager:
             ).write(self.dir)
         for config in self.workspace.locations:
             self._add_location(config)
+        if self.runs is not None:
+            await self.runs.start()
+
+    async def _open_runs(self) -> None:
+        """Open `<state>/<key>/runs.db` (off the loop: it may migrate) and make the run
+        coordinator; it starts once the locations are added."""
+        from workspace_manager.storage.paths import open_storage
+        from workspace_manager.storage.writer import AsyncStorage
+
+        loop = asyncio.get_running_loop()
+        storage = await loop.run_in_executor(None, lambda: open_storage(self.key, create=True))
+        self.store = AsyncStorage(storage)
+        hooks = RunHooks(
+            workspace=lambda: self.workspace,
+            location_ready=self._runs_may_start,
+            snapshot=lambda name: (
+                self.locations[name].snapshot if self._runs_may_start(name) else None
+            ),
+            plan=self.run_plan,
+            report=self.events.run,
+            message=self.events.message,
+        )
+        self.runs = RunCoordinator(self.store, hooks)
+
+    def _runs_may_start(self, name: str) -> bool:
+        loc = self.locations.get(name)
+        return loc is not None and loc.state is State.READY
+
+    async def run_plan(self, name: str) -> RunPlan:
+        """Where a run of location `name` starts: its serving loader's interpreter, working
+        directory, environment and code (runs/process.plan_from_launch). RunPlanError when
+        it has none (gone, remote, not ready)."""
+        loc = self.locations.get(name)
+        if loc is None:
+            raise RunPlanError(f"location {name!r} is not in the workspace")
+        if loc.config.is_remote:
+            raise RunPlanError(f"location {name!r} is remote (grpc_server): runs need local code")
+        inst = loc.instance
+        if loc.state is not State.READY or inst is None or not isinstance(inst.plan, LaunchPlan):
+            raise RunPlanError(f"location {name!r} is {loc.state.value}")
+        assert self._sdk_dir is not None
+        return plan_from_launch(inst.plan, self._sdk_dir, self._cgroups)
 
     def _add_location(self, config: LocationConfig) -> Location:
         hooks = LocationHooks(
@@ -188,8 +239,12 @@ class Manager:
         self._stop.set()
 
     async def shutdown(self) -> None:
-        """Stop every location at once (shutdown call, grace, SIGTERM, SIGKILL), clean up."""
+        """Drain then cancel the runs in progress; stop every location at once (shutdown
+        call, grace, SIGTERM, SIGKILL), clean up."""
         self.envs.close(cancel_builds=True)
+        if self.runs is not None:
+            drain = self.workspace.daemon.run_drain_seconds if self.stop_grace else 0.0
+            await self.runs.shutdown(drain)
         await asyncio.gather(
             *(loc.stop(self.stop_grace) for loc in self.locations.values()),
             return_exceptions=True,
@@ -207,6 +262,8 @@ class Manager:
         orphans.collect()
         for log in self._logs.values():
             log.close()
+        if self.store is not None:
+            await self.store.close()
         if self._cgroups is not None:
             self._cgroups.close()
         if self.dir is not None:
@@ -236,6 +293,8 @@ class Manager:
         if self._stop.is_set():
             self.events.message("second signal: killing locations now")
             self.stop_grace = 0.0
+            if self.runs is not None:
+                self.runs.hurry()
             return
         self.events.message(f"received {signal.Signals(sig).name}, shutting down")
         self._stop.set()
@@ -457,6 +516,8 @@ class Manager:
             self._code[loc.name] = self._planned_code[loc.name]
         if t.new is State.READY:
             self.metrics.watch_connection(loc)  # time its calls from now on
+            if self.runs is not None:
+                self.runs.wake()  # its queued runs may start
         self.events.transition(loc.name, t)
         text = (
             f"--- wsm: {t.old.value if t.old else '-'} -> {t.new.value}"
@@ -538,7 +599,45 @@ class Manager:
             "call": self._h_call,
             "snapshot": self._h_snapshot,
             "reload": self._h_reload,
+            "launch_run": self._h_launch_run,
+            "cancel_run": self._h_cancel_run,
         }
+
+    def _coordinator(self) -> RunCoordinator:
+        if self.runs is None:
+            raise RemoteError("NotAvailable", "this manager runs no jobs")
+        return self.runs
+
+    async def _h_launch_run(self, params: dict) -> dict:
+        """{location (optional), job, run_config, tags, origin} -> the QUEUED run."""
+        runs = self._coordinator()
+        job, location = params.get("job"), params.get("location")
+        config, tags = params.get("run_config") or {}, params.get("tags") or {}
+        origin = params.get("origin") or {}
+        if not isinstance(job, str) or not (location is None or isinstance(location, str)):
+            raise ValueError("job (and location) must be strings")
+        if not all(isinstance(x, dict) for x in (config, tags, origin)):
+            raise ValueError("run_config, tags and origin must be maps")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+            raise ValueError("tags must map strings to strings")
+        origin = {**origin, "kind": "manual"}
+        try:
+            record = await runs.submit(location, job, run_config=config, tags=tags, origin=origin)
+        except LookupError as exc:
+            raise RemoteError("NotFound", _lookup_text(exc)) from None
+        return record.as_dict()
+
+    async def _h_cancel_run(self, params: dict) -> dict:
+        """{run_id (or a unique prefix)} -> the run, CANCELING or already final."""
+        runs = self._coordinator()
+        run_id = params.get("run_id")
+        if not isinstance(run_id, str):
+            raise ValueError("run_id must be a string")
+        try:
+            record = await runs.cancel(run_id, str(params.get("reason") or "canceled by user"))
+        except LookupError as exc:
+            raise RemoteError("NotFound", _lookup_text(exc)) from None
+        return record.as_dict()
 
     async def _h_reload(self, params: dict) -> dict:
         names = params.get("locations") or []
@@ -597,6 +696,11 @@ class ManagerRunning(Exception):
             f"a manager for this workspace is already running{pid}; use `wsm status` or `wsm down`"
         )
         self.record = record
+
+
+def _lookup_text(exc: LookupError) -> str:
+    """A LookupError's message (str() of a KeyError would quote it)."""
+    return str(exc.args[0]) if exc.args else str(exc)
 
 
 def one_line(text: Any, limit: int = 300) -> str:

@@ -68,6 +68,7 @@ def _load(path: PathLike, shown: str) -> Workspace:
     folder = Path(os.path.abspath(shown)).parent
     builder = Builder(doc, folder)
     supervision, locations = builder.build([issue.path for issue in issues])
+    daemon = builder.daemon([issue.path for issue in issues])
     problems.extend(builder.problems)
     if problems:
         raise WorkspaceError(problems)
@@ -77,6 +78,7 @@ def _load(path: PathLike, shown: str) -> Workspace:
         root=root,
         locations=tuple(locations),
         supervision=supervision,
+        daemon=daemon,
     )
 
 

@@ -22,10 +22,12 @@ from .errors import Problem
 from .interpreter_check import InterpreterChecker
 from .model import (
     CodeTarget,
+    DaemonConfig,
     EnvironmentSpec,
     LocationConfig,
     RemoteTarget,
     Supervision,
+    TagConcurrencyLimit,
 )
 from .names import name_problem
 from .requirements_check import (
@@ -63,6 +65,15 @@ def supervision_from(block: Dict[str, Any], base: Supervision) -> Supervision:
         else:
             values[key] = float(value)
     return replace(base, **values)
+
+
+#: `daemon.retention` keys -> DaemonConfig fields.
+RETENTION_FIELDS = {
+    "runs_days": "run_retention_days",
+    "logs_days": "log_retention_days",
+    "ticks_days": "tick_retention_days",
+    "skipped_ticks_days": "skipped_tick_retention_days",
+}
 
 
 def _within(child: str, parent: str) -> bool:
@@ -136,6 +147,41 @@ class Builder:
                 locations.append(location)
         return supervision, locations
 
+    def daemon(self, broken: List[YamlPath]) -> DaemonConfig:
+        """The workspace's `daemon:` block (schema-valid unless in `broken`); the defaults
+        for what it does not set. `retention: {runs_days, ...}` maps to the
+        *_retention_days fields."""
+        block = self.doc.data.get("daemon") if isinstance(self.doc.data, dict) else None
+        if not isinstance(block, dict) or any(p[:1] == ("daemon",) for p in broken):
+            return DaemonConfig()
+        fields: Dict[str, Any] = {}
+        if block.get("default_status") is not None:
+            fields["default_status"] = str(block["default_status"]).upper()
+        for key in ("max_concurrent_runs", "run_drain_seconds"):
+            if key in block:
+                fields[key] = block[key]
+        if "run_timeout_seconds" in block:
+            fields["run_timeout_seconds"] = block["run_timeout_seconds"]
+        limits = []
+        seen: Dict[Tuple[str, Optional[str]], int] = {}
+        for index, item in enumerate(block.get("tag_concurrency_limits") or []):
+            key, value = item["key"], item.get("value")
+            if (key, value) in seen:
+                self.problem(
+                    ("daemon", "tag_concurrency_limits", index),
+                    f"a second limit for tag {quote(key)}"
+                    + (f" = {quote(value)}" if value is not None else "")
+                    + f" (the first is item {seen[(key, value)] + 1}); keep one",
+                )
+            seen[(key, value)] = index
+            limits.append(TagConcurrencyLimit(key=key, limit=item["limit"], value=value))
+        fields["tag_concurrency_limits"] = tuple(limits)
+        retention = block.get("retention") or {}
+        for key, field_name in RETENTION_FIELDS.items():
+            if key in retention:
+                fields[field_name] = retention[key]
+        return DaemonConfig(**fields)
+
     # One entry.
 
     def _local(self, fields: _Fields, workspace_wide: Supervision) -> Optional[LocationConfig]:
@@ -198,6 +244,7 @@ class Builder:
             executable_path=executable,
             environment=environment,
             env_vars=tuple(fields.values.get("env_vars", {}).items()),
+            max_concurrent_runs=(fields.values.get("daemon") or {}).get("max_concurrent_runs"),
             line=line,
             column=column,
         )

@@ -1,0 +1,285 @@
+"""`wsm job launch` (queue a run through the running manager) and `wsm job execute` (run
+one now, in the foreground, without a manager); SPEC section 7."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from workspace_manager.cli import control_client, targets
+
+EXIT_FAILED = 1
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("job", help="launch or execute a job")
+    jobs = p.add_subparsers(dest="job_command", metavar="COMMAND")
+    jobs.required = True
+
+    launch = jobs.add_parser(
+        "launch",
+        help="queue a run through the running manager; prints its id",
+        description="Queue a run of JOB in the running manager (`wsm up`) and print its id.",
+    )
+    targets.add_target_args(launch, code=False)
+    _run_args(launch)
+    launch.add_argument(
+        "--wait", action="store_true", help="follow the run to its end; exit 0 on SUCCESS, else 1"
+    )
+    launch.set_defaults(_job=_launch)
+
+    execute = jobs.add_parser(
+        "execute",
+        help="run a job now, in the foreground, in its location's environment",
+        description="Run JOB now in its location's interpreter and environment, print its "
+        "output and log lines as they come, and record it like any run. Exit 0 on SUCCESS, "
+        "1 otherwise; Ctrl-C cancels it.",
+    )
+    targets.add_target_args(execute)
+    _run_args(execute)
+    execute.set_defaults(_job=_execute)
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-l", "--location", metavar="LOCATION", help="the job's location")
+    p.add_argument("job", metavar="JOB")
+    p.add_argument(
+        "--config",
+        metavar="JSON|@FILE",
+        help="run config: a JSON object, or @FILE holding JSON or YAML",
+    )
+    p.add_argument(
+        "--tag", action="append", default=[], metavar="K=V", help="a run tag (repeatable)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    return int(args._job(args) or 0)
+
+
+# -- arguments ----------------------------------------------------------------------------
+
+
+def run_config(text: Optional[str]) -> Dict[str, Any]:
+    """`--config`: a JSON object, or @FILE (JSON, or YAML for .yaml/.yml); one-line error."""
+    if not text:
+        return {}
+    source = "--config"
+    if text.startswith("@"):
+        path = Path(text[1:])
+        source = str(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            targets.fail(f"--config {path}: {exc.strerror or exc}")
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            try:
+                value = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                targets.fail(f"{source}: not valid YAML: {' '.join(str(exc).split())}")
+            return _mapping(value, source)
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        targets.fail(f"{source}: not valid JSON: {exc}")
+    return _mapping(value, source)
+
+
+def _mapping(value: Any, source: str) -> Dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        targets.fail(f"{source}: the run config must be an object, got {type(value).__name__}")
+    return value
+
+
+def run_tags(items: List[str]) -> Dict[str, str]:
+    """`--tag K=V`..., in order (a later one wins); one-line error for a missing '='."""
+    tags: Dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            targets.fail(f"--tag {item!r}: expected KEY=VALUE")
+        tags[key] = value
+    return tags
+
+
+# -- launch -------------------------------------------------------------------------------
+
+
+def _launch(args: argparse.Namespace) -> int:
+    from workspace_manager.protocol.errors import RemoteError
+
+    params = {
+        "location": args.location,
+        "job": args.job,
+        "run_config": run_config(args.config),
+        "tags": run_tags(args.tag),
+        "origin": {"kind": "manual", "user": _user(), "host": socket.gethostname(), "via": "cli"},
+    }
+    client, record = control_client.connect(args)
+    if client is None:
+        targets.fail(
+            f"no manager is running for {targets.describe(args)} (start one with `wsm up`, "
+            "or run the job here with `wsm job execute`)",
+            control_client.EXIT_NO_MANAGER,
+        )
+    try:
+        with client:
+            run = client.call("launch_run", params)
+    except RemoteError as exc:
+        targets.fail(exc.message, EXIT_FAILED)
+    print(run["run_id"], flush=True)
+    if not args.wait:
+        return 0
+    return _follow(record.key, run["run_id"])
+
+
+def _follow(key: str, run_id: str) -> int:
+    """Print the run's lines as they are stored until it is final; 0 on SUCCESS."""
+    from workspace_manager.storage.paths import open_storage
+
+    store = open_storage(key, create=False)
+    after = 0
+    try:
+        while True:
+            record = store.get_run(run_id)
+            while True:
+                lines = store.read_logs(run_id, after_seq=after)
+                for line in lines:
+                    print_line(line)
+                    after = line.seq
+                if len(lines) < 1000:
+                    break
+            if record.is_final:
+                return verdict(record)
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        print(f"\nwsm: stopped following run {run_id}; it goes on", file=sys.stderr)
+        return 130
+    finally:
+        store.close()
+
+
+def verdict(record: Any) -> int:
+    """Say how the run ended (with its traceback when it failed): 0 on SUCCESS, else 1."""
+    if record.status != "SUCCESS" and record.traceback:
+        print(str(record.traceback).rstrip("\n"), file=sys.stderr)
+    print(f"run {record.run_id}: {record.status}", file=sys.stderr, flush=True)
+    return 0 if record.status == "SUCCESS" else EXIT_FAILED
+
+
+def print_line(line: Any) -> None:
+    """One stored line for a terminal: stdout and stderr as the job wrote them, a log
+    record as `LEVEL message`, what wsm says as `wsm: ...` on stderr."""
+    if line.stream == "stdout":
+        print(line.text, flush=True)
+    elif line.stream == "log":
+        print(f"{line.level or 'INFO'} {line.text}", flush=True)
+    elif line.stream == "stderr":
+        print(line.text, file=sys.stderr, flush=True)
+    else:
+        print(f"wsm: {line.text}", file=sys.stderr, flush=True)
+
+
+# -- execute ------------------------------------------------------------------------------
+
+
+def _execute(args: argparse.Namespace) -> int:
+    from workspace_manager.envs.progress import console_reporter
+    from workspace_manager.envs.service import EnvironmentService
+    from workspace_manager.runs.execute import ExecuteError, OpeningStorage, execute
+    from workspace_manager.runs.queue import BadPriority
+    from workspace_manager.storage.base import StorageError
+    from workspace_manager.storage.paths import open_storage
+    from workspace_manager.supervisor.runtime import manager_key
+
+    if args.location and (args.python_file or args.module_name):
+        targets.fail("-l goes with -w (a workspace); -f and -m have one location")
+    workspace, ident = targets.load(args)
+    location = _pick_location(args, workspace)
+    config, tags = run_config(args.config), run_tags(args.tag)
+    envs = EnvironmentService(reporter=console_reporter(sys.stderr))
+
+    async def go() -> Any:
+        store = OpeningStorage(lambda: open_storage(manager_key(ident), create=True))
+        try:
+            return await execute(
+                workspace,
+                store,
+                location,
+                args.job,
+                run_config=config,
+                tags=tags,
+                on_line=print_line,
+                envs=envs,
+            )
+        finally:
+            await store.close()
+
+    try:
+        record = asyncio.run(go())
+    except (ExecuteError, BadPriority, ValueError, StorageError) as exc:
+        targets.fail(str(exc), EXIT_FAILED)
+    return verdict(record)
+
+
+def _pick_location(args: argparse.Namespace, workspace: Any) -> str:
+    """-l, the only location, or the one whose code has JOB as a running manager knows it;
+    otherwise a one-line error asking for -l."""
+    names = [loc.name for loc in workspace.locations]
+    if args.location:
+        if args.location not in names:
+            targets.fail(f"no location named {args.location!r} (known: {', '.join(names)})")
+        return str(args.location)
+    if len(names) == 1:
+        return names[0]
+    having = _locations_with_job(args, names)
+    if having is not None and len(having) == 1:
+        return having[0]
+    if having:
+        targets.fail(
+            f"job {args.job!r} is in several locations ({', '.join(having)}); name one with -l"
+        )
+    targets.fail(
+        f"the workspace has {len(names)} locations ({', '.join(names)}); name the job's with -l"
+    )
+
+
+def _locations_with_job(args: argparse.Namespace, names: List[str]) -> Optional[List[str]]:
+    """The locations whose loaded code has the job, asked of a running manager; None when
+    none runs."""
+    from workspace_manager.protocol.errors import RemoteError
+
+    client, _ = control_client.connect(args, timeout=5.0)
+    if client is None:
+        return None
+    found = []
+    with client:
+        for name in names:
+            try:
+                snapshot = client.call("snapshot", {"location": name})
+            except RemoteError:
+                continue
+            for repo in snapshot.get("repositories") or []:
+                if any(j.get("name") == args.job for j in repo.get("jobs") or []):
+                    found.append(name)
+                    break
+    return found
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return str(os.getuid())

@@ -1,0 +1,97 @@
+"""Which queued runs may start now: a pure function of the queue, the runs in progress,
+the limits and which locations are ready (docs/daemon.md, "Runs").
+
+Order: tag `wsm/priority` (an int, higher first), then `created_at`, then run id (Dagster's
+queued run coordinator orders by its `dagster/priority` tag the same way). A run that cannot
+start now does not hold back the runs after it, unless the workspace-wide limit is
+reached: a run whose location is not ready, whose location is at its own limit or that a
+tag limit blocks waits while others go, as Dagster's coordinator skips blocked runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Collection, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from workspace_manager.storage.records import RunRecord
+from workspace_manager.workspace.model import TagConcurrencyLimit
+
+PRIORITY_TAG = "wsm/priority"
+
+
+class BadPriority(ValueError):
+    """A `wsm/priority` tag that is not an integer."""
+
+
+def priority_of(tags: Mapping[str, str]) -> int:
+    """The run's priority from its `wsm/priority` tag (0 without one); BadPriority if the
+    tag is not an integer."""
+    value = tags.get(PRIORITY_TAG)
+    if value is None:
+        return 0
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise BadPriority(f"tag {PRIORITY_TAG} must be an integer, got {value!r}") from None
+
+
+def queue_order(runs: Sequence[RunRecord]) -> List[RunRecord]:
+    """Runs in the order they may start: priority (higher first), created_at, run id."""
+    return sorted(runs, key=lambda r: (-r.priority, r.created_at, r.run_id))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """`daemon.max_concurrent_runs` (None: no limit), each location's own limit, and the
+    tag limits."""
+
+    max_concurrent_runs: Optional[int] = None
+    per_location: Mapping[str, int] = field(default_factory=dict)
+    tags: Tuple[TagConcurrencyLimit, ...] = ()
+
+
+def _matches(limit: TagConcurrencyLimit, tags: Mapping[str, str]) -> bool:
+    if limit.key not in tags:
+        return False
+    return limit.value is None or tags[limit.key] == limit.value
+
+
+def runs_to_start(
+    queued: Sequence[RunRecord],
+    in_progress: Sequence[RunRecord],
+    limits: Limits,
+    ready: Callable[[str], bool],
+) -> List[RunRecord]:
+    """The queued runs to start now, in order. `in_progress`: the runs that hold a slot
+    (STARTING, STARTED, CANCELING); `ready(location)`: may that location's runs start."""
+    total = len(in_progress)
+    per_location: Dict[str, int] = {}
+    per_tag: List[int] = [0] * len(limits.tags)
+    for run in in_progress:
+        per_location[run.location] = per_location.get(run.location, 0) + 1
+        for i, limit in enumerate(limits.tags):
+            if _matches(limit, run.tags):
+                per_tag[i] += 1
+    chosen: List[RunRecord] = []
+    for run in queue_order(queued):
+        if limits.max_concurrent_runs is not None and total >= limits.max_concurrent_runs:
+            break
+        if not ready(run.location):
+            continue
+        own = limits.per_location.get(run.location)
+        if own is not None and per_location.get(run.location, 0) >= own:
+            continue
+        hits = [i for i, limit in enumerate(limits.tags) if _matches(limit, run.tags)]
+        if any(per_tag[i] >= limits.tags[i].limit for i in hits):
+            continue
+        chosen.append(run)
+        total += 1
+        per_location[run.location] = per_location.get(run.location, 0) + 1
+        for i in hits:
+            per_tag[i] += 1
+    return chosen
+
+
+def location_limits(limits: Collection[Tuple[str, Optional[int]]]) -> Dict[str, int]:
+    """{location: its own max_concurrent_runs} for the locations that set one."""
+    return {name: n for name, n in limits if n is not None}
