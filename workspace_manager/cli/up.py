@@ -28,6 +28,11 @@ def add_parser(sub) -> None:
         help="text: human lines (default); json: one JSON object per event, for log shippers",
     )
     p.add_argument(
+        "--no-daemon",
+        action="store_true",
+        help="do not run schedules and sensors (runs can still be launched)",
+    )
+    p.add_argument(
         "--quiet-output",
         action="store_true",
         help="do not echo the locations' stdout/stderr (still kept in their logs)",
@@ -59,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         reread=lambda: targets.read_workspace(args),
         build_reporter=console.build_reporter(),
         runs=True,
+        daemon=not args.no_daemon,
     )
     if hasattr(console, "attach"):
         console.attach(lambda name: manager.locations.get(name))

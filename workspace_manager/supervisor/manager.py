@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
+from workspace_manager.daemon.service import Daemon
 from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.progress import BuildReporter
 from workspace_manager.envs.resolve import InterpreterError, plain_interpreter
@@ -80,6 +81,7 @@ class Manager:
         adjust_plan: Optional[Callable[[LaunchPlan], LaunchPlan]] = None,
         secret_vars: Tuple[str, ...] = (),
         runs: bool = False,
+        daemon: bool = True,
     ) -> None:
         self.workspace = workspace
         self.identity = identity
@@ -120,6 +122,9 @@ class Manager:
         self.with_runs = runs
         self.store: Any = None  # storage.writer.AsyncStorage
         self.runs: Optional[RunCoordinator] = None
+        # schedules and sensors (daemon/), with the runs; `wsm up --no-daemon`: None
+        self.with_daemon = daemon
+        self.daemon: Optional[Daemon] = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -185,6 +190,15 @@ class Manager:
             self._add_location(config)
         if self.runs is not None:
             await self.runs.start()
+            if self.with_daemon:
+                self.daemon = Daemon(
+                    store=self.store,
+                    locations=lambda: self.locations,
+                    workspace=lambda: self.workspace,
+                    events=self.events,
+                    runs=self.runs,
+                )
+                await self.daemon.start()
 
     async def _open_runs(self) -> None:
         """Open `<state>/<key>/runs.db` (off the loop: it may migrate) and make the run
@@ -242,6 +256,8 @@ class Manager:
         """Drain then cancel the runs in progress; stop every location at once (shutdown
         call, grace, SIGTERM, SIGKILL), clean up."""
         self.envs.close(cancel_builds=True)
+        if self.daemon is not None:  # no tick launches a run once shutting down
+            await self.daemon.stop()
         if self.runs is not None:
             drain = self.workspace.daemon.run_drain_seconds if self.stop_grace else 0.0
             await self.runs.shutdown(drain)
@@ -518,6 +534,8 @@ class Manager:
             self.metrics.watch_connection(loc)  # time its calls from now on
             if self.runs is not None:
                 self.runs.wake()  # its queued runs may start
+        if self.daemon is not None:
+            self.daemon.poke()  # its schedules and sensors follow its new snapshot, or stop
         self.events.transition(loc.name, t)
         text = (
             f"--- wsm: {t.old.value if t.old else '-'} -> {t.new.value}"
@@ -601,7 +619,29 @@ class Manager:
             "reload": self._h_reload,
             "launch_run": self._h_launch_run,
             "cancel_run": self._h_cancel_run,
+            "instigators": self._h_instigators,
+            "set_instigator_status": self._h_set_instigator_status,
         }
+
+    def _the_daemon(self) -> Daemon:
+        if self.daemon is None:
+            raise RemoteError("NotAvailable", "this manager runs no daemon (wsm up --no-daemon)")
+        return self.daemon
+
+    async def _h_instigators(self, params: dict) -> list:
+        """{kind: "schedule" | "sensor" | null} -> every one, docs/daemon.md."""
+        return self._the_daemon().instigators(params.get("kind"))
+
+    async def _h_set_instigator_status(self, params: dict) -> dict:
+        """{kind, name (NAME or LOCATION:NAME), status: RUNNING | STOPPED} -> it, changed."""
+        daemon = self._the_daemon()
+        kind, name, status = params.get("kind"), params.get("name"), params.get("status")
+        if not all(isinstance(x, str) for x in (kind, name, status)):
+            raise ValueError("kind, name and status must be strings")
+        try:
+            return await daemon.set_status(str(kind), str(name), str(status))
+        except LookupError as exc:
+            raise RemoteError("NotFound", _lookup_text(exc)) from None
 
     def _coordinator(self) -> RunCoordinator:
         if self.runs is None:
