@@ -254,7 +254,9 @@ def test_status_json(harness: Harness, views: Views):
         "uptime_seconds",
         "health",
         "locations",
+        "daemon",  # None: this manager keeps no runs
     }
+    assert data["daemon"] is None
     assert data["status"] == "degraded"
     assert data["alive"] is True
     assert 41.0 <= data["uptime_seconds"] < 42.0 + DEADLINE

@@ -10,7 +10,18 @@ for log shippers (Fluent Bit, Vector, Promtail). Every object has `ts` (ISO 8601
 - `env_build`: `phase` (`start`, `step`, `warning`, `done`, `failed`), `env` (the key),
   `locations`, `seconds` since the build started, `message`;
 - `output`: a line a location wrote: `stream` (`stdout`/`stderr`), `line`;
-- `message`: the manager speaking: `message`.
+- `message`: the manager speaking: `message`;
+- `run`: a run changed status: `run_id`, `job`, `repository`, `status` (the new status in
+  lower case: `queued`, `starting`, `started`, `success`, `failure`, `canceling`,
+  `canceled`), `origin` (who launched it), `attempt`, `pid`, and once final
+  `duration_seconds`, `exit_code`, `signal`, `error`;
+- `tick`: a schedule or sensor was evaluated: `kind`, `name`, `result` (`success`,
+  `skipped`, `failure`), `tick_time`, `run_ids`, `run_keys_skipped`, `skip_reason`, `error`.
+
+The text console prints every run change and every tick that launched runs or failed; a
+`skipped` tick only when its reason differs from that instigator's previous one, so a sensor
+skipping every 30 seconds does not drown the console (the JSON lines and `wsm sensor ticks`
+have every one).
 """
 
 from __future__ import annotations
@@ -43,6 +54,14 @@ COLOURS = {
     "backoff": "33",
     "failed": "31;1",
     "stopped": "2",
+    # runs and ticks
+    "queued": "2",
+    "started": "36",
+    "success": "32",
+    "failure": "31",
+    "canceling": "33",
+    "canceled": "33",
+    "skipped": "2",
 }
 
 
@@ -53,9 +72,16 @@ class Console:
         self.show_output = show_output
         self._width = 0
         self._live: Optional[BuildReporter] = None
+        self._skips: Dict[Tuple[str, str, str], Optional[str]] = {}  # last skip reason each
 
     def sink(self) -> EventSink:
-        return EventSink(transition=self.transition, output=self.output, message=self.message)
+        return EventSink(
+            transition=self.transition,
+            output=self.output,
+            message=self.message,
+            run=self.run,
+            tick=self.tick,
+        )
 
     def _paint(self, text: str, code: str) -> str:
         return f"\033[{code}m{text}\033[0m" if self.tty else text
@@ -96,6 +122,74 @@ class Console:
     def message(self, text: str) -> None:
         self._emit(f"wsm: {text}")
 
+    def run(self, record: Any, event: str) -> None:
+        """`team_a  run 0f3c12ab my_job  failure  ValueError: boom (see `wsm run show 0f3c12ab`)`"""
+        short = str(record.run_id)[:8]
+        label = self._paint(f"{event:<9}", COLOURS.get(event, "0"))
+        detail = ""
+        if event == "queued":
+            detail = f"  ({run_origin_words(record.origin)})"
+        elif event == "started" and record.pid is not None:
+            detail = f"  pid {record.pid}"
+        elif event in ("success", "failure", "canceled"):
+            took = run_seconds(record)
+            detail = f"  in {took:.2f}s" if took is not None else ""
+            if record.error:
+                detail += f"  {one_line(record.error)}"
+            if event == "failure":
+                detail += f" (see `wsm run show {short}`)"
+        self._emit(f"{record.location:<{self._width}}  run {short} {record.job}  {label}{detail}")
+
+    def tick(self, tick: Any) -> None:
+        """`team_a  sensor watch  success  launched 2 runs: 0f3c12ab, 77aa01bc`"""
+        key = (tick.location, tick.kind, tick.name)
+        if tick.status == "skipped":
+            reason = tick.skip_reason or (
+                f"{len(tick.run_keys_skipped)} run key(s) used before"
+                if tick.run_keys_skipped
+                else None
+            )
+            if key in self._skips and self._skips[key] == reason:
+                return
+            self._skips[key] = reason
+            detail = one_line(reason) if reason else ""
+        else:
+            self._skips.pop(key, None)
+            if tick.status == "failure":
+                detail = one_line(tick.error)
+            else:
+                runs = list(tick.run_ids)
+                detail = f"launched {len(runs)} run{'' if len(runs) == 1 else 's'}"
+                if runs:
+                    detail += ": " + ", ".join(r[:8] for r in runs[:5])
+                    detail += ", ..." if len(runs) > 5 else ""
+        label = self._paint(f"{tick.status:<9}", COLOURS.get(tick.status, "0"))
+        self._emit(
+            f"{tick.location:<{self._width}}  {tick.kind} {tick.name}  {label}  {detail}".rstrip()
+        )
+
+
+def run_origin_words(origin: Any) -> str:
+    """Who launched a run, briefly: `manual by alice`, `schedule nightly`, `retry 2`."""
+    origin = origin if isinstance(origin, dict) else {}
+    kind = origin.get("kind") or "?"
+    if kind in ("schedule", "sensor"):
+        return f"{kind} {origin.get('name')}"
+    if kind == "retry":
+        return f"retry {origin.get('attempt')} of {str(origin.get('parent_run_id'))[:8]}"
+    user = origin.get("user")
+    if user:
+        return f"{kind} by {user}"
+    return f"{kind} via {origin['via']} from {origin.get('peer')}" if origin.get("via") else kind
+
+
+def run_seconds(record: Any) -> Optional[float]:
+    """From the run process's start to its end, in seconds; None until both are known."""
+    start = record.start_time if record.start_time is not None else record.started_at
+    if start is None or record.ended_at is None:
+        return None
+    return max(record.ended_at - start, 0.0)
+
 
 #: Longest output line echoed to the console; the location's log keeps every byte.
 MAX_ECHO = 1000
@@ -135,7 +229,13 @@ class JsonConsole:
         self._lookup = lookup
 
     def sink(self) -> EventSink:
-        return EventSink(transition=self.transition, output=self.output, message=self.message)
+        return EventSink(
+            transition=self.transition,
+            output=self.output,
+            message=self.message,
+            run=self.run,
+            tick=self.tick,
+        )
 
     def build_reporter(self) -> BuildReporter:
         return self
@@ -168,6 +268,36 @@ class JsonConsole:
 
     def message(self, text: str) -> None:
         self._write(self._clock(), "message", None, {"message": text})
+
+    def run(self, record: Any, event: str) -> None:
+        fields: Dict[str, Any] = {
+            "run_id": record.run_id,
+            "job": record.job,
+            "repository": record.repository,
+            "status": event,
+            "origin": record.origin,
+            "attempt": record.attempt,
+            "pid": record.pid,
+        }
+        if record.status in ("SUCCESS", "FAILURE", "CANCELED"):
+            took = run_seconds(record)
+            fields["duration_seconds"] = round(took, 3) if took is not None else None
+            fields.update(exit_code=record.exit_code, signal=record.signal, error=record.error)
+        self._write(self._clock(), "run", record.location, fields)
+
+    def tick(self, tick: Any) -> None:
+        fields = {
+            "kind": tick.kind,
+            "name": tick.name,
+            "result": tick.status,
+            "tick_id": tick.tick_id,
+            "tick_time": iso_utc(tick.tick_time),
+            "run_ids": list(tick.run_ids),
+            "run_keys_skipped": list(tick.run_keys_skipped),
+            "skip_reason": tick.skip_reason,
+            "error": tick.error,
+        }
+        self._write(self._clock(), "tick", tick.location, fields)
 
     def report(self, event: BuildEvent) -> None:
         """A BuildReporter: env build phases; the installer's own lines stay in its log."""

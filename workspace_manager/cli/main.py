@@ -23,6 +23,9 @@ COMMANDS = {
     "env": "env",
     "state": "state",
     "serve": "serve",
+    "run": "run",
+    "schedule": "instigators",
+    "sensor": "instigators",
     "job": "job",
 }
 
@@ -43,7 +46,8 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
             sub.add_parser(command)  # named in usage and errors, never parsed
             continue
         module = importlib.import_module(f"workspace_manager.cli.{module_name}")
-        module.add_parser(sub)
+        if command not in sub.choices:  # one module may add several (schedule, sensor)
+            module.add_parser(sub)
         sub.choices[command].set_defaults(_run=module.run)
     return parser
 

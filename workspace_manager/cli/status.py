@@ -88,7 +88,28 @@ def render(status: Dict[str, Any], colour: bool = False, width: Optional[int] = 
             tone = COLOURS.get(state, "0")
         cells[-1] = paint(short(row[-1], room), tone)
         lines.append(_line(cells, widths, room, painted=True))
+    if status.get("daemon"):  # under the table: scripts read the table's lines from the 2nd
+        lines.append(daemon_line(status["daemon"]))
     return "\n".join(lines) + "\n"
+
+
+def daemon_line(daemon: Dict[str, Any], now: Optional[float] = None) -> str:
+    """`daemon on (last loop 2s ago)  runs: 1 queued, 2 started, 40 success  queue 1`"""
+    now = time.time() if now is None else now
+    if daemon.get("enabled"):
+        last = daemon.get("last_loop")
+        ago = f" (last loop {duration(now - last)} ago)" if isinstance(last, (int, float)) else ""
+        words = [f"daemon on{ago}"]
+    else:
+        words = ["daemon off"]
+    counts = daemon.get("runs") or {}
+    shown = [f"{n} {status.lower()}" for status, n in counts.items() if n]
+    words.append("runs: " + (", ".join(shown) if shown else "none"))
+    if daemon.get("queue_length") is not None:
+        words.append(f"queue {daemon['queue_length']}")
+    if daemon.get("in_progress") is not None:
+        words.append(f"in progress {daemon['in_progress']}")
+    return "  ".join(words)
 
 
 def _row(name: str, loc: Dict[str, Any]) -> Sequence[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 
 from workspace_manager.cli import targets
 
@@ -26,6 +27,12 @@ def add_parser(sub) -> None:
         choices=("text", "json"),
         default="text",
         help="text: human lines (default); json: one JSON object per event, for log shippers",
+    )
+    p.add_argument(
+        "--api-token-env",
+        metavar="VAR",
+        help="the environment variable holding the token that writes to the JSON API from "
+        "other hosts must send (Authorization: Bearer TOKEN); without it only loopback writes",
     )
     p.add_argument(
         "--no-daemon",
@@ -53,6 +60,13 @@ def run(args: argparse.Namespace) -> int:
             health = parse_listen(args.health)
         except ValueError as exc:
             targets.fail(f"--health: {exc}")
+    api_token = None
+    if args.api_token_env:
+        api_token = os.environ.get(args.api_token_env)
+        if not api_token:
+            targets.fail(f"--api-token-env: the variable {args.api_token_env} is not set or empty")
+        if not args.health:
+            targets.fail("--api-token-env needs --health HOST:PORT (the API is served there)")
     workspace, ident = targets.load(args)
     console = make_console(args.log_format, show_output=not args.quiet_output)
     console.width(loc.name for loc in workspace.locations)
@@ -64,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         reread=lambda: targets.read_workspace(args),
         build_reporter=console.build_reporter(),
         runs=True,
+        api_token=api_token,
+        secret_vars=(args.api_token_env,) if args.api_token_env else (),
         daemon=not args.no_daemon,
     )
     if hasattr(console, "attach"):

@@ -36,6 +36,7 @@ from workspace_manager.http.wire import (
 
 log = logging.getLogger(__name__)
 
+#: What a route answers unless it says otherwise (a handler's `methods` attribute).
 _METHODS = ("GET", "HEAD")
 _BACKLOG = 1024  # the kernel caps it at net.core.somaxconn
 DEFAULT_LIMITS = Limits()
@@ -205,7 +206,8 @@ class HealthServer:
                 self._connections.move_to_end(task)
             try:
                 request = await asyncio.wait_for(
-                    read_request(reader, self._limits), self._request_timeout
+                    read_request(reader, self._limits, lambda: _send_continue(writer)),
+                    self._request_timeout,
                 )
             except asyncio.TimeoutError:
                 return False  # idle or too slow: drop it without a word, as Go and nginx do
@@ -221,7 +223,7 @@ class HealthServer:
                 return True
             conn.busy = True
             keep_alive = request.keep_alive and not self._closing
-            response = await self._respond(request)
+            response = await self._respond(replace(request, peer=_peer(writer)))
             conn.busy = False  # a client too slow to read its answer may be evicted
             await self._write(
                 writer,
@@ -237,9 +239,10 @@ class HealthServer:
         found = resolve(self.routes, request.path)
         if found is None:
             return text(404, "404 page not found\n")
-        if request.method not in _METHODS:
-            return text(405, "method not allowed\n", ("Allow", ", ".join(_METHODS)))
         handler, subpath = found
+        methods = getattr(handler, "methods", _METHODS)
+        if request.method not in methods:
+            return text(405, "method not allowed\n", ("Allow", ", ".join(methods)))
         try:
             response = handler(replace(request, subpath=subpath), self._view())
             if inspect.isawaitable(response):
@@ -292,6 +295,11 @@ async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
         await asyncio.wait_for(drain_input(), _LINGER_SECONDS)
     except (asyncio.TimeoutError, OSError):
         pass
+
+
+async def _send_continue(writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    await writer.drain()
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:

@@ -58,6 +58,10 @@ class ManagerView:
     # {"module_name", "attribute", "working_directory"}
     target: Dict[str, Any] = field(default_factory=dict)
     health: Optional[str] = None  # HOST:PORT of the health endpoint
+    # runs and the daemon, when the manager keeps runs (`wsm up`): {"enabled": daemon on,
+    # "last_loop": wall time of its last pass or None, "runs": {STATUS: count},
+    # "queue_length", "in_progress"}; None otherwise
+    daemon: Optional[Dict[str, Any]] = None
 
     def location(self, name: str) -> Optional[LocationView]:
         for loc in self.locations:
@@ -89,6 +93,7 @@ def status_document(view: ManagerView, now: float) -> Dict[str, Any]:
         "uptime_seconds": seconds(now - view.started_at),
         "health": view.health,
         "locations": {loc.name: location_document(loc) for loc in view.locations},
+        "daemon": dict(view.daemon) if view.daemon is not None else None,
     }
 
 

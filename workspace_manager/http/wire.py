@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Dict, List, Optional, Tuple
+from typing import Awaitable, Callable, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 from workspace_manager.version import __version__
@@ -33,7 +33,7 @@ class Limits:
     line_bytes: int = 8192  # request line (414) and each header line (431)
     header_bytes: int = 32768  # all header lines together (431)
     header_count: int = 100  # (431)
-    body_bytes: int = 65536  # a body is read and discarded; larger: 413 and close
+    body_bytes: int = 65536  # a body is read whole (the JSON API's POSTs); larger: 413 and close
 
 
 class HttpError(Exception):
@@ -58,6 +58,8 @@ class Request:
     query: Dict[str, List[str]]
     headers: Tuple[Tuple[str, str], ...]  # names lower-cased, in order
     subpath: str = ""  # set by the router for prefix routes: the part after the prefix
+    body: bytes = b""  # at most Limits.body_bytes
+    peer: Optional[str] = None  # the client's address (IP text), set by the server
 
     def header_values(self, name: str) -> List[str]:
         return [v for k, v in self.headers if k == name]
@@ -83,11 +85,17 @@ def text(status: int, body: str, *headers: Tuple[str, str]) -> Response:
     return Response(status, body.encode("utf-8"), TEXT, tuple(headers))
 
 
-async def read_request(reader: asyncio.StreamReader, limits: Limits) -> Optional[Request]:
+async def read_request(
+    reader: asyncio.StreamReader,
+    limits: Limits,
+    send_continue: Optional[Callable[[], Awaitable[None]]] = None,
+) -> Optional[Request]:
     """The next request on the connection, or None when the peer closed it between requests.
 
     Raises HttpError for a request we refuse and ClientGone for one cut short. The stream
-    must have been created with `limit=limits.line_bytes`.
+    must have been created with `limit=limits.line_bytes`. `send_continue` writes
+    `100 Continue` for a client that waits for it before sending its body (RFC 9110
+    10.1.1: curl does for bodies over 1 KiB).
     """
     line: Optional[bytes] = b""
     for i in range(_MAX_EMPTY_LINES + 1):
@@ -102,8 +110,8 @@ async def read_request(reader: asyncio.StreamReader, limits: Limits) -> Optional
     method, target, version = _parse_request_line(line)
     headers = await _read_headers(reader, limits)
     request = _make_request(method, target, version, headers)
-    await _discard_body(reader, request, limits)
-    return request
+    body = await _read_body(reader, request, limits, send_continue)
+    return replace(request, body=body) if body else request
 
 
 async def _read_line(
@@ -185,20 +193,30 @@ def _make_request(
     )
 
 
-async def _discard_body(reader: asyncio.StreamReader, request: Request, limits: Limits) -> None:
-    """Probes send no body; read and drop one anyway so keep-alive stays in step."""
+async def _read_body(
+    reader: asyncio.StreamReader,
+    request: Request,
+    limits: Limits,
+    send_continue: Optional[Callable[[], Awaitable[None]]],
+) -> bytes:
+    """The body (probes send none; one sent anyway is read, so keep-alive stays in step)."""
     if request.header_values("transfer-encoding"):
         raise HttpError(400, "request bodies with Transfer-Encoding are not accepted")
     lengths = request.header_values("content-length")
     if not lengths:
-        return
+        return b""
     if len(lengths) > 1 or not lengths[0].isascii() or not lengths[0].isdigit():
         raise HttpError(400, "malformed Content-Length")
     length = int(lengths[0])
     if length > limits.body_bytes:
         raise HttpError(413, "request body too large")
+    if length == 0:
+        return b""
+    expect = {v.strip().lower() for v in request.header_values("expect")}
+    if "100-continue" in expect and send_continue is not None and request.version == "HTTP/1.1":
+        await send_continue()
     try:
-        await reader.readexactly(length)
+        return await reader.readexactly(length)
     except asyncio.IncompleteReadError:
         raise ClientGone() from None
 

@@ -81,6 +81,7 @@ class Manager:
         adjust_plan: Optional[Callable[[LaunchPlan], LaunchPlan]] = None,
         secret_vars: Tuple[str, ...] = (),
         runs: bool = False,
+        api_token: Optional[str] = None,
         daemon: bool = True,
     ) -> None:
         self.workspace = workspace
@@ -92,6 +93,9 @@ class Manager:
         self.stop_grace = stop_grace
         self.reread = reread
         self.metrics = ManagerMetrics(self)  # read at scrape time: GET /metrics
+        self.events = self.metrics.observe_events(self.events)  # runs and ticks counted too
+        self.api_token = api_token  # `--api-token-env`: writes to the JSON API from afar
+        self._run_counts_task: Optional[asyncio.Task] = None
         self.envs = EnvironmentService(reporter=self.metrics.build_reporter(build_reporter))
         self.adjust_plan = adjust_plan  # `wsm serve`: its own listen address, token and TLS
         self.secret_vars = secret_vars  # more variables kept from locations (`--token-env`)
@@ -157,15 +161,20 @@ class Manager:
         self._cgroups = CgroupRoot.create()  # None: no cgroup here, the process tree must do
         if self.with_runs:  # before health and control answer: they may ask about runs
             await self._open_runs()
+            self._run_counts_task = asyncio.ensure_future(
+                self.metrics.runs.keep_counts(lambda: self.store)
+            )
         self._heartbeat_task = asyncio.ensure_future(self._loop_heartbeat())
         self.loop_lag = looplag.LoopLag().start()  # heartbeat deadlines allow for our stalls
         self._codewatch_task = asyncio.ensure_future(self._retry_changed_code())
         if self.health_listen is not None:
+            from workspace_manager.http.api import Api, api_route, manager_sources
             from workspace_manager.http.metrics import metrics_route
             from workspace_manager.http.server import HealthServer
 
             self._health = HealthServer(*self.health_listen, self.view)
             self._health.routes["/metrics"] = metrics_route(self.metrics.exposition_async)
+            self._health.routes["/api/"] = api_route(Api(manager_sources(self, self.api_token)))
             try:
                 self.health_address = await self._health.start()
             except OSError as exc:  # port in use, address not ours: say which, in one line
@@ -270,7 +279,12 @@ class Manager:
             await self._control.close()
         if self._health is not None:
             await self._health.close()
-        for task in (self._heartbeat_task, self._codewatch_task, self._orphans_task):
+        for task in (
+            self._heartbeat_task,
+            self._codewatch_task,
+            self._orphans_task,
+            self._run_counts_task,
+        ):
             if task is not None:
                 task.cancel()
         if self.loop_lag is not None:
@@ -577,7 +591,22 @@ class Manager:
             pid=os.getpid(),
             target=runtime.identity_target(self.identity),
             health=self.health_text(),
+            daemon=self._daemon_view(),
         )
+
+    def _daemon_view(self) -> Optional[Dict[str, Any]]:
+        """The `daemon` section of /status: None unless this manager keeps runs."""
+        if self.store is None:
+            return None
+        daemon = getattr(self, "daemon", None)
+        runs = self.runs
+        return {
+            "enabled": daemon is not None,
+            "last_loop": getattr(daemon, "last_loop", None) or None,
+            "runs": dict(self.metrics.runs.counts),
+            "queue_length": runs.queue_length() if runs is not None else None,
+            "in_progress": runs.in_progress() if runs is not None else None,
+        }
 
     def _location_view(self, loc: Location) -> LocationView:
         return LocationView(

@@ -13,13 +13,16 @@ Python, which must not stall the loop that answers /livez and runs the supervisi
 Hooks, all cheap and none able to break what they observe:
 - `connection_observer(location)`: an `AsyncConnection.observer` recording each completed
   call's method, duration and error type (`watch_connection(location)` attaches it);
-- `build_reporter(inner)`: wraps the env build reporter, counting builds and their duration.
+- `build_reporter(inner)`: wraps the env build reporter, counting builds and their duration;
+- `observe_events(sink)`: wraps the manager's EventSink so run and tick events also feed
+  the run metrics (supervisor/runmetrics.py), reported once the manager keeps runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import dataclasses
 import re
 import threading
 import time
@@ -49,6 +52,7 @@ from prometheus_client.utils import floatToGoString
 
 from workspace_manager.envs.progress import BuildEvent, BuildReporter, NullReporter
 from workspace_manager.protocol.errors import CallTimeout, ProtocolError, RemoteError
+from workspace_manager.supervisor.runmetrics import RunMetrics, RunSnapshot
 from workspace_manager.version import __version__
 
 #: Every state a location can be in (SPEC section 4), one series each in wsm_location_state.
@@ -154,6 +158,7 @@ class Snapshot:
     locations: Tuple[_LocationRow, ...]
     rpc: Tuple[_RpcRow, ...]
     builds: Tuple[Tuple[str, Tuple[int, ...], float], ...]  # (result, counts, seconds)
+    runs: Optional[RunSnapshot] = None  # None: the manager keeps no runs (`wsm list`, tests)
 
     def collect(self) -> Iterator[Metric]:
         info = GaugeMetricFamily("wsm_build_info", "wsm's version; always 1.", labels=["version"])
@@ -172,6 +177,8 @@ class Snapshot:
         yield from self._location_families()
         yield from self._rpc_families()
         yield from self._build_families()
+        if self.runs is not None:
+            yield from self.runs.collect()
 
     def _location_families(self) -> Iterator[Metric]:
         state = GaugeMetricFamily(
@@ -270,8 +277,23 @@ class ManagerMetrics:
         self._rpc: Dict[str, Dict[str, _MethodStats]] = {}
         self._builds: Dict[str, Histogram] = {}
         self._builds_lock = threading.Lock()  # builds report from worker threads
+        self.runs = RunMetrics()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Live(self))
+
+    def observe_events(self, sink: Any) -> Any:
+        """`sink` (a manager EventSink) with its run and tick events also counted here."""
+        inner_run, inner_tick = sink.run, sink.tick
+
+        def run(record: Any, event: str) -> None:
+            self.runs.observe_run(record, event)
+            inner_run(record, event)
+
+        def tick(tick: Any) -> None:
+            self.runs.observe_tick(tick)
+            inner_tick(tick)
+
+        return dataclasses.replace(sink, run=run, tick=tick)
 
     # -- recording (on the event loop, except builds) ---------------------------------------
 
@@ -346,7 +368,12 @@ class ManagerMetrics:
                 rpc.append(_RpcRow(row.name, method, counts, seconds, errors))
         with self._builds_lock:
             builds = tuple((r, *h.copy()) for r, h in sorted(self._builds.items()))
-        return Snapshot(self._clock(), self._source.started_at, tuple(rows), tuple(rpc), builds)
+        runs = None
+        if getattr(self._source, "store", None) is not None:
+            runs = self.runs.snapshot(getattr(self._source, "runs", None))
+        return Snapshot(
+            self._clock(), self._source.started_at, tuple(rows), tuple(rpc), builds, runs
+        )
 
     def exposition(self, accept: str = "") -> Tuple[bytes, str]:
         """Body and content type for an `Accept` header (OpenMetrics when it asks for it,

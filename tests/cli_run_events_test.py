@@ -1,0 +1,141 @@
+"""Run and tick events on the console: one line each in text, one JSON object each with
+`--log-format json` (EventSink.run / EventSink.tick, as the coordinator and daemon call them)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from workspace_manager.cli.console import Console, JsonConsole
+from workspace_manager.storage.records import RunRecord, TickRecord
+
+T0 = 1_700_000_000.0
+
+
+def a_run(**kw) -> RunRecord:
+    fields = dict(
+        run_id="0f3c12ab" + "0" * 24,
+        location="team_a",
+        job="my_job",
+        origin={"kind": "schedule", "name": "nightly", "tick_id": 4, "scheduled_time": T0},
+        created_at=T0,
+    )
+    fields.update(kw)
+    return RunRecord(**fields)  # type: ignore[arg-type]
+
+
+def test_json_run_events_carry_the_run() -> None:
+    out = io.StringIO()
+    sink = JsonConsole(out, clock=lambda: T0).sink()
+    sink.run(a_run(), "queued")
+    sink.run(a_run(status="STARTED", pid=4242, start_time=T0 + 0.1, started_at=T0 + 0.2), "started")
+    failed = a_run(
+        status="FAILURE",
+        pid=4242,
+        start_time=T0 + 0.1,
+        ended_at=T0 + 2.6,
+        exit_code=1,
+        error="ValueError: boom",
+    )
+    sink.run(failed, "failure")
+    recs = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [(r["event"], r["status"]) for r in recs] == [
+        ("run", "queued"),
+        ("run", "started"),
+        ("run", "failure"),
+    ]
+    first, _, last = recs
+    assert first["ts"] == "2023-11-14T22:13:20.000Z" and first["location"] == "team_a"
+    assert first["run_id"] == "0f3c12ab" + "0" * 24 and first["job"] == "my_job"
+    assert first["origin"] == {
+        "kind": "schedule",
+        "name": "nightly",
+        "tick_id": 4,
+        "scheduled_time": T0,
+    }
+    assert "duration_seconds" not in first
+    assert last["duration_seconds"] == 2.5 and last["exit_code"] == 1
+    assert last["error"] == "ValueError: boom" and last["pid"] == 4242
+
+
+def test_json_tick_events_name_the_instigator_and_its_runs() -> None:
+    out = io.StringIO()
+    sink = JsonConsole(out, clock=lambda: T0).sink()
+    sink.tick(
+        TickRecord(
+            "team_a",
+            "watch",
+            "sensor",
+            T0,
+            status="success",
+            tick_id=7,
+            run_ids=["r1", "r2"],
+            run_keys_skipped=["k0"],
+        )
+    )
+    sink.tick(
+        TickRecord(
+            "team_a",
+            "watch",
+            "sensor",
+            T0 + 30,
+            status="skipped",
+            skip_reason="nothing new",
+            tick_id=8,
+        )
+    )
+    recs = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert recs[0]["event"] == "tick" and recs[0]["location"] == "team_a"
+    assert {k: recs[0][k] for k in ("kind", "name", "result", "tick_id", "run_ids")} == {
+        "kind": "sensor",
+        "name": "watch",
+        "result": "success",
+        "tick_id": 7,
+        "run_ids": ["r1", "r2"],
+    }
+    assert recs[0]["run_keys_skipped"] == ["k0"] and recs[0]["tick_time"].endswith("Z")
+    assert recs[1]["result"] == "skipped" and recs[1]["skip_reason"] == "nothing new"
+
+
+def test_text_run_lines() -> None:
+    out = io.StringIO()
+    console = Console(out)
+    console.width(["team_a", "b"])
+    sink = console.sink()
+    sink.run(a_run(), "queued")
+    sink.run(a_run(status="STARTED", pid=4242), "started")
+    sink.run(
+        a_run(status="FAILURE", start_time=T0, ended_at=T0 + 1.5, error="ValueError:\n boom"),
+        "failure",
+    )
+    lines = [line.split(" ", 1)[1] for line in out.getvalue().splitlines()]  # drop the time
+    assert lines == [
+        "team_a  run 0f3c12ab my_job  queued     (schedule nightly)",
+        "team_a  run 0f3c12ab my_job  started    pid 4242",
+        "team_a  run 0f3c12ab my_job  failure    in 1.50s  ValueError: boom "
+        "(see `wsm run show 0f3c12ab`)",
+    ]
+
+
+def test_text_ticks_repeat_a_skip_only_when_its_reason_changes() -> None:
+    out = io.StringIO()
+    console = Console(out)
+    sink = console.sink()
+    for i in range(5):
+        sink.tick(
+            TickRecord(
+                "a", "watch", "sensor", T0 + 30 * i, status="skipped", skip_reason="nothing new"
+            )
+        )
+    sink.tick(TickRecord("a", "other", "sensor", T0, status="skipped", skip_reason="nothing new"))
+    sink.tick(TickRecord("a", "watch", "sensor", T0, status="success", run_ids=["0f3c12ab99"]))
+    sink.tick(TickRecord("a", "watch", "sensor", T0, status="skipped", skip_reason="nothing new"))
+    sink.tick(TickRecord("a", "nightly", "schedule", T0, status="failure", error="KeyError: 'x'"))
+    lines = [line.split(" ", 1)[1] for line in out.getvalue().splitlines()]
+    assert lines == [
+        "a  sensor watch  skipped    nothing new",
+        "a  sensor other  skipped    nothing new",
+        "a  sensor watch  success    launched 1 run: 0f3c12ab",
+        "a  sensor watch  skipped    nothing new",
+        "a  schedule nightly  failure    KeyError: 'x'",
+    ]
