@@ -1,0 +1,143 @@
+"""The run process (workspace_manager/runner/) on its own: exit statuses, events on the
+status socket, SIGTERM as RunInterrupted in the job, and the lifeline (EOF on the status
+socket kills the run's whole tree)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+import psutil
+from e2e import wait_for
+
+from workspace_manager.loader.launch import make_sdk_dir
+from workspace_manager.protocol.framing import FrameDecoder
+
+REPO = """
+import os, subprocess, sys, time
+from workspace_manager import job, repository
+
+@job
+def polite(context):
+    try:
+        with open(context.run_config["pidfile"], "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(600)
+    finally:
+        with open(context.run_config["pidfile"] + ".cleaned", "w") as f:
+            f.write("yes")
+
+@job
+def family(context):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    with open(context.run_config["pidfile"], "w") as f:
+        f.write(f"{os.getpid()} {child.pid}")
+    time.sleep(600)
+
+@repository
+def repo():
+    return [polite, family]
+"""
+
+
+def start(tmp: Path, boot: Dict[str, Any]) -> Tuple[subprocess.Popen, socket.socket]:
+    (tmp / "runner_repo.py").write_text(textwrap.dedent(REPO))
+    sdk = make_sdk_dir(str(tmp / "rt"))
+    ours, theirs = socket.socketpair()
+    code = f"import sys; sys.path.insert(0, {sdk!r}); from workspace_manager.runner.main import main; main()"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        pass_fds=(theirs.fileno(),),
+        start_new_session=True,
+        cwd=tmp,
+        env=env,
+    )
+    full = {
+        "run_id": "r" * 32,
+        "location": "loc",
+        "target": {"kind": "python_file", "python_file": str(tmp / "runner_repo.py")},
+        "status_fd": theirs.fileno(),
+        "protocol": 1,
+        **boot,
+    }
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(full).encode() + b"\n")
+    proc.stdin.close()
+    theirs.close()
+    return proc, ours
+
+
+def events(sock: socket.socket) -> List[Dict[str, Any]]:
+    decoder = FrameDecoder()
+    out: List[Dict[str, Any]] = []
+    sock.settimeout(30)
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return out
+        out.extend(decoder.feed(data))
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def test_a_bad_bootstrap_exits_3() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", "from workspace_manager.runner.main import main; main()"],
+        input=b'{"run_id": 5}\n',
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 3
+    assert b"bad bootstrap" in done.stderr
+
+
+def test_an_unknown_job_exits_4_with_a_load_failure(tmp_path: Path) -> None:
+    proc, sock = start(tmp_path, {"job": "nope"})
+    got = events(sock)
+    assert proc.wait(60) == 4
+    assert [e["event"] for e in got] == ["failure"]
+    assert got[0]["stage"] == "load"
+    assert "no job named 'nope'" in got[0]["error"]["message"]
+    assert got[0]["error"]["traceback"] is None
+
+
+def test_sigterm_raises_run_interrupted_in_the_job(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    proc, sock = start(tmp_path, {"job": "polite", "run_config": {"pidfile": str(pidfile)}})
+    wait_for(pidfile.exists, 30, "the job to start")
+    proc.send_signal(signal.SIGTERM)
+    got = events(sock)
+    assert proc.wait(30) == 128 + signal.SIGTERM
+    assert [e["event"] for e in got] == ["loaded", "started", "failure"]
+    assert got[-1]["error"]["message"].startswith("RunInterrupted: the run was asked to stop")
+    assert (tmp_path / "pid.cleaned").read_text() == "yes"  # its finally ran
+
+
+def test_eof_on_the_status_socket_kills_the_whole_tree(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    proc, sock = start(tmp_path, {"job": "family", "run_config": {"pidfile": str(pidfile)}})
+    wait_for(lambda: pidfile.exists() and len(pidfile.read_text().split()) == 2, 30, "pids")
+    runner, child = (int(p) for p in pidfile.read_text().split())
+    sock.close()  # what a manager's SIGKILL does to its end
+    started = time.monotonic()
+    proc.wait(30)
+    wait_for(lambda: not alive(child), 10, "the job's child to die with the run")
+    assert not alive(runner)
+    assert time.monotonic() - started < 10
