@@ -299,7 +299,15 @@ def _raw_status(api: Served, body: bytes):
             b"POST /api/runs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n" % len(body)
         )
-        data = sock.recv(65536)
+        data = b""
+        while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, answer = data.partition(b"\r\n\r\n")
+    assert b"Content-Type: application/json" in head  # the API's shape, also for a refusal
+    assert json.loads(answer)["error"]["type"] == "PayloadTooLarge"
     return int(data.split(b" ")[1])
 
 
@@ -418,4 +426,57 @@ def test_a_write_from_a_non_loopback_peer_needs_the_token(tmp_path):
         status, _, run = served.request("POST", "/api/runs", job, right)
         assert status == 201 and run["origin"]["peer"] == host
     finally:
+        served.close()
+
+
+def test_head_answers_like_get_without_a_body(api: Served):
+    add_runs(api.storage, 3)
+    conn = http.client.HTTPConnection(api.host, api.port, timeout=DEADLINE)
+    try:
+        conn.request("GET", "/api/runs")
+        get = conn.getresponse()
+        body = get.read()
+        conn.request("HEAD", "/api/runs")
+        head = conn.getresponse()
+        assert head.read() == b"" and head.status == 200
+        assert head.getheader("Content-Length") == str(len(body))
+    finally:
+        conn.close()
+
+
+def test_probes_never_wait_for_a_slow_storage(tmp_path):
+    """A storage read that takes seconds holds its own request only: /livez and /readyz
+    answer at once meanwhile."""
+    served = Served(tmp_path)
+    release = threading.Event()
+
+    class Slow:
+        def __getattr__(self, name: str) -> Any:
+            async def call(*args: Any, **kwargs: Any) -> Any:
+                await asyncio.get_running_loop().run_in_executor(None, release.wait, DEADLINE)
+                return await getattr(served.async_storage, name)(*args, **kwargs)
+
+            return call
+
+    served.server.routes["/api/"] = api_route(Api(ApiSources(storage=lambda: Slow())))
+    try:
+        answer: Dict[str, Any] = {}
+        reader = threading.Thread(
+            target=lambda: answer.update(page=served.request("GET", "/api/runs"))
+        )
+        reader.start()
+        time.sleep(0.2)  # the API request is waiting on the storage now
+        for path in ("/livez", "/readyz", "/status"):
+            started = time.monotonic()
+            conn = http.client.HTTPConnection(served.host, served.port, timeout=DEADLINE)
+            conn.request("GET", path)
+            assert conn.getresponse().status == 200
+            conn.close()
+            assert time.monotonic() - started < DEADLINE / 2
+        assert reader.is_alive()  # still waiting: the probes did not wait for it
+        release.set()
+        reader.join(DEADLINE)
+        assert answer["page"][0] == 200
+    finally:
+        release.set()
         served.close()

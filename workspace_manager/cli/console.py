@@ -138,7 +138,8 @@ class Console:
                 detail += f"  {one_line(record.error)}"
             if event == "failure":
                 detail += f" (see `wsm run show {short}`)"
-        self._emit(f"{record.location:<{self._width}}  run {short} {record.job}  {label}{detail}")
+        line = f"{record.location:<{self._width}}  run {short} {record.job}  {label}{detail}"
+        self._emit(line.rstrip())
 
     def tick(self, tick: Any) -> None:
         """`team_a  sensor watch  success  launched 2 runs: 0f3c12ab, 77aa01bc`"""

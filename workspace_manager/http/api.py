@@ -61,6 +61,7 @@ _RUNS = "GET, HEAD, POST"
 #: Lists longer than this are converted and encoded in a worker thread, not on the loop.
 _HEAVY = 100
 _FIELDS: Dict[type, Tuple[str, ...]] = {}
+_REFUSALS = {413: "PayloadTooLarge", 431: "HeadersTooLarge", 414: "URITooLong"}
 
 
 @dataclass(frozen=True)
@@ -567,6 +568,13 @@ def api_route(api: Api) -> Any:
             body = answer.encode()
         return Response(answer.status, body, JSON, answer.headers)
 
+    def refusal(status: int, message: str) -> Response:
+        """What the server answers, in the API's shape, to a request it refuses before
+        routing (413: body too large, 400: malformed)."""
+        kind = _REFUSALS.get(status, "BadRequest")
+        return Response(status, ApiError(status, kind, message).response().encode(), JSON)
+
+    route.refusal = refusal  # type: ignore[attr-defined]
     # every method reaches the API, which answers the ones it does not take with a JSON 405
     route.methods = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # type: ignore[attr-defined]
     return route

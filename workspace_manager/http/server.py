@@ -215,7 +215,7 @@ class HealthServer:
                 return False
             except HttpError as exc:
                 log.debug("health endpoint: %s for %s: %s", exc.status, _peer(writer), exc)
-                refusal = text(exc.status, exc.message + "\n")
+                refusal = self._refusal(exc)
                 await self._write(writer, refusal, head_only=False, keep_alive=False, http10=False)
                 await _linger(reader, writer)
                 return True
@@ -234,6 +234,19 @@ class HealthServer:
             )
             if not keep_alive:
                 return True
+
+    def _refusal(self, exc: HttpError) -> Response:
+        """The answer to a refused request: plain text, or the route's own wording (its
+        `refusal(status, message)`) when the request got as far as naming its path."""
+        found = resolve(self.routes, exc.path) if exc.path else None
+        word = getattr(found[0], "refusal", None) if found else None
+        if word is not None:
+            try:
+                response: Response = word(exc.status, exc.message)
+                return response
+            except Exception:
+                log.exception("health endpoint: a route's refusal failed")
+        return text(exc.status, exc.message + "\n")
 
     async def _respond(self, request: Request) -> Response:
         found = resolve(self.routes, request.path)

@@ -43,6 +43,7 @@ class HttpError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.path: Optional[str] = None  # the request's path, when it was read that far
 
 
 class ClientGone(Exception):
@@ -108,9 +109,13 @@ async def read_request(
         raise HttpError(400, "no request line")
     assert line is not None
     method, target, version = _parse_request_line(line)
-    headers = await _read_headers(reader, limits)
-    request = _make_request(method, target, version, headers)
-    body = await _read_body(reader, request, limits, send_continue)
+    try:
+        headers = await _read_headers(reader, limits)
+        request = _make_request(method, target, version, headers)
+        body = await _read_body(reader, request, limits, send_continue)
+    except HttpError as exc:  # the route may want to word the refusal (JSON for the API)
+        exc.path = target.partition("?")[0] if target.startswith("/") else None
+        raise
     return replace(request, body=body) if body else request
 
 
