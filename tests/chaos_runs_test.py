@@ -1,0 +1,261 @@
+"""Random `kill -9`s of the manager during a burst of sensor runs (issue 9).
+
+A sensor asks for runs with keys from a fixed set (a counter file, not the cursor, picks
+them, so the same keys come back after every restart); each job writes its run id and key
+to a file at its first line, then takes 0-500 ms. The real `wsm up` is started, killed
+with SIGKILL after a random 0.2-3 s, and checked after every kill:
+
+- no process of its tree (manager, loader, run processes and their children) is left;
+- the database passes `PRAGMA integrity_check`;
+- no run_key has two runs in the database, and no key's job function ran under two run ids
+  (the jobs' own file: the strongest form of "launched twice");
+- after the restart, every run that was in progress at the kill is `FAILURE` with
+  "the manager was killed while the run was in progress".
+
+At the end one more `wsm up` drains: every key has run, every run is final. The fast
+variant kills 5 times, the slow one 50.
+"""
+
+from __future__ import annotations
+
+import collections
+import random
+import signal
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Set, Tuple
+
+import psutil
+import pytest
+from e2e import WorkspaceDir, WsmUp, wait_for
+
+from workspace_manager.runs.coordinator import KILLED_REASON
+from workspace_manager.supervisor import runtime
+
+REPO = """
+import os, random, time
+from workspace_manager import DefaultSensorStatus, RunRequest, job, repository, sensor
+
+NOTES = os.environ["NOTES"]
+KEYS = int(os.environ["CHAOS_KEYS"])
+BATCH = 20  # keys asked for per tick
+STEP = 10  # the window moves by less than it is wide: each key is asked for twice a lap
+
+
+@job
+def chaos_work(context):
+    # first line: one write with O_APPEND, so lines of concurrent runs never interleave
+    fd = os.open(os.path.join(NOTES, "launched"), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.write(fd, ("%s %s\\n" % (context.run_id, context.tags["chaos/key"])).encode())
+    os.close(fd)
+    time.sleep(random.uniform(0, 0.5))
+    context.log.info("done with %s", context.tags["chaos/key"])
+
+
+@sensor(job=chaos_work, minimum_interval_seconds=0.5, default_status=DefaultSensorStatus.RUNNING)
+def burst(context):
+    path = os.path.join(NOTES, "counter")
+    try:
+        with open(path) as f:
+            start = int(f.read())
+    except (OSError, ValueError):
+        start = 0
+    for i in range(start, start + BATCH):
+        key = "k%03d" % (i % KEYS)
+        yield RunRequest(run_key=key, tags={"chaos/key": key})
+    with open(path + ".tmp", "w") as f:
+        f.write(str(start + STEP))
+    os.replace(path + ".tmp", path)
+
+
+@repository
+def chaos_repo():
+    return [chaos_work, burst]
+"""
+
+IN_PROGRESS = ("STARTING", "STARTED", "CANCELING")
+FINAL = ("SUCCESS", "FAILURE", "CANCELED")
+
+
+def make(ws: WorkspaceDir, keys: int) -> None:
+    ws.file("code/chaos_repo.py", REPO)
+    (ws.root / "notes").mkdir(exist_ok=True)
+    entry = {
+        "relative_path": "code/chaos_repo.py",
+        "location_name": "chaos",
+        "env_vars": {"NOTES": str(ws.root / "notes"), "CHAOS_KEYS": str(keys)},
+    }
+    ws.workspace({"daemon": {"max_concurrent_runs": 10}, "load_from": [{"python_file": entry}]})
+
+
+def db_path(ws: WorkspaceDir) -> Path:
+    key = runtime.manager_key(f"workspace:{ws.root / 'workspace.yaml'}")
+    return Path(ws.env["WSM_STATE_DIR"]) / key / "runs.db"
+
+
+def query(ws: WorkspaceDir, sql: str) -> List[Tuple[Any, ...]]:
+    """Read the database with plain sqlite3, read only, as a third party would."""
+    path = db_path(ws)
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def launched(ws: WorkspaceDir) -> List[Tuple[str, str]]:
+    """(run_id, key) for every time a job's function started, from the jobs' own file."""
+    try:
+        text = (ws.root / "notes" / "launched").read_text()
+    except OSError:
+        return []
+    return [tuple(line.split()) for line in text.splitlines() if line]  # type: ignore[misc]
+
+
+class Sampler(threading.Thread):
+    """Records every process of `wsm up`'s tree every few ms while it runs."""
+
+    def __init__(self, up: WsmUp) -> None:
+        super().__init__(daemon=True)
+        self.up = up
+        self.done = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            self.up.track()
+            self.done.wait(0.02)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(5)
+
+
+def run_processes_alive(run_ids: Set[str]) -> List[int]:
+    """Processes of ours still alive that are run processes of these runs (their pid may
+    have been reused by anyone else's process: the environment says whose run it is)."""
+    left = []
+    for p in psutil.process_iter(["pid", "status"]):
+        if p.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            if p.environ().get("WSM_RUN_ID") in run_ids:
+                left.append(p.pid)
+        except psutil.Error:
+            continue
+    return left
+
+
+def check_database(ws: WorkspaceDir, when: str) -> None:
+    assert query(ws, "PRAGMA integrity_check") in ([], [("ok",)]), when
+    twice = query(
+        ws,
+        "SELECT run_key, count(*) FROM runs WHERE run_key IS NOT NULL "
+        "GROUP BY run_key HAVING count(*) > 1",
+    )
+    assert twice == [], f"{when}: run_keys with several runs: {twice}"
+
+
+def check_launched_once(ws: WorkspaceDir, when: str) -> int:
+    """No key's function ran under two run ids, nor one run id's function twice."""
+    lines = launched(ws)
+    ids_by_key: Dict[str, Set[str]] = collections.defaultdict(set)
+    for run_id, key in lines:
+        ids_by_key[key].add(run_id)
+    twice = {k: sorted(ids) for k, ids in ids_by_key.items() if len(ids) > 1}
+    assert twice == {}, f"{when}: keys whose job ran under several run ids: {twice}"
+    again = [r for r, n in collections.Counter(r for r, _ in lines).items() if n > 1]
+    assert again == [], f"{when}: runs whose job function ran more than once: {again}"
+    return len(lines)
+
+
+def check_recovery(ws: WorkspaceDir, pending: Set[str], recovered: Set[str], when: str) -> None:
+    """A run in progress at a kill stays so until the next manager has started, which fails
+    it with the reason; then it never changes. Moves the failed ones from `pending` to
+    `recovered`, adds the runs in progress now to `pending`."""
+    rows = dict(
+        (r[0], (r[1], r[2])) for r in query(ws, "SELECT run_id, status, error FROM runs")
+    )
+    for run_id in pending | recovered:
+        status, error = rows[run_id]
+        if (status, error) == ("FAILURE", KILLED_REASON):
+            pending.discard(run_id)
+            recovered.add(run_id)
+        else:
+            assert run_id in pending and status in IN_PROGRESS, (when, run_id, status, error)
+    pending.update(r for r, (status, _) in rows.items() if status in IN_PROGRESS)
+
+
+def chaos(ws: WorkspaceDir, kills: int, keys: int, seed: int) -> None:
+    rng = random.Random(seed)
+    make(ws, keys)
+    began = time.monotonic()
+    # runs in progress at a kill, until a later manager has failed them with the reason
+    pending: Set[str] = set()
+    recovered: Set[str] = set()
+    for n in range(kills):
+        when = f"kill {n + 1} of {kills} (seed {seed})"
+        up = WsmUp(ws)
+        sampler = Sampler(up)
+        try:
+            time.sleep(rng.uniform(0.2, 3.0))
+        finally:
+            sampler.stop()
+            up.stop(signal.SIGKILL)
+        ours = {r[0] for r in query(ws, "SELECT run_id FROM runs")}
+        up.assert_no_leftovers(timeout=5)
+        wait_for(
+            lambda: not run_processes_alive(ours), 5, f"{when}: every run process to exit"
+        )
+        check_database(ws, when)
+        check_launched_once(ws, when)
+        check_recovery(ws, pending, recovered, when)
+
+    # the last manager drains: every key runs once, every run ends
+    # the last manager drains: every key runs once, every run ends
+    with WsmUp(ws) as up:
+        sampler = Sampler(up)
+        try:
+            wait_for(
+                lambda: query(
+                    ws,
+                    "SELECT count(DISTINCT run_key), sum(status NOT IN "
+                    "('SUCCESS', 'FAILURE', 'CANCELED')) FROM runs",
+                )
+                == [(keys, 0)],
+                60 + 2 * keys,
+                "every key to have a finished run",
+            )
+        finally:
+            sampler.stop()
+        assert up.stop() == 0
+    check_database(ws, "after the drain")
+    functions = check_launched_once(ws, "after the drain")
+    statuses = dict(query(ws, "SELECT status, count(*) FROM runs GROUP BY status"))
+    assert set(statuses) <= set(FINAL), statuses
+    total = sum(statuses.values())
+    killed = query(ws, f"SELECT count(*) FROM runs WHERE error = '{KILLED_REASON}'")[0][0]
+    check_recovery(ws, pending, recovered, "after the drain")
+    assert pending == set(), f"runs in progress at a kill never recovered: {pending}"
+    assert killed == len(recovered)
+    # every run not failed by a kill did its work; a run failed by a kill may have started
+    # its function or not
+    assert statuses.get("SUCCESS", 0) == total - killed
+    print(
+        f"\nchaos: {kills} kills in {time.monotonic() - began:.0f} s, {total} runs "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))}), "
+        f"{killed} failed by a kill, {functions} job functions started, {keys} keys"
+    )
+
+
+def test_kill_9_of_the_manager_during_a_burst_of_runs(ws: WorkspaceDir) -> None:
+    chaos(ws, kills=5, keys=40, seed=random.randrange(1 << 30))
+
+
+@pytest.mark.slow
+def test_50_kill_9s_of_the_manager_during_a_burst_of_runs(ws: WorkspaceDir) -> None:
+    chaos(ws, kills=50, keys=200, seed=random.randrange(1 << 30))
