@@ -177,9 +177,7 @@ def check_recovery(ws: WorkspaceDir, pending: Set[str], recovered: Set[str], whe
     """A run in progress at a kill stays so until the next manager has started, which fails
     it with the reason; then it never changes. Moves the failed ones from `pending` to
     `recovered`, adds the runs in progress now to `pending`."""
-    rows = dict(
-        (r[0], (r[1], r[2])) for r in query(ws, "SELECT run_id, status, error FROM runs")
-    )
+    rows = dict((r[0], (r[1], r[2])) for r in query(ws, "SELECT run_id, status, error FROM runs"))
     for run_id in pending | recovered:
         status, error = rows[run_id]
         if (status, error) == ("FAILURE", KILLED_REASON):
@@ -209,24 +207,27 @@ def chaos(ws: WorkspaceDir, kills: int, keys: int, seed: int) -> None:
         ours = {r[0] for r in query(ws, "SELECT run_id FROM runs")}
         up.assert_no_leftovers(timeout=5)
         wait_for(
-            lambda: not run_processes_alive(ours), 5, f"{when}: every run process to exit"
+            lambda ours=ours: not run_processes_alive(ours),
+            5,
+            f"{when}: every run process to exit",
         )
         check_database(ws, when)
         check_launched_once(ws, when)
         check_recovery(ws, pending, recovered, when)
 
     # the last manager drains: every key runs once, every run ends
-    # the last manager drains: every key runs once, every run ends
     with WsmUp(ws) as up:
         sampler = Sampler(up)
         try:
             wait_for(
-                lambda: query(
-                    ws,
-                    "SELECT count(DISTINCT run_key), sum(status NOT IN "
-                    "('SUCCESS', 'FAILURE', 'CANCELED')) FROM runs",
-                )
-                == [(keys, 0)],
+                lambda: (
+                    query(
+                        ws,
+                        "SELECT count(DISTINCT run_key), sum(status NOT IN "
+                        "('SUCCESS', 'FAILURE', 'CANCELED')) FROM runs",
+                    )
+                    == [(keys, 0)]
+                ),
                 60 + 2 * keys,
                 "every key to have a finished run",
             )
