@@ -24,6 +24,7 @@ import signal
 import sqlite3
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Set, Tuple
 
@@ -32,6 +33,8 @@ import pytest
 from e2e import WorkspaceDir, WsmUp, wait_for
 
 from workspace_manager.runs.coordinator import KILLED_REASON
+from workspace_manager.storage.records import RunRecord
+from workspace_manager.storage.sqlite import SqliteStorage
 from workspace_manager.supervisor import runtime
 
 REPO = """
@@ -195,6 +198,8 @@ def chaos(ws: WorkspaceDir, kills: int, keys: int, seed: int) -> None:
     # runs in progress at a kill, until a later manager has failed them with the reason
     pending: Set[str] = set()
     recovered: Set[str] = set()
+    cleanup = 0.0  # the longest time from a kill to its last process gone
+    processes = 0
     for n in range(kills):
         when = f"kill {n + 1} of {kills} (seed {seed})"
         up = WsmUp(ws)
@@ -203,6 +208,7 @@ def chaos(ws: WorkspaceDir, kills: int, keys: int, seed: int) -> None:
             time.sleep(rng.uniform(0.2, 3.0))
         finally:
             sampler.stop()
+            killed_at = time.monotonic()
             up.stop(signal.SIGKILL)
         ours = {r[0] for r in query(ws, "SELECT run_id FROM runs")}
         up.assert_no_leftovers(timeout=5)
@@ -211,6 +217,8 @@ def chaos(ws: WorkspaceDir, kills: int, keys: int, seed: int) -> None:
             5,
             f"{when}: every run process to exit",
         )
+        cleanup = max(cleanup, time.monotonic() - killed_at)
+        processes += len(up.seen_pids)
         check_database(ws, when)
         check_launched_once(ws, when)
         check_recovery(ws, pending, recovered, when)
@@ -249,7 +257,8 @@ def chaos(ws: WorkspaceDir, kills: int, keys: int, seed: int) -> None:
     print(
         f"\nchaos: {kills} kills in {time.monotonic() - began:.0f} s, {total} runs "
         f"({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))}), "
-        f"{killed} failed by a kill, {functions} job functions started, {keys} keys"
+        f"{killed} failed by a kill, {functions} job functions started, {keys} keys; "
+        f"{processes} processes seen at kills, all gone at most {cleanup:.2f} s after a kill"
     )
 
 
@@ -260,3 +269,37 @@ def test_kill_9_of_the_manager_during_a_burst_of_runs(ws: WorkspaceDir) -> None:
 @pytest.mark.slow
 def test_50_kill_9s_of_the_manager_during_a_burst_of_runs(ws: WorkspaceDir) -> None:
     chaos(ws, kills=50, keys=200, seed=random.randrange(1 << 30))
+
+
+def test_sigterm_while_the_manager_recovers_runs_is_a_clean_stop(ws: WorkspaceDir) -> None:
+    """Recovery (and the daemon's start) follow the health line: a SIGTERM then must stop
+    the manager as at any other time (exit 0), not kill it with the signal's default."""
+    ws.file(
+        "repo.py",
+        """
+        from workspace_manager import job, repository
+
+        @job
+        def j():
+            pass
+
+        @repository
+        def r():
+            return [j]
+        """,
+    )
+    ws.workspace({"load_from": [{"python_file": {"relative_path": "repo.py"}}]})
+    db_path(ws).parent.mkdir(parents=True)
+    store = SqliteStorage(db_path(ws), create=True)
+    try:
+        for _ in range(500):  # left in progress by a killed manager: recovery takes a while
+            run = store.add_run(RunRecord(uuid.uuid4().hex, "repo", "j", created_at=time.time()))
+            store.update_run(run.run_id, status="STARTED")
+    finally:
+        store.close()
+    with WsmUp(ws) as up:
+        assert up.stop(signal.SIGTERM) == 0, up.output()
+    assert "received SIGTERM, shutting down" in up.output()
+    assert query(ws, "SELECT status, error, count(*) FROM runs GROUP BY status, error") == [
+        ("FAILURE", KILLED_REASON, 500)
+    ]
