@@ -2,7 +2,8 @@
 
 A sensor asks for runs with keys from a fixed set (a counter file, not the cursor, picks
 them, so the same keys come back after every restart); each job writes its run id and key
-to a file at its first line, then takes 0-500 ms. The real `wsm up` is started, killed
+to a file at its first line, then takes 0-500 ms (one key in 8: 8 s, with a child process
+of its own, so a kill always finds runs that only their lifeline can end). The real `wsm up` is started, killed
 with SIGKILL after a random 0.2-3 s, and checked after every kill:
 
 - no process of its tree (manager, loader, run processes and their children) is left;
@@ -38,7 +39,7 @@ from workspace_manager.storage.sqlite import SqliteStorage
 from workspace_manager.supervisor import runtime
 
 REPO = """
-import os, random, time
+import os, random, subprocess, sys, time
 from workspace_manager import DefaultSensorStatus, RunRequest, job, repository, sensor
 
 NOTES = os.environ["NOTES"]
@@ -53,7 +54,14 @@ def chaos_work(context):
     fd = os.open(os.path.join(NOTES, "launched"), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     os.write(fd, ("%s %s\\n" % (context.run_id, context.tags["chaos/key"])).encode())
     os.close(fd)
-    time.sleep(random.uniform(0, 0.5))
+    if int(context.tags["chaos/key"][1:]) % 8 == 7:
+        # a straggler with a child: at a kill, only the run's lifeline can end them
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        time.sleep(8)
+        child.kill()
+        child.wait()
+    else:
+        time.sleep(random.uniform(0, 0.5))
     context.log.info("done with %s", context.tags["chaos/key"])
 
 
