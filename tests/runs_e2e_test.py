@@ -359,3 +359,56 @@ def test_execute_with_an_unusable_run_database_is_one_line(ws: WorkspaceDir) -> 
     for path in notes:  # the run may have started before the database was found unusable
         pid = json.loads(path.read_text())["pid"]
         wait_for(lambda pid=pid: not alive(pid), 15, "the unrecorded run to be stopped")
+
+
+def test_a_failed_run_is_retried_as_a_new_run_naming_its_parent(ws: WorkspaceDir) -> None:
+    make(ws)
+    with WsmUp(ws) as up:
+        up.wait_state("team", "ready")
+        first = launch(ws, "boom", "--tag", "wsm/max_retries=1")
+
+        def both() -> Any:
+            store = storage(ws)
+            try:
+                runs = store.list_runs(job="boom", limit=None)
+            finally:
+                store.close()
+            return runs if len(runs) == 2 and all(r.is_final for r in runs) else None
+
+        runs = sorted(wait_for(both, 60, "the run and its retry"), key=lambda r: r.attempt)
+        up.track()
+    assert [r.run_id for r in runs][0] == first
+    assert [r.status for r in runs] == ["FAILURE", "FAILURE"]
+    assert runs[1].parent_run_id == first and runs[1].attempt == 1
+    assert runs[1].origin == {"kind": "retry", "parent_run_id": first, "attempt": 1}
+
+
+def test_ctrl_c_cancels_an_executed_run(ws: WorkspaceDir) -> None:
+    import subprocess
+
+    from e2e import wsm_argv
+
+    make(ws)
+    proc = subprocess.Popen(
+        wsm_argv("job", "execute", "sleeper"),
+        cwd=ws.root,
+        env=ws.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        notes = ws.root / "notes"
+        path = wait_for(lambda: next(iter(notes.iterdir()), None), 60, "the job to start")
+        seen = note(ws, path.name)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err
+    assert f"run {path.name}: CANCELED" in err
+    record = final(ws, path.name)
+    assert record.status == "CANCELED" and record.error == "interrupted (Ctrl-C)"
+    assert record.origin["kind"] == "execute" and record.origin["pid"] == proc.pid
+    wait_for(lambda: not alive(seen["pid"]), 10, "the run's process to end")

@@ -178,3 +178,9 @@ def test_status_of_records_is_ignored() -> None:
         )
         == []
     )
+
+
+def test_a_run_with_only_the_priority_tag_is_ordered_by_it() -> None:
+    tagged = RunRecord("t", "a", "j", tags={"wsm/priority": "3"}, created_at=5)
+    bad = RunRecord("b", "a", "j", tags={"wsm/priority": "x"}, created_at=0)
+    assert ids(queue_order([run("plain", created=1), tagged, bad])) == ["t", "b", "plain"]

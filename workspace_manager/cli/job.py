@@ -199,7 +199,7 @@ def _execute(args: argparse.Namespace) -> int:
     from workspace_manager.envs.progress import console_reporter
     from workspace_manager.envs.service import EnvironmentService
     from workspace_manager.runs.execute import ExecuteError, OpeningStorage, execute
-    from workspace_manager.runs.queue import BadPriority
+    from workspace_manager.runs.queue import BadPriority, priority_of
     from workspace_manager.storage.base import StorageError
     from workspace_manager.storage.paths import open_storage
     from workspace_manager.supervisor.runtime import manager_key
@@ -209,6 +209,10 @@ def _execute(args: argparse.Namespace) -> int:
     workspace, ident = targets.load(args)
     location = _pick_location(args, workspace)
     config, tags = run_config(args.config), run_tags(args.tag)
+    try:
+        priority_of(tags)
+    except BadPriority as exc:
+        targets.fail(str(exc))
     envs = EnvironmentService(reporter=console_reporter(sys.stderr))
 
     async def go() -> Any:
@@ -229,7 +233,7 @@ def _execute(args: argparse.Namespace) -> int:
 
     try:
         record = asyncio.run(go())
-    except (ExecuteError, BadPriority, ValueError, StorageError) as exc:
+    except (ExecuteError, ValueError, StorageError) as exc:
         targets.fail(str(exc), EXIT_FAILED)
     return verdict(record)
 

@@ -48,7 +48,6 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from workspace_manager.cli.console import make_console
-    from workspace_manager.storage.base import StorageError
     from workspace_manager.supervisor.manager import Manager, ManagerRunning
     from workspace_manager.supervisor.runtime import RuntimeDirError
 
@@ -95,8 +94,6 @@ def run(args: argparse.Namespace) -> int:
         targets.fail(str(exc), code=1)
     except RuntimeDirError as exc:
         targets.fail(f"runtime directory: {exc}", code=1)
-    except StorageError as exc:  # runs.db: corrupt, or written by a newer wsm
-        targets.fail(f"run records: {exc}", code=1)
     except OSError as exc:
         targets.fail(str(exc), code=1)
 

@@ -233,7 +233,8 @@ class RunCoordinator:
             await active.process.kill_tree()
 
     def hurry(self) -> None:
-        """Cut a drain short (a second Ctrl-C): cancel what runs now."""
+        """Cut a drain short (a second Ctrl-C): cancel what runs now, without the grace."""
+        self.cancel_grace = 0.0
         self._hurry.set()
 
     def queue_length(self) -> int:
@@ -401,6 +402,7 @@ class RunCoordinator:
         starting = self.store.update_run(
             run.run_id, status=STARTING, message="starting", start_time=self.hooks.clock()
         )
+        timeout = self._timeout(run)
         try:
             plan = await self.hooks.plan(run.location)
         except RunPlanError as exc:
@@ -441,7 +443,6 @@ class RunCoordinator:
         self._write(active, self.store.update_run(run.run_id, pid=process.pid))
         if active.cancel_reason is not None:
             asyncio.ensure_future(self._stop(active))
-        timeout = self._timeout(run)
         try:
             if timeout is None:
                 code = await process.wait()
@@ -460,10 +461,19 @@ class RunCoordinator:
         return result
 
     def _timeout(self, run: RunRecord) -> Optional[float]:
-        value = _number_tag(run.tags, TIMEOUT_TAG)
+        value = self._tag_number(run, TIMEOUT_TAG)
         if value is None:
             value = self.hooks.workspace().daemon.run_timeout_seconds
         return value if value else None
+
+    def _tag_number(self, run: RunRecord, key: str) -> Optional[float]:
+        """A number tag of a run queued by other code (the daemon), which `submit` did not
+        check: a bad one is said and ignored."""
+        try:
+            return _number_tag(run.tags, key)
+        except ValueError as exc:
+            self._add_log(LogLine(run.run_id, self.hooks.clock(), "wsm", f"{exc}; ignored"))
+            return None
 
     def _on_event(self, active: _Active, event: Dict[str, Any]) -> None:
         run_id = active.record.run_id
@@ -536,7 +546,7 @@ class RunCoordinator:
     async def _maybe_retry(self, record: RunRecord) -> None:
         if record.status != FAILURE:
             return
-        allowed = _number_tag(record.tags, MAX_RETRIES_TAG) or 0
+        allowed = self._tag_number(record, MAX_RETRIES_TAG) or 0
         if record.attempt >= allowed or self._stopping:
             return
         attempt = record.attempt + 1

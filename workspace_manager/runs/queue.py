@@ -35,9 +35,20 @@ def priority_of(tags: Mapping[str, str]) -> int:
         raise BadPriority(f"tag {PRIORITY_TAG} must be an integer, got {value!r}") from None
 
 
+def effective_priority(run: RunRecord) -> int:
+    """The run's stored priority, else its `wsm/priority` tag (a run queued by other code
+    may have set only the tag); a tag that is not an integer counts as 0."""
+    if run.priority:
+        return run.priority
+    try:
+        return priority_of(run.tags)
+    except BadPriority:
+        return 0
+
+
 def queue_order(runs: Sequence[RunRecord]) -> List[RunRecord]:
     """Runs in the order they may start: priority (higher first), created_at, run id."""
-    return sorted(runs, key=lambda r: (-r.priority, r.created_at, r.run_id))
+    return sorted(runs, key=lambda r: (-effective_priority(r), r.created_at, r.run_id))
 
 
 @dataclass(frozen=True)

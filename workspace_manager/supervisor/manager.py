@@ -129,6 +129,7 @@ class Manager:
         # schedules and sensors (daemon/), with the runs; `wsm up --no-daemon`: None
         self.with_daemon = daemon
         self.daemon: Optional[Daemon] = None
+        self.runs_off = "this manager runs no jobs"  # why self.runs is None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -214,11 +215,18 @@ class Manager:
     async def _open_runs(self) -> None:
         """Open `<state>/<key>/runs.db` (off the loop: it may migrate) and make the run
         coordinator; it starts once the locations are added."""
+        from workspace_manager.storage.base import StorageError
         from workspace_manager.storage.paths import open_storage
         from workspace_manager.storage.writer import AsyncStorage
 
         loop = asyncio.get_running_loop()
-        storage = await loop.run_in_executor(None, lambda: open_storage(self.key, create=True))
+        try:
+            storage = await loop.run_in_executor(None, lambda: open_storage(self.key, create=True))
+        except (StorageError, OSError) as exc:  # a full disk, a newer wsm's database: the
+            # locations still serve (SPEC section 6), without runs
+            self.runs_off = f"the run records cannot be opened: {exc}"
+            self.events.message(f"runs are off: {self.runs_off}")
+            return
         self.store = AsyncStorage(storage)
         hooks = RunHooks(
             workspace=lambda: self.workspace,
@@ -676,7 +684,7 @@ class Manager:
 
     def _coordinator(self) -> RunCoordinator:
         if self.runs is None:
-            raise RemoteError("NotAvailable", "this manager runs no jobs")
+            raise RemoteError("NotAvailable", self.runs_off)
         return self.runs
 
     async def _h_launch_run(self, params: dict) -> dict:
