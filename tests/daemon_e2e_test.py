@@ -279,3 +279,54 @@ def test_a_schedule_fires_on_a_real_minute_boundary(ws: WorkspaceDir) -> None:
         assert record.origin["scheduled_time"] == tick.tick_time
         assert record.started_at is not None and record.started_at >= tick.tick_time
         assert up.stop() == 0
+
+
+SLOW_REPO = """
+import time
+from workspace_manager import DefaultSensorStatus, SkipReason, job, repository, sensor
+
+@job
+def work():
+    pass
+
+@sensor(job=work, minimum_interval_seconds=1, default_status=DefaultSensorStatus.RUNNING)
+def slow():
+    time.sleep(20)
+    return SkipReason("slept 20 s")
+
+@sensor(job=work, minimum_interval_seconds=1, default_status=DefaultSensorStatus.RUNNING)
+def quick():
+    return SkipReason("nothing new")
+
+@repository
+def repo():
+    return [work, slow, quick]
+"""
+
+
+@pytest.mark.slow
+def test_a_sensor_sleeping_20_s_delays_no_other_sensor_nor_location_call(ws: WorkspaceDir) -> None:
+    ws.file("code/daemon_repo.py", SLOW_REPO)
+    ws.workspace(
+        {
+            "load_from": [
+                {"python_file": {"relative_path": "code/daemon_repo.py", "location_name": "team"}}
+            ]
+        }
+    )
+    with WsmUp(ws) as up:
+        up.wait_state("team", "ready")
+        wait_for(lambda: ticks(ws, "quick"), 30, "the quick sensor's first tick")
+        first = ticks(ws, "quick")[0].tick_time
+        # while the slow sensor sleeps in its first evaluation: the quick one goes on every
+        # second, and the location answers calls
+        wait_for(lambda: len(ticks(ws, "quick")) >= 10, 30, "ten ticks of the quick sensor")
+        answer = control(ws, "call", {"location": "team", "method": "ping", "params": {}})
+        assert answer["pid"] > 0
+        quick = ticks(ws, "quick")
+        assert ticks(ws, "slow") == [] or ticks(ws, "slow")[0].ended_at > quick[9].ended_at
+        assert quick[9].tick_time - first < 19  # ten ticks before the slow one could end
+        wait_for(lambda: ticks(ws, "slow"), 40, "the slow sensor's tick")
+        (slow,) = ticks(ws, "slow")[:1]
+        assert slow.status == "skipped" and slow.skip_reason == "slept 20 s"
+        assert up.stop() == 0

@@ -621,3 +621,27 @@ async def _true(value: bool) -> bool:
 def test_state_record_round_trip_sanity() -> None:
     state = InstigatorState("loc", "s", SENSOR)
     assert state.status is None and state.cursor is None
+
+
+def test_a_task_that_hits_trouble_says_so_and_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workspace_manager.daemon import loops
+    from workspace_manager.daemon.instigators import Instigator
+
+    monkeypatch.setattr(loops, "TROUBLE_RETRY", 0.01)
+    said: List[str] = []
+    attempts = itertools.count()
+
+    class Host:
+        def message(self, text: str) -> None:
+            said.append(text)
+
+    async def loop() -> None:
+        if next(attempts) < 2:
+            raise OSError("disk full")
+
+    inst = Instigator("loc", "repo", SENSOR, "s")
+    asyncio.run(loops.guarded(Host(), inst, loop))  # type: ignore[arg-type]
+    assert said == [
+        "sensor loc:s: OSError('disk full'); trying again in 0.01 s",
+        "sensor loc:s: OSError('disk full'); trying again in 0.02 s",
+    ]

@@ -27,7 +27,7 @@ STANDARD = "standard"
 RUN_STATUS = "run_status"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # by identity: job tags may hold lists (unhashable)
 class Instigator:
     """One schedule or sensor of one repository of one location, from its snapshot."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Protocol, Tuple
 
 from workspace_manager.daemon.clock import Clock
@@ -31,6 +32,7 @@ from workspace_manager.supervisor.location import NotReady
 NOT_SERVING_RETRY = 1.0
 #: After an unexpected error (the storage refused a write): wait, then go on.
 TROUBLE_RETRY = 5.0
+TROUBLE_RETRY_MAX = 300.0
 #: Finished runs given to a run status sensor per call.
 RUN_STATUS_BATCH = 100
 
@@ -57,17 +59,25 @@ class Host(Protocol):
 
 
 async def guarded(host: Host, inst: Instigator, loop: Callable[[], Awaitable[None]]) -> None:
-    """Run `loop`; an unexpected error (a full disk refusing a write) is said and the loop
-    starts again after a pause, from the state kept in the storage."""
+    """Run `loop`; an unexpected error (a full disk refusing a write, a time zone this
+    interpreter does not know) is said and the loop starts again after a pause, from the
+    state kept in the storage. The pause doubles while the error stays (at most 5 min)."""
+    pause = TROUBLE_RETRY
     while True:
+        began = time.monotonic()
         try:
             await loop()
             return
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            host.message(f"{inst.kind} {inst.location}:{inst.name}: {exc!r}; retrying")
-            await asyncio.sleep(TROUBLE_RETRY)
+            if time.monotonic() - began > TROUBLE_RETRY_MAX:
+                pause = TROUBLE_RETRY  # it went well for a while: a new trouble
+            host.message(
+                f"{inst.kind} {inst.location}:{inst.name}: {exc!r}; trying again in {pause:g} s"
+            )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, TROUBLE_RETRY_MAX)
 
 
 # -- schedules ---------------------------------------------------------------------------------

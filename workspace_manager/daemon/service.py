@@ -76,6 +76,8 @@ class Daemon:
         self._tasks: Dict[TaskKey, asyncio.Task] = {}
         self._finished_events: List[asyncio.Event] = []
         self._poke = asyncio.Event()
+        self._ended: set = set()  # instigators whose task ended by itself
+        self._workspace_default: Optional[str] = None
         self._loop_task: Optional[asyncio.Task] = None
         self._lock = asyncio.Lock()
         if runs is not None and hasattr(runs, "add_finished_listener"):
@@ -117,6 +119,7 @@ class Daemon:
         async with self._lock:
             self.last_loop = self.clock.time()
             current = dict(self.locations())
+            fresh: List[str] = []  # locations whose instigators are looked at again
             for name in [n for n in self._known if n not in current]:
                 await self._drop_location(name, forget=True)
             for name, loc in current.items():
@@ -130,23 +133,43 @@ class Daemon:
                     self._snapshots[name] = snapshot
                     self._known[name] = instigators_of(name, snapshot)
                     await self._load_last_ticks(self._known[name])
-            for name in self._snapshots:
+                    fresh.append(name)
+            # Only what may have changed is looked at again: a pass over 2,000 instigators
+            # every second would cost the manager 1% of a core for nothing.
+            default = self.workspace().daemon.default_status
+            if default != self._workspace_default:
+                self._workspace_default = default
+                fresh = list(self._snapshots)
+            for name in fresh:
                 for inst in self._known.get(name, []):
                     self._align(inst)
-            for key in [k for k, t in self._tasks.items() if t.done()]:
-                task = self._tasks.pop(key)
+            ended, self._ended = self._ended, set()
+            for inst in ended:
+                task = self._tasks.get(inst.task_key)
+                if task is None or not task.done():
+                    continue
+                del self._tasks[inst.task_key]
                 if not task.cancelled() and task.exception() is not None:
-                    self.events.message(f"daemon: {key[2]} {key[3]} ended: {task.exception()!r}")
+                    self.events.message(f"daemon: {inst.kind} {inst.name}: {task.exception()!r}")
+                if inst.location in self._snapshots and inst in self._known[inst.location]:
+                    self._align(inst)
 
     def _align(self, inst: Instigator) -> None:
         """Start or cancel `inst`'s task to match its status."""
         running = self.status_of(inst)[0] == RUNNING
         task = self._tasks.get(inst.task_key)
         if running and (task is None or task.done()):
-            self._tasks[inst.task_key] = asyncio.ensure_future(self._task_for(inst))
+            task = self._tasks[inst.task_key] = asyncio.ensure_future(self._task_for(inst))
+            task.add_done_callback(lambda _, inst=inst: self._task_ended(inst))  # type: ignore[misc]
         elif not running and task is not None:
             task.cancel()
             del self._tasks[inst.task_key]
+
+    def _task_ended(self, inst: Instigator) -> None:
+        """A task ended on its own (never, unless a bug): the next pass says why and makes
+        it again. Cancelled tasks were taken out of `_tasks` first and are not seen."""
+        self._ended.add(inst)
+        self.poke()
 
     def _task_for(self, inst: Instigator) -> Any:
         if inst.kind == SCHEDULE:

@@ -664,7 +664,8 @@ class Manager:
 
     def _the_daemon(self) -> Daemon:
         if self.daemon is None:
-            raise RemoteError("NotAvailable", "this manager runs no daemon (wsm up --no-daemon)")
+            why = self.runs_off if self.with_daemon else "wsm up --no-daemon"
+            raise RemoteError("NotAvailable", f"this manager runs no daemon ({why})")
         return self.daemon
 
     async def _h_instigators(self, params: dict) -> list:
