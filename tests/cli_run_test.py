@@ -5,10 +5,8 @@ like the manager's."""
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
-import types
 import uuid
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
@@ -38,41 +36,11 @@ def target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Dict[str
     from workspace_manager.supervisor.runtime import manager_key
 
     key = manager_key(f"workspace:{workspace}")
-    try:
-        from workspace_manager.storage import paths  # type: ignore[attr-defined]
+    from workspace_manager.storage.paths import open_storage
 
-        storage = paths.open_storage(key, create=True)
-    except ImportError:  # before the storage part is merged: an in-memory stand-in
-        from fake_storage import MemoryStorage
-
-        storage = MemoryStorage()
-        _install_fake_paths(monkeypatch, tmp_path, key, storage)
+    storage = open_storage(key, create=True)
     yield {"args": ["-w", str(workspace)], "storage": storage, "key": key}
     storage.close()
-
-
-def _install_fake_paths(monkeypatch, tmp_path: Path, key: str, storage: Any) -> None:
-    paths = types.ModuleType("workspace_manager.storage.paths")
-    db = tmp_path / "state" / key / "runs.db"
-    db.parent.mkdir(parents=True)
-    db.write_bytes(b"")
-
-    def database_path(k: str) -> Path:
-        return tmp_path / "state" / k / "runs.db"
-
-    class Shared:
-        def __getattr__(self, name: str) -> Any:
-            return getattr(storage, name)
-
-        def close(self) -> None:
-            pass
-
-    paths.database_path = database_path  # type: ignore[attr-defined]
-    paths.open_storage = lambda k, create=False: Shared()  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "workspace_manager.storage.paths", paths)
-    import workspace_manager.storage as package
-
-    monkeypatch.setattr(package, "paths", paths, raising=False)
 
 
 def wsm(capsys, *argv: str) -> tuple:
@@ -174,7 +142,6 @@ def test_unknown_and_ambiguous_ids_are_one_line(target, capsys):
 def test_no_database_yet(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WSM_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("WSM_RUNTIME_DIR", str(tmp_path / "run"))
-    pytest.importorskip("workspace_manager.storage.paths")
     for argv in (["run", "list"], ["run", "show", "abcdef"], ["sensor", "ticks", "watch"]):
         code, _, err = wsm(capsys, *argv, "-w", str(tmp_path / "workspace.yaml"))
         assert code == 1 and err.startswith("wsm: no runs recorded for ") and "wsm up" in err

@@ -15,12 +15,12 @@ import uuid
 from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
-from fake_storage import make_storage
 
 from workspace_manager.http.api import Api, ApiRequest, ApiSources, api_route, is_loopback
 from workspace_manager.http.server import HealthServer
 from workspace_manager.http.view import ManagerView
 from workspace_manager.storage.records import CANCELED, QUEUED, LogLine, RunRecord, TickRecord
+from workspace_manager.storage.sqlite import SqliteStorage
 
 DEADLINE = 10.0
 
@@ -87,7 +87,7 @@ class Served:
     def __init__(
         self, tmp_path, host: str = "127.0.0.1", token: Optional[str] = None, daemon: bool = True
     ) -> None:
-        self.storage = make_storage(tmp_path)
+        self.storage = SqliteStorage(tmp_path / "runs.db", create=True)
         self.coordinator = FakeCoordinator(self.storage, {"a": ["hello", "slow"]})
         self.daemon = FakeDaemon() if daemon else None
         self.reloaded: List[List[str]] = []
@@ -480,3 +480,13 @@ def test_probes_never_wait_for_a_slow_storage(tmp_path):
     finally:
         release.set()
         served.close()
+
+
+def test_a_failing_part_is_a_json_500_and_the_api_goes_on(api: Served):
+    def broken(kind=None):
+        raise RuntimeError("a bug in the daemon")
+
+    api.daemon.instigators = broken  # type: ignore[union-attr,method-assign]
+    status, _, answer = api.request("GET", "/api/schedules")
+    assert status == 500 and answer["error"]["type"] == "InternalError"
+    assert api.request("GET", "/api/runs")[0] == 200

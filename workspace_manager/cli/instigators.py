@@ -18,12 +18,8 @@ from workspace_manager.cli import runstore, targets
 KINDS = ("schedule", "sensor")
 
 
-def add_parser(sub) -> None:
-    for kind in KINDS:
-        _add_kind(sub, kind)
-
-
-def _add_kind(sub, kind: str) -> None:
+def add_kind_parser(sub, kind: str) -> None:
+    """The `wsm schedule` or `wsm sensor` command (cli/schedule.py, cli/sensor.py)."""
     p = sub.add_parser(
         kind,
         help=f"{kind}s: list, start, stop, ticks",

@@ -24,8 +24,8 @@ COMMANDS = {
     "state": "state",
     "serve": "serve",
     "run": "run",
-    "schedule": "instigators",
-    "sensor": "instigators",
+    "schedule": "schedule",
+    "sensor": "sensor",
     "job": "job",
 }
 
@@ -46,8 +46,7 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
             sub.add_parser(command)  # named in usage and errors, never parsed
             continue
         module = importlib.import_module(f"workspace_manager.cli.{module_name}")
-        if command not in sub.choices:  # one module may add several (schedule, sensor)
-            module.add_parser(sub)
+        module.add_parser(sub)
         sub.choices[command].set_defaults(_run=module.run)
     return parser
 

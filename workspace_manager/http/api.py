@@ -42,6 +42,7 @@ import dataclasses
 import hmac
 import ipaddress
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import unquote, urlsplit
@@ -49,6 +50,8 @@ from urllib.parse import unquote, urlsplit
 from workspace_manager.http.wire import JSON, Request, Response
 from workspace_manager.storage.base import RunNotFound, StorageError
 from workspace_manager.storage.records import RUN_STATUSES, RunRecord
+
+log = logging.getLogger(__name__)
 
 PREFIX = "/api/"
 DEFAULT_LIMIT = 50
@@ -201,6 +204,11 @@ class Api:
             return ApiError(404, "NotFound", str(exc)).response()
         except StorageError as exc:
             return ApiError(503, "StorageError", str(exc)).response()
+        except Exception:  # a bug must cost one answer, in the API's shape
+            log.exception("api: %s %s failed", request.method, request.path)
+            return ApiError(
+                500, "InternalError", "internal error (see the manager's log)"
+            ).response()
 
     async def _route(self, request: ApiRequest) -> ApiResponse:
         parts = [unquote(p) for p in request.path.strip("/").split("/")] if request.path else []
