@@ -42,7 +42,7 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for command, module_name in COMMANDS.items():
-        if only is not None and module_name != COMMANDS.get(only, only):
+        if only is not None and command != only:
             sub.add_parser(command)  # named in usage and errors, never parsed
             continue
         module = importlib.import_module(f"workspace_manager.cli.{module_name}")
