@@ -10,6 +10,8 @@ with SIGKILL after a random 0.2-3 s, and checked after every kill:
 - the database passes `PRAGMA integrity_check`;
 - no run_key has two runs in the database, and no key's job function ran under two run ids
   (the jobs' own file: the strongest form of "launched twice");
+- what a tick commits is whole (its runs, their used keys, the tick), every run's last status
+  event is its status, every final run has its end_seq;
 - after the restart, every run that was in progress at the kill is `FAILURE` with
   "the manager was killed while the run was in progress".
 
@@ -169,6 +171,35 @@ def check_database(ws: WorkspaceDir, when: str) -> None:
         "GROUP BY run_key HAVING count(*) > 1",
     )
     assert twice == [], f"{when}: run_keys with several runs: {twice}"
+    # what one tick commits is all there or not at all: its runs, their keys, the tick
+    for what, sql in (
+        (
+            "runs of a tick that is not there",
+            "SELECT run_id FROM runs WHERE json_extract(origin, '$.tick_id') NOT IN "
+            "(SELECT tick_id FROM ticks)",
+        ),
+        (
+            "a tick's runs that are not there",
+            "SELECT j.value FROM ticks, json_each(ticks.run_ids) AS j "
+            "WHERE j.value NOT IN (SELECT run_id FROM runs)",
+        ),
+        (
+            "runs whose key is not kept as used",
+            "SELECT run_id FROM runs WHERE run_id NOT IN (SELECT run_id FROM run_keys)",
+        ),
+        (
+            "runs whose last status event is not their status",
+            "SELECT run_id FROM runs WHERE status != (SELECT e.status FROM run_events e "
+            "WHERE e.run_id = runs.run_id ORDER BY e.event_id DESC LIMIT 1)",
+        ),
+        (
+            "final runs without their place in the order of ends",
+            "SELECT run_id FROM runs WHERE status IN ('SUCCESS', 'FAILURE', 'CANCELED') "
+            "AND end_seq IS NULL",
+        ),
+    ):
+        found = query(ws, sql)
+        assert found == [], f"{when}: {what}: {found}"
 
 
 def check_launched_once(ws: WorkspaceDir, when: str) -> int:
