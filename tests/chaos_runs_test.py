@@ -4,7 +4,9 @@ A sensor asks for runs with keys from a fixed set (a counter file, not the curso
 them, so the same keys come back after every restart); each job writes its run id and key
 to a file at its first line, then takes 0-500 ms (one key in 8: 8 s, with a child process
 of its own, so a kill always finds runs that only their lifeline can end). The real `wsm up` is started, killed
-with SIGKILL after a random 0.2-3 s, and checked after every kill:
+with SIGKILL after a random 0.2-3 s (one time in three during its shutdown: SIGTERM, a
+random 0-1.5 s of drain (`run_drain_seconds: 0.5`) and cancel, then SIGKILL), and checked
+after every kill:
 
 - no process of its tree (manager, loader, run processes and their children) is left;
 - the database passes `PRAGMA integrity_check`;
@@ -35,7 +37,7 @@ import psutil
 import pytest
 from e2e import WorkspaceDir, WsmUp, wait_for
 
-from workspace_manager.runs.coordinator import KILLED_REASON
+from workspace_manager.runs.coordinator import KILLED_REASON, SHUTDOWN_REASON
 from workspace_manager.storage.records import RunRecord
 from workspace_manager.storage.sqlite import SqliteStorage
 from workspace_manager.supervisor import runtime
@@ -100,7 +102,12 @@ def make(ws: WorkspaceDir, keys: int) -> None:
         "location_name": "chaos",
         "env_vars": {"NOTES": str(ws.root / "notes"), "CHAOS_KEYS": str(keys)},
     }
-    ws.workspace({"daemon": {"max_concurrent_runs": 10}, "load_from": [{"python_file": entry}]})
+    ws.workspace(
+        {
+            "daemon": {"max_concurrent_runs": 10, "run_drain_seconds": 0.5},
+            "load_from": [{"python_file": entry}],
+        }
+    )
 
 
 def db_path(ws: WorkspaceDir) -> Path:
@@ -238,6 +245,7 @@ def chaos(ws: WorkspaceDir, kills: int, keys: int, seed: int) -> None:
     pending: Set[str] = set()
     recovered: Set[str] = set()
     cleanup = 0.0  # the longest time from a kill to its last process gone
+    graceful = 0  # kills during a shutdown
     processes = 0
     for n in range(kills):
         when = f"kill {n + 1} of {kills} (seed {seed})"
@@ -245,6 +253,10 @@ def chaos(ws: WorkspaceDir, kills: int, keys: int, seed: int) -> None:
         sampler = Sampler(up)
         try:
             time.sleep(rng.uniform(0.2, 3.0))
+            if rng.random() < 1 / 3:  # killed in the middle of its shutdown: drain, cancel
+                graceful += 1
+                up.proc.send_signal(signal.SIGTERM)
+                time.sleep(rng.uniform(0, 1.5))
         finally:
             sampler.stop()
             killed_at = time.monotonic()
@@ -290,11 +302,14 @@ def chaos(ws: WorkspaceDir, kills: int, keys: int, seed: int) -> None:
     check_recovery(ws, pending, recovered, "after the drain")
     assert pending == set(), f"runs in progress at a kill never recovered: {pending}"
     assert killed == len(recovered)
-    # every run not failed by a kill did its work; a run failed by a kill may have started
-    # its function or not
-    assert statuses.get("SUCCESS", 0) == total - killed
+    # every run not failed by a kill or canceled by a shutdown did its work (a run failed by
+    # a kill may have started its function or not)
+    canceled = query(ws, f"SELECT count(*) FROM runs WHERE error = '{SHUTDOWN_REASON}'")[0][0]
+    assert canceled == statuses.get("CANCELED", 0)
+    assert statuses.get("SUCCESS", 0) == total - killed - canceled
     print(
-        f"\nchaos: {kills} kills in {time.monotonic() - began:.0f} s, {total} runs "
+        f"\nchaos: {kills} kills ({graceful} during a shutdown) in "
+        f"{time.monotonic() - began:.0f} s, {total} runs "
         f"({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))}), "
         f"{killed} failed by a kill, {functions} job functions started, {keys} keys; "
         f"{processes} processes seen at kills, all gone at most {cleanup:.2f} s after a kill"
