@@ -3,10 +3,10 @@
 A sensor asks for runs with keys from a fixed set (a counter file, not the cursor, picks
 them, so the same keys come back after every restart); each job writes its run id and key
 to a file at its first line, then takes 0-500 ms (one key in 8: 8 s, with a child process
-of its own, so a kill always finds runs that only their lifeline can end). The real `wsm up` is started, killed
-with SIGKILL after a random 0.2-3 s (one time in three during its shutdown: SIGTERM, a
-random 0-1.5 s of drain (`run_drain_seconds: 0.5`) and cancel, then SIGKILL), and checked
-after every kill:
+of its own, so a kill always finds runs that only their lifeline can end). The real
+`wsm up` (`max_concurrent_runs: 10`) is started, killed with SIGKILL after a random
+0.2-3 s (one time in three during its shutdown: SIGTERM, a random 0-1.5 s of drain
+(`run_drain_seconds: 0.5`) and cancel, then SIGKILL), and checked after every kill:
 
 - no process of its tree (manager, loader, run processes and their children) is left;
 - the database passes `PRAGMA integrity_check`;
