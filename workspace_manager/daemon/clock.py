@@ -8,7 +8,7 @@ import time
 
 #: A sleep is cut in pieces this long, so a wall clock set forward (NTP, a suspended
 #: laptop) is noticed within this many seconds, not after a whole old delay.
-MAX_NAP = 30.0
+MAX_NAP = 60.0
 
 
 class Clock:

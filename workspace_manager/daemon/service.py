@@ -79,6 +79,7 @@ class Daemon:
         self._finished_events: List[asyncio.Event] = []
         self._poke = asyncio.Event()
         self._ended: set = set()  # instigators whose task ended by itself
+        self._helpers: set = set()  # background reads (kept: the loop holds tasks weakly)
         self._workspace_default: Optional[str] = None
         self._loop_task: Optional[asyncio.Task] = None
         self._stopping = False
@@ -104,6 +105,9 @@ class Daemon:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
         await self._cancel(list(self._tasks))
+        for helper in list(self._helpers):
+            helper.cancel()
+        await asyncio.gather(*self._helpers, return_exceptions=True)
 
     def poke(self) -> None:
         """Look at the locations now (one changed state)."""
@@ -139,7 +143,8 @@ class Daemon:
                     await self._drop_location(name, forget=False)
                     self._snapshots[name] = snapshot
                     self._known[name] = instigators_of(name, snapshot)
-                    await self._load_last_ticks(self._known[name])
+                    # for the listing only: the tasks do not wait for it
+                    self._spawn(self._load_last_ticks(self._known[name]))
                     fresh.append(name)
             # Only what may have changed is looked at again: a pass over 2,000 instigators
             # every second would cost the manager 1% of a core for nothing.
@@ -212,8 +217,18 @@ class Daemon:
             *(self.store.list_ticks(i.location, i.name, i.kind, 1) for i in missing)
         )
         for inst, ticks in zip(missing, found):
-            if ticks:
+            if ticks and inst.key not in self._last_ticks:  # a task may have ticked since
                 self._last_ticks[inst.key] = ticks[0]
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._helpers.add(task)
+        task.add_done_callback(self._helper_done)
+
+    def _helper_done(self, task: asyncio.Future) -> None:
+        self._helpers.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.events.message(f"daemon: cannot read the last ticks: {task.exception()!r}")
 
     # -- what the loops use (loops.Host) ---------------------------------------------------
 
