@@ -27,6 +27,7 @@ import collections
 import random
 import signal
 import sqlite3
+import subprocess
 import threading
 import time
 import uuid
@@ -35,7 +36,7 @@ from typing import Any, Dict, List, Set, Tuple
 
 import psutil
 import pytest
-from e2e import WorkspaceDir, WsmUp, wait_for
+from e2e import WorkspaceDir, WsmUp, wait_for, wsm_argv
 
 from workspace_manager.runs.coordinator import KILLED_REASON, SHUTDOWN_REASON
 from workspace_manager.storage.records import RunRecord
@@ -357,3 +358,49 @@ def test_sigterm_while_the_manager_recovers_runs_is_a_clean_stop(ws: WorkspaceDi
     assert query(ws, "SELECT status, error, count(*) FROM runs GROUP BY status, error") == [
         ("FAILURE", KILLED_REASON, 500)
     ]
+
+
+def test_launch_wait_ends_when_the_manager_is_killed(ws: WorkspaceDir) -> None:
+    """`wsm job launch --wait` follows the run in the database; once the manager is killed
+    nothing writes to it until the next `wsm up`: it says so (one line, exit 1) instead of
+    waiting forever."""
+    ws.file(
+        "repo.py",
+        """
+        import time
+        from workspace_manager import job, repository
+
+        @job
+        def slow(context):
+            context.log.info("started")
+            time.sleep(600)
+
+        @repository
+        def r():
+            return [slow]
+        """,
+    )
+    ws.workspace({"load_from": [{"python_file": {"relative_path": "repo.py"}}]})
+    with WsmUp(ws) as up:
+        up.wait_all_settled()
+        follow = subprocess.Popen(
+            wsm_argv("job", "launch", "slow", "--wait"),
+            cwd=ws.root,
+            env=ws.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_for(lambda: query(ws, "SELECT 1 FROM runs WHERE status = 'STARTED'"), 30, "run")
+            up.track()
+            up.stop(signal.SIGKILL)
+            out, err = follow.communicate(timeout=30)
+        finally:
+            if follow.poll() is None:
+                follow.kill()
+                follow.wait()
+    assert follow.returncode == 1, (out, err)
+    assert "INFO started" in out
+    assert err.strip().endswith("the next `wsm up` marks it FAILURE"), err
+    assert "Traceback" not in err
