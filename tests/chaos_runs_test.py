@@ -17,6 +17,9 @@ of its own, so a kill always finds runs that only their lifeline can end). The r
 - after the restart, every run that was in progress at the kill is `FAILURE` with
   "the manager was killed while the run was in progress".
 
+One key in 5 fails on purpose; a `@run_failure_sensor` asks for one `page` run per failed
+run (run_key `page-<run id>`): at the end each failed run has exactly one page.
+
 At the end one more `wsm up` drains: every key has run, every run is final. The fast
 variant kills 5 times, the slow one 50.
 """
@@ -45,7 +48,9 @@ from workspace_manager.supervisor import runtime
 
 REPO = """
 import os, random, subprocess, sys, time
-from workspace_manager import DefaultSensorStatus, RunRequest, job, repository, sensor
+from workspace_manager import (
+    DefaultSensorStatus, RunRequest, job, repository, run_failure_sensor, sensor,
+)
 
 NOTES = os.environ["NOTES"]
 KEYS = int(os.environ["CHAOS_KEYS"])
@@ -59,7 +64,8 @@ def chaos_work(context):
     fd = os.open(os.path.join(NOTES, "launched"), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     os.write(fd, ("%s %s\\n" % (context.run_id, context.tags["chaos/key"])).encode())
     os.close(fd)
-    if int(context.tags["chaos/key"][1:]) % 8 == 7:
+    number = int(context.tags["chaos/key"][1:])
+    if number % 8 == 7:
         # a straggler with a child: at a kill, only the run's lifeline can end them
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
         time.sleep(8)
@@ -67,7 +73,25 @@ def chaos_work(context):
         child.wait()
     else:
         time.sleep(random.uniform(0, 0.5))
+    if number % 5 == 3:
+        raise ValueError("chaos: %s fails on purpose" % context.tags["chaos/key"])
     context.log.info("done with %s", context.tags["chaos/key"])
+
+
+@job
+def page(context):
+    context.log.warning("run %s failed", context.run_config["run_id"])
+
+
+@run_failure_sensor(
+    monitored_jobs=[chaos_work],
+    request_job=page,
+    minimum_interval_seconds=0.5,
+    default_status=DefaultSensorStatus.RUNNING,
+)
+def on_failure(context):
+    run_id = context.dagster_run.run_id
+    return RunRequest(run_key="page-" + run_id, run_config={"run_id": run_id})
 
 
 @sensor(job=chaos_work, minimum_interval_seconds=0.5, default_status=DefaultSensorStatus.RUNNING)
@@ -88,10 +112,15 @@ def burst(context):
 
 @repository
 def chaos_repo():
-    return [chaos_work, burst]
+    return [chaos_work, burst, page, on_failure]
 """
 
 IN_PROGRESS = ("STARTING", "STARTED", "CANCELING")
+# failed runs of the work without the page the run failure sensor asks for
+UNPAGED = (
+    "SELECT run_id FROM runs AS f WHERE job = 'chaos_work' AND status = 'FAILURE' "
+    "AND NOT EXISTS (SELECT 1 FROM runs AS p WHERE p.run_key = 'page-' || f.run_id)"
+)
 FINAL = ("SUCCESS", "FAILURE", "CANCELED")
 
 
@@ -283,13 +312,15 @@ def chaos(ws: WorkspaceDir, kills: int, keys: int, seed: int) -> None:
                 lambda: (
                     query(
                         ws,
-                        "SELECT count(DISTINCT run_key), sum(status NOT IN "
+                        "SELECT count(DISTINCT run_key) FILTER (WHERE job = 'chaos_work'), "
+                        "count(*) FILTER (WHERE status NOT IN "
                         "('SUCCESS', 'FAILURE', 'CANCELED')) FROM runs",
                     )
                     == [(keys, 0)]
+                    and not query(ws, UNPAGED)
                 ),
                 60 + 2 * keys,
-                "every key to have a finished run",
+                "every key to have a finished run, every failed one its page",
             )
         finally:
             sampler.stop()
@@ -300,19 +331,36 @@ def chaos(ws: WorkspaceDir, kills: int, keys: int, seed: int) -> None:
     assert set(statuses) <= set(FINAL), statuses
     total = sum(statuses.values())
     killed = query(ws, f"SELECT count(*) FROM runs WHERE error = '{KILLED_REASON}'")[0][0]
+    canceled = query(ws, f"SELECT count(*) FROM runs WHERE error = '{SHUTDOWN_REASON}'")[0][0]
+    assert canceled == statuses.get("CANCELED", 0)
+    # every other run did its work: one key in 5 fails on purpose, the rest succeed
+    ends = set(
+        (job, status, int(key[1:]) % 5 == 3 if job == "chaos_work" else None, error)
+        for job, status, key, error in query(
+            ws,
+            "SELECT job, status, run_key, error FROM runs "
+            f"WHERE coalesce(error, '') NOT IN ('{KILLED_REASON}', '{SHUTDOWN_REASON}')",
+        )
+    )
+    for job, status, failing, error in ends:
+        if job == "chaos_work" and failing:
+            assert status == "FAILURE" and error.startswith("ValueError: chaos: k"), error
+        else:
+            assert (status, error) == ("SUCCESS", None), (job, status, error)
+    # the run failure sensor got each failed run once: one page each (the drain waited for
+    # them all; a second would have needed its run_key twice)
+    failed = query(ws, "SELECT count(*) FROM runs WHERE job = 'chaos_work' AND status = 'FAILURE'")
+    pages = query(ws, "SELECT count(*) FROM runs WHERE job = 'page'")
+    assert pages == failed
     check_recovery(ws, pending, recovered, "after the drain")
     assert pending == set(), f"runs in progress at a kill never recovered: {pending}"
     assert killed == len(recovered)
-    # every run not failed by a kill or canceled by a shutdown did its work (a run failed by
-    # a kill may have started its function or not)
-    canceled = query(ws, f"SELECT count(*) FROM runs WHERE error = '{SHUTDOWN_REASON}'")[0][0]
-    assert canceled == statuses.get("CANCELED", 0)
-    assert statuses.get("SUCCESS", 0) == total - killed - canceled
     print(
         f"\nchaos: {kills} kills ({graceful} during a shutdown) in "
         f"{time.monotonic() - began:.0f} s, {total} runs "
         f"({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))}), "
-        f"{killed} failed by a kill, {functions} job functions started, {keys} keys; "
+        f"{killed} failed by a kill, {canceled} canceled by a shutdown, {pages[0][0]} pages; "
+        f"{functions} job functions started, {keys} keys; "
         f"{processes} processes seen at kills, all gone at most {cleanup:.2f} s after a kill"
     )
 
