@@ -34,7 +34,8 @@ CHILD = textwrap.dedent(
     sdk_dir, target = sys.argv[1], json.loads(sys.argv[2])
     sys.path[:0] = [sdk_dir, target["working_directory"]]
     from workspace_manager.sdk.discovery import find_repositories
-    from workspace_manager.sdk.evaluation import evaluate_schedule, evaluate_sensor, execute_job
+    from workspace_manager.sdk.evaluation import (
+        evaluate_run_status_sensor, evaluate_schedule, evaluate_sensor, execute_job)
     from workspace_manager.sdk.snapshot import repository_snapshot
 
     if target["python_file"]:
@@ -49,8 +50,9 @@ CHILD = textwrap.dedent(
     for repo in find_repositories(module, target["attribute"]):
         out = {"snapshot": repository_snapshot(repo), "sensors": {}, "schedules": {},
                "again": {}, "runs": [], "jobs": {}}
+        status_sensors = [s for s in repo.sensors if s.sensor_type == "run_status"]
         for sensor in repo.sensors:
-            if sensor.name == "slow_sensor":
+            if sensor.name == "slow_sensor" or sensor in status_sensors:
                 continue
             first = evaluate_sensor(repo, sensor.name)
             out["sensors"][sensor.name] = first
@@ -61,9 +63,27 @@ CHILD = textwrap.dedent(
             out["schedules"][schedule.name] = evaluate_schedule(repo, schedule.name, target["tick"])
         requested = [r for result in list(out["sensors"].values()) + list(out["schedules"].values())
                      for r in result["run_requests"]]
-        for request in requested:
-            out["runs"].append([request["job_name"],
-                                execute_job(repo, request["job_name"], request["run_config"])])
+        def execute(request):
+            try:
+                return execute_job(repo, request["job_name"], request["run_config"])
+            except Exception as exc:  # a run that fails, as a run process would report it
+                return {"success": False, "error": {"message": str(exc)}}
+
+        failed = []
+        for number, request in enumerate(requested):
+            result = execute(request)
+            out["runs"].append([request["job_name"], result])
+            if not result["success"]:
+                failed.append({"run_id": "run-%d" % number, "job_name": request["job_name"],
+                               "status": "FAILURE", "location": target["location"],
+                               "error": result["error"]})
+        # run failure sensors get each failed run once; their runs are executed too
+        for sensor in status_sensors:
+            result = evaluate_run_status_sensor(repo, sensor.name, failed, target["location"])
+            out["sensors"][sensor.name] = result
+            for request in result["run_requests"]:
+                out["runs"].append([request["job_name"], execute(request)])
+                requested.append(request)
         for job in repo.jobs:
             if job.name not in {r["job_name"] for r in requested}:
                 out["jobs"][job.name] = execute_job(repo, job.name)
@@ -86,6 +106,7 @@ def run_location(location: LocationConfig, tmp_path: Path) -> subprocess.Complet
         "module_name": target.module_name,
         "attribute": target.attribute,
         "tick": TICK,
+        "location": location.name,
     }
     python = str(location.executable_path) if location.executable_path else sys.executable
     return subprocess.run(
@@ -198,9 +219,22 @@ def test_billing_package(reports: Dict[str, Any]) -> None:
     }
     invoice = schedules["monthly_invoices"]["run_requests"][0]
     assert (invoice["run_key"], invoice["tags"]) == ("invoices-2024-02", {"team": "billing"})
-    runs = dict((job, result["result"]) for job, result in billing["runs"])
+    runs = dict((job, result.get("result")) for job, result in billing["runs"])
     assert runs["generate_invoices"] == {"period": "2024-02", "currency": "EUR"}
-    assert runs["retry_payment"] == {"retried": "pay_004"}
+    retries = [result for job, result in billing["runs"] if job == "retry_payment"]
+    # pay_002's card_declined is a hard decline: that run fails, and pages on-call
+    assert retries == [
+        {
+            "success": False,
+            "error": {
+                "message": "pay_002: card_declined is final, the customer must update the card"
+            },
+        },
+        {"success": True, "result": {"retried": "pay_004"}},
+    ]
+    pages = billing["sensors"]["billing_failures"]["run_requests"]
+    assert [(r["job_name"], r["run_key"]) for r in pages] == [("page_on_call", "page-run-0")]
+    assert runs["page_on_call"] == {"paged": "run-0"}
     assert billing["jobs"]["send_dunning_emails"]["result"] == "sent"
 
 

@@ -17,6 +17,8 @@ from typing import Any, Dict, List, Optional
 from workspace_manager.cli import control_client, targets
 
 EXIT_FAILED = 1
+#: How often `launch --wait` checks that the manager still runs (seconds).
+MANAGER_CHECK = 1.0
 
 
 def add_parser(sub) -> None:
@@ -148,12 +150,18 @@ def _launch(args: argparse.Namespace) -> int:
 def _follow(key: str, run_id: str) -> int:
     """Print the run's lines as they are stored until it is final; 0 on SUCCESS."""
     from workspace_manager.storage.paths import open_storage
+    from workspace_manager.supervisor.runtime import find_manager
 
     store = open_storage(key, create=False)
     after = 0
+    checked = time.monotonic()
     try:
         while True:
-            record = store.get_run(run_id)
+            manager_gone = False
+            if time.monotonic() - checked > MANAGER_CHECK:
+                checked = time.monotonic()
+                manager_gone = find_manager(key) is None
+            record = store.get_run(run_id)  # after the check: a run it ended before exiting
             while True:
                 lines = store.read_logs(run_id, after_seq=after)
                 for line in lines:
@@ -163,6 +171,13 @@ def _follow(key: str, run_id: str) -> int:
                     break
             if record.is_final:
                 return verdict(record)
+            if manager_gone:  # killed: nothing writes to the run until `wsm up` marks it
+                print(
+                    f"wsm: the manager is gone (killed?) while run {run_id} was "
+                    f"{record.status}; the next `wsm up` marks it FAILURE",
+                    file=sys.stderr,
+                )
+                return EXIT_FAILED
             time.sleep(0.1)
     except KeyboardInterrupt:
         print(f"\nwsm: stopped following run {run_id}; it goes on", file=sys.stderr)

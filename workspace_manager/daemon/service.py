@@ -38,6 +38,8 @@ from workspace_manager.workspace.model import Workspace
 
 #: How often the daemon's loop looks at the locations without being poked.
 LOOP_SECONDS = 1.0
+#: a task still running this long after its cancel swallowed it: cancel it again
+CANCEL_AGAIN_SECONDS = 1.0
 
 TaskKey = Tuple[str, Optional[str], str, str]
 
@@ -80,6 +82,7 @@ class Daemon:
         self._helpers: set = set()  # background reads (kept: the loop holds tasks weakly)
         self._workspace_default: Optional[str] = None
         self._loop_task: Optional[asyncio.Task] = None
+        self._stopping = False
         self._lock = asyncio.Lock()
         if runs is not None and hasattr(runs, "add_finished_listener"):
             runs.add_finished_listener(self._run_finished)
@@ -90,11 +93,13 @@ class Daemon:
         """Read the kept states, then run the loop (its first pass happens now)."""
         for state in await self.store.list_instigators():
             self._states[(state.location, state.name, state.kind)] = state
+        self._stopping = False
         await self.sync()
         self._loop_task = asyncio.ensure_future(self._loop())
 
     async def stop(self) -> None:
         """Cancel the loop and every task (a tick being recorded finishes first)."""
+        self._stopping = True
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -112,6 +117,8 @@ class Daemon:
         while True:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._poke.wait(), LOOP_SECONDS)
+            if self._stopping:  # wait_for swallows a cancel as a poke comes (< 3.12, gh-86296)
+                return
             self._poke.clear()
             try:
                 await self.sync()
@@ -196,8 +203,13 @@ class Daemon:
         for task in tasks:
             task.cancel()
         # a cancelled task finishes recording its tick first (commit is shielded): its
-        # successor reads the state it left
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # successor reads the state it left. A location call's asyncio.wait_for may swallow
+        # the cancel as its answer comes (before Python 3.12, gh-86296): cancel it again.
+        pending = set(tasks)
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=CANCEL_AGAIN_SECONDS)
+            for task in pending:
+                task.cancel()
 
     async def _load_last_ticks(self, instigators: List[Instigator]) -> None:
         missing = [i for i in instigators if i.key not in self._last_ticks]

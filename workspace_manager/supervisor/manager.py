@@ -138,8 +138,10 @@ class Manager:
         if orphans.become_subreaper():
             self._orphans_task = asyncio.ensure_future(self._collect_orphans())
         try:
-            await self.start(serve_control)
+            # before start: its later steps (recovering runs, the daemon) follow the health
+            # line, and a SIGTERM meanwhile must be a clean stop, not the default death
             self._install_signal_handlers()
+            await self.start(serve_control)
             await self._stop.wait()
         finally:
             await self.shutdown()

@@ -11,7 +11,15 @@ import os
 import time
 from pathlib import Path
 
-from workspace_manager import RunRequest, ScheduleDefinition, SkipReason, job, repository, sensor
+from workspace_manager import (
+    DefaultScheduleStatus,
+    RunRequest,
+    ScheduleDefinition,
+    SkipReason,
+    job,
+    repository,
+    sensor,
+)
 
 
 def drop_folder() -> Path:
@@ -24,18 +32,23 @@ def load_file(context):
     """Load one dropped CSV file; the sensor passes its path in run_config."""
     path = Path(context.run_config["path"])
     rows = path.read_text().splitlines()[1:]
+    context.log.info("loaded %d rows from %s", len(rows), path.name)
     return {"file": path.name, "rows": len(rows), "team": os.environ.get("TEAM")}
 
 
 @job(description="Rebuild the catalogue of everything loaded so far.")
-def refresh_catalog():
-    return sorted(p.name for p in drop_folder().glob("*.csv"))
+def refresh_catalog(context):
+    names = sorted(p.name for p in drop_folder().glob("*.csv"))
+    context.log.info("catalogue: %d files in %s", len(names), drop_folder())
+    return names
 
 
 @job
-def hourly_heartbeat():
-    """Write nothing; proves the location is scheduled."""
-    return dt.datetime.now(dt.timezone.utc).isoformat()
+def heartbeat(context):
+    """Write nothing; proves the location is scheduled and its runs start."""
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    context.log.info("ingest is alive at %s", now)
+    return now
 
 
 @sensor(job=load_file, minimum_interval_seconds=15)
@@ -75,9 +88,10 @@ def slow_sensor():
 
 
 heartbeat_schedule = ScheduleDefinition(
-    job=hourly_heartbeat,
-    cron_schedule="@hourly",
+    job=heartbeat,
+    cron_schedule="* * * * *",  # every minute, in UTC (no execution_timezone)
     tags={"team": "ingest"},
+    default_status=DefaultScheduleStatus.RUNNING,  # on from the first `wsm up`
 )
 
 

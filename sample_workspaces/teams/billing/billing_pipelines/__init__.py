@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from workspace_manager import repository
 
-from .jobs import generate_invoices, reconcile_payments, retry_payment, send_dunning_emails
+from .jobs import (
+    generate_invoices,
+    page_on_call,
+    reconcile_payments,
+    retry_payment,
+    send_dunning_emails,
+)
 from .schedules import invoice_schedule, reconcile_schedule, weekday_dunning
-from .sensors import failed_payments
+from .sensors import billing_failures, failed_payments
 
 
 @repository(name="billing", description="Invoices, payments and dunning.")
@@ -24,4 +30,6 @@ def billing_repository():
         reconcile_payments,
         send_dunning_emails,
         retry_payment,
+        billing_failures,
+        page_on_call,
     ]
