@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from e2e import WorkspaceDir, WsmUp, wait_for
+
 from workspace_manager.storage.records import FAILURE, SUCCESS, LogLine, RunRecord
 from workspace_manager.storage.sqlite import SqliteStorage
 from workspace_manager.supervisor import runtime
