@@ -398,7 +398,9 @@ class RunCoordinator:
     async def _run(self, active: _Active) -> Outcome:
         run = active.record
         # STARTING goes to the writer thread now (AsyncStorage keeps writes in call order)
-        # and the process starts meanwhile: the disk is not on the launch's path.
+        # while the run is planned; the process starts only once it is committed. A manager
+        # killed in between leaves the run STARTING (FAILURE at the next start), never QUEUED
+        # with its job already begun: that would run it again, its run_key too.
         starting = self.store.update_run(
             run.run_id, status=STARTING, message="starting", start_time=self.hooks.clock()
         )
@@ -418,6 +420,19 @@ class RunCoordinator:
             tags=run.tags,
         )
         try:
+            record = await starting
+        except Exception as exc:  # not recorded: do not run it unseen
+            what = f"the run cannot be recorded: {exc}"
+            return Outcome(FAILURE, what, error=what)
+        if record.is_final:  # ended from elsewhere meanwhile: it never starts
+            return Outcome(record.status, record.error or f"the run was {record.status}")
+        if active.cancel_reason is not None:  # canceled meanwhile: it never starts
+            reason = active.cancel_reason
+            return Outcome(CANCELED, reason, error=reason)
+        if active.record.status == QUEUED and record.status == STARTING:
+            active.record = record
+            self.hooks.report(record, "starting")
+        try:
             process = await RunProcess.start(
                 plan,
                 boot,
@@ -426,20 +441,9 @@ class RunCoordinator:
                 name=f"run-{run.run_id[:12]}",
             )
         except OSError as exc:
-            await starting
             what = f"cannot start {plan.python}: {exc.strerror or exc}"
             return Outcome(FAILURE, what, error=what)
         active.process = process
-        try:
-            record = await starting
-        except Exception as exc:  # not recorded: stop it rather than run it unseen
-            active.cancel_reason = f"the run cannot be recorded: {exc}"
-            record = active.record
-        if record.is_final and active.cancel_reason is None:  # ended from elsewhere meanwhile
-            active.cancel_reason = record.error or f"the run was {record.status} meanwhile"
-        if active.record.status == QUEUED and record.status == STARTING:
-            active.record = record
-            self.hooks.report(record, "starting")
         self._write(active, self.store.update_run(run.run_id, pid=process.pid))
         if active.cancel_reason is not None:
             asyncio.ensure_future(self._stop(active))
