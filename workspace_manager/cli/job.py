@@ -196,8 +196,6 @@ def print_line(line: Any) -> None:
 
 
 def _execute(args: argparse.Namespace) -> int:
-    from workspace_manager.envs.progress import console_reporter
-    from workspace_manager.envs.service import EnvironmentService
     from workspace_manager.runs.execute import ExecuteError, OpeningStorage, execute
     from workspace_manager.runs.queue import BadPriority, priority_of
     from workspace_manager.storage.base import StorageError
@@ -213,7 +211,13 @@ def _execute(args: argparse.Namespace) -> int:
         priority_of(tags)
     except BadPriority as exc:
         targets.fail(str(exc))
-    envs = EnvironmentService(reporter=console_reporter(sys.stderr))
+
+    def envs() -> Any:
+        # imported here: only a location with an environment needs the cache (~30 ms)
+        from workspace_manager.envs.progress import console_reporter
+        from workspace_manager.envs.service import EnvironmentService
+
+        return EnvironmentService(reporter=console_reporter(sys.stderr))
 
     async def go() -> Any:
         store = OpeningStorage(lambda: open_storage(manager_key(ident), create=True))
