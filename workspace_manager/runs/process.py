@@ -16,12 +16,8 @@ import psutil
 from workspace_manager.protocol import framing
 from workspace_manager.supervisor import process as proc_mod
 from workspace_manager.supervisor.cgroup import CgroupRoot
+from workspace_manager.supervisor.instance import MAX_LINE
 from workspace_manager.version import PROTOCOL_VERSION
-
-#: A single line of output longer than this is cut, as a loader's (supervisor.instance's
-#: MAX_LINE; not imported from there: that module brings the RPC client, ~7 ms at each
-#: `wsm job execute`).
-MAX_LINE = 8192
 
 _CODE = (
     "import sys; sys.path.insert(0, {sdk_dir!r}); "
