@@ -4,7 +4,6 @@ one now, in the foreground, without a manager); SPEC section 7."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import json
 import os
@@ -196,6 +195,9 @@ def print_line(line: Any) -> None:
 
 
 def _execute(args: argparse.Namespace) -> int:
+    # imported here, as the rest: `wsm job launch` runs no event loop
+    import asyncio
+
     from workspace_manager.runs.execute import ExecuteError, OpeningStorage, execute
     from workspace_manager.runs.queue import BadPriority, priority_of
     from workspace_manager.storage.base import StorageError
