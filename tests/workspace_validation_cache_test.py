@@ -130,6 +130,15 @@ def test_a_corrupted_or_foreign_entry_is_a_miss(tmp_path: Path, content: bytes) 
     assert entry.read_text() == entry.name  # written again
 
 
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to give a file to another user")
+def test_another_users_entry_is_a_miss(tmp_path: Path) -> None:
+    check_twice(tmp_path)
+    (entry,) = (tmp_path / "v").iterdir()
+    os.chown(entry, 54321, 54321)
+    assert check_twice(tmp_path).calls == 1
+    assert entry.stat().st_uid == os.getuid()  # replaced by our own
+
+
 def test_an_unwritable_cache_is_no_cache(tmp_path: Path) -> None:
     (tmp_path / "v").write_text("a file where the folder should be")
     assert check_twice(tmp_path).calls == 2

@@ -9,7 +9,7 @@ envs.paths.default_cache_dir) whose name and content are the SHA-256 of the four
 passes are kept: a file with problems is checked every time, and its messages come from
 jsonschema as before. The semantic checks are not cached: they look at the filesystem.
 
-Anything wrong with the cache (missing, unreadable, a foreign or corrupted entry, a
+Anything wrong with the cache (missing, unreadable, a corrupted entry or another user's, a
 read-only disk) is a miss: the schema is checked and the entry written again if it can be.
 """
 
@@ -69,8 +69,11 @@ def verdict_key(text: str) -> str:
 
 
 def _is_pass(entry: Path, key: str) -> bool:
+    """The entry is ours (this user's file) and says `key`."""
     try:
         with open(entry, "rb") as f:
+            if os.fstat(f.fileno()).st_uid != os.getuid():
+                return False
             return f.read(100) == key.encode()
     except (OSError, ValueError):
         return False
