@@ -157,8 +157,9 @@ async def execute(
     envs: Optional[Callable[[], EnvironmentService]] = None,
 ) -> RunRecord:
     """Run `job` of `location` now; `on_line` sees every line of its output and log as it
-    comes. `envs` makes the EnvironmentService when the location has an environment. Returns the final record. Ctrl-C (SIGINT) or SIGTERM cancels the run (its tree
-    gets SIGTERM, SIGKILL after the grace); a second one kills it at once."""
+    comes. `envs` makes the EnvironmentService when the location has an environment.
+    Returns the final record. Ctrl-C (SIGINT) or SIGTERM cancels the run (its tree gets
+    SIGTERM, SIGKILL after the grace); a second one kills it at once."""
     config = next((loc for loc in workspace.locations if loc.name == location), None)
     if config is None:
         names = ", ".join(loc.name for loc in workspace.locations)
