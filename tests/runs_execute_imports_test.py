@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import List
+from typing import List, Tuple
 
 REPO = """
 from workspace_manager import job, repository
@@ -48,7 +48,8 @@ NOT_IMPORTED = (
 )
 
 
-def execute(folder: Path) -> List[str]:
+def execute(folder: Path) -> Tuple[List[str], str]:
+    """`wsm job execute trivial` in `folder`: (the modules it imported, its stdout)."""
     env = dict(
         os.environ,
         WSM_RUNTIME_DIR=str(folder / "run"),
@@ -68,15 +69,33 @@ def execute(folder: Path) -> List[str]:
     code, modules = json.loads(line[len("MODULES ") :])
     assert code == 0, done.stderr
     assert "ran" in done.stdout
-    return modules
+    return modules, done.stdout
 
 
 def test_execute_imports_only_what_it_uses(tmp_path: Path) -> None:
     (tmp_path / "trivial_repo.py").write_text(REPO)
     (tmp_path / "workspace.yaml").write_text("load_from:\n  - python_file: trivial_repo.py\n")
-    first = execute(tmp_path)
+    first, _ = execute(tmp_path)
     assert "jsonschema" in first  # the first time, the file is checked against the schema
-    modules = execute(tmp_path)
+    modules, _ = execute(tmp_path)
     unwanted = [m for m in modules if m.split(".")[0] in NOT_IMPORTED or m in NOT_IMPORTED]
     unwanted += [m for m in modules for p in NOT_IMPORTED if m.startswith(p + ".")]
     assert sorted(set(unwanted)) == []
+
+
+def test_a_location_with_an_environment_still_gets_it(tmp_path: Path) -> None:
+    """The environment cache, imported only for such a location, builds and reuses it."""
+    (tmp_path / "env_repo.py").write_text(
+        REPO.replace('print("ran")', 'import sys; print("ran in", sys.prefix)')
+    )
+    (tmp_path / "workspace.yaml").write_text(
+        "load_from:\n"
+        "  - python_file:\n"
+        "      relative_path: env_repo.py\n"
+        "      environment: {requirements: []}\n"
+    )
+    envs = tmp_path / "cache" / "envs"
+    for _ in range(2):  # built, then reused
+        modules, out = execute(tmp_path)
+        assert "workspace_manager.envs.service" in modules
+        assert f"ran in {envs}" in out
