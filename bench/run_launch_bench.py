@@ -7,7 +7,14 @@ the location's code.
   the first line of the job's function (the job writes `time.time()` first), against the
   floor.
 
-    python bench/run_launch_bench.py [--runs 10]        # about 20 s
+    python bench/run_launch_bench.py [--runs 10] [--dont-write-bytecode]   # about 20 s
+
+By default the bytecode caches are warm, as on an installed machine (the first command
+writes any `.pyc` missing). With `--dont-write-bytecode` every process (the floor's too)
+runs with PYTHONDONTWRITEBYTECODE=1, as some shells and CI set it: `.pyc` files that exist
+are still read, none is written, so a checkout with no `__pycache__` in
+`workspace_manager/` compiles wsm's own modules at every start (the figures say how many
+of its modules had one).
 
 Prints a short table, then one JSON line with every figure (ms).
 """
@@ -59,7 +66,14 @@ def ms(values: List[float]) -> Dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument(
+        "--dont-write-bytecode",
+        action="store_true",
+        help="run every process with PYTHONDONTWRITEBYTECODE=1",
+    )
     args = parser.parse_args()
+    # before this process imports any of it
+    compiled = len(list((HERE.parent / "workspace_manager").rglob("__pycache__/*.pyc")))
 
     from workspace_manager.loader.launch import make_sdk_dir
     from workspace_manager.protocol.client import Client
@@ -83,6 +97,8 @@ def main() -> int:
     # warm bytecode caches, as on any installed machine (a shell may set this; then every
     # start would compile SQLAlchemy from source)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if args.dont_write_bytecode:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.update(
         WSM_RUNTIME_DIR=str(tmp / "run"),
         WSM_STATE_DIR=str(tmp / "state"),
@@ -176,6 +192,8 @@ def main() -> int:
 
     result = {
         "runs": args.runs,
+        "dont_write_bytecode": args.dont_write_bytecode,
+        "wsm_pyc_files_before": compiled,
         "floor_interpreter_and_import": ms(floor_execute + floor_queued),
         "job_execute_command": ms(execute),
         "queued_launch_to_first_line": ms(queued),

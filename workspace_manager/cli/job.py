@@ -4,7 +4,6 @@ one now, in the foreground, without a manager); SPEC section 7."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import json
 import os
@@ -211,8 +210,9 @@ def print_line(line: Any) -> None:
 
 
 def _execute(args: argparse.Namespace) -> int:
-    from workspace_manager.envs.progress import console_reporter
-    from workspace_manager.envs.service import EnvironmentService
+    # imported here, as the rest: `wsm job launch` runs no event loop
+    import asyncio
+
     from workspace_manager.runs.execute import ExecuteError, OpeningStorage, execute
     from workspace_manager.runs.queue import BadPriority, priority_of
     from workspace_manager.storage.base import StorageError
@@ -228,7 +228,13 @@ def _execute(args: argparse.Namespace) -> int:
         priority_of(tags)
     except BadPriority as exc:
         targets.fail(str(exc))
-    envs = EnvironmentService(reporter=console_reporter(sys.stderr))
+
+    def envs() -> Any:
+        # imported here: only a location with an environment needs the cache (~30 ms)
+        from workspace_manager.envs.progress import console_reporter
+        from workspace_manager.envs.service import EnvironmentService
+
+        return EnvironmentService(reporter=console_reporter(sys.stderr))
 
     async def go() -> Any:
         store = OpeningStorage(lambda: open_storage(manager_key(ident), create=True))

@@ -19,11 +19,9 @@ import shutil
 import signal
 import socket
 import uuid
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
-from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.resolve import InterpreterError, plain_interpreter
-from workspace_manager.envs.service import EnvironmentService
 from workspace_manager.loader.launch import make_sdk_dir
 from workspace_manager.runs.coordinator import RunCoordinator, RunHooks, RunPlanError
 from workspace_manager.runs.process import RunPlan, plan_from_launch
@@ -34,6 +32,9 @@ from workspace_manager.supervisor.cgroup import CgroupRoot
 from workspace_manager.supervisor.plan import launch_plan
 from workspace_manager.supervisor.secret_vars import without_secrets, wsm_secret_vars
 from workspace_manager.workspace.model import LocationConfig, RemoteTarget, Workspace
+
+if TYPE_CHECKING:
+    from workspace_manager.envs.service import EnvironmentService
 
 
 class OpeningStorage:
@@ -111,9 +112,12 @@ class ExecuteError(Exception):
     """The job cannot be executed (no such location, a remote one, its env fails): one line."""
 
 
-async def interpreter_for(config: LocationConfig, envs: EnvironmentService) -> str:
+async def interpreter_for(
+    config: LocationConfig, envs: Optional[Callable[[], EnvironmentService]] = None
+) -> str:
     """The location's interpreter: its executable_path, wsm's own, or its built (or
-    reused) virtualenv's. ExecuteError with the reason."""
+    reused) virtualenv's (through `envs()`, made only then; default: a quiet
+    EnvironmentService). ExecuteError with the reason."""
     if isinstance(config.target, RemoteTarget):
         raise ExecuteError(
             f"location {config.name!r} is remote (grpc_server): its code is not here"
@@ -123,16 +127,22 @@ async def interpreter_for(config: LocationConfig, envs: EnvironmentService) -> s
             return plain_interpreter(config)
         except InterpreterError as exc:
             raise ExecuteError(str(exc)) from None
+    # imported here: the environment cache (filelock, installers: ~30 ms) is for locations
+    # that have an environment
+    from workspace_manager.envs.errors import EnvBuildError
+    from workspace_manager.envs.service import EnvironmentService
+
+    service = envs() if envs is not None else EnvironmentService()
     loop = asyncio.get_running_loop()
     try:
-        cached, _key = await loop.run_in_executor(None, envs.lookup, config)
+        cached, _key = await loop.run_in_executor(None, service.lookup, config)
         if cached is not None:
             return cached
-        return (await envs.ensure(config)).python
+        return (await service.ensure(config)).python
     except EnvBuildError as exc:
         raise ExecuteError(f"location {config.name!r}: {exc}") from None
     finally:
-        envs.close()
+        service.close()
 
 
 async def execute(
@@ -144,16 +154,17 @@ async def execute(
     run_config: Optional[dict] = None,
     tags: Optional[Dict[str, str]] = None,
     on_line: Callable[[LogLine], None] = lambda line: None,
-    envs: Optional[EnvironmentService] = None,
+    envs: Optional[Callable[[], EnvironmentService]] = None,
 ) -> RunRecord:
     """Run `job` of `location` now; `on_line` sees every line of its output and log as it
-    comes. Returns the final record. Ctrl-C (SIGINT) or SIGTERM cancels the run (its tree
-    gets SIGTERM, SIGKILL after the grace); a second one kills it at once."""
+    comes. `envs` makes the EnvironmentService when the location has an environment.
+    Returns the final record. Ctrl-C (SIGINT) or SIGTERM cancels the run (its tree gets
+    SIGTERM, SIGKILL after the grace); a second one kills it at once."""
     config = next((loc for loc in workspace.locations if loc.name == location), None)
     if config is None:
         names = ", ".join(loc.name for loc in workspace.locations)
         raise ExecuteError(f"no location named {location!r} (known: {names})")
-    python = await interpreter_for(config, envs or EnvironmentService())
+    python = await interpreter_for(config, envs)
     root = runtime.ensure_private_dir(runtime.runtime_root())
     folder = root / f"execute-{os.getpid()}-{secrets.token_hex(3)}"
     folder.mkdir(mode=0o700)

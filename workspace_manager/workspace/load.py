@@ -1,7 +1,7 @@
 """workspace.yaml (or `-f` / `-m` on the command line) -> Workspace, or every problem at once.
 
-The steps: read the file, YAML with positions, JSON Schema, then semantic checks that
-also build the model. Any problem anywhere raises one WorkspaceError listing them all.
+The steps: read the file, YAML with positions, JSON Schema (skipped for a text that passed
+it before: validation_cache.py), then semantic checks that also build the model. Any problem anywhere raises one WorkspaceError listing them all.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from .model import CodeTarget, LocationConfig, Supervision, Workspace
 from .names import name_problem
 from .schema import schema_issues, workspace_schema
 from .semantic import Builder, derived_location_name
+from .validation_cache import cached_schema_issues
 from .yaml_positions import load_yaml
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -61,7 +62,7 @@ def _load(path: PathLike, shown: str) -> Workspace:
     if doc.empty:
         message = "the file is empty; it needs a load_from list of locations"
         raise WorkspaceError([Problem(shown, 1, 1, message)])
-    issues = schema_issues(doc)
+    issues = cached_schema_issues(text, doc, schema_issues)
     problems.extend(issue.problem for issue in issues)
     if not isinstance(doc.data, dict):
         raise WorkspaceError(problems)

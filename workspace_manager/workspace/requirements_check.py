@@ -16,8 +16,6 @@ import re
 from pathlib import Path
 from typing import List, Optional, Sequence, Set, Tuple
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 from workspace_manager.envs.requirements import (
     FILE_OPTIONS,
     PATH_OPTIONS,
@@ -127,6 +125,9 @@ def requirement_problem(text: str, base: Path) -> Optional[str]:
 
 
 def _pep508_problem(item: str, base: Path) -> Optional[str]:
+    # imported here: ~20 ms that a workspace without requirements never pays
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         req = Requirement(item)
     except InvalidRequirement as error:

@@ -11,15 +11,16 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import os
 from dataclasses import dataclass, replace
-from importlib import resources
-from typing import Any, Dict, Iterable, List, Optional, Sequence
-
-import jsonschema
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence
 
 from .errors import Problem
 from .yaml_positions import Document, YamlPath
+
+if TYPE_CHECKING:
+    import jsonschema
+    from jsonschema.exceptions import ValidationError
 
 _TYPE_WORDS = {
     "string": "a string",
@@ -41,19 +42,31 @@ class Issue:
     keyword: str = ""  # the JSON Schema keyword that failed
 
 
+#: the package data file (a plain file: importlib.resources' zip support cost ~15 ms of
+#: imports at every start, and wsm is never run from a zip)
+SCHEMA_PATH = os.path.join(
+    os.path.dirname(os.path.dirname(__file__)), "schemas", "workspace.schema.json"
+)
+
+
+@functools.cache
+def schema_bytes() -> bytes:
+    """The schema file, `workspace_manager/schemas/workspace.schema.json` (package data)."""
+    with open(SCHEMA_PATH, "rb") as f:
+        return f.read()
+
+
 @functools.cache
 def workspace_schema() -> Dict[str, Any]:
     """The parsed schema, from the `workspace_manager.schemas` package data."""
-    text = (
-        resources.files("workspace_manager.schemas")
-        .joinpath("workspace.schema.json")
-        .read_text(encoding="utf-8")
-    )
-    return json.loads(text)
+    return json.loads(schema_bytes().decode("utf-8"))
 
 
 @functools.cache
 def _validator() -> jsonschema.Draft202012Validator:
+    # imported here: ~90 ms that a workspace found in the validation cache never pays
+    import jsonschema
+
     return jsonschema.Draft202012Validator(workspace_schema())
 
 
