@@ -54,7 +54,8 @@ def _get(obj: Dict[str, Any], key: str, kind: Any, *, optional: bool = False) ->
     return value
 
 
-def parse_bootstrap(line: bytes) -> Bootstrap:
+def json_object(line: bytes) -> Dict[str, Any]:
+    """The JSON object on a bootstrap line (the loader's and a run's); BootstrapError."""
     if not line.strip():
         raise BootstrapError("no bootstrap line on stdin")
     try:
@@ -63,6 +64,11 @@ def parse_bootstrap(line: bytes) -> Bootstrap:
         raise BootstrapError(f"not JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise BootstrapError("not a JSON object")
+    return obj
+
+
+def parse_bootstrap(line: bytes) -> Bootstrap:
+    obj = json_object(line)
     location = _get(obj, "location", str)
     listen = _get(obj, "listen", str)
     try:

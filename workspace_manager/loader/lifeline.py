@@ -14,7 +14,7 @@ import socket
 import sys
 import threading
 import time
-from typing import Any, List, Optional
+from typing import Any, List, NoReturn, Optional
 
 from ..protocol.framing import encode_frame
 from . import proctable
@@ -23,6 +23,17 @@ KILL_GRACE = 1.0
 
 #: Set once the manager is gone; the SIGTERM handler then leaves the killing to us.
 lost = threading.Event()
+
+
+def exit_now(status: int) -> NoReturn:
+    """Exit now (the loader's or a run's process), even if repository code left non-daemon
+    threads running; stdout and stderr are flushed first."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(status)
 
 
 def open_channel(fd: int) -> socket.socket:

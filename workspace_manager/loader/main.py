@@ -12,7 +12,7 @@ import signal
 import socket
 import sys
 import traceback
-from typing import Any, NoReturn, Optional
+from typing import Any, Optional
 
 from ..protocol.messages import EXIT_BAD_BOOTSTRAP, EXIT_LOAD_ERROR, EXIT_OK, notification
 from . import lifeline
@@ -20,16 +20,6 @@ from .bootstrap import Bootstrap, BootstrapError, parse_bootstrap
 from .server import Server, log
 
 MAX_BOOTSTRAP = 1 << 20
-
-
-def _exit(status: int) -> NoReturn:
-    """Exit now, even if repository code left non-daemon threads running."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass
-    os._exit(status)
 
 
 def _read_bootstrap() -> Bootstrap:
@@ -50,7 +40,7 @@ class _Signals:
         if lifeline.lost.is_set():
             return
         if self.server is None:
-            _exit(128 + signum)
+            lifeline.exit_now(128 + signum)
         self.server.request_stop()
 
     def install(self) -> None:
@@ -65,14 +55,14 @@ def main() -> None:
         boot = _read_bootstrap()
     except (BootstrapError, OSError, UnicodeDecodeError) as exc:
         log("?", f"bad bootstrap: {exc}")
-        _exit(EXIT_BAD_BOOTSTRAP)
+        lifeline.exit_now(EXIT_BAD_BOOTSTRAP)
     status: Optional[socket.socket] = None
     if boot.status_fd is not None:
         try:
             status = lifeline.open_channel(boot.status_fd)
         except OSError as exc:
             log(boot.location, f"bad bootstrap: status_fd {boot.status_fd}: {exc}")
-            _exit(EXIT_BAD_BOOTSTRAP)
+            lifeline.exit_now(EXIT_BAD_BOOTSTRAP)
         lifeline.watch(status)
     lifeline.contain(boot.cgroup)  # before any repository code can start a process
 
@@ -86,7 +76,7 @@ def main() -> None:
         methods = Methods(boot.location, repositories)
     except BaseException as exc:
         _report_load_error(boot, status, exc)
-        _exit(EXIT_LOAD_ERROR)
+        lifeline.exit_now(EXIT_LOAD_ERROR)
 
     server = Server(
         listen=boot.listen,
@@ -101,14 +91,14 @@ def main() -> None:
         server.bind()
     except Exception as exc:
         log(boot.location, f"cannot listen on {boot.listen}: {exc}")
-        _exit(1)
+        lifeline.exit_now(1)
     signals.server = server
     lifeline.send(status, notification("loaded", {"repositories": methods.repository_names}))
     if status is None:
         log(boot.location, f"serving {', '.join(methods.repository_names)} on {server.listen}")
     server.serve_forever()
     server.close()
-    _exit(EXIT_OK)
+    lifeline.exit_now(EXIT_OK)
 
 
 def _report_load_error(

@@ -5,10 +5,9 @@ A bad bootstrap is a wsm bug, not a repository problem: the run exits with statu
 
 from __future__ import annotations
 
-import json
 from typing import Any, Dict, NamedTuple, Optional
 
-from ..loader.bootstrap import BootstrapError, Target, _get, _parse_target
+from ..loader.bootstrap import BootstrapError, Target, _get, _parse_target, json_object
 from ..version import PROTOCOL_VERSION
 
 __all__ = ["BootstrapError", "RunBootstrap", "parse_run_bootstrap"]
@@ -29,14 +28,7 @@ class RunBootstrap(NamedTuple):
 
 def parse_run_bootstrap(line: bytes) -> RunBootstrap:
     """The bootstrap in `line`; raises BootstrapError naming what is wrong."""
-    if not line.strip():
-        raise BootstrapError("no bootstrap line on stdin")
-    try:
-        obj = json.loads(line)
-    except ValueError as exc:
-        raise BootstrapError(f"not JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise BootstrapError("not a JSON object")
+    obj = json_object(line)
     protocol = _get(obj, "protocol", int, optional=True)
     if protocol is not None and protocol != PROTOCOL_VERSION:
         raise BootstrapError(

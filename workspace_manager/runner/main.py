@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import traceback
-from typing import Any, Dict, NoReturn, Optional
+from typing import Any, Dict, Optional
 
 from ..loader import lifeline
 from ..protocol.messages import EXIT_BAD_BOOTSTRAP, EXIT_LOAD_ERROR, EXIT_OK
@@ -30,16 +30,6 @@ class RunInterrupted(BaseException):
     not swallow it."""
 
 
-def _exit(status: int) -> NoReturn:
-    """Exit now, even if the job left non-daemon threads running."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass
-    os._exit(status)
-
-
 def _say(text: str) -> None:
     print(f"wsm-run: {text}", file=sys.stderr, flush=True)
 
@@ -54,7 +44,7 @@ class _Signals:
         if lifeline.lost.is_set():
             return
         if not self.running:
-            _exit(128 + signum)
+            lifeline.exit_now(128 + signum)
         self.running = False  # a second signal while unwinding exits at once
         raise RunInterrupted(f"the run was asked to stop ({signal.Signals(signum).name})")
 
@@ -85,14 +75,14 @@ def main() -> None:
         boot = _read_bootstrap()
     except (BootstrapError, OSError, UnicodeDecodeError) as exc:
         _say(f"bad bootstrap: {exc}")
-        _exit(EXIT_BAD_BOOTSTRAP)
+        lifeline.exit_now(EXIT_BAD_BOOTSTRAP)
     sock = None
     if boot.status_fd is not None:
         try:
             sock = lifeline.open_channel(boot.status_fd)
         except OSError as exc:
             _say(f"bad bootstrap: status_fd {boot.status_fd}: {exc}")
-            _exit(EXIT_BAD_BOOTSTRAP)
+            lifeline.exit_now(EXIT_BAD_BOOTSTRAP)
         lifeline.watch(sock)
     lifeline.contain(boot.cgroup)  # before any repository code can start a process
     os.environ["WSM_RUN_ID"] = boot.run_id
@@ -111,11 +101,11 @@ def main() -> None:
         channel.send("failure", stage="job", error=error)
         if sock is None:
             _say(f"job {boot.job} failed:\n{str(error.get('traceback') or '').rstrip()}")
-        _exit(128 + signal.SIGTERM if isinstance(exc, RunInterrupted) else EXIT_JOB_FAILED)
+        lifeline.exit_now(128 + signal.SIGTERM if isinstance(exc, RunInterrupted) else EXIT_JOB_FAILED)
     from ..sdk.values import plain_or_repr
 
     channel.send("success", result=plain_or_repr(result))
-    _exit(EXIT_OK)
+    lifeline.exit_now(EXIT_OK)
 
 
 def _load(boot: RunBootstrap, channel: Channel) -> Any:
@@ -135,7 +125,7 @@ def _load(boot: RunBootstrap, channel: Channel) -> Any:
         channel.send("failure", stage="load", error=error)
         if channel.sock is None:
             _say(f"cannot load job {boot.job}:\n{str(error.get('traceback') or error['message'])}")
-        _exit(EXIT_LOAD_ERROR)
+        lifeline.exit_now(EXIT_LOAD_ERROR)
 
 
 def _load_error(exc: BaseException, dropped_pythonpath: Optional[str]) -> Dict[str, Any]:
