@@ -450,6 +450,7 @@ def wsm_schedule(root: Path, ticks: int) -> Dict[str, Any]:
         left = up.close()
     late = sorted(x * 1000.0 for x in measured())
     return {
+        "breakdown_ms": schedule_breakdown(ws, steady),
         "ticks": len(late),
         "ticks_skipped_at_start": len(ws.runs()) - len(late),
         "tick_to_first_line_median_ms": measure.median(late),
@@ -457,6 +458,52 @@ def wsm_schedule(root: Path, ticks: int) -> Dict[str, Any]:
         "tick_to_first_line_all_ms": late,
         "left_behind": left,
     }
+
+
+def schedule_breakdown(ws: Workspace, steady: float) -> List[Dict[str, Any]]:
+    """Where each measured schedule run's latency went, in ms after its tick time, from the
+    run database (read after the manager stopped) and the job's stamp: the daemon woke
+    (the tick's started_at), the location answered evaluate_schedule (the tick's ended_at),
+    the run was stored QUEUED (created_at), the coordinator began its start (start_time,
+    STARTING: just before the plan and the spawn), the job's first line."""
+    import sqlite3
+
+    found = list(Path(ws.env["WSM_STATE_DIR"]).glob("**/runs.db"))
+    if len(found) != 1:
+        return [{"error": f"expected one runs.db, found {len(found)}"}]
+    stamps = ws.runs()
+    out: List[Dict[str, Any]] = []
+    db = sqlite3.connect(f"file:{found[0]}?mode=ro", uri=True)
+    try:
+        for run_id, created, start, origin in db.execute(
+            "SELECT run_id, created_at, start_time, origin FROM runs"
+        ):
+            stamp = stamps.get("run-" + run_id)
+            tick_id = json.loads(origin).get("tick_id")
+            row = db.execute(
+                "SELECT tick_time, started_at, ended_at FROM ticks WHERE tick_id = ?", (tick_id,)
+            ).fetchone()
+            if stamp is None or row is None or row[0] < steady:
+                continue
+            tick_time, woke, answered = row
+
+            def ms(t: Optional[float], tick_time: float = tick_time) -> Optional[float]:
+                return None if t is None else round((t - tick_time) * 1000.0, 1)
+
+            out.append(
+                {
+                    "woke": ms(woke),
+                    "evaluated": ms(answered),
+                    "queued": ms(created),
+                    "starting": ms(start),
+                    "first_line": ms(stamp["t"]),
+                }
+            )
+    except (sqlite3.Error, KeyError, ValueError) as exc:
+        return [{"error": f"reading runs.db: {exc}"}]
+    finally:
+        db.close()
+    return out
 
 
 def wsm_burst(root: Path, requests: int) -> Dict[str, Any]:

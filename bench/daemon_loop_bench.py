@@ -2,6 +2,11 @@
 sensors spread over 10 locations that answer at once (no loader), on a real SQLite file.
 
     .venv/bin/python bench/daemon_loop_bench.py [--per-kind 1000] [--interval 30] [--seconds 60]
+        [--only ticking] [--profile FILE]
+
+`--profile FILE` writes cProfile statistics of the ticking window (the event loop's thread
+only) to FILE (`python -m pstats FILE`); the JSON gives the storage write thread's CPU in
+`record_tick` (`write_cpu_seconds`).
 
 Prints one JSON object: CPU seconds and % of one core over the window (after the first
 burst of sensor ticks), ticks recorded, and the idle cost (sensors far from due).
@@ -12,12 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import resource
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 
 from workspace_manager.daemon.service import Daemon
 from workspace_manager.storage.sqlite import SqliteStorage
@@ -76,29 +82,70 @@ class Events:
         print(text)
 
 
+class WriteClock:
+    """CPU seconds the storage's write thread spent in its writes (thread_time)."""
+
+    def __init__(self, storage: SqliteStorage) -> None:
+        self.seconds = 0.0
+        for name in ("record_tick", "record_ticks", "set_instigator"):
+            inner = getattr(storage, name, None)
+            if inner is not None:
+                setattr(storage, name, self._timed(inner))
+
+    def _timed(self, inner: Any) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            began = time.thread_time()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds += time.thread_time() - began
+
+        return timed
+
+
 def cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
 
 
-async def window(events: Events, seconds: float) -> Dict[str, float]:
-    c0, t0, n0 = cpu(), time.monotonic(), events.ticks
+async def window(
+    events: Events, writes: WriteClock, seconds: float, profile: Optional[str] = None
+) -> Dict[str, float]:
+    profiler = None
+    if profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+    c0, t0, n0, w0 = cpu(), time.monotonic(), events.ticks, writes.seconds
     await asyncio.sleep(seconds)
     used, wall = cpu() - c0, time.monotonic() - t0
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
     return {
         "cpu_seconds": round(used, 3),
         "core_percent": round(100 * used / wall, 2),
         "ticks": events.ticks - n0,
+        "write_cpu_seconds": round(writes.seconds - w0, 3),
     }
 
 
-async def measure(per_kind: int, interval: float, seconds: float, folder: Path) -> Dict[str, Any]:
+async def measure(
+    per_kind: int,
+    interval: float,
+    seconds: float,
+    folder: Path,
+    only: Optional[str] = None,
+    profile: Optional[str] = None,
+) -> Dict[str, Any]:
     result: Dict[str, Any] = {"instigators": 2 * per_kind, "sensor_interval": interval}
-    for label, every in (("idle", 10 * 86400.0), ("ticking", interval)):
+    kinds: List[Any] = [("idle", 10 * 86400.0), ("ticking", interval)]
+    for label, every in [k for k in kinds if only in (None, k[0])]:
         locations = {
             f"loc{i}": Location(f"loc{i}", per_kind // LOCATIONS, every) for i in range(LOCATIONS)
         }
-        store = AsyncStorage(SqliteStorage(folder / f"{label}.db"))
+        storage = SqliteStorage(folder / f"{label}.db")
+        writes = WriteClock(storage)
+        store = AsyncStorage(storage)
         events = Events()
         daemon = Daemon(
             store=store,
@@ -110,7 +157,9 @@ async def measure(per_kind: int, interval: float, seconds: float, folder: Path) 
         await daemon.start()
         result[f"{label}_start_seconds"] = round(time.monotonic() - started, 3)
         await asyncio.sleep(min(interval, seconds) + 5)  # past the first burst
-        result[label] = await window(events, seconds)
+        result[label] = await window(
+            events, writes, seconds, profile if label == "ticking" else None
+        )
         await daemon.stop()
         await store.close()
     return result
@@ -121,9 +170,15 @@ def main() -> None:
     parser.add_argument("--per-kind", type=int, default=1000)
     parser.add_argument("--interval", type=float, default=30.0)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--only", choices=("idle", "ticking"))
+    parser.add_argument("--profile", metavar="FILE", help="cProfile the ticking window")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        out = asyncio.run(measure(args.per_kind, args.interval, args.seconds, Path(folder)))
+        out = asyncio.run(
+            measure(
+                args.per_kind, args.interval, args.seconds, Path(folder), args.only, args.profile
+            )
+        )
     print(json.dumps(out))
 
 

@@ -492,3 +492,27 @@ def test_ticks_match_a_brute_force_reference(
     while (t := next_tick(cron, tz, t)) is not None and t <= end:
         walked.append(t)
     assert walked == ticks
+
+
+@pytest.mark.parametrize("tz", [BERLIN, NEW_YORK])
+@pytest.mark.parametrize("cron", ["30 2 * * *", "0 * * * *", "*/15 * * * *", "* * * * *"])
+@pytest.mark.parametrize("change", [0, 1])
+def test_the_schedule_loops_quick_due_ticks_are_due_ticks(tz: str, cron: str, change: int) -> None:
+    """loops._due (two forward steps when one tick came since the last) answers what
+    due_ticks answers, around both DST changes, waking at a tick, just after it, or after
+    several were missed, for max_catchup_runs 0, 1 and 3."""
+    from workspace_manager.daemon.loops import _due
+
+    around = _transitions(tz, 2025)[change]
+    span = {"30 2 * * *": 4 * 86400, "0 * * * *": 6 * 3600, "*/15 * * * *": 2 * 3600}.get(
+        cron, 1200
+    )
+    last: Optional[float] = around - span
+    ticks = ticks_between(cron, tz, around - span, around + span)
+    for i, tick in enumerate(ticks[:-3]):
+        for now in (tick, tick + 0.5, ticks[i + 1] - 0.001, ticks[i + 2], ticks[i + 3] + 1):
+            for catchup in (0, 1, 3):
+                assert _due(cron, tz, last, now, catchup) == due_ticks(
+                    cron, tz, last, now, catchup
+                ), (last, now, catchup)
+        last = tick

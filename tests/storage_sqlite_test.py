@@ -558,3 +558,44 @@ def test_run_id_prefix_is_exact_about_case_and_wildcards(db: SqliteStorage) -> N
     for missing in ("abcd%", "ABCD_", "abce", "ab_d"):
         with pytest.raises(RunNotFound):
             db.get_run(missing)
+
+
+def test_record_ticks_keeps_or_drops_each_tick_on_its_own(tmp_path: Path) -> None:
+    """One transaction for many ticks (the writer's batches); a tick that fails is rolled
+    back alone, with its runs and its state, and the others are kept."""
+    from workspace_manager.storage.records import InstigatorState, TickRecord
+
+    store = SqliteStorage(tmp_path / "runs.db")
+    try:
+        out = store.record_ticks(
+            [
+                (
+                    TickRecord("loc", "a", "sensor", 1.0),
+                    [RunRecord("ra", "loc", "job", run_key="k")],
+                    InstigatorState("loc", "a", "sensor", cursor="1"),
+                ),
+                (
+                    TickRecord("loc", "b", "sensor", 1.0, tick_id=999),  # no such tick
+                    [RunRecord("rb", "loc", "job", run_key="k")],
+                    InstigatorState("loc", "b", "sensor", cursor="1"),
+                ),
+                (
+                    TickRecord("loc", "a", "sensor", 2.0),
+                    [RunRecord("ra2", "loc", "job", run_key="k")],  # used by the first
+                    InstigatorState("loc", "a", "sensor", cursor="2"),
+                ),
+            ]
+        )
+        assert isinstance(out[1], Exception) and "no tick 999" in str(out[1])
+        first, third = out[0], out[2]
+        assert not isinstance(first, Exception) and not isinstance(third, Exception)
+        assert [r.run_id for r in first[1]] == ["ra"]
+        assert third[1] == [] and third[0].run_keys_skipped == ["k"]
+        assert [r.run_id for r in store.list_runs(limit=None)] == ["ra"]
+        assert store.get_instigator("loc", "a", "sensor").cursor == "2"
+        assert store.get_instigator("loc", "b", "sensor").cursor is None
+        assert [t.tick_time for t in store.list_ticks("loc", "a", "sensor")] == [2.0, 1.0]
+        assert store.list_ticks("loc", "b", "sensor") == []
+        assert store.integrity_problems() == []
+    finally:
+        store.close()

@@ -265,3 +265,55 @@ def test_every_storage_method_is_wrapped_with_its_parameters() -> None:
         assert [(p.name, p.kind, p.default) for p in ours] == [
             (p.name, p.kind, p.default) for p in theirs
         ], name
+
+
+class Batches(Recording):
+    """Recording, plus the size of each record_ticks batch."""
+
+    def record_ticks(self, items: Any) -> Any:
+        self._hold(f"record_ticks({len(items)})")
+        return super().record_ticks(items)
+
+
+def test_ticks_waiting_for_the_writer_go_in_one_transaction_in_their_place(
+    tmp_path: Path,
+) -> None:
+    """A burst of sensor ticks is one commit per batch, not one per tick; a write called
+    between two ticks still goes between them; each caller gets its own tick or error."""
+
+    async def main() -> None:
+        storage = Batches(tmp_path / "runs.db")
+        store = AsyncStorage(storage)
+        gate = storage.gates["add_run"] = threading.Event()
+        first = store.add_run(RunRecord("r1", "loc", "job"))
+        await asyncio.sleep(0.05)  # the write thread is held in add_run
+        early = [
+            store.record_tick(
+                TickRecord("loc", f"s{i}", "sensor", float(i)),
+                [RunRecord(f"k{i}", "loc", "job", run_key="same")],
+            )
+            for i in range(100)
+        ]
+        bad = store.record_tick(TickRecord("loc", "s0", "sensor", 0.0, tick_id=10**6))
+        between = store.update_run("r1", pid=7)
+        late = [store.record_tick(TickRecord("loc", "x", "sensor", float(i))) for i in range(50)]
+        gate.set()
+        await first
+        stored = await asyncio.gather(*early, *late)
+        with pytest.raises(Exception, match="no tick 1000000 to update"):
+            await bad
+        assert (await between).pid == 7
+        assert [name for name, _ in storage.calls if name != "get_run"] == [
+            "add_run",
+            "record_ticks(101)",
+            "update_run",
+            "record_ticks(50)",
+        ]
+        ids = [tick.tick_id for tick, _ in stored]
+        assert ids == sorted(ids) and len(set(ids)) == 150
+        # each of the first 100 is a different sensor: each launched its own run
+        assert all(len(created) == 1 for _, created in stored[:100])
+        assert len(await store.list_runs(limit=None)) == 101
+        await store.close()
+
+    asyncio.run(main())

@@ -94,13 +94,29 @@ async def schedule_loop(host: Host, inst: Instigator) -> None:
         await host.keep_state(state)
     while True:
         now = host.clock.time()
-        for when in due_ticks(cron, tz, state.last_tick_time, now, host.max_catchup_runs()):
+        for when in _due(cron, tz, state.last_tick_time, now, host.max_catchup_runs()):
             state = await _schedule_tick(host, inst, state, when)
         coming = next_tick(cron, tz, max(now, state.last_tick_time or now))
         if coming is None:
             await asyncio.Event().wait()  # never fires again (e.g. `0 0 30 2 *`)
         else:
             await host.clock.sleep_until(coming)
+
+
+def _due(
+    cron: str, tz: Optional[str], last: Optional[float], now: float, catchup: int
+) -> List[float]:
+    """`ticks.due_ticks`, cheaply in the usual case, which is on the tick's latency path:
+    the loop slept until the one tick that came since the last (two forward steps, ~0.1
+    ms, instead of due_ticks' backward walk from 3 h ahead, ~2 ms for `* * * * *`)."""
+    if last is not None and catchup >= 1:
+        first = next_tick(cron, tz, last)
+        if first is None or first > now:
+            return []
+        then = next_tick(cron, tz, first)
+        if then is None or then > now:
+            return [first]
+    return due_ticks(cron, tz, last, now, catchup)
 
 
 async def _schedule_tick(

@@ -257,24 +257,26 @@ class Daemon:
         report. Not interrupted by a cancel: a tick is recorded whole or, when it was not
         reached, not at all."""
         tick.ended_at = self.clock.time()
-        work = asyncio.ensure_future(self._commit(tick, runs, state))
+        # AsyncStorage.record_tick gives a future (no task is made for it here)
+        work = asyncio.ensure_future(self.store.record_tick(tick, runs, state))
         try:
-            return await asyncio.shield(work)
+            stored, created = await asyncio.shield(work)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                await work
+                stored, created = await work
+                self._recorded(state, stored, created)
             raise
+        return self._recorded(state, stored, created)
 
-    async def _commit(
-        self, tick: TickRecord, runs: List[RunRecord], state: InstigatorState
+    def _recorded(
+        self, state: InstigatorState, stored: TickRecord, created: List[RunRecord]
     ) -> Tuple[TickRecord, List[RunRecord]]:
-        stored, created = await self.store.record_tick(tick, runs, state)
+        if created and self.runs is not None:
+            self.runs.wake()  # first: the runs' start is on the schedule's latency path
         self._states[state_key(state)] = state
         self._last_ticks[state_key(state)] = stored
         for run in created:
             self.events.run(run, "queued")
-        if created and self.runs is not None:
-            self.runs.wake()
         self.events.tick(stored)
         return stored, created
 

@@ -11,7 +11,7 @@ durable against `kill -9` of the caller.
 from __future__ import annotations
 
 import abc
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .records import (
     InstigatorState,
@@ -131,6 +131,23 @@ class Storage(abc.ABC):
         (the others' keys go to tick.run_keys_skipped), fill tick.run_ids, and store
         `state` (cursor, last_run_key, last_tick_time). Either all of it is kept or none.
         Returns the stored tick and the runs actually created."""
+
+    def record_ticks(
+        self,
+        items: Sequence[Tuple[TickRecord, Sequence[RunRecord], Optional[InstigatorState]]],
+    ) -> List[Union[Tuple[TickRecord, List[RunRecord]], Exception]]:
+        """`record_tick` of each (tick, runs, state) of `items`, in order; each item is
+        kept whole or not at all, on its own: the answer has, for each, what record_tick
+        returns or the Exception it raised. A storage may do them in one transaction
+        (SqliteStorage does: one commit for a burst of sensor ticks); this default does
+        them one by one."""
+        out: List[Union[Tuple[TickRecord, List[RunRecord]], Exception]] = []
+        for tick, runs, state in items:
+            try:
+                out.append(self.record_tick(tick, runs, state))
+            except Exception as exc:
+                out.append(exc)
+        return out
 
     @abc.abstractmethod
     def list_ticks(

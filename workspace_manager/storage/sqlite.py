@@ -581,6 +581,39 @@ class SqliteStorage(Storage):
         an empty origin becomes {"kind", "name", "tick_id"} (+ "run_key" for a sensor), and
         an origin of the tick's kind gets "tick_id" when it has none. `tick.run_keys` gains
         the keys of the runs created."""
+        with self._write() as conn:
+            return self._record_tick(conn, tick, runs, state)
+
+    def record_ticks(
+        self,
+        items: Sequence[Tuple[TickRecord, Sequence[RunRecord], Optional[InstigatorState]]],
+    ) -> List[Union[Tuple[TickRecord, List[RunRecord]], Exception]]:
+        """See `Storage.record_ticks`: one transaction, each item in its own SAVEPOINT (an
+        item that fails is rolled back alone). A failed COMMIT raises for all of them."""
+        out: List[Union[Tuple[TickRecord, List[RunRecord]], Exception]] = []
+        with self._write() as conn:
+            for tick, runs, state in items:
+                conn.execute("SAVEPOINT tick")
+                try:
+                    out.append(self._record_tick(conn, tick, runs, state))
+                except sqlite3.Error as exc:
+                    # the transaction may be gone with it (a full disk): then all fail
+                    conn.execute("ROLLBACK TO tick")
+                    out.append(StorageError(f"{self.where}: {exc}"))
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO tick")
+                    out.append(exc)
+                conn.execute("RELEASE tick")
+        return out
+
+    def _record_tick(
+        self,
+        conn: sqlite3.Connection,
+        tick: TickRecord,
+        runs: Sequence[RunRecord],
+        state: Optional[InstigatorState],
+    ) -> Tuple[TickRecord, List[RunRecord]]:
+        """`record_tick` inside the caller's transaction."""
         tick = dataclasses.replace(
             tick,
             run_ids=list(tick.run_ids),
@@ -592,50 +625,49 @@ class SqliteStorage(Storage):
         if not tick.started_at:
             tick.started_at = now
         created: List[RunRecord] = []
-        with self._write() as conn:
-            if tick.tick_id:
-                done = conn.execute(_UPDATE_TICK, (*_tick_params(tick), tick.tick_id))
-                if done.rowcount == 0:
-                    raise StorageError(f"no tick {tick.tick_id} to update")
-            else:
-                cursor = conn.execute(_INSERT_TICK, _tick_params(tick))
-                assert cursor.lastrowid is not None
-                tick.tick_id = int(cursor.lastrowid)
-            used = self._keys_used(conn, owner, [r.run_key for r in runs if r.run_key])
-            seen: Set[str] = set()
-            fresh: List[RunRecord] = []
-            for run in runs:
-                if run.run_key is not None:
-                    if run.run_key in seen or run.run_key in used:
-                        if run.run_key not in tick.run_keys_skipped:
-                            tick.run_keys_skipped.append(run.run_key)
-                        continue
-                    seen.add(run.run_key)
-                origin = dict(run.origin or {})
-                if not origin:
-                    origin = {"kind": tick.kind, "name": tick.name}
-                    if tick.kind == "sensor":
-                        origin["run_key"] = run.run_key
-                if origin.get("kind") == tick.kind and not origin.get("tick_id"):
-                    origin["tick_id"] = tick.tick_id
-                fresh.append(dataclasses.replace(run, origin=origin))
-            created = self._insert_runs(conn, fresh, "", now, owner)
-            for stored in created:
-                tick.run_ids.append(stored.run_id)
-                if stored.run_key is not None and stored.run_key not in tick.run_keys:
-                    tick.run_keys.append(stored.run_key)
-            if created or tick.run_keys_skipped:
-                conn.execute(
-                    _UPDATE_TICK_RUNS,
-                    (
-                        _dumps(tick.run_ids),
-                        _dumps(tick.run_keys),
-                        _dumps(tick.run_keys_skipped),
-                        tick.tick_id,
-                    ),
-                )
-            if state is not None:
-                self._put_state(conn, state, now)
+        if tick.tick_id:
+            done = conn.execute(_UPDATE_TICK, (*_tick_params(tick), tick.tick_id))
+            if done.rowcount == 0:
+                raise StorageError(f"no tick {tick.tick_id} to update")
+        else:
+            cursor = conn.execute(_INSERT_TICK, _tick_params(tick))
+            assert cursor.lastrowid is not None
+            tick.tick_id = int(cursor.lastrowid)
+        used = self._keys_used(conn, owner, [r.run_key for r in runs if r.run_key])
+        seen: Set[str] = set()
+        fresh: List[RunRecord] = []
+        for run in runs:
+            if run.run_key is not None:
+                if run.run_key in seen or run.run_key in used:
+                    if run.run_key not in tick.run_keys_skipped:
+                        tick.run_keys_skipped.append(run.run_key)
+                    continue
+                seen.add(run.run_key)
+            origin = dict(run.origin or {})
+            if not origin:
+                origin = {"kind": tick.kind, "name": tick.name}
+                if tick.kind == "sensor":
+                    origin["run_key"] = run.run_key
+            if origin.get("kind") == tick.kind and not origin.get("tick_id"):
+                origin["tick_id"] = tick.tick_id
+            fresh.append(dataclasses.replace(run, origin=origin))
+        created = self._insert_runs(conn, fresh, "", now, owner)
+        for stored in created:
+            tick.run_ids.append(stored.run_id)
+            if stored.run_key is not None and stored.run_key not in tick.run_keys:
+                tick.run_keys.append(stored.run_key)
+        if created or tick.run_keys_skipped:
+            conn.execute(
+                _UPDATE_TICK_RUNS,
+                (
+                    _dumps(tick.run_ids),
+                    _dumps(tick.run_keys),
+                    _dumps(tick.run_keys_skipped),
+                    tick.tick_id,
+                ),
+            )
+        if state is not None:
+            self._put_state(conn, state, now)
         return tick, created
 
     def list_ticks(
