@@ -90,7 +90,9 @@ def load(args: argparse.Namespace) -> Tuple[Workspace, str]:
 
 
 def find_running(args: argparse.Namespace) -> Optional[runtime.ManagerRecord]:
-    """The manager for these arguments; with no explicit target, the only one running."""
+    """The manager for these arguments. With no -w/-f/-m, the one for ./workspace.yaml; only
+    when there is no ./workspace.yaml here, the only manager running (so `wsm status` works
+    from anywhere, but `wsm down` in a workspace's folder never stops another one)."""
     try:
         ident = identity(args)
     except UsageError as exc:
@@ -99,7 +101,7 @@ def find_running(args: argparse.Namespace) -> Optional[runtime.ManagerRecord]:
     if record is not None:
         return record
     explicit = args.workspace or args.python_file or args.module_name
-    if not explicit:
+    if not explicit and not os.path.exists(DEFAULT_WORKSPACE):
         running = list(runtime.running_managers())
         if len(running) == 1:
             return running[0]
