@@ -20,6 +20,7 @@ from workspace_manager.storage.records import (
     QUEUED,
     STARTED,
     SUCCESS,
+    InstigatorState,
     LogLine,
     RunRecord,
     TickRecord,
@@ -217,6 +218,12 @@ def test_ticks(target, capsys):
     assert len(rows) == 2
     code, out, _ = wsm(capsys, "sensor", "ticks", "watch", "--json", *target["args"])
     assert [t["location"] for t in json.loads(out)] == ["b", "a", "a"]
+    # no schedule 'watch' has ticked, nor been started or stopped, and no manager runs to
+    # say it exists: unknown, one line, exit 1
+    code, out, err = wsm(capsys, "schedule", "ticks", "watch", *target["args"])
+    assert code == 1 and out == "" and err == "wsm: no schedule named 'watch'\n"
+    # a kept state (it was stopped once) makes it known: no ticks yet, exit 0
+    s.set_instigator(InstigatorState("a", "watch", "schedule", status="STOPPED"))
     code, out, _ = wsm(capsys, "schedule", "ticks", "watch", *target["args"])
     assert code == 0 and out == "no ticks recorded for schedule watch\n"
 

@@ -133,6 +133,21 @@ def do_set(args: argparse.Namespace) -> int:
     return 0
 
 
+#: `ticks` of a name no location defines, nor the records know
+EXIT_UNKNOWN = 1
+
+
+def _defined(args: argparse.Namespace, location: str, name: str) -> bool:
+    """Whether the running manager's locations define it; without a manager, nothing says
+    so (a name that never ticked nor was started or stopped is unknown)."""
+    if targets.find_running(args) is None:
+        return False
+    items = runstore.control_call(args, "instigators", {"kind": args.kind}) or []
+    return any(
+        i.get("name") == name and (not location or i.get("location") == location) for i in items
+    )
+
+
 def do_ticks(args: argparse.Namespace) -> int:
     if args.limit < 1:
         targets.fail("--limit must be at least 1", runstore.EXIT_USAGE)
@@ -140,8 +155,15 @@ def do_ticks(args: argparse.Namespace) -> int:
     store = runstore.open_storage(args)
     try:
         ticks = store.list_ticks(location or None, name, args.kind, args.limit)
+        kept = [
+            s
+            for s in store.list_instigators(args.kind)
+            if s.name == name and (not location or s.location == location)
+        ]
     finally:
         store.close()
+    if not ticks and not kept and not _defined(args, location, name):
+        targets.fail(f"no {args.kind} named {args.name!r}", EXIT_UNKNOWN)
     if args.json:
         json.dump([t.as_dict() for t in ticks], sys.stdout, indent=2)
         sys.stdout.write("\n")
