@@ -117,7 +117,7 @@ def test_text_run_lines() -> None:
     ]
 
 
-def test_text_ticks_repeat_a_skip_only_when_its_reason_changes() -> None:
+def test_text_ticks_repeat_a_skip_or_failure_only_when_its_reason_changes() -> None:
     out = io.StringIO()
     console = Console(out)
     sink = console.sink()
@@ -130,12 +130,14 @@ def test_text_ticks_repeat_a_skip_only_when_its_reason_changes() -> None:
     sink.tick(TickRecord("a", "other", "sensor", T0, status="skipped", skip_reason="nothing new"))
     sink.tick(TickRecord("a", "watch", "sensor", T0, status="success", run_ids=["0f3c12ab99"]))
     sink.tick(TickRecord("a", "watch", "sensor", T0, status="skipped", skip_reason="nothing new"))
-    sink.tick(TickRecord("a", "nightly", "schedule", T0, status="failure", error="KeyError: 'x'"))
+    for _ in range(3):  # the same failure again and again: printed once, its first line
+        error = "KeyError: 'x'\nTraceback (most recent call last):\n  File 'repo.py'\nKeyError: 'x'"
+        sink.tick(TickRecord("a", "nightly", "schedule", T0, status="failure", error=error))
     lines = [line.split(" ", 1)[1] for line in out.getvalue().splitlines()]
     assert lines == [
         "a  sensor watch  skipped    nothing new",
         "a  sensor other  skipped    nothing new",
         "a  sensor watch  success    launched 1 run: 0f3c12ab",
         "a  sensor watch  skipped    nothing new",
-        "a  schedule nightly  failure    KeyError: 'x'",
+        "a  schedule nightly  failure    KeyError: 'x' (see `wsm schedule ticks nightly --json`)",
     ]

@@ -18,10 +18,10 @@ for log shippers (Fluent Bit, Vector, Promtail). Every object has `ts` (ISO 8601
 - `tick`: a schedule or sensor was evaluated: `kind`, `name`, `result` (`success`,
   `skipped`, `failure`), `tick_time`, `run_ids`, `run_keys_skipped`, `skip_reason`, `error`.
 
-The text console prints every run change and every tick that launched runs or failed; a
-`skipped` tick only when its reason differs from that instigator's previous one, so a sensor
-skipping every 30 seconds does not drown the console (the JSON lines and `wsm sensor ticks`
-have every one).
+The text console prints every run change and every tick that launched runs; a `skipped` or
+`failure` tick only when its reason (a failure: its error's first line) differs from that
+instigator's previous tick, so a sensor skipping or failing every 30 seconds does not drown
+the console (the JSON lines and `wsm sensor ticks` have every one).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class Console:
         self.show_output = show_output
         self._width = 0
         self._live: Optional[BuildReporter] = None
-        self._skips: Dict[Tuple[str, str, str], Optional[str]] = {}  # last skip reason each
+        self._skips: Dict[Tuple[str, str, str], Tuple[str, str]] = {}  # what each said last
 
     def sink(self) -> EventSink:
         return EventSink(
@@ -142,7 +142,8 @@ class Console:
         self._emit(line.rstrip())
 
     def tick(self, tick: Any) -> None:
-        """`team_a  sensor watch  success  launched 2 runs: 0f3c12ab, 77aa01bc`"""
+        """`team_a  sensor watch  success  launched 2 runs: 0f3c12ab, 77aa01bc`. A skipped or
+        failed tick that says what the instigator's previous one said is not printed again."""
         key = (tick.location, tick.kind, tick.name)
         if tick.status == "skipped":
             reason = tick.skip_reason or (
@@ -150,20 +151,22 @@ class Console:
                 if tick.run_keys_skipped
                 else None
             )
-            if key in self._skips and self._skips[key] == reason:
-                return
-            self._skips[key] = reason
             detail = one_line(reason) if reason else ""
+        elif tick.status == "failure":
+            # the error's first line; its traceback is in `wsm sensor|schedule ticks --json`
+            first = (tick.error or "").strip().splitlines()[:1]
+            detail = one_line(first[0] if first else "")
+            detail += f" (see `wsm {tick.kind} ticks {tick.name} --json`)"
         else:
-            self._skips.pop(key, None)
-            if tick.status == "failure":
-                detail = one_line(tick.error)
-            else:
-                runs = list(tick.run_ids)
-                detail = f"launched {len(runs)} run{'' if len(runs) == 1 else 's'}"
-                if runs:
-                    detail += ": " + ", ".join(r[:8] for r in runs[:5])
-                    detail += ", ..." if len(runs) > 5 else ""
+            runs = list(tick.run_ids)
+            detail = f"launched {len(runs)} run{'' if len(runs) == 1 else 's'}"
+            if runs:
+                detail += ": " + ", ".join(r[:8] for r in runs[:5])
+                detail += ", ..." if len(runs) > 5 else ""
+        said = (tick.status, detail)
+        if tick.status in ("skipped", "failure") and self._skips.get(key) == said:
+            return
+        self._skips[key] = said
         label = self._paint(f"{tick.status:<9}", COLOURS.get(tick.status, "0"))
         self._emit(
             f"{tick.location:<{self._width}}  {tick.kind} {tick.name}  {label}  {detail}".rstrip()

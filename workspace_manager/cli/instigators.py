@@ -111,8 +111,8 @@ def tick_result(tick: Dict[str, Any]) -> str:
         dupes = tick.get("run_keys_skipped") or []
         if dupes and not detail:
             detail = f"{len(dupes)} run key(s) used before"
-    elif status == "failure":
-        detail = tick.get("error") or ""
+    elif status == "failure":  # its first line: the traceback follows it (`--json`)
+        detail = (str(tick.get("error") or "").strip().splitlines() or [""])[0]
     else:
         detail = f"{len(runs)} run{'' if len(runs) == 1 else 's'}" if status == "success" else ""
     return f"{status}: {runstore.one_line(detail, 60)}" if detail else status

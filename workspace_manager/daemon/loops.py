@@ -264,7 +264,9 @@ async def _evaluate(
             _fail(tick, f"timed out: {exc}")
             return None
         except RemoteError as exc:
-            _fail(tick, f"{exc.type}: {exc.message}", exc.traceback)
+            # a user-code or definition error's message names its own type already
+            plain = exc.type in ("UserCodeError", "DefinitionError")
+            _fail(tick, exc.message if plain else f"{exc.type}: {exc.message}", exc.traceback)
             return None
         if not isinstance(result, Mapping):
             _fail(tick, f"{method} answered {type(result).__name__}, not a map")

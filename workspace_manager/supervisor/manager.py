@@ -308,7 +308,7 @@ class Manager:
             killed = orphans.collect()
             if killed:
                 self.events.message(
-                    f"killed {len(killed)} process(es) left by a location that exited: "
+                    f"killed {len(killed)} process(es) left by a location or run that exited: "
                     + ", ".join(map(str, killed))
                 )
 
