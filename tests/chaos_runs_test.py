@@ -439,11 +439,20 @@ def test_launch_wait_ends_when_the_manager_is_killed(ws: WorkspaceDir) -> None:
             stderr=subprocess.PIPE,
             text=True,
         )
+        lines: List[str] = []
+        assert follow.stdout is not None
+        reader = threading.Thread(target=lambda: lines.extend(follow.stdout), daemon=True)
+        reader.start()
         try:
-            wait_for(lambda: query(ws, "SELECT 1 FROM runs WHERE status = 'STARTED'"), 30, "run")
+            # killed once --wait has shown the job's first log line (a STARTED run may not
+            # have logged yet)
+            wait_for(lambda: any("INFO started" in line for line in lines), 30, "the log line")
             up.track()
             up.stop(signal.SIGKILL)
-            out, err = follow.communicate(timeout=30)
+            follow.wait(timeout=30)
+            reader.join(timeout=10)
+            out = "".join(lines)
+            err = follow.stderr.read() if follow.stderr is not None else ""
         finally:
             if follow.poll() is None:
                 follow.kill()
