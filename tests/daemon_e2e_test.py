@@ -4,18 +4,15 @@ and kept; `--no-daemon`; a schedule firing on a real minute boundary (slow suite
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
-from e2e import WorkspaceDir, WsmUp, wait_for
+from e2e import WorkspaceDir, WsmUp, control_call, manager_key, wait_for
 
-from workspace_manager.protocol.client import Client
 from workspace_manager.protocol.errors import RemoteError
 from workspace_manager.storage.records import RunRecord, TickRecord
 from workspace_manager.storage.sqlite import SqliteStorage
-from workspace_manager.supervisor import runtime
 
 REPO = """
 import os, time
@@ -90,12 +87,8 @@ def make(
     ws.workspace(data)
 
 
-def key(ws: WorkspaceDir) -> str:
-    return runtime.manager_key(f"workspace:{ws.root / 'workspace.yaml'}")
-
-
 def read(ws: WorkspaceDir, what: Any) -> Any:
-    path = Path(ws.env["WSM_STATE_DIR"]) / key(ws) / "runs.db"
+    path = Path(ws.env["WSM_STATE_DIR"]) / manager_key(ws) / "runs.db"
     if not path.exists():
         return None
     store = SqliteStorage(path, create=False)
@@ -113,17 +106,6 @@ def runs(ws: WorkspaceDir) -> List[RunRecord]:
     return list(reversed(read(ws, lambda s: s.list_runs(limit=None)) or []))
 
 
-def control(ws: WorkspaceDir, method: str, params: Dict[str, Any]) -> Any:
-    os.environ["WSM_RUNTIME_DIR"] = ws.env["WSM_RUNTIME_DIR"]
-    try:
-        record = runtime.find_manager(key(ws))
-    finally:
-        del os.environ["WSM_RUNTIME_DIR"]
-    assert record is not None
-    with Client(record.control, record.secret) as client:
-        return client.call(method, params)
-
-
 def work_lines(ws: WorkspaceDir) -> List[str]:
     try:
         return (ws.root / "notes" / "work").read_text().split()
@@ -137,7 +119,7 @@ def test_sensor_run_keys_dedupe_and_cursor_across_a_manager_restart(ws: Workspac
         up.wait_state("team", "ready")
         wait_for(lambda: len(ticks(ws, "files")) >= 3, 30, "three ticks of the sensor")
         wait_for(lambda: len(work_lines(ws)) == 2, 60, "the two runs to do their work")
-        sensors = {d["name"]: d for d in control(ws, "instigators", {"kind": "sensor"})}
+        sensors = {d["name"]: d for d in control_call(ws, "instigators", {"kind": "sensor"})}
         assert sensors["files"]["status"] == "RUNNING"
         assert sensors["files"]["status_source"] == "code"
         assert sensors["stopped_by_default"]["status"] == "STOPPED"
@@ -164,18 +146,18 @@ def test_start_and_stop_are_kept_across_a_restart(ws: WorkspaceDir) -> None:
     make(ws)
     with WsmUp(ws) as up:
         up.wait_state("team", "ready")
-        answer = control(
+        answer = control_call(
             ws,
             "set_instigator_status",
             {"kind": "sensor", "name": "team:stopped_by_default", "status": "RUNNING"},
         )
         assert (answer["status"], answer["status_source"]) == ("RUNNING", "user")
-        control(
+        control_call(
             ws, "set_instigator_status", {"kind": "sensor", "name": "files", "status": "STOPPED"}
         )
         wait_for(lambda: ticks(ws, "stopped_by_default"), 30, "the started sensor to tick")
         with pytest.raises(RemoteError, match="no sensor named 'nope'"):
-            control(
+            control_call(
                 ws, "set_instigator_status", {"kind": "sensor", "name": "nope", "status": "RUNNING"}
             )
         assert up.stop() == 0
@@ -184,7 +166,7 @@ def test_start_and_stop_are_kept_across_a_restart(ws: WorkspaceDir) -> None:
         up.wait_state("team", "ready")
         n = len(ticks(ws, "stopped_by_default"))
         wait_for(lambda: len(ticks(ws, "stopped_by_default")) >= n + 2, 30, "it ticks again")
-        status = {d["name"]: d["status"] for d in control(ws, "instigators", {"kind": None})}
+        status = {d["name"]: d["status"] for d in control_call(ws, "instigators", {"kind": None})}
         assert status["files"] == "STOPPED" and status["stopped_by_default"] == "RUNNING"
         assert len(ticks(ws, "files")) == files_ticks
         assert up.stop() == 0
@@ -195,7 +177,7 @@ def test_the_workspace_default_status_is_for_code_that_sets_none(ws: WorkspaceDi
     with WsmUp(ws) as up:
         up.wait_state("team", "ready")
         wait_for(lambda: ticks(ws, "stopped_by_default"), 30, "the sensor to tick")
-        found = {d["name"]: d for d in control(ws, "instigators", {"kind": None})}
+        found = {d["name"]: d for d in control_call(ws, "instigators", {"kind": None})}
         assert (
             found["stopped_by_default"]["status"],
             found["stopped_by_default"]["status_source"],
@@ -228,14 +210,14 @@ def test_a_run_failure_sensor_gets_each_failed_run_once_across_a_restart(
 
     with WsmUp(ws) as up:
         up.wait_state("team", "ready")
-        control(ws, "set_instigator_status", control_stop)
+        control_call(ws, "set_instigator_status", control_stop)
         wait_for(lambda: ticks(ws, "alert") == [], 5, "nothing delivered yet")
-        first = control(ws, "launch_run", {"location": "team", "job": "fails"})["run_id"]
+        first = control_call(ws, "launch_run", {"location": "team", "job": "fails"})["run_id"]
         wait_for(lambda: alerts(), 60, "the alert for the failed run")
         assert up.stop() == 0
     with WsmUp(ws) as up:
         up.wait_state("team", "ready")
-        second = control(ws, "launch_run", {"location": "team", "job": "fails"})["run_id"]
+        second = control_call(ws, "launch_run", {"location": "team", "job": "fails"})["run_id"]
         wait_for(lambda: len(alerts()) == 2, 60, "the alert for the second failed run")
         wait_for(lambda: len(alert_runs()) == 2, 30, "the runs the alerts requested")
         assert up.stop() == 0
@@ -252,7 +234,7 @@ def test_no_daemon(ws: WorkspaceDir) -> None:
     with WsmUp(ws, "--no-daemon") as up:
         up.wait_state("team", "ready")
         with pytest.raises(RemoteError, match="no daemon"):
-            control(ws, "instigators", {})
+            control_call(ws, "instigators", {})
         wait_for(lambda: read(ws, lambda s: True), 10, "the run database")
         assert up.stop() == 0
     assert ticks(ws, "files") == [] and runs(ws) == []
@@ -263,7 +245,7 @@ def test_a_schedule_fires_on_a_real_minute_boundary(ws: WorkspaceDir) -> None:
     make(ws, schedule_status="RUNNING")
     with WsmUp(ws) as up:
         up.wait_state("team", "ready")
-        (schedule,) = control(ws, "instigators", {"kind": "schedule"})
+        (schedule,) = control_call(ws, "instigators", {"kind": "schedule"})
         assert schedule["status"] == "RUNNING" and schedule["next_tick"] % 60 == 0
         wait_for(lambda: ticks(ws, "every_minute", "schedule"), 90, "a tick of the schedule")
         (tick,) = ticks(ws, "every_minute", "schedule")[:1]
@@ -321,7 +303,7 @@ def test_a_sensor_sleeping_20_s_delays_no_other_sensor_nor_location_call(ws: Wor
         # while the slow sensor sleeps in its first evaluation: the quick one goes on every
         # second, and the location answers calls
         wait_for(lambda: len(ticks(ws, "quick")) >= 10, 30, "ten ticks of the quick sensor")
-        answer = control(ws, "call", {"location": "team", "method": "ping", "params": {}})
+        answer = control_call(ws, "call", {"location": "team", "method": "ping", "params": {}})
         assert answer["pid"] > 0
         quick = ticks(ws, "quick")
         assert ticks(ws, "slow") == [] or ticks(ws, "slow")[0].ended_at > quick[9].ended_at

@@ -233,3 +233,25 @@ def _alive(pid: int, started: Optional[float] = None) -> bool:
         return p.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def manager_key(ws: WorkspaceDir) -> str:
+    """The runtime/state key of the manager for `ws`'s workspace.yaml."""
+    from workspace_manager.supervisor import runtime
+
+    return runtime.manager_key(f"workspace:{ws.root / 'workspace.yaml'}")
+
+
+def control_call(ws: WorkspaceDir, method: str, params: Dict[str, Any]) -> Any:
+    """One call on the control socket of `ws`'s running manager."""
+    from workspace_manager.protocol.client import Client
+    from workspace_manager.supervisor import runtime
+
+    os.environ["WSM_RUNTIME_DIR"] = ws.env["WSM_RUNTIME_DIR"]
+    try:
+        record = runtime.find_manager(manager_key(ws))
+    finally:
+        del os.environ["WSM_RUNTIME_DIR"]
+    assert record is not None
+    with Client(record.control, record.secret) as client:
+        return client.call(method, params)

@@ -14,12 +14,10 @@ from typing import Any, Dict
 
 import psutil
 import pytest
-from e2e import WorkspaceDir, WsmUp, wait_for
+from e2e import WorkspaceDir, WsmUp, control_call, manager_key, wait_for
 
-from workspace_manager.protocol.client import Client
 from workspace_manager.storage.records import RunRecord
 from workspace_manager.storage.sqlite import SqliteStorage
-from workspace_manager.supervisor import runtime
 
 REPO = """
 import ctypes, json, os, signal, subprocess, sys, time
@@ -98,12 +96,8 @@ def make(ws: WorkspaceDir, daemon: Dict[str, Any] = None, python: str = "/usr/bi
     return ws.workspace(data)
 
 
-def key(ws: WorkspaceDir) -> str:
-    return runtime.manager_key(f"workspace:{ws.root / 'workspace.yaml'}")
-
-
 def storage(ws: WorkspaceDir) -> SqliteStorage:
-    return SqliteStorage(Path(ws.env["WSM_STATE_DIR"]) / key(ws) / "runs.db", create=False)
+    return SqliteStorage(Path(ws.env["WSM_STATE_DIR"]) / manager_key(ws) / "runs.db", create=False)
 
 
 def launch(ws: WorkspaceDir, *args: str) -> str:
@@ -134,17 +128,6 @@ def note(ws: WorkspaceDir, run_id: str, timeout: float = 30.0) -> Dict[str, Any]
             return None
 
     return wait_for(check, timeout, f"run {run_id} to write its note")
-
-
-def control(ws: WorkspaceDir, method: str, params: Dict[str, Any]) -> Any:
-    os.environ["WSM_RUNTIME_DIR"] = ws.env["WSM_RUNTIME_DIR"]
-    try:
-        record = runtime.find_manager(key(ws))
-    finally:
-        del os.environ["WSM_RUNTIME_DIR"]
-    assert record is not None
-    with Client(record.control, record.secret) as client:
-        return client.call(method, params)
 
 
 def alive(pid: int) -> bool:
@@ -227,7 +210,7 @@ def test_cancel_stops_a_tree_that_ignores_sigterm(ws: WorkspaceDir) -> None:
         up.wait_state("team", "ready")
         run_id = launch(ws, "stubborn")
         seen = note(ws, run_id)
-        answer = control(ws, "cancel_run", {"run_id": run_id[:10]})
+        answer = control_call(ws, "cancel_run", {"run_id": run_id[:10]})
         assert answer["status"] == "CANCELING"
         record = final(ws, run_id, timeout=30)
         up.track()
@@ -268,7 +251,7 @@ def test_one_run_at_a_time_in_priority_order(ws: WorkspaceDir) -> None:
         note(ws, first)  # it holds the one slot while the others queue
         low = launch(ws, "quick")
         high = launch(ws, "quick", "--tag", "wsm/priority=5")
-        control(ws, "cancel_run", {"run_id": first})
+        control_call(ws, "cancel_run", {"run_id": first})
         records = [final(ws, r) for r in (first, low, high)]
         up.track()
     first_r, low_r, high_r = records
@@ -348,7 +331,7 @@ def test_a_run_imports_the_code_as_it_is_on_disk(ws: WorkspaceDir) -> None:
 
 def test_execute_with_an_unusable_run_database_is_one_line(ws: WorkspaceDir) -> None:
     make(ws)
-    db = Path(ws.env["WSM_STATE_DIR"]) / key(ws) / "runs.db"
+    db = Path(ws.env["WSM_STATE_DIR"]) / manager_key(ws) / "runs.db"
     db.parent.mkdir(parents=True)
     db.write_bytes(b"this is not a database" * 100)
     done = ws.run("job", "execute", "sleeper")
