@@ -42,13 +42,22 @@ def family(context):
         f.write(f"{os.getpid()} {child.pid}")
     time.sleep(600)
 
+@job
+def marker(context):
+    with open(context.run_config["path"], "w") as f:
+        f.write("ran")
+
 @repository
 def repo():
-    return [polite, family]
+    return [polite, family, marker]
 """
 
 
-def start(tmp: Path, boot: Dict[str, Any]) -> Tuple[subprocess.Popen, socket.socket]:
+def start(
+    tmp: Path, boot: Dict[str, Any], *, keep_stdin: bool = False, ahead: float = 0.0
+) -> Tuple[subprocess.Popen, socket.socket]:
+    """The runner with `boot` on its stdin: written `ahead` seconds after its start (a
+    process started before its run), stdin left open with `keep_stdin`."""
     (tmp / "runner_repo.py").write_text(textwrap.dedent(REPO))
     sdk = make_sdk_dir(str(tmp / "rt"))
     ours, theirs = socket.socketpair()
@@ -73,10 +82,24 @@ def start(tmp: Path, boot: Dict[str, Any]) -> Tuple[subprocess.Popen, socket.soc
         **boot,
     }
     assert proc.stdin is not None
+    time.sleep(ahead)
     proc.stdin.write(json.dumps(full).encode() + b"\n")
-    proc.stdin.close()
+    proc.stdin.flush()
+    if not keep_stdin:
+        proc.stdin.close()
     theirs.close()
     return proc, ours
+
+
+def read_until(sock: socket.socket, decoder: FrameDecoder, event: str) -> List[Dict[str, Any]]:
+    """Events up to and with the first `event` (more may follow in the same read)."""
+    out: List[Dict[str, Any]] = []
+    sock.settimeout(30)
+    while not any(e["event"] == event for e in out):
+        data = sock.recv(65536)
+        assert data, f"EOF before {event!r}: {out}"
+        out.extend(decoder.feed(data))
+    return out
 
 
 def events(sock: socket.socket) -> List[Dict[str, Any]]:
@@ -106,6 +129,69 @@ def test_a_bad_bootstrap_exits_3() -> None:
     )
     assert done.returncode == 3
     assert b"bad bootstrap" in done.stderr
+
+
+def test_a_held_run_starts_its_job_only_on_go(tmp_path: Path) -> None:
+    path = tmp_path / "ran"
+    proc, sock = start(
+        tmp_path,
+        {"job": "marker", "run_config": {"path": str(path)}, "hold": True},
+        keep_stdin=True,
+    )
+    decoder = FrameDecoder()
+    got = read_until(sock, decoder, "loaded")
+    time.sleep(0.5)  # held: the job does not start without `go`
+    assert not path.exists() and proc.poll() is None
+    assert proc.stdin is not None
+    proc.stdin.write(b"go\n")
+    proc.stdin.close()
+    got += events_after(sock, decoder)
+    assert proc.wait(60) == 0
+    assert [e["event"] for e in got] == ["loaded", "started", "success"]
+    assert path.read_text() == "ran"
+
+
+def test_a_held_run_whose_go_never_comes_exits_0_with_nothing_run(tmp_path: Path) -> None:
+    path = tmp_path / "ran"
+    proc, sock = start(
+        tmp_path,
+        {"job": "marker", "run_config": {"path": str(path)}, "hold": True},
+        keep_stdin=True,
+    )
+    decoder = FrameDecoder()
+    got = read_until(sock, decoder, "loaded")
+    assert proc.stdin is not None
+    proc.stdin.close()  # what the manager does with a run it does not record
+    got += events_after(sock, decoder)
+    assert proc.wait(60) == 0
+    assert [e["event"] for e in got] == ["loaded"]
+    assert not path.exists()
+    assert proc.stderr is not None and proc.stderr.read() == b""
+
+
+def test_a_runner_started_ahead_runs_the_bootstrap_it_gets_later(tmp_path: Path) -> None:
+    path = tmp_path / "ran"
+    proc, sock = start(tmp_path, {"job": "marker", "run_config": {"path": str(path)}}, ahead=1.0)
+    got = events(sock)
+    assert proc.wait(60) == 0
+    assert [e["event"] for e in got] == ["loaded", "started", "success"]
+    assert path.read_text() == "ran"
+
+
+def test_a_runner_started_ahead_and_never_used_exits_0_quietly(tmp_path: Path) -> None:
+    sdk = make_sdk_dir(str(tmp_path / "rt"))
+    code = f"import sys; sys.path.insert(0, {sdk!r}); from workspace_manager.runner.main import main; main()"
+    done = subprocess.run([sys.executable, "-c", code], input=b"", capture_output=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, b"")
+
+
+def events_after(sock: socket.socket, decoder: FrameDecoder) -> List[Dict[str, Any]]:
+    out: List[Dict[str, Any]] = []
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return out
+        out.extend(decoder.feed(data))
 
 
 def test_an_unknown_job_exits_4_with_a_load_failure(tmp_path: Path) -> None:

@@ -294,6 +294,22 @@ def test_execute_runs_in_the_foreground_and_is_recorded(ws: WorkspaceDir) -> Non
     assert adhoc.returncode == 0, adhoc.stderr
 
 
+def test_execute_of_an_unknown_job_is_one_line_and_records_no_run(ws: WorkspaceDir) -> None:
+    # a FAILURE run here would page the run failure sensors for a typo
+    make(ws)
+    done = ws.run("job", "execute", "nope")
+    assert done.returncode == 1
+    assert done.stderr.startswith("wsm: repository 'repo' has no job named 'nope' (it has: ")
+    assert len(done.stderr.strip().splitlines()) == 1
+    ok = ws.run("job", "execute", "hello")
+    assert ok.returncode == 0, ok.stderr
+    store = storage(ws)
+    try:
+        assert [r.job for r in store.list_runs(limit=None)] == ["hello"]
+    finally:
+        store.close()
+
+
 def test_execute_asks_for_a_location_when_several_could_have_the_job(ws: WorkspaceDir) -> None:
     ws.file("a.py", ONE_JOB)
     ws.file("b.py", ONE_JOB)

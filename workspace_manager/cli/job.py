@@ -210,24 +210,41 @@ def print_line(line: Any) -> None:
 
 
 def _execute(args: argparse.Namespace) -> int:
-    # imported here, as the rest: `wsm job launch` runs no event loop
-    import asyncio
-
-    from workspace_manager.runs.execute import ExecuteError, OpeningStorage, execute
-    from workspace_manager.runs.queue import BadPriority, priority_of
-    from workspace_manager.storage.base import StorageError
-    from workspace_manager.storage.paths import open_storage
-    from workspace_manager.supervisor.runtime import manager_key
+    from workspace_manager.runs.execute_start import ExecuteError, find_location, start_execute
 
     if args.location and (args.python_file or args.module_name):
         targets.fail("-l goes with -w (a workspace); -f and -m have one location")
     workspace, ident = targets.load(args)
     location = _pick_location(args, workspace)
     config, tags = run_config(args.config), run_tags(args.tag)
+    from workspace_manager.runs.queue import BadPriority, priority_of
+
     try:
         priority_of(tags)
     except BadPriority as exc:
         targets.fail(str(exc))
+    start = None
+    try:
+        located = find_location(workspace, location)
+        if located.environment is None:
+            # The run's process starts now, before the imports below (asyncio, the
+            # coordinator, the storage: ~100 ms), and loads the code meanwhile.
+            from workspace_manager.envs.resolve import InterpreterError, plain_interpreter
+
+            try:
+                python = plain_interpreter(located)
+            except InterpreterError as exc:
+                raise ExecuteError(str(exc)) from None
+            start = start_execute(workspace, located, python, args.job, config, tags)
+    except ExecuteError as exc:
+        targets.fail(str(exc), EXIT_FAILED)
+    # imported here, as the rest: `wsm job launch` runs no event loop
+    import asyncio
+
+    from workspace_manager.runs.execute import OpeningStorage, execute
+    from workspace_manager.storage.base import StorageError
+    from workspace_manager.storage.paths import open_storage
+    from workspace_manager.supervisor.runtime import manager_key
 
     def envs() -> Any:
         # imported here: only a location with an environment needs the cache (~30 ms)
@@ -248,6 +265,7 @@ def _execute(args: argparse.Namespace) -> int:
                 tags=tags,
                 on_line=print_line,
                 envs=envs,
+                start=start,
             )
         finally:
             await store.close()

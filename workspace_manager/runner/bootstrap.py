@@ -24,6 +24,7 @@ class RunBootstrap(NamedTuple):
     status_fd: Optional[int] = None
     cgroup: Optional[str] = None
     dropped_pythonpath: Optional[str] = None
+    hold: bool = False  # load the job, send `loaded`, wait for `go` on stdin
 
 
 def parse_run_bootstrap(line: bytes) -> RunBootstrap:
@@ -51,4 +52,12 @@ def parse_run_bootstrap(line: bytes) -> RunBootstrap:
         status_fd=status_fd,
         cgroup=_get(obj, "cgroup", str, optional=True),
         dropped_pythonpath=_get(obj, "dropped_pythonpath", str, optional=True) or None,
+        hold=_flag(obj, "hold"),
     )
+
+
+def _flag(obj: Dict[str, Any], key: str) -> bool:
+    value = obj.get(key, False)
+    if not isinstance(value, bool):
+        raise BootstrapError(f"{key!r} has the wrong type ({type(value).__name__})")
+    return value

@@ -2,9 +2,13 @@
 
 Started by the manager (docs/daemon.md) as
 `<python> -c "import sys; sys.path.insert(0, SDK_DIR); from workspace_manager.runner.main import main; main()"`
-with one JSON line on stdin. Events go to `status_fd` (runner/events.py). Exit statuses:
-0 success, 1 the job failed, 3 bad bootstrap, 4 load error; a SIGTERM while the job runs
-raises `RunInterrupted` in it (its `finally` blocks run) and exits 143, as a shell reports it.
+with one JSON line on stdin, written when the manager has the run for it: the process may
+be started ahead (runs/prestart.py), so it imports what it needs before it reads the line.
+With `hold` in the bootstrap it loads the job, sends `loaded` and waits for a `go` line on
+stdin before the job starts (EOF instead: the run was not recorded, exit 0 with nothing
+run). Events go to `status_fd` (runner/events.py). Exit statuses: 0 success, 1 the job
+failed, 3 bad bootstrap, 4 load error; a SIGTERM while the job runs raises `RunInterrupted`
+in it (its `finally` blocks run) and exits 143, as a shell reports it.
 """
 
 from __future__ import annotations
@@ -55,10 +59,34 @@ class _Signals:
 
 def _read_bootstrap() -> RunBootstrap:
     line = sys.stdin.buffer.readline(MAX_BOOTSTRAP)
-    devnull = os.open(os.devnull, os.O_RDONLY)  # the job must not read our stdin
+    if not line:  # started ahead and not used (or the manager is gone): nothing to do
+        lifeline.exit_now(EXIT_OK)
+    return parse_run_bootstrap(line)
+
+
+def _close_stdin(hold: bool) -> Optional[int]:
+    """Point fd 0 at /dev/null (the job must not read our stdin); with `hold`, the pipe is
+    kept on a private fd for the `go` line, out of processes the job starts."""
+    kept = None
+    if hold:
+        kept = os.dup(0)
+        os.set_inheritable(kept, False)
+    devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    return parse_run_bootstrap(line)
+    return kept
+
+
+def _wait_for_go(fd: int) -> None:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 16)
+        if not chunk:
+            break
+        data += chunk
+    os.close(fd)
+    if data.strip() != b"go":  # EOF: the run was not recorded, it must not run
+        lifeline.exit_now(EXIT_OK)
 
 
 def _error(exc: BaseException) -> Dict[str, Any]:
@@ -71,6 +99,7 @@ def _error(exc: BaseException) -> Dict[str, Any]:
 def main() -> None:
     signals = _Signals()
     signals.install()  # before the lifeline can fire: our own group SIGTERM must not kill us
+    _prepare()
     try:
         boot = _read_bootstrap()
     except (BootstrapError, OSError, UnicodeDecodeError) as exc:
@@ -84,11 +113,14 @@ def main() -> None:
             _say(f"bad bootstrap: status_fd {boot.status_fd}: {exc}")
             lifeline.exit_now(EXIT_BAD_BOOTSTRAP)
         lifeline.watch(sock)
+    go_fd = _close_stdin(boot.hold)
     lifeline.contain(boot.cgroup)  # before any repository code can start a process
     os.environ["WSM_RUN_ID"] = boot.run_id
     channel = Channel(sock)
     job = _load(boot, channel)
     channel.send("loaded", pid=os.getpid())
+    if go_fd is not None:
+        _wait_for_go(go_fd)
     log = run_logger(boot.run_id, channel)
     channel.send("started")
     signals.running = True
@@ -101,11 +133,24 @@ def main() -> None:
         channel.send("failure", stage="job", error=error)
         if sock is None:
             _say(f"job {boot.job} failed:\n{str(error.get('traceback') or '').rstrip()}")
-        lifeline.exit_now(128 + signal.SIGTERM if isinstance(exc, RunInterrupted) else EXIT_JOB_FAILED)
+        lifeline.exit_now(
+            128 + signal.SIGTERM if isinstance(exc, RunInterrupted) else EXIT_JOB_FAILED
+        )
     from ..sdk.values import plain_or_repr
 
     channel.send("success", result=plain_or_repr(result))
     lifeline.exit_now(EXIT_OK)
+
+
+def _prepare() -> None:
+    """Import what loading a job needs (the SDK, the loader's target code) before the
+    bootstrap is read: a process started ahead of its run has this done when the run comes.
+    A failure here shows again, with its traceback, where the job is loaded."""
+    try:
+        from ..loader import target  # noqa: F401
+        from ..sdk import evaluation, values  # noqa: F401
+    except BaseException:
+        pass
 
 
 def _load(boot: RunBootstrap, channel: Channel) -> Any:

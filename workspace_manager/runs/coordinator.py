@@ -203,14 +203,21 @@ class RunCoordinator:
             await asyncio.wait(tasks, timeout=self.cancel_grace + 10.0)
         await self._write_logs()
 
-    async def run_now(self, record: RunRecord, message: str = "executed") -> RunRecord:
+    async def run_now(
+        self,
+        record: RunRecord,
+        message: str = "executed",
+        process: Optional[RunProcess] = None,
+    ) -> RunRecord:
         """Store `record` and run it at once in the foreground, outside the queue and its
-        limits, without retries (`wsm job execute`). Returns the final record."""
+        limits, without retries (`wsm job execute`). `process`: the run's process, already
+        started with `hold` for this record (its job starts once STARTING is committed).
+        Returns the final record."""
         self._stopping = True  # no queue passes, no retries: this coordinator runs one run
         # submitted first, in order, but not waited for: the process starts while the
         # storage may still be opening (runs/execute.OpeningStorage)
         added = self.store.add_run(record, message)
-        active = self._active[record.run_id] = _Active(record)
+        active = self._active[record.run_id] = _Active(record, process)
         active.task = asyncio.ensure_future(self._execute(active))
         try:
             stored = await added
@@ -405,44 +412,60 @@ class RunCoordinator:
             run.run_id, status=STARTING, message="starting", start_time=self.hooks.clock()
         )
         timeout = self._timeout(run)
-        try:
-            plan = await self.hooks.plan(run.location)
-        except RunPlanError as exc:
-            await starting
-            return Outcome(FAILURE, str(exc), error=str(exc))
-        boot = bootstrap_for(
-            plan,
-            run_id=run.run_id,
-            location=run.location,
-            job=run.job,
-            repository=run.repository,
-            run_config=run.run_config,
-            tags=run.tags,
-        )
+        given = active.process
+        plan: Optional[RunPlan] = None
+        if given is None:
+            try:
+                plan = await self.hooks.plan(run.location)
+            except RunPlanError as exc:
+                await starting
+                return Outcome(FAILURE, str(exc), error=str(exc))
         try:
             record = await starting
         except Exception as exc:  # not recorded: do not run it unseen
             what = f"the run cannot be recorded: {exc}"
+            if given is not None:
+                await self._discard(given)
             return Outcome(FAILURE, what, error=what)
-        if record.is_final:  # ended from elsewhere meanwhile: it never starts
-            return Outcome(record.status, record.error or f"the run was {record.status}")
-        if active.cancel_reason is not None:  # canceled meanwhile: it never starts
-            reason = active.cancel_reason
+        if record.is_final or active.cancel_reason is not None:  # it never starts
+            if given is not None:
+                await self._discard(given)
+            if record.is_final:  # ended from elsewhere meanwhile
+                return Outcome(record.status, record.error or f"the run was {record.status}")
+            reason = str(active.cancel_reason)
             return Outcome(CANCELED, reason, error=reason)
         if active.record.status == QUEUED and record.status == STARTING:
             active.record = record
             self.hooks.report(record, "starting")
-        try:
-            process = await RunProcess.start(
+
+        def events(event: Dict[str, Any]) -> None:
+            self._on_event(active, event)
+
+        def output(stream: str, when: float, text: str) -> None:
+            self._add_log(LogLine(run.run_id, when, stream, text))
+
+        if given is not None:
+            process = given
+            process.attach(events, output)
+            process.go()
+        else:
+            assert plan is not None
+            boot = bootstrap_for(
                 plan,
-                boot,
-                lambda event: self._on_event(active, event),
-                lambda stream, t, text: self._add_log(LogLine(run.run_id, t, stream, text)),
-                name=f"run-{run.run_id[:12]}",
+                run_id=run.run_id,
+                location=run.location,
+                job=run.job,
+                repository=run.repository,
+                run_config=run.run_config,
+                tags=run.tags,
             )
-        except OSError as exc:
-            what = f"cannot start {plan.python}: {exc.strerror or exc}"
-            return Outcome(FAILURE, what, error=what)
+            try:
+                process = await RunProcess.start(
+                    plan, boot, events, output, name=f"run-{run.run_id[:12]}"
+                )
+            except OSError as exc:
+                what = f"cannot start {plan.python}: {exc.strerror or exc}"
+                return Outcome(FAILURE, what, error=what)
         active.process = process
         self._write(active, self.store.update_run(run.run_id, pid=process.pid))
         if active.cancel_reason is not None:
@@ -463,6 +486,12 @@ class RunCoordinator:
             LogLine(run.run_id, self.hooks.clock(), "wsm", f"{result.status}: {result.message}")
         )
         return result
+
+    async def _discard(self, process: RunProcess) -> None:
+        """A held process whose run will not start: EOF on its stdin ends it unrun."""
+        process.terminate()
+        await process.wait()
+        await process.close()
 
     def _timeout(self, run: RunRecord) -> Optional[float]:
         value = self._tag_number(run, TIMEOUT_TAG)

@@ -6,35 +6,36 @@ working directory, env_vars, its env's `bin/` on PATH, wsm's secrets removed), i
 environment built or reused through envs.EnvironmentService, and the run goes through the
 same RunCoordinator code as a queued run (runs/coordinator.run_now), so its events, logs,
 outcome and record are the same.
+
+The run's process starts first, held (runs/process.RunProcess.start `hold`): it imports the
+location's code and finds the job while this process imports the coordinator and opens the
+database. A job that is not there is refused in one line with no run recorded; otherwise the
+run is recorded and the job starts on `go`, once STARTING is committed, as in the manager.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import getpass
 import os
-import secrets
-import shutil
 import signal
 import socket
-import uuid
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 from workspace_manager.envs.resolve import InterpreterError, plain_interpreter
-from workspace_manager.loader.launch import make_sdk_dir
-from workspace_manager.runs.coordinator import RunCoordinator, RunHooks, RunPlanError
-from workspace_manager.runs.process import RunPlan, plan_from_launch
-from workspace_manager.runs.queue import priority_of
-from workspace_manager.storage.records import QUEUED, LogLine, RunRecord
-from workspace_manager.supervisor import runtime
-from workspace_manager.supervisor.cgroup import CgroupRoot
-from workspace_manager.supervisor.plan import launch_plan
-from workspace_manager.supervisor.secret_vars import without_secrets, wsm_secret_vars
-from workspace_manager.workspace.model import LocationConfig, RemoteTarget, Workspace
+from workspace_manager.runs.execute_start import (
+    ExecuteError,
+    ExecuteStart,
+    find_location,
+    start_execute,
+)
+from workspace_manager.runs.plan import RunPlan
+from workspace_manager.runs.process import RunProcess
+from workspace_manager.workspace.model import LocationConfig, Workspace
 
 if TYPE_CHECKING:
     from workspace_manager.envs.service import EnvironmentService
+    from workspace_manager.storage.records import LogLine, RunRecord
 
 
 class OpeningStorage:
@@ -108,20 +109,12 @@ class OpeningStorage:
             await self._store.close()
 
 
-class ExecuteError(Exception):
-    """The job cannot be executed (no such location, a remote one, its env fails): one line."""
-
-
 async def interpreter_for(
     config: LocationConfig, envs: Optional[Callable[[], EnvironmentService]] = None
 ) -> str:
     """The location's interpreter: its executable_path, wsm's own, or its built (or
     reused) virtualenv's (through `envs()`, made only then; default: a quiet
     EnvironmentService). ExecuteError with the reason."""
-    if isinstance(config.target, RemoteTarget):
-        raise ExecuteError(
-            f"location {config.name!r} is remote (grpc_server): its code is not here"
-        )
     if config.environment is None:
         try:
             return plain_interpreter(config)
@@ -155,46 +148,46 @@ async def execute(
     tags: Optional[Dict[str, str]] = None,
     on_line: Callable[[LogLine], None] = lambda line: None,
     envs: Optional[Callable[[], EnvironmentService]] = None,
+    start: Optional[ExecuteStart] = None,
 ) -> RunRecord:
     """Run `job` of `location` now; `on_line` sees every line of its output and log as it
     comes. `envs` makes the EnvironmentService when the location has an environment.
-    Returns the final record. Ctrl-C (SIGINT) or SIGTERM cancels the run (its tree gets
-    SIGTERM, SIGKILL after the grace); a second one kills it at once."""
-    config = next((loc for loc in workspace.locations if loc.name == location), None)
-    if config is None:
-        names = ", ".join(loc.name for loc in workspace.locations)
-        raise ExecuteError(f"no location named {location!r} (known: {names})")
-    python = await interpreter_for(config, envs)
-    root = runtime.ensure_private_dir(runtime.runtime_root())
-    folder = root / f"execute-{os.getpid()}-{secrets.token_hex(3)}"
-    folder.mkdir(mode=0o700)
-    cgroups = CgroupRoot.create()
+    `start`: the run already started (execute_start.start_execute, before the event loop);
+    it is closed here. Returns the final record. ExecuteError (nothing recorded) when the
+    location or its interpreter is not there, or the location's code has no such job.
+    Ctrl-C (SIGINT) or SIGTERM cancels the run (its tree gets SIGTERM, SIGKILL after the
+    grace); a second one kills it at once."""
+    if start is None:
+        config = find_location(workspace, location)
+        python = await interpreter_for(config, envs)
+        start = start_execute(workspace, config, python, job, run_config, tags)
     try:
-        sdk_dir = make_sdk_dir(str(folder))
-        launch = launch_plan(config, python, sdk_dir, folder / "unused.sock")
-        env = without_secrets(launch.env, config, wsm_secret_vars(workspace))
-        plan = plan_from_launch(dataclasses.replace(launch, env=env), sdk_dir, cgroups)
-        return await _run(workspace, store, plan, config, job, run_config, tags, on_line)
+        process = await RunProcess.start(start.plan, None, None, None, held=start.held, hold=True)
+        try:
+            return await _run(workspace, store, process, start, on_line)
+        finally:
+            if process.returncode is None:  # refused, or this task was canceled
+                process.terminate()
+                await process.wait()
+            await process.close()
     finally:
-        if cgroups is not None:
-            cgroups.close()
-        shutil.rmtree(folder, ignore_errors=True)
+        start.close()
 
 
 async def _run(
     workspace: Workspace,
     store: object,
-    plan: RunPlan,
-    config: LocationConfig,
-    job: str,
-    run_config: Optional[dict],
-    tags: Optional[Dict[str, str]],
+    process: RunProcess,
+    start: ExecuteStart,
     on_line: Callable[[LogLine], None],
 ) -> RunRecord:
-    async def the_plan(name: str) -> RunPlan:
-        if name != config.name:
-            raise RunPlanError(f"location {name!r} is not the one executed")
-        return plan
+    # imported while the run's process starts on the other core
+    from workspace_manager.runs.coordinator import RunCoordinator, RunHooks, RunPlanError
+    from workspace_manager.runs.queue import priority_of
+    from workspace_manager.storage.records import QUEUED, RunRecord
+
+    async def no_plan(name: str) -> RunPlan:
+        raise RunPlanError("the run's process was started with its plan")
 
     coordinator = RunCoordinator(
         store,
@@ -202,17 +195,17 @@ async def _run(
             workspace=lambda: workspace,
             location_ready=lambda name: True,
             snapshot=lambda name: None,
-            plan=the_plan,
+            plan=no_plan,
             log=on_line,
         ),
     )
-    tags = dict(tags or {})
+    job, tags = start.job, start.tags
     record = RunRecord(
-        run_id=uuid.uuid4().hex,
-        location=config.name,
+        run_id=start.run_id,
+        location=start.config.name,
         job=job,
         status=QUEUED,
-        run_config=dict(run_config or {}),
+        run_config=start.run_config,
         tags=tags,
         origin={
             "kind": "execute",
@@ -225,11 +218,14 @@ async def _run(
     )
     loop = asyncio.get_running_loop()
     interrupts = 0
+    started: Optional[asyncio.Future] = None
 
     def interrupted() -> None:
         nonlocal interrupts
         interrupts += 1
-        if interrupts == 1:
+        if started is None:  # not recorded yet: nothing to cancel but the process
+            process.terminate()
+        elif interrupts == 1:
             asyncio.ensure_future(coordinator.cancel(record.run_id, "interrupted (Ctrl-C)"))
         else:
             asyncio.ensure_future(coordinator.kill_now(record.run_id))
@@ -237,10 +233,41 @@ async def _run(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, interrupted)
     try:
-        return await coordinator.run_now(record, "executed by `wsm job execute`")
+        first = await process.first_event
+        if first is None or interrupts:
+            code = await process.wait()
+            if interrupts:
+                raise ExecuteError("interrupted (Ctrl-C) before the job started")
+            said: List[str] = []
+            process.attach(lambda event: None, lambda stream, when, text: said.append(text))
+            last = next((text.strip() for text in reversed(said) if text.strip()), "")
+            raise ExecuteError(
+                f"the run's process exited ({_exit_text(code)}) before it loaded its code"
+                + (f": {last}" if last else "")
+            )
+        if first.get("event") == "failure" and _not_found(first):
+            raise ExecuteError(str(first["error"].get("message") or f"no job named {job!r}"))
+        started = asyncio.ensure_future(
+            coordinator.run_now(record, "executed by `wsm job execute`", process)
+        )
+        return await started
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def _not_found(event: Dict[str, Any]) -> bool:
+    error = event.get("error")
+    return isinstance(error, dict) and error.get("type") == "NotFound"
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"status {code}"
 
 
 def _user() -> str:

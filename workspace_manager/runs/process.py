@@ -8,69 +8,21 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import psutil
 
 from workspace_manager.protocol import framing
+from workspace_manager.runs.plan import RunPlan, bootstrap_for, plan_from_launch, spawn_runner
 from workspace_manager.supervisor import process as proc_mod
-from workspace_manager.supervisor.cgroup import CgroupRoot
-from workspace_manager.supervisor.instance import MAX_LINE
-from workspace_manager.version import PROTOCOL_VERSION
+from workspace_manager.supervisor.plan import MAX_LINE
+from workspace_manager.supervisor.spawn import HeldSpawn
 
-_CODE = (
-    "import sys; sys.path.insert(0, {sdk_dir!r}); "
-    "from workspace_manager.runner.main import main; main()"
-)
 #: Events are small; a log message this big is the job's own doing and ends the channel.
 MAX_EVENT = 16 * 1024 * 1024
 #: How long the end of output and events is waited for after the process exited (a
 #: grandchild may hold the pipes open).
 DRAIN_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """Where and how a location's runs start: the same interpreter, working directory,
-    environment and code target as its loader (docs/daemon.md)."""
-
-    python: str
-    cwd: str
-    env: Dict[str, str]
-    sdk_dir: str
-    target: Dict[str, Any]  # the loader's bootstrap target (supervisor/plan.target_dict)
-    dropped_pythonpath: Optional[str] = None
-    cgroups: Optional[CgroupRoot] = None
-
-    @property
-    def argv(self) -> List[str]:
-        """`<python> -c "...runner main()"`; the bootstrap goes to stdin, never argv."""
-        return [self.python, "-c", _CODE.format(sdk_dir=self.sdk_dir)]
-
-
-def bootstrap_for(
-    plan: RunPlan,
-    *,
-    run_id: str,
-    location: str,
-    job: str,
-    repository: Optional[str],
-    run_config: Dict[str, Any],
-    tags: Dict[str, str],
-) -> Dict[str, Any]:
-    """The bootstrap line's content (status_fd and cgroup are added at spawn)."""
-    return {
-        "run_id": run_id,
-        "location": location,
-        "target": plan.target,
-        "repository": repository,
-        "job": job,
-        "run_config": run_config,
-        "tags": tags,
-        "protocol": PROTOCOL_VERSION,
-        "dropped_pythonpath": plan.dropped_pythonpath,
-    }
 
 
 EventSink = Callable[[Dict[str, Any]], None]  # one decoded event map
@@ -79,14 +31,22 @@ OutputSink = Callable[[str, float, str], None]  # (stream, time, one line withou
 
 class RunProcess:
     """A started run process. `events` sees each event map in order; `output` each line of
-    stdout/stderr with the time it was read. `wait()` returns the exit status (negative: a
-    signal) once the process has exited and its events are read."""
+    stdout/stderr with the time it was read (both None: kept until `attach`). `wait()`
+    returns the exit status (negative: a signal) once the process has exited and its events
+    are read."""
 
-    def __init__(self, spawned: proc_mod.SpawnedLoader, events: EventSink, output: OutputSink):
+    def __init__(
+        self,
+        spawned: proc_mod.SpawnedLoader,
+        events: Optional[EventSink],
+        output: Optional[OutputSink],
+    ):
         self.spawned = spawned
         self._events = events
         self._output = output
+        self._kept: List[Callable[[], None]] = []  # deliveries before `attach`
         self.final_event: Optional[Dict[str, Any]] = None
+        self.first_event: asyncio.Future = asyncio.get_running_loop().create_future()
         self._known: Dict[int, psutil.Process] = {}
         self._reader = asyncio.ensure_future(self._read_events())
         self._pumps = [
@@ -106,23 +66,54 @@ class RunProcess:
     async def start(
         cls,
         plan: RunPlan,
-        bootstrap: Dict[str, Any],
-        events: EventSink,
-        output: OutputSink,
+        bootstrap: Optional[Dict[str, Any]],
+        events: Optional[EventSink],
+        output: Optional[OutputSink],
         *,
         name: str = "run",
+        held: Optional[HeldSpawn] = None,
+        hold: bool = False,
     ) -> RunProcess:
-        """Spawn the run (in a fresh cgroup `name`-N of the plan's root, when there is
-        one). Raises OSError when the interpreter cannot be started."""
-        env = dict(plan.env, WSM_RUN_ID=str(bootstrap.get("run_id")))
-        spawned = await proc_mod.spawn_loader(
-            plan.argv,
-            bootstrap,
-            cwd=plan.cwd,
-            env=env,
-            cgroup=plan.cgroups.new(name) if plan.cgroups else None,
-        )
+        """Give the run its bootstrap: in `held` (a process started ahead of the run by
+        `spawn_runner`; None: `held` has it already), or in one spawned now. With `hold`, the runner loads the job, sends `loaded` (or its
+        load `failure`) and waits for `go()` before the job starts (a manager gone meanwhile:
+        it exits, nothing run). Raises OSError when the interpreter cannot be started."""
+        if held is None:
+            held = spawn_runner(plan, name=name, run_id=str((bootstrap or {}).get("run_id")))
+        if bootstrap is not None:
+            bootstrap = dict(bootstrap, hold=True) if hold else bootstrap
+        spawned = await held.release(bootstrap, keep_stdin=hold)
         return cls(spawned, events, output)
+
+    def go(self) -> None:
+        """Let a held run's job start (the `go` line on its stdin). Harmless once it exited."""
+        stdin = self.spawned.stdin
+        if stdin is None or stdin.closed:
+            return
+        try:
+            stdin.write(b"go\n")
+            stdin.close()
+        except (BrokenPipeError, ConnectionResetError, ValueError):
+            pass
+
+    def attach(self, events: EventSink, output: OutputSink) -> None:
+        """Send what came so far, then everything after, to these sinks."""
+        self._events, self._output = events, output
+        kept, self._kept = self._kept, []
+        for deliver in kept:
+            deliver()
+
+    def _event(self, item: Dict[str, Any]) -> None:
+        if self._events is None:
+            self._kept.append(lambda: self._event(item))
+        else:
+            self._events(item)
+
+    def _line(self, stream: str, when: float, text: str) -> None:
+        if self._output is None:
+            self._kept.append(lambda: self._line(stream, when, text))
+        else:
+            self._output(stream, when, text)
 
     async def _read_events(self) -> None:
         decoder = framing.FrameDecoder(MAX_EVENT)
@@ -133,13 +124,15 @@ class RunProcess:
             except (ConnectionError, OSError):
                 data = b""
             if not data:
+                if not self.first_event.done():
+                    self.first_event.set_result(None)
                 return
             try:
                 items = decoder.feed(data)
             except framing.FrameError as exc:
                 items = exc.objects
                 self._deliver(items)
-                self._output("wsm", time.time(), f"bad event from the run's process: {exc}")
+                self._line("wsm", time.time(), f"bad event from the run's process: {exc}")
                 return
             self._deliver(items)
 
@@ -151,7 +144,9 @@ class RunProcess:
                 self.final_event = item
             if item["event"] == "loaded":
                 self.record_tree()
-            self._events(item)
+            if not self.first_event.done():
+                self.first_event.set_result(item)
+            self._event(item)
 
     async def _pump(self, stream: str, reader: asyncio.StreamReader) -> None:
         buf = b""
@@ -163,14 +158,14 @@ class RunProcess:
             now = time.time()
             if not chunk:
                 if buf:
-                    self._output(stream, now, _text(buf))
+                    self._line(stream, now, _text(buf))
                 return
             buf += chunk
             *lines, buf = buf.split(b"\n")
             for line in lines:
-                self._output(stream, now, _text(line[:MAX_LINE]))
+                self._line(stream, now, _text(line[:MAX_LINE]))
             if len(buf) > MAX_LINE:
-                self._output(stream, now, _text(buf[:MAX_LINE]))
+                self._line(stream, now, _text(buf[:MAX_LINE]))
                 buf = b""
 
     async def wait(self) -> int:
@@ -217,6 +212,11 @@ class RunProcess:
             cgroup = self.spawned.cgroup
             await asyncio.get_running_loop().run_in_executor(None, cgroup.remove)
         self.spawned.status_writer.close()
+        if self.spawned.stdin is not None and not self.spawned.stdin.closed:
+            try:
+                self.spawned.stdin.close()
+            except OSError:
+                pass
         for task in [self._reader, *self._pumps]:
             task.cancel()
 
@@ -233,19 +233,11 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-__all__ = ["RunPlan", "RunProcess", "bootstrap_for", "pid_alive", "plan_from_launch"]
-
-
-def plan_from_launch(launch: Any, sdk_dir: str, cgroups: Optional[CgroupRoot]) -> RunPlan:
-    """A location's RunPlan from its loader's LaunchPlan (supervisor/instance.py): the same
-    interpreter (`argv[0]`), working directory, environment (env_vars, its env's `bin/`
-    first on PATH, wsm's secrets removed) and code target."""
-    return RunPlan(
-        python=str(launch.argv[0]),
-        cwd=str(launch.cwd),
-        env=dict(launch.env),
-        sdk_dir=sdk_dir,
-        target=dict(launch.bootstrap["target"]),
-        dropped_pythonpath=launch.bootstrap.get("dropped_pythonpath"),
-        cgroups=cgroups,
-    )
+__all__ = [
+    "RunPlan",
+    "RunProcess",
+    "bootstrap_for",
+    "pid_alive",
+    "plan_from_launch",
+    "spawn_runner",
+]

@@ -11,10 +11,22 @@ tag limit blocks waits while others go, as Dagster's coordinator skips blocked r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Collection, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Callable,
+    Collection,
+    Dict,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
-from workspace_manager.storage.records import RunRecord
 from workspace_manager.workspace.model import TagConcurrencyLimit
+
+if TYPE_CHECKING:  # `wsm job execute` checks a priority before its run's process starts
+    from workspace_manager.storage.records import RunRecord
 
 PRIORITY_TAG = "wsm/priority"
 

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import ssl
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import psutil
 
-from workspace_manager.protocol import framing, messages
+from workspace_manager.protocol import messages
 from workspace_manager.protocol.errors import (
     SHUTTING_DOWN,
     MessageTooLarge,
@@ -24,34 +21,10 @@ from workspace_manager.protocol.errors import (
     RemoteError,
 )
 from workspace_manager.supervisor import process as proc_mod
-from workspace_manager.supervisor.cgroup import CgroupRoot
+from workspace_manager.supervisor.plan import MAX_LINE, LaunchPlan
 from workspace_manager.supervisor.rpc import AsyncConnection
 
 OutputSink = Callable[[str, bytes], None]  # (stream name, one line without newline)
-
-#: A single line of output longer than this is cut (binary garbage has no newlines).
-MAX_LINE = 8192
-
-
-@dataclass(frozen=True)
-class LaunchPlan:
-    """Everything needed to start a location's loader; built once per (re)start."""
-
-    argv: tuple
-    cwd: str
-    env: Dict[str, str]
-    bootstrap: Dict[str, Any]  # without secret, listen and status_fd: the instance adds those
-    socket_path: Path
-    max_frame: int = framing.DEFAULT_MAX_FRAME
-    # `wsm serve`: listen here (unix:/tcp://) with this secret (the shared token) and TLS,
-    # instead of a private socket with a fresh per-process secret.
-    listen: Optional[str] = None
-    secret: Optional[str] = None
-    connect: Optional[str] = None  # where the manager reaches it, when not `listen`
-    tls: Optional[Dict[str, str]] = None  # {"cert": path, "key": path}
-    client_ssl: Optional[ssl.SSLContext] = None
-    # Where each process of this location gets a cgroup of its own; None: the tree must do.
-    cgroups: Optional[CgroupRoot] = None
 
 
 class LoadFailed(Exception):

@@ -29,11 +29,11 @@ from workspace_manager.supervisor import looplag, orphans, runtime, statedirs
 from workspace_manager.supervisor.cgroup import CgroupRoot
 from workspace_manager.supervisor.codewatch import code_fingerprint
 from workspace_manager.supervisor.control import ControlServer
-from workspace_manager.supervisor.instance import LaunchPlan, LoadFailed
+from workspace_manager.supervisor.instance import LoadFailed
 from workspace_manager.supervisor.location import Location, LocationHooks, NotReady
 from workspace_manager.supervisor.logs import LocationLog, log_path, state_root
 from workspace_manager.supervisor.metrics import ManagerMetrics
-from workspace_manager.supervisor.plan import launch_plan
+from workspace_manager.supervisor.plan import LaunchPlan, launch_plan
 from workspace_manager.supervisor.remote import RemotePlan, remote_plan
 from workspace_manager.supervisor.secret_vars import without_secrets, wsm_secret_vars
 from workspace_manager.supervisor.state import State, Transition

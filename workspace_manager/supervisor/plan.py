@@ -3,14 +3,44 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from workspace_manager.envs.activation import activation_vars
 from workspace_manager.loader.launch import bootstrap_argv
-from workspace_manager.supervisor.instance import LaunchPlan
+from workspace_manager.protocol import framing
 from workspace_manager.version import PROTOCOL_VERSION
 from workspace_manager.workspace.model import CodeTarget, LocationConfig
+
+if TYPE_CHECKING:  # kept out of `wsm job execute`'s path to its run's spawn
+    import ssl
+
+    from workspace_manager.supervisor.cgroup import CgroupRoot
+
+#: A single line of output longer than this is cut (binary garbage has no newlines).
+MAX_LINE = 8192
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """Everything needed to start a location's loader; built once per (re)start."""
+
+    argv: tuple
+    cwd: str
+    env: Dict[str, str]
+    bootstrap: Dict[str, Any]  # without secret, listen and status_fd: the instance adds those
+    socket_path: Path
+    max_frame: int = framing.DEFAULT_MAX_FRAME
+    # `wsm serve`: listen here (unix:/tcp://) with this secret (the shared token) and TLS,
+    # instead of a private socket with a fresh per-process secret.
+    listen: Optional[str] = None
+    secret: Optional[str] = None
+    connect: Optional[str] = None  # where the manager reaches it, when not `listen`
+    tls: Optional[Dict[str, str]] = None  # {"cert": path, "key": path}
+    client_ssl: Optional[ssl.SSLContext] = None
+    # Where each process of this location gets a cgroup of its own; None: the tree must do.
+    cgroups: Optional[CgroupRoot] = None
+
 
 #: Variables of wsm's own environment that would leak wsm's packages into another interpreter.
 SCRUBBED_VARS = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PYTHONEXECUTABLE")

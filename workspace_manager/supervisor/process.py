@@ -7,10 +7,8 @@ inherited by the child tells it when the manager is gone, even after a SIGKILL.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -23,6 +21,7 @@ from workspace_manager.loader import proctable
 from workspace_manager.protocol import framing
 from workspace_manager.supervisor import orphans
 from workspace_manager.supervisor.cgroup import Cgroup
+from workspace_manager.supervisor.spawn import HeldSpawn, start_held
 
 
 class Child:
@@ -97,13 +96,14 @@ class SpawnedLoader:
     status_writer: asyncio.StreamWriter
     started_at: float  # time.monotonic()
     cgroup: Optional[Cgroup] = None
+    stdin: Optional[IO[bytes]] = None  # kept open for a later line (HeldSpawn.release)
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
 
-async def _pipe_reader(pipe: IO[bytes]) -> asyncio.StreamReader:
+async def pipe_reader(pipe: IO[bytes]) -> asyncio.StreamReader:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=2**20, loop=loop)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
@@ -124,46 +124,22 @@ async def spawn_loader(
     The loader reads its bootstrap line before it runs any repository code, and the line is
     written only once the process is in its cgroup: nothing it starts is born outside.
     """
-    parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    status_fd = child_end.fileno()
-    try:
-        popen = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=cwd,
-            env=env,
-            pass_fds=(child_end.fileno(),),
-            start_new_session=True,
-        )
-    except BaseException:
-        parent_end.close()
-        raise
-    finally:
-        child_end.close()
-    started = time.monotonic()
-    child = Child(popen)
-    if cgroup is not None:
-        try:
-            cgroup.add(popen.pid)
-        except OSError:  # e.g. not delegated to us: the process tree must do
-            cgroup.remove()
-            cgroup = None
-    boot = dict(bootstrap, status_fd=status_fd)
-    if cgroup is not None:
-        boot["cgroup"] = str(cgroup.path)
-    assert popen.stdin is not None and popen.stdout is not None and popen.stderr is not None
-    try:
-        # A small line into a fresh pipe (64 KiB): never blocks.
-        popen.stdin.write(json.dumps(boot).encode() + b"\n")
-        popen.stdin.close()
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # it died at once; the exit is reported by wait()
-    stdout = await _pipe_reader(popen.stdout)
-    stderr = await _pipe_reader(popen.stderr)
-    reader, writer = await asyncio.open_unix_connection(sock=parent_end, limit=2**20)
-    return SpawnedLoader(child, stdout, stderr, reader, writer, started, cgroup)
+    held = spawn_held(argv, cwd=cwd, env=env, cgroup=cgroup)
+    return await held.release(bootstrap)
+
+
+def spawn_held(
+    argv: Sequence[str],
+    *,
+    cwd: str,
+    env: Dict[str, str],
+    cgroup: Optional[Cgroup] = None,
+) -> HeldSpawn:
+    """`spawn.start_held`, its exit watched from now on (call in the event loop's thread).
+    Raises OSError when the program cannot be started."""
+    held = start_held(argv, cwd=cwd, env=env, cgroup=cgroup)
+    held.watch()
+    return held
 
 
 async def read_status_events(reader: asyncio.StreamReader, max_frame: int) -> List[object]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 from workspace_manager.protocol.errors import RemoteError
 from workspace_manager.runs.coordinator import RunCoordinator, RunHooks, RunPlanError
 from workspace_manager.runs.process import RunPlan, plan_from_launch
-from workspace_manager.supervisor.instance import LaunchPlan
+from workspace_manager.supervisor.plan import LaunchPlan
 from workspace_manager.supervisor.state import State, Transition
 
 if TYPE_CHECKING:
