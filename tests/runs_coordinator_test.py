@@ -5,6 +5,7 @@ limits, recovery and drain."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sys
@@ -41,6 +42,9 @@ from workspace_manager.workspace.model import (
 REPO = """
 import ctypes, os, signal, subprocess, sys, time
 from workspace_manager import job, repository
+
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "imported"), "a") as f:
+    f.write(str(os.getpid()) + "\\n")
 
 @job
 def hello(context):
@@ -446,3 +450,88 @@ def test_shutdown_drains_then_cancels(tmp_path: Path) -> None:
     assert short.status == SUCCESS
     assert long.status == CANCELED and long.error == "the manager shut down"
     assert took >= 2.0
+
+
+async def _wait_waiting(c: RunCoordinator, count: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while c.prestart.waiting() != count:
+        assert time.monotonic() < deadline, f"{c.prestart.waiting()} waiting, not {count}"
+        await asyncio.sleep(0.02)
+
+
+def _waiting_pids(c: RunCoordinator) -> List[int]:
+    return [e.held.pid for w in c.prestart._waiting.values() for e in w]
+
+
+def test_a_run_takes_the_process_started_ahead_for_its_location(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+
+    async def go() -> Any:
+        c = h.coordinator()
+        await c.start()
+        c.warm("loc", time.time() + 60)
+        c.warm("loc", time.time() + 60)
+        await _wait_waiting(c, 2)
+        ahead = _waiting_pids(c)
+        await asyncio.sleep(0.5)  # nothing of the user's runs in them meanwhile
+        assert not (tmp_path / "code" / "imported").exists()
+        run = await c.submit("loc", "hello", origin={"kind": "manual"})
+        record = await h.until_final(run.run_id)
+        left = _waiting_pids(c)
+        await c.shutdown(0)
+        return record, ahead, left, dict(c.prestart.counts)
+
+    record, ahead, left, counts = run_async(go())
+    assert record.status == SUCCESS, record
+    assert record.pid == ahead[0]  # the oldest waiting process ran it
+    assert left == ahead[1:]
+    assert counts == {"started": 2, "taken": 1, "unused": 0}
+    assert (tmp_path / "code" / "imported").read_text().split() == [str(record.pid)]
+    assert ("log", "INFO", "hello from hello") in [
+        (line.stream, line.level, line.text) for line in h.storage.read_logs(record.run_id)
+    ]
+    assert not any(alive(pid) for pid in ahead)  # the unused one was killed at shutdown
+
+
+def test_an_unused_process_started_ahead_is_killed_when_its_time_is_up(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+
+    async def go() -> Any:
+        c = h.coordinator()
+        await c.start()
+        c.warm("loc", time.time() + 1.0)
+        await _wait_waiting(c, 1)
+        pid = _waiting_pids(c)[0]
+        assert alive(pid)
+        await _wait_waiting(c, 0, timeout=10)
+        deadline = time.monotonic() + 10
+        while alive(pid):
+            assert time.monotonic() < deadline, "the unused process lives on"
+            await asyncio.sleep(0.02)
+        counts = dict(c.prestart.counts)
+        await c.shutdown(0)
+        return counts
+
+    assert run_async(go()) == {"started": 1, "taken": 0, "unused": 1}
+
+
+def test_a_process_started_ahead_with_another_plan_is_not_used(tmp_path: Path) -> None:
+    # the location's environment changed between the warm-up and the run (a reload)
+    h = Harness(tmp_path)
+
+    async def go() -> Any:
+        c = h.coordinator()
+        await c.start()
+        c.warm("loc", time.time() + 60)
+        await _wait_waiting(c, 1)
+        stale = _waiting_pids(c)[0]
+        h.plan = dataclasses.replace(h.plan, env=dict(h.plan.env, TEAM_COLOR="green"))
+        run = await c.submit("loc", "hello", origin={"kind": "manual"})
+        record = await h.until_final(run.run_id)
+        await c.shutdown(0)
+        return record, stale, dict(c.prestart.counts)
+
+    record, stale, counts = run_async(go())
+    assert record.status == SUCCESS and record.pid != stale
+    assert counts == {"started": 1, "taken": 0, "unused": 1}
+    assert not alive(stale)

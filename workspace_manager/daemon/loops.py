@@ -17,6 +17,7 @@ from workspace_manager.daemon.clock import Clock
 from workspace_manager.daemon.instigators import Instigator, runs_from_requests
 from workspace_manager.daemon.ticks import due_ticks, next_tick
 from workspace_manager.protocol.errors import CallTimeout, RemoteError
+from workspace_manager.runs.prestart import WARM_LEAD
 from workspace_manager.storage.records import (
     TICK_FAILURE,
     TICK_SKIPPED,
@@ -56,6 +57,7 @@ class Host(Protocol):
     async def keep_state(self, state: InstigatorState) -> None: ...
     def finished_event(self) -> asyncio.Event: ...
     def message(self, text: str) -> None: ...
+    def warm(self, inst: Instigator, tick: float) -> None: ...
 
 
 async def guarded(host: Host, inst: Instigator, loop: Callable[[], Awaitable[None]]) -> None:
@@ -100,6 +102,10 @@ async def schedule_loop(host: Host, inst: Instigator) -> None:
         if coming is None:
             await asyncio.Event().wait()  # never fires again (e.g. `0 0 30 2 *`)
         else:
+            # the run this tick may request gets a process started ahead (runs/prestart.py)
+            await host.clock.sleep_until(coming - WARM_LEAD)
+            if host.clock.time() < coming:
+                host.warm(inst, coming)
             await host.clock.sleep_until(coming)
 
 

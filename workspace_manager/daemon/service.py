@@ -22,6 +22,7 @@ from workspace_manager.daemon.instigators import (
     resolve_status,
 )
 from workspace_manager.daemon.ticks import next_tick
+from workspace_manager.runs.prestart import KEEP_AFTER
 from workspace_manager.storage.records import (
     INSTIGATOR_KINDS,
     RUNNING,
@@ -300,6 +301,13 @@ class Daemon:
     def _run_finished(self, record: RunRecord) -> None:
         for event in self._finished_events:
             event.set()
+
+    def warm(self, inst: Instigator, tick: float) -> None:
+        """A tick of schedule `inst` comes at wall time `tick`: the coordinator starts a
+        process for the run it may request (runs/prestart.py)."""
+        warm = getattr(self.runs, "warm", None)
+        if warm is not None:
+            warm(inst.location, tick + KEEP_AFTER)
 
     def message(self, text: str) -> None:
         self.events.message(text)

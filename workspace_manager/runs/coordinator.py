@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 from workspace_manager.runs.outcome import Outcome, outcome
+from workspace_manager.runs.prestart import Prestart
 from workspace_manager.runs.process import RunPlan, RunProcess, bootstrap_for, pid_alive
 from workspace_manager.runs.queue import BadPriority, Limits, priority_of, runs_to_start
 from workspace_manager.storage.base import RunNotFound
@@ -93,6 +94,8 @@ class RunCoordinator:
         self._queued = 0
         self._listeners: List[Callable[[RunRecord], None]] = []
         self._hurry = asyncio.Event()
+        #: processes started ahead of schedule ticks (runs/prestart.py)
+        self.prestart = Prestart(hooks.plan)
 
     # -- the contract -----------------------------------------------------------------------
 
@@ -175,11 +178,18 @@ class RunCoordinator:
             f"(`wsm job execute`, pid {record.origin.get('pid')}): stop it there"
         )
 
+    def warm(self, location: str, until: float) -> None:
+        """A run of `location` is likely before wall time `until` (a schedule's tick comes):
+        start its process now, to be taken by that run (runs/prestart.py)."""
+        if not self._stopping:
+            self.prestart.warm(location, until)
+
     async def shutdown(self, drain_seconds: float) -> None:
         """Stop launching; wait up to `drain_seconds` for the runs in progress; cancel the
         rest ("the manager shut down") and wait for them to end. Queued runs stay queued."""
         self._stopping = True
         self.wake()
+        await self.prestart.close()
         if self._loop_task is not None:
             self._loop_task.cancel()
         tasks = [a.task for a in self._active.values() if a.task is not None]
@@ -461,7 +471,12 @@ class RunCoordinator:
             )
             try:
                 process = await RunProcess.start(
-                    plan, boot, events, output, name=f"run-{run.run_id[:12]}"
+                    plan,
+                    boot,
+                    events,
+                    output,
+                    name=f"run-{run.run_id[:12]}",
+                    held=self.prestart.take(run.location, plan),
                 )
             except OSError as exc:
                 what = f"cannot start {plan.python}: {exc.strerror or exc}"
