@@ -10,6 +10,7 @@ belongs to the manager key of the target (`cli.targets.identity`), as the locati
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Any, Optional, Sequence
 
@@ -38,6 +39,7 @@ def open_storage(args: argparse.Namespace) -> Any:
         if record is not None:
             key, path = record.key, storage_paths.database_path(record.key)
     if not path.exists():
+        fail_if_missing(args)
         targets.fail(
             f"no runs recorded for {targets.describe(args)} yet (no database at {path}; "
             "`wsm up` creates it)",
@@ -47,6 +49,19 @@ def open_storage(args: argparse.Namespace) -> Any:
         return storage_paths.open_storage(key, create=False)
     except (StorageError, OSError) as exc:
         targets.fail(f"cannot read the run database {path}: {exc}", EXIT_NOT_FOUND)
+
+
+def fail_if_missing(args: argparse.Namespace) -> None:
+    """Exit 1 with `wsm: FILE: no such file` when the workspace file (`-w`, default
+    ./workspace.yaml) or Python file (`-f`) the arguments name does not exist: the reason
+    there are no records for it, rather than "no runs recorded" (a module, `-m`, is not
+    checked: only its interpreter can find it). Called once neither a database nor a
+    running manager was found, so the records of a file since removed are still read."""
+    if args.module_name:
+        return
+    path = args.python_file or args.workspace or targets.DEFAULT_WORKSPACE
+    if not os.path.exists(path):
+        targets.fail(f"{path}: no such file", EXIT_NOT_FOUND)
 
 
 def control_call(args: argparse.Namespace, method: str, params: dict) -> Any:
