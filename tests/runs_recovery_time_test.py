@@ -98,9 +98,7 @@ def test_a_killed_run_ends_at_its_last_log_line_not_at_the_restart(ws: Workspace
         up.wait_state("team", "ready")
         run_id = launch(ws, "talker")
         lines: List[LogLine] = wait_for(
-            lambda: [
-                ln for ln in read(ws, lambda s: s.read_logs(run_id)) if "working" in ln.text
-            ],
+            lambda: [ln for ln in read(ws, lambda s: s.read_logs(run_id)) if "working" in ln.text],
             30,
             "the run's log line",
         )
