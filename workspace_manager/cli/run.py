@@ -117,7 +117,7 @@ def run_list(args: argparse.Namespace) -> int:
         for r in runs
     ]
     headers = ("RUN ID", "STATUS", "LOCATION", "JOB", "CREATED", "TOOK", "ORIGIN")
-    sys.stdout.write(runstore.table(headers, rows))
+    sys.stdout.write(runstore.table(headers, rows, shrink=(2, 3)))  # location, job
     return 0
 
 

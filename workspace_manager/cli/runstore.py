@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from typing import Any, Optional, Sequence
 
@@ -115,11 +116,9 @@ def one_line(text: Any, limit: int = 80) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns two spaces apart; the last column is not padded."""
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-    lines = []
-    for row in [headers, *rows]:
-        cells = [str(c).ljust(w) for c, w in zip(row[:-1], widths)]
-        lines.append("  ".join([*cells, str(row[-1])]).rstrip())
-    return "\n".join(lines) + "\n"
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], shrink: Sequence[int] = ()) -> str:
+    """Columns that line up (cli/table.py): left-aligned, two spaces apart, the last one not
+    padded; on a terminal, the `shrink` columns and the last give way so no row wraps."""
+    from workspace_manager.cli.table import render, terminal_width
+
+    return render(headers, rows, columns=terminal_width(sys.stdout), shrink=shrink)
