@@ -139,6 +139,7 @@ def test_lists_and_ticks_line_up_in_a_pipe_and_fit_a_narrow_terminal(ws: Workspa
             "schedules": ws.run("schedule", "list"),
             "sensors": ws.run("sensor", "list"),
             "ticks": ws.run("sensor", "ticks", "launches_twice", "--limit", "6"),
+            "status": ws.run("status"),
         }
         narrow = {
             "runs": on_terminal(ws, "run", "list", columns=80),
@@ -155,6 +156,15 @@ def test_lists_and_ticks_line_up_in_a_pipe_and_fit_a_narrow_terminal(ws: Workspa
     assert_aligned(piped["sensors"].stdout, 4)
     assert_aligned(piped["ticks"].stdout, 6)
     assert "\\x1b[31m red \\x9b tab here" in piped["ticks"].stdout
+    # `wsm status`: its table is lines 2-4 (the manager's line first, the daemon's last);
+    # a ready location has no LAST ERROR cell
+    # and PID, RESTARTS, UPTIME, RSS are aligned on the right: compare where cells end
+    table_lines = piped["status"].stdout.splitlines()[1:4]
+    edges = [[(c, c + columns_of(t)) for c, t in cells(ln)] for ln in table_lines]
+    head = edges[0]
+    for row in edges[1:]:
+        assert [row[i][0] for i in (0, 1, 3)] == [head[i][0] for i in (0, 1, 3)], table_lines
+        assert [row[i][1] for i in (2, 4, 5, 6)] == [head[i][1] for i in (2, 4, 5, 6)]
     for name, rows, limit in (("runs", 4, 80), ("ticks", 6, 60), ("sensors", 4, 80)):
         out = narrow[name]
         assert_aligned(out, rows)
