@@ -140,3 +140,20 @@ def test_the_records_of_a_removed_workspace_file_are_still_read(ws: WorkspaceDir
     listed = ws.run("run", "list")
     assert listed.returncode == 0, listed.stderr
     assert "hello" in listed.stdout and "SUCCESS" in listed.stdout
+
+
+@pytest.mark.parametrize(
+    "command,code",
+    [(["status"], 3), (["down"], 0), (["reload"], 3), (["sensor", "list"], 3)],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else str(v),
+)
+def test_no_manager_for_a_missing_file_says_the_file_is_missing(
+    ws: WorkspaceDir, command: List[str], code: int
+) -> None:
+    """The commands that need a running manager keep their exit status (3; `down` 0) and
+    say why none runs when the file they name is not there."""
+    for target, name in [([], "workspace.yaml"), (["-f", "gone.py"], "gone.py")]:
+        done = ws.run(*command, *target)
+        said = (done.stdout + done.stderr).strip()
+        assert done.returncode == code, done
+        assert said == f"wsm: no manager is running for {name} ({name}: no such file)", said

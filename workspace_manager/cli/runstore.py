@@ -52,16 +52,23 @@ def open_storage(args: argparse.Namespace) -> Any:
         targets.fail(f"cannot read the run database {path}: {exc}", EXIT_NOT_FOUND)
 
 
-def fail_if_missing(args: argparse.Namespace) -> None:
-    """Exit 1 with `wsm: FILE: no such file` when the workspace file (`-w`, default
-    ./workspace.yaml) or Python file (`-f`) the arguments name does not exist: the reason
-    there are no records for it, rather than "no runs recorded" (a module, `-m`, is not
-    checked: only its interpreter can find it). Called once neither a database nor a
-    running manager was found, so the records of a file since removed are still read."""
+def missing_file(args: argparse.Namespace) -> Optional[str]:
+    """The workspace file (`-w`, default ./workspace.yaml) or Python file (`-f`) the
+    arguments name when it does not exist, else None (a module, `-m`, is never checked:
+    only its interpreter can find it)."""
     if args.module_name:
-        return
+        return None
     path = args.python_file or args.workspace or targets.DEFAULT_WORKSPACE
-    if not os.path.exists(path):
+    return None if os.path.exists(path) else str(path)
+
+
+def fail_if_missing(args: argparse.Namespace) -> None:
+    """Exit 1 with `wsm: FILE: no such file` when the file the arguments name does not
+    exist: the reason there are no records for it, rather than "no runs recorded". Called
+    once neither a database nor a running manager was found, so the records of a file
+    since removed are still read."""
+    path = missing_file(args)
+    if path is not None:
         targets.fail(f"{path}: no such file", EXIT_NOT_FOUND)
 
 
