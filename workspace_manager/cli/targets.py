@@ -36,7 +36,7 @@ def add_target_args(
         module_help = "load one module as the only location"
     else:
         file_help = "the manager of `wsm up -f PY` (instead of -w)"
-        attr_help = "with -f/-m: the ATTR given to `wsm up`"
+        attr_help = f"with {'-f' if short_file else '--python-file'}/-m: the ATTR given to `wsm up`"
         module_help = "the manager of `wsm up -m MOD` (instead of -w)"
     if short_file:
         parser.add_argument("-f", "--python-file", metavar="PY", help=file_help)
