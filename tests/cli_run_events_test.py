@@ -110,9 +110,9 @@ def test_text_run_lines() -> None:
     )
     lines = [line.split(" ", 1)[1] for line in out.getvalue().splitlines()]  # drop the time
     assert lines == [
-        "team_a  run 0f3c12ab my_job  queued     (schedule nightly)",
-        "team_a  run 0f3c12ab my_job  started    pid 4242",
-        "team_a  run 0f3c12ab my_job  failure    in 1.50s  ValueError: boom "
+        "team_a  run       queued     0f3c12ab my_job  (schedule nightly)",
+        "team_a  run       started    0f3c12ab my_job  pid 4242",
+        "team_a  run       failure    0f3c12ab my_job  in 1.50s  ValueError: boom "
         "(see `wsm run show 0f3c12ab`)",
     ]
 
@@ -135,9 +135,36 @@ def test_text_ticks_repeat_a_skip_or_failure_only_when_its_reason_changes() -> N
         sink.tick(TickRecord("a", "nightly", "schedule", T0, status="failure", error=error))
     lines = [line.split(" ", 1)[1] for line in out.getvalue().splitlines()]
     assert lines == [
-        "a  sensor watch  skipped    nothing new",
-        "a  sensor other  skipped    nothing new",
-        "a  sensor watch  success    launched 1 run: 0f3c12ab",
-        "a  sensor watch  skipped    nothing new",
-        "a  schedule nightly  failure    KeyError: 'x' (see `wsm schedule ticks nightly --json`)",
+        "a  sensor    skipped    watch  nothing new",
+        "a  sensor    skipped    other  nothing new",
+        "a  sensor    success    watch  launched 1 run: 0f3c12ab",
+        "a  sensor    skipped    watch  nothing new",
+        "a  schedule  failure    nightly  KeyError: 'x' (see `wsm schedule ticks nightly --json`)",
     ]
+
+
+def test_text_lines_line_up_whatever_the_names() -> None:
+    """Locations padded by terminal columns (a wide character takes two); a run's or a
+    tick's event in one column, whatever its job's or instigator's name."""
+    import unicodedata
+
+    from workspace_manager.supervisor.state import State, Transition
+
+    def columns(text: str) -> int:
+        return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
+
+    out = io.StringIO()
+    console = Console(out)
+    console.width(["データ", "a_long_location"])
+    sink = console.sink()
+    sink.transition("データ", Transition(T0, State.STARTING, State.READY, "loaded"))
+    sink.transition("a_long_location", Transition(T0, State.STARTING, State.READY, "loaded"))
+    sink.run(a_run(location="データ", job="j"), "queued")
+    sink.run(a_run(location="a_long_location", job="a_much_longer_job_name"), "queued")
+    sink.tick(TickRecord("データ", "w", "sensor", T0, status="success", run_ids=["ab"]))
+    sink.tick(TickRecord("a_long_location", "nightly", "schedule", T0, status="success"))
+    lines = [line.split(" ", 1)[1] for line in out.getvalue().splitlines()]
+    states = {columns(ln[: ln.index("ready")]) for ln in lines[:2]}
+    events = {columns(ln[: ln.index(" queued ") + 1]) for ln in lines[2:4]}
+    events |= {columns(ln[: ln.index(" success ") + 1]) for ln in lines[4:]}
+    assert len(states) == 1 and len(events) == 1, "\n".join(lines)

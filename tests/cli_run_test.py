@@ -143,6 +143,7 @@ def test_unknown_and_ambiguous_ids_are_one_line(target, capsys):
 def test_no_database_yet(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WSM_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("WSM_RUNTIME_DIR", str(tmp_path / "run"))
+    (tmp_path / "workspace.yaml").write_text("load_from: []\n")  # there, never run yet
     for argv in (["run", "list"], ["run", "show", "abcdef"], ["sensor", "ticks", "watch"]):
         code, _, err = wsm(capsys, *argv, "-w", str(tmp_path / "workspace.yaml"))
         assert code == 1 and err.startswith("wsm: no runs recorded for ") and "wsm up" in err

@@ -166,4 +166,4 @@ def test_wsm_list_shows_every_target_and_the_run_status(capsys: pytest.CaptureFi
     )
     out = capsys.readouterr().out
     assert "sensor    fan_out -> extract, load (every 30s)" in out
-    assert "sensor    pager on FAILURE -> no job (every 30s)" in out
+    assert "sensor    pager on FAILURE of any job (every 30s)" in out

@@ -33,6 +33,8 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Iterable, Optional, TextIO, Tuple, Union
 
+from workspace_manager.cli.table import pad
+from workspace_manager.cli.table import width as text_width
 from workspace_manager.envs.progress import (
     BuildEvent,
     BuildReporter,
@@ -43,6 +45,8 @@ from workspace_manager.supervisor.manager import EventSink, one_line
 from workspace_manager.supervisor.state import State, Transition
 
 LOG_FORMATS = ("text", "json")
+#: The kind column of run and tick lines: `run`, `sensor`, `schedule`.
+KIND = len("schedule")
 #: States whose console line points to `wsm logs NAME` (the traceback is kept there).
 FAILURES = frozenset({State.ERROR, State.BACKOFF, State.FAILED})
 
@@ -103,7 +107,12 @@ class Console:
             pass  # stdout closed (piped into a pager that quit): keep supervising
 
     def width(self, names) -> None:
-        self._width = max([self._width, *(len(n) for n in names)])
+        self._width = max([self._width, *(text_width(n) for n in names)])
+
+    def _name(self, name: str) -> str:
+        """The location column: padded to the longest name in terminal columns (a wide
+        character takes two), so what follows lines up."""
+        return pad(name, self._width)
 
     def transition(self, name: str, t: Transition) -> None:
         """One line per change; a failure says where its traceback and output are."""
@@ -112,18 +121,20 @@ class Console:
         reason = f"  {one_line(t.reason)}" if t.reason else ""
         if t.new in FAILURES:
             reason += f" (see `wsm logs {name}`)"
-        self._emit(f"{name:<{self._width}}  {label}{reason}")
+        self._emit(f"{self._name(name)}  {label}{reason}")
 
     def output(self, name: str, stream: str, line: bytes) -> None:
         if not self.show_output:
             return
-        self._emit(f"{name:<{self._width}} | {printable(line)}")
+        self._emit(f"{self._name(name)} | {printable(line)}")
 
     def message(self, text: str) -> None:
         self._emit(f"wsm: {text}")
 
     def run(self, record: Any, event: str) -> None:
-        """`team_a  run 0f3c12ab my_job  failure  ValueError: boom (see `wsm run show 0f3c12ab`)`"""
+        """`team_a  run       failure    0f3c12ab my_job  in 1.50s  ValueError: boom (see
+        `wsm run show 0f3c12ab`)`: kind and event in columns of their own, so every run and
+        tick line of a location lines up whatever its job's or instigator's name."""
         short = str(record.run_id)[:8]
         label = self._paint(f"{event:<9}", COLOURS.get(event, "0"))
         detail = ""
@@ -138,11 +149,13 @@ class Console:
                 detail += f"  {one_line(record.error)}"
             if event == "failure":
                 detail += f" (see `wsm run show {short}`)"
-        line = f"{record.location:<{self._width}}  run {short} {record.job}  {label}{detail}"
+        line = (
+            f"{self._name(record.location)}  {'run':<{KIND}}  {label}  {short} {record.job}{detail}"
+        )
         self._emit(line.rstrip())
 
     def tick(self, tick: Any) -> None:
-        """`team_a  sensor watch  success  launched 2 runs: 0f3c12ab, 77aa01bc`. A skipped or
+        """`team_a  sensor    success    watch  launched 2 runs: 0f3c12ab, 77aa01bc`. A skipped or
         failed tick that says what the instigator's previous one said is not printed again."""
         key = (tick.location, tick.kind, tick.name)
         if tick.status == "skipped":
@@ -169,7 +182,7 @@ class Console:
         self._skips[key] = said
         label = self._paint(f"{tick.status:<9}", COLOURS.get(tick.status, "0"))
         self._emit(
-            f"{tick.location:<{self._width}}  {tick.kind} {tick.name}  {label}  {detail}".rstrip()
+            f"{self._name(tick.location)}  {tick.kind:<{KIND}}  {label}  {tick.name}  {detail}".rstrip()
         )
 
 

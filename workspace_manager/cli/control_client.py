@@ -28,6 +28,15 @@ def call(
 ) -> Any:
     client, _ = connect(args, timeout)
     if client is None:
-        targets.fail(f"no manager is running for {targets.describe(args)}", EXIT_NO_MANAGER)
+        targets.fail(no_manager_message(args), EXIT_NO_MANAGER)
     with client:
         return client.call(method, params or {})
+
+
+def no_manager_message(args: argparse.Namespace) -> str:
+    """`no manager is running for FILE`, and why when the file does not exist."""
+    from workspace_manager.cli.runstore import missing_file
+
+    missing = missing_file(args)
+    why = f" ({missing}: no such file)" if missing else ""
+    return f"no manager is running for {targets.describe(args)}{why}"

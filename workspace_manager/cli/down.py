@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     client, record = control_client.connect(args)
     if client is None:
-        print(f"wsm: no manager is running for {targets.describe(args)}")
+        print(f"wsm: {control_client.no_manager_message(args)}")
         return 0
     with client:
         client.call("shutdown", {})

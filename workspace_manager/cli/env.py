@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
     ls.add_argument("--json", action="store_true", help="machine-readable output")
 
     build = envsub.add_parser("build", help="build (or reuse) environments without starting")
-    targets.add_target_args(build, code=False)
+    targets.add_target_args(build)  # it loads the code: -f and -m are files to load
     build.add_argument("locations", nargs="*", metavar="LOCATION", help="default: all")
 
     prune = envsub.add_parser(

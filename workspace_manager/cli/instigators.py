@@ -99,7 +99,9 @@ def render_list(kind: str, items: List[Dict[str, Any]]) -> str:
     if kind == "schedule":
         headers.append("NEXT TICK")
     headers += ["LAST TICK", "RESULT"]
-    return runstore.table(headers, rows)
+    # name and location give way on a narrow terminal, and a sensor's interval words; a
+    # schedule's cron never (cut, it would read as another schedule)
+    return runstore.table(headers, rows, shrink=(0, 1) if kind == "schedule" else (0, 1, 3))
 
 
 def tick_result(tick: Dict[str, Any]) -> str:
@@ -180,5 +182,5 @@ def do_ticks(args: argparse.Namespace) -> int:
         )
         for t in ticks
     ]
-    sys.stdout.write(runstore.table(("TICK", "LOCATION", "RESULT", "RUNS"), rows))
+    sys.stdout.write(runstore.table(("TICK", "LOCATION", "RESULT", "RUNS"), rows, shrink=(1, 2)))
     return 0

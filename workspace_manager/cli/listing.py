@@ -102,9 +102,29 @@ def _print_human(result: Dict[str, Any]) -> None:
                     f"    schedule  {sch['name']}  '{sch['cron_schedule']}'{tz} -> {sch['job_name']}\n"
                 )
             for sen in repo.get("sensors") or []:
-                targets = ", ".join(sen.get("job_names") or [sen["job_name"] or "no job"])
-                on = f" on {sen['run_status']}" if sen.get("run_status") else ""
-                out.write(
-                    f"    sensor    {sen['name']}{on} -> {targets}"
-                    f" (every {sen.get('minimum_interval_seconds')}s)\n"
-                )
+                out.write(f"    sensor    {sensor_line(sen)}\n")
+
+
+def sensor_line(sen: Dict[str, Any]) -> str:
+    """A sensor and all its jobs: `watch -> a, b (every 30s)`; a run status sensor also
+    says which runs it watches: `alert on FAILURE of a, b -> page (every 5s)`, `on FAILURE
+    of any job`, `of any job of any location` (the snapshot of sdk/snapshot.py)."""
+    launches = [
+        str(j) for j in sen.get("job_names") or ([sen["job_name"]] if sen.get("job_name") else [])
+    ]
+    words = [str(sen.get("name"))]
+    if sen.get("run_status"):
+        watched = sen.get("monitored_jobs")
+        if watched:
+            of = ", ".join(str(j) for j in watched)
+        else:
+            of = "any job" + (" of any location" if sen.get("monitor_all_code_locations") else "")
+        words.append(f"on {sen['run_status']} of {of}")
+        if launches:
+            words.append("-> " + ", ".join(launches))
+    else:
+        words.append("-> " + (", ".join(launches) or "no job"))
+    interval = sen.get("minimum_interval_seconds")
+    if isinstance(interval, (int, float)):
+        words.append(f"(every {interval:g}s)")
+    return " ".join(words)

@@ -17,8 +17,6 @@ def add_parser(sub) -> None:
     targets.add_target_args(p, code=False, short_file=False)
     p.add_argument("location", metavar="LOCATION")
     p.add_argument("-F", "--follow", action="store_true", help="keep printing new lines")
-    # -f is --python-file in up/list/serve; here it would be ambiguous, so it is refused
-    p.add_argument("-f", dest="_short_f", action=_RefuseShortF, nargs=0, help=argparse.SUPPRESS)
     p.add_argument(
         "-n",
         "--lines",
@@ -27,14 +25,6 @@ def add_parser(sub) -> None:
         metavar="N",
         help="how many of the last lines to print first (default 200; 0: all)",
     )
-
-
-class _RefuseShortF(argparse.Action):
-    def __call__(self, parser, namespace, values, option_string=None) -> None:  # type: ignore[no-untyped-def]
-        parser.error(
-            "-f is not an option of `wsm logs`: use -F/--follow to keep printing new lines, "
-            "or --python-file PY to name a manager started with `wsm up -f PY`"
-        )
 
 
 def run(args: argparse.Namespace) -> int:

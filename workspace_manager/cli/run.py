@@ -57,7 +57,7 @@ def add_parser(sub) -> None:
     show.add_argument("--json", action="store_true", help="machine-readable output")
 
     logs = sub2.add_parser("logs", help="a run's stdout, stderr and log lines")
-    targets.add_target_args(logs, code=False, short_file=False)  # -f would read as --follow
+    targets.add_target_args(logs, code=False, short_file=False)  # -F is --follow here
     logs.add_argument("run_id", metavar="ID")
     logs.add_argument(
         "-F", "--follow", action="store_true", help="keep printing new lines until the run ends"
@@ -117,7 +117,7 @@ def run_list(args: argparse.Namespace) -> int:
         for r in runs
     ]
     headers = ("RUN ID", "STATUS", "LOCATION", "JOB", "CREATED", "TOOK", "ORIGIN")
-    sys.stdout.write(runstore.table(headers, rows))
+    sys.stdout.write(runstore.table(headers, rows, shrink=(2, 3)))  # location, job
     return 0
 
 
@@ -314,6 +314,7 @@ def runstore_open_quietly(args: argparse.Namespace) -> Optional[Any]:
     if not storage_paths.database_path(key).exists():
         record = targets.find_running(args)
         if record is None or not storage_paths.database_path(record.key).exists():
+            runstore.fail_if_missing(args)
             return None
     return runstore.open_storage(args)
 

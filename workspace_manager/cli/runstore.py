@@ -10,6 +10,8 @@ belongs to the manager key of the target (`cli.targets.identity`), as the locati
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 from typing import Any, Optional, Sequence
 
@@ -38,6 +40,7 @@ def open_storage(args: argparse.Namespace) -> Any:
         if record is not None:
             key, path = record.key, storage_paths.database_path(record.key)
     if not path.exists():
+        fail_if_missing(args)
         targets.fail(
             f"no runs recorded for {targets.describe(args)} yet (no database at {path}; "
             "`wsm up` creates it)",
@@ -47,6 +50,26 @@ def open_storage(args: argparse.Namespace) -> Any:
         return storage_paths.open_storage(key, create=False)
     except (StorageError, OSError) as exc:
         targets.fail(f"cannot read the run database {path}: {exc}", EXIT_NOT_FOUND)
+
+
+def missing_file(args: argparse.Namespace) -> Optional[str]:
+    """The workspace file (`-w`, default ./workspace.yaml) or Python file (`-f`) the
+    arguments name when it does not exist, else None (a module, `-m`, is never checked:
+    only its interpreter can find it)."""
+    if args.module_name:
+        return None
+    path = args.python_file or args.workspace or targets.DEFAULT_WORKSPACE
+    return None if os.path.exists(path) else str(path)
+
+
+def fail_if_missing(args: argparse.Namespace) -> None:
+    """Exit 1 with `wsm: FILE: no such file` when the file the arguments name does not
+    exist: the reason there are no records for it, rather than "no runs recorded". Called
+    once neither a database nor a running manager was found, so the records of a file
+    since removed are still read."""
+    path = missing_file(args)
+    if path is not None:
+        targets.fail(f"{path}: no such file", EXIT_NOT_FOUND)
 
 
 def control_call(args: argparse.Namespace, method: str, params: dict) -> Any:
@@ -100,11 +123,9 @@ def one_line(text: Any, limit: int = 80) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns two spaces apart; the last column is not padded."""
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-    lines = []
-    for row in [headers, *rows]:
-        cells = [str(c).ljust(w) for c, w in zip(row[:-1], widths)]
-        lines.append("  ".join([*cells, str(row[-1])]).rstrip())
-    return "\n".join(lines) + "\n"
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], shrink: Sequence[int] = ()) -> str:
+    """Columns that line up (cli/table.py): left-aligned, two spaces apart, the last one not
+    padded; on a terminal, the `shrink` columns and the last give way so no row wraps."""
+    from workspace_manager.cli.table import render, terminal_width
+
+    return render(headers, rows, columns=terminal_width(sys.stdout), shrink=shrink)

@@ -19,6 +19,9 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from workspace_manager.cli import control_client, targets
 from workspace_manager.cli.console import COLOURS
+from workspace_manager.cli.table import cell as one_cell
+from workspace_manager.cli.table import clip, pad
+from workspace_manager.cli.table import width as text_width
 
 HEADERS = ("LOCATION", "STATE", "PID", "PYTHON", "RESTARTS", "UPTIME", "RSS", "LAST ERROR")
 _RIGHT = {2, 4, 5, 6}  # numbers line up on the right
@@ -65,7 +68,7 @@ def render(status: Dict[str, Any], colour: bool = False, width: Optional[int] = 
 
     locations: Dict[str, Dict[str, Any]] = status.get("locations") or {}
     rows = [_row(name, loc) for name, loc in locations.items()]
-    widths = [max(len(r[i]) for r in [HEADERS, *rows]) for i in range(len(HEADERS) - 1)]
+    widths = [max(text_width(r[i]) for r in [HEADERS, *rows]) for i in range(len(HEADERS) - 1)]
     used = sum(widths) + 2 * (len(widths))
     if width is not None and used + _MIN_ERROR_WIDTH > width - 1:
         # a narrow terminal: long location names give way before the error does
@@ -139,7 +142,7 @@ def _line(cells: Sequence[str], widths: List[int], room: int, painted: bool = Fa
         if painted and i == 1:
             out.append(cell)  # padded before painting: escapes have no width
         else:
-            out.append(cell.rjust(w) if i in _RIGHT else cell.ljust(w))
+            out.append(pad(cell, w, right=i in _RIGHT))  # by terminal columns
     last = cells[-1] if painted else short(cells[-1], room)
     return ("  ".join(out) + "  " + last).rstrip()
 
@@ -187,12 +190,12 @@ def target_words(target: Dict[str, Any]) -> List[str]:
 
 
 def short(text: Any, limit: int) -> str:
-    """One line of at most `limit` characters: whitespace collapsed, cut with an ellipsis."""
+    """One line of at most `limit` terminal columns: whitespace collapsed, control
+    characters escaped, cut with an ellipsis."""
     if not text:
         return ""
     lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
-    line = " ".join((lines[-1] if lines else "").split())
-    return line if len(line) <= limit else line[: max(limit - 1, 0)] + "…"
+    return clip(one_cell(lines[-1] if lines else ""), max(limit, 1))
 
 
 def duration(seconds: Optional[float]) -> str:

@@ -22,25 +22,41 @@ EXIT_INVALID = 2
 def add_target_args(
     parser: argparse.ArgumentParser, code: bool = True, short_file: bool = True
 ) -> None:
-    """-w, and (shown with ``code``) -f/-a/-m; commands that talk to a running manager accept
-    them quietly so that `wsm status -f repo.py` finds `wsm up -f repo.py`."""
+    """-w FILE | -f PY [-a ATTR] | -m MOD, shown in every command's --help. With ``code``
+    the command loads that code itself; without, they name the manager (and its records)
+    that `wsm up` with the same arguments runs, so `wsm status -f repo.py` finds
+    `wsm up -f repo.py`. ``short_file=False`` (commands with -F/--follow) gives only
+    --python-file, and refuses -f with one line: it must never mean two things."""
     parser.add_argument(
         "-w", "--workspace", metavar="FILE", help=f"workspace file (default: ./{DEFAULT_WORKSPACE})"
     )
+    if code:
+        file_help = "load one Python file as the only location"
+        attr_help = "with -f/-m: the repository to load"
+        module_help = "load one module as the only location"
+    else:
+        file_help = "the manager of `wsm up -f PY` (instead of -w)"
+        attr_help = f"with {'-f' if short_file else '--python-file'}/-m: the ATTR given to `wsm up`"
+        module_help = "the manager of `wsm up -m MOD` (instead of -w)"
+    if short_file:
+        parser.add_argument("-f", "--python-file", metavar="PY", help=file_help)
+    else:
+        parser.add_argument("--python-file", metavar="PY", help=file_help)
+        parser.add_argument(
+            "-f", dest="_short_f", action=_RefuseShortF, nargs=0, help=argparse.SUPPRESS
+        )
+    parser.add_argument("-a", "--attribute", metavar="ATTR", help=attr_help)
+    parser.add_argument("-m", "--module-name", metavar="MOD", help=module_help)
 
-    def shown(text: str) -> str:
-        return text if code else argparse.SUPPRESS
 
-    file_flags = ["-f", "--python-file"] if short_file else ["--python-file"]
-    parser.add_argument(
-        *file_flags, metavar="PY", help=shown("load one Python file as the only location")
-    )
-    parser.add_argument(
-        "-a", "--attribute", metavar="ATTR", help=shown("with -f/-m: the repository to load")
-    )
-    parser.add_argument(
-        "-m", "--module-name", metavar="MOD", help=shown("load one module as the only location")
-    )
+class _RefuseShortF(argparse.Action):
+    """-f where -F is --follow: --python-file in most commands, `tail -f` to many users."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # type: ignore[no-untyped-def]
+        parser.error(
+            f"-f is not an option of `{parser.prog}`: use -F/--follow to keep printing new "
+            "lines, or --python-file PY to name a manager started with `wsm up -f PY`"
+        )
 
 
 class UsageError(Exception):

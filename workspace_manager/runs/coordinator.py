@@ -31,6 +31,7 @@ from workspace_manager.storage.records import (
     STARTING,
     LogLine,
     RunRecord,
+    queued_message,
 )
 from workspace_manager.workspace.model import RemoteTarget, Workspace
 
@@ -141,7 +142,7 @@ class RunCoordinator:
             priority=priority,
             created_at=self.hooks.clock(),
         )
-        stored = await self.store.add_run(record, _origin_text(record.origin))
+        stored = await self.store.add_run(record, queued_message(record.origin))
         self.hooks.report(stored, "queued")
         self.wake()
         return stored
@@ -313,16 +314,27 @@ class RunCoordinator:
     # -- recovery and the queue ------------------------------------------------------------------
 
     async def _recover(self) -> None:
+        """Runs left in progress by a killed manager end FAILURE. Their `ended_at` is the
+        last moment the records show them alive, not now, so the downtime does not count
+        in their duration: their latest status event or log line, or a tick recorded
+        after (only the manager records ticks, and its runs die with it: a run it had not
+        seen end was alive then)."""
         runs = await self.store.list_runs(statuses=sorted(IN_PROGRESS_STATUSES), limit=None)
+        manager_seen = await self.store.last_tick_time() if runs else None
         for run in runs:
             if run.origin.get("kind") == "execute" and _alive(run.origin.get("pid")):
                 continue  # a `wsm job execute` still running it
+            seen = [run.created_at, run.start_time, run.started_at, run.updated_at]
+            seen.append(await self.store.last_seen(run.run_id))
+            if run.origin.get("kind") != "execute":  # a `wsm job execute` is not the manager's
+                seen.append(manager_seen)
+            ended = min(max(t for t in seen if t is not None), self.hooks.clock())
             record = await self.store.update_run(
                 run.run_id,
                 status=FAILURE,
                 message=KILLED_REASON,
                 error=KILLED_REASON,
-                ended_at=self.hooks.clock(),
+                ended_at=ended,
             )
             self._finished(record, "failure")
 
@@ -655,9 +667,3 @@ def _number_tag(tags: Dict[str, str], key: str) -> Optional[float]:
 
 def _alive(pid: object) -> bool:
     return isinstance(pid, int) and pid > 0 and pid_alive(pid)
-
-
-def _origin_text(origin: Dict[str, Any]) -> str:
-    kind = origin.get("kind", "manual")
-    who = origin.get("user")
-    return f"queued ({kind}{' by ' + str(who) if who else ''})"

@@ -93,6 +93,29 @@ class Storage(abc.ABC):
     def run_events(self, run_id: str) -> List[RunEvent]:
         """The run's status history, oldest first."""
 
+    def last_seen(self, run_id: str) -> Optional[float]:
+        """The latest time the records show the run doing something: its last status
+        event or log line (None for an unknown run). Recovery takes it as the end of a run
+        whose manager was killed. This default reads them all; a backend may do better."""
+        times = [e.time for e in self.run_events(run_id)]
+        after = 0
+        while True:
+            lines = self.read_logs(run_id, after, 1000)
+            if not lines:
+                break
+            times.append(lines[-1].time)
+            after = lines[-1].seq
+        return max(times, default=None)
+
+    def last_tick_time(self) -> Optional[float]:
+        """The latest time any kept tick was recorded at (its tick time, start or end;
+        None without ticks): only the manager records ticks, so it was alive then."""
+        times: List[float] = []
+        for state in self.list_instigators():
+            for tick in self.list_ticks(state.location, state.name, state.kind, 1):
+                times += [t for t in (tick.tick_time, tick.started_at, tick.ended_at) if t]
+        return max(times, default=None)
+
     # -- logs -----------------------------------------------------------------------------
 
     @abc.abstractmethod

@@ -90,6 +90,32 @@ class RunRecord(_Record):
         return self.status in FINAL_STATUSES
 
 
+def queued_message(origin: Optional[Dict[str, Any]]) -> str:
+    """The message of a run's QUEUED event: who launched it, in words (RunRecord.origin):
+    `queued (manual by alice)`, `queued (schedule nightly, tick 12)`,
+    `queued (sensor watch, tick 7, run_key k1)`, `queued (retry 2 of 0f3c...)`."""
+    origin = origin or {}
+    kind = str(origin.get("kind") or "manual")
+    if kind in (SCHEDULE, SENSOR):
+        words = [f"{kind} {origin.get('name') or '?'}"]
+        if origin.get("tick_id") is not None:
+            words.append(f"tick {origin['tick_id']}")
+        if origin.get("run_key") is not None:
+            words.append(f"run_key {origin['run_key']}")
+        return f"queued ({', '.join(words)})"
+    if kind == "retry":
+        return f"queued (retry {origin.get('attempt', '?')} of {origin.get('parent_run_id')})"
+    who = origin.get("user")
+    if who:
+        return f"queued ({kind} by {who})"
+    peer = origin.get("peer")
+    return (
+        f"queued ({kind} via {origin.get('via') or '?'} from {peer})"
+        if peer
+        else f"queued ({kind})"
+    )
+
+
 @dataclass
 class RunEvent(_Record):
     """One step of a run's status history."""

@@ -60,6 +60,7 @@ from .records import (
     RunEvent,
     RunRecord,
     TickRecord,
+    queued_message,
 )
 
 BUSY_TIMEOUT_MS = 5000
@@ -143,6 +144,18 @@ _STATE_BY_KEY = f"{_SELECT_STATES} WHERE location = ? AND name = ? AND kind = ?"
 _FINISHED_AFTER = f"{_SELECT_RUNS} WHERE end_seq > ? ORDER BY end_seq LIMIT ?"
 _RUN_EVENTS = (
     "SELECT run_id, time, status, message FROM run_events WHERE run_id = ? ORDER BY event_id"
+)
+# The run's latest status event or log line (the last seq is its latest line).
+_LAST_SEEN = (
+    "SELECT MAX(t) FROM (SELECT MAX(time) AS t FROM run_events WHERE run_id = ?"
+    " UNION ALL SELECT time FROM"
+    " (SELECT time FROM run_logs WHERE run_id = ? ORDER BY seq DESC LIMIT 1))"
+)
+# The latest tick: by tick time (indexed), or the start or end of the last ticks stored.
+_LAST_TICK = (
+    "SELECT MAX(t) FROM (SELECT MAX(tick_time) AS t FROM ticks"
+    " UNION ALL SELECT MAX(COALESCE(ended_at, started_at)) FROM"
+    " (SELECT ended_at, started_at FROM ticks ORDER BY tick_id DESC LIMIT 100))"
 )
 _READ_LOGS = (
     f"SELECT {_cols(_LOG_FIELDS)} FROM run_logs WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?"
@@ -322,12 +335,13 @@ class SqliteStorage(Storage):
         self,
         conn: sqlite3.Connection,
         runs: Sequence[RunRecord],
-        message: str,
+        message: Optional[str],
         now: float,
         key_owner: Optional[Tuple[str, str, str]],
     ) -> List[RunRecord]:
         """Insert `runs`, their first events and their run_key rows (if `key_owner`), one
-        statement each for all of them. The caller checked the keys are unused."""
+        statement each for all of them. The caller checked the keys are unused. `message`
+        None: each first event says who launched its run (`records.queued_message`)."""
         stored = []
         for run in runs:
             run = dataclasses.replace(run)
@@ -344,7 +358,18 @@ class SqliteStorage(Storage):
         if not stored:
             return stored
         conn.executemany(_INSERT_RUN, [_run_params(run) for run in stored])
-        conn.executemany(_INSERT_EVENT, [(run.run_id, now, run.status, message) for run in stored])
+        conn.executemany(
+            _INSERT_EVENT,
+            [
+                (
+                    run.run_id,
+                    now,
+                    run.status,
+                    queued_message(run.origin) if message is None else message,
+                )
+                for run in stored
+            ],
+        )
         if key_owner is not None:
             location, name, kind = key_owner
             keys = [
@@ -499,6 +524,18 @@ class SqliteStorage(Storage):
         with self._read() as conn:
             return [RunEvent(*r) for r in conn.execute(_RUN_EVENTS, (run_id,))]
 
+    def last_seen(self, run_id: str) -> Optional[float]:
+        """See `Storage.last_seen`: two index lookups."""
+        with self._read() as conn:
+            row = conn.execute(_LAST_SEEN, (run_id, run_id)).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def last_tick_time(self) -> Optional[float]:
+        """See `Storage.last_tick_time`."""
+        with self._read() as conn:
+            row = conn.execute(_LAST_TICK).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
     # -- logs -----------------------------------------------------------------------------
 
     def append_logs(self, lines: Iterable[LogLine]) -> None:
@@ -651,7 +688,7 @@ class SqliteStorage(Storage):
             if origin.get("kind") == tick.kind and not origin.get("tick_id"):
                 origin["tick_id"] = tick.tick_id
             fresh.append(dataclasses.replace(run, origin=origin))
-        created = self._insert_runs(conn, fresh, "", now, owner)
+        created = self._insert_runs(conn, fresh, None, now, owner)
         for stored in created:
             tick.run_ids.append(stored.run_id)
             if stored.run_key is not None and stored.run_key not in tick.run_keys:

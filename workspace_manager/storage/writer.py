@@ -203,6 +203,12 @@ class AsyncStorage:
     def run_events(self, run_id: str) -> Awaitable[List[RunEvent]]:
         return self._read(self.storage.run_events, run_id)
 
+    def last_seen(self, run_id: str) -> Awaitable[Optional[float]]:
+        return self._read(self.storage.last_seen, run_id)
+
+    def last_tick_time(self) -> Awaitable[Optional[float]]:
+        return self._read(self.storage.last_tick_time)
+
     # -- logs -----------------------------------------------------------------------------
 
     def append_logs(self, lines: Iterable[LogLine]) -> Awaitable[None]:
