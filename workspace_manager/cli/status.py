@@ -18,7 +18,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from workspace_manager.cli import control_client, targets
-from workspace_manager.cli.console import COLOURS
+from workspace_manager.cli.colours import COLOURS
 
 HEADERS = ("LOCATION", "STATE", "PID", "PYTHON", "RESTARTS", "UPTIME", "RSS", "LAST ERROR")
 _RIGHT = {2, 4, 5, 6}  # numbers line up on the right

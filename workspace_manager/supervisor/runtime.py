@@ -16,8 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
 
-import psutil
-
 from workspace_manager.private_files import private_dir, write_private
 
 RECORD_NAME = "manager.json"
@@ -123,6 +121,10 @@ class ManagerRecord:
             return None
 
     def is_alive(self) -> bool:
+        # imported here: every CLI command imports this module, few ask whether a manager
+        # lives, and psutil costs ~17 ms to import
+        import psutil
+
         try:
             proc = psutil.Process(self.pid)
             return proc.status() != psutil.STATUS_ZOMBIE
