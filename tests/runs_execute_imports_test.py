@@ -58,7 +58,9 @@ NOT_IMPORTED = (
     "yaml",  # the validation cache keeps the parsed document of a file that passed
 )
 
-#: not imported before the run's process is spawned: needed (if at all) only after it
+#: not imported before the run's process is spawned: needed (if at all) only after it.
+#: psutil belongs here too once runs/process.py imports it where it uses it (pid_alive): it
+#: is the last module that imports psutil before the spawn.
 NOT_BEFORE_THE_RUN = NOT_IMPORTED + (
     "workspace_manager.protocol.client",
     "difflib",
