@@ -74,6 +74,29 @@ def test_run_list(tmp_path: Path) -> None:
     assert found(modules, NEVER) == []
 
 
+def test_finding_a_running_manager_needs_no_psutil(tmp_path: Path) -> None:
+    """Whether the manager a record names still lives is read from /proc."""
+    record = tmp_path / "run" / "0123456789ab" / "manager.json"
+    record.parent.mkdir(parents=True, mode=0o700)
+    record.write_text(
+        json.dumps(
+            {
+                "pid": os.getpid(),  # alive: this test
+                "key": "0123456789ab",
+                "identity": "workspace:/nowhere/workspace.yaml",
+                "control": f"unix:{tmp_path / 'no-such.sock'}",
+                "secret": "x",
+                "started_at": 0.0,
+                "version": "0",
+            }
+        )
+    )
+    code, modules = wsm(tmp_path, "status")
+    assert code == 3  # found, but its control socket does not answer
+    assert "workspace_manager.protocol.client" in modules  # it was found, and called
+    assert found(modules, NEVER) == []
+
+
 def test_status_table_needs_no_console(tmp_path: Path) -> None:
     """The table's colours come from cli/colours.py; cli/console.py imports the manager."""
     done = subprocess.run(
