@@ -5,7 +5,8 @@ Importing jsonschema and building the validator costs ~0.1 s, more than anything
 file's text (yaml_positions reads nothing else), the schema, the jsonschema that checks it
 and wsm's own code, so a file that passed once passes again while all four are unchanged.
 A pass is kept as one small file `<cache>/validated/<key>` (0600, in wsm's cache dir,
-envs.paths.default_cache_dir) whose name and content are the SHA-256 of the four. Only
+envs.paths.default_cache_dir) whose name is the SHA-256 of the four and whose content
+begins with it (then, optionally, a newline and the parsed document, below). Only
 passes are kept: a file with problems is checked every time, and its messages come from
 jsonschema as before. The semantic checks are not cached: they look at the filesystem.
 
@@ -100,11 +101,6 @@ def _read_entry(entry: Path, key: str) -> Optional[bytes]:
     if content.startswith(head + b"\n"):
         return content[len(head) + 1 :]
     return None
-
-
-def _is_pass(entry: Path, key: str) -> bool:
-    """The entry is ours and says `key`."""
-    return _read_entry(entry, key) is not None
 
 
 def _document_bytes(doc: Document) -> Optional[bytes]:
