@@ -105,3 +105,29 @@ def test_command_reports_the_same(name: str) -> None:
     assert result.stdout == ""
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines() == expected_lines(name)
+
+
+def test_the_same_problems_from_the_kept_document(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A file that passed the schema is read back from the validation cache, not parsed, the
+    second time: its semantic problems are the same, at the same positions."""
+    from workspace_manager.workspace import yaml_positions
+
+    monkeypatch.setenv("WSM_CACHE_DIR", str(tmp_path))
+    parsed: List[str] = []
+    real = yaml_positions.load_yaml
+
+    def counting(text: str, path: str):  # type: ignore[no-untyped-def]
+        parsed.append(path)
+        return real(text, path)
+
+    monkeypatch.setattr(yaml_positions, "load_yaml", counting)
+    from_cache = []
+    for name in CASES:
+        first = problems_of(name)
+        parsed.clear()
+        assert problems_of(name) == first, name
+        if not parsed:
+            from_cache.append(name)
+    assert len(from_cache) >= 15, from_cache  # semantic problems only: the schema passed

@@ -33,6 +33,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Iterable, Optional, TextIO, Tuple, Union
 
+from workspace_manager.cli.colours import COLOURS
 from workspace_manager.cli.table import pad
 from workspace_manager.cli.table import width as text_width
 from workspace_manager.envs.progress import (
@@ -49,24 +50,6 @@ LOG_FORMATS = ("text", "json")
 KIND = len("schedule")
 #: States whose console line points to `wsm logs NAME` (the traceback is kept there).
 FAILURES = frozenset({State.ERROR, State.BACKOFF, State.FAILED})
-
-COLOURS = {
-    "building": "36",
-    "starting": "36",
-    "ready": "32",
-    "error": "31",
-    "backoff": "33",
-    "failed": "31;1",
-    "stopped": "2",
-    # runs and ticks
-    "queued": "2",
-    "started": "36",
-    "success": "32",
-    "failure": "31",
-    "canceling": "33",
-    "canceled": "33",
-    "skipped": "2",
-}
 
 
 class Console:

@@ -12,11 +12,12 @@ EXIT_NO_MANAGER = 3
 
 def connect(args: argparse.Namespace, timeout: float = 10.0):
     """A protocol client on the manager for these arguments, or None when none runs."""
-    from workspace_manager.protocol.client import Client
-
     record = targets.find_running(args)
     if record is None:
         return None, None
+    # imported here: the client (ssl, msgpack: ~40 ms) is for when a manager runs
+    from workspace_manager.protocol.client import Client
+
     try:
         return Client(record.control, record.secret, timeout=timeout), record
     except (OSError, ConnectionError):

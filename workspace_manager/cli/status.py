@@ -18,7 +18,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence
 
 from workspace_manager.cli import control_client, targets
-from workspace_manager.cli.console import COLOURS
+from workspace_manager.cli.colours import COLOURS
 from workspace_manager.cli.table import cell as one_cell
 from workspace_manager.cli.table import clip, pad
 from workspace_manager.cli.table import width as text_width

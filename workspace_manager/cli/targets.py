@@ -10,10 +10,11 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn, Optional, Tuple
+from typing import TYPE_CHECKING, NoReturn, Optional, Tuple
 
-from workspace_manager.supervisor import runtime
-from workspace_manager.workspace.model import Workspace
+if TYPE_CHECKING:  # every command imports this module: it imports what it uses when used
+    from workspace_manager.supervisor.runtime import ManagerRecord
+    from workspace_manager.workspace.model import Workspace
 
 DEFAULT_WORKSPACE = "workspace.yaml"
 EXIT_INVALID = 2
@@ -105,10 +106,12 @@ def load(args: argparse.Namespace) -> Tuple[Workspace, str]:
         raise SystemExit(EXIT_INVALID) from None
 
 
-def find_running(args: argparse.Namespace) -> Optional[runtime.ManagerRecord]:
+def find_running(args: argparse.Namespace) -> Optional[ManagerRecord]:
     """The manager for these arguments. With no -w/-f/-m, the one for ./workspace.yaml; only
     when there is no ./workspace.yaml here, the only manager running (so `wsm status` works
     from anywhere, but `wsm down` in a workspace's folder never stops another one)."""
+    from workspace_manager.supervisor import runtime
+
     try:
         ident = identity(args)
     except UsageError as exc:

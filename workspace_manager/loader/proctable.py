@@ -39,6 +39,21 @@ def scan() -> Optional[List[Tuple[int, int, int]]]:
     return rows
 
 
+def alive(pid: int) -> Optional[bool]:
+    """Whether `pid` is a live process (a zombie is not, as psutil's STATUS_ZOMBIE); None
+    without /proc. One read of `/proc/PID/stat` (proc(5): the state follows the command
+    name), so a CLI asking whether its manager lives needs no psutil (~17 ms to import)."""
+    if pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False if os.path.exists("/proc/self/stat") else None
+    state = stat[stat.rfind(b")") + 2 :][:1]
+    return state not in (b"", b"Z")
+
+
 def children_map(rows: List[Tuple[int, int, int]]) -> Dict[int, List[int]]:
     """parent pid -> its child pids, from `scan()`'s rows."""
     children: Dict[int, List[int]] = {}

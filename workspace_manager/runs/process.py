@@ -8,15 +8,16 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
-
-import psutil
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 
 from workspace_manager.protocol import framing
 from workspace_manager.runs.plan import RunPlan, bootstrap_for, plan_from_launch, spawn_runner
 from workspace_manager.supervisor import process as proc_mod
 from workspace_manager.supervisor.plan import MAX_LINE
 from workspace_manager.supervisor.spawn import HeldSpawn
+
+if TYPE_CHECKING:
+    import psutil  # imported where a tree is read: `wsm job execute` spawns before that
 
 #: Events are small; a log message this big is the job's own doing and ends the channel.
 MAX_EVENT = 16 * 1024 * 1024
@@ -227,6 +228,8 @@ def _text(line: bytes) -> str:
 
 def pid_alive(pid: int) -> bool:
     """A live, non-zombie process has this pid."""
+    import psutil
+
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:

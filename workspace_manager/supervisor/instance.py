@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from typing import Any, Callable, Dict, List, Optional
-
-import psutil
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from workspace_manager.protocol import messages
 from workspace_manager.protocol.errors import (
@@ -23,6 +21,9 @@ from workspace_manager.protocol.errors import (
 from workspace_manager.supervisor import process as proc_mod
 from workspace_manager.supervisor.plan import MAX_LINE, LaunchPlan
 from workspace_manager.supervisor.rpc import AsyncConnection
+
+if TYPE_CHECKING:
+    import psutil  # imported where memory is sampled: `wsm job execute` imports this module
 
 OutputSink = Callable[[str, bytes], None]  # (stream name, one line without newline)
 
@@ -215,6 +216,8 @@ class Instance:
         it touches `_children` one dict operation at a time, as the loop's thread does."""
         if self.pid is None or self.returncode is not None:
             return None
+        import psutil
+
         total = 0
         cpu = 0.0
         members = self._members()

@@ -1,7 +1,8 @@
 """workspace.yaml (or `-f` / `-m` on the command line) -> Workspace, or every problem at once.
 
-The steps: read the file, YAML with positions, JSON Schema (skipped for a text that passed
-it before: validation_cache.py), then semantic checks that also build the model. Any problem anywhere raises one WorkspaceError listing them all.
+The steps: read the file, YAML with positions, JSON Schema (both skipped for a text that
+passed before: validation_cache.py keeps its parsed document), then semantic checks that
+also build the model. Any problem anywhere raises one WorkspaceError listing them all.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from typing import List, Optional, Union
 from .errors import Problem, WorkspaceError
 from .model import CodeTarget, LocationConfig, Supervision, Workspace
 from .names import name_problem
-from .schema import schema_issues, workspace_schema
+from .schema import Issue, schema_issues, workspace_schema
 from .semantic import Builder, derived_location_name
-from .validation_cache import cached_schema_issues
-from .yaml_positions import load_yaml
+from .validation_cache import cached_document, cached_schema_issues
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -56,14 +56,21 @@ def load_workspace(path: PathLike) -> Workspace:
 
 def _load(path: PathLike, shown: str) -> Workspace:
     text = _read_text(path, shown)
-    doc, problems = load_yaml(text, shown)
+    doc = cached_document(text, shown)
+    problems: List[Problem] = []
+    issues: List[Issue] = []
     if doc is None:
-        raise WorkspaceError(problems)
-    if doc.empty:
-        message = "the file is empty; it needs a load_from list of locations"
-        raise WorkspaceError([Problem(shown, 1, 1, message)])
-    issues = cached_schema_issues(text, doc, schema_issues)
-    problems.extend(issue.problem for issue in issues)
+        # imported here: PyYAML (~25 ms) is for a text not seen passing before
+        from .yaml_positions import load_yaml
+
+        doc, problems = load_yaml(text, shown)
+        if doc is None:
+            raise WorkspaceError(problems)
+        if doc.empty:
+            message = "the file is empty; it needs a load_from list of locations"
+            raise WorkspaceError([Problem(shown, 1, 1, message)])
+        issues = cached_schema_issues(text, doc, schema_issues, keep_document=not problems)
+        problems.extend(issue.problem for issue in issues)
     if not isinstance(doc.data, dict):
         raise WorkspaceError(problems)
     folder = Path(os.path.abspath(shown)).parent

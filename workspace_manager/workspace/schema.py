@@ -8,15 +8,14 @@ obscure (text may use {name}, {value}, {keys}, {count}).
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import os
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence
 
+from .document import Document, YamlPath
 from .errors import Problem
-from .yaml_positions import Document, YamlPath
 
 if TYPE_CHECKING:
     import jsonschema
@@ -217,6 +216,8 @@ class _Explainer:
             if key in allowed:
                 continue
             message = f"unknown key {quote(key)} {where} (allowed: {', '.join(allowed)})"
+            import difflib  # here: only a file with an unknown key needs it
+
             close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.75)
             belongs = self._belongs_under(instance, key)
             if close:

@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from .document import Document, YamlPath
 from .errors import Problem
 from .interpreter_check import InterpreterChecker
 from .model import (
@@ -36,7 +37,6 @@ from .requirements_check import (
     requirements_file_problems,
 )
 from .schema import quote, workspace_schema
-from .yaml_positions import Document, YamlPath
 
 LOCAL_KINDS = {
     "python_file": "relative_path",
