@@ -54,6 +54,29 @@ def alive(pid: int) -> Optional[bool]:
     return state not in (b"", b"Z")
 
 
+def has_children(pid: int) -> Optional[bool]:
+    """Whether `pid` has a child now; None when it cannot be told (no /proc, or a kernel
+    without CONFIG_PROC_CHILDREN). Reads proc(5) `/proc/PID/task/TID/children` of each of
+    its threads (a child belongs to the thread that forked it), so asking costs a few
+    small reads, not a walk of every process."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False if os.path.exists("/proc/self/stat") else None
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                if f.read().strip():
+                    return True
+        except FileNotFoundError:
+            if not os.path.exists(f"/proc/{pid}/task/{tid}"):
+                continue  # the thread ended meanwhile
+            return None  # no such file on this kernel
+        except OSError:
+            continue
+    return False
+
+
 def children_map(rows: List[Tuple[int, int, int]]) -> Dict[int, List[int]]:
     """parent pid -> its child pids, from `scan()`'s rows."""
     children: Dict[int, List[int]] = {}

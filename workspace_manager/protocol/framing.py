@@ -10,9 +10,9 @@ import struct
 from typing import Any, Callable, List, Optional, Union
 
 from .codec import DecodeError, packb, unpackb
+from .limits import DEFAULT_MAX_FRAME
 
 HEADER = struct.Struct(">I")
-DEFAULT_MAX_FRAME = 64 * 1024 * 1024
 
 _pack_header = HEADER.pack
 _unpack_header = HEADER.unpack_from

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import secrets
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -77,7 +76,7 @@ def start_execute(
     `bin/` first on PATH, wsm's secrets removed: supervisor/plan.launch_plan) and start its
     process with its bootstrap (`hold`). ExecuteError when the interpreter cannot start."""
     root = runtime.ensure_private_dir(runtime.runtime_root())
-    folder = root / f"execute-{os.getpid()}-{secrets.token_hex(3)}"
+    folder = root / f"execute-{os.getpid()}-{os.urandom(3).hex()}"  # no `secrets`: ~7 ms
     folder.mkdir(mode=0o700)
     cgroups = CgroupRoot.create()
     try:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import signal
 import time
 from pathlib import Path
@@ -121,7 +120,7 @@ class CgroupRoot:
             return None
         for base, version in _hierarchies():
             sweep_stale(base)
-            path = base / f"{_PREFIX}{os.getpid()}-{secrets.token_hex(3)}"
+            path = base / f"{_PREFIX}{os.getpid()}-{os.urandom(3).hex()}"
             try:
                 path.mkdir(exist_ok=True)
                 probe = Cgroup(path / "probe", version)

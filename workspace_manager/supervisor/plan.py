@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from workspace_manager.envs.activation import activation_vars
 from workspace_manager.loader.launch import bootstrap_argv
-from workspace_manager.protocol import framing
+from workspace_manager.protocol.limits import DEFAULT_MAX_FRAME
 from workspace_manager.version import PROTOCOL_VERSION
 from workspace_manager.workspace.model import CodeTarget, LocationConfig
 
@@ -30,7 +30,7 @@ class LaunchPlan:
     env: Dict[str, str]
     bootstrap: Dict[str, Any]  # without secret, listen and status_fd: the instance adds those
     socket_path: Path
-    max_frame: int = framing.DEFAULT_MAX_FRAME
+    max_frame: int = DEFAULT_MAX_FRAME
     # `wsm serve`: listen here (unix:/tcp://) with this secret (the shared token) and TLS,
     # instead of a private socket with a fresh per-process secret.
     listen: Optional[str] = None
