@@ -11,6 +11,8 @@ import textwrap
 from pathlib import Path
 from typing import List, Tuple
 
+from e2e import WorkspaceDir
+
 PROBE = textwrap.dedent(
     """
     import json, sys
@@ -38,13 +40,7 @@ NEVER = (
 def wsm(folder: Path, *args: str) -> Tuple[int, List[str]]:
     """`wsm ARGS` in `folder` with private runtime, state and cache dirs: (exit status, the
     modules it imported)."""
-    env = dict(
-        os.environ,
-        WSM_RUNTIME_DIR=str(folder / "run"),
-        WSM_STATE_DIR=str(folder / "state"),
-        WSM_CACHE_DIR=str(folder / "cache"),
-    )
-    env.pop("PYTHONPATH", None)
+    env = WorkspaceDir(folder).env  # private runtime, state and cache dirs
     done = subprocess.run(
         [sys.executable, "-c", PROBE, *args],
         cwd=folder,
@@ -76,7 +72,7 @@ def test_run_list(tmp_path: Path) -> None:
 
 def test_finding_a_running_manager_needs_no_psutil(tmp_path: Path) -> None:
     """Whether the manager a record names still lives is read from /proc."""
-    record = tmp_path / "run" / "0123456789ab" / "manager.json"
+    record = Path(WorkspaceDir(tmp_path).env["WSM_RUNTIME_DIR"]) / "0123456789ab" / "manager.json"
     record.parent.mkdir(parents=True, mode=0o700)
     record.write_text(
         json.dumps(

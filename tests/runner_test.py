@@ -131,15 +131,21 @@ def test_a_bad_bootstrap_exits_3() -> None:
     assert b"bad bootstrap" in done.stderr
 
 
-def test_a_held_run_starts_its_job_only_on_go(tmp_path: Path) -> None:
-    path = tmp_path / "ran"
+def start_held(tmp: Path) -> Tuple[subprocess.Popen, socket.socket, FrameDecoder, List[Any]]:
+    """The `marker` job (it writes tmp/ran) held: (process, status socket, its decoder, the
+    events up to `loaded`)."""
     proc, sock = start(
-        tmp_path,
-        {"job": "marker", "run_config": {"path": str(path)}, "hold": True},
+        tmp,
+        {"job": "marker", "run_config": {"path": str(tmp / "ran")}, "hold": True},
         keep_stdin=True,
     )
     decoder = FrameDecoder()
-    got = read_until(sock, decoder, "loaded")
+    return proc, sock, decoder, read_until(sock, decoder, "loaded")
+
+
+def test_a_held_run_starts_its_job_only_on_go(tmp_path: Path) -> None:
+    path = tmp_path / "ran"
+    proc, sock, decoder, got = start_held(tmp_path)
     time.sleep(0.5)  # held: the job does not start without `go`
     assert not path.exists() and proc.poll() is None
     assert proc.stdin is not None
@@ -153,13 +159,7 @@ def test_a_held_run_starts_its_job_only_on_go(tmp_path: Path) -> None:
 
 def test_a_held_run_whose_go_never_comes_exits_0_with_nothing_run(tmp_path: Path) -> None:
     path = tmp_path / "ran"
-    proc, sock = start(
-        tmp_path,
-        {"job": "marker", "run_config": {"path": str(path)}, "hold": True},
-        keep_stdin=True,
-    )
-    decoder = FrameDecoder()
-    got = read_until(sock, decoder, "loaded")
+    proc, sock, decoder, got = start_held(tmp_path)
     assert proc.stdin is not None
     proc.stdin.close()  # what the manager does with a run it does not record
     got += events_after(sock, decoder)

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 from typing import List, Tuple
+
+from e2e import WorkspaceDir
 
 REPO = """
 from workspace_manager import job, repository
@@ -87,13 +88,7 @@ def execute(folder: Path) -> Tuple[List[str], str]:
 def execute_with_spawn(folder: Path) -> Tuple[List[str], List[str], str]:
     """`wsm job execute trivial` in `folder`: (the modules it imported, those it had
     imported when it spawned the run's process, its stdout)."""
-    env = dict(
-        os.environ,
-        WSM_RUNTIME_DIR=str(folder / "run"),
-        WSM_STATE_DIR=str(folder / "state"),
-        WSM_CACHE_DIR=str(folder / "cache"),
-    )
-    env.pop("PYTHONPATH", None)
+    env = WorkspaceDir(folder).env  # private runtime, state and cache dirs
     done = subprocess.run(
         [sys.executable, "-c", PROBE],
         cwd=folder,
@@ -132,7 +127,7 @@ def test_a_location_with_an_environment_still_gets_it(tmp_path: Path) -> None:
         "      relative_path: env_repo.py\n"
         "      environment: {requirements: []}\n"
     )
-    envs = tmp_path / "cache" / "envs"
+    envs = Path(WorkspaceDir(tmp_path).env["WSM_CACHE_DIR"]) / "envs"
     for _ in range(2):  # built, then reused
         modules, out = execute(tmp_path)
         assert "workspace_manager.envs.service" in modules
