@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 from typing import List, Tuple
 
-from e2e import WorkspaceDir
+from e2e import WorkspaceDir, modules_in, probe_imports
 
 PROBE = textwrap.dedent(
     """
@@ -40,34 +40,20 @@ NEVER = (
 def wsm(folder: Path, *args: str) -> Tuple[int, List[str]]:
     """`wsm ARGS` in `folder` with private runtime, state and cache dirs: (exit status, the
     modules it imported)."""
-    env = WorkspaceDir(folder).env  # private runtime, state and cache dirs
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, *args],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    line = next(x for x in done.stdout.splitlines() if x.startswith("MODULES "))
-    code, modules = json.loads(line[len("MODULES ") :])
+    (code, modules), _ = probe_imports(folder, PROBE, *args)
     return code, modules
-
-
-def found(modules: List[str], names: Tuple[str, ...]) -> List[str]:
-    return sorted({m for m in modules for n in names if m == n or m.startswith(n + ".")})
 
 
 def test_status_with_no_manager(tmp_path: Path) -> None:
     code, modules = wsm(tmp_path, "status")
     assert code == 3
-    assert found(modules, (*NEVER, "workspace_manager.protocol.client", "ssl")) == []
+    assert modules_in(modules, (*NEVER, "workspace_manager.protocol.client", "ssl")) == []
 
 
 def test_run_list(tmp_path: Path) -> None:
     code, modules = wsm(tmp_path, "run", "list")
     assert code in (0, 1)  # 1: no runs recorded here
-    assert found(modules, NEVER) == []
+    assert modules_in(modules, NEVER) == []
 
 
 def test_finding_a_running_manager_needs_no_psutil(tmp_path: Path) -> None:
@@ -90,7 +76,7 @@ def test_finding_a_running_manager_needs_no_psutil(tmp_path: Path) -> None:
     code, modules = wsm(tmp_path, "status")
     assert code == 3  # found, but its control socket does not answer
     assert "workspace_manager.protocol.client" in modules  # it was found, and called
-    assert found(modules, NEVER) == []
+    assert modules_in(modules, NEVER) == []
 
 
 def test_status_table_needs_no_console(tmp_path: Path) -> None:

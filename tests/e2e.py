@@ -255,3 +255,26 @@ def control_call(ws: WorkspaceDir, method: str, params: Dict[str, Any]) -> Any:
     assert record is not None
     with Client(record.control, record.secret) as client:
         return client.call(method, params)
+
+
+def probe_imports(
+    folder: Path, probe: str, *args: str
+) -> Tuple[Any, subprocess.CompletedProcess[str]]:
+    """`python -c PROBE ARGS` in `folder` with a WorkspaceDir's private runtime, state and
+    cache dirs: (the JSON the probe printed after `MODULES `, the finished process)."""
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *args],
+        cwd=folder,
+        env=WorkspaceDir(folder).env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    line = next((x for x in done.stdout.splitlines() if x.startswith("MODULES ")), None)
+    assert line is not None, done.stderr
+    return json.loads(line[len("MODULES ") :]), done
+
+
+def modules_in(modules: List[str], names: Tuple[str, ...]) -> List[str]:
+    """The modules that are, or are in, one of the packages `names`."""
+    return sorted({m for m in modules for n in names if m == n or m.startswith(n + ".")})

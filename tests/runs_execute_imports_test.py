@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import List, Tuple
 
-from e2e import WorkspaceDir
+from e2e import WorkspaceDir, modules_in, probe_imports
 
 REPO = """
 from workspace_manager import job, repository
@@ -74,11 +71,6 @@ NOT_BEFORE_THE_RUN = NOT_IMPORTED + (
 )
 
 
-def unwanted(modules: List[str], names: Tuple[str, ...]) -> List[str]:
-    """The modules that are, or are in, one of `names`."""
-    return sorted({m for m in modules for n in names if m == n or m.startswith(n + ".")})
-
-
 def execute(folder: Path) -> Tuple[List[str], str]:
     """`wsm job execute trivial` in `folder`: (the modules it imported, its stdout)."""
     modules, _, out = execute_with_spawn(folder)
@@ -88,17 +80,7 @@ def execute(folder: Path) -> Tuple[List[str], str]:
 def execute_with_spawn(folder: Path) -> Tuple[List[str], List[str], str]:
     """`wsm job execute trivial` in `folder`: (the modules it imported, those it had
     imported when it spawned the run's process, its stdout)."""
-    env = WorkspaceDir(folder).env  # private runtime, state and cache dirs
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    line = next(x for x in done.stdout.splitlines() if x.startswith("MODULES "))
-    code, modules, at_spawn = json.loads(line[len("MODULES ") :])
+    (code, modules, at_spawn), done = probe_imports(folder, PROBE)
     assert code == 0, done.stderr
     assert "ran" in done.stdout
     assert at_spawn, "no run process was spawned through subprocess.Popen"
@@ -112,8 +94,8 @@ def test_execute_imports_only_what_it_uses(tmp_path: Path) -> None:
     assert "jsonschema" in first  # the first time, the file is checked against the schema
     assert "yaml" in first  # and parsed with PyYAML
     modules, before_the_run, _ = execute_with_spawn(tmp_path)
-    assert unwanted(modules, NOT_IMPORTED) == []
-    assert unwanted(before_the_run, NOT_BEFORE_THE_RUN) == []
+    assert modules_in(modules, NOT_IMPORTED) == []
+    assert modules_in(before_the_run, NOT_BEFORE_THE_RUN) == []
 
 
 def test_a_location_with_an_environment_still_gets_it(tmp_path: Path) -> None:
