@@ -466,5 +466,5 @@ def test_wsm_list_shows_the_new_shapes(ws: Any) -> None:
     assert sensors["page_me"]["run_status"] == "FAILURE"
     human = ws.run("list").stdout
     assert "sensor    files -> extract, load (every 30s)" in human
-    assert "sensor    then_load on SUCCESS -> load (every 30s)" in human
-    assert "sensor    page_me on FAILURE -> no job (every 30s)" in human
+    assert "sensor    then_load on SUCCESS of extract -> load (every 30s)" in human
+    assert "sensor    page_me on FAILURE of any job (every 30s)" in human
