@@ -84,9 +84,14 @@ def flaky(context):
     context.log.info("attempt %s", context.run_id)
     raise RuntimeError("flaky")
 
+@job
+def long_line():
+    print("x" * 100000 + "é" * 50000 + "end", flush=True)
+    print("after", flush=True)
+
 @repository
 def repo():
-    return [hello, boom, stubborn, sleeper, segfault, flaky]
+    return [hello, boom, stubborn, sleeper, segfault, flaky, long_line]
 """
 
 
@@ -137,7 +142,15 @@ class Harness:
                     "name": "repo",
                     "jobs": [
                         {"name": n, "tags": {}}
-                        for n in ("hello", "boom", "stubborn", "sleeper", "segfault", "flaky")
+                        for n in (
+                            "hello",
+                            "boom",
+                            "stubborn",
+                            "sleeper",
+                            "segfault",
+                            "flaky",
+                            "long_line",
+                        )
                     ],
                 }
             ]
@@ -535,3 +548,22 @@ def test_a_process_started_ahead_with_another_plan_is_not_used(tmp_path: Path) -
     assert record.status == SUCCESS and record.pid != stale
     assert counts == {"started": 1, "taken": 0, "unused": 1}
     assert not alive(stale)
+
+
+def test_a_long_line_is_kept_whole_in_the_runs_log(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+
+    async def go() -> RunRecord:
+        c = h.coordinator()
+        await c.start()
+        run = await c.submit("loc", "long_line", origin={"kind": "manual"})
+        record = await h.until_final(run.run_id)
+        await c.shutdown(0)
+        return record
+
+    record = run_async(go())
+    assert record.status == SUCCESS, record
+    out = [line.text for line in h.storage.read_logs(record.run_id) if line.stream == "stdout"]
+    assert out[-1] == "after"
+    assert "".join(out[:-1]) == "x" * 100000 + "é" * 50000 + "end"
+    assert len(out) > 2  # in pieces, none longer than a log line may be

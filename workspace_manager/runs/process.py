@@ -14,7 +14,7 @@ from workspace_manager.loader import proctable
 from workspace_manager.protocol import framing
 from workspace_manager.runs.plan import RunPlan, bootstrap_for, plan_from_launch, spawn_runner
 from workspace_manager.supervisor import process as proc_mod
-from workspace_manager.supervisor.plan import MAX_LINE
+from workspace_manager.supervisor.lines import LineSplitter
 from workspace_manager.supervisor.spawn import HeldSpawn
 
 if TYPE_CHECKING:
@@ -151,24 +151,17 @@ class RunProcess:
             self._event(item)
 
     async def _pump(self, stream: str, reader: asyncio.StreamReader) -> None:
-        buf = b""
+        lines = LineSplitter()
         while True:
             try:
                 chunk = await reader.read(65536)
             except Exception:
                 chunk = b""
             now = time.time()
+            for line in lines.feed(chunk) if chunk else lines.end():
+                self._line(stream, now, _text(line))
             if not chunk:
-                if buf:
-                    self._line(stream, now, _text(buf))
                 return
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                self._line(stream, now, _text(line[:MAX_LINE]))
-            if len(buf) > MAX_LINE:
-                self._line(stream, now, _text(buf[:MAX_LINE]))
-                buf = b""
 
     async def wait(self) -> int:
         """The exit status, once the process has exited and what it wrote is read (at most

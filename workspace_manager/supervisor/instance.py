@@ -19,7 +19,8 @@ from workspace_manager.protocol.errors import (
     RemoteError,
 )
 from workspace_manager.supervisor import process as proc_mod
-from workspace_manager.supervisor.plan import MAX_LINE, LaunchPlan
+from workspace_manager.supervisor.lines import LineSplitter
+from workspace_manager.supervisor.plan import LaunchPlan
 from workspace_manager.supervisor.rpc import AsyncConnection
 
 if TYPE_CHECKING:
@@ -150,26 +151,20 @@ class Instance:
             raise LoadFailed(f"unexpected lifecycle event {event.event!r}")
 
     async def _pump(self, name: str, stream: Optional[asyncio.StreamReader]) -> None:
-        """Forward the child's output line by line; binary garbage is cut, never fatal."""
+        """Forward the child's output line by line (long lines in pieces: lines.py);
+        binary garbage is never fatal."""
         if stream is None:
             return
-        buf = b""
+        lines = LineSplitter()
         while True:
             try:
                 chunk = await stream.read(65536)
             except Exception:
                 chunk = b""
+            for line in lines.feed(chunk) if chunk else lines.end():
+                self._on_output(name, line)
             if not chunk:
-                if buf:
-                    self._on_output(name, buf)
                 return
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                self._on_output(name, line[:MAX_LINE])
-            if len(buf) > MAX_LINE:
-                self._on_output(name, buf[:MAX_LINE])
-                buf = b""
 
     async def _drain_output(self) -> None:
         if self._pumps:
