@@ -89,9 +89,17 @@ def long_line():
     print("x" * 100000 + "é" * 50000 + "end", flush=True)
     print("after", flush=True)
 
+@job
+def interleaved(context):
+    for i in range(50):
+        print(f"print {i}")
+        context.log.info(f"log {i}")
+        sys.stderr.write(f"err {i}\\n")
+    sys.stdout.write("no newline at the end")
+
 @repository
 def repo():
-    return [hello, boom, stubborn, sleeper, segfault, flaky, long_line]
+    return [hello, boom, stubborn, sleeper, segfault, flaky, long_line, interleaved]
 """
 
 
@@ -150,6 +158,7 @@ class Harness:
                             "segfault",
                             "flaky",
                             "long_line",
+                            "interleaved",
                         )
                     ],
                 }
@@ -567,3 +576,26 @@ def test_a_long_line_is_kept_whole_in_the_runs_log(tmp_path: Path) -> None:
     assert out[-1] == "after"
     assert "".join(out[:-1]) == "x" * 100000 + "é" * 50000 + "end"
     assert len(out) > 2  # in pieces, none longer than a log line may be
+
+
+def test_prints_and_log_records_keep_the_order_the_job_wrote_them_in(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+
+    async def go() -> RunRecord:
+        c = h.coordinator()
+        await c.start()
+        run = await c.submit("loc", "interleaved", origin={"kind": "manual"})
+        record = await h.until_final(run.run_id)
+        await c.shutdown(0)
+        return record
+
+    record = run_async(go())
+    assert record.status == SUCCESS, record
+    lines = [line for line in h.storage.read_logs(record.run_id) if line.stream != "wsm"]
+    expected = []
+    for i in range(50):
+        expected += [("stdout", f"print {i}"), ("log", f"log {i}"), ("stderr", f"err {i}")]
+    expected.append(("stdout", "no newline at the end"))
+    assert [(line.stream, line.text) for line in lines] == expected
+    times = [line.time for line in lines]
+    assert times == sorted(times)

@@ -22,7 +22,7 @@ from typing import Any, Dict, Optional
 from ..loader import lifeline
 from ..protocol.messages import EXIT_BAD_BOOTSTRAP, EXIT_LOAD_ERROR, EXIT_OK
 from .bootstrap import BootstrapError, RunBootstrap, parse_run_bootstrap
-from .events import Channel, run_logger
+from .events import Channel, capture_output, run_logger
 
 EXIT_JOB_FAILED = 1
 MAX_BOOTSTRAP = 1 << 24  # run_config travels in it
@@ -117,6 +117,8 @@ def main() -> None:
     lifeline.contain(boot.cgroup)  # before any repository code can start a process
     os.environ["WSM_RUN_ID"] = boot.run_id
     channel = Channel(sock)
+    if sock is not None:
+        capture_output(channel)  # before the code is imported: its prints are the run's
     job = _load(boot, channel)
     channel.send("loaded", pid=os.getpid())
     if go_fd is not None:

@@ -33,6 +33,7 @@ from workspace_manager.storage.records import (
     RunRecord,
     queued_message,
 )
+from workspace_manager.supervisor.lines import text_pieces
 from workspace_manager.workspace.model import RemoteTarget, Workspace
 
 MAX_RETRIES_TAG = "wsm/max_retries"
@@ -542,6 +543,9 @@ class RunCoordinator:
         when = float(stamp) if isinstance(stamp, (int, float)) else self.hooks.clock()
         if kind == "started" and active.cancel_reason is None:
             self._write(active, self._mark_started(active, when))
+        elif kind == "output" and event.get("stream") in ("stdout", "stderr"):
+            for piece in text_pieces(str(event.get("text"))):  # as the pipes' lines
+                self._add_log(LogLine(run_id, when, str(event["stream"]), piece))
         elif kind == "log":
             level = event.get("level")
             self._add_log(

@@ -49,6 +49,14 @@ class LineSplitter:
         return pieces
 
 
+def text_pieces(text: str, limit: int = MAX_LINE) -> List[str]:
+    """One line of text as the pieces LineSplitter would make of its UTF-8 bytes."""
+    data = text.encode("utf-8", "surrogateescape")
+    if len(data) <= limit:
+        return [text]
+    return [p.decode("utf-8", "replace") for p in LineSplitter(limit)._pieces(data, whole=True)]
+
+
 def _boundary(data: bytes, limit: int) -> int:
     """The largest cut <= `limit` not inside a UTF-8 sequence (continuation bytes are
     0b10xxxxxx, RFC 3629); at most 3 bytes back, else `limit` (not UTF-8 anyway)."""
