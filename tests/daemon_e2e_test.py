@@ -134,6 +134,10 @@ def test_sensor_run_keys_dedupe_and_cursor_across_a_manager_restart(ws: Workspac
         # the cursor goes on from where the first manager left it
         assert int(after[0].cursor) == last_cursor + 1
         assert all(t.run_ids == [] and t.run_keys_skipped == ["k1", "k2"] for t in after)
+        # nothing launched: skipped, as Dagster records it, with the keys as the reason
+        assert {(t.status, t.skip_reason) for t in after} == {
+            ("skipped", "every run_key was used before (k1, k2)")
+        }
         assert up.stop() == 0
     launched = runs(ws)
     assert sorted(r.run_key for r in launched) == ["k1", "k2"]

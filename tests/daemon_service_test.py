@@ -375,6 +375,7 @@ def test_sensor_cursor_and_run_key_dedupe_survive_a_daemon_restart(tmp_path: Pat
         assert loc.calls[-1][2]["cursor"] == "1"  # the cursor the first daemon left
         assert loc.calls[-1][2]["last_run_key"] == "file-1"
         assert ticks[1].run_keys_skipped == ["file-0", "file-1"]
+        assert ticks[1].status == "success"  # file-2 launched: a tick with a run
         assert ticks[1].cursor == "2"
         runs = await h.runs_of()
         assert sorted(r.run_key for r in runs) == ["file-0", "file-1", "file-2"]

@@ -54,6 +54,7 @@ from .records import (
     INSTIGATOR_KINDS,
     RUN_STATUSES,
     TICK_SKIPPED,
+    TICK_SUCCESS,
     InstigatorState,
     LogLine,
     Retention,
@@ -661,7 +662,22 @@ class SqliteStorage(Storage):
         now = time.time()
         if not tick.started_at:
             tick.started_at = now
-        created: List[RunRecord] = []
+        used = self._keys_used(conn, owner, [r.run_key for r in runs if r.run_key])
+        seen: Set[str] = set()
+        kept: List[RunRecord] = []
+        for run in runs:
+            if run.run_key is not None:
+                if run.run_key in seen or run.run_key in used:
+                    if run.run_key not in tick.run_keys_skipped:
+                        tick.run_keys_skipped.append(run.run_key)
+                    continue
+                seen.add(run.run_key)
+            kept.append(run)
+        if runs and not kept and tick.status == TICK_SUCCESS:
+            # every request's run_key launched before: nothing happened (Dagster's sensor
+            # daemon records such a tick SKIPPED too: it has no run)
+            tick.status = TICK_SKIPPED
+            tick.skip_reason = tick.skip_reason or _keys_used_reason(tick.run_keys_skipped)
         if tick.tick_id:
             done = conn.execute(_UPDATE_TICK, (*_tick_params(tick), tick.tick_id))
             if done.rowcount == 0:
@@ -670,16 +686,8 @@ class SqliteStorage(Storage):
             cursor = conn.execute(_INSERT_TICK, _tick_params(tick))
             assert cursor.lastrowid is not None
             tick.tick_id = int(cursor.lastrowid)
-        used = self._keys_used(conn, owner, [r.run_key for r in runs if r.run_key])
-        seen: Set[str] = set()
         fresh: List[RunRecord] = []
-        for run in runs:
-            if run.run_key is not None:
-                if run.run_key in seen or run.run_key in used:
-                    if run.run_key not in tick.run_keys_skipped:
-                        tick.run_keys_skipped.append(run.run_key)
-                    continue
-                seen.add(run.run_key)
+        for run in kept:
             origin = dict(run.origin or {})
             if not origin:
                 origin = {"kind": tick.kind, "name": tick.name}
@@ -822,3 +830,10 @@ class SqliteStorage(Storage):
         for conn in connections:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
+
+
+def _keys_used_reason(keys: Sequence[str]) -> str:
+    """A skipped tick's reason when every run it requested had launched before."""
+    shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+    return f"every run_key was used before ({shown})"
+
