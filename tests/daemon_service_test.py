@@ -504,6 +504,44 @@ def test_run_status_sensor_gets_each_finished_run_once_across_restarts(tmp_path:
     run(main())
 
 
+def test_a_run_status_sensor_that_requests_nothing_says_which_runs_it_handled(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        clock = FakeClock(1_000_000.0)
+        loc = FakeLocation(
+            "loc",
+            sensors=[sensor("pager", interval=30, sensor_type="run_status", run_status=FAILURE)],
+        )
+
+        def page(params: dict) -> dict:  # pages someone, asks for no run
+            ids = [r["run_id"] for r in params["runs"]]
+            return {
+                "run_requests": [],
+                "skip_reason": None,
+                "results": [{"run_id": i, "delivered": True} for i in ids],
+            }
+
+        loc.handlers["pager"] = answer(page)
+        h = Harness(tmp_path / "runs.db", [loc], clock)
+        store = AsyncStorage(SqliteStorage(h.path))
+        await h.start()
+        await quiet()
+        run_id = "0f3c12ab" + "0" * 24
+        await store.add_run(RunRecord(run_id=run_id, location="loc", job="etl"))
+        h.runs.finished(await store.update_run(run_id, status=FAILURE))
+        await eventually(lambda: _count(h.ticks("pager", SENSOR), 1))
+        (tick,) = await h.ticks("pager", SENSOR)
+        assert (tick.status, tick.skip_reason) == (
+            "skipped",
+            "handled run 0f3c12ab (FAILURE of job etl)",
+        )
+        await h.stop()
+        await store.close()
+
+    run(main())
+
+
 # -- running or stopped ------------------------------------------------------------------------
 
 

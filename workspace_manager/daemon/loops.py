@@ -228,11 +228,26 @@ async def run_status_loop(host: Host, inst: Instigator) -> None:
                 )
             if not delivered and tick.status == TICK_SKIPPED and not tick.skip_reason:
                 tick.skip_reason = "no run it watches finished"
+            elif tick.status == TICK_SKIPPED and not tick.skip_reason:
+                # it handled runs and asked for none (a pager): say which it was given
+                tick.skip_reason = "handled " + _runs_text(delivered, wanted)
             new_state = dataclasses.replace(new_state, cursor=last_seq)
             tick.cursor = last_seq
         await host.commit(tick, runs, new_state)
         if result is None:  # the call failed: tried again after the interval
             await host.clock.sleep_until(host.clock.time() + inst.minimum_interval_seconds)
+
+
+def _runs_text(delivered: List[Dict[str, Any]], runs: List[RunRecord]) -> str:
+    """`run 0f3c12ab (FAILURE of job etl)`, the first 3 of the runs a sensor was given."""
+    status = {r.run_id: r for r in runs}
+    parts = []
+    for item in delivered[:3]:
+        run = status.get(str(item.get("run_id")))
+        what = f" ({run.status} of job {run.job})" if run is not None else ""
+        parts.append(f"run {str(item.get('run_id'))[:8]}{what}")
+    more = len(delivered) - 3
+    return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
 
 
 def _may_deliver(inst: Instigator, run: RunRecord) -> bool:
