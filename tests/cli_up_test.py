@@ -589,6 +589,7 @@ def test_two_managers_for_two_workspaces_and_no_second_for_the_same(ws: Workspac
         assert list(s2["locations"]) == ["second"] and s2["pid"] == up2.proc.pid
         again = ws.run("up", "-w", str(one))
         assert again.returncode == 1 and "already running" in again.stderr
+        assert "starting" not in again.stdout + again.stderr  # refused before it says so
         assert ws.run("down", "-w", str(two)).returncode == 0
         assert up2.proc.wait(30) == 0
         assert up1.location("first")["state"] == "ready"  # the other manager is untouched

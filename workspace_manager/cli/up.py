@@ -48,6 +48,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from workspace_manager.cli.console import make_console
+    from workspace_manager.supervisor import runtime
     from workspace_manager.supervisor.manager import Manager, ManagerRunning
     from workspace_manager.supervisor.runtime import RuntimeDirError
 
@@ -67,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
         if not args.health:
             targets.fail("--api-token-env needs --health HOST:PORT (the API is served there)")
     workspace, ident = targets.load(args)
+    running = runtime.find_manager(runtime.manager_key(ident))
+    if running is not None:  # said before "starting ..." (the lock decides, in the manager)
+        targets.fail(str(ManagerRunning(running)), code=1)
     console = make_console(args.log_format, show_output=not args.quiet_output)
     console.width(loc.name for loc in workspace.locations)
     manager = Manager(
