@@ -262,16 +262,24 @@ def test_one_run_at_a_time_in_priority_order(ws: WorkspaceDir) -> None:
 
 
 def test_down_drains_then_cancels(ws: WorkspaceDir) -> None:
-    make(ws, daemon={"run_drain_seconds": 2})
+    lanes = [{"key": "lane", "limit": 1}]
+    make(ws, daemon={"run_drain_seconds": 2, "tag_concurrency_limits": lanes})
     with WsmUp(ws) as up:
         up.wait_state("team", "ready")
         short = launch(ws, "sleeper", "--config", '{"seconds": 0.5}')
-        long = launch(ws, "sleeper")
+        long = launch(ws, "sleeper", "--tag", "lane=a")
         note(ws, short)
         pid = note(ws, long)["pid"]
+        waiting = launch(ws, "sleeper", "--tag", "lane=a")  # held by `long`'s lane
         up.track()
         down = ws.run("down")
         assert down.returncode == 0, down.stderr
+    assert "1 queued run stays queued: the next `wsm up` starts them" in up.output()
+    store = storage(ws)
+    try:
+        assert store.get_run(waiting).status == "QUEUED"
+    finally:
+        store.close()
     assert final(ws, short).status == "SUCCESS"
     record = final(ws, long)
     assert record.status == "CANCELED" and record.error == "the manager shut down"

@@ -107,6 +107,19 @@ class Workload:
             await self.daemon.stop()
         if self.runs is not None:
             await self.runs.shutdown(drain_seconds)
+            queued = await self._queued()
+            if queued:
+                self.manager.events.message(
+                    f"{queued} queued run{' stays' if queued == 1 else 's stay'} queued: "
+                    "the next `wsm up` starts them (`wsm run cancel ID` drops one)"
+                )
+
+    async def _queued(self) -> int:
+        """Runs still QUEUED in the database (a count read at shutdown, not the last pass's)."""
+        try:
+            return int((await self.store.run_counts()).get("QUEUED", 0))
+        except Exception:  # the database is failing: nothing more to say about it
+            return 0
 
     def hurry(self) -> None:
         """A second stop signal: cancel what still runs now."""
