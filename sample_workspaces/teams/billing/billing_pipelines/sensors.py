@@ -28,7 +28,7 @@ def events_file() -> Path:
 
 
 @sensor(
-    job=reconcile_payments,
+    jobs=[retry_payment, reconcile_payments],  # a RunRequest names its job (job_name=)
     minimum_interval_seconds=5,
     default_status=DefaultSensorStatus.RUNNING,  # on from the first `wsm up`
 )
@@ -47,10 +47,12 @@ def failed_payments(context):
             run_key=f"retry-{event['payment_id']}-{event['id']}",
             run_config={"payment_id": event["payment_id"], "reason": reason},
             tags={"reason": reason},
-            job_name=retry_payment.name,  # not the sensor's default job
+            job_name=retry_payment.name,
         )
     if len(failures) < len(new):
-        yield RunRequest(run_key=f"reconcile-after-{new[-1]['id']}")  # the default job
+        yield RunRequest(
+            run_key=f"reconcile-after-{new[-1]['id']}", job_name=reconcile_payments.name
+        )
     context.update_cursor(str(new[-1]["id"]))
 
 
