@@ -75,7 +75,8 @@ def run_config(text: Optional[str]) -> Dict[str, Any]:
     else, an empty text or file included, is a one-line error and exit 2."""
     if text is None:
         return {}
-    given = f"--config {text}" if text else "--config ''"
+    # what was given, to name it in a message (a long inline config cut short)
+    given = f"--config {text if len(text) <= 60 else text[:57] + '...'}" if text else "--config ''"
     if text.startswith("@"):
         name = text[1:]
         if not name:
@@ -90,6 +91,8 @@ def run_config(text: Optional[str]) -> Dict[str, Any]:
                 f"{given}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
                 f"{exc.start})"
             )
+        if not text.strip():
+            targets.fail(f"{given}: empty; the run config must be an object, e.g. {{}}")
         if path.suffix in (".yaml", ".yml"):
             import yaml
 
@@ -115,7 +118,7 @@ def _mapping(value: Any, source: str) -> Dict[str, Any]:
     from workspace_manager.storage.records import BadRunInput, check_run_input
 
     if not isinstance(value, dict):
-        kind = "null (an empty file)" if value is None else type(value).__name__
+        kind = "null" if value is None else type(value).__name__
         targets.fail(f"{source}: the run config must be an object, got {kind}")
     try:
         check_run_input(value, {})

@@ -220,17 +220,24 @@ def check_run_input(run_config: Any, tags: Any) -> None:
             raise BadRunInput(f"tags: a key must be a string, got {_kind(key)} {key!r}")
         if not isinstance(value, str):
             raise BadRunInput(f"tags.{key}: a tag's value must be a string, got {_kind(value)}")
+        _check_text(key, "tags: a key")
+        _check_text(value, f"tags.{key}")
 
 
 def _check_value(value: Any, where: str, depth: int) -> None:
-    if value is None or isinstance(value, (bool, int, str)):
+    if value is None or isinstance(value, (bool, int)):
+        return
+    if isinstance(value, str):
+        _check_text(value, where)
         return
     if isinstance(value, float):
+        if value != value:
+            raise BadRunInput(f"{where}: NaN is not a JSON number")
         if not math.isfinite(value):
-            text = "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+            sign = "-" if value < 0 else ""
             raise BadRunInput(
-                f"{where}: {text} is not a JSON number (a number too large for a float "
-                "reads as Infinity)"
+                f"{where}: {sign}Infinity is not a JSON number (a number too large for a "
+                "float, such as 1e400, reads as Infinity)"
             )
         return
     if depth >= MAX_CONFIG_DEPTH:
@@ -239,6 +246,7 @@ def _check_value(value: Any, where: str, depth: int) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise BadRunInput(f"{where}: a key must be a string, got {_kind(key)} {key!r}")
+            _check_text(key, f"{where}: a key")
             _check_value(item, f"{where}.{key}", depth + 1)
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
@@ -260,6 +268,17 @@ def finite_json(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, (list, tuple)):
         return [finite_json(v, _depth + 1) for v in value]
     return value
+
+
+def _check_text(text: str, where: str) -> None:
+    """A string JSON can carry but UTF-8 cannot: a lone surrogate (`"\\ud800"` in JSON, or
+    bytes that were not UTF-8 on a command line). The storage and every reader need UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadRunInput(
+            f"{where}: holds U+{ord(text[exc.start]):04X}, a lone surrogate, not text"
+        ) from None
 
 
 def _kind(value: Any) -> str:
