@@ -129,9 +129,14 @@ def test_the_cli_refuses_bad_run_configs_and_tags_with_one_line_and_exit_2(
             (["--tag", "wsm/max_retries=inf"], ["wsm/max_retries", "finite"]),
             (["--tag", "wsm/max_retries=-1"], ["wsm/max_retries", "negative"]),
         ]
+        wrong = []  # every case is tried, so that a failure lists them all
         for argv, words in cases:
-            one_line(ws.run("job", "launch", "hello", *argv), 2, *words)
-            one_line(ws.run("job", "execute", "hello", *argv), 2, *words)
+            for command in ("launch", "execute"):
+                try:
+                    one_line(ws.run("job", command, "hello", *argv), 2, *words)
+                except AssertionError as exc:
+                    wrong.append(f"{command} {argv[0]} {argv[1][:40]!r}: {exc}")
+        assert not wrong, "\n".join(wrong)
         # the control socket (any other client) is refused by the same check, nothing stored
         try:
             control_call(ws, "launch_run", {"job": "hello", "run_config": {"a": math.nan}})
@@ -148,11 +153,11 @@ def test_the_cli_refuses_bad_run_configs_and_tags_with_one_line_and_exit_2(
     assert "Traceback" not in up.output()
 
 
-def test_the_api_refuses_bad_input_and_reads_old_records_as_strict_json(
+def test_the_api_refuses_bad_input_with_a_400_and_stores_nothing(
     ws: WorkspaceDir,
 ) -> None:
     make(ws)
-    with WsmUp(ws, "--log-format", "json") as up:
+    with WsmUp(ws) as up:
         up.wait_state("team", "ready")
         refused: List[Tuple[Dict[str, Any], str]] = [
             ({"location": "team", "job": "hello", "run_config": {"a": math.nan}}, "NaN"),
@@ -173,13 +178,21 @@ def test_the_api_refuses_bad_input_and_reads_old_records_as_strict_json(
         status, _, text = call(up, "POST", "/api/runs/abc/cancel", b'{"extra": 1}')
         assert status == 400 and "'extra'" in text, text
         assert [r for r in runs(ws) if r.origin.get("via") == "api"] == []
+        up.track()
+    assert "Traceback" not in up.output(), up.output()
 
-        # records stored before the check (or by another writer) never break an answer
+
+def test_a_stored_nan_never_breaks_an_answer(ws: WorkspaceDir) -> None:
+    """Records stored before the check (or by another writer): strict JSON everywhere, é
+    as é for a person, and no traceback on the console."""
+    make(ws)
+    with WsmUp(ws, "--log-format", "json") as up:
+        up.wait_state("team", "ready")
         s = store(ws)
         try:
             old = s.add_run(
                 RunRecord(
-                    "abcd" + "0" * 28,
+                    "0123" + "0" * 28,
                     "team",
                     "hello",
                     status="SUCCESS",
@@ -187,7 +200,6 @@ def test_the_api_refuses_bad_input_and_reads_old_records_as_strict_json(
                     created_at=1.0,
                 )
             )
-            s.add_run(RunRecord("abcd" + "1" * 28, "team", "hello", status="SUCCESS"))
         finally:
             s.close()
         for path in ("/api/runs", "/api/runs?limit=3", f"/api/runs/{old.run_id}"):
@@ -212,7 +224,20 @@ def test_the_api_refuses_bad_input_and_reads_old_records_as_strict_json(
         assert '"note": "\u00e9"' in shown.stdout, shown.stdout
         shown = ws.run("run", "show", old.run_id, "--json")
         assert strict(shown.stdout)["run_config"]["note"] == "\u00e9"
+        up.track()
+    assert "Traceback" not in up.output(), up.output()
 
+
+def test_an_ambiguous_id_is_409_and_unknown_ticks_404_as_the_cli_says(ws: WorkspaceDir) -> None:
+    make(ws)
+    with WsmUp(ws) as up:
+        up.wait_state("team", "ready")
+        s = store(ws)
+        try:
+            for digit in "01":
+                s.add_run(RunRecord("abcd" + digit * 28, "team", "hello", status="SUCCESS"))
+        finally:
+            s.close()
         # an ambiguous prefix is a conflict, not "unknown"; the CLI says the same
         status, _, text = call(up, "GET", "/api/runs/abcd")
         error = strict(text)["error"]
