@@ -124,6 +124,7 @@ def test_the_cli_refuses_bad_run_configs_and_tags_with_one_line_and_exit_2(
             (["--config", "[" * 100000], ["--config"]),
             (["--tag", "noequals"], ["KEY=VALUE"]),
             (["--tag", "wsm/priority=high"], ["wsm/priority", "integer"]),
+            (["--tag", "wsm/priority=" + "9" * 30], ["wsm/priority", "from"]),
             (["--tag", "wsm/timeout_seconds=soon"], ["wsm/timeout_seconds", "number"]),
             (["--tag", "wsm/timeout_seconds=nan"], ["wsm/timeout_seconds", "finite"]),
             (["--tag", "wsm/max_retries=inf"], ["wsm/max_retries", "finite"]),
@@ -164,6 +165,8 @@ def test_the_api_refuses_bad_input_with_a_400_and_stores_nothing(
             ({"location": "team", "job": "hello", "run_config": {"a": math.inf}}, "Infinity"),
             ({"location": "team", "job": "hello", "tags": {"wsm/priority": "high"}}, "integer"),
             ({"location": "team", "job": "hello", "tags": {"k": 1}}, "tags.k"),
+            ({"location": "team", "job": "hello", "tags": {"wsm/priority": "9" * 30}}, "from"),
+            ({"location": "team", "job": "hello", "run_config": {"a": "\ud800"}}, "surrogate"),
             ({"location": "team", "job": "hello", "extra": 1}, "'extra'"),
         ]
         for body, words in refused:
@@ -175,6 +178,9 @@ def test_the_api_refuses_bad_input_with_a_400_and_stores_nothing(
         raw = b'{"location": "team", "job": "hello", "run_config": {"a": 1e400}}'
         status, _, text = call(up, "POST", "/api/runs", raw)
         assert status == 400 and "Infinity" in text, text
+        deep = b'{"location": "team", "job": "hello", "run_config": {"a": ' + b"[" * 30000
+        status, _, text = call(up, "POST", "/api/runs", deep)
+        assert status == 400 and "nested" in text, text
         status, _, text = call(up, "POST", "/api/runs/abc/cancel", b'{"extra": 1}')
         assert status == 400 and "'extra'" in text, text
         assert [r for r in runs(ws) if r.origin.get("via") == "api"] == []

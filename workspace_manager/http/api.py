@@ -584,6 +584,8 @@ def _json_body(
         body = json.loads(request.body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "InvalidRequest", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "InvalidRequest", "the body is nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(400, "InvalidRequest", "the body must be a JSON object")
     unknown = [key for key in body if key not in keys]

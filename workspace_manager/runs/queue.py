@@ -32,6 +32,8 @@ if TYPE_CHECKING:  # `wsm job execute` checks a priority before its run's proces
 PRIORITY_TAG = "wsm/priority"
 MAX_RETRIES_TAG = "wsm/max_retries"
 TIMEOUT_TAG = "wsm/timeout_seconds"
+#: A priority is kept in a 64-bit column (SQLite INTEGER, PostgreSQL BIGINT).
+PRIORITY_LIMIT = 2**63 - 1
 
 
 class BadTag(ValueError):
@@ -49,9 +51,14 @@ def priority_of(tags: Mapping[str, str]) -> int:
     if value is None:
         return 0
     try:
-        return int(str(value).strip())
+        priority = int(str(value).strip())
     except ValueError:
         raise BadPriority(f"tag {PRIORITY_TAG} must be an integer, got {value!r}") from None
+    if not -PRIORITY_LIMIT <= priority <= PRIORITY_LIMIT:  # stored as a 64-bit integer
+        raise BadPriority(
+            f"tag {PRIORITY_TAG} must be from -{PRIORITY_LIMIT} to {PRIORITY_LIMIT}, got {value!r}"
+        )
+    return priority
 
 
 def number_tag(tags: Mapping[str, str], key: str) -> Optional[float]:
