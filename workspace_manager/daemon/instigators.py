@@ -140,7 +140,7 @@ def runs_from_requests(
     Raises ValueError (one line) for a request the manager cannot queue: the caller fails
     the whole tick and queues none of its requests (a tick's runs are one decision, as a
     bad priority already was; a half-done tick would hide the error behind the runs that
-    went).  Its run_config and tags must be plain JSON (`check_run_input`): a request's
+    went). Its run_config and tags must be plain JSON (`check_run_input`): a request's
     tags are the user's own and must be strings; a job's own tags may be any JSON value
     (SPEC section 1) and become text."""
     runs = []

@@ -125,7 +125,8 @@ class RunCoordinator:
     ) -> RunRecord:
         """A manual launch: QUEUED in the storage, the queue woken. `location` None: the one
         location whose snapshot has `job`. LookupError (one line) for an unknown location or
-        job, or a job in several locations; ValueError for a bad tag."""
+        job, or a job in several locations; ValueError for a bad `wsm/` tag
+        (`BadTag`) or a run config or tags that are not plain JSON (`BadRunInput`)."""
         if self._stopping:
             raise LookupError("the manager is shutting down; no run can be launched")
         location, repository, job_tags = self.find_job(job, location, repository)
