@@ -117,6 +117,8 @@ def test_the_cli_refuses_bad_run_configs_and_tags_with_one_line_and_exit_2(
             (["--config", "@nan.yaml"], ["NaN"]),
             (["--config", "@date.yaml"], ["run_config.when", "date"]),
             (["--config", "@adir"], ["--config @adir", "Is a directory"]),
+            (["--config", "@missing.json"], ["--config @missing.json", "No such file"]),
+            (["--config", "@/dev/zero"], ["--config @/dev/zero", "larger than 16 MiB"]),
             (["--config", "@"], ["--config @", "give a file"]),
             (["--config", ""], ["--config ''", "empty"]),
             (["--config", "   "], ["empty"]),

@@ -16,6 +16,8 @@ from typing import Any, Dict, List, Optional
 from workspace_manager.cli import control_client, targets
 
 EXIT_FAILED = 1
+#: The most of a `--config @FILE` that is read (bytes).
+CONFIG_FILE_LIMIT = 16 << 20
 #: How often `launch --wait` checks that the manager still runs (seconds).
 MANAGER_CHECK = 1.0
 
@@ -83,7 +85,11 @@ def run_config(text: Optional[str]) -> Dict[str, Any]:
             targets.fail("--config @: give a file after the @ (--config @FILE)")
         path = Path(name)
         try:
-            text = path.read_bytes().decode("utf-8")
+            with path.open("rb") as f:
+                data = f.read(CONFIG_FILE_LIMIT + 1)  # @/dev/zero must not fill the memory
+            if len(data) > CONFIG_FILE_LIMIT:
+                targets.fail(f"{given}: larger than {CONFIG_FILE_LIMIT >> 20} MiB")
+            text = data.decode("utf-8")
         except OSError as exc:
             targets.fail(f"{given}: {exc.strerror or exc}")
         except UnicodeDecodeError as exc:
