@@ -125,6 +125,7 @@ def test_the_cli_refuses_bad_run_configs_and_tags_with_one_line_and_exit_2(
             (["--config", "null"], ["must be an object"]),
             (["--config", "[" * 100000], ["--config"]),
             (["--tag", "noequals"], ["KEY=VALUE"]),
+            (["--tag", "k=\udcff"], ["tags.k", "lone surrogate"]),  # a non-UTF-8 byte
             (["--tag", "wsm/priority=high"], ["wsm/priority", "integer"]),
             (["--tag", "wsm/priority=" + "9" * 30], ["wsm/priority", "from"]),
             (["--tag", "wsm/timeout_seconds=soon"], ["wsm/timeout_seconds", "number"]),

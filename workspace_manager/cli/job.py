@@ -137,7 +137,8 @@ def run_tags(items: List[str]) -> Dict[str, str]:
     """`--tag K=V`..., in order (a later one wins), with the `wsm/...` tags wsm reads
     checked (`runs.queue.check_tags`: priority an integer, timeout and retries numbers).
     A bad one is a one-line error and exit 2, as any bad argument (argparse's usage code)."""
-    from workspace_manager.runs.queue import BadTag, check_tags
+    from workspace_manager.runs.queue import check_tags
+    from workspace_manager.storage.records import check_run_input
 
     tags: Dict[str, str] = {}
     for item in items:
@@ -146,8 +147,9 @@ def run_tags(items: List[str]) -> Dict[str, str]:
             targets.fail(f"--tag {item!r}: expected KEY=VALUE")
         tags[key] = value
     try:
+        check_run_input({}, tags)  # bytes that were not UTF-8 on the command line
         check_tags(tags)
-    except BadTag as exc:
+    except ValueError as exc:
         targets.fail(f"--tag: {exc}")
     return tags
 
