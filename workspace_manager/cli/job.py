@@ -253,9 +253,9 @@ def _execute(args: argparse.Namespace) -> int:
 
     if args.location and (args.python_file or args.module_name):
         targets.fail("-l goes with -w (a workspace); -f and -m have one location")
+    config, tags = run_config(args.config), run_tags(args.tag)  # before any slow step
     workspace, ident = targets.load(args)
     location = _pick_location(args, workspace)
-    config, tags = run_config(args.config), run_tags(args.tag)
     start = None
     try:
         located = find_location(workspace, location)
