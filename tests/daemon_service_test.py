@@ -343,6 +343,39 @@ def test_a_failing_schedule_records_the_error_and_goes_on(tmp_path: Path) -> Non
     run(main())
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"run_config": {"x": float("nan")}},
+        {"run_config": {"x": [float("inf")]}},
+        {"tags": {"k": 1}},
+        {"tags": {"wsm/timeout_seconds": "nan"}},
+    ],
+)
+def test_a_schedule_request_that_is_not_plain_json_fails_its_whole_tick(
+    tmp_path: Path, bad: dict
+) -> None:
+    """A tick's requests are one decision: one bad request fails the tick, with one line
+    naming it, and none of its requests is queued (docs/daemon.md)."""
+
+    async def main() -> None:
+        clock = FakeClock(at("2025-06-01T10:59:00+00:00"))
+        loc = FakeLocation("loc", schedules=[schedule("s", "0 * * * *")])
+        loc.handlers["s"] = answer({"run_requests": [{"run_config": {"x": 1}}, bad]})
+        h = Harness(tmp_path / "runs.db", [loc], clock)
+        await h.start()
+        await clock.sleeping(1)
+        clock.set(at("2025-06-01T11:00:00+00:00"))
+        await eventually(lambda: _count(h.ticks("s", SCHEDULE), 1))
+        (tick,) = await h.ticks("s", SCHEDULE)
+        assert tick.status == "failure" and tick.run_ids == []
+        assert tick.error.startswith("run request 2 of 2: ") and "\n" not in tick.error
+        assert await h.runs_of() == []
+        await h.stop()
+
+    run(main())
+
+
 # -- sensors -----------------------------------------------------------------------------------
 
 

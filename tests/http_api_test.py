@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import logging
 import socket
 import subprocess
 import threading
@@ -258,6 +259,13 @@ def test_run_list_pages_newest_first_and_filters(api: Served):
         ),
         ("POST", "/api/schedules/nope/start", {}, 404, "NotFound"),
         ("POST", "/api/locations/nope/reload", {}, 404, "NotFound"),
+        # a key the endpoint does not take is refused, never ignored
+        ("POST", "/api/runs", {"location": "a", "job": "hello", "extra": 1}, 400, "InvalidRequest"),
+        ("POST", "/api/schedules/nightly/start", {"extra": 1}, 400, "InvalidRequest"),
+        ("POST", "/api/locations/a/reload", {"extra": 1}, 400, "InvalidRequest"),
+        # ticks of a schedule or sensor nobody defines nor keeps state for: as the CLI says
+        ("GET", "/api/schedules/nope/ticks", None, 404, "NotFound"),
+        ("GET", "/api/sensors/a:nope/ticks", None, 404, "NotFound"),
     ],
 )
 def test_errors_are_json_with_their_status(api: Served, method, path, body, status, kind):
@@ -482,11 +490,59 @@ def test_probes_never_wait_for_a_slow_storage(tmp_path):
         served.close()
 
 
-def test_a_failing_part_is_a_json_500_and_the_api_goes_on(api: Served):
+def test_a_failing_part_is_a_json_500_and_the_api_goes_on(api: Served, caplog):
     def broken(kind=None):
         raise RuntimeError("a bug in the daemon")
 
     api.daemon.instigators = broken  # type: ignore[union-attr,method-assign]
-    status, _, answer = api.request("GET", "/api/schedules")
+    with caplog.at_level(logging.INFO):
+        status, _, answer = api.request("GET", "/api/schedules")
     assert status == 500 and answer["error"]["type"] == "InternalError"
     assert api.request("GET", "/api/runs")[0] == 200
+    _one_line_logged(caplog, "RuntimeError: a bug in the daemon")
+
+
+def test_an_answer_that_cannot_be_encoded_is_a_json_500_with_one_line(api: Served, caplog):
+    """A bug in an answer's shape shows when it is encoded, after the handler: still the
+    API's JSON 500, one line in the log, no traceback on the console."""
+    api.daemon.items = [{"kind": "schedule", ("not", "a", "key"): 1}]  # type: ignore
+    with caplog.at_level(logging.INFO):
+        status, headers, answer = api.request("GET", "/api/schedules")
+    assert status == 500 and headers["Content-Type"] == "application/json"
+    assert answer["error"]["type"] == "InternalError"
+    _one_line_logged(caplog, "TypeError")
+    assert api.request("GET", "/api/runs")[0] == 200
+
+
+def _one_line_logged(caplog, words: str) -> None:
+    shown = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert len(shown) == 1, [r.getMessage() for r in shown]
+    assert words in shown[0].getMessage() and "\n" not in shown[0].getMessage()
+    assert shown[0].exc_info is None and shown[0].levelno == logging.ERROR
+
+
+def test_a_stored_nan_is_strict_json_and_an_ambiguous_prefix_is_409(api: Served):
+    nan = RunRecord(
+        "abcd" + "0" * 28,
+        "a",
+        "hello",
+        run_config={"n": float("nan")},
+        created_at=time.time() + 100,  # the newest: on the page of ?limit=1
+    )
+    api.storage.add_run(nan)
+    api.storage.add_run(RunRecord("abcd" + "1" * 28, "a", "hello"))
+    for path in ("/api/runs", "/api/runs?limit=1", f"/api/runs/{nan.run_id}"):
+        conn = http.client.HTTPConnection(api.host, api.port, timeout=DEADLINE)
+        conn.request("GET", path)
+        text = conn.getresponse().read().decode()
+        conn.close()
+        assert "NaN" not in text.replace('"NaN"', ""), text
+        assert '"n": "NaN"' in text, text
+    for method, path in (
+        ("GET", "/api/runs/abcd"),
+        ("GET", "/api/runs/abcd/logs"),
+        ("POST", "/api/runs/abcd/cancel"),
+    ):
+        status, _, answer = api.request(method, path, {} if method == "POST" else None)
+        assert status == 409 and answer["error"]["type"] == "Ambiguous", answer
+        assert "names several runs" in answer["error"]["message"]

@@ -16,6 +16,8 @@ from typing import Any, Dict, List, Optional
 from workspace_manager.cli import control_client, targets
 
 EXIT_FAILED = 1
+#: The most of a `--config @FILE` that is read (bytes).
+CONFIG_FILE_LIMIT = 16 << 20
 #: How often `launch --wait` checks that the manager still runs (seconds).
 MANAGER_CHECK = 1.0
 
@@ -70,48 +72,85 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_config(text: Optional[str]) -> Dict[str, Any]:
-    """`--config`: a JSON object, or @FILE (JSON, or YAML for .yaml/.yml); one-line error."""
-    if not text:
+    """`--config`: a JSON object, or @FILE (JSON, or YAML for .yaml/.yml), of plain JSON
+    values (no NaN or Infinity: `check_run_input`); None (no --config) is `{}`. Anything
+    else, an empty text or file included, is a one-line error and exit 2."""
+    if text is None:
         return {}
-    source = "--config"
+    # what was given, to name it in a message (a long inline config cut short)
+    given = f"--config {text if len(text) <= 60 else text[:57] + '...'}" if text else "--config ''"
     if text.startswith("@"):
-        path = Path(text[1:])
-        source = str(path)
+        name = text[1:]
+        if not name:
+            targets.fail("--config @: give a file after the @ (--config @FILE)")
+        path = Path(name)
         try:
-            text = path.read_text()
+            with path.open("rb") as f:
+                data = f.read(CONFIG_FILE_LIMIT + 1)  # @/dev/zero must not fill the memory
+            if len(data) > CONFIG_FILE_LIMIT:
+                targets.fail(f"{given}: larger than {CONFIG_FILE_LIMIT >> 20} MiB")
+            text = data.decode("utf-8")
         except OSError as exc:
-            targets.fail(f"--config {path}: {exc.strerror or exc}")
+            targets.fail(f"{given}: {exc.strerror or exc}")
+        except UnicodeDecodeError as exc:
+            targets.fail(
+                f"{given}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                f"{exc.start})"
+            )
+        if not text.strip():
+            targets.fail(f"{given}: empty; the run config must be an object, e.g. {{}}")
         if path.suffix in (".yaml", ".yml"):
             import yaml
 
             try:
                 value = yaml.safe_load(text)
             except yaml.YAMLError as exc:
-                targets.fail(f"{source}: not valid YAML: {' '.join(str(exc).split())}")
-            return _mapping(value, source)
+                targets.fail(f"{given}: not valid YAML: {' '.join(str(exc).split())}")
+            except RecursionError:
+                targets.fail(f"{given}: nested too deeply")
+            return _mapping(value, given)
+    if not text.strip():
+        targets.fail(f"{given}: empty; the run config must be a JSON object, e.g. '{{}}'")
     try:
         value = json.loads(text)
     except ValueError as exc:
-        targets.fail(f"{source}: not valid JSON: {exc}")
-    return _mapping(value, source)
+        targets.fail(f"{given}: not valid JSON: {exc}")
+    except RecursionError:
+        targets.fail(f"{given}: nested too deeply")
+    return _mapping(value, given)
 
 
 def _mapping(value: Any, source: str) -> Dict[str, Any]:
-    if value is None:
-        return {}
+    from workspace_manager.storage.records import BadRunInput, check_run_input
+
     if not isinstance(value, dict):
-        targets.fail(f"{source}: the run config must be an object, got {type(value).__name__}")
+        kind = "null" if value is None else type(value).__name__
+        targets.fail(f"{source}: the run config must be an object, got {kind}")
+    try:
+        check_run_input(value, {})
+    except BadRunInput as exc:
+        targets.fail(f"{source}: {exc}")
     return value
 
 
 def run_tags(items: List[str]) -> Dict[str, str]:
-    """`--tag K=V`..., in order (a later one wins); one-line error for a missing '='."""
+    """`--tag K=V`..., in order (a later one wins), with the `wsm/...` tags wsm reads
+    checked (`runs.queue.check_tags`: priority an integer, timeout and retries numbers).
+    A bad one is a one-line error and exit 2, as any bad argument (argparse's usage code)."""
+    from workspace_manager.runs.queue import check_tags
+    from workspace_manager.storage.records import check_run_input
+
     tags: Dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             targets.fail(f"--tag {item!r}: expected KEY=VALUE")
         tags[key] = value
+    try:
+        check_run_input({}, tags)  # bytes that were not UTF-8 on the command line
+        check_tags(tags)
+    except ValueError as exc:
+        targets.fail(f"--tag: {exc}")
     return tags
 
 
@@ -214,15 +253,9 @@ def _execute(args: argparse.Namespace) -> int:
 
     if args.location and (args.python_file or args.module_name):
         targets.fail("-l goes with -w (a workspace); -f and -m have one location")
+    config, tags = run_config(args.config), run_tags(args.tag)  # before any slow step
     workspace, ident = targets.load(args)
     location = _pick_location(args, workspace)
-    config, tags = run_config(args.config), run_tags(args.tag)
-    from workspace_manager.runs.queue import BadPriority, priority_of
-
-    try:
-        priority_of(tags)
-    except BadPriority as exc:
-        targets.fail(str(exc))
     start = None
     try:
         located = find_location(workspace, location)

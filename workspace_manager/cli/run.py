@@ -98,7 +98,7 @@ def run_list(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        json.dump([r.as_dict() for r in runs], sys.stdout, indent=2)
+        _dump_json([r.as_dict() for r in runs])
         sys.stdout.write("\n")
         return 0
     if not runs:
@@ -134,11 +134,19 @@ def run_show(args: argparse.Namespace) -> int:
     if args.json:
         doc = run.as_dict()
         doc["events"] = [e.as_dict() for e in events]
-        json.dump(doc, sys.stdout, indent=2)
+        _dump_json(doc)
         sys.stdout.write("\n")
         return 0
     sys.stdout.write(render_run(run, events))
     return 0
+
+
+def _dump_json(value: Any) -> None:
+    """`--json`: strict JSON even for a record stored before NaN or Infinity in a run
+    config was refused (they are given as strings, as the HTTP API does)."""
+    from workspace_manager.storage.records import finite_json
+
+    json.dump(finite_json(value), sys.stdout, indent=2, allow_nan=False)
 
 
 def render_run(run: Any, events: List[Any]) -> str:
@@ -161,7 +169,8 @@ def render_run(run: Any, events: List[Any]) -> str:
     if run.tags:
         rows.append(("tags", " ".join(f"{k}={v}" for k, v in sorted(run.tags.items()))))
     if run.run_config:
-        rows.append(("run config", json.dumps(run.run_config, sort_keys=True)))
+        # é as é for a person (--json keeps JSON's escapes)
+        rows.append(("run config", json.dumps(run.run_config, sort_keys=True, ensure_ascii=False)))
     if run.error:
         rows.append(("error", run.error))
     out = [f"{name:<10}  {value}" for name, value in rows]

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from workspace_manager.runs.queue import BadPriority, priority_of
+from workspace_manager.runs.queue import check_tags
 from workspace_manager.storage.records import (
     QUEUED,
     RUNNING,
@@ -19,6 +19,7 @@ from workspace_manager.storage.records import (
     SENSOR,
     STOPPED,
     RunRecord,
+    check_run_input,
 )
 
 #: A sensor's interval when its code sets none (SPEC section 7, as Dagster's).
@@ -136,18 +137,29 @@ def runs_from_requests(
 ) -> List[RunRecord]:
     """QUEUED runs for a tick's run requests (docs/protocol.md: run_key, run_config, tags,
     job_name). The tick's id is filled into `origin` by the storage (record_tick).
-    Raises ValueError (one line) for a request the manager cannot queue."""
+    Raises ValueError (one line) for a request the manager cannot queue: the caller fails
+    the whole tick and queues none of its requests (a tick's runs are one decision, as a
+    bad priority already was; a half-done tick would hide the error behind the runs that
+    went). Its run_config and tags must be plain JSON (`check_run_input`): a request's
+    tags are the user's own and must be strings; a job's own tags may be any JSON value
+    (SPEC section 1) and become text."""
     runs = []
-    for request in requests:
+    for number, request in enumerate(requests, 1):
         job = request.get("job_name") or inst.job_name
         if not isinstance(job, str):
             raise ValueError(f"{inst.kind} {inst.name!r} requested a run without a job")
-        tags = {str(k): _tag_text(v) for k, v in inst.tags_of(job).items()}
-        tags.update({str(k): _tag_text(v) for k, v in (request.get("tags") or {}).items()})
+        run_config = request.get("run_config")
+        request_tags = request.get("tags")
         try:
-            priority = priority_of(tags)
-        except BadPriority as exc:
-            raise ValueError(str(exc)) from None
+            check_run_input(
+                {} if run_config is None else run_config,
+                {} if request_tags is None else request_tags,
+            )
+            tags = {str(k): _tag_text(v) for k, v in inst.tags_of(job).items()}
+            tags.update(request_tags or {})
+            priority = check_tags(tags)
+        except ValueError as exc:
+            raise ValueError(f"run request {number} of {len(requests)}: {exc}") from None
         run_key = request.get("run_key")
         run_origin = {"kind": inst.kind, "name": inst.name, **origin}
         if inst.kind == SENSOR:
@@ -159,7 +171,7 @@ def runs_from_requests(
                 job=job,
                 status=QUEUED,
                 repository=inst.repository,
-                run_config=dict(request.get("run_config") or {}),
+                run_config=dict(run_config or {}),
                 tags=tags,
                 origin=run_origin,
                 run_key=None if run_key is None else str(run_key),

@@ -15,10 +15,16 @@ Shapes, the same for every answer so a page needs one code path:
 - a list is `{"items": [...], "next": CURSOR | null}`; pass `next` back (`?before=` for
   runs, `?after=` for logs) for the next page. For logs, `next` is null only once the run
   is final and every line has been given; until then it is what to poll with.
-- an error is `{"error": {"type", "message"}}` with its status: 400 (bad request), 401 (a
-  token is needed or wrong), 403 (refused), 404 (unknown), 405, 409 (conflict: e.g. the
-  run is already final, the daemon is off), 413 (body too large), 415 (not JSON), 503
-  (the manager is starting or has no storage).
+- an error is `{"error": {"type", "message"}}` with its status: 400 (bad request: a bad
+  parameter, a body that is not a JSON object, an unknown key in it, a run config that is
+  not plain JSON such as NaN, a bad tag), 401 (a token is needed or wrong), 403 (refused),
+  404 (unknown run, schedule, sensor, location, job or endpoint), 405 (method), 409
+  (conflict: the run is already final, the daemon is off, a run id prefix names several
+  runs), 413 (body too large), 414/431 (URI or headers too large), 415 (not JSON), 500
+  (a bug: one line in the manager's log), 503 (the manager is starting or has no storage).
+- every answer is strict JSON (RFC 8259): a number JSON cannot hold (NaN, Infinity in a
+  record stored before such input was refused) is given as the string "NaN", "Infinity"
+  or "-Infinity".
 
 Writes (POST) must send `Content-Type: application/json` (a browser cannot send it
 cross-site without a CORS preflight, which is never granted) and, when they carry an
@@ -48,8 +54,14 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tup
 from urllib.parse import unquote, urlsplit
 
 from workspace_manager.http.wire import JSON, Request, Response
-from workspace_manager.storage.base import RunNotFound, StorageError
-from workspace_manager.storage.records import RUN_STATUSES, RunRecord
+from workspace_manager.runs.queue import check_tags
+from workspace_manager.storage.base import AmbiguousRunId, RunNotFound, StorageError
+from workspace_manager.storage.records import (
+    RUN_STATUSES,
+    RunRecord,
+    check_run_input,
+    finite_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +77,7 @@ _RUNS = "GET, HEAD, POST"
 _HEAVY = 100
 _FIELDS: Dict[type, Tuple[str, ...]] = {}
 _REFUSALS = {413: "PayloadTooLarge", 431: "HeadersTooLarge", 414: "URITooLong"}
+_SUBMIT_KEYS = ("location", "job", "run_config", "tags", "repository")
 
 
 @dataclass(frozen=True)
@@ -200,15 +213,14 @@ class Api:
             return await self._route(request)
         except ApiError as exc:
             return exc.response()
+        except AmbiguousRunId as exc:
+            return ApiError(409, "Ambiguous", str(exc)).response()
         except RunNotFound as exc:
             return ApiError(404, "NotFound", str(exc)).response()
         except StorageError as exc:
             return ApiError(503, "StorageError", str(exc)).response()
-        except Exception:  # a bug must cost one answer, in the API's shape
-            log.exception("api: %s %s failed", request.method, request.path)
-            return ApiError(
-                500, "InternalError", "internal error (see the manager's log)"
-            ).response()
+        except Exception as exc:  # a bug must cost one answer, in the API's shape
+            return internal_error(request.method, request.path, exc)
 
     async def _route(self, request: ApiRequest) -> ApiResponse:
         parts = [unquote(p) for p in request.path.strip("/").split("/")] if request.path else []
@@ -310,22 +322,21 @@ class Api:
         )
 
     async def submit(self, request: ApiRequest) -> ApiResponse:
-        body = _json_body(request)
+        body = _json_body(request, keys=_SUBMIT_KEYS)
         location, job = body.get("location"), body.get("job")
         if not isinstance(location, str) or not location:
             raise ApiError(400, "InvalidRequest", "`location` must be a location's name")
         if not isinstance(job, str) or not job:
             raise ApiError(400, "InvalidRequest", "`job` must be a job's name")
-        run_config = body.get("run_config", {})
-        if run_config is None:
-            run_config = {}
-        if not isinstance(run_config, dict):
-            raise ApiError(400, "InvalidRequest", "`run_config` must be a JSON object")
-        tags = body.get("tags", {}) or {}
-        if not isinstance(tags, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
-        ):
-            raise ApiError(400, "InvalidRequest", "`tags` must be an object of strings")
+        run_config = body.get("run_config")
+        run_config = {} if run_config is None else run_config
+        tags = body.get("tags")
+        tags = {} if tags is None else tags
+        try:  # here too, so that nothing is stored for a refused request
+            check_run_input(run_config, tags)
+            check_tags(tags)
+        except ValueError as exc:
+            raise ApiError(400, "InvalidRequest", str(exc)) from None
         repository = body.get("repository")
         if repository is not None and not isinstance(repository, str):
             raise ApiError(400, "InvalidRequest", "`repository` must be a name")
@@ -346,6 +357,7 @@ class Api:
         return ApiResponse(201, run_document(run), (("Location", f"{PREFIX}runs/{run.run_id}"),))
 
     async def cancel(self, request: ApiRequest, run_id: str) -> ApiResponse:
+        _json_body(request, required=False)
         run = await self._storage().get_run(run_id)
         if run.is_final:
             raise ApiError(409, "Conflict", f"run {run.run_id} has already ended: {run.status}")
@@ -387,9 +399,24 @@ class Api:
     async def ticks(self, request: ApiRequest, kind: str, name: str) -> ApiResponse:
         limit = _int_param(request, "limit", DEFAULT_TICK_LIMIT, 1, MAX_LIMIT)
         location, _, bare = name.rpartition(":")
-        found = await self._storage().list_ticks(location or None, bare, kind, limit)
+        store = self._storage()
+        found = await store.list_ticks(location or None, bare, kind, limit)
+        if not found and not await self._known(store, kind, location, bare):
+            raise ApiError(404, "NotFound", f"no {kind} named {name!r}")
         items = [plain(t) for t in found]
         return ApiResponse(200, {"items": items, "next": None}, heavy=len(found) > _HEAVY)
+
+    async def _known(self, store: Any, kind: str, location: str, name: str) -> bool:
+        """Whether a schedule or sensor is defined in a running location, or has state kept
+        (it was started or stopped, or ticked, under an older definition): what `wsm
+        schedule|sensor ticks` checks before it says `no schedule named ...`."""
+        daemon = self.sources.daemon()
+        defined = daemon.instigators(kind) if daemon is not None else []
+        kept = [plain(s) for s in await store.list_instigators(kind)]
+        return any(
+            item.get("name") == name and (not location or item.get("location") == location)
+            for item in [*defined, *kept]
+        )
 
     # -- locations ------------------------------------------------------------------------
 
@@ -462,7 +489,22 @@ def api_origin(request: ApiRequest) -> Dict[str, Any]:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, allow_nan=False, default=str)
+    """Strict JSON, total: a non-finite float (a record stored before such input was
+    refused) becomes the string "NaN", "Infinity" or "-Infinity", anything else not JSON
+    its str(). The walk is only taken when the plain encoding refuses."""
+    try:
+        return json.dumps(value, allow_nan=False, default=str)
+    except ValueError:  # only a non-finite float makes allow_nan=False refuse
+        return json.dumps(finite_json(value), allow_nan=False, default=str)
+
+
+def internal_error(method: str, path: str, exc: BaseException) -> ApiResponse:
+    """A bug's answer: a JSON 500, and one line in the manager's log (its traceback only
+    at DEBUG: a request that keeps failing must not flood the console)."""
+    message = " ".join(str(exc).split())[:300]
+    log.error("api: %s %s failed: %s: %s", method, path, type(exc).__name__, message)
+    log.debug("api: %s %s failed", method, path, exc_info=exc)
+    return ApiError(500, "InternalError", "internal error (see the manager's log)").response()
 
 
 async def _off_loop(build: Callable[[], Any], size: int) -> Any:
@@ -529,7 +571,11 @@ def _decode_cursor(text: Optional[str]) -> Optional[Tuple[float, str]]:
     raise ApiError(400, "InvalidRequest", "`before` is not a cursor this API gave")
 
 
-def _json_body(request: ApiRequest, required: bool = True) -> Dict[str, Any]:
+def _json_body(
+    request: ApiRequest, required: bool = True, keys: Tuple[str, ...] = ()
+) -> Dict[str, Any]:
+    """The body's JSON object; ApiError 400 when there is none (and `required`), it is not
+    a JSON object, or it has a key not in `keys` (a misspelt key must not be ignored)."""
     if not request.body.strip():
         if required:
             raise ApiError(400, "InvalidRequest", "the request needs a JSON object as its body")
@@ -538,8 +584,14 @@ def _json_body(request: ApiRequest, required: bool = True) -> Dict[str, Any]:
         body = json.loads(request.body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "InvalidRequest", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "InvalidRequest", "the body is nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(400, "InvalidRequest", "the body must be a JSON object")
+    unknown = [key for key in body if key not in keys]
+    if unknown:
+        known = f" (known: {', '.join(keys)})" if keys else " (it takes none)"
+        raise ApiError(400, "InvalidRequest", f"unknown key {unknown[0]!r} in the body{known}")
     return body
 
 
@@ -570,9 +622,13 @@ def api_route(api: Api) -> Any:
                 peer=request.peer,
             )
         )
-        if answer.heavy:  # a page of 1,000 runs takes milliseconds of pure Python to encode
-            body = await asyncio.get_running_loop().run_in_executor(None, answer.encode)
-        else:
+        try:
+            if answer.heavy:  # a page of 1,000 runs takes milliseconds of pure Python
+                body = await asyncio.get_running_loop().run_in_executor(None, answer.encode)
+            else:
+                body = answer.encode()
+        except Exception as exc:  # a bug in an answer's shape: still the API's shape
+            answer = internal_error(request.method, request.subpath, exc)
             body = answer.encode()
         return Response(answer.status, body, JSON, answer.headers)
 

@@ -19,7 +19,14 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 from workspace_manager.runs.outcome import Outcome, outcome
 from workspace_manager.runs.prestart import Prestart
 from workspace_manager.runs.process import RunPlan, RunProcess, bootstrap_for, pid_alive
-from workspace_manager.runs.queue import BadPriority, Limits, priority_of, runs_to_start
+from workspace_manager.runs.queue import (
+    MAX_RETRIES_TAG,
+    TIMEOUT_TAG,
+    Limits,
+    check_tags,
+    runs_to_start,
+)
+from workspace_manager.runs.queue import number_tag as _number_tag
 from workspace_manager.storage.base import RunNotFound
 from workspace_manager.storage.records import (
     CANCELED,
@@ -31,13 +38,12 @@ from workspace_manager.storage.records import (
     STARTING,
     LogLine,
     RunRecord,
+    check_run_input,
     queued_message,
 )
 from workspace_manager.supervisor.lines import text_pieces
 from workspace_manager.workspace.model import RemoteTarget, Workspace
 
-MAX_RETRIES_TAG = "wsm/max_retries"
-TIMEOUT_TAG = "wsm/timeout_seconds"
 #: The reason given to runs found in progress at start: their process died with the manager.
 KILLED_REASON = "the manager was killed while the run was in progress"
 SHUTDOWN_REASON = "the manager shut down"
@@ -120,17 +126,14 @@ class RunCoordinator:
     ) -> RunRecord:
         """A manual launch: QUEUED in the storage, the queue woken. `location` None: the one
         location whose snapshot has `job`. LookupError (one line) for an unknown location or
-        job, or a job in several locations; ValueError for a bad tag."""
+        job, or a job in several locations; ValueError for a bad `wsm/` tag
+        (`BadTag`) or a run config or tags that are not plain JSON (`BadRunInput`)."""
         if self._stopping:
             raise LookupError("the manager is shutting down; no run can be launched")
         location, repository, job_tags = self.find_job(job, location, repository)
-        merged = {**job_tags, **{str(k): str(v) for k, v in (tags or {}).items()}}
-        try:
-            priority = priority_of(merged)
-            _number_tag(merged, MAX_RETRIES_TAG)
-            _number_tag(merged, TIMEOUT_TAG)
-        except BadPriority as exc:
-            raise ValueError(str(exc)) from None
+        check_run_input(run_config or {}, tags or {})  # BadRunInput: a ValueError
+        merged = {**job_tags, **(tags or {})}
+        priority = check_tags(merged)  # BadTag: a ValueError
         record = RunRecord(
             run_id=uuid.uuid4().hex,
             location=location,
@@ -653,20 +656,6 @@ class RunCoordinator:
             await self.store.flush_logs()
         except Exception as exc:  # a full disk: the lines are lost, the runs go on
             self.hooks.message(f"runs: log lines not stored: {exc}")
-
-
-def _number_tag(tags: Dict[str, str], key: str) -> Optional[float]:
-    """The tag's number, None without it; ValueError naming the tag when it is not one."""
-    value = tags.get(key)
-    if value is None:
-        return None
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        raise ValueError(f"tag {key} must be a number, got {value!r}") from None
-    if number < 0:
-        raise ValueError(f"tag {key} must not be negative, got {value!r}")
-    return number
 
 
 def _alive(pid: object) -> bool:

@@ -10,6 +10,7 @@ tag limit blocks waits while others go, as Dagster's coordinator skips blocked r
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import (
     TYPE_CHECKING,
@@ -29,9 +30,17 @@ if TYPE_CHECKING:  # `wsm job execute` checks a priority before its run's proces
     from workspace_manager.storage.records import RunRecord
 
 PRIORITY_TAG = "wsm/priority"
+MAX_RETRIES_TAG = "wsm/max_retries"
+TIMEOUT_TAG = "wsm/timeout_seconds"
+#: A priority is kept in a 64-bit column (SQLite INTEGER, PostgreSQL BIGINT).
+PRIORITY_LIMIT = 2**63 - 1
 
 
-class BadPriority(ValueError):
+class BadTag(ValueError):
+    """A `wsm/...` tag whose value wsm cannot use (one line naming the tag)."""
+
+
+class BadPriority(BadTag):
     """A `wsm/priority` tag that is not an integer."""
 
 
@@ -42,9 +51,41 @@ def priority_of(tags: Mapping[str, str]) -> int:
     if value is None:
         return 0
     try:
-        return int(str(value).strip())
+        priority = int(str(value).strip())
     except ValueError:
         raise BadPriority(f"tag {PRIORITY_TAG} must be an integer, got {value!r}") from None
+    if not -PRIORITY_LIMIT <= priority <= PRIORITY_LIMIT:  # stored as a 64-bit integer
+        raise BadPriority(
+            f"tag {PRIORITY_TAG} must be from -{PRIORITY_LIMIT} to {PRIORITY_LIMIT}, got {value!r}"
+        )
+    return priority
+
+
+def number_tag(tags: Mapping[str, str], key: str) -> Optional[float]:
+    """The tag's number (`wsm/timeout_seconds`, `wsm/max_retries`), None without it;
+    BadTag naming the tag when it is not a finite number at least 0."""
+    value = tags.get(key)
+    if value is None:
+        return None
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise BadTag(f"tag {key} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise BadTag(f"tag {key} must be a finite number, got {value!r}")
+    if number < 0:
+        raise BadTag(f"tag {key} must not be negative, got {value!r}")
+    return number
+
+
+def check_tags(tags: Mapping[str, str]) -> int:
+    """Check every `wsm/...` tag wsm reads (priority, max_retries, timeout_seconds) as a run
+    is queued; the run's priority. BadTag (one line) for the first bad one: the CLI
+    (exit 2), the API (400), the control socket and a tick's RunRequests all call this."""
+    priority = priority_of(tags)
+    number_tag(tags, MAX_RETRIES_TAG)
+    number_tag(tags, TIMEOUT_TAG)
+    return priority
 
 
 def effective_priority(run: RunRecord) -> int:

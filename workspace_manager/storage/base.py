@@ -31,6 +31,10 @@ class RunNotFound(StorageError):
     """No run has this id (or id prefix); or a prefix names several (the message says)."""
 
 
+class AmbiguousRunId(RunNotFound):
+    """A run id prefix that names several runs (the message says so)."""
+
+
 class SchemaTooNew(StorageError):
     """The database was written by a newer wsm (its schema version is above ours)."""
 

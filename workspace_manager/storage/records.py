@@ -9,6 +9,7 @@ Times are Unix seconds (float, UTC). Statuses and their order are Dagster's
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -192,3 +193,106 @@ class Retention:
     logs_days: Optional[float] = 30.0
     ticks_days: Optional[float] = 7.0
     skipped_ticks_days: Optional[float] = 1.0  # a sensor skipping every 30 s makes many
+
+
+#: How deep a run config may nest: a bound on the check's recursion (JSON itself has none).
+MAX_CONFIG_DEPTH = 100
+
+
+class BadRunInput(ValueError):
+    """A run config or tags that are not plain JSON: one line naming where and what."""
+
+
+def check_run_input(run_config: Any, tags: Any) -> None:
+    """Refuse (BadRunInput) a run config that is not a JSON object of plain JSON values
+    (null, true/false, a finite number, a string, a list, an object with string keys), or
+    tags that are not an object of strings to strings. NaN and Infinity are not JSON
+    (RFC 8259 section 6) and `allow_nan=False` encoders, browsers' `JSON.parse` included,
+    refuse them; 1e400 parses to Infinity. Every entry (CLI, API, control socket, a
+    sensor's or schedule's RunRequest) calls this before a run is stored."""
+    if not isinstance(run_config, dict):
+        raise BadRunInput(f"run_config must be a JSON object, got {_kind(run_config)}")
+    _check_value(run_config, "run_config", 0)
+    if not isinstance(tags, dict):
+        raise BadRunInput(f"tags must be an object of strings, got {_kind(tags)}")
+    for key, value in tags.items():
+        if not isinstance(key, str):
+            raise BadRunInput(f"tags: a key must be a string, got {_kind(key)} {key!r}")
+        if not isinstance(value, str):
+            raise BadRunInput(f"tags.{key}: a tag's value must be a string, got {_kind(value)}")
+        _check_text(key, "tags: a key")
+        _check_text(value, f"tags.{key}")
+
+
+def _check_value(value: Any, where: str, depth: int) -> None:
+    if value is None or isinstance(value, (bool, int)):
+        return
+    if isinstance(value, str):
+        _check_text(value, where)
+        return
+    if isinstance(value, float):
+        if value != value:
+            raise BadRunInput(f"{where}: NaN is not a JSON number")
+        if not math.isfinite(value):
+            sign = "-" if value < 0 else ""
+            raise BadRunInput(
+                f"{where}: {sign}Infinity is not a JSON number (a number too large for a "
+                "float, such as 1e400, reads as Infinity)"
+            )
+        return
+    if depth >= MAX_CONFIG_DEPTH:
+        raise BadRunInput(f"{where}: nested more than {MAX_CONFIG_DEPTH} levels deep")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise BadRunInput(f"{where}: a key must be a string, got {_kind(key)} {key!r}")
+            _check_text(key, f"{where}: a key")
+            _check_value(item, f"{where}.{key}", depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_value(item, f"{where}[{i}]", depth + 1)
+    else:
+        raise BadRunInput(f"{where}: {_kind(value)} is not a JSON value")
+
+
+def finite_json(value: Any, _depth: int = 0) -> Any:
+    """`value` with each non-finite float as the string "NaN", "Infinity" or "-Infinity",
+    so that strict JSON (`allow_nan=False`) can encode a record stored before such input
+    was refused; dicts, lists and tuples are copied, everything else is itself."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    if _depth > 2 * MAX_CONFIG_DEPTH:  # deeper than any record holds
+        return str(value)
+    if isinstance(value, dict):
+        return {k: finite_json(v, _depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v, _depth + 1) for v in value]
+    return value
+
+
+def _check_text(text: str, where: str) -> None:
+    """A string JSON can carry but UTF-8 cannot: a lone surrogate (`"\\ud800"` in JSON, or
+    bytes that were not UTF-8 on a command line). The storage and every reader need UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadRunInput(
+            f"{where}: holds U+{ord(text[exc.start]):04X}, a lone surrogate, not text"
+        ) from None
+
+
+def _kind(value: Any) -> str:
+    """A value's JSON kind in words, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__

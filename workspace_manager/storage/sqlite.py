@@ -48,7 +48,7 @@ from typing import (
 
 from ..private_files import open_private, private_dir
 from . import schema
-from .base import RunKeyUsed, RunNotFound, Storage, StorageError
+from .base import AmbiguousRunId, RunKeyUsed, RunNotFound, Storage, StorageError
 from .records import (
     FINAL_STATUSES,
     INSTIGATOR_KINDS,
@@ -462,7 +462,7 @@ class SqliteStorage(Storage):
         if not rows:
             raise RunNotFound(f"no run {run_id!r}")
         if len(rows) > 1:
-            raise RunNotFound(f"{run_id!r} names several runs: give more of the id")
+            raise AmbiguousRunId(f"{run_id!r} names several runs: give more of the id")
         return _run(rows[0])
 
     def list_runs(
