@@ -135,7 +135,7 @@ class Workload:
         return loc is not None and loc.state is State.READY
 
     def _not_loading(self, name: str) -> Optional[str]:
-        """"location 'x' is error: <its error's first line>" for a location that will not
+        """The line "location 'x' is error: <its error's first line>" for a location that will not
         load its code until it changes (error, failed, stopped); None while it may still
         get ready (building, starting, backoff) or is ready."""
         loc = self.manager.locations.get(name)
