@@ -317,19 +317,32 @@ def _locations_with_job(
     if client is None:
         return None
     found: List[str] = []
-    not_loaded: List[str] = []
+    broken: List[str] = []
+    starting: List[str] = []
     with client:
         for name in names:
             try:
                 snapshot = client.call("snapshot", {"location": name})
-            except RemoteError as exc:
-                not_loaded.append(exc.message.replace(f"location {name!r}", name, 1))
+            except RemoteError:
+                broken.append(name)
                 continue
             for repo in snapshot.get("repositories") or []:
                 if any(j.get("name") == args.job for j in repo.get("jobs") or []):
                     found.append(name)
                     break
-    return found, not_loaded
+        if broken:  # worded as the manager's own refusal (runs/coordinator.find_job)
+            states = client.call("status", {}).get("locations") or {}
+    notes = []
+    for name in broken:
+        state = states.get(name) or {}
+        if state.get("state") in ("error", "failed", "stopped"):
+            error = next(iter(str(state.get("error") or "").strip().splitlines()), "")
+            notes.append(f"location {name!r} is {state['state']}" + (f": {error}" if error else ""))
+        else:
+            starting.append(name)
+    if starting:
+        notes.append(f"{', '.join(starting)} not loaded yet")
+    return found, notes
 
 
 def _user() -> str:

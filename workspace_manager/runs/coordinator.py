@@ -224,7 +224,7 @@ class RunCoordinator:
         # was killed): end it now, as Dagster's forced termination of a run whose worker
         # is gone marks it CANCELED at once.
         gone = (
-            f"its `wsm job execute` process (pid {pid}) had ended"
+            f"its `wsm job execute` process, pid {pid}, had ended"
             if record.origin.get("kind") == "execute"
             else "its process had ended"
         )
