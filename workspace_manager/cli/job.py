@@ -319,6 +319,7 @@ def _locations_with_job(
     found: List[str] = []
     broken: List[str] = []
     starting: List[str] = []
+    states: Dict[str, Any] = {}
     with client:
         for name in names:
             try:
