@@ -83,6 +83,26 @@ def test_a_running_manager_fails_the_run_of_a_killed_execute(ws: WorkspaceDir) -
         assert cancel.stderr == f"wsm: run {run_id} has already ended: FAILURE\n"
 
 
+def test_wsm_run_cancel_after_kill_9_of_execute_ends_the_run(ws: WorkspaceDir) -> None:
+    make(ws)
+    with WsmUp(ws) as up:
+        up.wait_state("team", "ready")
+        proc = start_execute(ws)
+        try:
+            run_id, _ = kill_9(proc, ws)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        cancel = ws.run("run", "cancel", run_id)  # was: refused, "stop it there", exit 1
+        record = final(ws, run_id, timeout=5)
+    if cancel.returncode == 0:  # the cancel came first
+        assert record.status == "CANCELED" and record.error == "canceled by user"
+    else:  # the manager's monitor (every 2 s) came first
+        assert cancel.stderr == f"wsm: run {run_id} has already ended: FAILURE\n"
+        assert record.status == "FAILURE" and record.error == reason(proc.pid)
+
+
 def test_cancel_of_a_run_whose_execute_is_gone_ends_it_at_once(tmp_path: Path) -> None:
     # no monitor (the coordinator is not started), so the cancel is what ends it
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
