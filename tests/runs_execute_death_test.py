@@ -267,3 +267,28 @@ def test_launch_into_a_location_whose_code_failed_is_refused(ws: WorkspaceDir) -
         assert "location 'more' is error: " in anywhere.stderr
         executed = ws.run("job", "execute", "anything")
         assert executed.returncode == 1 and executed.stderr == anywhere.stderr
+
+
+def test_a_run_queued_while_its_location_starts_fails_when_its_code_fails(ws: WorkspaceDir) -> None:
+    ws.file("slow.py", "import time\ntime.sleep(4)\nimport no_such_module_either\n")
+    ws.file("mine.py", ONE_JOB)
+    ws.workspace(
+        {
+            "load_from": [
+                {"python_file": {"relative_path": "mine.py", "location_name": "mine"}},
+                {"python_file": {"relative_path": "slow.py", "location_name": "slow"}},
+            ]
+        }
+    )
+    with WsmUp(ws) as up:
+        up.wait_state("slow", "starting")
+        done = ws.run("job", "launch", "-l", "slow", "anything", "--wait", timeout=60)
+        up.track()
+        assert up.location("slow")["state"] == "error"
+    run_id = done.stdout.strip().splitlines()[0]  # queued: the location was starting
+    assert done.returncode == 1  # was: --wait never returned
+    assert done.stderr.strip().endswith(f"run {run_id}: FAILURE")
+    record = final(ws, run_id, timeout=5)
+    assert record.error is not None
+    assert record.error.startswith("location 'slow' is error: ")
+    assert "no_such_module_either" in record.error

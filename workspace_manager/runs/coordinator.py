@@ -482,6 +482,12 @@ class RunCoordinator:
         for run in [r for r in queued if r.location not in configs]:
             queued.remove(run)
             await self._fail_queued(run, f"location {run.location!r} is not in the workspace")
+        # queued while its location was starting, which then failed to load: it would wait
+        # until the code changes (Dagster fails a queued run whose location cannot load)
+        for run, why in [(r, self.hooks.not_loading(r.location)) for r in list(queued)]:
+            if why:
+                queued.remove(run)
+                await self._fail_queued(run, why)
         daemon = workspace.daemon
         limits = Limits(
             daemon.max_concurrent_runs,

@@ -135,11 +135,11 @@ class Workload:
         return loc is not None and loc.state is State.READY
 
     def _not_loading(self, name: str) -> Optional[str]:
-        """The line "location 'x' is error: <its error's first line>" for a location that will not
-        load its code until it changes (error, failed, stopped); None while it may still
-        get ready (building, starting, backoff) or is ready."""
+        """The line "location 'x' is error: <its error's first line>" for a location that
+        will not load its code until it or its code changes (error, failed); None while it
+        may still get ready (stopped: not started yet; building, starting, backoff) or is."""
         loc = self.manager.locations.get(name)
-        if loc is None or loc.state not in (State.ERROR, State.FAILED, State.STOPPED):
+        if loc is None or loc.state not in (State.ERROR, State.FAILED):
             return None
         error = next(iter(str(loc.error or "").strip().splitlines()), "")
         return f"location {name!r} is {loc.state.value}" + (f": {error}" if error else "")
