@@ -295,6 +295,11 @@ def test_execute_runs_in_the_foreground_and_is_recorded(ws: WorkspaceDir) -> Non
     run_id = done.stderr.strip().splitlines()[-1].split()[1].rstrip(":")
     record = final(ws, run_id)
     assert record.status == "SUCCESS" and record.origin["kind"] == "execute"
+    store = storage(ws)
+    try:  # never QUEUED: a manager of the workspace would launch it a second time
+        assert [e.status for e in store.run_events(run_id)] == ["STARTING", "STARTED", "SUCCESS"]
+    finally:
+        store.close()
     failed = ws.run("job", "execute", "boom")
     assert failed.returncode == 1 and "KeyError: 'no such thing'" in failed.stderr
     ws.file("other.py", ONE_JOB)

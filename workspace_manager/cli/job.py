@@ -11,7 +11,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from workspace_manager.cli import control_client, targets
 
@@ -312,7 +312,8 @@ def _execute(args: argparse.Namespace) -> int:
 
 def _pick_location(args: argparse.Namespace, workspace: Any) -> str:
     """-l, the only location, or the one whose code has JOB as a running manager knows it;
-    otherwise a one-line error asking for -l."""
+    otherwise one line: the manager's answer when one runs (as `wsm job launch`'s, exit 1),
+    else why -l is needed (exit 2)."""
     names = [loc.name for loc in workspace.locations]
     if args.location:
         if args.location not in names:
@@ -321,37 +322,61 @@ def _pick_location(args: argparse.Namespace, workspace: Any) -> str:
     if len(names) == 1:
         return names[0]
     having = _locations_with_job(args, names)
-    if having is not None and len(having) == 1:
-        return having[0]
-    if having:
+    if having is None:
         targets.fail(
-            f"job {args.job!r} is in several locations ({', '.join(having)}); name one with -l"
+            f"the workspace has {len(names)} locations ({', '.join(names)}) and no manager "
+            f"is running to say which has job {args.job!r}: name its location with -l"
         )
-    targets.fail(
-        f"the workspace has {len(names)} locations ({', '.join(names)}); name the job's with -l"
-    )
+    found, not_loaded = having
+    if len(found) == 1:
+        return found[0]
+    if found:
+        targets.fail(
+            f"job {args.job!r} is in several locations ({', '.join(found)}); name one with -l",
+            EXIT_FAILED,
+        )
+    hint = f" ({'; '.join(not_loaded)})" if not_loaded else ""
+    targets.fail(f"no job named {args.job!r} in any loaded location{hint}", EXIT_FAILED)
 
 
-def _locations_with_job(args: argparse.Namespace, names: List[str]) -> Optional[List[str]]:
-    """The locations whose loaded code has the job, asked of a running manager; None when
-    none runs."""
+def _locations_with_job(
+    args: argparse.Namespace, names: List[str]
+) -> Optional[Tuple[List[str], List[str]]]:
+    """Asked of a running manager: (the locations whose loaded code has the job, a note for
+    each location it has no code of: "x is error: ..." as it says); None when none runs."""
     from workspace_manager.protocol.errors import RemoteError
 
     client, _ = control_client.connect(args, timeout=5.0)
     if client is None:
         return None
-    found = []
+    found: List[str] = []
+    broken: List[str] = []
+    starting: List[str] = []
+    states: Dict[str, Any] = {}
     with client:
         for name in names:
             try:
                 snapshot = client.call("snapshot", {"location": name})
             except RemoteError:
+                broken.append(name)
                 continue
             for repo in snapshot.get("repositories") or []:
                 if any(j.get("name") == args.job for j in repo.get("jobs") or []):
                     found.append(name)
                     break
-    return found
+        if broken:  # worded as the manager's own refusal (runs/coordinator.find_job)
+            states = client.call("status", {}).get("locations") or {}
+    notes = []
+    for name in broken:
+        state = states.get(name) or {}
+        if state.get("state") in ("error", "failed", "stopped"):
+            error = next(iter(str(state.get("error") or "").strip().splitlines()), "")
+            notes.append(f"location {name!r} is {state['state']}" + (f": {error}" if error else ""))
+        else:
+            starting.append(name)
+    if starting:
+        notes.append(f"{', '.join(starting)} not loaded yet")
+    return found, notes
 
 
 def _user() -> str:

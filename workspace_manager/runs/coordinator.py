@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 from workspace_manager.runs.outcome import Outcome, outcome
 from workspace_manager.runs.prestart import Prestart
-from workspace_manager.runs.process import RunPlan, RunProcess, bootstrap_for, pid_alive
+from workspace_manager.runs.process import RunPlan, RunProcess, bootstrap_for
 from workspace_manager.runs.queue import (
     MAX_RETRIES_TAG,
     TIMEOUT_TAG,
@@ -46,11 +47,41 @@ from workspace_manager.workspace.model import RemoteTarget, Workspace
 
 #: The reason given to runs found in progress at start: their process died with the manager.
 KILLED_REASON = "the manager was killed while the run was in progress"
+#: How often a running manager looks for runs of `wsm job execute` whose process is gone
+#: (Dagster's run monitoring does the same for run workers, by default every 120 s).
+MONITOR_SECONDS = 2.0
+#: psutil's create_time is the boot time (whole seconds in /proc/stat) plus the process's
+#: start in clock ticks: it may be off by up to a second either way from time.time().
+PID_CLOCK_SLACK = 2.0
 SHUTDOWN_REASON = "the manager shut down"
 #: Between SIGTERM of a canceled run's tree and SIGKILL of what is left (Dagster: 10 s too).
 CANCEL_GRACE = 10.0
 #: How often queued runs that wait (location not ready, limits) are looked at again.
 POLL_SECONDS = 1.0
+
+
+def execute_ended_reason(pid: object) -> str:
+    """The reason a run of `wsm job execute` ends FAILURE when its process is gone."""
+    return f"the `wsm job execute` process (pid {pid}) ended while the run was in progress"
+
+
+def owner_alive(origin: Dict[str, Any], created_at: float) -> bool:
+    """Is the `wsm job execute` process named by a run's origin (`pid`) still running it?
+    A process with that pid that started after the run was created (psutil create_time,
+    from /proc/PID/stat, against `created_at`, with PID_CLOCK_SLACK) is another process that
+    reuses the pid (pid_max wraps within a minute on a busy machine); a zombie is gone."""
+    pid = origin.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return process.create_time() <= created_at + PID_CLOCK_SLACK
+    except psutil.Error:
+        return False
 
 
 class RunPlanError(Exception):
@@ -69,6 +100,9 @@ class RunHooks:
     message: Callable[[str], None] = lambda text: None
     log: Callable[[LogLine], None] = lambda line: None  # each line as it arrives (execute)
     clock: Callable[[], float] = time.time
+    #: why a location that is not ready will not load its code until it changes (its state
+    #: and error: "location 'x' is error: ..."), None while it may still get ready
+    not_loading: Callable[[str], Optional[str]] = lambda name: None
 
 
 @dataclass
@@ -90,11 +124,16 @@ class RunCoordinator:
         *,
         cancel_grace: float = CANCEL_GRACE,
         poll_seconds: float = POLL_SECONDS,
+        monitor_seconds: float = MONITOR_SECONDS,
     ) -> None:
         self.store = store
         self.hooks = hooks
         self.cancel_grace = cancel_grace
         self.poll_seconds = poll_seconds
+        self.monitor_seconds = monitor_seconds
+        self._monitor_task: Optional[asyncio.Task] = None
+        #: run id -> when the monitor last saw its `wsm job execute` process alive
+        self._seen_alive: Dict[str, float] = {}
         self._active: Dict[str, _Active] = {}
         self._wake = asyncio.Event()
         self._stopping = False
@@ -109,9 +148,11 @@ class RunCoordinator:
 
     async def start(self) -> None:
         """Recovery first (runs left in progress by a killed manager end FAILURE), then the
-        dequeue loop, which launches the runs still queued."""
+        dequeue loop, which launches the runs still queued, and the monitor of runs of `wsm
+        job execute` (one whose process is gone ends FAILURE within `monitor_seconds`)."""
         await self._recover()
         self._loop_task = asyncio.ensure_future(self._dequeue_loop())
+        self._monitor_task = asyncio.ensure_future(self._monitor_loop())
         self.wake()
 
     async def submit(
@@ -178,10 +219,21 @@ class RunCoordinator:
             return record
         if record.is_final:
             return record
-        raise LookupError(
-            f"run {record.run_id} is {record.status} but not run by this manager "
-            f"(`wsm job execute`, pid {record.origin.get('pid')}): stop it there"
+        pid = record.origin.get("pid")
+        if record.origin.get("kind") == "execute" and owner_alive(record.origin, record.created_at):
+            raise LookupError(
+                f"run {record.run_id} is {record.status} but not run by this manager "
+                f"(`wsm job execute`, pid {pid}): stop it there"
+            )
+        # Nothing runs it any more (its `wsm job execute` is gone, or the manager that ran it
+        # was killed): end it now, as Dagster's forced termination of a run whose worker
+        # is gone marks it CANCELED at once.
+        gone = (
+            f"its `wsm job execute` process, pid {pid}, had ended"
+            if record.origin.get("kind") == "execute"
+            else "its process had ended"
         )
+        return await self._end_orphan(record, CANCELED, reason, f"{reason} ({gone})")
 
     def warm(self, location: str, until: float) -> None:
         """A run of `location` is likely before wall time `until` (a schedule's tick comes):
@@ -197,6 +249,8 @@ class RunCoordinator:
         await self.prestart.close()
         if self._loop_task is not None:
             self._loop_task.cancel()
+        if self._monitor_task is not None:
+            self._monitor_task.cancel()
         tasks = [a.task for a in self._active.values() if a.task is not None]
         if tasks and drain_seconds > 0:
             self.hooks.message(
@@ -229,6 +283,9 @@ class RunCoordinator:
         started with `hold` for this record (its job starts once STARTING is committed).
         Returns the final record."""
         self._stopping = True  # no queue passes, no retries: this coordinator runs one run
+        # Stored STARTING, never QUEUED: a manager running for the same workspace launches
+        # the QUEUED runs it finds, and would run this one a second time.
+        record = dataclasses.replace(record, status=STARTING, start_time=self.hooks.clock())
         # submitted first, in order, but not waited for: the process starts while the
         # storage may still be opening (runs/execute.OpeningStorage)
         added = self.store.add_run(record, message)
@@ -241,7 +298,7 @@ class RunCoordinator:
             await self._stop(active)
             await asyncio.wait([active.task], timeout=self.cancel_grace + 5)
             raise
-        self.hooks.report(stored, "queued")
+        self.hooks.report(stored, "starting")
         try:
             await asyncio.shield(active.task)
         finally:
@@ -297,11 +354,20 @@ class RunCoordinator:
                 for item in repo.get("jobs") or []:
                     if item.get("name") == job:
                         found.append((name, repo.get("name"), dict(item.get("tags") or {})))
+        # a location that failed to load (error, failed) has no job until it changes:
+        # refused at once, as Dagster refuses a launch from a location that failed to load
+        broken = {name: why for name in waiting for why in [self.hooks.not_loading(name)] if why}
+        if location is not None and not found and location in broken:
+            raise LookupError(f"{broken[location]}; no run can start there until it loads")
         if location is not None and not found and waiting:
             return location, repository, {}  # not loaded yet: the run waits for it
         if not found:
             where = f"location {location!r}" if location is not None else "any loaded location"
-            hint = f" ({', '.join(waiting)} not loaded yet)" if waiting and location is None else ""
+            notes = list(broken.values())
+            starting = [name for name in waiting if name not in broken]
+            if starting:
+                notes.append(f"{', '.join(starting)} not loaded yet")
+            hint = f" ({'; '.join(notes)})" if notes and location is None else ""
             raise LookupError(f"no job named {job!r} in {where}{hint}")
         locations = sorted({f[0] for f in found})
         if len(locations) > 1:
@@ -318,29 +384,84 @@ class RunCoordinator:
     # -- recovery and the queue ------------------------------------------------------------------
 
     async def _recover(self) -> None:
-        """Runs left in progress by a killed manager end FAILURE. Their `ended_at` is the
-        last moment the records show them alive, not now, so the downtime does not count
-        in their duration: their latest status event or log line, or a tick recorded
-        after (only the manager records ticks, and its runs die with it: a run it had not
-        seen end was alive then)."""
+        """Runs left in progress by a killed manager end FAILURE, and so do runs of a `wsm
+        job execute` whose process is gone (execute_ended_reason). Their `ended_at` is the
+        last moment the records show them alive (`_last_alive`), not now, so the downtime
+        does not count in their duration."""
         runs = await self.store.list_runs(statuses=sorted(IN_PROGRESS_STATUSES), limit=None)
         manager_seen = await self.store.last_tick_time() if runs else None
+        executes = False
         for run in runs:
-            if run.origin.get("kind") == "execute" and _alive(run.origin.get("pid")):
-                continue  # a `wsm job execute` still running it
-            seen = [run.created_at, run.start_time, run.started_at, run.updated_at]
-            seen.append(await self.store.last_seen(run.run_id))
-            if run.origin.get("kind") != "execute":  # a `wsm job execute` is not the manager's
-                seen.append(manager_seen)
-            ended = min(max(t for t in seen if t is not None), self.hooks.clock())
-            record = await self.store.update_run(
-                run.run_id,
-                status=FAILURE,
-                message=KILLED_REASON,
-                error=KILLED_REASON,
-                ended_at=ended,
-            )
-            self._finished(record, "failure")
+            if run.origin.get("kind") == "execute":
+                if owner_alive(run.origin, run.created_at):
+                    continue  # a `wsm job execute` still running it
+                executes = True
+                reason = execute_ended_reason(run.origin.get("pid"))
+                await self._end_orphan(run, FAILURE, reason, reason)
+            else:  # the manager's own: only it records ticks, and its runs die with it
+                await self._end_orphan(run, FAILURE, KILLED_REASON, KILLED_REASON, manager_seen)
+        if executes:
+            _remove_stale_execute_folders()
+
+    async def _last_alive(self, run: RunRecord, *also: Optional[float]) -> float:
+        """The last moment the records (and `also`: what else saw it alive) show the run
+        alive: its latest status event or log line (Storage.last_seen), never after now."""
+        seen = [run.created_at, run.start_time, run.started_at, run.updated_at, *also]
+        seen.append(await self.store.last_seen(run.run_id))
+        return min(max(t for t in seen if t is not None), self.hooks.clock())
+
+    async def _end_orphan(
+        self,
+        run: RunRecord,
+        status: str,
+        error: str,
+        message: str,
+        *also_seen: Optional[float],
+    ) -> RunRecord:
+        """End a run in progress that no process of this manager runs (its process is
+        gone) with `status`, at the last moment it was seen alive."""
+        ended = await self._last_alive(run, self._seen_alive.pop(run.run_id, None), *also_seen)
+        self._add_log(LogLine(run.run_id, self.hooks.clock(), "wsm", f"{status}: {message}"))
+        record = await self.store.update_run(
+            run.run_id, status=status, message=message, error=error, ended_at=ended
+        )
+        if record.status == status and record.error == error:  # not ended elsewhere first
+            self._finished(record, status.lower())
+        return record
+
+    async def _monitor_loop(self) -> None:
+        """Every `monitor_seconds`: end FAILURE the runs of a `wsm job execute` whose process
+        is gone (killed with `kill -9`: nothing else would ever end them)."""
+        failing = False
+        while not self._stopping:
+            await asyncio.sleep(self.monitor_seconds)
+            try:
+                await self._check_executes()
+                failing = False
+            except Exception as exc:  # a storage problem: say it once, go on
+                if not failing:
+                    self.hooks.message(f"runs: cannot check runs of `wsm job execute`: {exc}")
+                failing = True
+
+    async def _check_executes(self) -> None:
+        runs = await self.store.list_runs(statuses=sorted(IN_PROGRESS_STATUSES), limit=None)
+        executes = [
+            r for r in runs if r.origin.get("kind") == "execute" and r.run_id not in self._active
+        ]
+        ended = False
+        now = self.hooks.clock()
+        for run in executes:
+            if owner_alive(run.origin, run.created_at):
+                self._seen_alive[run.run_id] = now
+                continue
+            reason = execute_ended_reason(run.origin.get("pid"))
+            await self._end_orphan(run, FAILURE, reason, reason)
+            ended = True
+        current = {r.run_id for r in executes}
+        for run_id in [k for k in self._seen_alive if k not in current]:
+            del self._seen_alive[run_id]
+        if ended:
+            _remove_stale_execute_folders()
 
     async def _dequeue_loop(self) -> None:
         while not self._stopping:
@@ -369,6 +490,12 @@ class RunCoordinator:
         for run in [r for r in queued if r.location not in configs]:
             queued.remove(run)
             await self._fail_queued(run, f"location {run.location!r} is not in the workspace")
+        # queued while its location was starting, which then failed to load: it would wait
+        # until the code changes (Dagster fails a queued run whose location cannot load)
+        for run, why in [(r, self.hooks.not_loading(r.location)) for r in list(queued)]:
+            if why:
+                queued.remove(run)
+                await self._fail_queued(run, why)
         daemon = workspace.daemon
         limits = Limits(
             daemon.max_concurrent_runs,
@@ -658,5 +785,10 @@ class RunCoordinator:
             self.hooks.message(f"runs: log lines not stored: {exc}")
 
 
-def _alive(pid: object) -> bool:
-    return isinstance(pid, int) and pid > 0 and pid_alive(pid)
+def _remove_stale_execute_folders() -> None:
+    """The runtime folders of `wsm job execute` processes that are gone (runs/execute_start)."""
+    from workspace_manager.runs.execute_start import remove_stale_folders
+    from workspace_manager.supervisor.runtime import runtime_root
+
+    with contextlib.suppress(OSError):
+        remove_stale_folders(runtime_root())

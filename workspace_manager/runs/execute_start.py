@@ -12,7 +12,7 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from workspace_manager.loader.launch import make_sdk_dir
 from workspace_manager.runs.plan import RunPlan, bootstrap_for, plan_from_launch, spawn_runner
@@ -48,6 +48,48 @@ class ExecuteStart:
         if self.cgroups is not None:
             self.cgroups.close()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def remove_stale_folders(root: Path) -> List[Path]:
+    """Remove the `execute-PID-*` folders under the runtime root `root` whose `wsm job
+    execute` process is gone (one killed with `kill -9` cannot remove its own); returns
+    them. A folder whose pid is alive (or not ours to see) is kept: a pid reused by
+    another process only delays its removal."""
+    removed: List[Path] = []
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return removed
+    for name in names:
+        parts = name.split("-")
+        if len(parts) != 3 or parts[0] != "execute" or not parts[1].isdigit():
+            continue
+        if int(parts[1]) == os.getpid() or _pid_running(int(parts[1])):
+            continue
+        shutil.rmtree(root / name, ignore_errors=True)
+        removed.append(root / name)
+    return removed
+
+
+def _pid_running(pid: int) -> bool:
+    """A process has `pid` and is not a zombie (/proc/PID/stat's state; no psutil here: it
+    is not imported before the run's spawn)."""
+    if not os.path.isdir("/proc/self"):  # no procfs: a zombie counts as running
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            return True
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # cannot tell: keep its folder
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] != b"Z"
 
 
 def find_location(workspace: Workspace, location: str) -> LocationConfig:
@@ -98,6 +140,8 @@ def start_execute(
             tags=tags,
         )
         held.write_bootstrap(dict(boot, hold=True), keep_stdin=True)
+        # after the spawn: the run's process loads its code on the other core meanwhile
+        remove_stale_folders(root)
     except OSError as exc:
         if cgroups is not None:
             cgroups.close()

@@ -66,6 +66,7 @@ class Workload:
             plan=self.run_plan,
             report=manager.events.run,
             message=manager.events.message,
+            not_loading=self._not_loading,
         )
         self.runs = RunCoordinator(self.store, hooks)
         self._tasks = [
@@ -145,6 +146,16 @@ class Workload:
     def _location_ready(self, name: str) -> bool:
         loc = self.manager.locations.get(name)
         return loc is not None and loc.state is State.READY
+
+    def _not_loading(self, name: str) -> Optional[str]:
+        """The line "location 'x' is error: <its error's first line>" for a location that
+        will not load its code until it or its code changes (error, failed); None while it
+        may still get ready (stopped: not started yet; building, starting, backoff) or is."""
+        loc = self.manager.locations.get(name)
+        if loc is None or loc.state not in (State.ERROR, State.FAILED):
+            return None
+        error = next(iter(str(loc.error or "").strip().splitlines()), "")
+        return f"location {name!r} is {loc.state.value}" + (f": {error}" if error else "")
 
     async def run_plan(self, name: str) -> RunPlan:
         """Where a run of location `name` starts: its serving loader's interpreter, working
