@@ -275,6 +275,7 @@ def test_down_drains_then_cancels(ws: WorkspaceDir) -> None:
         down = ws.run("down")
         assert down.returncode == 0, down.stderr
     assert "1 queued run stays queued: the next `wsm up` starts them" in up.output()
+    assert "wsm: 1 queued run stays queued: the next `wsm up` starts them" in down.stdout
     store = storage(ws)
     try:
         assert store.get_run(waiting).status == "QUEUED"

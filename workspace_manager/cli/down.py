@@ -32,7 +32,32 @@ def run(args: argparse.Namespace) -> int:
             targets.fail(f"manager pid {record.pid} did not exit within {args.timeout:g}s", 1)
         time.sleep(0.05)
     print(f"wsm: manager pid {record.pid} stopped")
+    queued = _queued_runs(record.key)
+    if queued:
+        print(
+            f"wsm: {queued} queued run{' stays' if queued == 1 else 's stay'} queued: the next "
+            "`wsm up` starts them (`wsm run cancel ID` drops one)"
+        )
     return 0
+
+
+def _queued_runs(key: str) -> int:
+    """QUEUED runs in the stopped manager's run database (0 when it has none or it cannot
+    be read: the stop itself went well)."""
+    from workspace_manager.storage import paths as storage_paths
+
+    if not storage_paths.database_path(key).exists():
+        return 0
+    try:
+        store = storage_paths.open_storage(key, create=False)
+    except Exception:
+        return 0
+    try:
+        return int(store.run_counts().get("QUEUED", 0))
+    except Exception:
+        return 0
+    finally:
+        store.close()
 
 
 def _running(pid: int) -> bool:
