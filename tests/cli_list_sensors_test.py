@@ -16,7 +16,8 @@ def extract(context):
 
 @job
 def load(context):
-    pass
+    """Load the rows
+    into the warehouse."""
 
 @job
 def page(context):
@@ -56,3 +57,6 @@ def test_list_shows_all_the_jobs_of_each_sensor(ws: WorkspaceDir) -> None:
         "sensor    any_failure on FAILURE of any job (every 30s)",
         "sensor    everywhere on FAILURE of any job of any location (every 5s)",
     ]
+    # a docstring's line breaks stay inside its job's line
+    assert "    job       load  - Load the rows into the warehouse." in listed.stdout.splitlines()
+

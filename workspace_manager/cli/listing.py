@@ -94,7 +94,9 @@ def _print_human(result: Dict[str, Any]) -> None:
         for repo in loc["repositories"]:
             out.write(f"  repository {repo['name']}\n")
             for job in repo.get("jobs") or []:
-                desc = f"  - {job['description']}" if job.get("description") else ""
+                # one line: a docstring's own line breaks would start lines at column 0
+                text = " ".join(str(job.get("description") or "").split())
+                desc = f"  - {text}" if text else ""
                 out.write(f"    job       {job['name']}{desc}\n")
             for sch in repo.get("schedules") or []:
                 tz = f" {sch['execution_timezone']}" if sch.get("execution_timezone") else ""
