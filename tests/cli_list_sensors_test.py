@@ -16,8 +16,8 @@ def extract(context):
 
 @job
 def load(context):
-    """Load the rows
-    into the warehouse."""
+    '''Load the rows
+    into the warehouse.'''
 
 @job
 def page(context):
