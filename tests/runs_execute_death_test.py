@@ -8,12 +8,13 @@ code failed to load."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, List, Set
+from typing import Any, Iterator, List, Set
 
 import psutil
 from e2e import WorkspaceDir, WsmUp, wait_for, wsm_argv
@@ -40,6 +41,18 @@ def start_execute(ws: WorkspaceDir) -> subprocess.Popen:
     )
 
 
+@contextlib.contextmanager
+def executing(ws: WorkspaceDir) -> Iterator[subprocess.Popen]:
+    """`start_execute`, killed on the way out whatever happened."""
+    proc = start_execute(ws)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def kill_9(proc: subprocess.Popen, ws: WorkspaceDir) -> tuple:
     """Wait for the job to start, kill -9 the command, wait for its tree to die (the
     lifeline); (run id, the tree's pids)."""
@@ -62,17 +75,12 @@ def test_a_running_manager_fails_the_run_of_a_killed_execute(ws: WorkspaceDir) -
     make(ws)
     with WsmUp(ws) as up:
         up.wait_state("team", "ready")
-        proc = start_execute(ws)
-        try:
+        with executing(ws) as proc:
             notes = ws.root / "notes"
             wait_for(lambda: next(iter(notes.iterdir()), None), 60, "the job to start")
             assert execute_folders(ws, proc.pid)
             time.sleep(3)  # the manager's monitor (every 2 s) sees it alive meanwhile
             run_id, _ = kill_9(proc, ws)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
         record = final(ws, run_id, timeout=20)
         assert record.status == "FAILURE" and record.error == reason(proc.pid)
         # ended when last seen alive, not when the job started (was: took 0.00s)
@@ -87,13 +95,8 @@ def test_wsm_run_cancel_after_kill_9_of_execute_ends_the_run(ws: WorkspaceDir) -
     make(ws)
     with WsmUp(ws) as up:
         up.wait_state("team", "ready")
-        proc = start_execute(ws)
-        try:
+        with executing(ws) as proc:
             run_id, _ = kill_9(proc, ws)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
         cancel = ws.run("run", "cancel", run_id)  # was: refused, "stop it there", exit 1
         record = final(ws, run_id, timeout=5)
     if cancel.returncode == 0:  # the cancel came first
@@ -181,13 +184,8 @@ def test_owner_alive_checks_the_start_time_against_a_reused_pid() -> None:
 
 def test_up_after_a_killed_execute_names_it_and_removes_its_folder(ws: WorkspaceDir) -> None:
     make(ws)
-    proc = start_execute(ws)
-    try:
+    with executing(ws) as proc:
         run_id, _ = kill_9(proc, ws)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert execute_folders(ws, proc.pid)  # left behind by the kill
     with WsmUp(ws) as up:
         record = final(ws, run_id, timeout=30)
