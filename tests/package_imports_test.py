@@ -98,13 +98,18 @@ def test_mypy_sees_the_sdk_names(tmp_path: Path) -> None:
     would type every name, a misspelt one too, as its return type)."""
     (tmp_path / "user_repo.py").write_text(USER_CODE)
     root = Path(workspace_manager.__file__).resolve().parent.parent
+    env = dict(os.environ)
+    if "site-packages" not in root.parts:
+        # a checkout (an editable install's import hook is not followed by mypy); an installed
+        # wheel is found in site-packages through its py.typed marker (PEP 561)
+        env["MYPYPATH"] = str(root)
     done = subprocess.run(
         [sys.executable, "-m", "mypy", "--no-incremental", "--no-error-summary", "user_repo.py"],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=tmp_path,
-        env=dict(os.environ, MYPYPATH=str(root)),
+        env=env,
     )
     lines = done.stdout.splitlines()
     assert any('user_repo.py:5: note: Revealed type is "def (fn:' in x for x in lines), lines
