@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from typing import (
     Any,
+    Callable,
     Dict,
     Iterable,
     Iterator,
@@ -43,6 +44,7 @@ from typing import (
     Sequence,
     Set,
     Tuple,
+    Type,
     Union,
 )
 
@@ -239,14 +241,17 @@ class SqliteStorage(Storage):
         try:
             # A read first: the CLI opening an up-to-date database never takes the write
             # lock (never waits behind the manager's writes); migrate() checks again under it.
-            with self._read() as conn:
-                found = schema.current_version(conn)
-            if found != schema.CURRENT_VERSION:
-                with self._write() as conn:
-                    schema.migrate(conn, self.where)
+            _while_locked(self._migrate_if_needed, StorageError)
         except BaseException:
             self.close()
             raise
+
+    def _migrate_if_needed(self) -> None:
+        with self._read() as conn:
+            found = schema.current_version(conn)
+        if found != schema.CURRENT_VERSION:
+            with self._write() as conn:
+                schema.migrate(conn, self.where)
 
     # -- connections and transactions ------------------------------------------------------
 
@@ -263,7 +268,7 @@ class SqliteStorage(Storage):
             check_same_thread=False,
         )
         try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            mode = _while_locked(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
             if str(mode).lower() != "wal":
                 raise StorageError(f"{self.where}: SQLite would not use WAL mode (it uses {mode})")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -837,3 +842,21 @@ def _keys_used_reason(keys: Sequence[str]) -> str:
     shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
     return f"every run_key was used before ({shown})"
 
+
+def _while_locked(
+    attempt: Callable[[], Any], kind: Type[BaseException] = sqlite3.OperationalError
+) -> Any:
+    """`attempt()`, again while it fails with "database is locked" (SQLITE_BUSY), for up to
+    the busy timeout. Some steps do not wait through SQLite's busy handler: switching a
+    fresh database to WAL, and reading one whose first writer is still creating it
+    (sqlite.org/wal.html, "Sometimes Queries Return SQLITE_BUSY In WAL Mode")."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    pause = 0.005
+    while True:
+        try:
+            return attempt()
+        except kind as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
