@@ -6,6 +6,7 @@ streams)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import http.client
 import json
@@ -17,6 +18,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+import psutil
 import pytest
 
 from workspace_manager.storage.records import LogLine, RunRecord
@@ -457,3 +459,157 @@ def test_clients_that_leave_or_never_read_cost_nothing_after(served: Any) -> Non
     assert server.call(flood) <= hub.queue_events
     stuck.close()
     wait_subscribers(server, hub, 0)
+
+
+# -- the events of a real manager ---------------------------------------------------------------
+
+REPO = """
+import sys, time
+from workspace_manager import job, repository, sensor, RunRequest
+
+@job
+def talk(context):
+    n = int(context.run_config.get("lines", 300))
+    for i in range(n):
+        print(f"line {i + 1}", flush=True)
+        if i % 50 == 0:
+            time.sleep(0.01)
+    context.log.info("done talking")
+
+@sensor(job=talk, minimum_interval_seconds=1)
+def poke(context):
+    yield RunRequest(run_key="once", run_config={"lines": 1})
+
+@repository
+def repo():
+    return [talk, poke]
+"""
+
+
+def live_workspace(ws: Any) -> Path:
+    ws.file("code/live_repo.py", REPO)
+    entry = {"relative_path": "code/live_repo.py", "location_name": "team"}
+    return ws.workspace({"load_from": [{"python_file": entry}]})
+
+
+async def next_event(sub: Subscription, match: Any, timeout: float, what: str) -> Any:
+    """The first event of `sub` for which `match(event)` holds, within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"no {what} within {timeout:g}s")
+        event = await sub.next(left)
+        if event is not None and match(event):
+            return event
+
+
+def test_a_real_manager_publishes_every_kind(ws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An embedded manager (the `wsm up` one, runs and daemon on): `kill -9` of its
+    location gives a `location` event that is not ready; a launched run gives its `run`
+    events and its lines as `log` events with the storage's seqs; a sensor started gives
+    an `instigator` event, then its `tick`."""
+    import os
+    import signal
+
+    from workspace_manager.supervisor.manager import Manager
+    from workspace_manager.workspace.load import load_workspace
+
+    for name in ("WSM_RUNTIME_DIR", "WSM_STATE_DIR", "WSM_CACHE_DIR"):
+        monkeypatch.setenv(name, ws.env[name])
+    path = live_workspace(ws)
+    workspace = load_workspace(path)
+
+    seen: Dict[int, float] = {}
+
+    def track() -> None:
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                seen.setdefault(child.pid, child.create_time())
+
+    async def main() -> None:
+        manager = Manager(workspace, str(path), runs=True, stop_grace=2.0)
+        hub = manager.hub
+        sub = hub.subscribe()
+        await manager.start(serve_control=False)
+        try:
+            ready = await next_event(
+                sub, lambda e: e.kind == "location" and e.data["state"] == "ready", 60, "ready"
+            )
+            assert ready.data["name"] == "team" and ready.data["pid"]
+            track()
+            assert set(ready.data) >= {"python", "environment", "restarts", "rss_bytes"}
+            killed = time.monotonic()
+            os.kill(ready.data["pid"], signal.SIGKILL)
+            down = await next_event(sub, lambda e: e.kind == "location", 10, "a location event")
+            latency = time.monotonic() - killed
+            print(f"kill -9 -> location event: {latency * 1000:.1f} ms")
+            assert down.data["state"] != "ready" and down.data["name"] == "team"
+            await next_event(
+                sub, lambda e: e.kind == "location" and e.data["state"] == "ready", 60, "ready"
+            )
+
+            assert manager.runs is not None and manager.daemon is not None
+            run = await manager.runs.submit("team", "talk", run_config={"lines": 300})
+            logs = hub.subscribe(["run"], run_id=run.run_id)
+            statuses = []
+            while not statuses or statuses[-1] not in ("success", "failure", "canceled"):
+                event = await next_event(
+                    sub,
+                    lambda e: e.kind == "run" and e.data["run_id"] == run.run_id,
+                    60,
+                    "the run's events",
+                )
+                statuses.append(event.data["event"])
+                track()
+            assert statuses[-3:] == ["starting", "started", "success"], statuses
+            await asyncio.sleep(0.2)  # the last batch of lines
+            lines = [e for e in drain(logs) if e.kind == "log"]
+            seqs = [e.data["seq"] for e in lines]
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs[:10]
+            stored = await manager.store.read_logs(run.run_id, 0, 5000)
+            assert [(x.seq, x.text) for x in stored if x.seq >= seqs[0]] == [
+                (e.data["seq"], e.data["text"]) for e in lines
+            ]
+            assert [e.data["text"] for e in lines if e.data["stream"] == "stdout"] == [
+                f"line {i}" for i in range(1, 301)
+            ]
+            logs.close()
+
+            await manager.daemon.set_status("sensor", "poke", "RUNNING")
+            started = await next_event(sub, lambda e: e.kind == "instigator", 5, "instigator")
+            assert started.data == {
+                "kind": "sensor",
+                "location": "team",
+                "name": "poke",
+                "status": "RUNNING",
+            }
+            tick = await next_event(sub, lambda e: e.kind == "tick", 30, "a tick")
+            assert tick.data["name"] == "poke" and tick.data["status"] in ("success", "skipped")
+            track()
+        finally:
+            await manager.shutdown()
+        # shutdown closed the hub: the subscription ends after what was queued
+        rest = [e async for e in sub]
+        assert [e.data["state"] for e in rest if e.kind == "location"][-1] == "stopped"
+        assert hub.subscribers == 0
+
+    asyncio.run(main())
+    assert_gone(seen)
+
+
+def assert_gone(seen: Dict[int, float], timeout: float = 10.0) -> None:
+    """Every process in `seen` (pid -> create time) has exited (a pid reused since is not
+    ours)."""
+
+    def alive(pid: int) -> bool:
+        try:
+            p = psutil.Process(pid)
+            return p.create_time() == seen[pid] and p.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    deadline = time.monotonic() + timeout
+    while [p for p in seen if alive(p)]:
+        assert time.monotonic() < deadline, f"left behind: {[p for p in seen if alive(p)]}"
+        time.sleep(0.05)

@@ -232,6 +232,16 @@ class EventHub:
                     },
                 )
 
+    def _publish_built(self, kind: str, build: Any, *args: Any) -> None:
+        """Publish `build(*args)`; an error building it is logged, never raised (the
+        EventSink's caller is the supervision code)."""
+        try:
+            data = build(*args)
+        except Exception:
+            log.exception("events: building a %s event failed", kind)
+            return
+        self.publish(kind, data)
+
     # -- subscribing ------------------------------------------------------------------------
 
     def subscribe(
@@ -297,21 +307,17 @@ class EventHub:
         def transition(name: str, t: Any) -> None:
             inner_transition(name, t)
             if self.wants("location"):
-                self.publish("location", location_event(manager, name, t))
+                self._publish_built("location", location_event, manager, name, t)
 
         def run(record: Any, event: str) -> None:
             inner_run(record, event)
             if self.wants("run"):
-                from workspace_manager.http.api import run_summary
-
-                self.publish("run", {"event": event, **run_summary(record)})
+                self._publish_built("run", run_event, record, event)
 
         def tick(tick: Any) -> None:
             inner_tick(tick)
             if self.wants("tick"):
-                from workspace_manager.http.api import plain
-
-                self.publish("tick", plain(tick))
+                self._publish_built("tick", tick_event, tick)
 
         def instigator(doc: Dict[str, Any]) -> None:
             inner_instigator(doc)
@@ -322,6 +328,20 @@ class EventHub:
         if "instigator" in fields:
             changes["instigator"] = instigator
         return dataclasses.replace(sink, **changes)
+
+
+def run_event(record: Any, event: str) -> Dict[str, Any]:
+    """The `run` event of a run's new status `event` (lower case, e.g. "queued")."""
+    from workspace_manager.http.api import run_summary
+
+    return {"event": event, **run_summary(record)}
+
+
+def tick_event(tick: Any) -> Dict[str, Any]:
+    """The `tick` event of a TickRecord with its result."""
+    from workspace_manager.http.api import plain
+
+    return plain(tick)
 
 
 def location_event(manager: Any, name: str, t: Any) -> Dict[str, Any]:
