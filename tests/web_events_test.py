@@ -414,6 +414,37 @@ def test_run_log_resumes_after_seq_without_gaps_or_duplicates(served: Any) -> No
     wait_subscribers(server, hub, 0)
 
 
+def test_lines_another_process_writes_are_read_from_storage(served: Any, tmp_path: Path) -> None:
+    """A run of `wsm job execute` is written by its own process, not this manager: its new
+    stored lines still reach the stream, in order, once each, until the run is final."""
+    server, hub, store = served
+    origin = {"kind": "execute", "pid": 1}
+    run = server.call(
+        store.add_run, RunRecord(run_id=uuid.uuid4().hex, location="l", job="j", origin=origin)
+    )
+    other = SqliteStorage(tmp_path / "runs.db")  # the other process's connection
+    try:
+        other.append_logs([LogLine(run.run_id, time.time(), "stdout", "before") for _ in range(3)])
+        client = SseClient(server.port, f"/api/events?kinds=run&run={run.run_id}&after=1")
+        assert [e["data"]["seq"] for e in client.events(2, kind="log")] == [2, 3]
+        for batch in range(3):
+            other.append_logs(
+                [LogLine(run.run_id, time.time(), "stdout", f"b{batch}") for _ in range(4)]
+            )
+            time.sleep(0.2)
+        got = client.events(12, kind="log")
+        assert [e["data"]["seq"] for e in got] == list(range(4, 16))
+        other.update_run(run.run_id, status="STARTING")
+        other.update_run(run.run_id, status="STARTED")
+        other.append_logs([LogLine(run.run_id, time.time(), "stdout", "the last line")])
+        other.update_run(run.run_id, status="SUCCESS")
+        last = client.events(1, kind="log")[0]
+        assert last["data"]["seq"] == 16 and last["data"]["text"] == "the last line"
+        client.close()
+    finally:
+        other.close()
+
+
 def test_a_reconnect_starts_with_resync(served: Any) -> None:
     server, hub, _ = served
     client = SseClient(server.port, "/api/events", headers={"Last-Event-ID": "17"})
