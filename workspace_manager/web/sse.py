@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs
 
 from workspace_manager.web.events import KINDS, RESYNC, Event, Subscription
+
+log = logging.getLogger(__name__)
 
 #: Seconds between `: ping` comments of an idle stream.
 PING_SECONDS = 15.0
@@ -108,21 +111,21 @@ class EventStream:
             await send(
                 {"type": "http.response.body", "body": b"retry: 1000\n\n", "more_body": True}
             )
-            last_seq = 0
-            if reconnect:
-                resync = Event(sub.start_id, RESYNC, {})
-                await send(
-                    {"type": "http.response.body", "body": resync.frame(), "more_body": True}
-                )
-                # live lines only: the page re-reads what came before
-            elif run_id is not None and after is not None:
-                last_seq = await self._catch_up(send, sub, run_id, after)
-            # a run of `wsm job execute` is written by its own process: no live lines here
-            poll = None
-            if record is not None and not record.is_final:
-                if (record.origin or {}).get("kind") == "execute":
-                    poll = run_id
-            await self._follow(send, sub, last_seq, poll)
+            try:
+                last_seq = 0
+                if reconnect:  # live lines only: the page re-reads what came before
+                    resync = Event(sub.start_id, RESYNC, {}).frame()
+                    await send({"type": "http.response.body", "body": resync, "more_body": True})
+                elif run_id is not None and after is not None:
+                    last_seq = await self._catch_up(send, sub, run_id, after)
+                # a run of `wsm job execute` is written by its own process: no live lines
+                poll = None
+                if record is not None and not record.is_final:
+                    if (record.origin or {}).get("kind") == "execute":
+                        poll = run_id
+                await self._follow(send, sub, last_seq, poll)
+            except Exception as exc:  # the storage closed under a reader (shutdown), a bug
+                log.warning("events: a stream ended: %s: %s", type(exc).__name__, exc)
             await send({"type": "http.response.body", "body": b""})
         finally:
             sub.close()
