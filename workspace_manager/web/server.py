@@ -66,7 +66,6 @@ class WebServer:
         from uvicorn.config import Config
         from uvicorn.server import ServerState
 
-        _quiet_uvicorn()
         config = Config(
             self._app,
             http=guarded_protocol(self.guard),
@@ -80,6 +79,7 @@ class WebServer:
             timeout_keep_alive=int(self.guard.limits.head_timeout) or 1,
         )
         config.load()
+        _quiet_uvicorn()  # after Config, whose logging set-up would undo it
         self._config = config
         self._state = ServerState()
         self._refresh_date()
@@ -146,5 +146,10 @@ def _address(sock: socket.socket) -> Tuple[str, int]:
 
 
 def _quiet_uvicorn() -> None:
-    """uvicorn logs a warning for each malformed request: a client's fault, not news."""
+    """uvicorn logs a warning for each malformed request (a client's fault, not news) and,
+    when its access logger reaches any handler, a line per request (a probe a second)."""
     logging.getLogger("uvicorn.error").setLevel(logging.ERROR)
+    access = logging.getLogger("uvicorn.access")
+    access.propagate = False  # its protocol logs requests only if this finds a handler
+    access.handlers = []
+    access.disabled = True  # and even where one is attached elsewhere (pytest's caplog)
