@@ -267,6 +267,7 @@ class SseClient:
             if line == "":
                 if "event" in fields or "data" in fields:
                     fields["data"] = json.loads(fields.get("data", "null"))
+                    fields["received"] = time.time()
                     return fields
                 continue
             if line.startswith(":"):
@@ -446,6 +447,29 @@ def test_lines_another_process_writes_are_read_from_storage(served: Any, tmp_pat
         client.close()
     finally:
         other.close()
+
+
+def test_streams_beyond_the_cap_are_refused(served: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Open streams hold busy connections: past MAX_STREAMS a new one is a 503 (the probes
+    keep their connection slots), and a slot frees when a client leaves."""
+    from workspace_manager.web import sse
+
+    server, hub, _ = served
+    monkeypatch.setattr(sse, "MAX_STREAMS", 3)
+    clients = [SseClient(server.port, "/api/events") for _ in range(3)]
+    assert [c.resp.status for c in clients] == [200, 200, 200]
+    code, _, body = get(server.port, "/api/events")
+    assert code == 503 and "3 event streams are open" in json.loads(body)["error"]["message"]
+    clients.pop().close()
+    endpoint = server.server.config.app.routes[0].endpoint
+    deadline = time.monotonic() + 10
+    while server.call(lambda: endpoint.open_streams) != 2:
+        assert time.monotonic() < deadline, "the stream of the client that left is still open"
+        time.sleep(0.01)
+    clients.append(SseClient(server.port, "/api/events"))
+    assert clients[-1].resp.status == 200
+    for c in clients:
+        c.close()
 
 
 def test_a_reconnect_starts_with_resync(served: Any) -> None:
@@ -697,9 +721,15 @@ def test_wsm_up_streams_a_kill_and_a_runs_lines(ws: Any) -> None:
         assert seqs == list(range(1, 501))
         second = SseClient(up.port, f"/api/events?kinds=run&run={run_id}&after=500")
         rest_first = first.events(1501, kind="log")  # 2000 prints and "done talking"
+        lag = sorted(e["received"] - e["data"]["time"] for e in got + rest_first)
+        print(
+            f"log line, from the manager reading it to the stream's client: "
+            f"p50 {lag[len(lag) // 2] * 1000:.1f} ms, p99 {lag[len(lag) * 99 // 100] * 1000:.1f} ms"
+        )
         rest_second = second.events(1501, kind="log")
         assert [e["data"]["seq"] for e in rest_first] == list(range(501, 2002))
         assert [e["data"] for e in rest_second] == [e["data"] for e in rest_first]
+        assert [e["id"] for e in rest_first] == sorted(e["id"] for e in rest_first)
         texts = [e["data"]["text"] for e in got + rest_first if e["data"]["stream"] == "stdout"]
         assert texts == [f"line {i}" for i in range(1, 2001)]
         assert second.events(1, kind="run")[0]["data"]["status"] in ("STARTED", "SUCCESS")

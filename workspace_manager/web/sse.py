@@ -37,9 +37,11 @@ log = logging.getLogger(__name__)
 
 #: Seconds between `: ping` comments of an idle stream.
 PING_SECONDS = 15.0
-#: Streams one manager serves at once; more are refused (503): each holds a queue of up to
-#: QUEUE_EVENTS events, and a page needs one.
-MAX_STREAMS = 1000
+#: Streams one manager serves at once; more are refused (503). A stream holds a connection
+#: busy (web/guard.py never evicts a busy one) and a queue of up to QUEUE_EVENTS events: well
+#: under the server's connection slots, so that open pages, or anyone opening streams, can
+#: never take the last slots from `/livez`. A page needs one.
+MAX_STREAMS = 200
 #: Stored lines read per storage call while catching up.
 CATCH_UP_PAGE = 1000
 #: How often the stored lines of a run another process writes (`wsm job execute`) are read.
