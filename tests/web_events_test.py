@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -23,6 +24,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import psutil
 import pytest
+from e2e import WsmUp, wait_for
 
 from workspace_manager.storage.records import LogLine, RunRecord
 from workspace_manager.storage.sqlite import SqliteStorage
@@ -87,6 +89,18 @@ def test_a_full_queue_is_cleared_and_gives_one_resync() -> None:
     assert got[0].data == {} and got[0].id == got[1].id - 1  # where the reader must re-read
     assert slow.overflows == 2 and fast.overflows == 0
     assert hub.overflows == 2
+
+
+def test_a_batch_of_lines_that_overflows_gives_one_resync() -> None:
+    hub = EventHub(queue_events=10)
+    sub = hub.subscribe(["run"], run_id="r")
+    hub.publish_logs([LogLine("r", 0.0, "stdout", f"{i}", seq=i) for i in range(1, 9)])
+    hub.publish_logs([LogLine("r", 0.0, "stdout", f"{i}", seq=i) for i in range(9, 13)])
+    hub.publish_logs([LogLine("r", 0.0, "stdout", "x", seq=0)])  # not stored: never given
+    hub.publish_logs([LogLine("r", 0.0, "stdout", f"{i}", seq=i) for i in range(13, 15)])
+    got = drain(sub)
+    assert [e.kind for e in got] == ["resync", "log", "log"]
+    assert got[0].id == 12 and [e.data["seq"] for e in got[1:]] == [13, 14]
 
 
 def test_publish_never_raises_and_skips_nobody_reads() -> None:
@@ -629,6 +643,8 @@ def test_a_real_manager_publishes_every_kind(ws: Any, monkeypatch: pytest.Monkey
             assert [e.data["text"] for e in lines if e.data["stream"] == "stdout"] == [
                 f"line {i}" for i in range(1, 301)
             ]
+            said = [e.data for e in lines if e.data["stream"] == "log"]
+            assert [(d["level"], d["text"]) for d in said] == [("INFO", "done talking")]
             logs.close()
 
             await manager.daemon.set_status("sensor", "poke", "RUNNING")
@@ -694,7 +710,6 @@ def test_wsm_up_streams_a_kill_and_a_runs_lines(ws: Any) -> None:
     ready (the latency is printed); a run's lines arrive as `log` events with increasing
     seqs, and a second stream opened mid-run with after=SEQ continues it without a gap
     or a duplicate."""
-    from e2e import WsmUp
 
     up_workspace(ws)
     with WsmUp(ws) as up:
@@ -739,24 +754,90 @@ def test_wsm_up_streams_a_kill_and_a_runs_lines(ws: Any) -> None:
     # WsmUp's exit: stopped, and every process it started is gone
 
 
+LIVEZ_TIMER = """
+import http.client, json, sys, time
+port = int(sys.argv[1])
+out = []
+for _ in range(100):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    before = time.perf_counter()
+    conn.request("GET", "/livez")
+    resp = conn.getresponse()
+    resp.read()
+    out.append(time.perf_counter() - before)
+    assert resp.status == 200
+    conn.close()
+print(json.dumps(out))
+"""
+
+
 def test_wsm_down_ends_50_open_streams(ws: Any) -> None:
-    from e2e import WsmUp
+    """50 open streams, half of them following a run that writes 5,000 lines: /livez keeps
+    answering (its latency is printed), then `wsm down` ends every stream and the manager's
+    whole process tree is gone."""
 
     up_workspace(ws)
     with WsmUp(ws) as up:
         up.wait_state("team", "ready")
         up.track()
         assert up.port is not None
-        streams = [SseClient(up.port, "/api/events") for _ in range(50)]
+        run_id = launch(ws, "talk", {"lines": 5000})
+        paths = ["/api/events"] * 25 + [f"/api/events?run={run_id}&after=0"] * 25
+        streams = [SseClient(up.port, path) for path in paths]
         assert all(s.resp.status == 200 for s in streams)
-        code, body = up.get("/livez")
-        assert code == 200, body
+        got: List[List[Dict[str, Any]]] = [[] for _ in streams]
+
+        def read(i: int) -> None:
+            while True:
+                event = streams[i].next()
+                if not event:
+                    return
+                got[i].append(event)
+
+        readers = [threading.Thread(target=read, args=(i,), daemon=True) for i in range(50)]
+        for t in readers:
+            t.start()
+        # timed from another process: this one's 50 reader threads share one GIL
+        livez = sorted(
+            json.loads(
+                subprocess.run(
+                    [sys.executable, "-c", LIVEZ_TIMER, str(up.port)],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=True,
+                ).stdout
+            )
+        )
+        print(
+            f"\n/livez with 50 open streams, 25 following a run's 5,000 lines: "
+            f"p50 {livez[50] * 1000:.1f} ms, p99 {livez[99] * 1000:.1f} ms"
+        )
+
+        def run_done() -> bool:
+            return any(
+                e["event"] == "run" and e["data"]["event"] == "success" for e in got[0] + got[-1]
+            )
+
+        wait_for(run_done, 60, "the run to end on the streams")
+        up.track()
         started = time.monotonic()
         down = ws.run("down", timeout=60)
         assert down.returncode == 0, down.stderr
+        took_down = time.monotonic() - started
+        for t in readers:
+            t.join(30)
+        assert not [t for t in readers if t.is_alive()], "streams still open after wsm down"
+        print(
+            f"wsm down with 50 open streams: {took_down:.2f} s, "
+            f"every stream ended {time.monotonic() - started:.2f} s after it began"
+        )
+        print("resyncs:", sum(1 for g in got for e in g if e["event"] == "resync"))
         for s in streams:
-            while s.next():  # the location's `stopped`, then the end of the response
-                pass
             s.close()
-        print(f"\nwsm down with 50 open streams: {time.monotonic() - started:.2f} s")
+        for events in got[25:]:  # every line once, in order (or a resync where it fell behind)
+            seqs = [e["data"]["seq"] for e in events if e["event"] == "log"]
+            if not any(e["event"] == "resync" for e in events):
+                assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= 5001
+        assert [e["data"]["state"] for e in got[0] if e["event"] == "location"][-1] == "stopped"
         assert up.proc.wait(30) == 0

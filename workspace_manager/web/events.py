@@ -6,7 +6,7 @@ Kinds and their data (JSON objects; docs/web.md, "Live events"):
   location removed by a reload also carries "removed": true);
 - `run`: {"event": "queued"|"starting"|"started"|"success"|"failure"|"canceling"|"canceled",
   **http.api.run_summary(record)};
-- `log`: {"run_id", "seq", "time", "stream", "text"}: one line of a run, published once its
+- `log`: {"run_id", "seq", "time", "stream", "level", "text"}: one line of a run, published once its
   batch is committed, so `seq` is the storage's own (storage/writer.py, `on_logs`) and a
   reader that then reads the storage after SEQ misses none and gets none twice;
 - `tick`: http.api.plain(TickRecord), once the tick has its result;
@@ -113,11 +113,27 @@ class Subscription:
         if self.closed:
             return
         if len(self._queue) >= self.size:
-            self._queue.clear()
-            self.overflows += 1
-            event = Event(event.id, RESYNC, {})
-        self._queue.append(event)
+            self._overflow(event.id)
+        else:
+            self._queue.append(event)
         self._wake()
+
+    def _put_many(self, events: List[Event]) -> None:
+        """Several events at once (a committed batch of a run's lines): one deque extend."""
+        if self.closed or not events:
+            return
+        if len(self._queue) + len(events) > self.size:
+            self._overflow(events[-1].id)
+        else:
+            self._queue.extend(events)
+        self._wake()
+
+    def _overflow(self, last_id: int) -> None:
+        """The queue is full: drop it, and what did not fit, for ONE resync whose id is the
+        last event dropped (the reader re-reads everything up to it)."""
+        self._queue.clear()
+        self.overflows += 1
+        self._queue.append(Event(last_id, RESYNC, {}))
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -129,6 +145,15 @@ class Subscription:
     def get_nowait(self) -> Optional[Event]:
         """The next waiting event, or None."""
         return self._queue.popleft() if self._queue else None
+
+    def take(self, most: int) -> List[Event]:
+        """Up to `most` waiting events, oldest first (a writer's batch)."""
+        queue = self._queue
+        if len(queue) <= most:
+            out = list(queue)
+            queue.clear()
+            return out
+        return [queue.popleft() for _ in range(most)]
 
     def pending(self) -> int:
         return len(self._queue)
@@ -217,20 +242,22 @@ class EventHub:
         """Committed run log lines (storage.records.LogLine with their `seq`): one `log`
         event each, for the subscribers of its run. Lines without a seq (not stored) are
         skipped. Called by AsyncStorage once a batch is committed (`on_logs`)."""
-        if not self._by_run:
+        if not self._by_run or self.closed:
             return
-        for line in lines:
-            if line.seq and line.run_id in self._by_run:
-                self.publish(
-                    "log",
-                    {
-                        "run_id": line.run_id,
-                        "seq": line.seq,
-                        "time": line.time,
-                        "stream": line.stream,
-                        "text": line.text,
-                    },
-                )
+        try:
+            by_run: Dict[str, List[Event]] = {}
+            for line in lines:
+                if line.seq and line.run_id in self._by_run:
+                    self.last_id += 1
+                    event = Event(self.last_id, "log", log_data(line), line.run_id)
+                    by_run.setdefault(line.run_id, []).append(event)
+            for run_id, events in by_run.items():
+                for sub in self._by_run.get(run_id, ()):
+                    before = sub.overflows
+                    sub._put_many(events)
+                    self.overflows += sub.overflows - before
+        except Exception:  # never let a page's stream take down the storage's callback
+            log.exception("events: publishing log lines failed")
 
     def _publish_built(self, kind: str, build: Any, *args: Any) -> None:
         """Publish `build(*args)`; an error building it is logged, never raised (the
@@ -328,6 +355,19 @@ class EventHub:
         if "instigator" in fields:
             changes["instigator"] = instigator
         return dataclasses.replace(sink, **changes)
+
+
+def log_data(line: Any) -> Dict[str, Any]:
+    """The data of a `log` event of a stored LogLine: {"run_id", "seq", "time" (unix s),
+    "stream" (stdout, stderr, log, wsm), "level" (of a context.log line, else None), "text"}."""
+    return {
+        "run_id": line.run_id,
+        "seq": line.seq,
+        "time": line.time,
+        "stream": line.stream,
+        "level": line.level,
+        "text": line.text,
+    }
 
 
 def run_event(record: Any, event: str) -> Dict[str, Any]:

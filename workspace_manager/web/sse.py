@@ -31,7 +31,7 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs
 
-from workspace_manager.web.events import KINDS, RESYNC, Event, Subscription
+from workspace_manager.web.events import KINDS, RESYNC, Event, Subscription, log_data
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ CATCH_UP_PAGE = 1000
 #: How often the stored lines of a run another process writes (`wsm job execute`) are read.
 POLL_SECONDS = 0.5
 #: Waiting events written in one send: a burst goes out in few writes.
-BATCH_EVENTS = 256
+BATCH_EVENTS = 1000
 
 _HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -178,6 +178,7 @@ class EventStream:
         a write. `poll`: a run whose lines another process writes (`wsm job execute`): its
         new stored lines are read every POLL_SECONDS until it is final."""
         ping_at = time.monotonic() + self.ping_seconds
+        catching_up = last_seq > 0
         while True:
             now = time.monotonic()
             wait = max(ping_at - now, 0.0)
@@ -192,15 +193,11 @@ class EventStream:
                 last_seq, frames, final = await self._poll(sub, poll, last_seq)
                 if final:
                     poll = None
-            while event is not None:
-                if event.kind != "log":
-                    frames.append(event.frame())
-                elif event.data.get("seq", 0) > last_seq:
-                    frames.append(event.frame())
-                    last_seq = event.data["seq"]
-                if len(frames) >= BATCH_EVENTS:
-                    break
-                event = sub.get_nowait()
+            if event is not None:
+                items = [event, *sub.take(BATCH_EVENTS - 1)]
+                if catching_up:  # skip the lines the catch-up sent; a run's seqs increase
+                    items, catching_up = _newer_than(items, last_seq)
+                frames.extend([item.frame() for item in items])
             if not frames and time.monotonic() >= ping_at:
                 frames.append(b": ping\n\n")
             if frames:
@@ -223,6 +220,20 @@ class EventStream:
         return last_seq, frames, record.is_final and len(lines) < CATCH_UP_PAGE
 
 
+def _newer_than(items: List[Event], last_seq: int) -> Tuple[List[Event], bool]:
+    """`items` without the log lines at or below `last_seq`, and whether to go on checking
+    (until a newer line came: the ones after it are newer too)."""
+    kept = []
+    checking = True
+    for item in items:
+        if item.kind == "log" and checking:
+            if item.data["seq"] <= last_seq:
+                continue
+            checking = False
+        kept.append(item)
+    return kept, checking
+
+
 async def _close_on_disconnect(receive: Any, sub: Subscription) -> None:
     """Close `sub` once the client is gone (ASGI `http.disconnect`): the stream's loop then
     ends at once, even while idle."""
@@ -236,14 +247,7 @@ async def _close_on_disconnect(receive: Any, sub: Subscription) -> None:
 
 
 def _line_event(event_id: int, line: Any) -> Event:
-    data = {
-        "run_id": line.run_id,
-        "seq": line.seq,
-        "time": line.time,
-        "stream": line.stream,
-        "text": line.text,
-    }
-    return Event(event_id, "log", data, line.run_id)
+    return Event(event_id, "log", log_data(line), line.run_id)
 
 
 def _parse(query_string: bytes) -> Tuple[Optional[List[str]], Optional[str], Optional[int]]:
