@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 import uuid
 import weakref
 from pathlib import Path
@@ -101,6 +102,35 @@ def test_a_batch_of_lines_that_overflows_gives_one_resync() -> None:
     got = drain(sub)
     assert [e.kind for e in got] == ["resync", "log", "log"]
     assert got[0].id == 12 and [e.data["seq"] for e in got[1:]] == [13, 14]
+
+
+def test_the_sink_publishes_and_never_breaks_on_a_bad_event() -> None:
+    """observe_events: the inner sink always gets its call first; a location removed by a
+    reload is given by its new state with "removed"; an event that cannot be built is
+    logged and dropped, the sink goes on."""
+    from workspace_manager.supervisor.manager import EventSink
+    from workspace_manager.supervisor.state import State, Transition
+
+    seen: List[Any] = []
+    manager = types.SimpleNamespace(locations={})
+    hub = EventHub()
+    sink = hub.observe_events(
+        EventSink(
+            transition=lambda name, t: seen.append(name),
+            run=lambda record, event: seen.append(event),
+            instigator=lambda doc: seen.append(doc["name"]),
+        ),
+        manager,
+    )
+    sub = hub.subscribe()
+    sink.transition("gone", Transition(1.0, State.READY, State.STOPPED))
+    sink.run(object(), "queued")  # not a RunRecord: no event, no exception
+    sink.instigator({"kind": "schedule", "location": "a", "name": "s", "status": "STOPPED"})
+    assert seen == ["gone", "queued", "s"]
+    got = drain(sub)
+    assert [e.kind for e in got] == ["location", "instigator"]
+    assert got[0].data["name"] == "gone" and got[0].data["state"] == "stopped"
+    assert got[0].data["removed"] is True and "pid" in got[0].data
 
 
 def test_publish_never_raises_and_skips_nobody_reads() -> None:

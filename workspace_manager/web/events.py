@@ -235,8 +235,8 @@ class EventHub:
                 before = sub.overflows
                 sub._put(event)
                 self.overflows += sub.overflows - before
-        except Exception:  # never let a page's stream take down the supervision code
-            log.exception("events: publishing a %s event failed", kind)
+        except Exception as exc:  # never let a page's stream take down the supervision code
+            _bug(f"publishing a {kind} event", exc)
 
     def publish_logs(self, lines: Iterable[Any]) -> None:
         """Committed run log lines (storage.records.LogLine with their `seq`): one `log`
@@ -256,16 +256,16 @@ class EventHub:
                     before = sub.overflows
                     sub._put_many(events)
                     self.overflows += sub.overflows - before
-        except Exception:  # never let a page's stream take down the storage's callback
-            log.exception("events: publishing log lines failed")
+        except Exception as exc:  # never let a page's stream take down the storage's callback
+            _bug("publishing log lines", exc)
 
     def _publish_built(self, kind: str, build: Any, *args: Any) -> None:
         """Publish `build(*args)`; an error building it is logged, never raised (the
         EventSink's caller is the supervision code)."""
         try:
             data = build(*args)
-        except Exception:
-            log.exception("events: building a %s event failed", kind)
+        except Exception as exc:
+            _bug(f"building a {kind} event", exc)
             return
         self.publish(kind, data)
 
@@ -355,6 +355,12 @@ class EventHub:
         if "instigator" in fields:
             changes["instigator"] = instigator
         return dataclasses.replace(sink, **changes)
+
+
+def _bug(what: str, exc: BaseException) -> None:
+    """A bug's one line in the manager's log (its traceback at DEBUG), as the API's."""
+    log.error("events: %s failed: %s: %s", what, type(exc).__name__, exc)
+    log.debug("events: %s failed", what, exc_info=exc)
 
 
 def log_data(line: Any) -> Dict[str, Any]:
