@@ -462,6 +462,50 @@ def test_run_log_resumes_after_seq_without_gaps_or_duplicates(served: Any) -> No
     wait_subscribers(server, hub, 0)
 
 
+def test_a_run_stream_that_falls_behind_misses_no_line(tmp_path: Path) -> None:
+    """A stream of run=ID&after=SEQ whose queue overflows (a queue of 10 events, batches of
+    up to 500 committed lines) gets its `resync` and then the dropped lines from the
+    storage: every line once, in order."""
+    from workspace_manager.http.api import Api, ApiSources
+    from workspace_manager.http.view import ManagerView
+    from workspace_manager.web.context import WebContext
+
+    holder: Dict[str, Any] = {}
+    hub = EventHub(queue_events=10)
+    api = Api(ApiSources(storage=lambda: holder.get("store")))
+    ctx = WebContext(view=lambda: ManagerView(alive=True, started_at=0.0), api=api, hub=hub)
+    server = Served(ctx)
+    try:
+
+        def open_store() -> AsyncStorage:
+            store = AsyncStorage(SqliteStorage(tmp_path / "runs.db"))
+            store.on_logs = hub.publish_logs
+            return store
+
+        store = holder["store"] = server.call(open_store)
+        run = server.call(store.add_run, RunRecord(run_id=uuid.uuid4().hex, location="l", job="j"))
+        client = SseClient(server.port, f"/api/events?kinds=run&run={run.run_id}&after=0")
+        wait_subscribers(server, hub, 1)
+
+        async def write() -> None:
+            for i in range(3000):
+                store.log(LogLine(run.run_id, time.time(), "stdout", f"line {i + 1}"))
+                if i % 700 == 0:
+                    await asyncio.sleep(0.01)
+            await store.flush_logs()
+
+        server.call(write)
+        got = client.events(3000, kind="log")
+        assert [e["data"]["seq"] for e in got] == list(range(1, 3001))
+        client.close()
+        assert server.call(lambda: hub.overflows) >= 1  # it did fall behind
+    finally:
+        server.call(hub.close)
+        if "store" in holder:
+            server.call(holder["store"].close)
+        server.close()
+
+
 def test_lines_another_process_writes_are_read_from_storage(served: Any, tmp_path: Path) -> None:
     """A run of `wsm job execute` is written by its own process, not this manager: its new
     stored lines still reach the stream, in order, once each, until the run is final."""

@@ -119,13 +119,15 @@ class EventStream:
                     resync = Event(sub.start_id, RESYNC, {}).frame()
                     await send({"type": "http.response.body", "body": resync, "more_body": True})
                 elif run_id is not None and after is not None:
-                    last_seq = await self._catch_up(send, sub, run_id, after)
+                    last_seq = await self._catch_up(send, sub, run_id, after, sub.start_id)
                 # a run of `wsm job execute` is written by its own process: no live lines
                 poll = None
                 if record is not None and not record.is_final:
                     if (record.origin or {}).get("kind") == "execute":
                         poll = run_id
-                await self._follow(send, sub, last_seq, poll)
+                # with `after`, the stream knows where the page is: it never misses a line
+                recover = run_id if after is not None and not reconnect else None
+                await self._follow(send, sub, last_seq, poll, recover)
             except Exception as exc:  # the storage closed under a reader (shutdown), a bug
                 log.warning("events: a stream ended: %s: %s", type(exc).__name__, exc)
             await send({"type": "http.response.body", "body": b""})
@@ -153,7 +155,9 @@ class EventStream:
             raise _Refused(503, "StorageError", str(exc)) from None
         return record
 
-    async def _catch_up(self, send: Any, sub: Subscription, run_id: str, after: int) -> int:
+    async def _catch_up(
+        self, send: Any, sub: Subscription, run_id: str, after: int, event_id: int
+    ) -> int:
         """Send the run's stored lines with a seq above `after`; the last seq sent.
 
         Subscribed first, then read: a line is published only once committed, so a line
@@ -164,7 +168,7 @@ class EventStream:
         while not sub.closed:
             lines = await store.read_logs(run_id, last, CATCH_UP_PAGE)
             if lines:
-                body = b"".join(_line_event(sub.start_id, line).frame() for line in lines)
+                body = b"".join(_line_event(event_id, line).frame() for line in lines)
                 await send({"type": "http.response.body", "body": body, "more_body": True})
                 last = lines[-1].seq
             if len(lines) < CATCH_UP_PAGE:
@@ -172,13 +176,21 @@ class EventStream:
         return last
 
     async def _follow(
-        self, send: Any, sub: Subscription, last_seq: int, poll: Optional[str] = None
+        self,
+        send: Any,
+        sub: Subscription,
+        last_seq: int,
+        poll: Optional[str] = None,
+        run_id: Optional[str] = None,
     ) -> None:
         """The live events until the subscription ends; `: ping` after PING_SECONDS without
         a write. `poll`: a run whose lines another process writes (`wsm job execute`): its
-        new stored lines are read every POLL_SECONDS until it is final."""
+        new stored lines are read every POLL_SECONDS until it is final. `run_id`: the run
+        whose lines this stream gives from `after` on: after a `resync` the lines its queue
+        dropped are read from the storage, so no line is ever missing from the stream."""
         ping_at = time.monotonic() + self.ping_seconds
         catching_up = last_seq > 0
+        overflows = sub.overflows
         while True:
             now = time.monotonic()
             wait = max(ping_at - now, 0.0)
@@ -197,6 +209,17 @@ class EventStream:
                 items = [event, *sub.take(BATCH_EVENTS - 1)]
                 if catching_up:  # skip the lines the catch-up sent; a run's seqs increase
                     items, catching_up = _newer_than(items, last_seq)
+                if sub.overflows != overflows and run_id is not None and poll is None:
+                    overflows = sub.overflows
+                    cut = next((i for i, e in enumerate(items) if e.kind == RESYNC), None)
+                    if cut is not None:  # the resync, then the dropped lines, then the rest
+                        head, items = items[: cut + 1], items[cut + 1 :]
+                        last_seq = _last_seq(head, last_seq)
+                        body = b"".join([item.frame() for item in head])
+                        await send({"type": "http.response.body", "body": body, "more_body": True})
+                        last_seq = await self._catch_up(send, sub, run_id, last_seq, head[-1].id)
+                        items, catching_up = _newer_than(items, last_seq)
+                last_seq = _last_seq(items, last_seq)
                 frames.extend([item.frame() for item in items])
             if not frames and time.monotonic() >= ping_at:
                 frames.append(b": ping\n\n")
@@ -218,6 +241,14 @@ class EventStream:
         if lines:
             last_seq = lines[-1].seq
         return last_seq, frames, record.is_final and len(lines) < CATCH_UP_PAGE
+
+
+def _last_seq(items: List[Event], last_seq: int) -> int:
+    """The seq of the last log line in `items`, else `last_seq`."""
+    for item in reversed(items):
+        if item.kind == "log":
+            return int(item.data["seq"])
+    return last_seq
 
 
 def _newer_than(items: List[Event], last_seq: int) -> Tuple[List[Event], bool]:
