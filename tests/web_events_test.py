@@ -561,10 +561,20 @@ def test_streams_beyond_the_cap_are_refused(served: Any, monkeypatch: pytest.Mon
 
 
 def test_a_reconnect_starts_with_resync(served: Any) -> None:
-    server, hub, _ = served
+    """EventSource reconnects to the same URL with Last-Event-ID: the events of the gap are
+    gone (resync), and a run's lines come again from `after`, so none is missing."""
+    server, hub, store = served
     client = SseClient(server.port, "/api/events", headers={"Last-Event-ID": "17"})
     first = client.next()
     assert first["event"] == "resync" and first["data"] == {}
+    client.close()
+    run = server.call(store.add_run, RunRecord(run_id=uuid.uuid4().hex, location="l", job="j"))
+    server.call(store.append_logs, [LogLine(run.run_id, 1.0, "stdout", f"{i}") for i in range(5)])
+    path = f"/api/events?run={run.run_id}&after=2"
+    client = SseClient(server.port, path, headers={"Last-Event-ID": "17"})
+    got = client.events(3)
+    assert [e["event"] for e in got] == ["resync", "log", "log"]
+    assert [e["data"]["seq"] for e in got[1:]] == [3, 4]
     client.close()
 
 

@@ -9,10 +9,14 @@
   rendered with the lines up to SEQ misses none and gets none twice.
 - The stream starts with `retry: 1000` (reconnect after a second), has a comment line
   `: ping` every PING_SECONDS (proxies and the browser see a live connection), and gives
-  every event as `id: N`, `event: KIND`, `data: JSON`. Ids increase; the stored lines sent
-  first all carry the id the stream started at (they are older than any live event).
-- A reconnecting browser sends `Last-Event-ID`: what it missed meanwhile is gone, so its
-  stream starts with a `resync` event (and no stored lines: the page re-reads).
+  every event as `id: N`, `event: KIND`, `data: JSON`. Ids never decrease: lines read from
+  the storage carry the id of the point they catch up to (where the stream started, or
+  its `resync`).
+- A stream opened with `after` misses no line even when it falls behind: after its
+  `resync` (its queue overflowed) it reads the dropped lines from the storage.
+- A reconnecting browser sends `Last-Event-ID` (and the same URL): what it missed meanwhile
+  is gone, so its stream starts with a `resync` event; a run's lines come again from
+  `after` (the page skips a seq it already shows).
 - It ends when the client goes away (its subscription is closed at once, nothing is left
   behind) or when the manager's hub closes (shutdown).
 
@@ -115,10 +119,10 @@ class EventStream:
             )
             try:
                 last_seq = 0
-                if reconnect:  # live lines only: the page re-reads what came before
+                if reconnect:  # the events of the gap are gone: the page re-reads its state
                     resync = Event(sub.start_id, RESYNC, {}).frame()
                     await send({"type": "http.response.body", "body": resync, "more_body": True})
-                elif run_id is not None and after is not None:
+                if run_id is not None and after is not None:
                     last_seq = await self._catch_up(send, sub, run_id, after, sub.start_id)
                 # a run of `wsm job execute` is written by its own process: no live lines
                 poll = None
@@ -126,7 +130,7 @@ class EventStream:
                     if (record.origin or {}).get("kind") == "execute":
                         poll = run_id
                 # with `after`, the stream knows where the page is: it never misses a line
-                recover = run_id if after is not None and not reconnect else None
+                recover = run_id if after is not None else None
                 await self._follow(send, sub, last_seq, poll, recover)
             except Exception as exc:  # the storage closed under a reader (shutdown), a bug
                 log.warning("events: a stream ended: %s: %s", type(exc).__name__, exc)
