@@ -6,9 +6,9 @@ Kinds and their data (JSON objects; docs/web.md, "Live events"):
   location removed by a reload also carries "removed": true);
 - `run`: {"event": "queued"|"starting"|"started"|"success"|"failure"|"canceling"|"canceled",
   **http.api.run_summary(record)};
-- `log`: {"run_id", "seq", "time", "stream", "level", "text"}: one line of a run, published once its
-  batch is committed, so `seq` is the storage's own (storage/writer.py, `on_logs`) and a
-  reader that then reads the storage after SEQ misses none and gets none twice;
+- `log`: {"run_id", "seq", "time", "stream", "level", "text"}: one line of a run, published
+  once its batch is committed, so `seq` is the storage's own (storage/writer.py, `on_logs`)
+  and a reader that then reads the storage after SEQ misses none and gets none twice;
 - `tick`: http.api.plain(TickRecord), once the tick has its result;
 - `instigator`: {"kind": "schedule"|"sensor", "location", "name", "status"} when a schedule
   or sensor is started or stopped;
@@ -19,12 +19,13 @@ Why it is shaped so:
   for `log`), that never blocks and never raises: the supervision code calls it inline, and a
   page that reads slowly must cost the manager nothing but a bounded queue.
 - Each subscriber has its own bounded queue (QUEUE_EVENTS). A full queue is cleared and gets
-  ONE `resync` event: the subscriber re-reads the state (a page reloads its data) instead of
-  the manager keeping an unbounded backlog for a reader that does not read.
+  ONE `resync` event: the subscriber re-reads the state (a page reloads its data; a run's
+  stream re-reads the dropped lines from the storage, web/sse.py) instead of the manager
+  keeping an unbounded backlog for a reader that does not read.
 - An event is encoded once (its SSE frame is built on first use and shared by every stream),
   so 50 open pages cost one JSON encoding per event, not 50.
-- Ids are one increasing integer per hub (1, 2, ...): a stream's `id:` lines increase, and
-  an id says which events a subscriber has seen.
+- Ids are one increasing integer per hub (1, 2, ...), given only to events someone gets:
+  a stream's `id:` lines increase, and an id says which events a subscriber has seen.
 - Everything happens on the loop's thread: no locks.
 """
 
@@ -203,8 +204,8 @@ class EventHub:
         self.queue_events = queue_events
         self.last_id = 0
         self.closed = False
-        #: Published events dropped by full queues, over every subscriber (each overflow
-        #: turns a whole queue into one resync).
+        #: Queues that overflowed, over every subscriber (each overflow turned a whole
+        #: queue into one resync).
         self.overflows = 0
         self._by_kind: Dict[str, Set[Subscription]] = {k: set() for k in KINDS if k != "log"}
         self._by_run: Dict[str, Set[Subscription]] = {}
