@@ -9,7 +9,7 @@ import inspect
 import logging
 from typing import Any, Callable, List
 
-from workspace_manager.http.exchange import Request, Response, text
+from workspace_manager.http.exchange import TEXT, Request, Response, text
 from workspace_manager.http.metrics import metrics_route
 from workspace_manager.http.routes import Handler, default_routes
 from workspace_manager.web import asgi
@@ -32,7 +32,7 @@ def routes(ctx: WebContext) -> List[Any]:
     for path, handler in table.items():
         pattern = path + "{subpath:path}" if path.endswith("/") else path
         app = ProbeEndpoint(handler, ctx.view, len(path) if path.endswith("/") else None)
-        out.append(Route(pattern, app, methods=METHODS))
+        out.append(Route(pattern, app))  # every method: the endpoint answers 405 itself
     return out
 
 
@@ -45,6 +45,11 @@ class ProbeEndpoint:
         self.prefix = prefix  # length of a prefix route's path, or None
 
     async def __call__(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
+        if scope["method"] not in METHODS:
+            # Starlette's own 405 lists the methods in set order, which varies by run
+            allow = (("Allow", ", ".join(METHODS)),)
+            await asgi.send_whole(send, 405, b"method not allowed\n", TEXT, allow)
+            return
         path = asgi.raw_path(scope)
         query = scope.get("query_string", b"").decode("latin-1")
         request = Request(
