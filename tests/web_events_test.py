@@ -423,6 +423,32 @@ def test_bad_requests_are_one_line_json_errors(served: Any) -> None:
     assert code == 200 and body == ""
 
 
+def test_without_storage_a_run_stream_is_503_and_without_a_hub_there_is_no_route() -> None:
+    """`wsm serve` keeps no runs: its events have no `log` (503 for run=); a WebContext
+    without a hub gets no /api/events route at all (the API's own 404 answers)."""
+    from workspace_manager.http.view import ManagerView
+    from workspace_manager.web import sse
+    from workspace_manager.web.context import WebContext
+
+    def view() -> ManagerView:
+        return ManagerView(alive=True, started_at=0.0)
+
+    assert sse.routes(WebContext(view=view)) == []
+    endpoint = sse.routes(WebContext(view=view, hub=EventHub()))[0].endpoint
+    sent: List[Dict[str, Any]] = []
+
+    async def send(message: Dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> Dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    scope = {"type": "http", "method": "GET", "query_string": b"run=abc", "headers": []}
+    asyncio.run(endpoint(scope, receive, send))
+    assert sent[0]["status"] == 503
+    assert "no run storage" in json.loads(sent[1]["body"])["error"]["message"]
+
+
 def test_pings_while_idle(served: Any) -> None:
     server, hub, _ = served
     server.server.config.app.routes[0].endpoint.ping_seconds = 0.1
