@@ -953,3 +953,59 @@ def test_wsm_down_ends_50_open_streams(ws: Any) -> None:
                 assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= 5001
         assert [e["data"]["state"] for e in got[0] if e["event"] == "location"][-1] == "stopped"
         assert up.proc.wait(30) == 0
+
+
+@pytest.mark.slow
+def test_churning_clients_under_a_flood_leave_nothing_behind(served: Any) -> None:
+    """For 15 s, 8 threads open streams (some following a run), read a little and vanish
+    (close, or reset), while events and committed lines flood: afterwards no subscription,
+    no open-stream count and no task of a stream is left."""
+    server, hub, store = served
+    run = server.call(store.add_run, RunRecord(run_id=uuid.uuid4().hex, location="l", job="j"))
+    baseline = server.call(lambda: len(asyncio.all_tasks()))
+    stop = threading.Event()
+
+    async def flood() -> None:
+        n = 0
+        while not stop.is_set():
+            for _ in range(50):
+                n += 1
+                hub.publish("location", {"name": "a", "state": "ready", "n": n})
+                store.log(LogLine(run.run_id, time.time(), "stdout", f"line {n}"))
+            await asyncio.sleep(0.005)
+
+    flooding = asyncio.run_coroutine_threadsafe(flood(), server.loop)
+    opened = [0]
+
+    def churn(k: int) -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            path = "/api/events" if i % 2 else f"/api/events?run={run.run_id}&after={i}"
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            sock.recv(1000 * (i % 5))
+            if i % 3 == 0:  # a reset, not a close
+                sock.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
+            sock.close()
+            opened[0] += 1
+
+    threads = [threading.Thread(target=churn, args=(k,), daemon=True) for k in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(15)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    flooding.result(10)
+    print(f"\n{opened[0]} streams opened and dropped")
+    wait_subscribers(server, hub, 0)
+    endpoint = server.server.config.app.routes[0].endpoint
+    deadline = time.monotonic() + 10
+    left: Any = None
+    while left != (0, 0):  # the task asking is in both counts
+        left = server.call(lambda: (endpoint.open_streams, len(asyncio.all_tasks()) - baseline))
+        assert time.monotonic() < deadline, f"(streams, tasks) left: {left}"
+        time.sleep(0.05)
