@@ -32,13 +32,8 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 from urllib.parse import quote, urlencode
-
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
 
 from workspace_manager.http.api import ApiRequest
 from workspace_manager.http.view import ManagerView, location_document
@@ -46,23 +41,11 @@ from workspace_manager.storage.records import FINAL_STATUSES, RUN_STATUSES
 from workspace_manager.version import __version__
 from workspace_manager.web.config_check import MAX_CONFIG_BYTES, check_config_text
 from workspace_manager.web.context import WebContext
+from workspace_manager.web.session import cookie_header, csrf_token, session_cookie
 
-try:
-    from workspace_manager.web.session import csrf_token, session_cookie
-except ImportError:  # stand-in until the lead's web/session.py is merged: delete then
-    import hashlib
-    import hmac
-    import secrets
-
-    def session_cookie(request_cookies: Mapping[str, str]) -> Tuple[str, bool]:  # type: ignore[misc]
-        sid = request_cookies.get("wsm_session") or ""
-        if len(sid) == 43:
-            return sid, False
-        return secrets.token_urlsafe(32), True
-
-    def csrf_token(secret: bytes, session_id: str) -> str:  # type: ignore[misc]
-        return hmac.new(secret, session_id.encode(), hashlib.sha256).hexdigest()
-
+if TYPE_CHECKING:  # Starlette is imported when the routes are made, as in web/app.py
+    from starlette.requests import Request
+    from starlette.responses import Response
 
 log = logging.getLogger(__name__)
 _escape = functools.partial(html.escape, quote=True)
@@ -75,7 +58,6 @@ LOG_PAGE = 1000
 RECENT_SECONDS = 24 * 3600
 #: Last ticks shown per schedule or sensor on a location page.
 TICKS_SHOWN = 5
-SESSION_COOKIE = "wsm_session"
 #: The pages load nothing from elsewhere and run no inline script: an injected `<script>`
 #: would not run even if escaping failed.
 HEADERS = {
@@ -91,6 +73,9 @@ HEADERS = {
 
 def routes(ctx: WebContext) -> list:
     """The pages' Starlette routes (web/app.py mounts them after the API's)."""
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+
     pages = Pages(ctx)
     return [
         Route("/", pages.overview, methods=["GET"], name="overview"),
@@ -314,6 +299,8 @@ class Pages:
 
     async def config_check(self, request: Request) -> Response:
         """`POST /ui/config/check`: the body is the run config text (JSON or YAML)."""
+        from starlette.responses import JSONResponse
+
         body = b""
         async for chunk in request.stream():
             body += chunk
@@ -351,6 +338,8 @@ class Pages:
         self, request: Request, template: str, status_code: int = 200, **data: Any
     ) -> Response:
         """The page, with the session cookie set (when new) and its CSRF token in a meta."""
+        from starlette.responses import HTMLResponse
+
         session_id, is_new = session_cookie(request.cookies)
         html = (
             environment()
@@ -359,9 +348,7 @@ class Pages:
         )
         response = HTMLResponse(html, status_code, headers=HEADERS)
         if is_new:
-            response.set_cookie(
-                SESSION_COOKIE, session_id, path="/", httponly=True, samesite="strict"
-            )
+            response.headers.append("set-cookie", cookie_header(session_id))
         return response
 
 
