@@ -533,3 +533,125 @@ def test_jinja2_is_imported_at_the_first_page_not_before():
         "assert 'jinja2' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# -- against a real `wsm up` -------------------------------------------------------------------
+
+E2E_REPO = """
+from workspace_manager import ScheduleDefinition, job, repository, sensor, SkipReason
+
+@job(description="prints a few lines", tags={"team": "pages"})
+def hello(context):
+    for i in range(3):
+        print(f"hello line {i} <script>alert(1)</script>", flush=True)
+
+nightly = ScheduleDefinition(name="nightly", job=hello, cron_schedule="0 2 * * *")
+
+@sensor(job=hello, minimum_interval_seconds=3600)
+def watch():
+    return SkipReason("nothing new")
+
+@repository
+def repo():
+    return [hello, nightly, watch]
+"""
+
+
+def test_real_wsm_up_serves_the_pages_and_a_run_launched_from_them(ws) -> None:
+    """`wsm up --health`: every page over the lead's server, a launch with the page's session
+    token and its log lines on the run page, the config check, and neither a location's
+    env_vars value nor the API token on any page."""
+    from e2e import WsmUp, wait_for
+
+    ws.file("team/repo.py", E2E_REPO)
+    path = ws.workspace(
+        {
+            "load_from": [
+                {
+                    "python_file": {
+                        "relative_path": "team/repo.py",
+                        "location_name": "team",
+                        "env_vars": {"WSM_PAGE_SECRET": SECRET_VALUE},
+                    }
+                }
+            ]
+        }
+    )
+    env = dict(ws.env, WSM_TEST_PAGES_TOKEN=TOKEN)
+    argv = ("-w", str(path), "--api-token-env", "WSM_TEST_PAGES_TOKEN")
+    with WsmUp(ws, *argv, env=env) as up:
+        assert up.port is not None
+
+        def get(path: str, cookie: str = "") -> Tuple[int, Dict[str, str], str]:
+            conn = http.client.HTTPConnection("127.0.0.1", up.port, timeout=DEADLINE)
+            try:
+                conn.request("GET", path, headers={"Cookie": cookie} if cookie else {})
+                resp = conn.getresponse()
+                body = resp.read().decode()
+                return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+            finally:
+                conn.close()
+
+        def location_ready() -> bool:
+            status = up.status()
+            return status["daemon"] is not None and status["locations"]["team"]["state"] == "ready"
+
+        wait_for(location_ready, 60, "the location and the daemon")
+        code, headers, html = get("/")
+        assert code == 200, html
+        cookie = headers["set-cookie"].split(";", 1)[0]
+        dom = Dom(html)
+        dom.one("tr", data_location="team", data_state="ready")
+        token = dom.one("meta", name="wsm-csrf")["content"]
+
+        def listed() -> Optional[Dom]:
+            found = Dom(get("/locations/team")[2])
+            return found if found.find("tr", data_sensor="watch") else None
+
+        dom = wait_for(listed, 30, "the location page to list the sensor")
+        dom.one("tr", data_job="hello")
+        dom.one("tr", data_schedule="nightly", data_status="STOPPED")
+
+        # the page's own write: the config check, then POST /api/runs with the session token
+        conn = http.client.HTTPConnection("127.0.0.1", up.port, timeout=DEADLINE)
+        conn.request("POST", "/ui/config/check", body=b"greeting: hi\n")
+        resp = conn.getresponse()
+        config = json.loads(resp.read())["config"]
+        assert resp.status == 200 and config == {"greeting": "hi"}
+        body = {"location": "team", "job": "hello", "run_config": config, "tags": {"via": "page"}}
+        conn.request(
+            "POST",
+            "/api/runs",
+            body=json.dumps(body).encode(),
+            headers={
+                "Content-Type": "application/json",
+                "Cookie": cookie,
+                "X-WSM-CSRF": token,
+                "Origin": f"http://127.0.0.1:{up.port}",
+                "Sec-Fetch-Site": "same-origin",
+            },
+        )
+        resp = conn.getresponse()
+        run = json.loads(resp.read())
+        conn.close()
+        assert resp.status == 201, run
+
+        def finished() -> Optional[Dom]:
+            found = Dom(get(f"/runs/{run['run_id']}", cookie)[2])
+            status = found.one("*", data_run_status=True)["data-run-status"]
+            return (
+                found if status == "SUCCESS" and len(found.find("li", data_seq=True)) >= 3 else None
+            )
+
+        dom = wait_for(finished, 60, "the run to succeed with its log lines")
+        assert dom.find("button", data_action="cancel") == []
+        code, _, html = get(f"/runs/{run['run_id']}", cookie)
+        assert "hello line 2 &lt;script&gt;" in html and "<script>alert(1)" not in html
+        runs = Dom(get("/runs?location=team", cookie)[2]).find("tr", data_run=True)
+        assert [r["data-run"] for r in runs] == [run["run_id"]]
+        assert get("/locations/nope")[0] == 404
+        for page_path in ("/", "/locations/team", "/runs", f"/runs/{run['run_id']}"):
+            code, _, html = get(page_path, cookie)
+            assert code == 200, page_path
+            assert SECRET_VALUE not in html and TOKEN not in html, page_path
+        assert get("/static/live.js")[0] == 200
