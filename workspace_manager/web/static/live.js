@@ -9,6 +9,7 @@
   var FINAL = { SUCCESS: 1, FAILURE: 1, CANCELED: 1 };
   var source = null;
   var retryTimer = null;
+  var retryDelay = 1000; // doubled after each failed reconnect, up to 30 s
   var countsTimer = null;
 
   function esc(text) { return window.CSS && CSS.escape ? CSS.escape(text) : String(text).replace(/["\\]/g, "\\$&"); }
@@ -206,13 +207,15 @@
     if (page !== "location" || d.location !== body.dataset.locationName) return;
     var row = instigatorRow(d.kind, d.name);
     if (!row) return;
-    var list = $(".ticks", row);
+    var cell = $(".ticks-cell", row);
+    if (!cell) return;
+    var list = $(".ticks", cell);
     if (!list) {
-      var cell = $(".muted", row) && $(".muted", row).parentNode;
       list = document.createElement("ul");
       list.className = "ticks";
       list.dataset.field = "ticks";
-      if (cell) { cell.textContent = ""; cell.appendChild(list); } else return;
+      cell.textContent = "";
+      cell.appendChild(list);
     }
     var li = d.tick_id ? $('li[data-tick-id="' + d.tick_id + '"]', list) : null;
     if (!li) {
@@ -262,11 +265,14 @@
     if (source) source.close();
     clearTimeout(retryTimer);
     source = new EventSource(eventsUrl());
-    source.onopen = function () { body.dataset.live = "open"; flag("Live"); };
+    source.onopen = function () { body.dataset.live = "open"; flag("Live"); retryDelay = 1000; };
     source.onerror = function () {
       body.dataset.live = "closed";
       flag("Reconnecting…");
-      if (source.readyState === EventSource.CLOSED) retryTimer = setTimeout(connect, 1000);
+      if (source.readyState === EventSource.CLOSED) {
+        retryTimer = setTimeout(connect, retryDelay);
+        retryDelay = Math.min(retryDelay * 2, 30000);
+      }
     };
     source.addEventListener("location", handler(onLocation));
     source.addEventListener("run", handler(onRun));
