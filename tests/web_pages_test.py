@@ -655,3 +655,70 @@ def test_real_wsm_up_serves_the_pages_and_a_run_launched_from_them(ws) -> None:
             assert code == 200, page_path
             assert SECRET_VALUE not in html and TOKEN not in html, page_path
         assert get("/static/live.js")[0] == 200
+
+
+# -- the stylesheet and the storage query --------------------------------------------------------
+
+
+def _contrast(a: str, b: str) -> float:
+    """WCAG 2.x contrast ratio of two #rrggbb colours."""
+
+    def lum(colour: str) -> float:
+        rgb = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_every_state_has_its_colour_and_meets_wcag_aa_in_both_themes():
+    """States are shown by word and colour: each word the pages show has a class, and each
+    badge's text on its background reaches 4.5:1 (WCAG AA) in the light and the dark theme."""
+    import re
+    from pathlib import Path
+
+    import workspace_manager.web as web
+    from workspace_manager.http.view import STATES
+    from workspace_manager.storage.records import RUN_STATUSES
+
+    css = (Path(web.__file__).parent / "static" / "wsm.css").read_text()
+    words = (
+        {f".state-{s}" for s in (*STATES, "ok", "degraded")}
+        | {f".status-{s.lower()}" for s in (*RUN_STATUSES, "RUNNING", "STOPPED")}
+        | {f".tick-{t}" for t in ("started", "success", "skipped", "failure")}
+    )
+    missing = [w for w in words if w not in css]
+    assert not missing
+    light, dark = css.split("@media (prefers-color-scheme: dark)", 1)
+    for theme in (light, dark[: dark.index("}\n}")]):
+        colours = dict(re.findall(r"--([a-z-]+):\s*(#[0-9a-f]{6})", theme))
+        for kind in ("ok", "bad", "warn", "busy", "idle"):
+            ratio = _contrast(colours[f"{kind}-bg"], colours[f"{kind}-fg"])
+            assert ratio >= 4.5, (kind, ratio)
+        for fg in ("fg", "muted", "link"):
+            assert _contrast(colours["bg"], colours[fg]) >= 4.5, fg
+
+
+def test_location_run_counts_match_the_runs(tmp_path):
+    """The overview's counts: SqliteStorage's grouped queries give what the base class's
+    walk over every run gives."""
+    from workspace_manager.storage.base import Storage
+
+    storage = SqliteStorage(tmp_path / "runs.db")
+    try:
+        now = time.time()
+        add_runs(storage, 2, location="a", status="QUEUED")
+        add_runs(storage, 3, location="a", status="STARTED")
+        add_runs(storage, 1, location="b", status="CANCELING")
+        add_runs(storage, 4, location="b", status="FAILURE", ended_at=now - 60)
+        add_runs(storage, 5, location="b", status="FAILURE", ended_at=now - 7200)
+        add_runs(storage, 6, location="c", status="SUCCESS")
+        expected = {
+            "a": {"queued": 2, "in_progress": 3, "failed_recent": 0},
+            "b": {"queued": 0, "in_progress": 1, "failed_recent": 4},
+        }
+        assert storage.location_run_counts(now - 3600) == expected
+        assert Storage.location_run_counts(storage, now - 3600) == expected
+    finally:
+        storage.close()
