@@ -4,7 +4,7 @@
 
 web/pages.py's routes in a Starlette app on uvicorn (as the manager serves them), a real
 `Api` over a real SQLite database (in a temporary folder) through AsyncStorage. Prints one
-JSON object: for each page, the first request (Jinja2 imported and the template compiled
+JSON object: for each page (loc7 has `--instigators` schedules and as many sensors), the first request (Jinja2 imported and the template compiled
 then), and the median and p99 in milliseconds of the first byte (status line and headers
 read) and of the full answer, over `-n` sequential requests, each on a new connection.
 """
@@ -55,6 +55,36 @@ def fill(storage: SqliteStorage, locations: int, runs: int, lines: int) -> str:
     return first
 
 
+class Daemon:
+    """The daemon's `instigators()`: `--instigators` schedules and as many sensors in loc7
+    (the bench repository of bench/gen_repo.py has 200 of each), 1 elsewhere."""
+
+    def __init__(self, locations: int, per_location: int) -> None:
+        self.items: List[Dict[str, Any]] = []
+        for i in range(locations):
+            n = per_location if i == 7 else 1
+            for kind in ("schedule", "sensor"):
+                self.items += [
+                    {
+                        "location": f"loc{i}",
+                        "name": f"{kind}{j}",
+                        "kind": kind,
+                        "job_name": f"job{j % 20}",
+                        "status": "RUNNING" if j % 2 else "STOPPED",
+                        "cron_schedule": "0 * * * *" if kind == "schedule" else None,
+                        "execution_timezone": "UTC" if kind == "schedule" else None,
+                        "next_tick": time.time() + 60 if kind == "schedule" else None,
+                        "minimum_interval_seconds": 30.0 if kind == "sensor" else None,
+                        "cursor": None,
+                        "last_tick": None,
+                    }
+                    for j in range(n)
+                ]
+
+    def instigators(self, kind: Any = None) -> List[Dict[str, Any]]:
+        return [dict(i) for i in self.items if kind is None or i["kind"] == kind]
+
+
 def timed(port: int, path: str) -> Tuple[float, float]:
     """(first byte, full answer) in ms of one GET on a new connection, as a browser's first
     load (on a kept-alive http.client connection, delayed ACKs add 40 ms to some answers)."""
@@ -81,6 +111,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10000)
     parser.add_argument("--lines", type=int, default=1000)
     parser.add_argument("-n", type=int, default=200)
+    parser.add_argument("--instigators", type=int, default=200)
     args = parser.parse_args()
 
     import uvicorn
@@ -123,7 +154,8 @@ def main() -> None:
             }
             for i in range(args.locations)
         ]
-        api = Api(ApiSources(storage=lambda: store, locations=lambda: docs))
+        daemon = Daemon(args.locations, args.instigators)
+        api = Api(ApiSources(storage=lambda: store, locations=lambda: docs, daemon=lambda: daemon))
         app = Starlette(routes=routes(WebContext(view=lambda: view, api=api, secret=b"s" * 32)))
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
@@ -139,7 +171,8 @@ def main() -> None:
             time.sleep(0.01)
         pages = {
             "overview": "/",
-            "location": "/locations/loc7",
+            "location": "/locations/loc3",
+            "location_400_instigators": "/locations/loc7",
             "runs_page": "/runs",
             "runs_failed": "/runs?status=FAILURE",
             "runs_location_job": "/runs?location=loc3&job=job3",

@@ -307,7 +307,14 @@ def test_overview_lists_every_location_with_state_word_counts_and_actions(served
 
 
 def test_location_page_has_jobs_schedules_sensors_and_the_launch_form(served: Served):
+    from workspace_manager.storage.records import TickRecord
+
     add_runs(served.storage, 3)
+    for i, status in enumerate(("failure", "skipped", "success")):
+        tick = TickRecord("a", "watch", "sensor", time.time() - 100 + i, status=status)
+        tick.skip_reason = "nothing new" if status == "skipped" else None
+        tick.error = HOSTILE if status == "failure" else None
+        served.storage.record_tick(tick)
     dom = page(served, "/locations/a")
     dom.one("section", id="jobs")
     assert {r["data-job"] for r in dom.find("tr", data_job=True)} == {"hello", "slow"}
@@ -327,6 +334,9 @@ def test_location_page_has_jobs_schedules_sensors_and_the_launch_form(served: Se
     assert "0 2 * * *" in text and "Europe/Berlin" in text and "says hello" in text
     assert "team=a" in text
     assert len(dom.find("tr", data_run=True)) == 3  # its recent runs
+    ticks = [t["class"] for t in dom.find("span", **{"class": True}) if "tick " in t["class"]]
+    assert ticks == ["tick tick-success", "tick tick-skipped", "tick tick-failure"]  # newest first
+    assert "nothing new" in text
 
 
 def test_runs_list_pages_by_50_with_the_api_cursor_and_filters(served: Served):
@@ -722,3 +732,12 @@ def test_location_run_counts_match_the_runs(tmp_path):
         assert Storage.location_run_counts(storage, now - 3600) == expected
     finally:
         storage.close()
+
+
+def test_a_location_with_many_schedules_lists_50_and_links_to_all(served: Served):
+    template = dict(served.daemon.items[0])
+    served.daemon.items = [dict(template, name=f"s{i:03}") for i in range(150)]
+    dom = page(served, "/locations/a")
+    assert len(dom.find("tr", data_schedule=True)) == 50
+    assert "50 of 150 schedules shown" in "".join(dom.text)
+    assert len(page(served, "/locations/a?all=1").find("tr", data_schedule=True)) == 150
