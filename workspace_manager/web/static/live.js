@@ -7,6 +7,7 @@
   if (!page || !window.EventSource) return;
 
   var FINAL = { SUCCESS: 1, FAILURE: 1, CANCELED: 1 };
+  var MAX_LINES = 20000; // log lines kept on a run page (the API has them all)
   var source = null;
   var retryTimer = null;
   var retryDelay = 1000; // doubled after each failed reconnect, up to 30 s
@@ -182,6 +183,8 @@
     li.appendChild(s); li.appendChild(document.createTextNode(" "));
     li.appendChild(x);
     list.appendChild(li);
+    // a run printing without end must not grow the page without end: keep the latest lines
+    while (list.children.length > MAX_LINES) list.removeChild(list.firstElementChild);
     body.dataset.after = String(d.seq);
     var empty = $("[data-log-empty]");
     if (empty) empty.hidden = true;
