@@ -741,3 +741,14 @@ def test_a_location_with_many_schedules_lists_50_and_links_to_all(served: Served
     assert len(dom.find("tr", data_schedule=True)) == 50
     assert "50 of 150 schedules shown" in "".join(dom.text)
     assert len(page(served, "/locations/a?all=1").find("tr", data_schedule=True)) == 150
+
+
+def test_counts_endpoint_gives_the_overview_counts(served: Served):
+    add_runs(served.storage, 2, status="STARTED")
+    add_runs(served.storage, 1, location="b", status="FAILURE")
+    code, headers, body = served.request("GET", "/ui/counts")
+    assert code == 200 and headers["content-type"].startswith("application/json")
+    assert json.loads(body) == {
+        "a": {"queued": 0, "in_progress": 2, "failed_recent": 0},
+        "b": {"queued": 0, "in_progress": 0, "failed_recent": 1},
+    }

@@ -6,6 +6,7 @@
     GET  /runs                  runs, newest first, 50 a page (?status=&location=&job=&before=)
     GET  /runs/{run_id}         one run: status history, origin, config, tags, its logs
     GET  /static/...            wsm.css, live.js, actions.js (shipped in the package)
+    GET  /ui/counts             the overview's run counts per location, as JSON
     POST /ui/config/check       YAML or JSON text -> {"config": {...}} or {"error": "line L,
                                 column C: ..."} (web/config_check.py)
 
@@ -86,6 +87,7 @@ def routes(ctx: WebContext) -> list:
         Route("/runs", pages.runs, methods=["GET"], name="runs"),
         Route("/runs/{run_id:path}", pages.run, methods=["GET"], name="run"),
         Route("/ui/config/check", pages.config_check, methods=["POST"], name="config_check"),
+        Route("/ui/counts", pages.counts, methods=["GET"], name="counts"),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
 
@@ -316,6 +318,13 @@ class Pages:
             more_logs=more,
             is_final=run.get("status") in FINAL_STATUSES,
         )
+
+    async def counts(self, request: Request) -> Response:
+        """`GET /ui/counts`: {location: {"queued", "in_progress", "failed_recent"}}, what
+        live.js re-reads (at most every 2 s) after run events instead of the whole page."""
+        from starlette.responses import JSONResponse
+
+        return JSONResponse(await self.run_counts(), headers={"Cache-Control": "no-store"})
 
     async def config_check(self, request: Request) -> Response:
         """`POST /ui/config/check`: the body is the run config text (JSON or YAML)."""

@@ -144,21 +144,30 @@
       $all('button[data-action="cancel"]').forEach(function (b) { b.remove(); });
     }
   }
+  // The counts of runs in progress and failed per location: re-read (one small JSON
+  // answer) at most every 2 s after run events, and not while the page is hidden.
+  var countsDue = false;
   function refreshCountsSoon() {
-    if (countsTimer) return;
+    countsDue = true;
+    if (countsTimer || document.hidden) return;
     countsTimer = setTimeout(function () {
       countsTimer = null;
-      fetchPage().then(function (doc) {
-        $all("[data-count]", doc).forEach(function (el) {
-          var row = el.closest("tr[data-location]");
-          var sel = (row ? 'tr[data-location="' + esc(row.dataset.location) + '"] ' : "") +
-            '[data-count="' + el.dataset.count + '"]';
-          var mine = $(sel);
-          if (mine) mine.textContent = el.textContent;
-        });
-      }).catch(function () {});
+      countsDue = false;
+      fetch("/ui/counts", { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) { return r.json(); })
+        .then(function (counts) {
+          $all("[data-count]").forEach(function (el) {
+            var row = el.closest("tr[data-location]");
+            var name = row ? row.dataset.location : body.dataset.locationName;
+            var c = counts[name] || {};
+            el.textContent = String(c[el.dataset.count] || 0);
+          });
+        }).catch(function () {});
     }, 2000);
   }
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden && countsDue) refreshCountsSoon();
+  });
 
   // -- logs --------------------------------------------------------------------------------
   function onLog(d) {
