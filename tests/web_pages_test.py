@@ -1,7 +1,7 @@
 """The pages for people (web/pages.py, templates/, static/), over real HTTP.
 
-Served by a real uvicorn on a real socket, in front of a real `Api` over a real
-`SqliteStorage`; the manager's side (its view, daemon and run coordinator) is faked, so
+Served by the manager's own web server and app (web/server.py, web/app.py) on a real
+socket, in front of a real `Api` over a real `SqliteStorage`; the manager's side (its view, daemon and run coordinator) is faked, so
 each test controls exactly what the page shows. The DOM contract checked here is the one
 the browser tests rely on (WEB_CONTRACT.md, "DOM contract")."""
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -27,7 +26,9 @@ from workspace_manager.http.view import LocationView, ManagerView
 from workspace_manager.storage.records import LogLine, RunRecord
 from workspace_manager.storage.sqlite import SqliteStorage
 from workspace_manager.storage.writer import AsyncStorage
+from workspace_manager.web.app import build_app
 from workspace_manager.web.context import WebContext
+from workspace_manager.web.server import WebServer
 
 DEADLINE = 10.0
 HOSTILE = '<script>alert("x")</script>'
@@ -125,17 +126,14 @@ def manager_view() -> ManagerView:
 
 
 class Served:
-    """web.pages' routes in a Starlette app on uvicorn, on a loop in a background thread."""
+    """The manager's web app (web/app.py: probes, API, pages) on its WebServer, on an event
+    loop in a background thread."""
 
     def __init__(self, tmp_path, keeps_runs: bool = True) -> None:
-        import uvicorn
-        from starlette.applications import Starlette
-
-        from workspace_manager.web.pages import routes
-
         self.storage = SqliteStorage(tmp_path / "runs.db", create=True)
         self.async_storage = AsyncStorage(self.storage)
         self.daemon = FakeDaemon()
+        self.reloaded: List[List[str]] = []
         api = None
         if keeps_runs:
             api = Api(
@@ -143,33 +141,33 @@ class Served:
                     storage=lambda: self.async_storage,
                     daemon=lambda: self.daemon,
                     locations=location_docs,
+                    reload=self.reload,
                     token=TOKEN,
                 )
             )
         ctx = WebContext(view=manager_view, api=api, api_token=TOKEN, secret=b"k" * 32)
-        app = Starlette(routes=routes(ctx))
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", loop="asyncio")
-        self.server = uvicorn.Server(config)
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(
-            target=self.loop.run_until_complete, args=(self.server.serve([sock]),), daemon=True
-        )
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        deadline = time.monotonic() + DEADLINE
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
+        self.server = WebServer("127.0.0.1", 0, build_app(ctx))
+        self.port = self.run(self.server.start())[1]
+
+    async def reload(self, names: List[str]) -> Dict[str, Any]:
+        self.reloaded.append(names)
+        return {"restarted": names}
+
+    def run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(DEADLINE)
 
     def close(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(DEADLINE)
-        asyncio.run(self.async_storage.close())
-        self.loop.close()
-        self.storage.close()
+        try:
+            self.run(self.server.close())
+            self.run(self.async_storage.close())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(DEADLINE)
+            self.loop.close()
+            self.storage.close()
 
     def request(
         self,
@@ -752,3 +750,33 @@ def test_counts_endpoint_gives_the_overview_counts(served: Served):
         "a": {"queued": 0, "in_progress": 2, "failed_recent": 0},
         "b": {"queued": 0, "in_progress": 0, "failed_recent": 1},
     }
+
+
+def test_the_page_token_lets_its_own_session_write_and_no_other(served: Served):
+    """What actions.js sends (JSON, X-WSM-CSRF from the meta, the session cookie, the
+    browser's Origin) is a write the API takes; another session's token is refused."""
+    _, headers, html = served.request("GET", "/locations/a")
+    cookie = headers["set-cookie"].split(";", 1)[0]
+    token = Dom(html).one("meta", name="wsm-csrf")["content"]
+    other = Dom(served.request("GET", "/")[2]).one("meta", name="wsm-csrf")["content"]
+    assert other != token  # a new session, a new token
+
+    def reload(csrf: str) -> int:
+        return served.request(
+            "POST",
+            "/api/locations/a/reload",
+            b"{}",
+            {
+                "Content-Type": "application/json",
+                "Cookie": cookie,
+                "X-WSM-CSRF": csrf,
+                "Origin": f"http://127.0.0.1:{served.port}",
+                "Host": f"127.0.0.1:{served.port}",
+                "Sec-Fetch-Site": "same-origin",
+            },
+        )[0]
+
+    assert reload(other) == 403
+    assert served.reloaded == []
+    assert reload(token) == 200
+    assert served.reloaded == [["a"]]
