@@ -11,9 +11,10 @@
                                 column C: ..."} (web/config_check.py)
 
 Every page reads its data through `ctx.view()` and the JSON API's handlers
-(`http.api.Api.handle`), so the page and `/api/` cannot disagree; the one addition is the
-per-location run counts of the overview (`Storage.location_run_counts`). Lists are paged
-(50) and nothing renders every run, so a page stays fast with 10,000s of runs kept.
+(`http.api.Api.handle`), so the page and `/api/` cannot disagree; two reads go to the
+storage itself: the per-location run counts of the overview
+(`Storage.location_run_counts`) and a location page's last ticks (see `add_ticks`). Lists
+are paged (50) and nothing renders every run, so a page stays fast with 10,000s of runs.
 
 The pages work without JavaScript (read-only); `static/live.js` follows `/api/events` to
 update them in place and `static/actions.js` sends the writes to `/api/` with the page's
