@@ -132,13 +132,14 @@ class Served:
     def __init__(self, tmp_path, keeps_runs: bool = True) -> None:
         self.storage = SqliteStorage(tmp_path / "runs.db", create=True)
         self.async_storage = AsyncStorage(self.storage)
+        self.async_storage_of_api: Optional[AsyncStorage] = self.async_storage
         self.daemon = FakeDaemon()
         self.reloaded: List[List[str]] = []
         api = None
         if keeps_runs:
             api = Api(
                 ApiSources(
-                    storage=lambda: self.async_storage,
+                    storage=lambda: self.async_storage_of_api,
                     daemon=lambda: self.daemon,
                     locations=location_docs,
                     reload=self.reload,
@@ -517,14 +518,22 @@ def test_pages_without_javascript_still_list_everything(served: Served):
     assert len(page(served, "/").find("tr", data_location=True)) == 3
 
 
-def test_without_runs_kept_the_pages_still_show_locations(tmp_path):
-    served = Served(tmp_path, keeps_runs=False)
+@pytest.mark.parametrize("api", ["none", "no storage"])
+def test_without_runs_kept_the_pages_still_show_locations(tmp_path, api: str):
+    """`ctx.api` None, or an API whose storage is absent (`wsm serve`, a manager still
+    opening it): locations and their definitions, no runs, no launch buttons."""
+    served = Served(tmp_path, keeps_runs=api != "none")
+    if api == "no storage":
+        served.async_storage_of_api = None
     try:
         dom = page(served, "/")
         assert len(dom.find("tr", data_location=True)) == 3
-        page(served, "/locations/a")
+        assert dom.find("a", data_count="in_progress") == []
+        dom = page(served, "/locations/a")
+        assert dom.find("button", data_action="launch") == []
         dom = page(served, "/runs")
         assert dom.find("tr", data_run=True) == []
+        assert "keeps no runs" in "".join(dom.text)
         page(served, "/runs/0123456789", status=404)
     finally:
         served.close()

@@ -192,6 +192,12 @@ class Pages:
     def view(self) -> ManagerView:
         return self.ctx.view()
 
+    def keeps_runs(self) -> bool:
+        """Whether this manager keeps runs (`wsm up`; not `wsm serve`, nor a manager still
+        opening its storage): without, the pages show no runs and no launch buttons."""
+        api = self.ctx.api
+        return api is not None and api.sources.storage() is not None
+
     # -- pages ----------------------------------------------------------------------------
 
     async def overview(self, request: Request) -> Response:
@@ -206,7 +212,7 @@ class Pages:
             live="overview",
             manager=manager_summary(view),
             locations=locations,
-            keeps_runs=self.ctx.api is not None,
+            keeps_runs=self.keeps_runs(),
         )
 
     async def location(self, request: Request) -> Response:
@@ -216,7 +222,7 @@ class Pages:
         if loc is None:
             return self.error(request, 404, "No such location", f"There is no location {name!r}.")
         doc = {"name": loc.name, **location_document(loc)}
-        keeps_runs = self.ctx.api is not None
+        keeps_runs = self.keeps_runs()
         found, schedules, sensors, runs, counts = await asyncio.gather(
             self.items("locations"),
             self.items("schedules"),
@@ -265,7 +271,7 @@ class Pages:
         next_url: Optional[str] = None
         problem: Optional[str] = None
         code = 200
-        if self.ctx.api is None:
+        if not self.keeps_runs():
             problem = "This manager keeps no runs."
         else:
             status, body = await self.api(
@@ -303,7 +309,7 @@ class Pages:
 
     async def run(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]
-        if self.ctx.api is None:
+        if not self.keeps_runs():
             return self.error(request, 404, "No such run", "This manager keeps no runs.")
         status, body = await self.api(f"runs/{quote(run_id, safe='')}")
         if status == 404:
