@@ -838,8 +838,15 @@ def test_wsm_up_streams_a_kill_and_a_runs_lines(ws: Any) -> None:
         os.kill(pid, signal.SIGKILL)
         event = stream.events(1)[0]
         latency = time.monotonic() - killed
-        print(f"\nkill -9 -> location event on the stream: {latency * 1000:.1f} ms")
+        changed = event["data"]["transitions"][-1]["at"]  # when the manager saw it
+        print(
+            f"\nkill -9 -> location event on the stream: {latency * 1000:.1f} ms "
+            f"(of which the state change -> the client: {(event['received'] - changed) * 1000:.1f} ms)"
+        )
         assert event["data"]["name"] == "team" and event["data"]["state"] != "ready"
+        assert event["data"]["transitions"][-1]["to"] == event["data"]["state"]
+        restarted = stream.events(2)  # starting, then ready again
+        assert [e["data"]["state"] for e in restarted] == ["starting", "ready"]
         stream.close()
         up.wait_state("team", "ready")
         up.track()
