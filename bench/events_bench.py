@@ -1,8 +1,8 @@
 """What the live events cost the manager's event loop: N event streams following one run
-that writes L lines (web/events.py and web/sse.py, without sockets: a stream's writes go
+that writes L lines (web/events.py and web/feed.py framed as web/sse.py or web/ws.py do, without sockets: a stream's writes go
 to a no-op, so the figures are the manager's own work, not the kernel's or a client's).
 
-    python bench/events_bench.py [--streams 50] [--lines 20000] [--batch 500]
+    python bench/events_bench.py [--streams 50] [--lines 20000] [--batch 500] [--ws]
 
 Lines are published as the storage publishes them: one committed batch of `--batch`
 lines every 50 ms (storage/writer.py's LOG_BATCH_SECONDS). Prints one JSON line: the
@@ -19,8 +19,8 @@ import time
 from typing import Any, Dict, List
 
 from workspace_manager.storage.records import LogLine
+from workspace_manager.web import feed
 from workspace_manager.web.events import EventHub
-from workspace_manager.web.sse import EventStream
 
 
 class _Ctx:
@@ -29,16 +29,26 @@ class _Ctx:
         self.api = None
 
 
-async def _bench(streams: int, lines: int, batch: int) -> Dict[str, Any]:
+async def _bench(streams: int, lines: int, batch: int, ws: bool = False) -> Dict[str, Any]:
     hub = EventHub()
-    endpoint = EventStream(_Ctx(hub))
+    ctx = _Ctx(hub)
     written = [0]
 
     async def send(message: Dict[str, Any]) -> None:
         written[0] += len(message.get("body", b""))
 
     subs = [hub.subscribe(["run"], run_id="r") for _ in range(streams)]
-    tasks = [asyncio.ensure_future(endpoint._follow(send, sub, 0)) for sub in subs]
+
+    async def follow(sub: Any) -> None:
+        # as web/sse.py (one write a batch) or web/ws.py (one message an event) frame them
+        async for batch in feed.Feed(ctx, sub, feed.Request(None, None, None)).batches():
+            for event in batch or ():
+                if ws:
+                    await send({"type": "websocket.send", "body": event.message().encode()})
+            if batch and not ws:
+                await send({"body": b"".join([event.frame() for event in batch])})
+
+    tasks = [asyncio.ensure_future(follow(sub)) for sub in subs]
     stalls: List[float] = []
 
     async def probe() -> None:
@@ -69,6 +79,7 @@ async def _bench(streams: int, lines: int, batch: int) -> Dict[str, Any]:
     delivered = seq * streams
     return {
         "streams": streams,
+        "transport": "websocket" if ws else "sse",
         "lines": seq,
         "batch": batch,
         "loop_stall_ms": {
@@ -87,8 +98,9 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=50)
     parser.add_argument("--lines", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--ws", action="store_true", help="frame as WebSocket messages")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(_bench(args.streams, args.lines, args.batch))))
+    print(json.dumps(asyncio.run(_bench(args.streams, args.lines, args.batch, args.ws))))
 
 
 if __name__ == "__main__":

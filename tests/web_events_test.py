@@ -571,10 +571,10 @@ def test_lines_another_process_writes_are_read_from_storage(served: Any, tmp_pat
 def test_streams_beyond_the_cap_are_refused(served: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Open streams hold busy connections: past MAX_STREAMS a new one is a 503 (the probes
     keep their connection slots), and a slot frees when a client leaves."""
-    from workspace_manager.web import sse
+    from workspace_manager.web import feed
 
     server, hub, _ = served
-    monkeypatch.setattr(sse, "MAX_STREAMS", 3)
+    monkeypatch.setattr(feed, "MAX_STREAMS", 3)
     clients = [SseClient(server.port, "/api/events") for _ in range(3)]
     assert [c.resp.status for c in clients] == [200, 200, 200]
     code, _, body = get(server.port, "/api/events")

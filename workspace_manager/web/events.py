@@ -22,8 +22,9 @@ Why it is shaped so:
   ONE `resync` event: the subscriber re-reads the state (a page reloads its data; a run's
   stream re-reads the dropped lines from the storage, web/sse.py) instead of the manager
   keeping an unbounded backlog for a reader that does not read.
-- An event is encoded once (its SSE frame is built on first use and shared by every stream),
-  so 50 open pages cost one JSON encoding per event, not 50.
+- An event is encoded once per transport (its SSE frame and its WebSocket message are built
+  on first use and shared by every stream), so 50 open pages cost one JSON encoding per
+  event, not 50.
 - Ids are one increasing integer per hub (1, 2, ...), given only to events someone gets:
   a stream's `id:` lines increase, and an id says which events a subscriber has seen.
 - Everything happens on the loop's thread: no locks.
@@ -52,9 +53,10 @@ QUEUE_EVENTS = 1000
 
 class Event:
     """One published event: `id` (increasing per hub), `kind`, `data` (a JSON-able dict)
-    and, for `log`, the `run_id` it belongs to. Its SSE frame (`frame()`) is encoded once."""
+    and, for `log`, the `run_id` it belongs to. Its SSE frame (`frame()`) and its WebSocket
+    message (`message()`) are each encoded once."""
 
-    __slots__ = ("id", "kind", "data", "run_id", "_frame")
+    __slots__ = ("id", "kind", "data", "run_id", "_frame", "_message")
 
     def __init__(self, id: int, kind: str, data: Dict[str, Any], run_id: Optional[str] = None):
         self.id = id
@@ -62,6 +64,17 @@ class Event:
         self.data = data
         self.run_id = run_id
         self._frame: Optional[bytes] = None
+        self._message: Optional[str] = None
+
+    def message(self) -> str:
+        """The event as one WebSocket text message (web/ws.py): the JSON object
+        `{"id": N, "event": KIND, "data": {...}}`, strict JSON as `frame()`'s data."""
+        if self._message is None:
+            self._message = (
+                f'{{"id": {self.id}, "event": {json.dumps(self.kind)}, '
+                f'"data": {strict_json(self.data)}}}'
+            )
+        return self._message
 
     def frame(self) -> bytes:
         """The event as Server-Sent Events text (WHATWG HTML, "Server-sent events"): `id:`,

@@ -15,7 +15,12 @@ response unread. `GuardedProtocol` (a subclass of uvicorn's httptools protocol) 
   waited longest for its request head if that one has waited at least a second; beyond the
   hard limit (half the open-file limit) it evicts whichever waits longest. Only when every
   connection is busy with a request does a newcomer get a 503. So nobody able to open
-  connections can make `/livez` fail its probe, whatever else they do.
+  connections can make `/livez` fail its probe, whatever else they do;
+- WebSocket upgrades (`Guard.websocket`, uvicorn's `Config(ws=...)`): an upgraded connection
+  leaves the slots and its timers end (it is a long-lived stream, capped by the app, with
+  the WebSocket library's ping/pong as its liveness check); at most `max_upgraded` are open
+  (a 503 beyond), each keeps the write deadline, and the library (`websockets`, through
+  uvicorn's sans-I/O protocol) is imported at the first upgrade, not when the server starts.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ class GuardLimits:
     body_bytes: int = 1 << 20
     max_connections: int = 1024
     hard_limit: int = 1024
+    max_upgraded: int = 256
 
 
 class Guard:
@@ -59,6 +65,9 @@ class Guard:
         self.limits = limits
         self.waiting: OrderedDict[GuardedProtocol, float] = OrderedDict()
         self.busy: set[GuardedProtocol] = set()
+        #: Upgraded (WebSocket) connections: out of the slots, still holding a socket.
+        self.upgraded: set[asyncio.Protocol] = set()
+        self._websocket_class: Optional[type] = None
 
     def __len__(self) -> int:
         return len(self.waiting) + len(self.busy)
@@ -74,7 +83,15 @@ class Guard:
             if count >= self.limits.hard_limit or time.monotonic() - since >= EVICT_AFTER:
                 conn.drop()
                 return True
-        return count < self.limits.hard_limit
+        return count + len(self.upgraded) < self.limits.hard_limit
+
+    def websocket(self, config: Any, server_state: Any, app_state: Any, **_: Any) -> Any:
+        """The protocol an upgraded connection is handed to (uvicorn calls
+        `config.ws_protocol_class(config=..., server_state=..., app_state=...)`): uvicorn's
+        sans-I/O `websockets` protocol under this guard, its class made at the first call."""
+        if self._websocket_class is None:
+            self._websocket_class = _guarded_websocket(self)
+        return self._websocket_class(config=config, server_state=server_state, app_state=app_state)
 
     def set_waiting(self, conn: GuardedProtocol) -> None:
         self.busy.discard(conn)
@@ -167,6 +184,16 @@ class GuardedProtocol(HttpToolsProtocol):
         self.guard.forget(self)
         if self.transport is not None:
             self.transport.abort()
+
+    def handle_websocket_upgrade(self) -> None:
+        """Hand the connection to the WebSocket protocol: it leaves the slots (a stream is
+        not a request waiting or in progress) and this protocol's timers end with it."""
+        self._cancel_timers()
+        self.guard.forget(self)
+        if len(self.guard.upgraded) >= self.guard.limits.max_upgraded:
+            self._refuse(503, "too many WebSocket connections")
+            return
+        super().handle_websocket_upgrade()
 
     # -- parser callbacks ----------------------------------------------------------------------
 
@@ -265,6 +292,50 @@ def _no_delay(transport: asyncio.Transport) -> None:
 
 class _Refused(Exception):
     """Raised in a parser callback to stop parsing a refused request."""
+
+
+def _guarded_websocket(guard: Guard) -> type:
+    """uvicorn's `websockets` sans-I/O protocol, counted in `guard.upgraded` while its
+    connection is open, with the guard's write deadline, and `drop()` (WebServer.close)."""
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+    class GuardedWebSocket(WebSocketsSansIOProtocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._write_timer: Optional[asyncio.TimerHandle] = None
+
+        def connection_made(self, transport: Any) -> None:
+            guard.upgraded.add(self)
+            super().connection_made(transport)
+
+        def connection_lost(self, exc: Optional[Exception]) -> None:
+            self._forget()
+            super().connection_lost(exc)
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if self._write_timer is None:
+                self._write_timer = self.loop.call_later(guard.limits.write_timeout, self.drop)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            if self._write_timer is not None:
+                self._write_timer.cancel()
+                self._write_timer = None
+
+        def drop(self) -> None:
+            """Abort the connection at once (a client that reads nothing, shutdown)."""
+            self._forget()
+            if self.transport is not None:
+                self.transport.abort()
+
+        def _forget(self) -> None:
+            guard.upgraded.discard(self)
+            if self._write_timer is not None:
+                self._write_timer.cancel()
+                self._write_timer = None
+
+    return GuardedWebSocket
 
 
 def guarded_protocol(guard: Guard) -> type:

@@ -19,6 +19,10 @@ from workspace_manager.web.guard import Guard, GuardLimits, guarded_protocol
 
 log = logging.getLogger(__name__)
 
+#: A WebSocket message a client may send (the event stream reads and drops them).
+WS_MAX_BYTES = 65536
+#: Seconds between the WebSocket library's pings, and for each pong to come back.
+WS_PING_SECONDS = 20.0
 #: Seconds that open requests (a page, an event stream) get to end when the server closes.
 CLOSE_GRACE = 1.0
 
@@ -69,7 +73,13 @@ class WebServer:
         config = Config(
             self._app,
             http=guarded_protocol(self.guard),
-            ws="none",
+            # a factory, not uvicorn's name for it: `websockets` is imported at the first
+            # upgrade, not on the manager's start path (guard.py)
+            ws=self.guard.websocket,  # type: ignore[arg-type]  # called as a class
+            ws_max_size=WS_MAX_BYTES,
+            ws_per_message_deflate=False,  # small JSON messages; no zlib state per page
+            ws_ping_interval=WS_PING_SECONDS,
+            ws_ping_timeout=WS_PING_SECONDS,
             lifespan="off",
             interface="asgi3",
             log_config=None,
