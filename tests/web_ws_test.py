@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 from e2e import WsmUp, wait_for
-from http_server_test import Harness, Views
+from http_server_test import Harness, Views, loc
 from web_events_test import SseClient, launch, up_workspace
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
@@ -36,13 +36,14 @@ class Served:
     """The real WebServer and app (Harness) with a hub and a SQLite run storage whose
     committed lines are published, as the manager wires them."""
 
-    def __init__(self, tmp_path: Path, **kwargs: Any) -> None:
+    def __init__(self, tmp_path: Path, views: Optional[Views] = None, **kwargs: Any) -> None:
         from workspace_manager.http.api import Api, ApiSources
 
         self.holder: Dict[str, Any] = {}
         self.hub = EventHub()
         api = Api(ApiSources(storage=lambda: self.holder.get("store")))
-        self.h = Harness(Views(), context={"hub": self.hub, "api": api}, **kwargs)
+        context = {"hub": self.hub, "api": api}
+        self.h = Harness(views or Views(), context=context, **kwargs)
         self.port = self.h.port
 
         async def open_store() -> AsyncStorage:
@@ -344,7 +345,7 @@ def test_websockets_is_not_imported_until_the_first_upgrade(tmp_path: Path) -> N
     script = f"""
 import asyncio, sys
 sys.path.insert(0, {str(Path(__file__).parent)!r})
-from http_server_test import Harness, Views
+from http_server_test import Harness, Views, loc
 from workspace_manager.web.events import EventHub
 h = Harness(Views(), context={{"hub": EventHub()}})
 assert h.get("/livez")[0] == 200
@@ -361,6 +362,84 @@ print(before)
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+# -- seven tabs in one browser ---------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def chromium() -> Iterator[Any]:
+    """Headless Chromium (Debian's) driven by Playwright: skipped where neither it nor CI is
+    there; under CI (CI=true) a missing browser fails."""
+    missing = None
+    if not os.path.exists(CHROMIUM):
+        missing = f"no {CHROMIUM}"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing = missing or "no playwright"
+    if missing:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{missing}: CI must run the browser tests")
+        pytest.skip(missing)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def test_seven_tabs_of_the_page_in_one_browser_all_go_live_over_websockets(
+    chromium: Any, tmp_path: Path
+) -> None:
+    """A browser holds at most 6 HTTP/1.1 connections per host: with the page's stream on an
+    EventSource, 6 tabs took them all and a 7th never loaded. Over a WebSocket all 7 load,
+    go live (connect-src 'self' lets the page open ws: to its own host: no CSP violation),
+    and each shows a location's change in place; closing them leaves nothing behind."""
+    s = Served(tmp_path, views=Views(loc("alpha")))
+    csp: List[str] = []
+    try:
+        context = chromium.new_context()
+        pages = []
+        for tab in range(1, 8):
+            page = context.new_page()
+            page.on(
+                "console",
+                lambda m: csp.append(m.text) if "Content Security Policy" in m.text else None,
+            )
+            try:
+                page.goto(f"http://127.0.0.1:{s.port}/", timeout=10_000)
+                page.wait_for_function("document.body.dataset.live === 'open'", timeout=10_000)
+            except Exception as exc:
+                raise AssertionError(f"tab {tab} did not load and go live: {exc}") from None
+            assert page.evaluate("window.wsmLive.transport()") == "websocket"
+            pages.append(page)
+        s.wait_for(lambda: s.hub.subscribers == 7, "7 subscribers")
+        assert s.call(lambda: len(s.h.server.guard.upgraded)) == 7
+        s.call(s.hub.publish, "location", {"name": "alpha", "state": "crashed", "restarts": 3})
+        for page in pages:
+            page.wait_for_selector('tr[data-location="alpha"][data-state="crashed"]', timeout=5_000)
+        assert csp == []
+        context.close()
+        s.wait_for(
+            lambda: (s.hub.subscribers, len(s.h.server.guard.upgraded)) == (0, 0),
+            "the closed tabs' streams are left",
+        )
+    finally:
+        s.close()
 
 
 # -- a real `wsm up` ----------------------------------------------------------------------------------

@@ -1,14 +1,18 @@
-// wsm live updates: follows /api/events (server-sent events) and updates the page in place.
-// Sets document.body.dataset.live = "open" while the stream is open. No framework, no build.
+// wsm live updates: follows the manager's events and updates the page in place.
+// Over a WebSocket (/api/events/ws): a browser holds at most 6 HTTP/1.1 connections per
+// host, and an EventSource holds one for as long as the page is open, so a 7th tab would
+// never load; a WebSocket is not counted against that limit. EventSource (/api/events)
+// only where there is no WebSocket. Sets document.body.dataset.live = "open" while the
+// stream is open. No framework, no build.
 (function () {
   "use strict";
   var body = document.body;
   var page = body.dataset.page;
-  if (!page || !window.EventSource) return;
+  if (!page || !(window.WebSocket || window.EventSource)) return;
 
   var FINAL = { SUCCESS: 1, FAILURE: 1, CANCELED: 1 };
   var MAX_LINES = 20000; // log lines kept on a run page (the API has them all)
-  var source = null;
+  var source = null; // the open WebSocket or EventSource
   var retryTimer = null;
   var retryDelay = 1000; // doubled after each failed reconnect, up to 30 s
   var countsTimer = null;
@@ -50,6 +54,10 @@
     $all('[data-field="' + name + '"]', root).forEach(function (el) { el.textContent = text; });
   }
 
+  function socketUrl() {
+    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host +
+      eventsUrl().replace("/api/events", "/api/events/ws");
+  }
   function eventsUrl() {
     if (page === "run") {
       return "/api/events?run=" + encodeURIComponent(body.dataset.runId) +
@@ -266,34 +274,71 @@
   }
 
   // -- the stream ----------------------------------------------------------------------------
-  function handler(fn) {
-    return function (ev) {
-      var d;
-      try { d = JSON.parse(ev.data); } catch (e) { return; }
-      try { fn(d); } catch (e) { if (window.console) console.error("wsm live:", e); }
-    };
+  var HANDLERS = { location: onLocation, run: onRun, log: onLog, instigator: onInstigator, tick: onTick };
+  function dispatch(kind, d) {
+    var fn = HANDLERS[kind];
+    if (!fn) return;
+    try { fn(d); } catch (e) { if (window.console) console.error("wsm live:", e); }
+  }
+  function opened() { body.dataset.live = "open"; flag("Live"); retryDelay = 1000; }
+  function lost() { body.dataset.live = "closed"; flag("Reconnecting…"); }
+  function retry(fn) {
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(fn, retryDelay);
+    retryDelay = Math.min(retryDelay * 2, 30000);
+  }
+  function drop() {
+    var s = source;
+    source = null; // first: a socket's close event then knows it was meant
+    if (s) s.close();
   }
   function connect() {
-    if (source) source.close();
+    drop();
     clearTimeout(retryTimer);
-    source = new EventSource(eventsUrl());
-    source.onopen = function () { body.dataset.live = "open"; flag("Live"); retryDelay = 1000; };
-    source.onerror = function () {
-      body.dataset.live = "closed";
-      flag("Reconnecting…");
-      if (source.readyState === EventSource.CLOSED) {
-        retryTimer = setTimeout(connect, retryDelay);
-        retryDelay = Math.min(retryDelay * 2, 30000);
-      }
-    };
-    source.addEventListener("location", handler(onLocation));
-    source.addEventListener("run", handler(onRun));
-    source.addEventListener("log", handler(onLog));
-    source.addEventListener("instigator", handler(onInstigator));
-    source.addEventListener("tick", handler(onTick));
-    source.addEventListener("resync", function () { source.close(); resync(); });
+    if (window.WebSocket) connectSocket(); else connectSource();
   }
-  window.wsmLive = { reconnect: connect, resync: resync };
-  window.addEventListener("pagehide", function () { if (source) source.close(); });
+  function connectSocket() {
+    var sock = new WebSocket(socketUrl());
+    source = sock;
+    sock.onopen = function () { if (source === sock) opened(); };
+    sock.onmessage = function (ev) {
+      if (source !== sock) return;
+      var m;
+      try { m = JSON.parse(ev.data); } catch (e) { return; }
+      if (m.event === "resync") { drop(); resync(); return; }
+      dispatch(m.event, m.data);
+    };
+    sock.onclose = function () {
+      if (source !== sock) return; // closed on purpose (resync, pagehide)
+      source = null;
+      lost();
+      // the events of the gap are gone: re-read the page, then reconnect from its last seq
+      retry(resync);
+    };
+  }
+  function connectSource() {
+    var es = new EventSource(eventsUrl());
+    source = es;
+    es.onopen = opened;
+    es.onerror = function () {
+      lost();
+      if (es.readyState === EventSource.CLOSED && source === es) retry(connect);
+    };
+    Object.keys(HANDLERS).forEach(function (kind) {
+      es.addEventListener(kind, function (ev) {
+        var d;
+        try { d = JSON.parse(ev.data); } catch (e) { return; }
+        dispatch(kind, d);
+      });
+    });
+    es.addEventListener("resync", function () { drop(); resync(); });
+  }
+  window.wsmLive = {
+    reconnect: connect,
+    resync: resync,
+    transport: function () { return source ? (window.WebSocket && source instanceof WebSocket ? "websocket" : "eventsource") : null; }
+  };
+  window.addEventListener("pagehide", function () { drop(); });
+  window.addEventListener("pageshow", function (ev) { if (ev.persisted) resync(); });
   connect();
 })();
