@@ -462,25 +462,32 @@ def test_pings_while_idle(served: Any) -> None:
     client.close()
 
 
-def test_run_log_resumes_after_seq_without_gaps_or_duplicates(served: Any) -> None:
-    """A page rendered with lines 1..SEQ opens run=ID&after=SEQ while the run keeps writing:
-    it gets SEQ+1, SEQ+2, ... exactly once each, stored ones first, then live ones."""
-    server, hub, store = served
-    run = server.call(store.add_run, RunRecord(run_id=uuid.uuid4().hex, location="l", job="j"))
+def keep_writing(loop: Any, store: Any, run_id: str, total: int) -> Any:
+    """Write `total` lines of `run_id` ("line 1", ...) on `loop`, a few at a time; return
+    (the future of the writing) once 1,000 are written, the rest still coming."""
     writing = threading.Event()
-    total = 3000
 
     async def write() -> None:
         for i in range(total):
-            store.log(LogLine(run.run_id, time.time(), "stdout", f"line {i + 1}"))
+            store.log(LogLine(run_id, time.time(), "stdout", f"line {i + 1}"))
             if i % 50 == 0:
                 await asyncio.sleep(0.002)  # lines keep coming while the client catches up
             if i == 1000:
                 writing.set()
         await store.flush_logs()
 
-    future = asyncio.run_coroutine_threadsafe(write(), server.loop)
+    future = asyncio.run_coroutine_threadsafe(write(), loop)
     writing.wait(10)
+    return future
+
+
+def test_run_log_resumes_after_seq_without_gaps_or_duplicates(served: Any) -> None:
+    """A page rendered with lines 1..SEQ opens run=ID&after=SEQ while the run keeps writing:
+    it gets SEQ+1, SEQ+2, ... exactly once each, stored ones first, then live ones."""
+    server, hub, store = served
+    run = server.call(store.add_run, RunRecord(run_id=uuid.uuid4().hex, location="l", job="j"))
+    total = 3000
+    future = keep_writing(server.loop, store, run.run_id, total)
     client = SseClient(server.port, f"/api/events?kinds=run&run={run.run_id[:12]}&after=200")
     got = client.events(total - 200, kind="log")
     future.result(30)

@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import pytest
 from e2e import WsmUp, wait_for
 from http_server_test import Harness, Views, loc
-from web_events_test import SseClient, launch, up_workspace
+from web_events_test import SseClient, keep_writing, launch, up_workspace
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -174,20 +174,8 @@ def test_run_log_resumes_after_seq_without_gaps_or_duplicates(served: Served) ->
     the stored ones first, then the live ones (web/feed.py, shared with SSE)."""
     store = served.store
     run = served.call(store.add_run, RunRecord(run_id=uuid.uuid4().hex, location="l", job="j"))
-    writing = threading.Event()
     total = 3000
-
-    async def write() -> None:
-        for i in range(total):
-            store.log(LogLine(run.run_id, time.time(), "stdout", f"line {i + 1}"))
-            if i % 50 == 0:
-                await asyncio.sleep(0.002)
-            if i == 1000:
-                writing.set()
-        await store.flush_logs()
-
-    future = asyncio.run_coroutine_threadsafe(write(), served.h.loop)
-    writing.wait(WAIT)
+    future = keep_writing(served.h.loop, store, run.run_id, total)
     with connect(served.url(f"?kinds=run&run={run.run_id[:12]}&after=200")) as sock:
         got = recv_kind(sock, total - 200, "log")
     future.result(30)

@@ -273,6 +273,19 @@ def parse_query(query_string: bytes) -> Tuple[Optional[List[str]], Optional[str]
     return kinds, run, after
 
 
+async def close_on_disconnect(receive: Any, sub: Subscription, disconnect: str) -> None:
+    """Close `sub` once the client is gone (the ASGI message `disconnect`: "http.disconnect"
+    or "websocket.disconnect"): the stream's loop then ends at once, even while idle. What
+    else the client sends meanwhile is read and dropped."""
+    try:
+        while True:
+            message = await receive()
+            if message.get("type") == disconnect:
+                break
+    finally:
+        sub.close()
+
+
 def header(scope: Any, name: bytes) -> Optional[bytes]:
     """The first header `name` (lower case) of an ASGI scope, or None."""
     for key, value in scope.get("headers") or ():

@@ -107,7 +107,35 @@ class Guard:
         self.busy.discard(conn)
 
 
-class GuardedProtocol(HttpToolsProtocol):
+class _WriteDeadline(asyncio.Protocol):
+    """A write deadline, mixed in before a uvicorn protocol: a connection whose writes stay
+    paused (its client reads nothing) `_write_timeout()` seconds is dropped."""
+
+    _write_timer: Optional[asyncio.TimerHandle] = None
+    loop: asyncio.AbstractEventLoop
+
+    def _write_timeout(self) -> float:
+        raise NotImplementedError
+
+    def drop(self) -> None:
+        raise NotImplementedError
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(self._write_timeout(), self.drop)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._stop_write_timer()
+
+    def _stop_write_timer(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+
+class GuardedProtocol(_WriteDeadline, HttpToolsProtocol):
     """uvicorn's httptools protocol under a `Guard`; `guard` is set on a subclass made per
     server (`guarded_protocol`)."""
 
@@ -117,7 +145,6 @@ class GuardedProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._refused = False
         self._head_timer: Optional[asyncio.TimerHandle] = None
-        self._write_timer: Optional[asyncio.TimerHandle] = None
         self._head_seen = 0  # bytes received while waiting for the current request head
         self._in_head = True
         self._line_done = False  # the request line's end was seen
@@ -236,16 +263,8 @@ class GuardedProtocol(HttpToolsProtocol):
 
     # -- writes --------------------------------------------------------------------------------
 
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        if self._write_timer is None:
-            self._write_timer = self.loop.call_later(self.guard.limits.write_timeout, self.drop)
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        if self._write_timer is not None:
-            self._write_timer.cancel()
-            self._write_timer = None
+    def _write_timeout(self) -> float:
+        return self.guard.limits.write_timeout
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -260,10 +279,10 @@ class GuardedProtocol(HttpToolsProtocol):
         self._head_timer = self.loop.call_later(self.guard.limits.head_timeout, self.drop)
 
     def _cancel_timers(self) -> None:
-        for timer in (self._head_timer, self._write_timer):
-            if timer is not None:
-                timer.cancel()
-        self._head_timer = self._write_timer = None
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        self._stop_write_timer()
 
     def _refuse(self, status: int, message: str) -> None:
         if self.transport is None or self.transport.is_closing():
@@ -299,11 +318,7 @@ def _guarded_websocket(guard: Guard) -> type:
     connection is open, with the guard's write deadline, and `drop()` (WebServer.close)."""
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-    class GuardedWebSocket(WebSocketsSansIOProtocol):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._write_timer: Optional[asyncio.TimerHandle] = None
-
+    class GuardedWebSocket(_WriteDeadline, WebSocketsSansIOProtocol):
         def connection_made(self, transport: Any) -> None:
             guard.upgraded.add(self)
             super().connection_made(transport)
@@ -312,16 +327,8 @@ def _guarded_websocket(guard: Guard) -> type:
             self._forget()
             super().connection_lost(exc)
 
-        def pause_writing(self) -> None:
-            super().pause_writing()
-            if self._write_timer is None:
-                self._write_timer = self.loop.call_later(guard.limits.write_timeout, self.drop)
-
-        def resume_writing(self) -> None:
-            super().resume_writing()
-            if self._write_timer is not None:
-                self._write_timer.cancel()
-                self._write_timer = None
+        def _write_timeout(self) -> float:
+            return guard.limits.write_timeout
 
         def drop(self) -> None:
             """Abort the connection at once (a client that reads nothing, shutdown)."""
@@ -331,9 +338,7 @@ def _guarded_websocket(guard: Guard) -> type:
 
         def _forget(self) -> None:
             guard.upgraded.discard(self)
-            if self._write_timer is not None:
-                self._write_timer.cancel()
-                self._write_timer = None
+            self._stop_write_timer()
 
     return GuardedWebSocket
 

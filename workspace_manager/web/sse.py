@@ -36,7 +36,6 @@ import logging
 from typing import Any, Dict, List, Optional
 
 from workspace_manager.web import feed
-from workspace_manager.web.events import Subscription
 from workspace_manager.web.feed import MAX_STREAMS, PING_SECONDS, Refused, StreamCount
 
 log = logging.getLogger(__name__)
@@ -103,7 +102,7 @@ class EventStream:
             return
         reconnect = feed.header(scope, b"last-event-id") is not None
         self.streams.open += 1
-        watcher = asyncio.ensure_future(_close_on_disconnect(receive, sub))
+        watcher = asyncio.ensure_future(feed.close_on_disconnect(receive, sub, "http.disconnect"))
         try:
             await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
             await send(
@@ -121,18 +120,6 @@ class EventStream:
             sub.close()
             watcher.cancel()
             self.streams.open -= 1
-
-
-async def _close_on_disconnect(receive: Any, sub: Subscription) -> None:
-    """Close `sub` once the client is gone (ASGI `http.disconnect`): the stream's loop then
-    ends at once, even while idle."""
-    try:
-        while True:
-            message = await receive()
-            if message.get("type") == "http.disconnect":
-                break
-    finally:
-        sub.close()
 
 
 async def _error(send: Any, exc: Refused) -> None:

@@ -31,7 +31,6 @@ from typing import Any, Dict, List, Optional
 from urllib.parse import urlsplit
 
 from workspace_manager.web import feed
-from workspace_manager.web.events import Subscription
 from workspace_manager.web.feed import PING_SECONDS, Refused, StreamCount
 
 log = logging.getLogger(__name__)
@@ -103,7 +102,9 @@ class EventSocket:
         watcher: Optional[asyncio.Future] = None
         try:
             await send({"type": "websocket.accept"})
-            watcher = asyncio.ensure_future(_close_on_disconnect(receive, sub))
+            watcher = asyncio.ensure_future(
+                feed.close_on_disconnect(receive, sub, "websocket.disconnect")
+            )
             events = feed.Feed(self.ctx, sub, request, ping_seconds=self.ping_seconds)
             async for batch in events.batches():
                 # None: idle; the library's pings keep the connection alive. A client that
@@ -123,18 +124,6 @@ class EventSocket:
             if watcher is not None:
                 watcher.cancel()
             self.streams.open -= 1
-
-
-async def _close_on_disconnect(receive: Any, sub: Subscription) -> None:
-    """Close `sub` once the client is gone (ASGI `websocket.disconnect`); what the client
-    sends meanwhile is read and dropped."""
-    try:
-        while True:
-            message = await receive()
-            if message.get("type") == "websocket.disconnect":
-                break
-    finally:
-        sub.close()
 
 
 async def _refuse(send: Any, exc: Refused) -> None:
