@@ -86,7 +86,8 @@
     cancel: function (button) {
       act(button, "/api/runs/" + enc(body.dataset.runId) + "/cancel", function (run) {
         var holder = document.querySelector("[data-run-status]");
-        if (holder && run && run.status) {
+        // the live stream may have shown the run's end before this answer (CANCELING) came
+        if (holder && run && run.status && body.dataset.final !== "true") {
           holder.setAttribute("data-run-status", run.status);
           var b = holder.querySelector(".status");
           if (b) { b.textContent = run.status; b.className = "status status-" + run.status.toLowerCase(); }
