@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import pytest
 from e2e import WsmUp, wait_for
 from http_server_test import Harness, Views, loc
-from web_events_test import SseClient, keep_writing, launch, up_workspace
+from web_events_test import LIVEZ_TIMER, SseClient, keep_writing, launch, up_workspace
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
@@ -488,21 +488,50 @@ def test_wsm_up_over_websockets_kill_lines_down_and_origin(ws: Any) -> None:
         )
         up.track()
 
-        socks = [open_ws(base) for _ in range(50)]
+        # 50 sockets, 25 following a run of 5,000 lines: /livez is timed from another
+        # process meanwhile (this one's 50 reader threads share one GIL)
+        run_id = launch(ws, "talk", {"lines": 5000})
+        paths = [base] * 25 + [f"{base}?run={run_id}&after=0"] * 25
+        socks = [open_ws(path) for path in paths]
         ended: List[int] = []
+        seen: List[List[Dict[str, Any]]] = [[] for _ in socks]
 
-        def drain(sock: ClientConnection) -> None:
+        def drain(i: int) -> None:
             try:
                 while True:
-                    sock.recv(timeout=60)
+                    seen[i].append(json.loads(socks[i].recv(timeout=60)))
             except ConnectionClosed:
                 ended.append(1)
             except TimeoutError:
                 pass
 
-        readers = [threading.Thread(target=drain, args=(s,), daemon=True) for s in socks]
+        readers = [threading.Thread(target=drain, args=(i,), daemon=True) for i in range(50)]
         for t in readers:
             t.start()
+        livez = sorted(
+            json.loads(
+                subprocess.run(
+                    [sys.executable, "-c", LIVEZ_TIMER, str(port)],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=True,
+                ).stdout
+            )
+        )
+        print(
+            f"/livez with 50 open WebSockets, 25 following a run's 5,000 lines: "
+            f"p50 {livez[50] * 1000:.1f} ms, p99 {livez[99] * 1000:.1f} ms"
+        )
+
+        def all_lines() -> bool:  # the run may end before a socket opens: count its lines
+            return all(
+                any(e["event"] == "resync" for e in x)
+                or sum(1 for e in x if e["event"] == "log") >= 5001
+                for x in seen[25:]
+            )
+
+        wait_for(all_lines, 60, "every line of the run on the sockets")
         up.track()
         started = time.monotonic()
         down = ws.run("down", timeout=60)
@@ -511,6 +540,10 @@ def test_wsm_up_over_websockets_kill_lines_down_and_origin(ws: Any) -> None:
             t.join(30)
         assert len(ended) == 50, f"{50 - len(ended)} sockets still open after wsm down"
         print(f"wsm down with 50 open WebSockets: all ended in {time.monotonic() - started:.2f} s")
+        for events in seen[25:]:  # every line once, in order (or a resync where it fell behind)
+            if not any(e["event"] == "resync" for e in events):
+                seqs = [e["data"]["seq"] for e in events if e["event"] == "log"]
+                assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= 5001
         for sock in socks:
             sock.close()
         assert up.proc.wait(30) == 0
