@@ -8,7 +8,7 @@ import json
 import re
 from typing import Any, Dict, List
 
-from conftest import Served, no_horizontal_scroll, screenshot
+from browser_support import Served, no_horizontal_scroll, screenshot
 
 LUMINANCE = """
 (el) => {
@@ -74,7 +74,9 @@ def test_overview_shows_every_location_and_clicks_through_to_a_location_and_the_
     page.locator('#locations tr[data-location="team"] a[data-link=location]').click()
     page.wait_for_url(re.compile(r"/locations/team$"))
     jobs = page.locator("section#jobs")
-    assert sorted(jobs.locator("tr[data-job]").evaluate_all("rs => rs.map(r => r.dataset.job)")) == [
+    assert sorted(
+        jobs.locator("tr[data-job]").evaluate_all("rs => rs.map(r => r.dataset.job)")
+    ) == [
         "quick",
         "sleeper",
         "ticker",
@@ -142,7 +144,10 @@ def test_every_page_fits_a_phone_width_without_horizontal_scroll(
     served = served_workspace
     run_id = launch_quick(served)
     context = browser.new_context(
-        viewport={"width": 360, "height": 740}, device_scale_factor=2, is_mobile=True, has_touch=True
+        viewport={"width": 360, "height": 740},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
     )
     try:
         page = context.new_page()
@@ -192,7 +197,9 @@ def test_the_page_needs_nothing_from_outside(page: Any, served_workspace: Served
     elsewhere: List[str] = []
     page.on(
         "request",
-        lambda req: None if req.url.startswith((served.url, "data:")) else elsewhere.append(req.url),
+        lambda req: (
+            None if req.url.startswith((served.url, "data:")) else elsewhere.append(req.url)
+        ),
     )
     for path in ("/", "/locations/team", "/runs"):
         page.goto(served.url + path)
