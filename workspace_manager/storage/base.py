@@ -14,6 +14,9 @@ import abc
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .records import (
+    FAILURE,
+    IN_PROGRESS_STATUSES,
+    QUEUED,
     InstigatorState,
     LogLine,
     Retention,
@@ -83,6 +86,25 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def run_counts(self) -> Dict[str, int]:
         """How many runs are in each status (every status of RUN_STATUSES present)."""
+
+    def location_run_counts(self, failed_since: float) -> Dict[str, Dict[str, int]]:
+        """{location: {"queued", "in_progress", "failed_recent"}} for every location with a
+        run queued, in progress (STARTING, STARTED, CANCELING) or FAILURE ended at or after
+        `failed_since` (Unix seconds): what the web page's overview shows per location. This
+        default pages through every run; a backend may do better (SQLite: two grouped
+        queries on its status indexes)."""
+        out: Dict[str, Dict[str, int]] = {}
+        before: Optional[Tuple[float, str]] = None
+        while True:
+            page = self.list_runs(limit=1000, before=before)
+            for run in page:
+                key = _count_key(run, failed_since)
+                if key is not None:
+                    counts = out.setdefault(run.location, dict.fromkeys(_COUNT_KEYS, 0))
+                    counts[key] += 1
+            if len(page) < 1000:
+                return out
+            before = (page[-1].created_at, page[-1].run_id)
 
     @abc.abstractmethod
     def finished_runs_after(self, end_seq: int, limit: int = 100) -> List[RunRecord]:
@@ -205,6 +227,19 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections; the object is unusable after."""
+
+
+_COUNT_KEYS = ("queued", "in_progress", "failed_recent")
+
+
+def _count_key(run: RunRecord, failed_since: float) -> Optional[str]:
+    if run.status == QUEUED:
+        return "queued"
+    if run.status in IN_PROGRESS_STATUSES:
+        return "in_progress"
+    if run.status == FAILURE and (run.ended_at or 0.0) >= failed_since:
+        return "failed_recent"
+    return None
 
 
 class RunKeyUsed(StorageError):

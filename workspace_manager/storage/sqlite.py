@@ -52,8 +52,11 @@ from ..private_files import open_private, private_dir
 from . import schema
 from .base import AmbiguousRunId, RunKeyUsed, RunNotFound, Storage, StorageError
 from .records import (
+    FAILURE,
     FINAL_STATUSES,
+    IN_PROGRESS_STATUSES,
     INSTIGATOR_KINDS,
+    QUEUED,
     RUN_STATUSES,
     TICK_SKIPPED,
     TICK_SUCCESS,
@@ -513,6 +516,31 @@ class SqliteStorage(Storage):
             for status, n in conn.execute("SELECT status, count(*) FROM runs GROUP BY status"):
                 counts[status] = int(n)
         return counts
+
+    def location_run_counts(self, failed_since: float) -> Dict[str, Dict[str, int]]:
+        """See `Storage.location_run_counts`. Both queries are ranges of ix_runs_status and
+        ix_runs_status_ended, so their cost grows with the runs counted, not the runs kept."""
+        out: Dict[str, Dict[str, int]] = {}
+
+        def add(location: str, key: str, n: int) -> None:
+            counts = out.setdefault(location, {"queued": 0, "in_progress": 0, "failed_recent": 0})
+            counts[key] += int(n)
+
+        busy = (QUEUED, *sorted(IN_PROGRESS_STATUSES))
+        with self._read() as conn:
+            for location, status, n in conn.execute(
+                f"SELECT location, status, count(*) FROM runs WHERE status IN ({_marks(len(busy))})"
+                " GROUP BY location, status",
+                busy,
+            ):
+                add(location, "queued" if status == QUEUED else "in_progress", n)
+            for location, n in conn.execute(
+                "SELECT location, count(*) FROM runs WHERE status = ? AND ended_at >= ?"
+                " GROUP BY location",
+                (FAILURE, failed_since),
+            ):
+                add(location, "failed_recent", n)
+        return out
 
     def finished_runs_after(self, end_seq: int, limit: int = 100) -> List[RunRecord]:
         """See `Storage.finished_runs_after`."""

@@ -194,6 +194,9 @@ class AsyncStorage:
     def run_counts(self) -> Awaitable[Dict[str, int]]:
         return self._read(self.storage.run_counts)
 
+    def location_run_counts(self, failed_since: float) -> Awaitable[Dict[str, Dict[str, int]]]:
+        return self._read(self.storage.location_run_counts, failed_since)
+
     def finished_runs_after(self, end_seq: int, limit: int = 100) -> Awaitable[List[RunRecord]]:
         return self._read(self.storage.finished_runs_after, end_seq, limit)
 

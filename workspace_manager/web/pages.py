@@ -1,0 +1,442 @@
+"""The pages for people (SPEC section 8): server-rendered HTML over the JSON API.
+
+    GET  /                      every location: state, interpreter, environment, restarts,
+                                uptime, memory, last error, runs in progress / failed recently
+    GET  /locations/{name}      its repositories, jobs, schedules, sensors and recent runs
+    GET  /runs                  runs, newest first, 50 a page (?status=&location=&job=&before=)
+    GET  /runs/{run_id}         one run: status history, origin, config, tags, its logs
+    GET  /static/...            wsm.css, live.js, actions.js (shipped in the package)
+    POST /ui/config/check       YAML or JSON text -> {"config": {...}} or {"error": "line L,
+                                column C: ..."} (web/config_check.py)
+
+Every page reads its data through `ctx.view()` and the JSON API's handlers
+(`http.api.Api.handle`), so the page and `/api/` cannot disagree; the one addition is the
+per-location run counts of the overview (`Storage.location_run_counts`). Lists are paged
+(50) and nothing renders every run, so a page stays fast with 10,000s of runs kept.
+
+The pages work without JavaScript (read-only); `static/live.js` follows `/api/events` to
+update them in place and `static/actions.js` sends the writes to `/api/` with the page's
+per-session CSRF token (`web/session.py`). Jinja2 is imported and its templates compiled
+at the first page request, never at the manager's start. Nothing secret is rendered: a
+location's `env_vars` and the API token never reach the page's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import functools
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+from urllib.parse import quote, urlencode
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from workspace_manager.http.api import ApiRequest
+from workspace_manager.http.view import ManagerView, location_document
+from workspace_manager.storage.records import FINAL_STATUSES, RUN_STATUSES
+from workspace_manager.version import __version__
+from workspace_manager.web.config_check import MAX_CONFIG_BYTES, check_config_text
+from workspace_manager.web.context import WebContext
+
+try:
+    from workspace_manager.web.session import csrf_token, session_cookie
+except ImportError:  # stand-in until the lead's web/session.py is merged: delete then
+    import hashlib
+    import hmac
+    import secrets
+
+    def session_cookie(request_cookies: Mapping[str, str]) -> Tuple[str, bool]:  # type: ignore[misc]
+        sid = request_cookies.get("wsm_session") or ""
+        if len(sid) == 43:
+            return sid, False
+        return secrets.token_urlsafe(32), True
+
+    def csrf_token(secret: bytes, session_id: str) -> str:  # type: ignore[misc]
+        return hmac.new(secret, session_id.encode(), hashlib.sha256).hexdigest()
+
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+PAGE_SIZE = 50
+#: Log lines rendered with the run page; later ones stream from /api/events.
+LOG_PAGE = 1000
+#: "Failed recently" on the overview: FAILURE runs that ended within this many seconds.
+RECENT_SECONDS = 24 * 3600
+#: Last ticks shown per schedule or sensor on a location page.
+TICKS_SHOWN = 5
+SESSION_COOKIE = "wsm_session"
+#: The pages load nothing from elsewhere and run no inline script: an injected `<script>`
+#: would not run even if escaping failed.
+HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def routes(ctx: WebContext) -> list:
+    """The pages' Starlette routes (web/app.py mounts them after the API's)."""
+    pages = Pages(ctx)
+    return [
+        Route("/", pages.overview, methods=["GET"], name="overview"),
+        Route("/locations/{name:path}", pages.location, methods=["GET"], name="location"),
+        Route("/runs", pages.runs, methods=["GET"], name="runs"),
+        Route("/runs/{run_id:path}", pages.run, methods=["GET"], name="run"),
+        Route("/ui/config/check", pages.config_check, methods=["POST"], name="config_check"),
+        Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> Any:
+    """The one Jinja2 Environment, made at the first page request (jinja2 is imported here,
+    not when the manager starts); templates are compiled once and kept."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(HERE / "templates")),
+        autoescape=True,
+        auto_reload=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(when=when, iso=iso, duration=duration, size=size, pretty=pretty, cell=cell)
+    env.globals.update(
+        version=__version__,
+        run_statuses=RUN_STATUSES,
+        final_statuses=FINAL_STATUSES,
+        quote=lambda text: quote(str(text), safe=""),
+    )
+    return env
+
+
+class Pages:
+    """The page handlers over one WebContext."""
+
+    def __init__(self, ctx: WebContext) -> None:
+        self.ctx = ctx
+
+    # -- data -----------------------------------------------------------------------------
+
+    async def api(self, path: str, **query: Any) -> Tuple[int, Any]:
+        """(status, JSON body) of `GET /api/PATH?query` through the API's own handlers;
+        (503, None) when the manager keeps no runs (`ctx.api` None)."""
+        if self.ctx.api is None:
+            return 503, None
+        params = {k: [str(v)] for k, v in query.items() if v is not None and v != ""}
+        answer = await self.ctx.api.handle(ApiRequest("GET", path, params))
+        return answer.status, answer.body
+
+    async def items(self, path: str, **query: Any) -> List[Dict[str, Any]]:
+        status, body = await self.api(path, **query)
+        if status != 200 or not isinstance(body, dict):
+            return []
+        return list(body.get("items") or [])
+
+    async def run_counts(self) -> Dict[str, Dict[str, int]]:
+        """{location: {"queued", "in_progress", "failed_recent"}}; {} without storage."""
+        api = self.ctx.api
+        store = api.sources.storage() if api is not None else None
+        if store is None or not hasattr(store, "location_run_counts"):
+            return {}
+        try:
+            counts: Dict[str, Dict[str, int]] = await store.location_run_counts(
+                time.time() - RECENT_SECONDS
+            )
+        except Exception as exc:  # a page without counts beats no page
+            log.warning("pages: run counts unavailable: %s", exc)
+            return {}
+        return counts
+
+    def view(self) -> ManagerView:
+        return self.ctx.view()
+
+    # -- pages ----------------------------------------------------------------------------
+
+    async def overview(self, request: Request) -> Response:
+        view = self.view()
+        counts = await self.run_counts()
+        locations = [{"name": loc.name, **location_document(loc)} for loc in view.locations]
+        return self.render(
+            request,
+            "overview.html",
+            nav="overview",
+            title="Overview",
+            live="overview",
+            manager=manager_summary(view),
+            locations=locations,
+            counts=counts,
+            keeps_runs=self.ctx.api is not None,
+        )
+
+    async def location(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        view = self.view()
+        loc = view.location(name)
+        if loc is None:
+            return self.error(request, 404, "No such location", f"There is no location {name!r}.")
+        doc = {"name": loc.name, **location_document(loc)}
+        keeps_runs = self.ctx.api is not None
+        found, schedules, sensors, runs, counts = await asyncio.gather(
+            self.items("locations"),
+            self.items("schedules"),
+            self.items("sensors"),
+            self.api("runs", location=name, limit=10),
+            self.run_counts(),
+        )
+        repositories: List[Dict[str, Any]] = []
+        for item in found:
+            if item.get("name") == name:
+                repositories = list(item.get("repositories") or [])
+        schedules = [s for s in schedules if s.get("location") == name]
+        sensors = [s for s in sensors if s.get("location") == name]
+        ticks = await asyncio.gather(
+            *(
+                self.items(
+                    f"{kind}s/{quote(name + ':' + str(i.get('name')), safe='')}/ticks",
+                    limit=TICKS_SHOWN,
+                )
+                for kind, group in (("schedule", schedules), ("sensor", sensors))
+                for i in group
+            )
+        )
+        for inst, recent in zip([*schedules, *sensors], ticks):
+            inst["ticks"] = recent
+        status, body = runs
+        return self.render(
+            request,
+            "location.html",
+            nav="overview",
+            title=f"Location {name}",
+            live="location",
+            loc=doc,
+            repositories=repositories,
+            schedules=schedules,
+            sensors=sensors,
+            runs=(body or {}).get("items") or [] if status == 200 else [],
+            counts=counts.get(name) or {},
+            keeps_runs=keeps_runs,
+            daemon=(view.daemon or {}).get("enabled", False) if view.daemon else False,
+        )
+
+    async def runs(self, request: Request) -> Response:
+        view = self.view()
+        q = request.query_params
+        status_filter = (q.get("status") or "").strip().upper()
+        location_filter = (q.get("location") or "").strip()
+        job_filter = (q.get("job") or "").strip()
+        before = (q.get("before") or "").strip()
+        filters = {"status": status_filter, "location": location_filter, "job": job_filter}
+        runs: List[Dict[str, Any]] = []
+        next_url: Optional[str] = None
+        problem: Optional[str] = None
+        code = 200
+        if self.ctx.api is None:
+            problem = "This manager keeps no runs."
+        else:
+            status, body = await self.api(
+                "runs", limit=PAGE_SIZE, before=before, **{k: v for k, v in filters.items()}
+            )
+            if status == 200:
+                runs = body.get("items") or []
+                if body.get("next"):
+                    shown = {k: v for k, v in filters.items() if v}
+                    next_url = "/runs?" + urlencode({**shown, "before": body["next"]})
+            else:
+                code = status if status in (400, 404, 409) else 503
+                problem = str(((body or {}).get("error") or {}).get("message") or status)
+        names = [loc.name for loc in view.locations]
+        if location_filter and location_filter not in names:
+            names.append(location_filter)
+        first_url = None
+        if before:
+            shown = {k: v for k, v in filters.items() if v}
+            first_url = "/runs" + ("?" + urlencode(shown) if shown else "")
+        return self.render(
+            request,
+            "runs.html",
+            status_code=code,
+            nav="runs",
+            title="Runs",
+            live="runs",
+            runs=runs,
+            filters=filters,
+            location_names=names,
+            next_url=next_url,
+            first_url=first_url,
+            problem=problem,
+        )
+
+    async def run(self, request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        if self.ctx.api is None:
+            return self.error(request, 404, "No such run", "This manager keeps no runs.")
+        status, body = await self.api(f"runs/{quote(run_id, safe='')}")
+        if status == 404:
+            return self.error(request, 404, "No such run", f"There is no run {run_id!r}.")
+        if status != 200:
+            message = str(((body or {}).get("error") or {}).get("message") or status)
+            return self.error(request, status, "Run unavailable", message)
+        run = body
+        logs_status, logs = await self.api(
+            f"runs/{quote(run['run_id'], safe='')}/logs", limit=LOG_PAGE
+        )
+        lines = (logs or {}).get("items") or [] if logs_status == 200 else []
+        last_seq = lines[-1]["seq"] if lines else 0
+        more = len(lines) >= LOG_PAGE
+        return self.render(
+            request,
+            "run.html",
+            nav="runs",
+            title=f"Run {run['run_id'][:8]}",
+            live="run",
+            run=run,
+            lines=lines,
+            last_seq=last_seq,
+            more_logs=more,
+            is_final=run.get("status") in FINAL_STATUSES,
+        )
+
+    async def config_check(self, request: Request) -> Response:
+        """`POST /ui/config/check`: the body is the run config text (JSON or YAML)."""
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_CONFIG_BYTES:
+                return JSONResponse(
+                    {"error": f"the run config is larger than {MAX_CONFIG_BYTES // 1024} KiB"},
+                    413,
+                    headers={"Cache-Control": "no-store"},
+                )
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return JSONResponse({"error": "the run config is not UTF-8 text"}, 400)
+        result = check_config_text(text)
+        headers = {"Cache-Control": "no-store"}
+        if result.error is not None:
+            return JSONResponse({"error": result.error}, 400, headers=headers)
+        return JSONResponse({"config": result.config}, 200, headers=headers)
+
+    # -- rendering ------------------------------------------------------------------------
+
+    def error(self, request: Request, status: int, title: str, message: str) -> Response:
+        return self.render(
+            request,
+            "error.html",
+            status_code=status,
+            nav="",
+            title=title,
+            live="",
+            message=message,
+            code=status,
+        )
+
+    def render(
+        self, request: Request, template: str, status_code: int = 200, **data: Any
+    ) -> Response:
+        """The page, with the session cookie set (when new) and its CSRF token in a meta."""
+        session_id, is_new = session_cookie(request.cookies)
+        html = (
+            environment()
+            .get_template(template)
+            .render(csrf=csrf_token(self.ctx.secret, session_id), **data)
+        )
+        response = HTMLResponse(html, status_code, headers=HEADERS)
+        if is_new:
+            response.set_cookie(
+                SESSION_COOKIE, session_id, path="/", httponly=True, samesite="strict"
+            )
+        return response
+
+
+def manager_summary(view: ManagerView) -> Dict[str, Any]:
+    """What the overview says of the manager itself."""
+    target = dict(view.target)
+    return {
+        "status": view.overall_status(),
+        "workspace": target.get("workspace")
+        or target.get("python_file")
+        or target.get("module_name"),
+        "pid": view.pid,
+        "uptime_seconds": max(time.time() - view.started_at, 0.0),
+        "daemon": dict(view.daemon) if view.daemon else None,
+    }
+
+
+# -- filters ----------------------------------------------------------------------------------
+
+
+def when(ts: Any) -> str:
+    """Unix seconds as `2026-12-01 01:57:41 UTC`; "" when unknown."""
+    if not isinstance(ts, (int, float)) or not math.isfinite(ts):
+        return ""
+    moment = datetime.datetime.fromtimestamp(ts, datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def iso(ts: Any) -> str:
+    """Unix seconds as ISO 8601 for `<time datetime>`."""
+    if not isinstance(ts, (int, float)) or not math.isfinite(ts):
+        return ""
+    moment = datetime.datetime.fromtimestamp(ts, datetime.timezone.utc)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def duration(seconds: Any) -> str:
+    """A duration in words a person reads at a glance: `850 ms`, `12.3 s`, `4 min 5 s`,
+    `3 h 20 min`, `2 d 4 h`; "" when unknown."""
+    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        return ""
+    s = max(float(seconds), 0.0)
+    if s < 1:
+        return f"{s * 1000:.0f} ms"
+    if s < 60:
+        return f"{s:.1f} s"
+    m, sec = divmod(int(s), 60)
+    if m < 60:
+        return f"{m} min {sec} s"
+    h, m = divmod(m, 60)
+    if h < 48:
+        return f"{h} h {m} min"
+    d, h = divmod(h, 24)
+    return f"{d} d {h} h"
+
+
+def size(n: Any) -> str:
+    """Bytes in binary units: `512 B`, `12.3 MiB`; "" when unknown."""
+    if not isinstance(n, (int, float)) or isinstance(n, bool) or not math.isfinite(n):
+        return ""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return ""
+
+
+def pretty(value: Any) -> str:
+    """JSON, indented, for a `<pre>` (autoescaped by the template)."""
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def cell(value: Any) -> str:
+    """A value for a table cell: "" for None, JSON for a list or object."""
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)

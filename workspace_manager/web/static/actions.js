@@ -1,0 +1,185 @@
+// wsm actions: reload a location, start/stop a schedule or sensor, cancel a run, launch a
+// job. Every write is a JSON POST to /api/ carrying the page's CSRF token (X-WSM-CSRF);
+// errors are shown in the nearest role=alert element.
+(function () {
+  "use strict";
+  var body = document.body;
+
+  function token() {
+    var meta = document.querySelector('meta[name="wsm-csrf"]');
+    return meta ? meta.getAttribute("content") : "";
+  }
+  function post(url, payload, contentType) {
+    return fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": contentType || "application/json", "X-WSM-CSRF": token(), Accept: "application/json" },
+      body: contentType ? payload : JSON.stringify(payload || {})
+    }).then(function (r) {
+      return r.text().then(function (text) {
+        var data = null;
+        try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
+        return { ok: r.ok, status: r.status, data: data, text: text };
+      });
+    });
+  }
+  function message(res) {
+    var d = res.data;
+    if (d && d.error) return typeof d.error === "string" ? d.error : d.error.message || String(res.status);
+    return "the manager answered " + res.status + (res.text ? ": " + res.text.slice(0, 200) : "");
+  }
+  function alertFor(el) {
+    var form = el && el.closest && el.closest("form");
+    var box = form && form.querySelector('[role="alert"]');
+    return box || document.querySelector('main [role="alert"]');
+  }
+  function showError(el, text) {
+    var box = alertFor(el);
+    if (!box) { window.alert(text); return; }
+    box.textContent = text;
+    box.hidden = false;
+  }
+  function clearError(el) {
+    var box = alertFor(el);
+    if (box) { box.textContent = ""; box.hidden = true; }
+  }
+  function busy(button, on) { if (button) button.disabled = on; }
+  function enc(s) { return encodeURIComponent(s); }
+
+  function act(button, url, done) {
+    clearError(button);
+    busy(button, true);
+    return post(url, {}).then(function (res) {
+      busy(button, false);
+      if (!res.ok) { showError(button, message(res)); return; }
+      if (done) done(res.data);
+    }, function (err) {
+      busy(button, false);
+      showError(button, "the request failed: " + err);
+    });
+  }
+
+  function setInstigator(row, status) {
+    if (!row) return;
+    row.dataset.status = status;
+    var b = row.querySelector(".status");
+    if (b) { b.textContent = status; b.className = "status status-" + status.toLowerCase(); }
+    var start = row.querySelector('button[data-action="start"]');
+    var stop = row.querySelector('button[data-action="stop"]');
+    if (start) start.hidden = status === "RUNNING";
+    if (stop) stop.hidden = status !== "RUNNING";
+    var shown = status === "RUNNING" ? stop : start;
+    if (shown) shown.focus();
+  }
+
+  var launcher = null;
+  var actions = {
+    reload: function (button) {
+      var row = button.closest("tr[data-location]");
+      var name = row ? row.dataset.location : body.dataset.locationName;
+      var label = button.textContent;
+      button.textContent = "Reloading…";
+      act(button, "/api/locations/" + enc(name) + "/reload").then(function () { button.textContent = label; });
+    },
+    start: function (button) { toggle(button, "start"); },
+    stop: function (button) { toggle(button, "stop"); },
+    cancel: function (button) {
+      act(button, "/api/runs/" + enc(body.dataset.runId) + "/cancel", function (run) {
+        var holder = document.querySelector("[data-run-status]");
+        if (holder && run && run.status) {
+          holder.setAttribute("data-run-status", run.status);
+          var b = holder.querySelector(".status");
+          if (b) { b.textContent = run.status; b.className = "status status-" + run.status.toLowerCase(); }
+        }
+      });
+    },
+    launch: function (button) {
+      var form = document.getElementById("launch");
+      if (!form) return;
+      launcher = button;
+      form.elements.job.value = button.dataset.job || "";
+      form.elements.repository.value = button.dataset.repository || "";
+      var title = form.querySelector("[data-launch-job]");
+      if (title) title.textContent = button.dataset.job || "";
+      clearError(form.querySelector("button[type=submit]"));
+      form.hidden = false;
+      form.elements.run_config.focus();
+    },
+    "launch-cancel": function () {
+      var form = document.getElementById("launch");
+      if (form) form.hidden = true;
+      if (launcher) launcher.focus();
+    }
+  };
+
+  function toggle(button, verb) {
+    var row = button.closest("tr");
+    var name = body.dataset.locationName + ":" + button.dataset.name;
+    act(button, "/api/" + button.dataset.kind + "s/" + enc(name) + "/" + verb, function (result) {
+      setInstigator(row, (result && result.status) || (verb === "start" ? "RUNNING" : "STOPPED"));
+    });
+  }
+
+  // Tags: a JSON object of strings, or KEY=VALUE lines (blank lines and # comments skipped).
+  function parseTags(text) {
+    var t = text.trim();
+    if (!t) return {};
+    if (t.charAt(0) === "{") {
+      var obj;
+      try { obj = JSON.parse(t); } catch (e) { throw new Error("tags: not valid JSON: " + e.message); }
+      if (!obj || typeof obj !== "object" || Array.isArray(obj)) throw new Error("tags: must be a JSON object");
+      Object.keys(obj).forEach(function (k) {
+        if (typeof obj[k] !== "string") throw new Error("tags." + k + ": a tag's value must be a string");
+      });
+      return obj;
+    }
+    var out = {};
+    t.split(/\r?\n/).forEach(function (line, i) {
+      var l = line.trim();
+      if (!l || l.charAt(0) === "#") return;
+      var at = l.indexOf("=");
+      if (at <= 0) throw new Error("tags: line " + (i + 1) + ": expected KEY=VALUE");
+      out[l.slice(0, at).trim()] = l.slice(at + 1).trim();
+    });
+    return out;
+  }
+
+  function launch(form) {
+    var submit = form.querySelector("button[type=submit]");
+    clearError(submit);
+    var tags;
+    try { tags = parseTags(form.elements.tags.value); } catch (e) { showError(submit, e.message); return; }
+    busy(submit, true);
+    post("/ui/config/check", form.elements.run_config.value, "text/plain; charset=utf-8").then(function (res) {
+      if (!res.ok) throw new Error("Run config: " + message(res));
+      var payload = {
+        location: form.dataset.location,
+        job: form.elements.job.value,
+        run_config: res.data.config,
+        tags: tags
+      };
+      if (form.elements.repository.value) payload.repository = form.elements.repository.value;
+      return post("/api/runs", payload);
+    }).then(function (res) {
+      if (!res.ok) throw new Error(message(res));
+      window.location.assign("/runs/" + enc(res.data.run_id));
+    }).catch(function (e) {
+      busy(submit, false);
+      showError(submit, e.message || String(e));
+    });
+  }
+
+  document.addEventListener("click", function (ev) {
+    var button = ev.target.closest && ev.target.closest("button[data-action]");
+    if (!button || button.disabled) return;
+    var fn = actions[button.dataset.action];
+    if (fn) { ev.preventDefault(); fn(button); }
+  });
+  document.addEventListener("submit", function (ev) {
+    if (ev.target && ev.target.id === "launch") { ev.preventDefault(); launch(ev.target); }
+  });
+  document.addEventListener("keydown", function (ev) {
+    var form = document.getElementById("launch");
+    if (ev.key === "Escape" && form && !form.hidden && form.contains(document.activeElement)) actions["launch-cancel"]();
+  });
+})();
