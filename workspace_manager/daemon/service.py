@@ -390,6 +390,9 @@ class Daemon:
                 if wanted == STOPPED:
                     await self._cancel([inst.task_key])
                 self._align(inst)
+        notify = getattr(self.events, "instigator", None)  # the web page's live events
+        if notify is not None:
+            notify({"kind": kind, "location": inst.location, "name": inst.name, "status": wanted})
         return self.describe(inst)
 
     def _find(self, kind: str, name: str) -> Instigator:

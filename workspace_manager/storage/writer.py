@@ -90,6 +90,10 @@ class AsyncStorage:
         self.dropped_lines = 0
         #: Batches whose append_logs raised (logged as a warning).
         self.failed_batches = 0
+        #: Called on the loop with each batch of `log()` lines once committed, every line
+        #: with its `seq` (lines of unknown runs left out): the manager's live events
+        #: (web/events.py) publish exactly what a reader of the storage can then find.
+        self.on_logs: Optional[Callable[[List[LogLine]], None]] = None
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -137,10 +141,11 @@ class AsyncStorage:
         batch, self._lines = self._lines, []
         self._ticks = None  # later ticks go after these lines
         future = self._get_loop().run_in_executor(self._writer, self.storage.append_logs, batch)
-        future.add_done_callback(lambda f: self._batch_done(f, len(batch)))
+        future.add_done_callback(lambda f: self._batch_done(f, batch))
         self._last_logs = future
 
-    def _batch_done(self, future: asyncio.Future[Any], size: int) -> None:
+    def _batch_done(self, future: asyncio.Future[Any], batch: List[LogLine]) -> None:
+        size = len(batch)
         self._pending_lines -= size
         if future.cancelled():
             return
@@ -151,6 +156,11 @@ class AsyncStorage:
             if not isinstance(error, RunNotFound):
                 self.dropped_lines += size
             log.warning("storing %d log lines: %s", size, error)
+        if self.on_logs is not None and (error is None or isinstance(error, RunNotFound)):
+            try:  # a committed line has its seq; one of an unknown run kept 0
+                self.on_logs([line for line in batch if line.seq])
+            except Exception:
+                log.exception("on_logs failed")
 
     async def flush_logs(self) -> None:
         """Wait until every line given to `log()` so far is stored (or its batch failed)."""

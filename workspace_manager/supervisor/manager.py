@@ -39,6 +39,7 @@ from workspace_manager.supervisor.secret_vars import without_secrets, wsm_secret
 from workspace_manager.supervisor.state import State, Transition
 from workspace_manager.supervisor.workload import Workload
 from workspace_manager.version import __version__
+from workspace_manager.web.events import EventHub
 
 if TYPE_CHECKING:
     from workspace_manager.daemon.service import Daemon
@@ -56,6 +57,8 @@ class EventSink:
     # (RunRecord, event: its new status in lower case, e.g. "queued", "success"); docs/daemon.md
     run: Callable[[Any, str], None] = lambda record, event: None
     tick: Callable[[Any], None] = lambda tick: None  # a TickRecord, once it has its result
+    # a schedule or sensor started or stopped: {"kind", "location", "name", "status"}
+    instigator: Callable[[dict], None] = lambda doc: None
 
 
 #: How often locations in `error` or `failed` are checked for edited code.
@@ -96,6 +99,8 @@ class Manager:
         self.reread = reread
         self.metrics = ManagerMetrics(self)  # read at scrape time: GET /metrics
         self.events = self.metrics.observe_events(self.events)  # runs and ticks counted too
+        self.hub = EventHub()  # the web page's live events (web/events.py, GET /api/events)
+        self.events = self.hub.observe_events(self.events, self)
         self.api_token = api_token  # `--api-token-env`: writes to the JSON API from afar
         self.envs = EnvironmentService(reporter=self.metrics.build_reporter(build_reporter))
         self.adjust_plan = adjust_plan  # `wsm serve`: its own listen address, token and TLS
@@ -244,6 +249,7 @@ class Manager:
         self._alive = False
         if self._control is not None:
             await self._control.close()
+        self.hub.close()  # every event stream ends: the server's close waits on none
         if self._health is not None:
             await self._health.close()
         for task in (

@@ -57,6 +57,7 @@ class Workload:
             manager.events.message(f"runs are off: {self.off_reason}")
             return
         self.store = AsyncStorage(storage)
+        self.store.on_logs = manager.hub.publish_logs  # committed lines, with their seq
         hooks = RunHooks(
             workspace=lambda: manager.workspace,
             location_ready=self._location_ready,
