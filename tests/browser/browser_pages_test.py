@@ -67,8 +67,8 @@ def test_overview_shows_every_location_and_clicks_through_to_a_location_and_the_
         # the state is a word, not only a colour
         assert row.locator(".state").inner_text().strip().lower() == "ready"
         assert row.locator("button[data-action=reload]").count() == 1
-    assert page.locator("[data-count=in_progress]").count() == 1
-    assert page.locator("[data-count=failed_recent]").count() == 1
+    assert page.locator("[data-count=in_progress]").count() >= 1
+    assert page.locator("[data-count=failed_recent]").count() >= 1
     screenshot(page, "overview")
 
     page.locator('#locations tr[data-location="team"] a[data-link=location]').click()
@@ -126,7 +126,7 @@ def test_runs_list_filters_and_links_to_a_run_page(page: Any, served_workspace: 
     assert page.locator(f'table#runs tr[data-run="{run_id}"]').count() == 0
 
     page.goto(served.url + "/runs?job=quick")
-    page.locator(f'table#runs tr[data-run="{run_id}"] a').first.click()
+    page.locator(f'table#runs tr[data-run="{run_id}"] a[data-link=run]').click()
     page.wait_for_url(re.compile(rf"/runs/{run_id}$"))
     assert page.locator("[data-run-status]").first.inner_text().strip().upper() == "SUCCESS"
     assert "done" in page.locator("ol#log").inner_text()
