@@ -2,7 +2,7 @@
 
     python bench/api_bench.py [--runs 10000] [--lines 10000]
 
-A real HealthServer with the API route on its own event loop, a real SQLite database (in a
+The real web server (web/: uvicorn, Starlette) with the API on its own event loop, a real SQLite database (in a
 temporary folder) through AsyncStorage. Prints one JSON object: medians and p99s in
 milliseconds of
 - GET /api/runs?limit=50 (the web page's first page) and ?status=FAILURE,
@@ -30,12 +30,14 @@ from typing import Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from workspace_manager.http.api import Api, ApiSources, api_route  # noqa: E402
-from workspace_manager.http.server import HealthServer  # noqa: E402
+from workspace_manager.http.api import Api, ApiSources  # noqa: E402
 from workspace_manager.http.view import ManagerView  # noqa: E402
 from workspace_manager.storage.records import LogLine, RunRecord  # noqa: E402
 from workspace_manager.storage.sqlite import SqliteStorage  # noqa: E402
 from workspace_manager.storage.writer import AsyncStorage  # noqa: E402
+from workspace_manager.web.app import build_app  # noqa: E402
+from workspace_manager.web.context import WebContext  # noqa: E402
+from workspace_manager.web.server import WebServer  # noqa: E402
 
 
 def fill(storage: SqliteStorage, runs: int, lines: int) -> str:
@@ -85,8 +87,10 @@ def main() -> None:
         thread = threading.Thread(target=loop.run_forever, daemon=True)
         thread.start()
         store = AsyncStorage(storage)
-        server = HealthServer("127.0.0.1", 0, lambda: ManagerView(True, time.time()))
-        server.routes["/api/"] = api_route(Api(ApiSources(storage=lambda: store)))
+        ctx = WebContext(
+            view=lambda: ManagerView(True, time.time()), api=Api(ApiSources(storage=lambda: store))
+        )
+        server = WebServer("127.0.0.1", 0, build_app(ctx))
         _, port = asyncio.run_coroutine_threadsafe(server.start(), loop).result(10)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         out: Dict[str, object] = {

@@ -1,4 +1,4 @@
-"""The JSON API (http/api.py) over real sockets: a real HealthServer with the API route, the
+"""The JSON API (http/api.py) over real sockets: the real web server (web/) with the API, the
 storage the CLI reads (SQLite when present), and small fakes for the run coordinator and the
 daemon (their own tests cover them)."""
 
@@ -17,11 +17,14 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 
-from workspace_manager.http.api import Api, ApiRequest, ApiSources, api_route, is_loopback
-from workspace_manager.http.server import HealthServer
+from workspace_manager.http.api import Api, ApiRequest, ApiSources, is_loopback
 from workspace_manager.http.view import ManagerView
 from workspace_manager.storage.records import CANCELED, QUEUED, LogLine, RunRecord, TickRecord
 from workspace_manager.storage.sqlite import SqliteStorage
+from workspace_manager.web.app import build_app
+from workspace_manager.web.context import WebContext
+from workspace_manager.web.server import WebServer
+from workspace_manager.web.session import COOKIE, csrf_token, new_secret
 
 DEADLINE = 10.0
 
@@ -83,7 +86,7 @@ class FakeDaemon:
 
 
 class Served:
-    """A HealthServer with the API, on an event loop in a background thread."""
+    """The web server with the API, on an event loop in a background thread."""
 
     def __init__(
         self, tmp_path, host: str = "127.0.0.1", token: Optional[str] = None, daemon: bool = True
@@ -111,8 +114,13 @@ class Served:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.server = HealthServer(host, 0, lambda: ManagerView(True, time.time()))
-        self.server.routes["/api/"] = api_route(Api(sources))
+        self.context = WebContext(
+            view=lambda: ManagerView(True, time.time()),
+            api=Api(sources),
+            api_token=token,
+            secret=new_secret(),
+        )
+        self.server = WebServer(host, 0, build_app(self.context))
         self.host, self.port = self.run(self.server.start())[:2]
 
     def run(self, coro):
@@ -143,7 +151,7 @@ class Served:
             conn.request(method, path, body=data, headers=hdrs)
             resp = conn.getresponse()
             text = resp.read().decode()
-            return resp.status, dict(resp.getheaders()), json.loads(text) if text else None
+            return resp.status, resp.headers, json.loads(text) if text else None
         finally:
             conn.close()
 
@@ -289,9 +297,24 @@ def test_writes_must_be_json_and_same_origin(api: Served):
     status, _, answer = api.request("POST", "/api/runs", {"location": "a", "job": "hello"}, evil)
     assert status == 403
     same = {"Origin": f"http://127.0.0.1:{api.port}"}
-    status, _, _ = api.request("POST", "/api/runs", {"location": "a", "job": "hello"}, same)
+    status, _, answer = api.request("POST", "/api/runs", {"location": "a", "job": "hello"}, same)
+    assert status == 403 and "token" in answer["error"]["message"]  # a browser's: no token
+    session = "s" * 32
+    page = {**same, "Cookie": f"{COOKIE}={session}"}
+    wrong = {**page, "X-WSM-CSRF": csrf_token(new_secret(), session)}
+    status, _, _ = api.request("POST", "/api/runs", {"location": "a", "job": "hello"}, wrong)
+    assert status == 403
+    cross = {**page, "X-WSM-CSRF": csrf_token(api.context.secret, session)}
+    cross["Sec-Fetch-Site"] = "cross-site"
+    status, _, _ = api.request("POST", "/api/runs", {"location": "a", "job": "hello"}, cross)
+    assert status == 403
+    right = {**page, "X-WSM-CSRF": csrf_token(api.context.secret, session)}
+    right["Sec-Fetch-Site"] = "same-origin"
+    status, _, _ = api.request("POST", "/api/runs", {"location": "a", "job": "hello"}, right)
     assert status == 201
-    assert len(api.coordinator.submitted) == 1  # none of the refused ones got through
+    status, _, _ = api.request("POST", "/api/runs", {"location": "a", "job": "hello"})
+    assert status == 201  # a program (no browser marks) from loopback
+    assert len(api.coordinator.submitted) == 2  # none of the refused ones got through
 
 
 def test_a_body_over_the_limit_is_413(api: Served):
@@ -314,7 +337,7 @@ def _raw_status(api: Served, body: bytes):
                 break
             data += chunk
     head, _, answer = data.partition(b"\r\n\r\n")
-    assert b"Content-Type: application/json" in head  # the API's shape, also for a refusal
+    assert b"content-type: application/json" in head.lower()  # the API's shape, also for a refusal
     assert json.loads(answer)["error"]["type"] == "PayloadTooLarge"
     return int(data.split(b" ")[1])
 
@@ -466,7 +489,7 @@ def test_probes_never_wait_for_a_slow_storage(tmp_path):
 
             return call
 
-    served.server.routes["/api/"] = api_route(Api(ApiSources(storage=lambda: Slow())))
+    served.context.api = Api(ApiSources(storage=lambda: Slow()))
     try:
         answer: Dict[str, Any] = {}
         reader = threading.Thread(

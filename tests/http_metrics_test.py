@@ -1,4 +1,4 @@
-"""/metrics: the collector on a scripted manager state, the route on a real HealthServer, and
+"""/metrics: the collector on a scripted manager state, the route on the real web server, and
 a real `wsm up` scraped with a real HTTP client while calls, errors and a kill -9 happen."""
 
 from __future__ import annotations
@@ -24,9 +24,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from workspace_manager.envs.progress import BuildEvent, RecordingReporter
-from workspace_manager.http.metrics import metrics_route
 from workspace_manager.http.view import LocationView
-from workspace_manager.http.wire import Response
 from workspace_manager.protocol.errors import CallTimeout, ProtocolError, RemoteError
 from workspace_manager.supervisor import metrics as M
 
@@ -283,7 +281,7 @@ def _timed(fn: Any) -> float:
     return time.perf_counter() - t0
 
 
-# -- the route on a real HealthServer ------------------------------------------------------------
+# -- the route on the real web server ------------------------------------------------------------
 
 
 @pytest.fixture
@@ -295,8 +293,7 @@ def slow_metrics() -> Iterator[Tuple[Harness, threading.Event]]:
         await asyncio.get_running_loop().run_in_executor(None, release.wait, DEADLINE)
         return b"wsm_x 1\n", f"text/plain; accept={accept or '-'}"
 
-    harness = Harness(Views(), request_timeout=DEADLINE)
-    harness.server.routes["/metrics"] = metrics_route(exposition)
+    harness = Harness(Views(), request_timeout=DEADLINE, context={"exposition": exposition})
     try:
         yield harness, release
     finally:
@@ -325,12 +322,11 @@ def test_an_async_route_does_not_hold_up_other_requests(slow_metrics) -> None:
     assert headers["Content-Type"] == "text/plain; accept=text/plain"
 
 
-def test_a_failing_async_route_is_a_500_and_the_server_carries_on() -> None:
-    async def broken(request: Any, view: Any) -> Response:
+def test_a_failing_exposition_is_a_500_and_the_server_carries_on() -> None:
+    async def broken(accept: str) -> Tuple[bytes, str]:
         raise RuntimeError("exposition failed")
 
-    harness = Harness(Views(), request_timeout=DEADLINE)
-    harness.server.routes["/metrics"] = broken
+    harness = Harness(Views(), request_timeout=DEADLINE, context={"exposition": broken})
     try:
         assert harness.get("/metrics")[0] == 500
         assert harness.get("/livez")[0] == 200

@@ -34,8 +34,7 @@ browser from driving the API (CSRF). A write from a peer that is not loopback ne
 constant time); with no token configured such writes are refused (403).
 
 The handlers take an `ApiRequest` and return an `ApiResponse`, and know nothing of the
-server: `api_route` adapts them to the hand-written server of http/server.py, and another
-server (Starlette) needs only another small adapter. Every read goes through the manager's
+server: `web/api_routes.py` adapts them to Starlette, and reads and caps the body. Every read goes through the manager's
 `AsyncStorage`, so no answer blocks the event loop, and nothing waits on a location.
 """
 
@@ -53,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import unquote, urlsplit
 
-from workspace_manager.http.wire import JSON, Request, Response
+from workspace_manager.http.exchange import JSON
 from workspace_manager.runs.queue import check_tags
 from workspace_manager.storage.base import AmbiguousRunId, RunNotFound, StorageError
 from workspace_manager.storage.records import (
@@ -76,7 +75,6 @@ _RUNS = "GET, HEAD, POST"
 #: Lists longer than this are converted and encoded in a worker thread, not on the loop.
 _HEAVY = 100
 _FIELDS: Dict[type, Tuple[str, ...]] = {}
-_REFUSALS = {413: "PayloadTooLarge", 431: "HeadersTooLarge", 414: "URITooLong"}
 _SUBMIT_KEYS = ("location", "job", "run_config", "tags", "repository")
 
 
@@ -603,45 +601,6 @@ def _message(exc: BaseException) -> str:
     if isinstance(exc, KeyError) and exc.args:
         return str(exc.args[0])
     return str(exc)
-
-
-# -- the hand-written server's adapter ---------------------------------------------------------
-
-
-def api_route(api: Api) -> Any:
-    """A prefix route for http/server.py (`server.routes["/api/"] = api_route(api)`)."""
-
-    async def route(request: Request, view: Any) -> Response:
-        answer = await api.handle(
-            ApiRequest(
-                method=request.method,
-                path=request.subpath,
-                query=request.query,
-                headers=request.headers,
-                body=request.body,
-                peer=request.peer,
-            )
-        )
-        try:
-            if answer.heavy:  # a page of 1,000 runs takes milliseconds of pure Python
-                body = await asyncio.get_running_loop().run_in_executor(None, answer.encode)
-            else:
-                body = answer.encode()
-        except Exception as exc:  # a bug in an answer's shape: still the API's shape
-            answer = internal_error(request.method, request.subpath, exc)
-            body = answer.encode()
-        return Response(answer.status, body, JSON, answer.headers)
-
-    def refusal(status: int, message: str) -> Response:
-        """What the server answers, in the API's shape, to a request it refuses before
-        routing (413: body too large, 400: malformed)."""
-        kind = _REFUSALS.get(status, "BadRequest")
-        return Response(status, ApiError(status, kind, message).response().encode(), JSON)
-
-    route.refusal = refusal  # type: ignore[attr-defined]
-    # every method reaches the API, which answers the ones it does not take with a JSON 405
-    route.methods = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # type: ignore[attr-defined]
-    return route
 
 
 def manager_sources(manager: Any, token: Optional[str] = None) -> ApiSources:

@@ -3,7 +3,7 @@
 - `127.0.0.1:8765`, `localhost:0`: that host (a name binds every address it resolves to).
 - `[::1]:8765`: an IPv6 literal goes in brackets.
 - `:8765`: no host means every interface, IPv4 and IPv6, as in Go; it is returned as
-  host `""`. Port 0 picks a free port, which `HealthServer.start()` reports.
+  host `""`. Port 0 picks a free port, which `web.server.WebServer.start()` reports.
 """
 
 from __future__ import annotations

@@ -4,16 +4,16 @@ The body comes from the manager's `ManagerMetrics.exposition_async`, which snaps
 manager's own state on the loop and encodes it in a worker thread, so this route, like the
 others, never waits on a location and never stalls the loop:
 
-    server.routes["/metrics"] = metrics_route(manager.metrics.exposition_async)
+    table["/metrics"] = metrics_route(manager.metrics.exposition_async)  # web/probes.py
 """
 
 from __future__ import annotations
 
 from typing import Awaitable, Callable, Tuple
 
+from workspace_manager.http.exchange import Request, Response
 from workspace_manager.http.routes import Handler
 from workspace_manager.http.view import ManagerView
-from workspace_manager.http.wire import Request, Response
 
 #: Accept header -> (body, content type)
 Exposition = Callable[[str], Awaitable[Tuple[bytes, str]]]

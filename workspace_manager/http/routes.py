@@ -21,8 +21,8 @@ import time
 from typing import Awaitable, Callable, Dict, List, Optional, Tuple, Union
 from urllib.parse import unquote
 
+from workspace_manager.http.exchange import JSON, Request, Response, text
 from workspace_manager.http.view import LocationView, ManagerView, status_document
-from workspace_manager.http.wire import JSON, Request, Response, text
 
 #: A handler answers at once, or returns an awaitable (a route that does its work off the
 #: loop, like /metrics); either way it must not wait on a location.

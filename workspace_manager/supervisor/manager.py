@@ -122,6 +122,7 @@ class Manager:
         self._alive = True
         self._control: Optional[ControlServer] = None
         self._health: Any = None
+        self.web: Any = None  # the web side's WebContext, once it serves
         self._heartbeat_task: Optional[asyncio.Task] = None
         self.loop_lag: Optional[looplag.LoopLag] = None
         self._lock: Optional[runtime.ManagerLock] = None
@@ -169,13 +170,20 @@ class Manager:
         self.loop_lag = looplag.LoopLag().start()  # heartbeat deadlines allow for our stalls
         self._codewatch_task = asyncio.ensure_future(self._retry_changed_code())
         if self.health_listen is not None:
-            from workspace_manager.http.api import Api, api_route, manager_sources
-            from workspace_manager.http.metrics import metrics_route
-            from workspace_manager.http.server import HealthServer
+            from workspace_manager.http.api import Api, manager_sources
+            from workspace_manager.web.app import build_app
+            from workspace_manager.web.context import WebContext
+            from workspace_manager.web.server import WebServer
+            from workspace_manager.web.session import new_secret
 
-            self._health = HealthServer(*self.health_listen, self.view)
-            self._health.routes["/metrics"] = metrics_route(self.metrics.exposition_async)
-            self._health.routes["/api/"] = api_route(Api(manager_sources(self, self.api_token)))
+            self.web = WebContext(
+                view=self.view,
+                api=Api(manager_sources(self, self.api_token)),
+                exposition=self.metrics.exposition_async,
+                api_token=self.api_token,
+                secret=new_secret(),
+            )
+            self._health = WebServer(*self.health_listen, build_app(self.web))
             try:
                 self.health_address = await self._health.start()
             except OSError as exc:  # port in use, address not ours: say which, in one line

@@ -23,8 +23,8 @@ class WebContext:
     `api_token`: the token of `wsm up --api-token-env VAR`, or None.
     `secret`: random bytes of this manager's life, keying the pages' per-session tokens."""
 
-    view: Callable[[], "ManagerView"]
-    api: Optional["Api"] = None
+    view: Callable[[], ManagerView]
+    api: Optional[Api] = None
     hub: Any = None
     exposition: Optional[Callable[[str], Awaitable[Tuple[bytes, str]]]] = None
     api_token: Optional[str] = None
