@@ -10,7 +10,10 @@ import contextlib
 import gc
 import http.client
 import json
+import os
+import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -264,6 +267,7 @@ class SseClient:
             if line == "":
                 if "event" in fields or "data" in fields:
                     fields["data"] = json.loads(fields.get("data", "null"))
+                    fields["received"] = time.time()
                     return fields
                 continue
             if line.startswith(":"):
@@ -414,6 +418,60 @@ def test_run_log_resumes_after_seq_without_gaps_or_duplicates(served: Any) -> No
     wait_subscribers(server, hub, 0)
 
 
+def test_lines_another_process_writes_are_read_from_storage(served: Any, tmp_path: Path) -> None:
+    """A run of `wsm job execute` is written by its own process, not this manager: its new
+    stored lines still reach the stream, in order, once each, until the run is final."""
+    server, hub, store = served
+    origin = {"kind": "execute", "pid": 1}
+    run = server.call(
+        store.add_run, RunRecord(run_id=uuid.uuid4().hex, location="l", job="j", origin=origin)
+    )
+    other = SqliteStorage(tmp_path / "runs.db")  # the other process's connection
+    try:
+        other.append_logs([LogLine(run.run_id, time.time(), "stdout", "before") for _ in range(3)])
+        client = SseClient(server.port, f"/api/events?kinds=run&run={run.run_id}&after=1")
+        assert [e["data"]["seq"] for e in client.events(2, kind="log")] == [2, 3]
+        for batch in range(3):
+            other.append_logs(
+                [LogLine(run.run_id, time.time(), "stdout", f"b{batch}") for _ in range(4)]
+            )
+            time.sleep(0.2)
+        got = client.events(12, kind="log")
+        assert [e["data"]["seq"] for e in got] == list(range(4, 16))
+        other.update_run(run.run_id, status="STARTING")
+        other.update_run(run.run_id, status="STARTED")
+        other.append_logs([LogLine(run.run_id, time.time(), "stdout", "the last line")])
+        other.update_run(run.run_id, status="SUCCESS")
+        last = client.events(1, kind="log")[0]
+        assert last["data"]["seq"] == 16 and last["data"]["text"] == "the last line"
+        client.close()
+    finally:
+        other.close()
+
+
+def test_streams_beyond_the_cap_are_refused(served: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Open streams hold busy connections: past MAX_STREAMS a new one is a 503 (the probes
+    keep their connection slots), and a slot frees when a client leaves."""
+    from workspace_manager.web import sse
+
+    server, hub, _ = served
+    monkeypatch.setattr(sse, "MAX_STREAMS", 3)
+    clients = [SseClient(server.port, "/api/events") for _ in range(3)]
+    assert [c.resp.status for c in clients] == [200, 200, 200]
+    code, _, body = get(server.port, "/api/events")
+    assert code == 503 and "3 event streams are open" in json.loads(body)["error"]["message"]
+    clients.pop().close()
+    endpoint = server.server.config.app.routes[0].endpoint
+    deadline = time.monotonic() + 10
+    while server.call(lambda: endpoint.open_streams) != 2:
+        assert time.monotonic() < deadline, "the stream of the client that left is still open"
+        time.sleep(0.01)
+    clients.append(SseClient(server.port, "/api/events"))
+    assert clients[-1].resp.status == 200
+    for c in clients:
+        c.close()
+
+
 def test_a_reconnect_starts_with_resync(served: Any) -> None:
     server, hub, _ = served
     client = SseClient(server.port, "/api/events", headers={"Last-Event-ID": "17"})
@@ -509,9 +567,6 @@ def test_a_real_manager_publishes_every_kind(ws: Any, monkeypatch: pytest.Monkey
     location gives a `location` event that is not ready; a launched run gives its `run`
     events and its lines as `log` events with the storage's seqs; a sensor started gives
     an `instigator` event, then its `tick`."""
-    import os
-    import signal
-
     from workspace_manager.supervisor.manager import Manager
     from workspace_manager.workspace.load import load_workspace
 
@@ -613,3 +668,95 @@ def assert_gone(seen: Dict[int, float], timeout: float = 10.0) -> None:
     while [p for p in seen if alive(p)]:
         assert time.monotonic() < deadline, f"left behind: {[p for p in seen if alive(p)]}"
         time.sleep(0.05)
+
+
+# -- the real `wsm up` --------------------------------------------------------------------------
+
+
+def up_workspace(ws: Any) -> None:
+    ws.file("code/live_repo.py", REPO)
+    entry = {
+        "relative_path": "code/live_repo.py",
+        "location_name": "team",
+        "executable_path": sys.executable,
+    }
+    ws.workspace({"load_from": [{"python_file": entry}]})
+
+
+def launch(ws: Any, job: str, config: Dict[str, Any]) -> str:
+    done = ws.run("job", "launch", job, "--config", json.dumps(config))
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_wsm_up_streams_a_kill_and_a_runs_lines(ws: Any) -> None:
+    """`kill -9` of a location reaches an open stream as a `location` event that is not
+    ready (the latency is printed); a run's lines arrive as `log` events with increasing
+    seqs, and a second stream opened mid-run with after=SEQ continues it without a gap
+    or a duplicate."""
+    from e2e import WsmUp
+
+    up_workspace(ws)
+    with WsmUp(ws) as up:
+        pid = up.wait_state("team", "ready")["pid"]
+        up.track()
+        assert up.port is not None
+        stream = SseClient(up.port, "/api/events?kinds=location")
+        assert stream.resp.status == 200
+        # subscribed: the stream sends its headers only once it is
+        killed = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        event = stream.events(1)[0]
+        latency = time.monotonic() - killed
+        print(f"\nkill -9 -> location event on the stream: {latency * 1000:.1f} ms")
+        assert event["data"]["name"] == "team" and event["data"]["state"] != "ready"
+        stream.close()
+        up.wait_state("team", "ready")
+        up.track()
+
+        run_id = launch(ws, "talk", {"lines": 2000})
+        first = SseClient(up.port, f"/api/events?kinds=run&run={run_id}&after=0")
+        got = first.events(500, kind="log")
+        seqs = [e["data"]["seq"] for e in got]
+        assert seqs == list(range(1, 501))
+        second = SseClient(up.port, f"/api/events?kinds=run&run={run_id}&after=500")
+        rest_first = first.events(1501, kind="log")  # 2000 prints and "done talking"
+        lag = sorted(e["received"] - e["data"]["time"] for e in got + rest_first)
+        print(
+            f"log line, from the manager reading it to the stream's client: "
+            f"p50 {lag[len(lag) // 2] * 1000:.1f} ms, p99 {lag[len(lag) * 99 // 100] * 1000:.1f} ms"
+        )
+        rest_second = second.events(1501, kind="log")
+        assert [e["data"]["seq"] for e in rest_first] == list(range(501, 2002))
+        assert [e["data"] for e in rest_second] == [e["data"] for e in rest_first]
+        assert [e["id"] for e in rest_first] == sorted(e["id"] for e in rest_first)
+        texts = [e["data"]["text"] for e in got + rest_first if e["data"]["stream"] == "stdout"]
+        assert texts == [f"line {i}" for i in range(1, 2001)]
+        assert second.events(1, kind="run")[0]["data"]["status"] in ("STARTED", "SUCCESS")
+        first.close()
+        second.close()
+        up.track()
+    # WsmUp's exit: stopped, and every process it started is gone
+
+
+def test_wsm_down_ends_50_open_streams(ws: Any) -> None:
+    from e2e import WsmUp
+
+    up_workspace(ws)
+    with WsmUp(ws) as up:
+        up.wait_state("team", "ready")
+        up.track()
+        assert up.port is not None
+        streams = [SseClient(up.port, "/api/events") for _ in range(50)]
+        assert all(s.resp.status == 200 for s in streams)
+        code, body = up.get("/livez")
+        assert code == 200, body
+        started = time.monotonic()
+        down = ws.run("down", timeout=60)
+        assert down.returncode == 0, down.stderr
+        for s in streams:
+            while s.next():  # the location's `stopped`, then the end of the response
+                pass
+            s.close()
+        print(f"\nwsm down with 50 open streams: {time.monotonic() - started:.2f} s")
+        assert up.proc.wait(30) == 0

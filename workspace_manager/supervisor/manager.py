@@ -179,6 +179,7 @@ class Manager:
             self.web = WebContext(
                 view=self.view,
                 api=Api(manager_sources(self, self.api_token)),
+                hub=self.hub,
                 exposition=self.metrics.exposition_async,
                 api_token=self.api_token,
                 secret=new_secret(),

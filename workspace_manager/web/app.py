@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workspace_manager.web import api_routes, pages, probes
+from workspace_manager.web import api_routes, pages, probes, sse
 from workspace_manager.web.context import WebContext
 
 
@@ -17,7 +17,7 @@ def build_app(ctx: WebContext) -> Any:
     async def not_found(request: Any, exc: Any) -> Any:
         return PlainTextResponse("404 page not found\n", status_code=404)
 
-    routes = [*probes.routes(ctx), *api_routes.routes(ctx), *pages.routes(ctx)]
+    routes = [*probes.routes(ctx), *sse.routes(ctx), *api_routes.routes(ctx), *pages.routes(ctx)]
     app = Starlette(routes=routes, exception_handlers={404: not_found})
     app.router.redirect_slashes = False  # `/status/` is not `/status`: a 404, not a redirect
     return app

@@ -26,18 +26,26 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs
 
 from workspace_manager.web.events import KINDS, RESYNC, Event, Subscription
 
+log = logging.getLogger(__name__)
+
 #: Seconds between `: ping` comments of an idle stream.
 PING_SECONDS = 15.0
-#: Streams one manager serves at once; more are refused (503): each holds a queue of up to
-#: QUEUE_EVENTS events, and a page needs one.
-MAX_STREAMS = 1000
+#: Streams one manager serves at once; more are refused (503). A stream holds a connection
+#: busy (web/guard.py never evicts a busy one) and a queue of up to QUEUE_EVENTS events: well
+#: under the server's connection slots, so that open pages, or anyone opening streams, can
+#: never take the last slots from `/livez`. A page needs one.
+MAX_STREAMS = 200
 #: Stored lines read per storage call while catching up.
 CATCH_UP_PAGE = 1000
+#: How often the stored lines of a run another process writes (`wsm job execute`) are read.
+POLL_SECONDS = 0.5
 #: Waiting events written in one send: a burst goes out in few writes.
 BATCH_EVENTS = 256
 
@@ -83,7 +91,8 @@ class EventStream:
             if self.open_streams >= MAX_STREAMS:
                 raise _Refused(503, "Unavailable", f"{MAX_STREAMS} event streams are open already")
             kinds, run_arg, after = _parse(scope.get("query_string", b""))
-            run_id = await self._run_id(run_arg) if run_arg is not None else None
+            record = await self._find_run(run_arg) if run_arg is not None else None
+            run_id = str(record.run_id) if record is not None else None
         except _Refused as exc:
             await _error(send, exc)
             return
@@ -104,25 +113,30 @@ class EventStream:
             await send(
                 {"type": "http.response.body", "body": b"retry: 1000\n\n", "more_body": True}
             )
-            last_seq = 0
-            if reconnect:
-                resync = Event(sub.start_id, RESYNC, {})
-                await send(
-                    {"type": "http.response.body", "body": resync.frame(), "more_body": True}
-                )
-                # live lines only: the page re-reads what came before
-            elif run_id is not None and after is not None:
-                last_seq = await self._catch_up(send, sub, run_id, after)
-            await self._follow(send, sub, last_seq)
+            try:
+                last_seq = 0
+                if reconnect:  # live lines only: the page re-reads what came before
+                    resync = Event(sub.start_id, RESYNC, {}).frame()
+                    await send({"type": "http.response.body", "body": resync, "more_body": True})
+                elif run_id is not None and after is not None:
+                    last_seq = await self._catch_up(send, sub, run_id, after)
+                # a run of `wsm job execute` is written by its own process: no live lines
+                poll = None
+                if record is not None and not record.is_final:
+                    if (record.origin or {}).get("kind") == "execute":
+                        poll = run_id
+                await self._follow(send, sub, last_seq, poll)
+            except Exception as exc:  # the storage closed under a reader (shutdown), a bug
+                log.warning("events: a stream ended: %s: %s", type(exc).__name__, exc)
             await send({"type": "http.response.body", "body": b""})
         finally:
             sub.close()
             watcher.cancel()
             self.open_streams -= 1
 
-    async def _run_id(self, given: str) -> str:
-        """The full id of the run `given` names (an id or a unique prefix), read through the
-        manager's AsyncStorage (off the loop)."""
+    async def _find_run(self, given: str) -> Any:
+        """The run `given` names (an id or a unique prefix), read through the manager's
+        AsyncStorage (off the loop)."""
         from workspace_manager.storage.base import AmbiguousRunId, RunNotFound, StorageError
 
         api = self.ctx.api
@@ -137,7 +151,7 @@ class EventStream:
             raise _Refused(404, "NotFound", str(exc)) from None
         except StorageError as exc:
             raise _Refused(503, "StorageError", str(exc)) from None
-        return str(record.run_id)
+        return record
 
     async def _catch_up(self, send: Any, sub: Subscription, run_id: str, after: int) -> int:
         """Send the run's stored lines with a seq above `after`; the last seq sent.
@@ -157,27 +171,56 @@ class EventStream:
                 break
         return last
 
-    async def _follow(self, send: Any, sub: Subscription, last_seq: int) -> None:
-        """The live events until the subscription ends; `: ping` while idle."""
+    async def _follow(
+        self, send: Any, sub: Subscription, last_seq: int, poll: Optional[str] = None
+    ) -> None:
+        """The live events until the subscription ends; `: ping` after PING_SECONDS without
+        a write. `poll`: a run whose lines another process writes (`wsm job execute`): its
+        new stored lines are read every POLL_SECONDS until it is final."""
+        ping_at = time.monotonic() + self.ping_seconds
         while True:
+            now = time.monotonic()
+            wait = max(ping_at - now, 0.0)
+            if poll is not None:
+                wait = min(wait, POLL_SECONDS)
             try:
-                event = await sub.next(self.ping_seconds)
+                event = await sub.next(wait)
             except StopAsyncIteration:
                 return
-            if event is None:
-                await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
-                continue
-            frames = []
+            frames: List[bytes] = []
+            if event is None and poll is not None:
+                last_seq, frames, final = await self._poll(sub, poll, last_seq)
+                if final:
+                    poll = None
             while event is not None:
-                if event.kind != "log" or event.data.get("seq", 0) > last_seq:
+                if event.kind != "log":
                     frames.append(event.frame())
+                elif event.data.get("seq", 0) > last_seq:
+                    frames.append(event.frame())
+                    last_seq = event.data["seq"]
                 if len(frames) >= BATCH_EVENTS:
                     break
                 event = sub.get_nowait()
+            if not frames and time.monotonic() >= ping_at:
+                frames.append(b": ping\n\n")
             if frames:
                 await send(
                     {"type": "http.response.body", "body": b"".join(frames), "more_body": True}
                 )
+                ping_at = time.monotonic() + self.ping_seconds
+
+    async def _poll(
+        self, sub: Subscription, run_id: str, last_seq: int
+    ) -> Tuple[int, List[bytes], bool]:
+        """(last seq, frames of the run's lines stored after `last_seq`, whether the run is
+        final): the status is read first, so a final run's last lines are in this read."""
+        store = self.ctx.api.sources.storage()
+        record = await store.get_run(run_id)
+        lines = await store.read_logs(run_id, last_seq, CATCH_UP_PAGE)
+        frames = [_line_event(self.ctx.hub.last_id, line).frame() for line in lines]
+        if lines:
+            last_seq = lines[-1].seq
+        return last_seq, frames, record.is_final and len(lines) < CATCH_UP_PAGE
 
 
 async def _close_on_disconnect(receive: Any, sub: Subscription) -> None:
