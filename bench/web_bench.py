@@ -509,10 +509,10 @@ def log_latency(manager: Manager, page: Any, lines: int, dom: bool) -> Dict[str,
     run_id = manager.launch({"lines": lines, "interval": 0.05, "delay": 3.0})
     if dom:
         page.goto(f"{manager.url}/runs/{run_id}")
-        page.wait_for_function("document.body.dataset.live === 'open'", timeout=15_000)
+        page.wait_for_function("() => document.body.dataset.live === 'open'", timeout=15_000)
         page.evaluate(WATCH_LOG)
     page.evaluate(LISTEN, run_id)
-    page.wait_for_function("window.__esOpen === true", timeout=15_000)
+    page.wait_for_function("() => window.__esOpen === true", timeout=15_000)
     offset, uncertainty = clock_offset(page)
     wait(
         lambda: page.evaluate("window.__ev.filter(e => e.kind === 'log').length") >= lines,
@@ -520,9 +520,7 @@ def log_latency(manager: Manager, page: Any, lines: int, dom: bool) -> Dict[str,
         "every line on the stream",
     )
     if dom:
-        wait(
-            lambda: page.evaluate("window.__lines.length") >= lines, 10, "every line in the page"
-        )
+        wait(lambda: page.evaluate("window.__lines.length") >= lines, 10, "every line in the page")
 
     def latencies(items: List[Dict[str, Any]]) -> List[float]:
         out = []
@@ -552,11 +550,11 @@ def open_pages(
         page = context.new_page()
         if pages_exist:
             page.goto(manager.url + ("/" if i % 2 == 0 else f"/runs/{run_id}"))
-            page.wait_for_function("document.body.dataset.live === 'open'", timeout=30_000)
+            page.wait_for_function("() => document.body.dataset.live === 'open'", timeout=30_000)
         else:
             page.goto(manager.url + "/livez")
             page.evaluate(LISTEN, run_id if i % 2 else None)
-            page.wait_for_function("window.__esOpen === true", timeout=30_000)
+            page.wait_for_function("() => window.__esOpen === true", timeout=30_000)
         opened.append(page)
     return opened
 
@@ -637,12 +635,14 @@ def in_chromium(manager: Manager, args: argparse.Namespace) -> Dict[str, Any]:
                 return out
             if pages_exist:
                 page.goto(manager.url + "/")
-                page.wait_for_function("document.body.dataset.live === 'open'", timeout=15_000)
+                page.wait_for_function(
+                    "() => document.body.dataset.live === 'open'", timeout=15_000
+                )
                 page.evaluate(WATCH_ROWS)
             else:
                 page.goto(manager.url + "/livez")
             page.evaluate(LISTEN, None)
-            page.wait_for_function("window.__esOpen === true", timeout=15_000)
+            page.wait_for_function("() => window.__esOpen === true", timeout=15_000)
             out["kill_latency"] = kill_latency(manager, page, args.kills, pages_exist)
             page.evaluate("window.__es.close()")
             out["log_latency"] = log_latency(manager, page, args.lines, pages_exist)

@@ -94,7 +94,7 @@ def test_launch_a_job_from_the_page_and_watch_its_log_lines_stream(
     screenshot(page, "run-streaming")
 
     page.wait_for_function(
-        "document.querySelector('[data-run-status]').textContent.trim().toUpperCase() === 'SUCCESS'",
+        "() => document.querySelector('[data-run-status]').textContent.trim().toUpperCase() === 'SUCCESS'",
         timeout=30_000,
     )
     assert page.evaluate("window.__sameDocument") is True, "the page reloaded"
@@ -121,7 +121,7 @@ def test_cancel_a_running_run_from_the_page(page: Any, served_workspace: Served)
     assert status.inner_text().strip().upper() == "STARTED"
     page.locator("button[data-action=cancel]").click()
     page.wait_for_function(
-        "document.querySelector('[data-run-status]').textContent.trim().toUpperCase() === 'CANCELED'",
+        "() => document.querySelector('[data-run-status]').textContent.trim().toUpperCase() === 'CANCELED'",
         timeout=30_000,
     )
     assert served.wait_run(run_id, "CANCELED", timeout=5)["status"] == "CANCELED"
@@ -186,7 +186,7 @@ def test_kill_9_of_a_location_shows_as_not_ready_on_an_open_page_within_a_second
     page.evaluate(WATCH_NOT_READY, victim)
     killed_at = time.time() * 1000.0  # the same wall clock as the page's timeOrigin + now()
     os.kill(int(loc["pid"]), signal.SIGKILL)
-    page.wait_for_function("window.__notReady !== null", timeout=10_000)
+    page.wait_for_function("() => window.__notReady !== null", timeout=10_000)
     seen = page.evaluate("window.__notReady")
     latency = seen["at"] - killed_at
     print(f"\nkill -9 of {victim} -> shown as {seen['state']!r} on the page after {latency:.0f} ms")
@@ -249,7 +249,7 @@ def test_a_write_from_another_origins_page_fails_and_changes_nothing(
     other = OtherOrigin({"attack.html": ATTACK.format(manager=served.url)})
     try:
         page.goto(f"http://{host}:{other.port}/attack.html")
-        page.wait_for_function("window.__done !== undefined", timeout=15_000)
+        page.wait_for_function("() => window.__done !== undefined", timeout=15_000)
         results = page.evaluate("window.__done")
     finally:
         other.close()

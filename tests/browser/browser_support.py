@@ -185,7 +185,7 @@ def write_workspace(ws: WorkspaceDir, spare: int = 1) -> List[str]:
 def wait_live(page: Any, timeout_ms: float = 10_000) -> None:
     """Until the page's event stream is open (the page sets body[data-live=open])."""
     page.wait_for_function(
-        "document.body && document.body.dataset.live === 'open'", timeout=timeout_ms
+        "() => document.body && document.body.dataset.live === 'open'", timeout=timeout_ms
     )
 
 
