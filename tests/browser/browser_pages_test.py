@@ -8,7 +8,8 @@ import json
 import re
 from typing import Any, Dict, List
 
-from browser_support import Served, no_horizontal_scroll, screenshot
+import pytest
+from browser_support import Served, no_horizontal_scroll, screenshot, wait_live
 
 LUMINANCE = """
 (el) => {
@@ -206,3 +207,26 @@ def test_the_page_needs_nothing_from_outside(page: Any, served_workspace: Served
         page.wait_for_load_state("load")
         page.wait_for_timeout(300)  # what the page's scripts fetch after the load event
     assert elsewhere == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="each open page holds one HTTP/1.1 connection for its event stream and Chromium "
+    "opens at most 6 to a host per profile: the 7th tab of the page never loads. Fix in the "
+    "pages (one stream shared by the tabs, or streams closed in hidden tabs), then drop this mark",
+)
+def test_seven_tabs_of_the_page_in_one_browser_all_load_and_go_live(
+    browser: Any, served_workspace: Served
+) -> None:
+    served = served_workspace
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        for tab in range(1, 8):
+            page = context.new_page()
+            try:
+                page.goto(served.url + "/", timeout=10_000)
+                wait_live(page, timeout_ms=10_000)
+            except Exception as exc:
+                raise AssertionError(f"tab {tab} did not load and go live: {exc}") from None
+    finally:
+        context.close()
