@@ -101,7 +101,7 @@ def test_overview_shows_every_location_and_clicks_through_to_a_location_and_the_
     assert page.locator("form#run-filters select[name=status]").count() == 1
     assert page.locator("form#run-filters select[name=location]").count() == 1
     assert page.locator("form#run-filters input[name=job]").count() == 1
-    screenshot(page, "runs")
+    screenshot(page, "runs-empty")
 
     page.locator("a[data-nav=overview]").first.click()
     page.wait_for_url(re.compile(r"/$"))
@@ -116,6 +116,7 @@ def test_runs_list_filters_and_links_to_a_run_page(page: Any, served_workspace: 
     row = page.locator(f'table#runs tr[data-run="{run_id}"]')
     assert row.get_attribute("data-status") == "SUCCESS"
     assert "success" in row.inner_text().lower()
+    screenshot(page, "runs")
 
     page.locator("form#run-filters select[name=status]").select_option("FAILURE")
     submit = page.locator("form#run-filters [type=submit]")
