@@ -73,15 +73,15 @@ def test_launch_a_job_from_the_page_and_watch_its_log_lines_stream(
     assert RUN_URL.search(page.url) is None
     assert {r["run_id"] for r in served.runs()} == before
 
-    # run config as YAML: 25 lines, one every 0.2 s
-    form.locator("textarea[name=run_config]").fill("lines: 25\n")
+    # run config as YAML: 40 lines, one every 0.2 s
+    form.locator("textarea[name=run_config]").fill("lines: 40\n")
     screenshot(page, "launch-form")
     form.locator("button[type=submit]").click()
     page.wait_for_url(RUN_URL)
     match = RUN_URL.search(page.url)
     assert match is not None
     run_id = match.group(1)
-    assert served.run(run_id)["run_config"] == {"lines": 25}
+    assert served.run(run_id)["run_config"] == {"lines": 40}
     wait_live(page)
     page.evaluate("window.__sameDocument = true")  # gone if the page reloads
 
@@ -93,7 +93,11 @@ def test_launch_a_job_from_the_page_and_watch_its_log_lines_stream(
     wait_for(lambda: len(log_lines(page)) >= len(first) + 5, 10, "more lines, appended live")
     # the status word follows too (the page may have been rendered while it was STARTING)
     try:
-        wait_for(lambda: status.inner_text().strip().upper() == "STARTED", 5, "STARTED shown")
+        wait_for(
+            lambda: status.inner_text().strip().upper() == served.run(run_id)["status"],
+            5,
+            "the run's status shown",
+        )
     except AssertionError:
         raise AssertionError(
             f"lines stream, the run is {served.run(run_id)['status']}, the page shows "
@@ -108,7 +112,7 @@ def test_launch_a_job_from_the_page_and_watch_its_log_lines_stream(
     assert page.evaluate("window.__sameDocument") is True, "the page reloaded"
     lines = log_lines(page)
     ticks = [ln["text"] for ln in lines if "tick " in ln["text"]]
-    assert [int(re.search(r"tick (\d+)", t).group(1)) for t in ticks] == list(range(25))
+    assert [int(re.search(r"tick (\d+)", t).group(1)) for t in ticks] == list(range(40))
     seqs = [ln["seq"] for ln in lines]
     assert seqs == sorted(set(seqs)), "a line missing, twice or out of order"
     stored = served.api(f"/api/runs/{run_id}/logs?limit=1000")["items"]
