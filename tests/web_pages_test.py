@@ -1,7 +1,7 @@
 """The pages for people (web/pages.py, templates/, static/), over real HTTP.
 
-Served by a real uvicorn on a real socket, in front of a real `Api` over a real
-`SqliteStorage`; the manager's side (its view, daemon and run coordinator) is faked, so
+Served by the manager's own web server and app (web/server.py, web/app.py) on a real
+socket, in front of a real `Api` over a real `SqliteStorage`; the manager's side (its view, daemon and run coordinator) is faked, so
 each test controls exactly what the page shows. The DOM contract checked here is the one
 the browser tests rely on (WEB_CONTRACT.md, "DOM contract")."""
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -27,7 +26,9 @@ from workspace_manager.http.view import LocationView, ManagerView
 from workspace_manager.storage.records import LogLine, RunRecord
 from workspace_manager.storage.sqlite import SqliteStorage
 from workspace_manager.storage.writer import AsyncStorage
+from workspace_manager.web.app import build_app
 from workspace_manager.web.context import WebContext
+from workspace_manager.web.server import WebServer
 
 DEADLINE = 10.0
 HOSTILE = '<script>alert("x")</script>'
@@ -125,51 +126,49 @@ def manager_view() -> ManagerView:
 
 
 class Served:
-    """web.pages' routes in a Starlette app on uvicorn, on a loop in a background thread."""
+    """The manager's web app (web/app.py: probes, API, pages) on its WebServer, on an event
+    loop in a background thread."""
 
     def __init__(self, tmp_path, keeps_runs: bool = True) -> None:
-        import uvicorn
-        from starlette.applications import Starlette
-
-        from workspace_manager.web.pages import routes
-
         self.storage = SqliteStorage(tmp_path / "runs.db", create=True)
         self.async_storage = AsyncStorage(self.storage)
+        self.async_storage_of_api: Optional[AsyncStorage] = self.async_storage
         self.daemon = FakeDaemon()
+        self.reloaded: List[List[str]] = []
         api = None
         if keeps_runs:
             api = Api(
                 ApiSources(
-                    storage=lambda: self.async_storage,
+                    storage=lambda: self.async_storage_of_api,
                     daemon=lambda: self.daemon,
                     locations=location_docs,
+                    reload=self.reload,
                     token=TOKEN,
                 )
             )
         ctx = WebContext(view=manager_view, api=api, api_token=TOKEN, secret=b"k" * 32)
-        app = Starlette(routes=routes(ctx))
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", loop="asyncio")
-        self.server = uvicorn.Server(config)
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(
-            target=self.loop.run_until_complete, args=(self.server.serve([sock]),), daemon=True
-        )
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        deadline = time.monotonic() + DEADLINE
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
+        self.server = WebServer("127.0.0.1", 0, build_app(ctx))
+        self.port = self.run(self.server.start())[1]
+
+    async def reload(self, names: List[str]) -> Dict[str, Any]:
+        self.reloaded.append(names)
+        return {"restarted": names}
+
+    def run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(DEADLINE)
 
     def close(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(DEADLINE)
-        asyncio.run(self.async_storage.close())
-        self.loop.close()
-        self.storage.close()
+        try:
+            self.run(self.server.close())
+            self.run(self.async_storage.close())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(DEADLINE)
+            self.loop.close()
+            self.storage.close()
 
     def request(
         self,
@@ -307,7 +306,14 @@ def test_overview_lists_every_location_with_state_word_counts_and_actions(served
 
 
 def test_location_page_has_jobs_schedules_sensors_and_the_launch_form(served: Served):
+    from workspace_manager.storage.records import TickRecord
+
     add_runs(served.storage, 3)
+    for i, status in enumerate(("failure", "skipped", "success")):
+        tick = TickRecord("a", "watch", "sensor", time.time() - 100 + i, status=status)
+        tick.skip_reason = "nothing new" if status == "skipped" else None
+        tick.error = HOSTILE if status == "failure" else None
+        served.storage.record_tick(tick)
     dom = page(served, "/locations/a")
     dom.one("section", id="jobs")
     assert {r["data-job"] for r in dom.find("tr", data_job=True)} == {"hello", "slow"}
@@ -327,6 +333,9 @@ def test_location_page_has_jobs_schedules_sensors_and_the_launch_form(served: Se
     assert "0 2 * * *" in text and "Europe/Berlin" in text and "says hello" in text
     assert "team=a" in text
     assert len(dom.find("tr", data_run=True)) == 3  # its recent runs
+    ticks = [t["class"] for t in dom.find("span", **{"class": True}) if "tick " in t["class"]]
+    assert ticks == ["tick tick-success", "tick tick-skipped", "tick tick-failure"]  # newest first
+    assert "nothing new" in text
 
 
 def test_runs_list_pages_by_50_with_the_api_cursor_and_filters(served: Served):
@@ -509,14 +518,22 @@ def test_pages_without_javascript_still_list_everything(served: Served):
     assert len(page(served, "/").find("tr", data_location=True)) == 3
 
 
-def test_without_runs_kept_the_pages_still_show_locations(tmp_path):
-    served = Served(tmp_path, keeps_runs=False)
+@pytest.mark.parametrize("api", ["none", "no storage"])
+def test_without_runs_kept_the_pages_still_show_locations(tmp_path, api: str):
+    """`ctx.api` None, or an API whose storage is absent (`wsm serve`, a manager still
+    opening it): locations and their definitions, no runs, no launch buttons."""
+    served = Served(tmp_path, keeps_runs=api != "none")
+    if api == "no storage":
+        served.async_storage_of_api = None
     try:
         dom = page(served, "/")
         assert len(dom.find("tr", data_location=True)) == 3
-        page(served, "/locations/a")
+        assert dom.find("a", data_count="in_progress") == []
+        dom = page(served, "/locations/a")
+        assert dom.find("button", data_action="launch") == []
         dom = page(served, "/runs")
         assert dom.find("tr", data_run=True) == []
+        assert "keeps no runs" in "".join(dom.text)
         page(served, "/runs/0123456789", status=404)
     finally:
         served.close()
@@ -533,3 +550,242 @@ def test_jinja2_is_imported_at_the_first_page_not_before():
         "assert 'jinja2' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# -- against a real `wsm up` -------------------------------------------------------------------
+
+E2E_REPO = """
+from workspace_manager import ScheduleDefinition, job, repository, sensor, SkipReason
+
+@job(description="prints a few lines", tags={"team": "pages"})
+def hello(context):
+    for i in range(3):
+        print(f"hello line {i} <script>alert(1)</script>", flush=True)
+
+nightly = ScheduleDefinition(name="nightly", job=hello, cron_schedule="0 2 * * *")
+
+@sensor(job=hello, minimum_interval_seconds=3600)
+def watch():
+    return SkipReason("nothing new")
+
+@repository
+def repo():
+    return [hello, nightly, watch]
+"""
+
+
+def test_real_wsm_up_serves_the_pages_and_a_run_launched_from_them(ws) -> None:
+    """`wsm up --health`: every page over the lead's server, a launch with the page's session
+    token and its log lines on the run page, the config check, and neither a location's
+    env_vars value nor the API token on any page."""
+    from e2e import WsmUp, wait_for
+
+    ws.file("team/repo.py", E2E_REPO)
+    path = ws.workspace(
+        {
+            "load_from": [
+                {
+                    "python_file": {
+                        "relative_path": "team/repo.py",
+                        "location_name": "team",
+                        "env_vars": {"WSM_PAGE_SECRET": SECRET_VALUE},
+                    }
+                }
+            ]
+        }
+    )
+    env = dict(ws.env, WSM_TEST_PAGES_TOKEN=TOKEN)
+    argv = ("-w", str(path), "--api-token-env", "WSM_TEST_PAGES_TOKEN")
+    with WsmUp(ws, *argv, env=env) as up:
+        assert up.port is not None
+
+        def get(path: str, cookie: str = "") -> Tuple[int, Dict[str, str], str]:
+            conn = http.client.HTTPConnection("127.0.0.1", up.port, timeout=DEADLINE)
+            try:
+                conn.request("GET", path, headers={"Cookie": cookie} if cookie else {})
+                resp = conn.getresponse()
+                body = resp.read().decode()
+                return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+            finally:
+                conn.close()
+
+        def location_ready() -> bool:
+            status = up.status()
+            return status["daemon"] is not None and status["locations"]["team"]["state"] == "ready"
+
+        wait_for(location_ready, 60, "the location and the daemon")
+        code, headers, html = get("/")
+        assert code == 200, html
+        cookie = headers["set-cookie"].split(";", 1)[0]
+        dom = Dom(html)
+        dom.one("tr", data_location="team", data_state="ready")
+        token = dom.one("meta", name="wsm-csrf")["content"]
+
+        def listed() -> Optional[Dom]:
+            found = Dom(get("/locations/team")[2])
+            return found if found.find("tr", data_sensor="watch") else None
+
+        dom = wait_for(listed, 30, "the location page to list the sensor")
+        dom.one("tr", data_job="hello")
+        dom.one("tr", data_schedule="nightly", data_status="STOPPED")
+
+        # the page's own write: the config check, then POST /api/runs with the session token
+        conn = http.client.HTTPConnection("127.0.0.1", up.port, timeout=DEADLINE)
+        conn.request("POST", "/ui/config/check", body=b"greeting: hi\n")
+        resp = conn.getresponse()
+        config = json.loads(resp.read())["config"]
+        assert resp.status == 200 and config == {"greeting": "hi"}
+        body = {"location": "team", "job": "hello", "run_config": config, "tags": {"via": "page"}}
+        conn.request(
+            "POST",
+            "/api/runs",
+            body=json.dumps(body).encode(),
+            headers={
+                "Content-Type": "application/json",
+                "Cookie": cookie,
+                "X-WSM-CSRF": token,
+                "Origin": f"http://127.0.0.1:{up.port}",
+                "Sec-Fetch-Site": "same-origin",
+            },
+        )
+        resp = conn.getresponse()
+        run = json.loads(resp.read())
+        conn.close()
+        assert resp.status == 201, run
+
+        def finished() -> Optional[Dom]:
+            found = Dom(get(f"/runs/{run['run_id']}", cookie)[2])
+            status = found.one("*", data_run_status=True)["data-run-status"]
+            return (
+                found if status == "SUCCESS" and len(found.find("li", data_seq=True)) >= 3 else None
+            )
+
+        dom = wait_for(finished, 60, "the run to succeed with its log lines")
+        assert dom.find("button", data_action="cancel") == []
+        code, _, html = get(f"/runs/{run['run_id']}", cookie)
+        assert "hello line 2 &lt;script&gt;" in html and "<script>alert(1)" not in html
+        runs = Dom(get("/runs?location=team", cookie)[2]).find("tr", data_run=True)
+        assert [r["data-run"] for r in runs] == [run["run_id"]]
+        assert get("/locations/nope")[0] == 404
+        for page_path in ("/", "/locations/team", "/runs", f"/runs/{run['run_id']}"):
+            code, _, html = get(page_path, cookie)
+            assert code == 200, page_path
+            assert SECRET_VALUE not in html and TOKEN not in html, page_path
+        assert get("/static/live.js")[0] == 200
+
+
+# -- the stylesheet and the storage query --------------------------------------------------------
+
+
+def _contrast(a: str, b: str) -> float:
+    """WCAG 2.x contrast ratio of two #rrggbb colours."""
+
+    def lum(colour: str) -> float:
+        rgb = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    hi, lo = sorted((lum(a), lum(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_every_state_has_its_colour_and_meets_wcag_aa_in_both_themes():
+    """States are shown by word and colour: each word the pages show has a class, and each
+    badge's text on its background reaches 4.5:1 (WCAG AA) in the light and the dark theme."""
+    import re
+    from pathlib import Path
+
+    import workspace_manager.web as web
+    from workspace_manager.http.view import STATES
+    from workspace_manager.storage.records import RUN_STATUSES
+
+    css = (Path(web.__file__).parent / "static" / "wsm.css").read_text()
+    words = (
+        {f".state-{s}" for s in (*STATES, "ok", "degraded")}
+        | {f".status-{s.lower()}" for s in (*RUN_STATUSES, "RUNNING", "STOPPED")}
+        | {f".tick-{t}" for t in ("started", "success", "skipped", "failure")}
+    )
+    missing = [w for w in words if w not in css]
+    assert not missing
+    light, dark = css.split("@media (prefers-color-scheme: dark)", 1)
+    for theme in (light, dark[: dark.index("}\n}")]):
+        colours = dict(re.findall(r"--([a-z-]+):\s*(#[0-9a-f]{6})", theme))
+        for kind in ("ok", "bad", "warn", "busy", "idle"):
+            ratio = _contrast(colours[f"{kind}-bg"], colours[f"{kind}-fg"])
+            assert ratio >= 4.5, (kind, ratio)
+        for fg in ("fg", "muted", "link"):
+            assert _contrast(colours["bg"], colours[fg]) >= 4.5, fg
+
+
+def test_location_run_counts_match_the_runs(tmp_path):
+    """The overview's counts: SqliteStorage's grouped queries give what the base class's
+    walk over every run gives."""
+    from workspace_manager.storage.base import Storage
+
+    storage = SqliteStorage(tmp_path / "runs.db")
+    try:
+        now = time.time()
+        add_runs(storage, 2, location="a", status="QUEUED")
+        add_runs(storage, 3, location="a", status="STARTED")
+        add_runs(storage, 1, location="b", status="CANCELING")
+        add_runs(storage, 4, location="b", status="FAILURE", ended_at=now - 60)
+        add_runs(storage, 5, location="b", status="FAILURE", ended_at=now - 7200)
+        add_runs(storage, 6, location="c", status="SUCCESS")
+        expected = {
+            "a": {"queued": 2, "in_progress": 3, "failed_recent": 0},
+            "b": {"queued": 0, "in_progress": 1, "failed_recent": 4},
+        }
+        assert storage.location_run_counts(now - 3600) == expected
+        assert Storage.location_run_counts(storage, now - 3600) == expected
+    finally:
+        storage.close()
+
+
+def test_a_location_with_many_schedules_lists_50_and_links_to_all(served: Served):
+    template = dict(served.daemon.items[0])
+    served.daemon.items = [dict(template, name=f"s{i:03}") for i in range(150)]
+    dom = page(served, "/locations/a")
+    assert len(dom.find("tr", data_schedule=True)) == 50
+    assert "50 of 150 schedules shown" in "".join(dom.text)
+    assert len(page(served, "/locations/a?all=1").find("tr", data_schedule=True)) == 150
+
+
+def test_counts_endpoint_gives_the_overview_counts(served: Served):
+    add_runs(served.storage, 2, status="STARTED")
+    add_runs(served.storage, 1, location="b", status="FAILURE")
+    code, headers, body = served.request("GET", "/ui/counts")
+    assert code == 200 and headers["content-type"].startswith("application/json")
+    assert json.loads(body) == {
+        "a": {"queued": 0, "in_progress": 2, "failed_recent": 0},
+        "b": {"queued": 0, "in_progress": 0, "failed_recent": 1},
+    }
+
+
+def test_the_page_token_lets_its_own_session_write_and_no_other(served: Served):
+    """What actions.js sends (JSON, X-WSM-CSRF from the meta, the session cookie, the
+    browser's Origin) is a write the API takes; another session's token is refused."""
+    _, headers, html = served.request("GET", "/locations/a")
+    cookie = headers["set-cookie"].split(";", 1)[0]
+    token = Dom(html).one("meta", name="wsm-csrf")["content"]
+    other = Dom(served.request("GET", "/")[2]).one("meta", name="wsm-csrf")["content"]
+    assert other != token  # a new session, a new token
+
+    def reload(csrf: str) -> int:
+        return served.request(
+            "POST",
+            "/api/locations/a/reload",
+            b"{}",
+            {
+                "Content-Type": "application/json",
+                "Cookie": cookie,
+                "X-WSM-CSRF": csrf,
+                "Origin": f"http://127.0.0.1:{served.port}",
+                "Host": f"127.0.0.1:{served.port}",
+                "Sec-Fetch-Site": "same-origin",
+            },
+        )[0]
+
+    assert reload(other) == 403
+    assert served.reloaded == []
+    assert reload(token) == 200
+    assert served.reloaded == [["a"]]

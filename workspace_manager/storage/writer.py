@@ -159,8 +159,8 @@ class AsyncStorage:
         if self.on_logs is not None and (error is None or isinstance(error, RunNotFound)):
             try:  # a committed line has its seq; one of an unknown run kept 0
                 self.on_logs([line for line in batch if line.seq])
-            except Exception:
-                log.exception("on_logs failed")
+            except Exception as exc:  # a listener's bug costs its events, never the lines
+                log.error("on_logs failed: %s: %s", type(exc).__name__, exc)
 
     async def flush_logs(self) -> None:
         """Wait until every line given to `log()` so far is stored (or its batch failed)."""

@@ -6,13 +6,15 @@
     GET  /runs                  runs, newest first, 50 a page (?status=&location=&job=&before=)
     GET  /runs/{run_id}         one run: status history, origin, config, tags, its logs
     GET  /static/...            wsm.css, live.js, actions.js (shipped in the package)
+    GET  /ui/counts             the overview's run counts per location, as JSON
     POST /ui/config/check       YAML or JSON text -> {"config": {...}} or {"error": "line L,
                                 column C: ..."} (web/config_check.py)
 
 Every page reads its data through `ctx.view()` and the JSON API's handlers
-(`http.api.Api.handle`), so the page and `/api/` cannot disagree; the one addition is the
-per-location run counts of the overview (`Storage.location_run_counts`). Lists are paged
-(50) and nothing renders every run, so a page stays fast with 10,000s of runs kept.
+(`http.api.Api.handle`), so the page and `/api/` cannot disagree; two reads go to the
+storage itself: the per-location run counts of the overview
+(`Storage.location_run_counts`) and a location page's last ticks (see `add_ticks`). Lists
+are paged (50) and nothing renders every run, so a page stays fast with 10,000s of runs.
 
 The pages work without JavaScript (read-only); `static/live.js` follows `/api/events` to
 update them in place and `static/actions.js` sends the writes to `/api/` with the page's
@@ -35,9 +37,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 from urllib.parse import quote, urlencode
 
-from workspace_manager.http.api import ApiRequest
+from workspace_manager.http.api import ApiRequest, plain
 from workspace_manager.http.view import ManagerView, location_document
 from workspace_manager.storage.records import FINAL_STATUSES, RUN_STATUSES
+from workspace_manager.units import binary_size
 from workspace_manager.version import __version__
 from workspace_manager.web.config_check import MAX_CONFIG_BYTES, check_config_text
 from workspace_manager.web.context import WebContext
@@ -56,8 +59,11 @@ PAGE_SIZE = 50
 LOG_PAGE = 1000
 #: "Failed recently" on the overview: FAILURE runs that ended within this many seconds.
 RECENT_SECONDS = 24 * 3600
-#: Last ticks shown per schedule or sensor on a location page.
+#: Last ticks shown per schedule or sensor on a location page, for at most TICKS_FOR of them.
 TICKS_SHOWN = 5
+TICKS_FOR = 50
+#: Schedules and sensors listed on a location page (each kind; `?all=1` lists every one).
+INSTIGATORS_SHOWN = 50
 #: The pages load nothing from elsewhere and run no inline script: an injected `<script>`
 #: would not run even if escaping failed.
 HEADERS = {
@@ -83,6 +89,7 @@ def routes(ctx: WebContext) -> list:
         Route("/runs", pages.runs, methods=["GET"], name="runs"),
         Route("/runs/{run_id:path}", pages.run, methods=["GET"], name="run"),
         Route("/ui/config/check", pages.config_check, methods=["POST"], name="config_check"),
+        Route("/ui/counts", pages.counts, methods=["GET"], name="counts"),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
 
@@ -93,7 +100,19 @@ def environment() -> Any:
     not when the manager starts); templates are compiled once and kept."""
     import jinja2
 
-    env = jinja2.Environment(
+    class Environment(jinja2.Environment):
+        """`doc.key` reads a dict's key first: Jinja2 tries getattr first, and the
+        AttributeError a dict raises for every key cost a third of a page's render."""
+
+        def getattr(self, obj: Any, attribute: str) -> Any:
+            if type(obj) is dict:
+                try:
+                    return obj[attribute]
+                except KeyError:
+                    pass
+            return super().getattr(obj, attribute)
+
+    env = Environment(
         loader=jinja2.FileSystemLoader(str(HERE / "templates")),
         autoescape=True,
         auto_reload=False,
@@ -148,8 +167,37 @@ class Pages:
             return {}
         return counts
 
+    async def add_ticks(self, location: str, instigators: List[Dict[str, Any]]) -> None:
+        """Give each schedule or sensor its last TICKS_SHOWN ticks (`"ticks"`), read from the
+        storage (the API's `/ticks` endpoint would look every instigator of every location
+        up again for each one without ticks); at most TICKS_FOR of them, the others show
+        their last tick as the daemon keeps it (`last_tick`)."""
+        api = self.ctx.api
+        store = api.sources.storage() if api is not None else None
+        if store is None:
+            return
+        shown = instigators[:TICKS_FOR]
+        found = await asyncio.gather(
+            *(
+                store.list_ticks(location, str(i.get("name")), str(i.get("kind")), TICKS_SHOWN)
+                for i in shown
+            ),
+            return_exceptions=True,
+        )
+        for inst, ticks in zip(shown, found):
+            if isinstance(ticks, BaseException):
+                log.warning("pages: ticks of %s unavailable: %s", inst.get("name"), ticks)
+                continue
+            inst["ticks"] = [plain(t) for t in ticks]
+
     def view(self) -> ManagerView:
         return self.ctx.view()
+
+    def keeps_runs(self) -> bool:
+        """Whether this manager keeps runs (`wsm up`; not `wsm serve`, nor a manager still
+        opening its storage): without, the pages show no runs and no launch buttons."""
+        api = self.ctx.api
+        return api is not None and api.sources.storage() is not None
 
     # -- pages ----------------------------------------------------------------------------
 
@@ -165,7 +213,7 @@ class Pages:
             live="overview",
             manager=manager_summary(view),
             locations=locations,
-            keeps_runs=self.ctx.api is not None,
+            keeps_runs=self.keeps_runs(),
         )
 
     async def location(self, request: Request) -> Response:
@@ -175,7 +223,7 @@ class Pages:
         if loc is None:
             return self.error(request, 404, "No such location", f"There is no location {name!r}.")
         doc = {"name": loc.name, **location_document(loc)}
-        keeps_runs = self.ctx.api is not None
+        keeps_runs = self.keeps_runs()
         found, schedules, sensors, runs, counts = await asyncio.gather(
             self.items("locations"),
             self.items("schedules"),
@@ -189,18 +237,11 @@ class Pages:
                 repositories = list(item.get("repositories") or [])
         schedules = [s for s in schedules if s.get("location") == name]
         sensors = [s for s in sensors if s.get("location") == name]
-        ticks = await asyncio.gather(
-            *(
-                self.items(
-                    f"{kind}s/{quote(name + ':' + str(i.get('name')), safe='')}/ticks",
-                    limit=TICKS_SHOWN,
-                )
-                for kind, group in (("schedule", schedules), ("sensor", sensors))
-                for i in group
-            )
-        )
-        for inst, recent in zip([*schedules, *sensors], ticks):
-            inst["ticks"] = recent
+        show_all = request.query_params.get("all") == "1"
+        total = {"schedules": len(schedules), "sensors": len(sensors)}
+        if not show_all:  # a row costs ~40 us of CPU to render: bound the page
+            schedules, sensors = schedules[:INSTIGATORS_SHOWN], sensors[:INSTIGATORS_SHOWN]
+        await self.add_ticks(name, [*schedules, *sensors])
         status, body = runs
         return self.render(
             request,
@@ -212,6 +253,7 @@ class Pages:
             repositories=repositories,
             schedules=schedules,
             sensors=sensors,
+            total=total,
             runs=(body or {}).get("items") or [] if status == 200 else [],
             counts=counts.get(name) or {},
             keeps_runs=keeps_runs,
@@ -230,7 +272,7 @@ class Pages:
         next_url: Optional[str] = None
         problem: Optional[str] = None
         code = 200
-        if self.ctx.api is None:
+        if not self.keeps_runs():
             problem = "This manager keeps no runs."
         else:
             status, body = await self.api(
@@ -268,7 +310,7 @@ class Pages:
 
     async def run(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]
-        if self.ctx.api is None:
+        if not self.keeps_runs():
             return self.error(request, 404, "No such run", "This manager keeps no runs.")
         status, body = await self.api(f"runs/{quote(run_id, safe='')}")
         if status == 404:
@@ -296,6 +338,13 @@ class Pages:
             more_logs=more,
             is_final=run.get("status") in FINAL_STATUSES,
         )
+
+    async def counts(self, request: Request) -> Response:
+        """`GET /ui/counts`: {location: {"queued", "in_progress", "failed_recent"}}, what
+        live.js re-reads (at most every 2 s) after run events instead of the whole page."""
+        from starlette.responses import JSONResponse
+
+        return JSONResponse(await self.run_counts(), headers={"Cache-Control": "no-store"})
 
     async def config_check(self, request: Request) -> Response:
         """`POST /ui/config/check`: the body is the run config text (JSON or YAML)."""
@@ -344,7 +393,10 @@ class Pages:
         html = (
             environment()
             .get_template(template)
-            .render(csrf=csrf_token(self.ctx.secret, session_id), **data)
+            .render(
+                csrf=csrf_token(self.ctx.secret, session_id),
+                **data,
+            )
         )
         response = HTMLResponse(html, status_code, headers=HEADERS)
         if is_new:
@@ -450,12 +502,7 @@ def size(n: Any) -> str:
     """Bytes in binary units: `512 B`, `12.3 MiB`; "" when unknown."""
     if not isinstance(n, (int, float)) or isinstance(n, bool) or not math.isfinite(n):
         return ""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return ""
+    return binary_size(n)
 
 
 def pretty(value: Any) -> str:

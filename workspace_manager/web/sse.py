@@ -9,10 +9,14 @@
   rendered with the lines up to SEQ misses none and gets none twice.
 - The stream starts with `retry: 1000` (reconnect after a second), has a comment line
   `: ping` every PING_SECONDS (proxies and the browser see a live connection), and gives
-  every event as `id: N`, `event: KIND`, `data: JSON`. Ids increase; the stored lines sent
-  first all carry the id the stream started at (they are older than any live event).
-- A reconnecting browser sends `Last-Event-ID`: what it missed meanwhile is gone, so its
-  stream starts with a `resync` event (and no stored lines: the page re-reads).
+  every event as `id: N`, `event: KIND`, `data: JSON`. Ids never decrease: lines read from
+  the storage carry the id of the point they catch up to (where the stream started, or
+  its `resync`).
+- A stream opened with `after` misses no line even when it falls behind: after its
+  `resync` (its queue overflowed) it reads the dropped lines from the storage.
+- A reconnecting browser sends `Last-Event-ID` (and the same URL): what it missed meanwhile
+  is gone, so its stream starts with a `resync` event; a run's lines come again from
+  `after` (the page skips a seq it already shows).
 - It ends when the client goes away (its subscription is closed at once, nothing is left
   behind) or when the manager's hub closes (shutdown).
 
@@ -31,7 +35,7 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs
 
-from workspace_manager.web.events import KINDS, RESYNC, Event, Subscription
+from workspace_manager.web.events import KINDS, RESYNC, Event, Subscription, log_data
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +51,7 @@ CATCH_UP_PAGE = 1000
 #: How often the stored lines of a run another process writes (`wsm job execute`) are read.
 POLL_SECONDS = 0.5
 #: Waiting events written in one send: a burst goes out in few writes.
-BATCH_EVENTS = 256
+BATCH_EVENTS = 1000
 
 _HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -115,17 +119,19 @@ class EventStream:
             )
             try:
                 last_seq = 0
-                if reconnect:  # live lines only: the page re-reads what came before
+                if reconnect:  # the events of the gap are gone: the page re-reads its state
                     resync = Event(sub.start_id, RESYNC, {}).frame()
                     await send({"type": "http.response.body", "body": resync, "more_body": True})
-                elif run_id is not None and after is not None:
-                    last_seq = await self._catch_up(send, sub, run_id, after)
+                if run_id is not None and after is not None:
+                    last_seq = await self._catch_up(send, sub, run_id, after, sub.start_id)
                 # a run of `wsm job execute` is written by its own process: no live lines
                 poll = None
                 if record is not None and not record.is_final:
                     if (record.origin or {}).get("kind") == "execute":
                         poll = run_id
-                await self._follow(send, sub, last_seq, poll)
+                # with `after`, the stream knows where the page is: it never misses a line
+                recover = run_id if after is not None else None
+                await self._follow(send, sub, last_seq, poll, recover)
             except Exception as exc:  # the storage closed under a reader (shutdown), a bug
                 log.warning("events: a stream ended: %s: %s", type(exc).__name__, exc)
             await send({"type": "http.response.body", "body": b""})
@@ -153,7 +159,9 @@ class EventStream:
             raise _Refused(503, "StorageError", str(exc)) from None
         return record
 
-    async def _catch_up(self, send: Any, sub: Subscription, run_id: str, after: int) -> int:
+    async def _catch_up(
+        self, send: Any, sub: Subscription, run_id: str, after: int, event_id: int
+    ) -> int:
         """Send the run's stored lines with a seq above `after`; the last seq sent.
 
         Subscribed first, then read: a line is published only once committed, so a line
@@ -164,7 +172,7 @@ class EventStream:
         while not sub.closed:
             lines = await store.read_logs(run_id, last, CATCH_UP_PAGE)
             if lines:
-                body = b"".join(_line_event(sub.start_id, line).frame() for line in lines)
+                body = b"".join(_line_event(event_id, line).frame() for line in lines)
                 await send({"type": "http.response.body", "body": body, "more_body": True})
                 last = lines[-1].seq
             if len(lines) < CATCH_UP_PAGE:
@@ -172,12 +180,21 @@ class EventStream:
         return last
 
     async def _follow(
-        self, send: Any, sub: Subscription, last_seq: int, poll: Optional[str] = None
+        self,
+        send: Any,
+        sub: Subscription,
+        last_seq: int,
+        poll: Optional[str] = None,
+        run_id: Optional[str] = None,
     ) -> None:
         """The live events until the subscription ends; `: ping` after PING_SECONDS without
         a write. `poll`: a run whose lines another process writes (`wsm job execute`): its
-        new stored lines are read every POLL_SECONDS until it is final."""
+        new stored lines are read every POLL_SECONDS until it is final. `run_id`: the run
+        whose lines this stream gives from `after` on: after a `resync` the lines its queue
+        dropped are read from the storage, so no line is ever missing from the stream."""
         ping_at = time.monotonic() + self.ping_seconds
+        catching_up = last_seq > 0
+        overflows = sub.overflows
         while True:
             now = time.monotonic()
             wait = max(ping_at - now, 0.0)
@@ -192,15 +209,22 @@ class EventStream:
                 last_seq, frames, final = await self._poll(sub, poll, last_seq)
                 if final:
                     poll = None
-            while event is not None:
-                if event.kind != "log":
-                    frames.append(event.frame())
-                elif event.data.get("seq", 0) > last_seq:
-                    frames.append(event.frame())
-                    last_seq = event.data["seq"]
-                if len(frames) >= BATCH_EVENTS:
-                    break
-                event = sub.get_nowait()
+            if event is not None:
+                items = [event, *sub.take(BATCH_EVENTS - 1)]
+                if catching_up:  # skip the lines the catch-up sent; a run's seqs increase
+                    items, catching_up = _newer_than(items, last_seq)
+                if sub.overflows != overflows and run_id is not None and poll is None:
+                    overflows = sub.overflows
+                    cut = next((i for i, e in enumerate(items) if e.kind == RESYNC), None)
+                    if cut is not None:  # the resync, then the dropped lines, then the rest
+                        head, items = items[: cut + 1], items[cut + 1 :]
+                        last_seq = _last_seq(head, last_seq)
+                        body = b"".join([item.frame() for item in head])
+                        await send({"type": "http.response.body", "body": body, "more_body": True})
+                        last_seq = await self._catch_up(send, sub, run_id, last_seq, head[-1].id)
+                        items, catching_up = _newer_than(items, last_seq)
+                last_seq = _last_seq(items, last_seq)
+                frames.extend([item.frame() for item in items])
             if not frames and time.monotonic() >= ping_at:
                 frames.append(b": ping\n\n")
             if frames:
@@ -223,6 +247,28 @@ class EventStream:
         return last_seq, frames, record.is_final and len(lines) < CATCH_UP_PAGE
 
 
+def _last_seq(items: List[Event], last_seq: int) -> int:
+    """The seq of the last log line in `items`, else `last_seq`."""
+    for item in reversed(items):
+        if item.kind == "log":
+            return int(item.data["seq"])
+    return last_seq
+
+
+def _newer_than(items: List[Event], last_seq: int) -> Tuple[List[Event], bool]:
+    """`items` without the log lines at or below `last_seq`, and whether to go on checking
+    (until a newer line came: the ones after it are newer too)."""
+    kept = []
+    checking = True
+    for item in items:
+        if item.kind == "log" and checking:
+            if item.data["seq"] <= last_seq:
+                continue
+            checking = False
+        kept.append(item)
+    return kept, checking
+
+
 async def _close_on_disconnect(receive: Any, sub: Subscription) -> None:
     """Close `sub` once the client is gone (ASGI `http.disconnect`): the stream's loop then
     ends at once, even while idle."""
@@ -236,14 +282,7 @@ async def _close_on_disconnect(receive: Any, sub: Subscription) -> None:
 
 
 def _line_event(event_id: int, line: Any) -> Event:
-    data = {
-        "run_id": line.run_id,
-        "seq": line.seq,
-        "time": line.time,
-        "stream": line.stream,
-        "text": line.text,
-    }
-    return Event(event_id, "log", data, line.run_id)
+    return Event(event_id, "log", log_data(line), line.run_id)
 
 
 def _parse(query_string: bytes) -> Tuple[Optional[List[str]], Optional[str], Optional[int]]:

@@ -103,6 +103,7 @@
       if (title) title.textContent = button.dataset.job || "";
       clearError(form.querySelector("button[type=submit]"));
       form.hidden = false;
+      if (form.scrollIntoView) form.scrollIntoView({ block: "nearest" });
       form.elements.run_config.focus();
     },
     "launch-cancel": function () {
@@ -176,7 +177,17 @@
     if (fn) { ev.preventDefault(); fn(button); }
   });
   document.addEventListener("submit", function (ev) {
-    if (ev.target && ev.target.id === "launch") { ev.preventDefault(); launch(ev.target); }
+    var form = ev.target;
+    if (form && form.id === "launch") { ev.preventDefault(); launch(form); }
+    if (form && form.id === "run-filters") {
+      // leave empty filters out of the address (the form still works without this script)
+      Array.prototype.forEach.call(form.elements, function (el) {
+        if (el.name && !el.value) el.disabled = true;
+      });
+      setTimeout(function () {
+        Array.prototype.forEach.call(form.elements, function (el) { el.disabled = false; });
+      }, 0);
+    }
   });
   document.addEventListener("keydown", function (ev) {
     var form = document.getElementById("launch");

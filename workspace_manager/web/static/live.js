@@ -7,8 +7,10 @@
   if (!page || !window.EventSource) return;
 
   var FINAL = { SUCCESS: 1, FAILURE: 1, CANCELED: 1 };
+  var MAX_LINES = 20000; // log lines kept on a run page (the API has them all)
   var source = null;
   var retryTimer = null;
+  var retryDelay = 1000; // doubled after each failed reconnect, up to 30 s
   var countsTimer = null;
 
   function esc(text) { return window.CSS && CSS.escape ? CSS.escape(text) : String(text).replace(/["\\]/g, "\\$&"); }
@@ -142,21 +144,30 @@
       $all('button[data-action="cancel"]').forEach(function (b) { b.remove(); });
     }
   }
+  // The counts of runs in progress and failed per location: re-read (one small JSON
+  // answer) at most every 2 s after run events, and not while the page is hidden.
+  var countsDue = false;
   function refreshCountsSoon() {
-    if (countsTimer) return;
+    countsDue = true;
+    if (countsTimer || document.hidden) return;
     countsTimer = setTimeout(function () {
       countsTimer = null;
-      fetchPage().then(function (doc) {
-        $all("[data-count]", doc).forEach(function (el) {
-          var row = el.closest("tr[data-location]");
-          var sel = (row ? 'tr[data-location="' + esc(row.dataset.location) + '"] ' : "") +
-            '[data-count="' + el.dataset.count + '"]';
-          var mine = $(sel);
-          if (mine) mine.textContent = el.textContent;
-        });
-      }).catch(function () {});
+      countsDue = false;
+      fetch("/ui/counts", { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then(function (r) { return r.json(); })
+        .then(function (counts) {
+          $all("[data-count]").forEach(function (el) {
+            var row = el.closest("tr[data-location]");
+            var name = row ? row.dataset.location : body.dataset.locationName;
+            var c = counts[name] || {};
+            el.textContent = String(c[el.dataset.count] || 0);
+          });
+        }).catch(function () {});
     }, 2000);
   }
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden && countsDue) refreshCountsSoon();
+  });
 
   // -- logs --------------------------------------------------------------------------------
   function onLog(d) {
@@ -181,6 +192,8 @@
     li.appendChild(s); li.appendChild(document.createTextNode(" "));
     li.appendChild(x);
     list.appendChild(li);
+    // a run printing without end must not grow the page without end: keep the latest lines
+    while (list.children.length > MAX_LINES) list.removeChild(list.firstElementChild);
     body.dataset.after = String(d.seq);
     var empty = $("[data-log-empty]");
     if (empty) empty.hidden = true;
@@ -206,13 +219,15 @@
     if (page !== "location" || d.location !== body.dataset.locationName) return;
     var row = instigatorRow(d.kind, d.name);
     if (!row) return;
-    var list = $(".ticks", row);
+    var cell = $(".ticks-cell", row);
+    if (!cell) return;
+    var list = $(".ticks", cell);
     if (!list) {
-      var cell = $(".muted", row) && $(".muted", row).parentNode;
       list = document.createElement("ul");
       list.className = "ticks";
       list.dataset.field = "ticks";
-      if (cell) { cell.textContent = ""; cell.appendChild(list); } else return;
+      cell.textContent = "";
+      cell.appendChild(list);
     }
     var li = d.tick_id ? $('li[data-tick-id="' + d.tick_id + '"]', list) : null;
     if (!li) {
@@ -262,11 +277,14 @@
     if (source) source.close();
     clearTimeout(retryTimer);
     source = new EventSource(eventsUrl());
-    source.onopen = function () { body.dataset.live = "open"; flag("Live"); };
+    source.onopen = function () { body.dataset.live = "open"; flag("Live"); retryDelay = 1000; };
     source.onerror = function () {
       body.dataset.live = "closed";
       flag("Reconnecting…");
-      if (source.readyState === EventSource.CLOSED) retryTimer = setTimeout(connect, 1000);
+      if (source.readyState === EventSource.CLOSED) {
+        retryTimer = setTimeout(connect, retryDelay);
+        retryDelay = Math.min(retryDelay * 2, 30000);
+      }
     };
     source.addEventListener("location", handler(onLocation));
     source.addEventListener("run", handler(onRun));
