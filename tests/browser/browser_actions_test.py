@@ -300,3 +300,35 @@ def test_a_write_from_another_origins_page_fails_and_changes_nothing(
     assert instigator(served, "schedule", "nightly")["status"] == schedule_before
     # cors-json and cors-stop were never readable by the other page
     assert not any(r.startswith("cors") and not r.endswith("failed") for r in results), results
+
+
+def test_launch_with_json_config_and_tags_from_the_keyboard_alone(
+    page: Any, served_workspace: Served
+) -> None:
+    served = served_workspace
+    page.goto(served.url + "/locations/team")
+    target = "section#jobs tr[data-job=quick] button[data-action=launch]"
+    # Tab reaches the button: it is a real, focusable control
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        if page.evaluate("(s) => document.activeElement === document.querySelector(s)", target):
+            break
+    else:
+        raise AssertionError("Tab never reached the launch button of `quick`")
+    page.keyboard.press("Enter")
+    form = page.locator("form#launch")
+    form.wait_for(state="visible")
+    form.locator("textarea[name=run_config]").focus()
+    page.keyboard.insert_text('{"seconds": 0, "note": "from the keyboard"}')
+    form.locator("[name=tags]").focus()
+    page.keyboard.insert_text("owner=keyboard\nticket=WSM-10")
+    form.locator("button[type=submit]").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(RUN_URL)
+    match = RUN_URL.search(page.url)
+    assert match is not None
+    run = served.wait_run(match.group(1), "SUCCESS")
+    assert run["job"] == "quick"
+    assert run["run_config"] == {"seconds": 0, "note": "from the keyboard"}
+    assert run["tags"].get("owner") == "keyboard" and run["tags"].get("ticket") == "WSM-10"
+    assert page.js_errors == []
