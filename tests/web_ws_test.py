@@ -354,36 +354,19 @@ print(before)
 
 # -- seven tabs in one browser ---------------------------------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
 
 @pytest.fixture
 def chromium() -> Iterator[Any]:
-    """Headless Chromium (Debian's) driven by Playwright: skipped where neither it nor CI is
-    there; under CI (CI=true) a missing browser fails."""
-    missing = None
-    if not os.path.exists(CHROMIUM):
-        missing = f"no {CHROMIUM}"
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing = missing or "no playwright"
-    if missing:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{missing}: CI must run the browser tests")
-        pytest.skip(missing)
+    """Headless Chromium as the browser tests launch it (tests/browser/browser_support.py):
+    skipped where neither it nor CI is there; under CI (CI=true) a missing browser fails."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "browser"))
+    from browser_support import chromium_or_skip, launch_chromium
+
+    chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(p)
         try:
             yield browser
         finally:
@@ -393,10 +376,10 @@ def chromium() -> Iterator[Any]:
 def test_seven_tabs_of_the_page_in_one_browser_all_go_live_over_websockets(
     chromium: Any, tmp_path: Path
 ) -> None:
-    """A browser holds at most 6 HTTP/1.1 connections per host: with the page's stream on an
-    EventSource, 6 tabs took them all and a 7th never loaded. Over a WebSocket all 7 load,
-    go live (connect-src 'self' lets the page open ws: to its own host: no CSP violation),
-    and each shows a location's change in place; closing them leaves nothing behind."""
+    """Seven tabs of the page (tests/browser/browser_pages_test.py has them on a real `wsm
+    up`): here on the server's parts, so that what they hold is seen: seven upgraded
+    connections, none in the guard's slots; each tab shows a location's change in place;
+    closing them leaves no stream and no upgraded connection behind."""
     s = Served(tmp_path, views=Views(loc("alpha")))
     csp: List[str] = []
     try:
