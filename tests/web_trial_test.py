@@ -1,0 +1,114 @@
+"""What a first user of the page stumbled on (issue 10's trial), in a real browser.
+
+Headless Chromium (Debian's /usr/bin/chromium) through Playwright with its
+`executable_path`, never `playwright install`; the app is tests/web_pages_test.py's
+`Served` (the real web app on its WebServer). Skipped where either is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterator, List
+
+import pytest
+from web_pages_test import Dom, Served, page  # noqa: F401  (page: the DOM contract check)
+
+from workspace_manager.storage.records import RunRecord
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SHOTS = Path(os.environ.get("WSM_TEST_SHOTS", "/tmp/wsm-web-trial-shots"))
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no {CHROMIUM}")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def served(tmp_path) -> Iterator[Served]:
+    s = Served(tmp_path)
+    yield s
+    s.close()
+
+
+def shot(pg: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def add_sensor_runs(served: Served, n: int) -> List[RunRecord]:
+    """Runs of a sensor with a long run key, as billing's `failed_payments` makes them."""
+    out = []
+    for i in range(n):
+        run_key = f"page-{uuid.uuid4().hex}{uuid.uuid4().hex}"
+        run = served.storage.add_run(
+            RunRecord(
+                uuid.uuid4().hex,
+                "a",
+                "hello",
+                created_at=time.time() - 100 + i,
+                origin={"kind": "sensor", "name": "watch", "location": "a", "tick_id": 85,
+                        "run_key": run_key},
+                run_key=run_key,
+            )
+        )
+        out.append(served.storage.update_run(run.run_id, status="SUCCESS", ended_at=time.time()))
+    return out
+
+
+# -- a phone's width ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_a_phone_reads_every_page_without_scrolling_sideways(served: Served, browser, scheme):
+    """At 360 px a stacked row's value of several pieces ("sensor <a>watch</a>, tick 85,
+    run_key <code>...</code>") stays one flow of text (it was a flex row: each piece a
+    narrow column, "tick" and "85" on lines of their own), and long words (a run key, a
+    workspace's path) break instead of widening the page (it was 618 px wide)."""
+    add_sensor_runs(served, 3)
+    ctx = browser.new_context(viewport={"width": 360, "height": 780}, color_scheme=scheme)
+    try:
+        pg = ctx.new_page()
+        for path in ("/", "/runs", "/locations/a"):
+            pg.goto(f"http://127.0.0.1:{served.port}{path}")
+            shot(pg, f"phone-{scheme}-{path.strip('/').replace('/', '-') or 'overview'}")
+            width = pg.evaluate("document.documentElement.scrollWidth")
+            assert width <= 360, (path, width)
+        pg.goto(f"http://127.0.0.1:{served.port}/runs")
+        cell = pg.locator("#runs tbody tr[data-run] td[data-label=Origin]").first
+        # the value wraps (the run key is long); in one flow of text its next lines start at
+        # the value's left edge, as its first word does; as flex columns none did
+        left, top, later = pg.evaluate(
+            """(td) => { const r = document.createRange(); r.selectNodeContents(td);
+                 const rects = Array.from(r.getClientRects()).filter(b => b.width > 0);
+                 const first = rects[0];
+                 return [first.left, first.top,
+                         rects.filter(b => b.top > first.top + 4).map(b => b.left)]; }""",
+            cell.element_handle(),
+        )
+        assert later, "the origin did not wrap"
+        assert min(later) <= left + 1, (left, later)
+    finally:
+        ctx.close()
