@@ -11,7 +11,7 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterator, List
+from typing import Any, Dict, Iterator, List
 
 import pytest
 from web_pages_test import Dom, Served, page  # noqa: F401  (page: the DOM contract check)
@@ -112,3 +112,35 @@ def test_a_phone_reads_every_page_without_scrolling_sideways(served: Served, bro
         assert min(later) <= left + 1, (left, later)
     finally:
         ctx.close()
+
+
+# -- reload ------------------------------------------------------------------------------------
+
+
+class ReloadFails(Served):
+    """A manager whose reload answers 200 but the new code did not load (SPEC section 3:
+    the previous process still serves), as `POST /api/locations/NAME/reload` does."""
+
+    async def reload(self, names: List[str]) -> Dict[str, Any]:
+        self.reloaded.append(names)
+        return {"restarted": names, "failed": {n: "RuntimeError: broken on purpose" for n in names},
+                "broken": {}}
+
+
+@pytest.mark.parametrize("path", ["/", "/locations/a"])
+def test_a_reload_whose_code_fails_to_load_says_so_on_the_page(tmp_path, browser, path):
+    """The reload of broken code answered 200 and the page showed nothing at all: the state
+    stays `ready` (the old process serves), so the user could not tell it failed."""
+    served = ReloadFails(tmp_path)
+    try:
+        pg = browser.new_page()
+        pg.goto(f"http://127.0.0.1:{served.port}{path}")
+        pg.locator('tr[data-location="a"] button[data-action=reload]').click()
+        alert = pg.locator("main > [role=alert]")
+        alert.wait_for(state="visible", timeout=5000)
+        text = alert.inner_text()
+        assert "RuntimeError: broken on purpose" in text and "previous" in text, text
+        assert served.reloaded == [["a"]]
+        pg.close()
+    finally:
+        served.close()

@@ -79,7 +79,14 @@
       var name = row ? row.dataset.location : body.dataset.locationName;
       var label = button.textContent;
       button.textContent = "Reloading…";
-      act(button, "/api/locations/" + enc(name) + "/reload").then(function () { button.textContent = label; });
+      act(button, "/api/locations/" + enc(name) + "/reload", function (result) {
+        // a 200 can still say the new code did not load: "failed" (the previous process
+        // still serves) or "broken" (nothing serves); the page's rows cannot show that
+        var failed = result && result.failed && result.failed[name];
+        var broken = result && result.broken && result.broken[name];
+        if (failed) showError(button, "Reload of " + name + " failed; it still serves its previous code: " + failed);
+        else if (broken) showError(button, name + " did not load: " + broken);
+      }).then(function () { button.textContent = label; });
     },
     start: function (button) { toggle(button, "start"); },
     stop: function (button) { toggle(button, "stop"); },
