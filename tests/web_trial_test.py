@@ -12,9 +12,10 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
+from urllib.parse import quote
 
 import pytest
-from web_pages_test import Dom, Served, page  # noqa: F401  (page: the DOM contract check)
+from web_pages_test import HOSTILE, Dom, Served, page  # noqa: F401  (page: the DOM contract check)
 
 from workspace_manager.storage.records import RunRecord
 
@@ -144,3 +145,21 @@ def test_a_reload_whose_code_fails_to_load_says_so_on_the_page(tmp_path, browser
         pg.close()
     finally:
         served.close()
+
+
+# -- the runs filter ---------------------------------------------------------------------------
+
+
+def test_the_runs_job_filter_offers_the_job_names_it_matches_whole(served: Served):
+    """Typing part of a job's name ("chatty" for chatty_job) found "No runs." with no hint
+    that the filter matches a whole name: the field now says so and offers the names."""
+    dom = page(served, "/runs")
+    field = dom.one("input", name="job")
+    assert field.get("list"), field
+    assert "whole name" in "".join(dom.text)
+    assert dom.one("datalist", id=field["list"]) is not None
+    offered = [o["value"] for o in dom.find("option") if o.get("value") in ("hello", "slow")]
+    assert sorted(offered) == ["hello", "slow"], offered
+    # with a location chosen, that location's jobs only (the hostile one has none)
+    dom = page(served, "/runs?location=" + quote(HOSTILE))
+    assert not [o for o in dom.find("option") if o.get("value") in ("hello", "slow")]
