@@ -163,3 +163,14 @@ def test_the_runs_job_filter_offers_the_job_names_it_matches_whole(served: Serve
     # with a location chosen, that location's jobs only (the hostile one has none)
     dom = page(served, "/runs?location=" + quote(HOSTILE))
     assert not [o for o in dom.find("option") if o.get("value") in ("hello", "slow")]
+
+
+# -- the README --------------------------------------------------------------------------------
+
+
+def test_the_readme_quick_start_names_the_page():
+    """A new user following the README's quick start never heard of the page: its address
+    first appeared 470 lines further down, under "The web page"."""
+    text = README.read_text(encoding="utf-8")
+    quick = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert "http://127.0.0.1:8765/" in quick
