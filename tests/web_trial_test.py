@@ -174,3 +174,33 @@ def test_the_readme_quick_start_names_the_page():
     text = README.read_text(encoding="utf-8")
     quick = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
     assert "http://127.0.0.1:8765/" in quick
+
+
+# -- the manager gone --------------------------------------------------------------------------
+
+
+def test_a_lost_stream_is_flagged_plainly_not_in_grey_small_print(served: Served, browser):
+    """With the manager stopped, the open page kept "Manager: ok" and every row as it was;
+    the one sign, "Reconnecting…", was 13 px grey text in the corner."""
+    pg = browser.new_page()
+    try:
+        pg.goto(f"http://127.0.0.1:{served.port}/")
+        flag = pg.locator("[data-live-flag]")
+        pg.route("**/api/events**", lambda route: route.abort())  # as a stopped manager
+        pg.evaluate("window.wsmLive.reconnect()")
+        for _ in range(100):
+            if pg.evaluate("document.body.dataset.live") == "closed":
+                break
+            pg.wait_for_timeout(50)
+        assert flag.inner_text().strip(), "no word for the lost stream"
+        style = pg.evaluate(
+            """() => { const s = getComputedStyle(document.querySelector('[data-live-flag]'));
+                 const warn = getComputedStyle(document.documentElement)
+                   .getPropertyValue('--warn-fg').trim();
+                 return [s.color, s.backgroundColor, s.fontWeight, warn]; }"""
+        )
+        shot(pg, "manager-gone")
+        assert style[1] not in ("rgba(0, 0, 0, 0)", "transparent"), style
+        assert int(style[2]) >= 600, style
+    finally:
+        pg.close()
