@@ -204,3 +204,33 @@ def test_a_lost_stream_is_flagged_plainly_not_in_grey_small_print(served: Served
         assert int(style[2]) >= 600, style
     finally:
         pg.close()
+
+
+# -- a run's origin ----------------------------------------------------------------------------
+
+
+def test_a_runs_origin_links_to_its_sensors_row_not_the_top_of_the_location(served: Served, browser):
+    """A run's origin "sensor failed_payments" led to the top of billing's page, a long page
+    with the sensor far below; it now lands on the sensor's row (also for an origin stored
+    without its location: the run's own)."""
+    run = add_sensor_runs(served, 1)[0]
+    bare = served.storage.add_run(
+        RunRecord(uuid.uuid4().hex, "a", "hello", origin={"kind": "schedule", "name": "nightly"})
+    )
+    dom = page(served, f"/runs/{run.run_id}")
+    assert dom.find("a", href="/locations/a#sensor-watch"), dom.find("a")
+    dom = page(served, f"/runs/{bare.run_id}")
+    assert dom.find("a", href="/locations/a#schedule-nightly"), dom.find("a")
+    dom = page(served, "/runs")
+    assert dom.find("a", href="/locations/a#sensor-watch")
+    dom = page(served, "/locations/a")
+    assert dom.one("tr", id="sensor-watch").get("data-sensor") == "watch"
+    assert dom.one("tr", id="schedule-nightly").get("data-schedule") == "nightly"
+    pg = browser.new_page()
+    try:
+        pg.goto(f"http://127.0.0.1:{served.port}/runs/{run.run_id}")
+        pg.locator("#origin a").click()
+        pg.wait_for_url("**/locations/a#sensor-watch")
+        assert pg.evaluate("document.querySelector(':target').dataset.sensor") == "watch"
+    finally:
+        pg.close()
