@@ -17,7 +17,7 @@ from urllib.parse import quote
 import pytest
 from web_pages_test import HOSTILE, Dom, Served, page  # noqa: F401  (page: the DOM contract check)
 
-from workspace_manager.storage.records import RunRecord
+from workspace_manager.storage.records import LogLine, RunRecord
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -234,3 +234,19 @@ def test_a_runs_origin_links_to_its_sensors_row_not_the_top_of_the_location(serv
         assert pg.evaluate("document.querySelector(':target').dataset.sensor") == "watch"
     finally:
         pg.close()
+
+
+# -- a long log --------------------------------------------------------------------------------
+
+
+def test_a_long_logs_note_does_not_claim_only_the_first_lines_are_shown(served: Served):
+    """A 5,000-line run's page said "The first 1000 lines are shown" while, a moment later,
+    it showed all 5,001 (the stream adds the rest)."""
+    run = served.storage.add_run(RunRecord(uuid.uuid4().hex, "a", "hello"))
+    served.storage.append_logs(
+        [LogLine(run.run_id, time.time(), "stdout", f"line {i}") for i in range(1005)]
+    )
+    text = " ".join(" ".join(page(served, f"/runs/{run.run_id}").text).split())
+    assert "first 1,000 lines" in text, text[-400:]
+    assert "are shown" not in text
+    assert "added from the live stream" in text
