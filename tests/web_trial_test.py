@@ -250,3 +250,20 @@ def test_a_long_logs_note_does_not_claim_only_the_first_lines_are_shown(served: 
     assert "first 1,000 lines" in text, text[-400:]
     assert "are shown" not in text
     assert "added from the live stream" in text
+
+
+# -- a location that is not ready --------------------------------------------------------------
+
+
+def test_a_location_not_ready_says_its_schedules_and_sensors_are_unknown_not_none(served: Served):
+    """A location in `error` said "The location is error: ..." for its jobs, then "No
+    schedules." and "No sensors.": it has some, they are just not known until it loads."""
+    dom = page(served, "/locations/" + quote(HOSTILE, safe=""))
+    text = " ".join(" ".join(dom.text).split())
+    assert "No schedules" not in text and "No sensors" not in text, text
+    assert "The location is error" not in text
+    assert len(dom.find("p", data_unknown=True)) == 3
+    assert "Not known while the location is error" in text
+    # a ready location lists its own, with no such words
+    dom = page(served, "/locations/a")
+    assert dom.one("tr", data_sensor="watch") and not dom.find("p", data_unknown=True)
