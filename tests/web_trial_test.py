@@ -7,6 +7,7 @@ Headless Chromium (Debian's /usr/bin/chromium) through Playwright with its
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -267,3 +268,44 @@ def test_a_location_not_ready_says_its_schedules_and_sensors_are_unknown_not_non
     # a ready location lists its own, with no such words
     dom = page(served, "/locations/a")
     assert dom.one("tr", data_sensor="watch") and not dom.find("p", data_unknown=True)
+
+
+# -- live updates keep the look ----------------------------------------------------------------
+
+
+def location_event(**fields: Any) -> str:
+    doc = {"name": "a", "state": "ready", "pid": 100, "restarts": 2, "python": "3.12.1",
+           "environment": "/new/env/bin/python3", "uptime_seconds": 1.0, "rss_bytes": 1000,
+           "error": None, "traceback": None, **fields}
+    return "retry: 60000\nid: 1\nevent: location\ndata: " + json.dumps(doc) + "\n\n"
+
+
+@pytest.mark.parametrize("path", ["/", "/locations/a"])
+def test_a_live_location_event_keeps_the_environment_in_monospace(served: Served, browser, path):
+    """After a kill -9 and restart the open page's Environment turned from a monospace path
+    into body text: the event set the text of the cell holding the <code>, dropping it."""
+    pg = browser.new_page()
+    try:
+        pg.route(
+            "**/api/events**",
+            lambda route: route.fulfill(
+                status=200, headers={"Content-Type": "text/event-stream"}, body=location_event()
+            ),
+        )
+        pg.goto(f"http://127.0.0.1:{served.port}{path}")
+        where = '[data-field="environment"]'
+        for _ in range(100):
+            if "/new/env" in pg.evaluate(f"document.querySelector('{where}').textContent"):
+                break
+            pg.wait_for_timeout(50)
+        got = pg.evaluate(
+            f"""() => {{ const e = Array.from(document.querySelectorAll('{where}'))
+                  .find(x => x.textContent.includes('/new/env'));
+                  const t = document.evaluate('.//text()[contains(., "/new/env")]', e, null,
+                    XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue;
+                  return [t.parentElement.tagName, getComputedStyle(t.parentElement).fontFamily]; }}"""
+        )
+        assert got[0] == "CODE", got
+        assert "mono" in got[1].lower(), got
+    finally:
+        pg.close()
