@@ -16,7 +16,7 @@ from typing import Any, Dict, Iterator, List
 from urllib.parse import quote
 
 import pytest
-from web_pages_test import HOSTILE, Dom, Served, page  # noqa: F401  (page: the DOM contract check)
+from web_pages_test import HOSTILE, Dom, FakeDaemon, Served, page  # noqa: F401  (page: the DOM contract check)
 
 from workspace_manager.storage.records import LogLine, RunRecord
 
@@ -307,5 +307,51 @@ def test_a_live_location_event_keeps_the_environment_in_monospace(served: Served
         )
         assert got[0] == "CODE", got
         assert "mono" in got[1].lower(), got
+    finally:
+        pg.close()
+
+
+# -- start and stop ----------------------------------------------------------------------------
+
+
+class TogglingDaemon(FakeDaemon):
+    """Starts and stops as the daemon does: the answer is the instigator's document, with
+    its next tick while RUNNING and none while STOPPED."""
+
+    async def set_status(self, kind: str, name: str, status: str) -> dict:
+        location, _, bare = name.rpartition(":")
+        for item in self.items:
+            if item["kind"] == kind and item["name"] == bare and item["location"] == location:
+                item["status"] = status
+                item["next_tick"] = 1796098500.0 if status == "RUNNING" else None
+                return dict(item)
+        raise LookupError(name)
+
+
+def test_starting_and_stopping_a_schedule_updates_its_next_tick(served: Served, browser):
+    """Start on a stopped schedule left its Next tick at "—" (a reload showed the time), and
+    Stop left the time of a tick that will not come."""
+    served.daemon = TogglingDaemon()
+    served.daemon.items[0]["status"] = "STOPPED"
+    served.daemon.items[0]["next_tick"] = None
+    pg = browser.new_page()
+    try:
+        pg.goto(f"http://127.0.0.1:{served.port}/locations/a")
+        row = pg.locator("tr[data-schedule=nightly]")
+        cell = row.locator('[data-field="next_tick"]')
+        assert cell.inner_text().strip() == "—"
+        row.locator("button[data-action=start]").click()
+        for _ in range(100):
+            if row.get_attribute("data-status") == "RUNNING":
+                break
+            pg.wait_for_timeout(50)
+        assert cell.inner_text().strip() == "2026-12-01 04:15:00 UTC"
+        assert cell.locator("time").get_attribute("datetime") == "2026-12-01T04:15:00Z"
+        row.locator("button[data-action=stop]").click()
+        for _ in range(100):
+            if row.get_attribute("data-status") == "STOPPED":
+                break
+            pg.wait_for_timeout(50)
+        assert cell.inner_text().strip() == "—"
     finally:
         pg.close()
