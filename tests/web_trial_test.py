@@ -355,3 +355,29 @@ def test_starting_and_stopping_a_schedule_updates_its_next_tick(served: Served, 
         assert cell.inner_text().strip() == "—"
     finally:
         pg.close()
+
+
+def test_a_reload_that_worked_says_so_on_its_button(served: Served, browser):
+    """Reload on a ready location showed "Reloading…" for a blink, then "Reload" again:
+    nothing on the overview says whether it happened."""
+    pg = browser.new_page()
+    try:
+        pg.goto(f"http://127.0.0.1:{served.port}/")
+        button = pg.locator('tr[data-location="a"] button[data-action=reload]')
+        button.click()
+        seen = []
+        for _ in range(60):
+            seen.append(button.inner_text())
+            if "Reloaded" in seen[-1]:
+                break
+            pg.wait_for_timeout(25)
+        assert "Reloaded" in seen[-1], seen
+        assert served.reloaded == [["a"]]
+        assert not pg.locator("main > [role=alert]").is_visible()
+        for _ in range(100):
+            if button.inner_text() == "Reload":
+                break
+            pg.wait_for_timeout(50)
+        assert button.inner_text() == "Reload"
+    finally:
+        pg.close()

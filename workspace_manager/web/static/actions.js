@@ -102,8 +102,10 @@
     reload: function (button) {
       var row = button.closest("tr[data-location]");
       var name = row ? row.dataset.location : body.dataset.locationName;
-      var label = button.textContent;
+      var label = button.dataset.label || button.textContent;
+      button.dataset.label = label;
       button.textContent = "Reloading…";
+      var done = false;
       act(button, "/api/locations/" + enc(name) + "/reload", function (result) {
         // a 200 can still say the new code did not load: "failed" (the previous process
         // still serves) or "broken" (nothing serves); the page's rows cannot show that
@@ -111,7 +113,12 @@
         var broken = result && result.broken && result.broken[name];
         if (failed) showError(button, "Reload of " + name + " failed; it still serves its previous code: " + failed);
         else if (broken) showError(button, name + " did not load: " + broken);
-      }).then(function () { button.textContent = label; });
+        else done = true;
+      }).then(function () {
+        // a reload that changed nothing visible still says it happened, for 2 s
+        button.textContent = done ? "Reloaded ✓" : label;
+        if (done) setTimeout(function () { button.textContent = label; }, 2000);
+      });
     },
     start: function (button) { toggle(button, "start"); },
     stop: function (button) { toggle(button, "stop"); },
