@@ -608,3 +608,21 @@ def test_a_closed_server_can_start_again(views: Views):
         assert h.get("/livez")[::2] == (200, "ok")
     finally:
         h.close()
+
+
+def test_livez_reads_only_aliveness_when_the_context_gives_it(views: Views):
+    """At 100 locations a whole view costs ~5 ms: /livez must not build one per probe."""
+    state = {"alive": True}
+    h = Harness(views, context={"alive": lambda: state["alive"]})
+    try:
+        views.set(*(loc(f"l{i}") for i in range(100)))
+        before = views.calls
+        for _ in range(20):
+            assert h.get("/livez")[::2] == (200, "ok")
+        assert views.calls == before
+        state["alive"] = False
+        assert h.get("/livez")[0] == 503
+        assert h.get("/readyz")[0] == 200  # /readyz still reads the locations
+        assert views.calls > before
+    finally:
+        h.close()

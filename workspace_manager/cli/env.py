@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import List, Optional, Set
 
 from workspace_manager.cli import targets
+from workspace_manager.units import binary_size
 
 EXIT_FAILED = 1
 
@@ -244,14 +245,7 @@ def _prune_reason(entry, keep: Optional[Set[str]], cutoff: Optional[float], days
 
 
 def _size(n: Optional[int]) -> str:
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
+    return "-" if n is None else binary_size(n)
 
 
 def _ago(ts: Optional[float]) -> str:

@@ -211,15 +211,15 @@ def check_run_input(run_config: Any, tags: Any) -> None:
     refuse them; 1e400 parses to Infinity. Every entry (CLI, API, control socket, a
     sensor's or schedule's RunRequest) calls this before a run is stored."""
     if not isinstance(run_config, dict):
-        raise BadRunInput(f"run_config must be a JSON object, got {_kind(run_config)}")
+        raise BadRunInput(f"run_config must be a JSON object, got {json_kind(run_config)}")
     _check_value(run_config, "run_config", 0)
     if not isinstance(tags, dict):
-        raise BadRunInput(f"tags must be an object of strings, got {_kind(tags)}")
+        raise BadRunInput(f"tags must be an object of strings, got {json_kind(tags)}")
     for key, value in tags.items():
         if not isinstance(key, str):
-            raise BadRunInput(f"tags: a key must be a string, got {_kind(key)} {key!r}")
+            raise BadRunInput(f"tags: a key must be a string, got {json_kind(key)} {key!r}")
         if not isinstance(value, str):
-            raise BadRunInput(f"tags.{key}: a tag's value must be a string, got {_kind(value)}")
+            raise BadRunInput(f"tags.{key}: a tag's value must be a string, got {json_kind(value)}")
         _check_text(key, "tags: a key")
         _check_text(value, f"tags.{key}")
 
@@ -245,14 +245,14 @@ def _check_value(value: Any, where: str, depth: int) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise BadRunInput(f"{where}: a key must be a string, got {_kind(key)} {key!r}")
+                raise BadRunInput(f"{where}: a key must be a string, got {json_kind(key)} {key!r}")
             _check_text(key, f"{where}: a key")
             _check_value(item, f"{where}.{key}", depth + 1)
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
             _check_value(item, f"{where}[{i}]", depth + 1)
     else:
-        raise BadRunInput(f"{where}: {_kind(value)} is not a JSON value")
+        raise BadRunInput(f"{where}: {json_kind(value)} is not a JSON value")
 
 
 def finite_json(value: Any, _depth: int = 0) -> Any:
@@ -281,7 +281,7 @@ def _check_text(text: str, where: str) -> None:
         ) from None
 
 
-def _kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
     """A value's JSON kind in words, for messages."""
     if value is None:
         return "null"

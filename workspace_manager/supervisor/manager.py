@@ -178,6 +178,7 @@ class Manager:
 
             self.web = WebContext(
                 view=self.view,
+                alive=self.alive,
                 api=Api(manager_sources(self, self.api_token)),
                 hub=self.hub,
                 exposition=self.metrics.exposition_async,
@@ -561,10 +562,13 @@ class Manager:
 
     # -- views ----------------------------------------------------------------------------
 
+    def alive(self) -> bool:
+        """Whether the supervision loop is alive: running, and its heartbeat fresh (`/livez`)."""
+        return self._alive and time.monotonic() - self.loop_heartbeat < 10.0
+
     def view(self) -> ManagerView:
-        alive = self._alive and time.monotonic() - self.loop_heartbeat < 10.0
         return ManagerView(
-            alive=alive,
+            alive=self.alive(),
             started_at=self.started_at,
             locations=tuple(self._location_view(loc) for loc in self.locations.values()),
             pid=os.getpid(),

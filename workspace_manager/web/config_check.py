@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
-from workspace_manager.storage.records import check_run_input
+from workspace_manager.storage.records import check_run_input, json_kind
 
 #: The largest run config text checked, in bytes (the API's body limit is larger; a run
 #: config typed into a form is far below this).
@@ -52,7 +52,7 @@ def check_config_text(text: str) -> ConfigCheck:
         value = parsed
     if not isinstance(value, dict):
         return ConfigCheck(
-            error=f"the run config must be an object (a mapping), got {_kind(value)}"
+            error=f"the run config must be an object (a mapping), got {json_kind(value)}"
         )
     try:
         check_run_input(value, {})
@@ -77,17 +77,3 @@ def _yaml(text: str) -> Any:
         return ConfigCheck(error=" ".join(str(exc).split()) + " (YAML)")
     except RecursionError:
         return ConfigCheck(error="the run config is nested too deeply")
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__

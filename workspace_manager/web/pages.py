@@ -40,6 +40,7 @@ from urllib.parse import quote, urlencode
 from workspace_manager.http.api import ApiRequest, plain
 from workspace_manager.http.view import ManagerView, location_document
 from workspace_manager.storage.records import FINAL_STATUSES, RUN_STATUSES
+from workspace_manager.units import binary_size
 from workspace_manager.version import __version__
 from workspace_manager.web.config_check import MAX_CONFIG_BYTES, check_config_text
 from workspace_manager.web.context import WebContext
@@ -516,12 +517,7 @@ def size(n: Any) -> str:
     """Bytes in binary units: `512 B`, `12.3 MiB`; "" when unknown."""
     if not isinstance(n, (int, float)) or isinstance(n, bool) or not math.isfinite(n):
         return ""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return ""
+    return binary_size(n)
 
 
 def pretty(value: Any) -> str:

@@ -125,7 +125,10 @@
     cancel: function (button) {
       act(button, "/api/runs/" + enc(body.dataset.runId) + "/cancel", function (run) {
         var holder = document.querySelector("[data-run-status]");
-        if (holder && run && run.status) {
+        // the live stream may already have shown the end (CANCELED): never step back from it
+        var shown = holder && holder.getAttribute("data-run-status");
+        var final = { SUCCESS: 1, FAILURE: 1, CANCELED: 1 };
+        if (holder && run && run.status && !final[shown]) {
           holder.setAttribute("data-run-status", run.status);
           var b = holder.querySelector(".status");
           if (b) { b.textContent = run.status; b.className = "status status-" + run.status.toLowerCase(); }
