@@ -1,14 +1,13 @@
 """What a first user of the page stumbled on (issue 10's trial), in a real browser.
 
-Headless Chromium (Debian's /usr/bin/chromium) through Playwright with its
-`executable_path`, never `playwright install`; the app is tests/web_pages_test.py's
-`Served` (the real web app on its WebServer). Skipped where either is missing.
+The browser is this folder's (conftest.py: Debian's Chromium through Playwright's
+`executable_path`); the app is tests/web_pages_test.py's `Served` (the real web app on its
+WebServer, with a fake daemon and reload), so each test sets up exactly the case it needs.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from pathlib import Path
@@ -16,36 +15,13 @@ from typing import Any, Dict, Iterator, List
 from urllib.parse import quote
 
 import pytest
-from web_pages_test import HOSTILE, Dom, FakeDaemon, Served, page  # noqa: F401  (page: the DOM contract check)
+from browser_support import screenshot
+from web_pages_test import HOSTILE, FakeDaemon, Served
+from web_pages_test import page as html_page  # GET, check the DOM contract, parse
 
 from workspace_manager.storage.records import LogLine, RunRecord
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SHOTS = Path(os.environ.get("WSM_TEST_SHOTS", "/tmp/wsm-web-trial-shots"))
-README = Path(__file__).resolve().parent.parent / "README.md"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no {CHROMIUM}")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 @pytest.fixture
@@ -56,8 +32,7 @@ def served(tmp_path) -> Iterator[Served]:
 
 
 def shot(pg: Any, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    pg.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    screenshot(pg, f"trial-{name}")
 
 
 def add_sensor_runs(served: Served, n: int) -> List[RunRecord]:
@@ -154,7 +129,7 @@ def test_a_reload_whose_code_fails_to_load_says_so_on_the_page(tmp_path, browser
 def test_the_runs_job_filter_offers_the_job_names_it_matches_whole(served: Served):
     """Typing part of a job's name ("chatty" for chatty_job) found "No runs." with no hint
     that the filter matches a whole name: the field now says so and offers the names."""
-    dom = page(served, "/runs")
+    dom = html_page(served, "/runs")
     field = dom.one("input", name="job")
     assert field.get("list"), field
     assert "whole name" in "".join(dom.text)
@@ -162,7 +137,7 @@ def test_the_runs_job_filter_offers_the_job_names_it_matches_whole(served: Serve
     offered = [o["value"] for o in dom.find("option") if o.get("value") in ("hello", "slow")]
     assert sorted(offered) == ["hello", "slow"], offered
     # with a location chosen, that location's jobs only (the hostile one has none)
-    dom = page(served, "/runs?location=" + quote(HOSTILE))
+    dom = html_page(served, "/runs?location=" + quote(HOSTILE))
     assert not [o for o in dom.find("option") if o.get("value") in ("hello", "slow")]
 
 
@@ -218,13 +193,13 @@ def test_a_runs_origin_links_to_its_sensors_row_not_the_top_of_the_location(serv
     bare = served.storage.add_run(
         RunRecord(uuid.uuid4().hex, "a", "hello", origin={"kind": "schedule", "name": "nightly"})
     )
-    dom = page(served, f"/runs/{run.run_id}")
+    dom = html_page(served, f"/runs/{run.run_id}")
     assert dom.find("a", href="/locations/a#sensor-watch"), dom.find("a")
-    dom = page(served, f"/runs/{bare.run_id}")
+    dom = html_page(served, f"/runs/{bare.run_id}")
     assert dom.find("a", href="/locations/a#schedule-nightly"), dom.find("a")
-    dom = page(served, "/runs")
+    dom = html_page(served, "/runs")
     assert dom.find("a", href="/locations/a#sensor-watch")
-    dom = page(served, "/locations/a")
+    dom = html_page(served, "/locations/a")
     assert dom.one("tr", id="sensor-watch").get("data-sensor") == "watch"
     assert dom.one("tr", id="schedule-nightly").get("data-schedule") == "nightly"
     pg = browser.new_page()
@@ -247,7 +222,7 @@ def test_a_long_logs_note_does_not_claim_only_the_first_lines_are_shown(served: 
     served.storage.append_logs(
         [LogLine(run.run_id, time.time(), "stdout", f"line {i}") for i in range(1005)]
     )
-    text = " ".join(" ".join(page(served, f"/runs/{run.run_id}").text).split())
+    text = " ".join(" ".join(html_page(served, f"/runs/{run.run_id}").text).split())
     assert "first 1,000 lines" in text, text[-400:]
     assert "are shown" not in text
     assert "added from the live stream" in text
@@ -259,14 +234,14 @@ def test_a_long_logs_note_does_not_claim_only_the_first_lines_are_shown(served: 
 def test_a_location_not_ready_says_its_schedules_and_sensors_are_unknown_not_none(served: Served):
     """A location in `error` said "The location is error: ..." for its jobs, then "No
     schedules." and "No sensors.": it has some, they are just not known until it loads."""
-    dom = page(served, "/locations/" + quote(HOSTILE, safe=""))
+    dom = html_page(served, "/locations/" + quote(HOSTILE, safe=""))
     text = " ".join(" ".join(dom.text).split())
     assert "No schedules" not in text and "No sensors" not in text, text
     assert "The location is error" not in text
     assert len(dom.find("p", data_unknown=True)) == 3
     assert "Not known while the location is error" in text
     # a ready location lists its own, with no such words
-    dom = page(served, "/locations/a")
+    dom = html_page(served, "/locations/a")
     assert dom.one("tr", data_sensor="watch") and not dom.find("p", data_unknown=True)
 
 
