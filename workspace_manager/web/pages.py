@@ -34,7 +34,7 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
 from urllib.parse import quote, urlencode
 
 from workspace_manager.http.api import ApiRequest, plain
@@ -64,6 +64,8 @@ TICKS_SHOWN = 5
 TICKS_FOR = 50
 #: Schedules and sensors listed on a location page (each kind; `?all=1` lists every one).
 INSTIGATORS_SHOWN = 50
+#: Job names offered by the runs filter (a `<datalist>`; the filter matches a whole name).
+JOB_CHOICES = 1000
 #: The pages load nothing from elsewhere and run no inline script: an injected `<script>`
 #: would not run even if escaping failed.
 HEADERS = {
@@ -145,6 +147,17 @@ class Pages:
         params = {k: [str(v)] for k, v in query.items() if v is not None and v != ""}
         answer = await self.ctx.api.handle(ApiRequest("GET", path, params))
         return answer.status, answer.body
+
+    async def job_names(self, location: str = "") -> List[str]:
+        """The names of the jobs of `location` (every location when empty), sorted, at most
+        JOB_CHOICES: the runs filter's suggestions, since it matches a job's whole name."""
+        names: Set[str] = set()
+        for item in await self.items("locations"):
+            if location and item.get("name") != location:
+                continue
+            for repo in item.get("repositories") or []:
+                names.update(j.get("name") for j in repo.get("jobs") or [] if j.get("name"))
+        return sorted(names)[:JOB_CHOICES]
 
     async def items(self, path: str, **query: Any) -> List[Dict[str, Any]]:
         status, body = await self.api(path, **query)
@@ -286,6 +299,7 @@ class Pages:
             else:
                 code = status if status in (400, 404, 409) else 503
                 problem = str(((body or {}).get("error") or {}).get("message") or status)
+        job_names = await self.job_names(location_filter)
         names = [loc.name for loc in view.locations]
         if location_filter and location_filter not in names:
             names.append(location_filter)
@@ -303,6 +317,7 @@ class Pages:
             runs=runs,
             filters=filters,
             location_names=names,
+            job_names=job_names,
             next_url=next_url,
             first_url=first_url,
             problem=problem,

@@ -59,8 +59,33 @@
     });
   }
 
-  function setInstigator(row, status) {
+  function pad(n) { return n < 10 ? "0" + n : "" + n; }
+  // as the pages' `when` filter: 2026-12-01 04:15:00 UTC
+  function when(ts) {
+    var d = new Date(ts * 1000);
+    return d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()) + " " +
+      pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) + ":" + pad(d.getUTCSeconds()) + " UTC";
+  }
+  function setNextTick(row, doc) {
+    var cell = row.querySelector('[data-field="next_tick"]');
+    if (!cell || !doc || !("next_tick" in doc)) return;
+    cell.textContent = "";
+    var el;
+    if (doc.next_tick) {
+      el = document.createElement("time");
+      el.setAttribute("datetime", new Date(doc.next_tick * 1000).toISOString().replace(/\.\d+Z$/, "Z"));
+      el.textContent = when(doc.next_tick);
+    } else {
+      el = document.createElement("span");
+      el.className = "muted";
+      el.textContent = "—";
+    }
+    cell.appendChild(el);
+  }
+
+  function setInstigator(row, status, doc) {
     if (!row) return;
+    setNextTick(row, doc);
     row.dataset.status = status;
     var b = row.querySelector(".status");
     if (b) { b.textContent = status; b.className = "status status-" + status.toLowerCase(); }
@@ -77,9 +102,23 @@
     reload: function (button) {
       var row = button.closest("tr[data-location]");
       var name = row ? row.dataset.location : body.dataset.locationName;
-      var label = button.textContent;
+      var label = button.dataset.label || button.textContent;
+      button.dataset.label = label;
       button.textContent = "Reloading…";
-      act(button, "/api/locations/" + enc(name) + "/reload").then(function () { button.textContent = label; });
+      var done = false;
+      act(button, "/api/locations/" + enc(name) + "/reload", function (result) {
+        // a 200 can still say the new code did not load: "failed" (the previous process
+        // still serves) or "broken" (nothing serves); the page's rows cannot show that
+        var failed = result && result.failed && result.failed[name];
+        var broken = result && result.broken && result.broken[name];
+        if (failed) showError(button, "Reload of " + name + " failed; it still serves its previous code: " + failed);
+        else if (broken) showError(button, name + " did not load: " + broken);
+        else done = true;
+      }).then(function () {
+        // a reload that changed nothing visible still says it happened, for 2 s
+        button.textContent = done ? "Reloaded ✓" : label;
+        if (done) setTimeout(function () { button.textContent = label; }, 2000);
+      });
     },
     start: function (button) { toggle(button, "start"); },
     stop: function (button) { toggle(button, "stop"); },
@@ -120,7 +159,7 @@
     var row = button.closest("tr");
     var name = body.dataset.locationName + ":" + button.dataset.name;
     act(button, "/api/" + button.dataset.kind + "s/" + enc(name) + "/" + verb, function (result) {
-      setInstigator(row, (result && result.status) || (verb === "start" ? "RUNNING" : "STOPPED"));
+      setInstigator(row, (result && result.status) || (verb === "start" ? "RUNNING" : "STOPPED"), result);
     });
   }
 
