@@ -163,6 +163,7 @@ def test_a_lost_stream_is_flagged_plainly_not_in_grey_small_print(served: Served
         pg.goto(f"http://127.0.0.1:{served.port}/")
         flag = pg.locator("[data-live-flag]")
         pg.route("**/api/events**", lambda route: route.abort())  # as a stopped manager
+        pg.route_web_socket("**/api/events/ws**", lambda ws: ws.close())
         pg.evaluate("window.wsmLive.reconnect()")
         for _ in range(100):
             if pg.evaluate("document.body.dataset.live") == "closed":
@@ -248,11 +249,31 @@ def test_a_location_not_ready_says_its_schedules_and_sensors_are_unknown_not_non
 # -- live updates keep the look ----------------------------------------------------------------
 
 
+def location_doc(**fields: Any) -> Dict[str, Any]:
+    return {"name": "a", "state": "ready", "pid": 100, "restarts": 2, "python": "3.12.1",
+            "environment": "/new/env/bin/python3", "uptime_seconds": 1.0, "rss_bytes": 1000,
+            "error": None, "traceback": None, **fields}
+
+
 def location_event(**fields: Any) -> str:
-    doc = {"name": "a", "state": "ready", "pid": 100, "restarts": 2, "python": "3.12.1",
-           "environment": "/new/env/bin/python3", "uptime_seconds": 1.0, "rss_bytes": 1000,
-           "error": None, "traceback": None, **fields}
+    """The event as Server-Sent Events text (the page's fallback without WebSocket)."""
+    doc = location_doc(**fields)
     return "retry: 60000\nid: 1\nevent: location\ndata: " + json.dumps(doc) + "\n\n"
+
+
+def feed_location_event(pg: Any, **fields: Any) -> None:
+    """Answer the page's event stream with one `location` event: its WebSocket
+    (/api/events/ws, one JSON message) and, for the fallback, its EventSource."""
+    message = json.dumps({"id": 1, "event": "location", "data": location_doc(**fields)})
+    pg.route_web_socket("**/api/events/ws**", lambda ws: ws.send(message))
+    pg.route(
+        "**/api/events?**",
+        lambda route: route.fulfill(
+            status=200,
+            headers={"Content-Type": "text/event-stream"},
+            body=location_event(**fields),
+        ),
+    )
 
 
 @pytest.mark.parametrize("path", ["/", "/locations/a"])
@@ -261,12 +282,7 @@ def test_a_live_location_event_keeps_the_environment_in_monospace(served: Served
     into body text: the event set the text of the cell holding the <code>, dropping it."""
     pg = browser.new_page()
     try:
-        pg.route(
-            "**/api/events**",
-            lambda route: route.fulfill(
-                status=200, headers={"Content-Type": "text/event-stream"}, body=location_event()
-            ),
-        )
+        feed_location_event(pg)
         pg.goto(f"http://127.0.0.1:{served.port}{path}")
         where = '[data-field="environment"]'
         for _ in range(100):
