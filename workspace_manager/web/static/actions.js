@@ -9,11 +9,20 @@
     var meta = document.querySelector('meta[name="wsm-csrf"]');
     return meta ? meta.getAttribute("content") : "";
   }
-  function post(url, payload, contentType) {
+  // Off loopback a write needs the API token (`wsm up --api-token-env VAR`): asked for at the
+  // first 401, kept for this tab only (sessionStorage), sent as `Authorization: Bearer`.
+  var TOKEN_KEY = "wsm-api-token";
+  function apiToken() {
+    try { return window.sessionStorage.getItem(TOKEN_KEY) || ""; } catch (e) { return ""; }
+  }
+  function post(url, payload, contentType, asked) {
+    var headers = { "Content-Type": contentType || "application/json", "X-WSM-CSRF": token(), Accept: "application/json" };
+    var bearer = apiToken();
+    if (bearer) headers.Authorization = "Bearer " + bearer;
     return fetch(url, {
       method: "POST",
       credentials: "same-origin",
-      headers: { "Content-Type": contentType || "application/json", "X-WSM-CSRF": token(), Accept: "application/json" },
+      headers: headers,
       body: contentType ? payload : JSON.stringify(payload || {})
     }).then(function (r) {
       return r.text().then(function (text) {
@@ -21,6 +30,14 @@
         try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
         return { ok: r.ok, status: r.status, data: data, text: text };
       });
+    }).then(function (res) {
+      if (res.status !== 401 || asked) return res;
+      var given = window.prompt(
+        (bearer ? "That API token was refused. " : "") +
+        "Writes from this address need the manager's API token (wsm up --api-token-env):");
+      if (!given) return res;
+      try { window.sessionStorage.setItem(TOKEN_KEY, given.trim()); } catch (e) { return res; }
+      return post(url, payload, contentType, true);
     });
   }
   function message(res) {
