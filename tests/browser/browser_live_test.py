@@ -51,7 +51,9 @@ def wait_until(pg: Any, js: str, timeout_ms: float = 10_000) -> None:
 
 
 def shown_status(pg: Any) -> str:
-    return pg.evaluate("document.querySelector('[data-run-status]').getAttribute('data-run-status')")
+    return pg.evaluate(
+        "document.querySelector('[data-run-status]').getAttribute('data-run-status')"
+    )
 
 
 def shown_history(pg: Any) -> List[str]:
@@ -79,7 +81,9 @@ def test_a_run_page_shows_the_status_changes_made_before_its_stream_opened(serve
         Sockets(pg, changed_before_open)
         pg.goto(f"http://127.0.0.1:{served.port}/runs/{run.run_id}")
         wait_until(pg, "document.body.dataset.live === 'open'")
-        wait_until(pg, "document.querySelector('[data-run-status]').dataset.runStatus === 'STARTED'")
+        wait_until(
+            pg, "document.querySelector('[data-run-status]').dataset.runStatus === 'STARTED'"
+        )
         assert shown_history(pg) == ["QUEUED", "STARTING", "STARTED"]
         assert "pid 4242" in pg.inner_text("#history")
     finally:
@@ -97,8 +101,16 @@ def test_an_event_newer_than_the_re_read_wins(served: Served, browser):
     pg = browser.new_page()
     try:
         done = time.time()
-        final = {"run_id": run.run_id, "status": "SUCCESS", "event": "success", "location": "a",
-                 "job": "hello", "updated_at": done, "ended_at": done, "duration_seconds": 1.5}
+        final = {
+            "run_id": run.run_id,
+            "status": "SUCCESS",
+            "event": "success",
+            "location": "a",
+            "job": "hello",
+            "updated_at": done,
+            "ended_at": done,
+            "duration_seconds": 1.5,
+        }
         sockets = Sockets(pg, lambda ws: ws.send(message("run", final)))
         answered: List[float] = []
 
@@ -110,7 +122,9 @@ def test_an_event_newer_than_the_re_read_wins(served: Served, browser):
 
         pg.route(f"**/api/runs/{run.run_id}", late_answer)
         pg.goto(f"http://127.0.0.1:{served.port}/runs/{run.run_id}")
-        wait_until(pg, "document.querySelector('[data-run-status]').dataset.runStatus === 'SUCCESS'")
+        wait_until(
+            pg, "document.querySelector('[data-run-status]').dataset.runStatus === 'SUCCESS'"
+        )
         for _ in range(100):
             if answered:
                 break
@@ -126,14 +140,26 @@ def test_an_event_newer_than_the_re_read_wins(served: Served, browser):
 
 
 def location_change(name: str, state: str, at: float, **fields: Any) -> Dict[str, Any]:
-    return {"name": name, "state": state, "pid": None, "restarts": 0, "python": "3.12.1",
-            "environment": "env", "uptime_seconds": None, "rss_bytes": None, "error": None,
-            "traceback": None, "transitions": [{"at": at, "from": "ready", "to": state, "reason": ""}],
-            **fields}
+    return {
+        "name": name,
+        "state": state,
+        "pid": None,
+        "restarts": 0,
+        "python": "3.12.1",
+        "environment": "env",
+        "uptime_seconds": None,
+        "rss_bytes": None,
+        "error": None,
+        "traceback": None,
+        "transitions": [{"at": at, "from": "ready", "to": state, "reason": ""}],
+        **fields,
+    }
 
 
 @pytest.mark.parametrize("path", ["/", "/locations/a"])
-def test_the_locations_are_re_read_when_the_stream_opens_older_answers_lose(served: Served, browser, path):
+def test_the_locations_are_re_read_when_the_stream_opens_older_answers_lose(
+    served: Served, browser, path
+):
     """A location's change made before the stream opened is shown (the overview and the
     location page re-read GET /api/locations on open); and an answer older than an event
     already shown (its last transition earlier) does not undo the event."""
@@ -142,8 +168,14 @@ def test_the_locations_are_re_read_when_the_stream_opens_older_answers_lose(serv
     pg = browser.new_page()
     try:
         sockets = Sockets(pg)
-        pg.route("**/api/locations", lambda route: route.fulfill(
-            status=200, headers={"Content-Type": "application/json"}, body=json.dumps(before_open)))
+        pg.route(
+            "**/api/locations",
+            lambda route: route.fulfill(
+                status=200,
+                headers={"Content-Type": "application/json"},
+                body=json.dumps(before_open),
+            ),
+        )
         pg.goto(f"http://127.0.0.1:{served.port}{path}")
         row = 'tr[data-location="a"]'
         wait_until(pg, f"document.querySelector('{row}').dataset.state === 'backoff'")
@@ -171,8 +203,18 @@ def test_five_thousand_log_lines_are_shown_without_freezing_the_tab(served: Serv
     n = 5000
     t0 = time.time()
     lines = [
-        message("log", {"run_id": run.run_id, "seq": i + 1, "time": t0 + i / 1000, "stream": "stdout",
-                        "level": None, "text": f"line {i} " + "x" * 60}, i + 1)
+        message(
+            "log",
+            {
+                "run_id": run.run_id,
+                "seq": i + 1,
+                "time": t0 + i / 1000,
+                "stream": "stdout",
+                "level": None,
+                "text": f"line {i} " + "x" * 60,
+            },
+            i + 1,
+        )
         for i in range(n)
     ]
 
@@ -188,7 +230,9 @@ def test_five_thousand_log_lines_are_shown_without_freezing_the_tab(served: Serv
         wait_until(pg, f"document.querySelectorAll('#log li').length >= {n}", 60_000)
         took = time.monotonic() - start
         print(f"\n{n} log lines shown in {took:.2f} s")
-        seqs = pg.evaluate("Array.from(document.querySelectorAll('#log li')).map(li => +li.dataset.seq)")
+        seqs = pg.evaluate(
+            "Array.from(document.querySelectorAll('#log li')).map(li => +li.dataset.seq)"
+        )
         assert seqs == list(range(1, n + 1))
         assert pg.evaluate("document.body.dataset.after") == str(n)
         # the list stuck to its bottom: the last line is in view
@@ -217,26 +261,40 @@ def manager_word(pg: Any) -> List[str]:
 
 
 def test_the_managers_badge_follows_the_locations_live(served: Served, browser):
-    """"Manager: ok" stayed while a location went into backoff after a live update: the
+    """ "Manager: ok" stayed while a location went into backoff after a live update: the
     badge is now computed from the rows' states as the server does (overall_status)."""
     pg = browser.new_page()
     try:
         sockets = Sockets(pg)
-        pg.route("**/api/locations", lambda route: route.fulfill(
-            status=200, headers={"Content-Type": "application/json"}, body='{"items": []}'))
+        pg.route(
+            "**/api/locations",
+            lambda route: route.fulfill(
+                status=200, headers={"Content-Type": "application/json"}, body='{"items": []}'
+            ),
+        )
         pg.goto(f"http://127.0.0.1:{served.port}/")
         wait_until(pg, "document.body.dataset.live === 'open'")
-        names = pg.evaluate("Array.from(document.querySelectorAll('tr[data-location]')).map(r => r.dataset.location)")
+        names = pg.evaluate(
+            "Array.from(document.querySelectorAll('tr[data-location]')).map(r => r.dataset.location)"
+        )
         assert manager_word(pg)[0] == "degraded"  # b is in backoff, the hostile one in error
         now = time.time()
         for i, name in enumerate(names):
             sockets.send(message("location", location_change(name, "ready", now + i), i + 1))
-        wait_until(pg, "document.querySelector('[data-manager-status]').dataset.managerStatus === 'ok'")
+        wait_until(
+            pg, "document.querySelector('[data-manager-status]').dataset.managerStatus === 'ok'"
+        )
         assert manager_word(pg) == ["ok", "ok", "state state-ok"]
         sockets.send(message("location", location_change(names[0], "starting", now + 10), 10))
-        wait_until(pg, "document.querySelector('[data-manager-status]').dataset.managerStatus === 'starting'")
+        wait_until(
+            pg,
+            "document.querySelector('[data-manager-status]').dataset.managerStatus === 'starting'",
+        )
         sockets.send(message("location", location_change(names[1], "backoff", now + 11), 11))
-        wait_until(pg, "document.querySelector('[data-manager-status]').dataset.managerStatus === 'degraded'")
+        wait_until(
+            pg,
+            "document.querySelector('[data-manager-status]').dataset.managerStatus === 'degraded'",
+        )
         assert manager_word(pg) == ["degraded", "degraded", "state state-degraded"]
     finally:
         pg.close()
