@@ -234,13 +234,20 @@ def test_five_thousand_log_lines_are_shown_without_freezing_the_tab(served: Serv
             """document.addEventListener('DOMContentLoaded', () => {
                  const l = document.getElementById('log'); window.__batches = [];
                  new MutationObserver(() => window.__batches.push(performance.now()))
-                   .observe(l, {childList: true}); });"""
+                   .observe(l, {childList: true}); });
+               window.__busy = [];
+               new PerformanceObserver((list) => list.getEntries().forEach(
+                   (e) => window.__busy.push(e.duration))).observe({type: 'longtask'});"""
         )
         start = time.monotonic()  # from the page's request: its load is in the time too
         pg.goto(f"http://127.0.0.1:{served.port}/runs/{run.run_id}")
         wait_until(pg, f"document.querySelectorAll('#log li').length >= {n}", 60_000)
         took = time.monotonic() - start
         batches = pg.evaluate("window.__batches")
+        busy = pg.evaluate("window.__busy")
+        print(
+            f"\nlong tasks: {len(busy)}, {sum(busy) / 1000:.2f} s, longest {max(busy or [0]):.0f} ms"
+        )
         print(
             f"\n{n} log lines shown in {took:.2f} s from the page's request (Playwright's "
             f"sending them: {sent[0]:.2f} s); in {len(batches)} batches over "
