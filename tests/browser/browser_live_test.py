@@ -321,3 +321,36 @@ def test_the_managers_badge_follows_the_locations_live(served: Served, browser):
         assert manager_word(pg) == ["degraded", "degraded", "state state-degraded"]
     finally:
         pg.close()
+
+
+# -- 4. the uptime of a live update -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/", "/locations/a"])
+def test_a_live_uptime_goes_on_counting(served: Served, browser, path):
+    """A `ready` event carries the uptime of its moment (a few ms just after the process
+    became ready); the row kept showing "Uptime 1 ms" while the process went on serving.
+    The page keeps when it started and shows the uptime from now."""
+    pg = browser.new_page()
+    try:
+        sockets = Sockets(pg)
+        pg.route(
+            "**/api/locations",
+            lambda route: route.fulfill(
+                status=200, headers={"Content-Type": "application/json"}, body='{"items": []}'
+            ),
+        )
+        pg.goto(f"http://127.0.0.1:{served.port}{path}")
+        wait_until(pg, "document.body.dataset.live === 'open'")
+        ready = location_change("a", "ready", time.time(), pid=4242, uptime_seconds=0.001)
+        sockets.send(message("location", ready))
+        cell = '[data-field="uptime"]'
+        wait_until(pg, f"document.querySelector('{cell}').textContent.trim() === '1 ms'")
+        wait_until(pg, f"/^[0-9.]+ s$/.test(document.querySelector('{cell}').textContent.trim())")
+        # not ready: no uptime, and none counted on
+        sockets.send(message("location", location_change("a", "backoff", time.time() + 1)))
+        wait_until(pg, f"document.querySelector('{cell}').textContent.trim() === ''")
+        pg.wait_for_timeout(2500)
+        assert pg.evaluate(f"document.querySelector('{cell}').textContent.trim()") == ""
+    finally:
+        pg.close()

@@ -97,6 +97,10 @@
       setField(root, "python", d.python || "");
       setField(root, "environment", d.environment || "");
       setField(root, "restarts", String(d.restarts == null ? "" : d.restarts));
+      // an event's uptime is that of its moment: kept as the time it started, so the
+      // shown uptime goes on counting (it said "1 ms" long after a ready event)
+      if (typeof d.uptime_seconds === "number") row.dataset.upSince = String(Date.now() / 1000 - d.uptime_seconds);
+      else delete row.dataset.upSince;
       setField(root, "uptime", duration(d.uptime_seconds));
       setField(root, "rss", size(d.rss_bytes));
       if (page === "location") setField(root, "pid", d.pid == null ? "—" : String(d.pid));
@@ -123,6 +127,15 @@
     });
     if (page === "overview") updateManagerStatus();
   }
+  // Every 2 s (not while hidden), the uptime of each row a live event set, from now.
+  setInterval(function () {
+    if (document.hidden) return;
+    var now = Date.now() / 1000;
+    $all("tr[data-location][data-up-since]").forEach(function (row) {
+      var root = page === "location" ? document.getElementById("main") : row;
+      setField(root, "uptime", duration(Math.max(now - parseFloat(row.dataset.upSince), 0)));
+    });
+  }, 2000);
   // The overview's "Manager: WORD" from the rows' states, as the server renders it
   // (http/view.py ManagerView.overall_status).
   var IN_PROGRESS = { building: 1, starting: 1 }, BROKEN = { error: 1, failed: 1, backoff: 1 };
