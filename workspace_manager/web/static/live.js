@@ -76,20 +76,19 @@
   }
 
   // -- locations ---------------------------------------------------------------------------
-  // The time of a location document's last transition: a document older than the one
-  // shown (the open stream's re-read answered after a newer event) is not applied.
+  // The time of a location document's last transition: a re-read's document older than
+  // the one shown (its answer came after a newer event) is not applied. The stream's own
+  // events come in order and always apply (a wall clock stepped back cannot hold them).
   var locationAt = {};
   function lastTransitionAt(d) {
     var ts = d.transitions;
     var t = ts && ts.length ? ts[ts.length - 1].at : null;
     return typeof t === "number" ? t : null;
   }
-  function onLocation(d) {
+  function onLocation(d, reread) {
     var at = lastTransitionAt(d);
-    if (at != null) {
-      if (locationAt[d.name] != null && at < locationAt[d.name]) return;
-      locationAt[d.name] = at;
-    }
+    if (reread && at != null && locationAt[d.name] != null && at < locationAt[d.name]) return;
+    if (at != null) locationAt[d.name] = at;
     $all('tr[data-location="' + esc(d.name) + '"]').forEach(function (row) {
       row.dataset.state = d.state;
       badge($(".state", row), "state", d.state);
@@ -160,7 +159,9 @@
       getJson("/api/runs/" + encodeURIComponent(body.dataset.runId)).then(mergeRun).catch(function () {});
     } else if (page === "overview" || page === "location") {
       getJson("/api/locations").then(function (doc) {
-        (doc.items || []).forEach(function (d) { dispatch("location", d); });
+        (doc.items || []).forEach(function (d) {
+          try { onLocation(d, true); } catch (e) { if (window.console) console.error("wsm live:", e); }
+        });
       }).catch(function () {});
     }
   }
