@@ -11,6 +11,13 @@
   if (!page || !(window.WebSocket || window.EventSource)) return;
 
   var FINAL = { SUCCESS: 1, FAILURE: 1, CANCELED: 1 };
+  // a run's status only moves forward: QUEUED < STARTING < STARTED < CANCELING < final
+  var RANK = { NOT_STARTED: 0, QUEUED: 0, STARTING: 1, STARTED: 2, CANCELING: 3, SUCCESS: 4, FAILURE: 4, CANCELED: 4 };
+  function rank(status) { return RANK[status] == null ? -1 : RANK[status]; }
+  // a run document older than what is shown (a re-read answered after a newer event) is stale
+  function staleRun(shown, status) {
+    return !!shown && (FINAL[shown] || rank(status) < rank(shown));
+  }
   var MAX_LINES = 20000; // log lines kept on a run page (the API has them all)
   var source = null; // the open WebSocket or EventSource
   var retryTimer = null;
@@ -69,7 +76,19 @@
   }
 
   // -- locations ---------------------------------------------------------------------------
-  function onLocation(d) {
+  // The time of a location document's last transition: a re-read's document older than
+  // the one shown (its answer came after a newer event) is not applied. The stream's own
+  // events come in order and always apply (a wall clock stepped back cannot hold them).
+  var locationAt = {};
+  function lastTransitionAt(d) {
+    var ts = d.transitions;
+    var t = ts && ts.length ? ts[ts.length - 1].at : null;
+    return typeof t === "number" ? t : null;
+  }
+  function onLocation(d, reread) {
+    var at = lastTransitionAt(d);
+    if (reread && at != null && locationAt[d.name] != null && at < locationAt[d.name]) return;
+    if (at != null) locationAt[d.name] = at;
     $all('tr[data-location="' + esc(d.name) + '"]').forEach(function (row) {
       row.dataset.state = d.state;
       badge($(".state", row), "state", d.state);
@@ -77,6 +96,10 @@
       setField(root, "python", d.python || "");
       setField(root, "environment", d.environment || "");
       setField(root, "restarts", String(d.restarts == null ? "" : d.restarts));
+      // an event's uptime is that of its moment: kept as the time it started, so the
+      // shown uptime goes on counting (it said "1 ms" long after a ready event)
+      if (typeof d.uptime_seconds === "number") row.dataset.upSince = String(Date.now() / 1000 - d.uptime_seconds);
+      else delete row.dataset.upSince;
       setField(root, "uptime", duration(d.uptime_seconds));
       setField(root, "rss", size(d.rss_bytes));
       if (page === "location") setField(root, "pid", d.pid == null ? "—" : String(d.pid));
@@ -101,12 +124,57 @@
         }
       }
     });
+    if (page === "overview") updateManagerStatus();
+  }
+  // Every 2 s (not while hidden), the uptime of each row a live event set, from now.
+  setInterval(function () {
+    if (document.hidden) return;
+    var now = Date.now() / 1000;
+    $all("tr[data-location][data-up-since]").forEach(function (row) {
+      var root = page === "location" ? document.getElementById("main") : row;
+      setField(root, "uptime", duration(Math.max(now - parseFloat(row.dataset.upSince), 0)));
+    });
+  }, 2000);
+  // The overview's "Manager: WORD" from the rows' states, as the server renders it
+  // (http/view.py ManagerView.overall_status).
+  var IN_PROGRESS = { building: 1, starting: 1 }, BROKEN = { error: 1, failed: 1, backoff: 1 };
+  function updateManagerStatus() {
+    var holder = $("[data-manager-status]");
+    if (!holder) return;
+    var allReady = true, progress = false, broken = false;
+    $all("tr[data-location]").forEach(function (row) {
+      var st = row.dataset.state;
+      if (st !== "ready") allReady = false;
+      if (IN_PROGRESS[st]) progress = true;
+      if (BROKEN[st]) broken = true;
+    });
+    var word = allReady ? "ok" : (progress && !broken ? "starting" : "degraded");
+    holder.setAttribute("data-manager-status", word);
+    badge($(".state", holder), "state", word);
+  }
+  // What the events change, read again when the stream opens: what changed between the
+  // page's render (or the lost stream) and this stream's start came in no event.
+  function reread() {
+    if (page === "run") {
+      getJson("/api/runs/" + encodeURIComponent(body.dataset.runId)).then(mergeRun).catch(function () {});
+    } else if (page === "overview" || page === "location") {
+      getJson("/api/locations").then(function (doc) {
+        (doc.items || []).forEach(function (d) {
+          try { onLocation(d, true); } catch (e) { if (window.console) console.error("wsm live:", e); }
+        });
+      }).catch(function () {});
+    }
+  }
+  function getJson(url) {
+    return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); });
   }
 
   // -- runs --------------------------------------------------------------------------------
   function onRun(d) {
     var rows = $all('tr[data-run="' + esc(d.run_id) + '"]');
     rows.forEach(function (row) {
+      if (staleRun(row.dataset.status, d.status)) return;
       row.dataset.status = d.status;
       badge($(".status", row), "status", d.status);
       setField(row, "duration", duration(d.duration_seconds));
@@ -129,6 +197,7 @@
   }
   function updateRunPage(d) {
     var holder = $("[data-run-status]");
+    if (holder && staleRun(holder.getAttribute("data-run-status"), d.status)) return;
     if (holder) {
       holder.setAttribute("data-run-status", d.status);
       badge($(".status", holder), "status", d.status);
@@ -137,20 +206,43 @@
     if (d.ended_at) setField(document, "ended_at", utc(d.ended_at));
     if (d.pid) setField(document, "pid", String(d.pid));
     var history = $("#history ol");
-    var last = history && history.lastElementChild;
-    if (history && (!last || last.dataset.status !== d.status)) {
-      var li = document.createElement("li");
-      li.dataset.status = d.status;
-      li.appendChild(document.createTextNode(utc(d.updated_at) + " "));
-      var b = document.createElement("span");
-      badge(b, "status", d.status);
-      li.appendChild(b);
-      history.appendChild(li);
-    }
+    var shown = history ? $all("li", history).map(function (li) { return li.dataset.status; }) : [];
+    if (history && shown.indexOf(d.status) < 0) history.appendChild(historyItem(d.status, d.updated_at, ""));
     if (FINAL[d.status]) {
       body.dataset.final = "true";
       $all('button[data-action="cancel"]').forEach(function (b) { b.remove(); });
     }
+  }
+  function historyItem(status, time, message) {
+    var li = document.createElement("li");
+    li.dataset.status = status;
+    li.appendChild(document.createTextNode(utc(time) + " "));
+    var b = document.createElement("span");
+    badge(b, "status", status);
+    li.appendChild(b);
+    if (message) {
+      var m = document.createElement("span");
+      m.className = "message";
+      m.textContent = message;
+      li.appendChild(document.createTextNode(" "));
+      li.appendChild(m);
+    }
+    return li;
+  }
+  // The run as GET /api/runs/ID gives it: its stored history (in order) comes first, then
+  // the entries the stream added that it does not have yet (newer); its status only forward.
+  function mergeRun(run) {
+    var history = $("#history ol");
+    if (history && run.events) {
+      var stored = run.events.map(function (e) { return e.status; });
+      var extra = $all("li", history).filter(function (li) { return stored.indexOf(li.dataset.status) < 0; });
+      var frag = document.createDocumentFragment();
+      run.events.forEach(function (e) { frag.appendChild(historyItem(e.status, e.time, e.message)); });
+      extra.forEach(function (li) { frag.appendChild(li); });
+      history.textContent = "";
+      history.appendChild(frag);
+    }
+    updateRunPage(run);
   }
   // The counts of runs in progress and failed per location: re-read (one small JSON
   // answer) at most every 2 s after run events, and not while the page is hidden.
@@ -178,13 +270,29 @@
   });
 
   // -- logs --------------------------------------------------------------------------------
+  // Lines are appended in batches, once per animation frame: reading the list's scroll
+  // position after each line forced a layout per line (a 5,000-line log froze the tab for
+  // 20-80 s). rAF does not run in a hidden tab, so a timer flushes there.
+  var pendingLines = [];
+  var queuedSeq = 0; // the last seq queued (not yet in body.dataset.after)
+  var flushFrame = null, flushTimer = null;
   function onLog(d) {
     if (page !== "run" || d.run_id !== body.dataset.runId) return;
-    var after = parseInt(body.dataset.after || "0", 10);
+    var after = Math.max(parseInt(body.dataset.after || "0", 10), queuedSeq);
     if (d.seq <= after) return; // already shown (a reconnect may send it again)
-    var list = document.getElementById("log");
-    if (!list) return;
-    var stick = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
+    pendingLines.push(d);
+    queuedSeq = d.seq;
+    if (flushFrame == null && window.requestAnimationFrame) flushFrame = requestAnimationFrame(flushLines);
+    if (flushTimer == null) flushTimer = setTimeout(flushLines, 250);
+  }
+  function dropPendingLines() {
+    pendingLines = [];
+    queuedSeq = 0;
+    if (flushFrame != null && window.cancelAnimationFrame) cancelAnimationFrame(flushFrame);
+    clearTimeout(flushTimer);
+    flushFrame = flushTimer = null;
+  }
+  function logItem(d) {
     var li = document.createElement("li");
     li.dataset.seq = String(d.seq);
     li.dataset.stream = d.stream || "";
@@ -199,10 +307,23 @@
     li.appendChild(t); li.appendChild(document.createTextNode(" "));
     li.appendChild(s); li.appendChild(document.createTextNode(" "));
     li.appendChild(x);
-    list.appendChild(li);
+    return li;
+  }
+  function flushLines() {
+    var batch = pendingLines;
+    dropPendingLines();
+    var list = document.getElementById("log");
+    if (!batch.length || !list) return;
+    var lastSeq = batch[batch.length - 1].seq;
     // a run printing without end must not grow the page without end: keep the latest lines
-    while (list.children.length > MAX_LINES) list.removeChild(list.firstElementChild);
-    body.dataset.after = String(d.seq);
+    if (batch.length > MAX_LINES) batch = batch.slice(batch.length - MAX_LINES);
+    var stick = list.scrollTop + list.clientHeight >= list.scrollHeight - 4; // one layout a batch
+    var frag = document.createDocumentFragment();
+    batch.forEach(function (d) { frag.appendChild(logItem(d)); });
+    list.appendChild(frag);
+    var extra = list.children.length - MAX_LINES;
+    while (extra-- > 0) list.removeChild(list.firstElementChild);
+    body.dataset.after = String(lastSeq);
     var empty = $("[data-log-empty]");
     if (empty) empty.hidden = true;
     if (stick) list.scrollTop = list.scrollHeight;
@@ -265,7 +386,7 @@
     fetchPage().then(function (doc) {
       var fresh = doc.getElementById("main");
       var main = document.getElementById("main");
-      if (fresh && main) main.innerHTML = fresh.innerHTML;
+      if (fresh && main) { dropPendingLines(); main.innerHTML = fresh.innerHTML; }
       ["after", "final"].forEach(function (k) {
         if (doc.body.dataset[k] !== undefined) body.dataset[k] = doc.body.dataset[k];
       });
@@ -280,7 +401,7 @@
     if (!fn) return;
     try { fn(d); } catch (e) { if (window.console) console.error("wsm live:", e); }
   }
-  function opened() { body.dataset.live = "open"; flag("Live"); retryDelay = 1000; }
+  function opened() { body.dataset.live = "open"; flag("Live"); retryDelay = 1000; reread(); }
   function lost() { body.dataset.live = "closed"; flag("Reconnecting…"); }
   function retry(fn) {
     clearTimeout(retryTimer);
