@@ -354,3 +354,39 @@ def test_a_live_uptime_goes_on_counting(served: Served, browser, path):
         assert pg.evaluate(f"document.querySelector('{cell}').textContent.trim()") == ""
     finally:
         pg.close()
+
+
+def test_a_location_page_shows_an_error_that_came_live(served: Served, browser):
+    """A location page rendered while the location was ready had no error field, so an error
+    arriving live had nowhere to show; a later ready event hides it again."""
+    pg = browser.new_page()
+    try:
+        sockets = Sockets(pg)
+        pg.route(
+            "**/api/locations",
+            lambda route: route.fulfill(
+                status=200, headers={"Content-Type": "application/json"}, body='{"items": []}'
+            ),
+        )
+        pg.goto(f"http://127.0.0.1:{served.port}/locations/a")
+        wait_until(pg, "document.body.dataset.live === 'open'")
+        field = pg.locator('dd[data-field="error"]')
+        assert field.count() == 1 and not field.is_visible()
+        now = time.time()
+        sockets.send(
+            message(
+                "location",
+                location_change(
+                    "a", "backoff", now, error="died: exit 9", traceback="Traceback\nX"
+                ),
+                1,
+            )
+        )
+        wait_until(pg, "!document.querySelector('dd[data-field=\"error\"]').hidden")
+        assert "died: exit 9" in field.inner_text()
+        assert pg.locator("dt", has_text="Last error").is_visible()
+        sockets.send(message("location", location_change("a", "ready", now + 1), 2))
+        wait_until(pg, "document.querySelector('dd[data-field=\"error\"]').hidden")
+        assert not pg.locator("dt", has_text="Last error").is_visible()
+    finally:
+        pg.close()

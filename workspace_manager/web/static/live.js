@@ -122,6 +122,11 @@
           det.appendChild(sum); det.appendChild(pre);
           cell.appendChild(det);
         }
+        if (cell.tagName === "DD") {  // a location page's facts: the pair shows only with an error
+          cell.hidden = !(d.error || d.traceback);
+          var label = cell.previousElementSibling;
+          if (label && label.tagName === "DT") label.hidden = cell.hidden;
+        }
       }
     });
     if (page === "overview") updateManagerStatus();
