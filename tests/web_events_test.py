@@ -659,7 +659,7 @@ def test_clients_that_leave_or_never_read_cost_nothing_after(served: Any) -> Non
 
 REPO = """
 import sys, time
-from workspace_manager import job, repository, sensor, RunRequest
+from workspace_manager import job, repository, schedule, sensor, RunRequest
 
 @job
 def talk(context):
@@ -674,9 +674,13 @@ def talk(context):
 def poke(context):
     yield RunRequest(run_key="once", run_config={"lines": 1})
 
+@schedule(cron_schedule="* * * * *", job=talk)
+def every_minute(context):
+    return {"lines": 1}
+
 @repository
 def repo():
-    return [talk, poke]
+    return [talk, poke, every_minute]
 """
 
 
@@ -776,10 +780,25 @@ def test_a_real_manager_publishes_every_kind(ws: Any, monkeypatch: pytest.Monkey
                 "location": "team",
                 "name": "poke",
                 "status": "RUNNING",
+                "next_tick": None,
             }
             tick = await next_event(sub, lambda e: e.kind == "tick", 30, "a tick")
             assert tick.data["name"] == "poke" and tick.data["status"] in ("success", "skipped")
+            assert "next_tick" not in tick.data  # a sensor's ticks have no next tick
             track()
+            # a schedule's events carry its next tick, so an open page moves it forward
+            before = time.time()
+            await manager.daemon.set_status("schedule", "every_minute", "RUNNING")
+            on = await next_event(sub, lambda e: e.kind == "instigator", 5, "instigator")
+            assert before < on.data["next_tick"] <= before + 61
+            assert (
+                manager.daemon.next_tick_of("schedule", "team", "every_minute")
+                == on.data["next_tick"]
+            )
+            await manager.daemon.set_status("schedule", "every_minute", "STOPPED")
+            off = await next_event(sub, lambda e: e.kind == "instigator", 5, "instigator")
+            assert off.data["next_tick"] is None
+            assert manager.daemon.next_tick_of("schedule", "team", "nope") is None
         finally:
             await manager.shutdown()
         # shutdown closed the hub: the subscription ends after what was queued
@@ -1038,3 +1057,18 @@ def test_churning_clients_under_a_flood_leave_nothing_behind(served: Any) -> Non
         left = server.call(lambda: (endpoint.open_streams, len(asyncio.all_tasks()) - baseline))
         assert time.monotonic() < deadline, f"(streams, tasks) left: {left}"
         time.sleep(0.05)
+
+
+def test_a_schedules_tick_event_carries_its_next_tick() -> None:
+    from workspace_manager.storage.records import TickRecord
+    from workspace_manager.web.events import tick_event
+
+    class Daemon:
+        def next_tick_of(self, kind: str, location: str, name: str) -> Optional[float]:
+            return 1796098500.0 if (kind, location, name) == ("schedule", "a", "s") else None
+
+    schedule_tick = TickRecord(location="a", name="s", kind="schedule", tick_time=1.0)
+    sensor_tick = TickRecord(location="a", name="s", kind="sensor", tick_time=1.0)
+    assert tick_event(schedule_tick, Daemon())["next_tick"] == 1796098500.0
+    assert "next_tick" not in tick_event(sensor_tick, Daemon())
+    assert "next_tick" not in tick_event(schedule_tick)  # a manager without a daemon

@@ -390,3 +390,44 @@ def test_a_location_page_shows_an_error_that_came_live(served: Served, browser):
         assert not pg.locator("dt", has_text="Last error").is_visible()
     finally:
         pg.close()
+
+
+def test_a_schedules_next_tick_follows_its_live_ticks_and_start_stop(served: Served, browser):
+    """A tick moved nothing on an open location page, and Start/Stop from another page left
+    its Next tick as it was: the schedule's events carry `next_tick` now."""
+    pg = browser.new_page()
+    try:
+        sockets = Sockets(pg)
+        pg.goto(f"http://127.0.0.1:{served.port}/locations/a")
+        wait_until(pg, "document.body.dataset.live === 'open'")
+        cell = pg.locator('tr[data-schedule=nightly] [data-field="next_tick"]')
+        tick = {
+            "tick_id": 7,
+            "location": "a",
+            "name": "nightly",
+            "kind": "schedule",
+            "tick_time": 1796094900.0,
+            "status": "success",
+            "run_ids": [],
+            "next_tick": 1796098500.0,
+        }
+        sockets.send(message("tick", tick, 1))
+        wait_until(
+            pg,
+            "document.querySelector('tr[data-schedule=nightly] li[data-tick-id=\"7\"]') !== null",
+        )
+        assert cell.inner_text().strip() == "2026-12-01 04:15:00 UTC"
+        stopped = {"kind": "schedule", "location": "a", "name": "nightly", "status": "STOPPED"}
+        sockets.send(message("instigator", {**stopped, "next_tick": None}, 2))
+        wait_until(
+            pg, "document.querySelector('tr[data-schedule=nightly]').dataset.status === 'STOPPED'"
+        )
+        assert cell.inner_text().strip() == "—"
+        started = {**stopped, "status": "RUNNING", "next_tick": 1796102100.0}
+        sockets.send(message("instigator", started, 3))
+        wait_until(
+            pg, "document.querySelector('tr[data-schedule=nightly]').dataset.status === 'RUNNING'"
+        )
+        assert cell.inner_text().strip() == "2026-12-01 05:15:00 UTC"
+    finally:
+        pg.close()

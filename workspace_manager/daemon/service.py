@@ -390,10 +390,29 @@ class Daemon:
                 if wanted == STOPPED:
                     await self._cancel([inst.task_key])
                 self._align(inst)
+        described = self.describe(inst)
         notify = getattr(self.events, "instigator", None)  # the web page's live events
         if notify is not None:
-            notify({"kind": kind, "location": inst.location, "name": inst.name, "status": wanted})
-        return self.describe(inst)
+            notify(
+                {
+                    "kind": kind,
+                    "location": inst.location,
+                    "name": inst.name,
+                    "status": wanted,
+                    "next_tick": described["next_tick"],
+                }
+            )
+        return described
+
+    def next_tick_of(self, kind: str, location: str, name: str) -> Optional[float]:
+        """The next tick (unix time) of a running schedule; None for a stopped one, a
+        sensor, or one this daemon does not know."""
+        try:
+            inst = self._find(kind, f"{location}:{name}")
+        except (LookupError, ValueError):
+            return None
+        coming = self.describe(inst)["next_tick"]
+        return float(coming) if coming is not None else None
 
     def _find(self, kind: str, name: str) -> Instigator:
         location, sep, short = name.rpartition(":")

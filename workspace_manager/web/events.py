@@ -368,7 +368,7 @@ class EventHub:
         def tick(tick: Any) -> None:
             inner_tick(tick)
             if self.wants("tick"):
-                self._publish_built("tick", tick_event, tick)
+                self._publish_built("tick", tick_event, tick, getattr(manager, "daemon", None))
 
         def instigator(doc: Dict[str, Any]) -> None:
             inner_instigator(doc)
@@ -407,11 +407,15 @@ def run_event(record: Any, event: str) -> Dict[str, Any]:
     return {"event": event, **run_summary(record)}
 
 
-def tick_event(tick: Any) -> Dict[str, Any]:
-    """The `tick` event of a TickRecord with its result."""
+def tick_event(tick: Any, daemon: Any = None) -> Dict[str, Any]:
+    """The `tick` event of a TickRecord with its result; a schedule's also carries its
+    `next_tick` (unix time, or None when stopped), so an open page moves it forward."""
     from workspace_manager.http.api import plain
 
-    return plain(tick)
+    data = plain(tick)
+    if daemon is not None and getattr(tick, "kind", None) == "schedule":
+        data["next_tick"] = daemon.next_tick_of("schedule", tick.location, tick.name)
+    return data
 
 
 def location_event(manager: Any, name: str, t: Any) -> Dict[str, Any]:

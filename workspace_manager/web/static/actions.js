@@ -76,33 +76,9 @@
     });
   }
 
-  function pad(n) { return n < 10 ? "0" + n : "" + n; }
-  // as the pages' `when` filter: 2026-12-01 04:15:00 UTC
-  function when(ts) {
-    var d = new Date(ts * 1000);
-    return d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate()) + " " +
-      pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) + ":" + pad(d.getUTCSeconds()) + " UTC";
-  }
-  function setNextTick(row, doc) {
-    var cell = row.querySelector('[data-field="next_tick"]');
-    if (!cell || !doc || !("next_tick" in doc)) return;
-    cell.textContent = "";
-    var el;
-    if (doc.next_tick) {
-      el = document.createElement("time");
-      el.setAttribute("datetime", new Date(doc.next_tick * 1000).toISOString().replace(/\.\d+Z$/, "Z"));
-      el.textContent = when(doc.next_tick);
-    } else {
-      el = document.createElement("span");
-      el.className = "muted";
-      el.textContent = "—";
-    }
-    cell.appendChild(el);
-  }
-
   function setInstigator(row, status, doc) {
     if (!row) return;
-    setNextTick(row, doc);
+    if (window.wsmLive) window.wsmLive.setNextTick(row, doc);
     row.dataset.status = status;
     var b = row.querySelector(".status");
     if (b) { b.textContent = status; b.className = "status status-" + status.toLowerCase(); }

@@ -339,10 +339,29 @@
     if (kind !== "schedule" && kind !== "sensor") return null;
     return $("tr[data-" + kind + '="' + esc(name) + '"]');
   }
+  // A schedule's "Next tick" cell from a document carrying `next_tick` (unix time or null):
+  // an instigator change, a tick, or the API's answer to Start/Stop (actions.js).
+  function setNextTick(row, doc) {
+    var cell = row && row.querySelector('[data-field="next_tick"]');
+    if (!cell || !doc || !("next_tick" in doc)) return;
+    cell.textContent = "";
+    var el;
+    if (doc.next_tick) {
+      el = document.createElement("time");
+      el.setAttribute("datetime", new Date(doc.next_tick * 1000).toISOString().replace(/\.\d+Z$/, "Z"));
+      el.textContent = utc(doc.next_tick);
+    } else {
+      el = document.createElement("span");
+      el.className = "muted";
+      el.textContent = "—";
+    }
+    cell.appendChild(el);
+  }
   function onInstigator(d) {
     if (page !== "location" || d.location !== body.dataset.locationName) return;
     var row = instigatorRow(d.kind, d.name);
     if (!row) return;
+    setNextTick(row, d);
     row.dataset.status = d.status;
     badge($(".status", row), "status", d.status);
     var start = $('button[data-action="start"]', row), stop = $('button[data-action="stop"]', row);
@@ -353,6 +372,7 @@
     if (page !== "location" || d.location !== body.dataset.locationName) return;
     var row = instigatorRow(d.kind, d.name);
     if (!row) return;
+    setNextTick(row, d);
     var cell = $(".ticks-cell", row);
     if (!cell) return;
     var list = $(".ticks", cell);
@@ -460,6 +480,7 @@
     es.addEventListener("resync", function () { drop(); resync(); });
   }
   window.wsmLive = {
+    setNextTick: setNextTick,
     reconnect: connect,
     resync: resync,
     transport: function () { return source ? (window.WebSocket && source instanceof WebSocket ? "websocket" : "eventsource") : null; }
