@@ -191,7 +191,10 @@ class Manager:
             except OSError as exc:  # port in use, address not ours: say which, in one line
                 host, port = self.health_listen
                 raise HealthListenError(f"--health {host}:{port}: {exc.strerror or exc}") from None
-            self.events.message(f"health endpoint on http://{self.health_text()}")
+            address = self.health_text()
+            self.events.message(
+                f"health endpoint on http://{address} (the web page: http://{address}/)"
+            )
         secret = secrets.token_hex(16)
         if serve_control:
             self._control = ControlServer(self.dir / "manager.sock", secret, self._handlers())
