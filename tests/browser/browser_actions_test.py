@@ -332,3 +332,17 @@ def test_launch_with_json_config_and_tags_from_the_keyboard_alone(
     assert run["run_config"] == {"seconds": 0, "note": "from the keyboard"}
     assert run["tags"].get("owner") == "keyboard" and run["tags"].get("ticket") == "WSM-10"
     assert page.js_errors == []
+
+
+def test_another_jobs_launch_form_starts_empty(page: Any, served_workspace: Served) -> None:
+    """Tags typed for one job rode along silently with the next job's launch: another job's
+    form starts empty, the same job's keeps what was typed (a retry after an error)."""
+    page.goto(served_workspace.url + "/locations/team")
+    config, tags = page.locator("#launch-config"), page.locator("#launch-tags")
+    page.click('tr[data-job="ticker"] button[data-action="launch"]')
+    config.fill('{"lines": 3}')
+    tags.fill("who=me")
+    page.click('tr[data-job="ticker"] button[data-action="launch"]')
+    assert (config.input_value(), tags.input_value()) == ('{"lines": 3}', "who=me")
+    page.click('tr[data-job="quick"] button[data-action="launch"]')
+    assert (config.input_value(), tags.input_value()) == ("", "")

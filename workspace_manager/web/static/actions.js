@@ -132,6 +132,7 @@
       var form = document.getElementById("launch");
       if (!form) return;
       launcher = button;
+      if (form.elements.job.value !== (button.dataset.job || "")) clearLaunch(form);
       form.elements.job.value = button.dataset.job || "";
       form.elements.repository.value = button.dataset.repository || "";
       var title = form.querySelector("[data-launch-job]");
@@ -147,6 +148,20 @@
       if (launcher) launcher.focus();
     }
   };
+
+  // Another job's form starts empty: a config or tags typed for one job never ride along
+  // silently with the next one's launch.
+  function clearLaunch(form) {
+    ["run_config", "tags"].forEach(function (name) {
+      if (form.elements[name]) form.elements[name].value = "";
+    });
+  }
+  // Back to this page from the run it launched (the browser's page cache keeps the form as
+  // it was): the form is closed and empty again.
+  window.addEventListener("pageshow", function (ev) {
+    var form = document.getElementById("launch");
+    if (ev.persisted && form) { clearLaunch(form); form.elements.job.value = ""; form.hidden = true; }
+  });
 
   function toggle(button, verb) {
     var row = button.closest("tr");
