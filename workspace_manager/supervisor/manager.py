@@ -57,7 +57,7 @@ class EventSink:
     # (RunRecord, event: its new status in lower case, e.g. "queued", "success"); docs/daemon.md
     run: Callable[[Any, str], None] = lambda record, event: None
     tick: Callable[[Any], None] = lambda tick: None  # a TickRecord, once it has its result
-    # a schedule or sensor started or stopped: {"kind", "location", "name", "status"}
+    # a schedule or sensor started or stopped: {"kind", "location", "name", "status", "next_tick"}
     instigator: Callable[[dict], None] = lambda doc: None
 
 
