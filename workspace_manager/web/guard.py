@@ -31,7 +31,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -109,16 +109,13 @@ class Guard:
 
 class _WriteDeadline(asyncio.Protocol):
     """A write deadline, mixed in before a uvicorn protocol: a connection whose writes stay
-    paused (its client reads nothing) `_write_timeout()` seconds is dropped."""
+    paused (its client reads nothing) `_write_timeout()` seconds is dropped. The class it is
+    mixed into gives `_write_timeout()` (its guard's limit) and `drop()` (abort at once)."""
 
     _write_timer: Optional[asyncio.TimerHandle] = None
     loop: asyncio.AbstractEventLoop
-
-    def _write_timeout(self) -> float:
-        raise NotImplementedError
-
-    def drop(self) -> None:
-        raise NotImplementedError
+    _write_timeout: Callable[[], float]
+    drop: Callable[[], None]
 
     def pause_writing(self) -> None:
         super().pause_writing()
