@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
+from workspace_manager.cancelling import cancel_and_wait
 from workspace_manager.daemon import loops
 from workspace_manager.daemon.clock import Clock
 from workspace_manager.daemon.instigators import (
@@ -201,16 +202,10 @@ class Daemon:
 
     async def _cancel(self, keys: List[TaskKey]) -> None:
         tasks = [self._tasks.pop(k) for k in keys if k in self._tasks]
-        for task in tasks:
-            task.cancel()
         # a cancelled task finishes recording its tick first (commit is shielded): its
         # successor reads the state it left. A location call's asyncio.wait_for may swallow
-        # the cancel as its answer comes (before Python 3.12, gh-86296): cancel it again.
-        pending = set(tasks)
-        while pending:
-            _, pending = await asyncio.wait(pending, timeout=CANCEL_AGAIN_SECONDS)
-            for task in pending:
-                task.cancel()
+        # the cancel as its answer comes (cancelling.py): it is cancelled again.
+        await cancel_and_wait(tasks, CANCEL_AGAIN_SECONDS)
 
     async def _load_last_ticks(self, instigators: List[Instigator]) -> None:
         missing = [i for i in instigators if i.key not in self._last_ticks]

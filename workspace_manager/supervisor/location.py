@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Deque, List, Optional, Tuple, Union
 
+from workspace_manager.cancelling import cancel_and_wait
 from workspace_manager.protocol.messages import EXIT_LOAD_ERROR
 from workspace_manager.supervisor import looplag
 from workspace_manager.supervisor.instance import (
@@ -132,12 +133,9 @@ class Location:
 
     async def _halt(self, grace: float) -> None:
         """Cancel the location's task and stop its instance (its whole process tree)."""
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        if self._task is not None:
+            # again and again: a start may swallow the first cancel (cancelling.py)
+            await cancel_and_wait([self._task])
         if self.instance is not None:
             await self.instance.stop(grace)
             self.instance = None
@@ -216,6 +214,8 @@ class Location:
                 exit_info = exc.info
             else:
                 self.instance = inst
+                if self._stopping:  # loaded as the stop came: never shown ready
+                    return
                 self._became_ready(inst, "")
                 served = await self._serve(inst)
                 if served is None:
