@@ -1,0 +1,893 @@
+"""Issue-11 benchmark: how far wsm's start-up is from what the interpreter allows, beside Dagster.
+
+    python bench/startup_bench.py                 # 1, 10, 100 locations, 30 s idle, Dagster: 1-2 min + Dagster
+    python bench/startup_bench.py --quick         # 1 and 10 locations, 2 s idle, no launch bench: ~20-40 s
+    python bench/startup_bench.py --thousand      # adds 1,000 locations (about 15 GB of RAM today)
+    python bench/startup_bench.py --wsm OTHER_VENV/bin/wsm   # measure another install (or OTHER_VENV)
+    python bench/startup_bench.py --no-dagster    # wsm only
+
+The wsm measured is, by default, the `wsm` beside the running interpreter; `--wsm` names
+another one (its executable, or the virtualenv holding it), so a build before and after a
+change, or an installed wheel, can be compared. Every process of that install runs on the
+interpreter its `wsm` script runs on (read from the virtualenv or the script's first line);
+each figure's floor is measured on that interpreter in the same run.
+
+What it measures (medians of wall time unless said; nearest-rank percentiles):
+
+- floors: `python -c pass` (an interpreter's start), and a bare interpreter that imports the
+  trivial location's code (`import trivial_repo`, which imports the SDK through a folder
+  holding only a `workspace_manager` symlink, as a location does) and reports it on stdout;
+  its unique memory (USS, from /proc/PID/smaps_rollup) once it has.
+- commands: `wsm --version`, `wsm status` with no manager (exit 3) and with one running (one
+  location), `wsm list` of one location (it starts and loads that location: its floor is
+  both floors added). Each command's floor is `python -c pass`.
+- `wsm up` with N trivial locations (N = 1, 10, 100; 1,000 with `--thousand`), health on a
+  port picked here: spawn -> the health endpoint's first answer, and spawn -> `/readyz` 200
+  (every location ready: the all-ready time; polled every 5 ms on a new connection); the
+  manager's RSS and USS once ready and after the idle window, its open fds; each location's
+  USS (median of up to 50) and that over the bare interpreter's; the manager's CPU over an
+  idle window (`--idle`, 30 s; 2 s with `--quick`) as % of one core, and the locations' sum;
+  `/livez` round trips on one open keep-alive socket, p50 / p99; then SIGTERM (as Ctrl-C):
+  the time to exit, and every process the run saw (the manager, its descendants, each
+  location's pid from /status) checked gone; a survivor is killed and reported in
+  `processes_left` (the bench's exit status is then 1).
+- run launch latency: bench/run_launch_bench.py run on the measured install's interpreter
+  (`--launch-runs`, 5; 0 skips it). That script imports this checkout's client to talk to
+  the manager; the `wsm` commands and the runs it times are the measured install's.
+- Dagster (1.13, `dagster-webserver` in a throwaway venv, `$XDG_CACHE_HOME/wsm-bench/
+  dagster-webserver-1.13-venv`, installed once on first use): `dagster --version`, and its
+  webserver on the same workspace shape (one trivial `@job` of one `@op` per location, as
+  `python_file` entries): spawn -> every location LOADED in its GraphQL `workspaceOrError`
+  (polled every 50 ms), RSS of the webserver and of its whole tree. Measured with 1 and 10
+  locations (2 with `--quick`); 100 and 1,000 are *extrapolated* linearly from those and
+  marked so. Dagster is never a dependency of wsm.
+
+The machine these figures are taken on is usually shared (2 cores, other test runs): the
+JSON records the load average at the start and the end; figures are indicative, compare
+runs taken together. Prints a table, then one JSON line with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import measure  # noqa: E402
+
+DAGSTER_VENV = "dagster-webserver-1.13-venv"
+DAGSTER_SPEC = "dagster-webserver>=1.13,<1.14"
+
+TRIVIAL_WSM = """\
+from workspace_manager import job, repository
+
+
+@job
+def noop(context):
+    pass
+
+
+@repository
+def repo():
+    return [noop]
+"""
+
+TRIVIAL_DAGSTER = """\
+from dagster import Definitions, job, op
+
+
+@op
+def noop_op():
+    pass
+
+
+@job
+def noop():
+    noop_op()
+
+
+defs = Definitions(jobs=[noop])
+"""
+
+TARGETS = {
+    "wsm_version_ms": 60,
+    "wsm_status_ms": 60,
+    "up_1_readyz_ms": 150,
+    "up_100_readyz_ms": 1500,
+    "up_100_manager_rss_mb": 60,
+    "up_100_location_uss_over_floor_mb": 4,
+    "up_100_idle_cpu_pct": 0.5,
+    "up_1000_livez_p99_ms": 5,
+}
+
+
+# -- the install under test ----------------------------------------------------------------------
+
+
+class Target:
+    """A `wsm` executable and the interpreter its script runs on."""
+
+    def __init__(self, wsm: Path, python: Path) -> None:
+        self.wsm = wsm
+        self.python = python
+        self.version = ""
+        self.package_dir = ""
+
+    @classmethod
+    def resolve(cls, given: Optional[str]) -> "Target":
+        """From `--wsm` (an executable, a virtualenv, or None for this interpreter's).
+
+        Raises SystemExit with one line when no `wsm` is there.
+        """
+        if given is None:
+            wsm = Path(sys.executable).parent / "wsm"
+        else:
+            wsm = Path(given).expanduser()
+            if wsm.is_dir():
+                wsm = wsm / "bin" / "wsm" if (wsm / "bin" / "wsm").exists() else wsm / "wsm"
+        if not wsm.is_file() or not os.access(wsm, os.X_OK):
+            raise SystemExit(f"startup_bench: no wsm executable at {wsm}")
+        python = wsm.parent / "python"
+        if not python.exists():  # an installed script: its shebang names the interpreter
+            first = wsm.read_bytes().split(b"\n", 1)[0]
+            if not first.startswith(b"#!"):
+                raise SystemExit(f"startup_bench: cannot tell which python runs {wsm}")
+            python = Path(first[2:].decode().strip().split()[0])
+        target = cls(wsm.absolute(), python.absolute())
+        probe = subprocess.run(
+            [
+                str(target.python),
+                "-c",
+                "import os, workspace_manager as w; print(os.path.dirname(os.path.realpath(w.__file__)))",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if probe.returncode != 0:
+            raise SystemExit(f"startup_bench: {target.python} cannot import workspace_manager")
+        target.package_dir = probe.stdout.strip()
+        version = subprocess.run([str(target.wsm), "--version"], capture_output=True, text=True)
+        target.version = (version.stdout or version.stderr).strip()
+        return target
+
+
+def bench_env(root: Path) -> Dict[str, str]:
+    """This environment with private wsm folders; warm bytecode caches (see bench/README.md)."""
+    env = measure.bench_env()
+    env.pop("PYTHONPATH", None)
+    for name in ("RUNTIME", "STATE", "CACHE"):
+        env[f"WSM_{name}_DIR"] = str(root / f".wsm-{name.lower()}")
+    return env
+
+
+def write_workspace(root: Path, count: int, source: str) -> Path:
+    """`root/workspace.yaml` with `count` python_file locations `loc000...`, each its own folder."""
+    root.mkdir(parents=True, exist_ok=True)
+    lines = ["load_from:"]
+    for i in range(count):
+        name = f"loc{i:03d}"
+        (root / name).mkdir(exist_ok=True)
+        (root / name / "trivial_repo.py").write_text(source)
+        lines += [
+            "  - python_file:",
+            f"      relative_path: {name}/trivial_repo.py",
+            f"      location_name: {name}",
+            f"      working_directory: {name}",
+        ]
+    workspace = root / "workspace.yaml"
+    workspace.write_text("\n".join(lines) + "\n")
+    return workspace
+
+
+# -- small measurements --------------------------------------------------------------------------
+
+
+def ms_stats(samples_s: Sequence[float]) -> Dict[str, float]:
+    values = [s * 1000.0 for s in samples_s]
+    return {
+        "count": len(values),
+        "median_ms": round(statistics.median(values), 1),
+        "min_ms": round(min(values), 1),
+        "max_ms": round(max(values), 1),
+    }
+
+
+def time_command(
+    argv: Sequence[str], env: Dict[str, str], cwd: Path, runs: int, expect: int = 0
+) -> Dict[str, float]:
+    """Wall time of `argv` run to its end, `runs` times after one untimed run."""
+    samples = []
+    for i in range(runs + 1):
+        t0 = time.perf_counter()
+        done = subprocess.run(list(argv), env=env, cwd=cwd, capture_output=True, text=True)
+        elapsed = time.perf_counter() - t0
+        if done.returncode != expect:
+            raise RuntimeError(
+                f"{' '.join(argv)}: exit {done.returncode}, expected {expect}:\n"
+                f"{(done.stderr or done.stdout)[-800:]}"
+            )
+        if i:
+            samples.append(elapsed)
+    return ms_stats(samples)
+
+
+def uss_bytes(pid: int) -> int:
+    """Unique set size: Private_Clean + Private_Dirty of /proc/PID/smaps_rollup (psutil's USS)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            text = f.read()
+    except OSError:
+        return 0
+    total = 0
+    for line in text.splitlines():
+        if line.startswith(("Private_Clean:", "Private_Dirty:")):
+            total += int(line.split()[1]) * 1024
+    return total
+
+
+def rss_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (its threads included, not its children), in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return 0.0
+    fields = data[data.rindex(b")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def open_fds(pid: int) -> Optional[int]:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+
+
+def alive(pid: int) -> bool:
+    """True for a process that exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return False
+    return data[data.rindex(b")") + 2 :].split()[0] != b"Z"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(port: int, path: str, timeout: float = 10.0) -> tuple:
+    """(status, body) of one GET on a new connection; raises OSError while nothing listens."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def livez_round_trips(port: int, count: int) -> Dict[str, float]:
+    """`GET /livez` on one open keep-alive socket, one after another, after 20 untimed."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    samples: List[float] = []
+    try:
+        for i in range(count + 20):
+            t0 = time.perf_counter()
+            conn.request("GET", "/livez")
+            resp = conn.getresponse()
+            resp.read()
+            if i >= 20:
+                samples.append((time.perf_counter() - t0) * 1000.0)
+            if resp.status != 200:
+                raise RuntimeError(f"/livez answered {resp.status}")
+    finally:
+        conn.close()
+    return {
+        "count": count,
+        "p50_ms": round(measure.percentile(samples, 50), 3),
+        "p99_ms": round(measure.percentile(samples, 99), 3),
+    }
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+# -- floors --------------------------------------------------------------------------------------
+
+
+def measure_floors(target: Target, root: Path, env: Dict[str, str], runs: int) -> Dict[str, Any]:
+    """`python -c pass`, and a bare interpreter importing the trivial repository (time, USS)."""
+    code = root / "floor"
+    code.mkdir()
+    (code / "trivial_repo.py").write_text(TRIVIAL_WSM)
+    sdk = root / "floor-sdk"
+    sdk.mkdir()
+    os.symlink(target.package_dir, sdk / "workspace_manager")  # as loader/launch.py's sdk dir
+    python = str(target.python)
+    argv = measure.bare_import_argv(python, [str(sdk), str(code)], "trivial_repo")
+    passes: List[float] = []
+    imports: List[float] = []
+    uss: List[int] = []
+    rss: List[int] = []
+    for i in range(runs + 1):  # the first writes any .pyc, untimed
+        t0 = time.perf_counter()
+        subprocess.run([python, "-c", "pass"], env=env, check=True)
+        elapsed = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        proc = measure.spawn(
+            argv,
+            cwd=str(code),
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            imported = time.perf_counter() - t0
+            if line.strip() != b"imported":
+                raise RuntimeError(f"the bare import failed: {proc.stderr.read()[-800:]!r}")  # type: ignore[union-attr]
+            if i:
+                uss.append(uss_bytes(proc.pid))
+                rss.append(rss_of(proc.pid))
+        finally:
+            measure.stop(proc)
+        if i:
+            passes.append(elapsed)
+            imports.append(imported)
+    return {
+        "python_pass": ms_stats(passes),
+        "python_import_repo": ms_stats(imports),
+        "bare_uss_mb": round(statistics.median(uss) / 2**20, 2),
+        "bare_rss_mb": round(statistics.median(rss) / 2**20, 2),
+    }
+
+
+# -- wsm up --------------------------------------------------------------------------------------
+
+
+class Up:
+    """`wsm up` on a workspace, in its own session, health on a port picked here.
+
+    Every pid it is seen to own is kept in `pids`; `close()` stops it with SIGTERM and
+    checks each of them gone.
+    """
+
+    def __init__(self, target: Target, workspace: Path, env: Dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.log = log
+        self.pids: Set[int] = set()
+        with open(log, "wb") as out:
+            self.t0 = time.perf_counter()
+            self.proc = subprocess.Popen(
+                [
+                    str(target.wsm),
+                    "up",
+                    "-w",
+                    str(workspace),
+                    "--health",
+                    f"127.0.0.1:{self.port}",
+                    "--quiet-output",
+                ],
+                cwd=workspace.parent,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.pids.add(self.proc.pid)
+
+    def _died(self) -> None:
+        if self.proc.poll() is not None:
+            tail = self.log.read_text(errors="replace").splitlines()[-20:]
+            raise RuntimeError(f"wsm up exited with {self.proc.returncode}:\n" + "\n".join(tail))
+
+    def wait_ready(self, timeout: float) -> Dict[str, float]:
+        """Poll `/readyz` (new connection each time, every 5 ms) until 200; seconds from spawn
+        to the endpoint's first answer and to the 200."""
+        first: Optional[float] = None
+        deadline = self.t0 + timeout
+        while True:
+            try:
+                status, _ = http_get(self.port, "/readyz", timeout=5)
+                now = time.perf_counter()
+                if first is None:
+                    first = now - self.t0
+                if status == 200:
+                    return {"health_answers_s": first, "readyz_200_s": now - self.t0}
+            except OSError:
+                self._died()
+            if time.perf_counter() > deadline:
+                self._died()
+                raise RuntimeError(f"/readyz not 200 after {timeout:g} s (log: {self.log})")
+            self.track()
+            time.sleep(0.005)
+
+    def track(self) -> None:
+        """Remember every descendant of the manager now (a location may leave its group)."""
+        try:
+            self.pids.update(measure.process_tree(self.proc.pid))
+        except OSError:
+            pass
+
+    def status(self) -> Dict[str, Any]:
+        status, body = http_get(self.port, "/status", timeout=30)
+        if status != 200:
+            raise RuntimeError(f"/status answered {status}")
+        doc: Dict[str, Any] = json.loads(body)
+        for loc in doc.get("locations", {}).values():
+            if loc.get("pid"):
+                self.pids.add(int(loc["pid"]))
+        return doc
+
+    def close(self) -> Dict[str, Any]:
+        """SIGTERM (what Ctrl-C does), wait; then every pid seen must be gone (killed if not)."""
+        self.track()
+        t0 = time.perf_counter()
+        stopped_s: Optional[float] = None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+                stopped_s = time.perf_counter() - t0
+            except subprocess.TimeoutExpired:
+                pass
+        deadline = time.monotonic() + 10  # "gone within a few seconds" (SPEC 6)
+        left = [p for p in self.pids if alive(p)]
+        while left and time.monotonic() < deadline:
+            time.sleep(0.05)
+            left = [p for p in left if alive(p)]
+        killed = measure.kill_tree(left)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if self.proc.poll() is None:
+            self.proc.wait(10)
+        return {
+            "exit_code": self.proc.returncode,
+            "stop_s": stopped_s,
+            "processes_seen": len(self.pids),
+            "processes_left": sorted(killed),
+        }
+
+
+def measure_up(
+    target: Target,
+    root: Path,
+    env: Dict[str, str],
+    count: int,
+    idle_s: float,
+    livez: int,
+    floors: Dict[str, Any],
+    with_status_command: int = 0,
+) -> Dict[str, Any]:
+    """One `wsm up` of `count` trivial locations: every figure of the module docstring."""
+    workspace = write_workspace(root / f"ws-{count}", count, TRIVIAL_WSM)
+    up = Up(target, workspace, env, root / f"up-{count}.log")
+    result: Dict[str, Any] = {"locations": count}
+    try:
+        ready = up.wait_ready(timeout=60 + count * 0.5)
+        result["health_answers_ms"] = round(ready["health_answers_s"] * 1000, 1)
+        result["readyz_200_ms"] = round(ready["readyz_200_s"] * 1000, 1)
+        doc = up.status()
+        up.track()
+        states: Dict[str, int] = {}
+        for loc in doc["locations"].values():
+            states[loc["state"]] = states.get(loc["state"], 0) + 1
+        result["states"] = states
+        manager = up.proc.pid
+        loc_pids = [int(loc["pid"]) for loc in doc["locations"].values() if loc.get("pid")]
+        result["manager_rss_mb"] = round(rss_of(manager) / 2**20, 1)
+        result["manager_uss_mb"] = round(uss_bytes(manager) / 2**20, 1)
+        result["manager_fds"] = open_fds(manager)
+        sample = loc_pids[:: max(1, len(loc_pids) // 50)][:50]
+        uss = [uss_bytes(p) for p in sample]
+        uss = [u for u in uss if u]
+        if uss:
+            median_uss = statistics.median(uss) / 2**20
+            result["location_uss_mb"] = round(median_uss, 2)
+            result["location_uss_over_floor_mb"] = round(median_uss - floors["bare_uss_mb"], 2)
+            result["location_rss_mb"] = round(
+                statistics.median(rss_of(p) for p in sample) / 2**20, 2
+            )
+        result["tree_processes"] = len(measure.process_tree(manager))
+        # idle: let the start's tail (first heartbeats, samples) pass, then count CPU
+        time.sleep(min(2.0, idle_s / 4))
+        m0, l0, w0 = cpu_seconds(manager), sum(cpu_seconds(p) for p in loc_pids), time.monotonic()
+        time.sleep(idle_s)
+        m1, l1, w1 = cpu_seconds(manager), sum(cpu_seconds(p) for p in loc_pids), time.monotonic()
+        result["idle_window_s"] = round(w1 - w0, 1)
+        result["manager_idle_cpu_pct"] = round((m1 - m0) / (w1 - w0) * 100, 2)
+        result["locations_idle_cpu_pct"] = round((l1 - l0) / (w1 - w0) * 100, 2)
+        result["manager_rss_after_idle_mb"] = round(rss_of(manager) / 2**20, 1)
+        if livez:
+            result["livez"] = livez_round_trips(up.port, livez)
+        if with_status_command:
+            result["wsm_status_running"] = time_command(
+                [str(target.wsm), "status", "-w", str(workspace)],
+                env,
+                workspace.parent,
+                with_status_command,
+            )
+        up.track()
+    finally:
+        result["stop"] = up.close()
+    return result
+
+
+# -- run launch ----------------------------------------------------------------------------------
+
+
+def measure_launch(target: Target, runs: int) -> Dict[str, Any]:
+    """bench/run_launch_bench.py on the target's interpreter; its JSON line."""
+    done = subprocess.run(
+        [str(target.python), str(HERE / "run_launch_bench.py"), "--runs", str(runs)],
+        capture_output=True,
+        text=True,
+        timeout=120 + 20 * runs,
+        start_new_session=True,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"run_launch_bench failed: {(done.stderr or done.stdout)[-800:]}")
+    result: Dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+# -- Dagster -------------------------------------------------------------------------------------
+
+LOCATIONS_QUERY = (
+    "{ workspaceOrError { __typename ... on Workspace { locationEntries "
+    "{ name loadStatus locationOrLoadError { __typename } } } } }"
+)
+
+
+def dagster_venv(venv_dir: Optional[str], log: Callable[[str], None]) -> Optional[Path]:
+    """The Dagster venv's bin folder (installed once, reused), or None if it cannot be had."""
+    import dagster_location
+
+    venv = Path(venv_dir) if venv_dir else dagster_location.CACHE_ROOT / DAGSTER_VENV
+    python = dagster_location.ensure_venv(venv, log=log, spec=DAGSTER_SPEC)
+    if python is None or not (venv / "bin" / "dagster-webserver").exists():
+        return None
+    return venv / "bin"
+
+
+def dagster_loaded(port: int, count: int) -> bool:
+    """True once the webserver's GraphQL lists `count` locations, every one LOADED."""
+    body = json.dumps({"query": LOCATIONS_QUERY}).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", "/graphql", body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        data = resp.read()
+    finally:
+        conn.close()
+    if resp.status != 200:
+        return False
+    doc = json.loads(data)
+    entries = ((doc.get("data") or {}).get("workspaceOrError") or {}).get("locationEntries") or []
+    if len(entries) != count or any(e["loadStatus"] != "LOADED" for e in entries):
+        return False
+    errors = [e["name"] for e in entries if e["locationOrLoadError"]["__typename"] != "CodeLocation"]
+    if errors:
+        raise RuntimeError(f"Dagster could not load {errors}")
+    return True
+
+
+def dagster_webserver(bindir: Path, root: Path, count: int) -> Dict[str, Any]:
+    """`dagster-webserver -w` on `count` trivial locations: spawn -> all LOADED, memory."""
+    workspace = write_workspace(root / f"dagster-ws-{count}", count, TRIVIAL_DAGSTER)
+    home = root / f"dagster-home-{count}"
+    home.mkdir()
+    port = free_port()
+    log = root / f"dagster-webserver-{count}.log"
+    env = measure.bench_env(DAGSTER_HOME=str(home))
+    env.pop("PYTHONPATH", None)
+    argv = [str(bindir / "dagster-webserver"), "-w", str(workspace), "-h", "127.0.0.1"]
+    argv += ["-p", str(port)]
+    pids: Set[int] = set()
+    with open(log, "wb") as out:
+        t0 = time.perf_counter()
+        proc = measure.spawn(argv, cwd=str(workspace.parent), env=env, stdin=subprocess.DEVNULL,
+                             stdout=out, stderr=subprocess.STDOUT)
+    result: Dict[str, Any] = {"locations": count}
+    try:
+        deadline = t0 + 120 + 30 * count
+        while True:
+            pids.update(measure.process_tree(proc.pid))
+            try:
+                if dagster_loaded(port, count):
+                    result["all_loaded_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+                    break
+            except (OSError, ValueError):
+                pass
+            if proc.poll() is not None:
+                tail = log.read_text(errors="replace").splitlines()[-20:]
+                raise RuntimeError("dagster-webserver exited:\n" + "\n".join(tail))
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"Dagster's locations not loaded in time (log: {log})")
+            time.sleep(0.05)
+        tree = measure.process_tree(proc.pid)
+        pids.update(tree)
+        result["webserver_rss_mb"] = round(rss_of(proc.pid) / 2**20, 1)
+        result["tree_rss_mb"] = round(sum(rss_of(p) for p in tree) / 2**20, 1)
+        result["tree_processes"] = len(tree)
+    finally:
+        measure.stop(proc, grace_s=15.0)
+        time.sleep(0.2)
+        result["processes_left"] = sorted(measure.kill_tree([p for p in pids if alive(p)]))
+    return result
+
+
+def extrapolate(points: Dict[int, float], count: int) -> float:
+    """A line through the measured (locations, ms) points (proportional from one point)."""
+    xs = sorted(points)
+    if len(xs) == 1:
+        return points[xs[0]] / xs[0] * count
+    lo, hi = xs[0], xs[-1]
+    slope = (points[hi] - points[lo]) / (hi - lo)
+    return points[lo] + slope * (count - lo)
+
+
+def measure_dagster(
+    bindir: Path, root: Path, sizes: Sequence[int], runs: int, wanted: Sequence[int]
+) -> Dict[str, Any]:
+    """Dagster's figures: `dagster --version`, the webserver at `sizes`, the rest extrapolated."""
+    env = measure.bench_env()
+    env.pop("PYTHONPATH", None)
+    result: Dict[str, Any] = {}
+    version = subprocess.run([str(bindir / "dagster"), "--version"], capture_output=True, text=True)
+    result["version"] = version.stdout.strip()
+    result["dagster_version_cmd"] = time_command([str(bindir / "dagster"), "--version"], env, root, runs)
+    result["webserver"] = {}
+    for count in sizes:
+        result["webserver"][str(count)] = dagster_webserver(bindir, root, count)
+    points = {int(k): v["all_loaded_ms"] for k, v in result["webserver"].items()}
+    result["extrapolated_all_loaded_ms"] = {
+        str(n): round(extrapolate(points, n), 1) for n in wanted if n not in points
+    }
+    return result
+
+
+# -- the report ----------------------------------------------------------------------------------
+
+
+def fmt_ms(value: Optional[float]) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 1000:.2f} s" if value >= 10000 else f"{value:.1f} ms"
+
+
+def report(result: Dict[str, Any]) -> List[str]:
+    """The table's lines: figure, wsm, floor, over the floor, target, Dagster."""
+    floors = result["floors"]
+    cmd = result["commands"]
+    dag = result.get("dagster") or {}
+    pass_ms = floors["python_pass"]["median_ms"]
+    import_ms = floors["python_import_repo"]["median_ms"]
+    rows: List[tuple] = []
+
+    def row(name: str, wsm: Optional[float], floor: Optional[float], target: str, other: str = "") -> None:
+        over = fmt_ms(wsm - floor) if wsm is not None and floor is not None else "-"
+        rows.append((name, fmt_ms(wsm), fmt_ms(floor), over, target, other))
+
+    rows.append(("floor: python -c pass", fmt_ms(pass_ms), "", "", "", ""))
+    rows.append(("floor: bare import of the repo", fmt_ms(import_ms), "", "", "", ""))
+    dver = (dag.get("dagster_version_cmd") or {}).get("median_ms")
+    row("wsm --version", cmd["version"]["median_ms"], pass_ms, "<= 60 ms",
+        f"dagster --version {fmt_ms(dver)}" if dver else "")
+    row("wsm status, no manager", cmd["status_no_manager"]["median_ms"], pass_ms, "<= 60 ms")
+    running = (result["up"].get("1") or {}).get("wsm_status_running")
+    row("wsm status, a manager running", running["median_ms"] if running else None, pass_ms, "<= 60 ms")
+    row("wsm list, 1 location", cmd["list_1"]["median_ms"], pass_ms + import_ms, "")
+    web = dag.get("webserver") or {}
+    extra = dag.get("extrapolated_all_loaded_ms") or {}
+    for count, up in result["up"].items():
+        n = int(count)
+        target = {1: "<= 150 ms", 100: "<= 1.5 s"}.get(n, "")
+        other = ""
+        if count in web:
+            other = f"{fmt_ms(web[count]['all_loaded_ms'])} (measured)"
+        elif count in extra:
+            other = f"~{fmt_ms(extra[count])} (extrapolated)"
+        floor = import_ms * n / 2 if n > 1 else import_ms  # n interpreters on 2 cores
+        row(f"wsm up, {n}: spawn -> /readyz 200", up.get("readyz_200_ms"), floor, target, other)
+        row(f"  {n}: spawn -> health answers", up.get("health_answers_ms"), None, "")
+        rows.append((f"  {n}: manager RSS / USS (MB)",
+                     f"{up.get('manager_rss_mb')} / {up.get('manager_uss_mb')}", "", "",
+                     "RSS <= 60" if n >= 100 else "",
+                     f"webserver {web[count]['webserver_rss_mb']}, tree {web[count]['tree_rss_mb']}"
+                     if count in web else ""))
+        rows.append((f"  {n}: location USS (MB)", str(up.get("location_uss_mb")),
+                     str(floors["bare_uss_mb"]), str(up.get("location_uss_over_floor_mb")),
+                     "over <= 4", ""))
+        rows.append((f"  {n}: idle CPU, manager / locations (% core)",
+                     f"{up.get('manager_idle_cpu_pct')} / {up.get('locations_idle_cpu_pct')}",
+                     "", "", "manager <= 0.5" if n >= 100 else "", ""))
+        if up.get("livez"):
+            rows.append((f"  {n}: /livez p50 / p99 (ms)",
+                         f"{up['livez']['p50_ms']} / {up['livez']['p99_ms']}", "", "",
+                         "p99 < 5" if n >= 1000 else "", ""))
+        rows.append((f"  {n}: SIGTERM -> exit, processes left", f"{fmt_ms((up['stop']['stop_s'] or 0) * 1000)}, "
+                     f"{len(up['stop']['processes_left'])}", "", "", "0 left", ""))
+    for count, ms in extra.items():
+        if count not in result["up"]:
+            rows.append((f"wsm up, {count}", "(not run)", "", "", "", f"~{fmt_ms(ms)} (extrapolated)"))
+    launch = result.get("launch")
+    if launch:
+        rows.append(("wsm job execute (trivial)", fmt_ms(launch["job_execute_command"]["median_ms"]),
+                     fmt_ms(launch["floor_interpreter_and_import"]["median_ms"]),
+                     fmt_ms(launch["job_execute_over_floor_ms"]), "", ""))
+        rows.append(("queued launch -> job's first line",
+                     fmt_ms(launch["queued_launch_to_first_line"]["median_ms"]),
+                     fmt_ms(launch["floor_interpreter_and_import"]["median_ms"]),
+                     fmt_ms(launch["queued_launch_over_floor_ms"]), "", ""))
+    head = ("figure", "wsm", "floor", "over floor", "target", "Dagster")
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(head, widths))]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return lines
+
+
+def check_targets(result: Dict[str, Any]) -> Dict[str, Any]:
+    """Each target's measured value and whether it is met (None: not measured this run)."""
+    up = result["up"]
+
+    def get(count: str, key: str) -> Optional[float]:
+        return (up.get(count) or {}).get(key)
+
+    running = (up.get("1") or {}).get("wsm_status_running")
+    values = {
+        "wsm_version_ms": result["commands"]["version"]["median_ms"],
+        "wsm_status_ms": max(
+            result["commands"]["status_no_manager"]["median_ms"],
+            running["median_ms"] if running else 0,
+        ),
+        "up_1_readyz_ms": get("1", "readyz_200_ms"),
+        "up_100_readyz_ms": get("100", "readyz_200_ms"),
+        "up_100_manager_rss_mb": get("100", "manager_rss_mb"),
+        "up_100_location_uss_over_floor_mb": get("100", "location_uss_over_floor_mb"),
+        "up_100_idle_cpu_pct": get("100", "manager_idle_cpu_pct"),
+        "up_1000_livez_p99_ms": ((up.get("1000") or {}).get("livez") or {}).get("p99_ms"),
+    }
+    return {
+        name: {"value": value, "target": TARGETS[name],
+               "met": None if value is None else value <= TARGETS[name]}
+        for name, value in values.items()
+    }
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--wsm", help="the wsm executable (or its virtualenv) to measure")
+    parser.add_argument("--quick", action="store_true", help="1 and 10 locations, short windows")
+    parser.add_argument("--thousand", action="store_true", help="also 1,000 locations")
+    parser.add_argument("--sizes", help="location counts, comma-separated (overrides the default)")
+    parser.add_argument("--idle", type=float, help="idle window in seconds (30; quick 2)")
+    parser.add_argument("--runs", type=int, help="runs of each command and floor (10; quick 3)")
+    parser.add_argument("--launch-runs", type=int, help="runs of run_launch_bench (5; quick 0)")
+    parser.add_argument("--no-dagster", action="store_true", help="wsm only")
+    parser.add_argument("--dagster-venv", help="where Dagster's webserver is installed")
+    parser.add_argument("--dagster-sizes", help="Dagster webserver location counts (1,10; quick 2)")
+    args = parser.parse_args(argv)
+    measure.sigterm_as_keyboard_interrupt()
+
+    sizes = [1, 10] if args.quick else [1, 10, 100]
+    if args.thousand:
+        sizes.append(1000)
+    if args.sizes:
+        sizes = sorted({int(s) for s in args.sizes.split(",")} | {1})  # 1 hosts `status`
+    idle = args.idle if args.idle is not None else (2.0 if args.quick else 30.0)
+    runs = args.runs if args.runs is not None else (3 if args.quick else 10)
+    launch_runs = args.launch_runs if args.launch_runs is not None else (0 if args.quick else 5)
+    dagster_sizes = [int(s) for s in (args.dagster_sizes or ("2" if args.quick else "1,10")).split(",")]
+    if max(sizes) >= 1000:
+        with open("/proc/meminfo") as f:
+            avail_kb = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
+        if avail_kb * 1024 < max(sizes) * 16 * 2**20:  # ~15.6 MB RSS a location before issue 11
+            print(f"startup_bench: {max(sizes)} locations may need ~{max(sizes) * 16 // 1024} GB; "
+                  f"{avail_kb // 2**20} GB available: going on", file=sys.stderr)
+
+    target = Target.resolve(args.wsm)
+    root = Path(tempfile.mkdtemp(prefix="wsm-startup-bench-"))
+    result: Dict[str, Any] = {
+        "wsm": str(target.wsm),
+        "python": str(target.python),
+        "wsm_version": target.version,
+        "package_dir": target.package_dir,
+        "quick": args.quick,
+        "load_average_start": load_average(),
+        "targets": {},
+    }
+    log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+    try:
+        env = bench_env(root)
+        log(f"measuring {target.wsm} ({target.version}) on {target.python}; load {load_average()}")
+        result["floors"] = measure_floors(target, root, env, runs)
+        wsm = str(target.wsm)
+        empty = root / "no-manager"
+        empty.mkdir()
+        write_workspace(empty, 1, TRIVIAL_WSM)
+        one = write_workspace(root / "list-1", 1, TRIVIAL_WSM)
+        result["commands"] = {
+            "version": time_command([wsm, "--version"], env, root, runs),
+            "status_no_manager": time_command([wsm, "status"], env, empty, runs, expect=3),
+            "list_1": time_command([wsm, "list", "-w", str(one)], env, one.parent, runs),
+        }
+        result["up"] = {}
+        for count in sizes:
+            log(f"wsm up, {count} location(s) ...")
+            result["up"][str(count)] = measure_up(
+                target, root, env, count, idle,
+                livez=50 if args.quick else 500,
+                floors=result["floors"],
+                with_status_command=runs if count == 1 else 0,
+            )
+        if launch_runs:
+            log("run launch (bench/run_launch_bench.py) ...")
+            result["launch"] = measure_launch(target, launch_runs)
+        if not args.no_dagster:
+            bindir = dagster_venv(args.dagster_venv, log)
+            if bindir is None:
+                result["dagster"] = None
+                log("Dagster is not available: its column stays empty")
+            else:
+                log(f"Dagster webserver, {dagster_sizes} location(s) ...")
+                result["dagster"] = measure_dagster(
+                    bindir, root, dagster_sizes, runs, sorted(set(sizes) | {100, 1000})
+                )
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    result["load_average_end"] = load_average()
+    result["targets"] = check_targets(result)
+    left = [p for up in result["up"].values() for p in up["stop"]["processes_left"]]
+    left += [p for d in ((result.get("dagster") or {}).get("webserver") or {}).values()
+             for p in d["processes_left"]]
+    result["processes_left"] = left
+    print("\n".join(report(result)))
+    print(f"load average {result['load_average_start']} -> {result['load_average_end']} "
+          "(a shared machine: the figures are indicative)")
+    if left:
+        print(f"PROCESSES LEFT BEHIND (killed): {left}")
+    print(json.dumps(result))
+    return 1 if left else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

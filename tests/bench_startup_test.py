@@ -1,0 +1,82 @@
+"""bench/startup_bench.py runs end to end in its quickest form, so it cannot silently rot.
+
+Not a measurement (the rules: speed in bench/, never a timed assertion): the figures must be
+there and plausible, every `wsm up` it started must be gone, and the install is named the
+way the lead compares builds (`--wsm VENV`).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench" / "startup_bench.py"
+
+sys.path.insert(0, str(ROOT / "bench"))
+import startup_bench  # noqa: E402
+
+
+def test_extrapolation_is_a_line_through_the_measured_points():
+    assert startup_bench.extrapolate({2: 4000.0}, 100) == pytest.approx(200000.0)
+    assert startup_bench.extrapolate({1: 2500.0, 10: 7000.0}, 100) == pytest.approx(51500.0)
+
+
+def test_a_missing_wsm_is_one_clear_line(tmp_path):
+    with pytest.raises(SystemExit, match="no wsm executable"):
+        startup_bench.Target.resolve(str(tmp_path))
+
+
+@pytest.mark.slow
+def test_quickest_run_measures_every_wsm_figure_and_leaves_nothing(tmp_path):
+    venv = Path(sys.executable).parent.parent  # the install, named as its virtualenv
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            "--quick",
+            "--no-dagster",
+            "--wsm",
+            str(venv),
+            "--sizes",
+            "1,2",
+            "--runs",
+            "1",
+            "--idle",
+            "0.5",
+            "--launch-runs",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["wsm"] == str(venv / "bin" / "wsm")
+    assert result["processes_left"] == []
+    floors = result["floors"]
+    assert floors["python_pass"]["median_ms"] > 0
+    assert floors["python_import_repo"]["median_ms"] > 0
+    assert floors["bare_uss_mb"] > 0
+    for name in ("version", "status_no_manager", "list_1"):
+        assert result["commands"][name]["median_ms"] > 0
+    assert set(result["up"]) == {"1", "2"}
+    for count, up in result["up"].items():
+        assert up["states"] == {"ready": int(count)}
+        assert 0 < up["health_answers_ms"] <= up["readyz_200_ms"]
+        assert up["manager_rss_mb"] > 0 and up["location_uss_mb"] > 0
+        assert up["manager_idle_cpu_pct"] >= 0
+        assert up["livez"]["p99_ms"] > 0
+        assert up["stop"]["exit_code"] == 0
+        assert up["stop"]["processes_left"] == []
+        assert up["stop"]["processes_seen"] >= 1 + int(count)  # the manager and its locations
+    assert result["up"]["1"]["wsm_status_running"]["median_ms"] > 0
+    assert result["launch"]["job_execute_command"]["median_ms"] > 0
+    assert result["targets"]["wsm_version_ms"]["value"] is not None
+    assert "wsm up, 1: spawn -> /readyz 200" in done.stdout
