@@ -36,8 +36,8 @@ What it measures (medians of wall time unless said; nearest-rank percentiles):
   location's pid from /status) checked gone; a survivor is killed and reported in
   `processes_left` (the bench's exit status is then 1).
 - run launch latency: bench/run_launch_bench.py run on the measured install's interpreter
-  (`--launch-runs`, 5; 0 skips it). That script imports this checkout's client to talk to
-  the manager; the `wsm` commands and the runs it times are the measured install's.
+  (`--launch-runs`, 5; 0 skips it), from a copy outside this checkout so that all of it,
+  the client it talks to the manager with included, is the measured install's.
 - Dagster (1.13, `dagster-webserver` in a throwaway venv, `$XDG_CACHE_HOME/wsm-bench/
   dagster-webserver-1.13-venv`, installed once on first use): `dagster --version`, and its
   webserver on the same workspace shape (one trivial `@job` of one `@op` per location, as
@@ -163,6 +163,7 @@ class Target:
             ],
             capture_output=True,
             text=True,
+            cwd="/",  # `-c` puts the working folder first on sys.path: not a checkout's
         )
         if probe.returncode != 0:
             raise SystemExit(f"startup_bench: {target.python} cannot import workspace_manager")
@@ -624,18 +625,27 @@ def measure_up(
 # -- run launch ----------------------------------------------------------------------------------
 
 
-def measure_launch(target: Target, runs: int) -> Dict[str, Any]:
-    """bench/run_launch_bench.py on the target's interpreter; its JSON line."""
+def measure_launch(target: Target, root: Path, runs: int) -> Dict[str, Any]:
+    """bench/run_launch_bench.py on the target's interpreter; its JSON line.
+
+    Run from a copy in a folder of its own: the script puts its checkout first on sys.path,
+    which would make the measured install talk to its manager with this checkout's code.
+    """
+    copy = root / "launch-bench" / "bench" / "run_launch_bench.py"
+    copy.parent.mkdir(parents=True)
+    shutil.copy(HERE / "run_launch_bench.py", copy)
     done = subprocess.run(
-        [str(target.python), str(HERE / "run_launch_bench.py"), "--runs", str(runs)],
+        [str(target.python), str(copy), "--runs", str(runs)],
         capture_output=True,
         text=True,
         timeout=120 + 20 * runs,
+        cwd="/",
         start_new_session=True,
     )
     if done.returncode != 0:
         raise RuntimeError(f"run_launch_bench failed: {(done.stderr or done.stdout)[-800:]}")
     result: Dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result.pop("wsm_pyc_files_before", None)  # counted in the copy's folder: meaningless
     return result
 
 
@@ -1067,7 +1077,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             )
         if launch_runs:
             log("run launch (bench/run_launch_bench.py) ...")
-            result["launch"] = measure_launch(target, launch_runs)
+            result["launch"] = measure_launch(target, root, launch_runs)
         if not args.no_dagster and (args.dagster_sizes or not args.quick):
             bindir = dagster_venv(args.dagster_venv, log)
             if bindir is None:

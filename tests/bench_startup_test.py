@@ -31,6 +31,17 @@ def test_a_missing_wsm_is_one_clear_line(tmp_path):
         startup_bench.Target.resolve(str(tmp_path))
 
 
+def test_the_install_is_the_venvs_not_a_package_in_the_working_folder(tmp_path, monkeypatch):
+    # `python -c` puts the working folder first on sys.path: a checkout there must not pass
+    # for the install under test
+    (tmp_path / "workspace_manager").mkdir()
+    (tmp_path / "workspace_manager" / "__init__.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    target = startup_bench.Target.resolve(str(Path(sys.executable).parent / "wsm"))
+    assert target.python == Path(sys.executable).parent / "python"
+    assert target.package_dir == str(ROOT / "workspace_manager")
+
+
 @pytest.mark.slow
 def test_quickest_run_measures_every_wsm_figure_and_leaves_nothing(tmp_path):
     venv = Path(sys.executable).parent.parent  # the install, named as its virtualenv
