@@ -22,8 +22,10 @@ What it measures (medians of wall time unless said; nearest-rank percentiles):
   location), `wsm list` of one location (it starts and loads that location). Each sample's
   floor is taken just before it, under the same load: `python -c pass` (for `wsm list`, that
   and then the bare import); *over floor* is the median of the paired differences.
-- the floor of `wsm up` with N locations: N bare imports, one in flight per CPU, until all
-  have exited, measured just before that `wsm up`.
+- the floor of `wsm up` with N locations: N bare imports started at once, until all have
+  exited, measured just before that `wsm up`: wall time, and the CPU seconds they used. On
+  a loaded machine the CPU figures (`wsm up`'s: the manager's and every location's CPU when
+  `/readyz` first says 200) compare better than wall times.
 - `wsm up` with N trivial locations (N = 1, 10, 100; 1,000 with `--thousand`), health on a
   port picked here: spawn -> the health endpoint's first answer, and spawn -> `/readyz` 200
   (every location ready: the all-ready time; polled on a new connection every 5 ms, 20 ms
@@ -362,35 +364,50 @@ def import_argv(target: Target, root: Path) -> List[str]:
     return [str(target.python), "-c", f"import sys; sys.path[:0] = {path}; import trivial_repo"]
 
 
-def parallel_imports(argv: Sequence[str], cwd: Path, env: Dict[str, str], count: int) -> float:
-    """Seconds for `count` bare imports, run as a pool with one in flight per CPU (the least
-    the machine's cores allow; all at once would only add the scheduler's thrash), to all
-    finish: what N locations' interpreters cost at least."""
-    width = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    running: List[subprocess.Popen] = []
-    started = failed = 0
+def parallel_imports(
+    argv: Sequence[str], cwd: Path, env: Dict[str, str], count: int
+) -> Dict[str, float]:
+    """`count` bare imports started at once (as `wsm up` starts its locations), until all
+    have exited: wall seconds, and the CPU seconds they used (user + system, from this
+    process's reaped children), which a loaded machine inflates far less than the wall
+    time: on a shared machine each process gets an equal share, so N processes at once
+    compete as N locations do."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    while started < count or running:
-        while started < count and len(running) < (width or 1):
-            running.append(
-                subprocess.Popen(
-                    list(argv),
-                    cwd=cwd,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-            started += 1
-        time.sleep(0.001)
-        for proc in [p for p in running if p.poll() is not None]:
-            failed += proc.returncode != 0
-            running.remove(proc)
+    procs = [
+        subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(count)
+    ]
+    failed = sum(proc.wait() != 0 for proc in procs)
     elapsed = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if failed:
         raise RuntimeError(f"{failed} of {count} bare imports failed: {' '.join(argv)}")
-    return elapsed
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": elapsed, "cpu_s": cpu}
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds (user + system) of `root` and its live descendants, plus the children
+    `root` has already reaped (cutime, cstime: environment probes, helpers)."""
+    total = 0.0
+    for pid in measure.process_tree(root):
+        total += cpu_seconds(pid)
+    try:
+        with open(f"/proc/{root}/stat", "rb") as f:
+            data = f.read()
+        fields = data[data.rindex(b")") + 2 :].split()
+        total += (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        pass
+    return total
 
 
 def measure_floors(target: Target, root: Path, env: Dict[str, str], runs: int) -> Dict[str, Any]:
@@ -567,9 +584,14 @@ def measure_up(
     """One `wsm up` of `count` trivial locations: every figure of the module docstring."""
     workspace = write_workspace(root / f"ws-{count}", count, TRIVIAL_WSM)
     # the floor right before, under the same load
-    floor_s = parallel_imports(import_argv(target, root), root / "floor", env, count)
+    floor = parallel_imports(import_argv(target, root), root / "floor", env, count)
+    floor_s = floor["wall_s"]
     up = Up(target, workspace, env, root / f"up-{count}.log")
-    result: Dict[str, Any] = {"locations": count, "floor_ms": round(floor_s * 1000, 1)}
+    result: Dict[str, Any] = {
+        "locations": count,
+        "floor_ms": round(floor_s * 1000, 1),
+        "floor_cpu_s": round(floor["cpu_s"], 3),
+    }
     try:
         # each answer builds the manager's view of every location: poll the bigger ones less
         interval = 0.005 if count <= 10 else 0.02 if count <= 100 else 0.05
@@ -578,6 +600,10 @@ def measure_up(
         result["health_answers_ms"] = round(ready["health_answers_s"] * 1000, 1)
         result["readyz_200_ms"] = round(ready["readyz_200_s"] * 1000, 1)
         result["readyz_over_floor_ms"] = round((ready["readyz_200_s"] - floor_s) * 1000, 1)
+        cpu = tree_cpu_seconds(up.proc.pid)  # at once: idle locations add next to nothing
+        result["cpu_to_ready_s"] = round(cpu, 3)
+        result["cpu_over_floor_s"] = round(cpu - floor["cpu_s"], 3)
+        result["cpu_over_floor_per_location_ms"] = round((cpu - floor["cpu_s"]) / count * 1000, 1)
         doc = up.status()
         up.track()
         states: Dict[str, int] = {}
@@ -861,6 +887,16 @@ def report(result: Dict[str, Any]) -> List[str]:
         )
         rows.append(
             (f"  {n}: spawn -> health answers", fmt_ms(up["health_answers_ms"]), "", "", "", "")
+        )
+        rows.append(
+            (
+                f"  {n}: CPU to ready, manager + locations (s)",
+                f"{up['cpu_to_ready_s']:.2f}",
+                f"{up['floor_cpu_s']:.2f}",
+                f"{up['cpu_over_floor_s']:.2f} ({up['cpu_over_floor_per_location_ms']} ms each)",
+                "",
+                "",
+            )
         )
         rows.append(
             (

@@ -82,6 +82,7 @@ def test_quickest_run_measures_every_wsm_figure_and_leaves_nothing(tmp_path):
         assert up["states"] == {"ready": int(count)}
         assert 0 < up["health_answers_ms"] <= up["readyz_200_ms"]
         assert up["manager_rss_mb"] > 0 and up["location_uss_mb"] > 0
+        assert up["cpu_to_ready_s"] > 0 and up["floor_cpu_s"] > 0
         assert up["manager_idle_cpu_pct"] >= 0
         assert up["livez"]["p99_ms"] > 0
         assert up["stop"]["exit_code"] == 0
