@@ -539,8 +539,9 @@ class Up:
                 self.pids.add(int(loc["pid"]))
         return doc
 
-    def close(self) -> Dict[str, Any]:
-        """SIGTERM (what Ctrl-C does), wait; then every pid seen must be gone (killed if not)."""
+    def close(self, grace_s: float = 10.0) -> Dict[str, Any]:
+        """SIGTERM (what Ctrl-C does), wait; then every pid seen must be gone within
+        `grace_s` ("within a few seconds", SPEC 6), or it is killed and listed."""
         self.track()
         t0 = time.perf_counter()
         stopped_s: Optional[float] = None
@@ -551,7 +552,7 @@ class Up:
                 stopped_s = time.perf_counter() - t0
             except subprocess.TimeoutExpired:
                 pass
-        deadline = time.monotonic() + 10  # "gone within a few seconds" (SPEC 6)
+        deadline = time.monotonic() + grace_s
         left = [p for p in self.pids if alive(p)]
         while left and time.monotonic() < deadline:
             time.sleep(0.05)

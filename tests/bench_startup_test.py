@@ -8,8 +8,10 @@ way the lead compares builds (`--wsm VENV`).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,39 @@ def test_the_install_is_the_venvs_not_a_package_in_the_working_folder(tmp_path, 
     target = startup_bench.Target.resolve(str(Path(sys.executable).parent / "wsm"))
     assert target.python == Path(sys.executable).parent / "python"
     assert target.package_dir == str(ROOT / "workspace_manager")
+
+
+FAKE_UP = """\
+import os, subprocess, sys, time
+# a `wsm up` that leaves a grandchild behind, in a session of its own, when it is stopped
+child = subprocess.Popen(
+    [sys.executable, "-c", "import time; time.sleep(60)  # MARKER"], start_new_session=True
+)
+print(child.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_process_left_behind_by_wsm_up_is_found_killed_and_reported(tmp_path):
+    fake = tmp_path / "wsm"
+    fake.write_text(f"#!{sys.executable}\n" + FAKE_UP.replace("MARKER", str(tmp_path)))
+    fake.chmod(0o755)
+    target = startup_bench.Target(fake, Path(sys.executable))
+    workspace = tmp_path / "workspace.yaml"
+    workspace.write_text("load_from: []\n")
+    log = tmp_path / "up.log"
+    up = startup_bench.Up(target, workspace, {**os.environ}, log)
+    deadline = time.monotonic() + 30
+    while not log.read_text().strip() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    grandchild = int(log.read_text().split()[0])
+    up.track()
+    stopped = up.close(grace_s=0.5)
+    assert stopped["processes_left"] == [grandchild]
+    deadline = time.monotonic() + 10
+    while startup_bench.alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not startup_bench.alive(grandchild)
 
 
 @pytest.mark.slow
