@@ -44,6 +44,28 @@ def test_the_install_is_the_venvs_not_a_package_in_the_working_folder(tmp_path, 
     assert target.package_dir == str(ROOT / "workspace_manager")
 
 
+def test_a_wsm_up_that_never_got_ready_is_a_row_not_a_crash():
+    ms = {"count": 1, "median_ms": 50.0, "min_ms": 50.0, "max_ms": 50.0}
+    stop = {"exit_code": 0, "stop_s": 1.0, "processes_seen": 1001, "processes_left": []}
+    result = {
+        "floors": {"python_pass": ms, "python_import_repo": ms, "bare_uss_mb": 8.0},
+        "commands": {"version": ms, "status_no_manager": ms, "list_1": ms},
+        "up": {
+            "1000": {
+                "locations": 1000,
+                "error": "/readyz not 200 after 560 s (log: up.log)",
+                "states": {"ready": 990, "error": 10},
+                "stop": stop,
+            }
+        },
+    }
+    table = "\n".join(startup_bench.report(result))
+    assert "wsm up, 1000: FAILED" in table and '"error": 10' in table
+    targets = startup_bench.check_targets(result)
+    assert targets["up_1000_livez_p99_ms"]["met"] is None
+    assert targets["wsm_version_ms"]["met"] is True
+
+
 FAKE_UP = """\
 import os, subprocess, sys, time
 # a `wsm up` that leaves a grandchild behind, in a session of its own, when it is stopped
