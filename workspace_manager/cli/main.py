@@ -32,12 +32,20 @@ COMMANDS = {
 
 def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     """The parser of every command, or (`only`) of that one command: a command then imports
-    its own module only, not the others' (`wsm job execute` starts in the time of a run)."""
+    its own module only, not the others' (`wsm job execute` starts in the time of a run).
+    `only=""` names no command: `wsm --version` and a missing or unknown command import no
+    command's module, and `-h` builds the full parser when it is asked for."""
     parser = argparse.ArgumentParser(
         prog="wsm",
         description="Multi-environment workspace manager: each code repository in its own "
         "process, under its own Python, supervised.",
+        add_help=only is None,
     )
+    if only is not None:
+        # the top-level help lists every command's one-line help, which each module gives
+        parser.add_argument(
+            "-h", "--help", action=_FullHelp, nargs=0, help="show this help message and exit"
+        )
     parser.add_argument("--version", action="version", version=f"wsm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -51,9 +59,17 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     return parser
 
 
+class _FullHelp(argparse.Action):
+    """`wsm -h` on a parser built for one command (or none): the help of the full parser."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # type: ignore[no-untyped-def]
+        build_parser().print_help()
+        parser.exit()
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     words = sys.argv[1:] if argv is None else argv
-    command = words[0] if words and words[0] in COMMANDS else None
+    command = words[0] if words and words[0] in COMMANDS else ""
     parser = build_parser(command)
     args = parser.parse_args(argv)
     try:
