@@ -9,6 +9,7 @@ import signal
 import sys
 from typing import List, Optional
 
+from workspace_manager.cli.terminal import ArgumentParser
 from workspace_manager.version import __version__
 
 #: command -> module in this package (``list`` would shadow the builtin, hence ``listing``).
@@ -35,7 +36,7 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     its own module only, not the others' (`wsm job execute` starts in the time of a run).
     `only=""` names no command: `wsm --version` and a missing or unknown command import no
     command's module, and `-h` builds the full parser when it is asked for."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="wsm",
         description="Multi-environment workspace manager: each code repository in its own "
         "process, under its own Python, supervised.",
