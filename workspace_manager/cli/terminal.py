@@ -25,7 +25,7 @@ def columns() -> int:
     if value > 0:
         return value
     try:
-        value = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        value = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
     except (AttributeError, ValueError, OSError):
         # stdout is None, closed, detached or not a terminal
         value = 0
