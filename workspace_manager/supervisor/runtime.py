@@ -73,21 +73,9 @@ def ensure_private_dir(path: Path) -> Path:
 def manager_key(identity: str) -> str:
     """A short, stable name for a manager; ``identity`` is e.g. the workspace file's absolute
     path. The first 12 hex digits of its SHA-256 (FIPS 180-4)."""
-    return _sha256(identity.encode()).hexdigest()[:12]
+    from workspace_manager.digest import sha256  # hashlib would load OpenSSL (~5 ms)
 
-
-def _sha256(data: bytes) -> Any:
-    """hashlib.sha256(data), from CPython's own SHA-2 module when it has one: `hashlib`
-    loads OpenSSL's libcrypto first (~5 ms), a cost every command looking for a manager
-    would pay for hashing one short string. The digest is the same."""
-    try:
-        from _sha2 import sha256  # type: ignore[import-not-found]  # CPython 3.12+
-    except ImportError:
-        try:
-            from _sha256 import sha256  # type: ignore[import-not-found,no-redef]  # 3.9-3.11
-        except ImportError:  # built without them (--with-builtin-hashlib-hashes)
-            from hashlib import sha256
-    return sha256(data)
+    return sha256(identity.encode()).hexdigest()[:12]
 
 
 def identity_target(identity: str) -> Dict[str, Any]:
