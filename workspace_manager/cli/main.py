@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import signal
 import sys
-from typing import List, Optional
 
 from workspace_manager.cli.terminal import ArgumentParser
 from workspace_manager.version import __version__
+
+# typing only for the type checkers (they take any name TYPE_CHECKING as true): `wsm
+# --version` needs nothing of it, and its import costs ~3 ms
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import List, Optional
 
 #: command -> module in this package (``list`` would shadow the builtin, hence ``listing``).
 COMMANDS = {
@@ -86,6 +90,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         # The reader went away (`wsm list | head`): not an error of ours. As the Python docs
         # advise (signal module, "Note on SIGPIPE"), point stdout at /dev/null so the final
         # flush at exit does not raise again, and exit as a shell reports SIGPIPE.
+        import signal
+
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 128 + signal.SIGPIPE
