@@ -52,6 +52,19 @@ BARE = 'import sys; print("MODULES [0, [" + ",".join(\'"%s"\' % m for m in sys.m
 HEAVY = ("ssl", "_ssl", "hashlib", "_hashlib", "asyncio", "shutil", "dataclasses", "inspect")
 
 
+#: a trivial repository
+REPO = """
+from workspace_manager import job, repository
+
+@job
+def j(): ...
+
+@repository
+def r():
+    return [j]
+"""
+
+
 def imported(folder: Path, *args: str) -> Tuple[int, List[str]]:
     """`wsm ARGS` as `wsm` would run: (exit status, the modules it imported beyond those of a
     bare interpreter's start-up; with an editable install those include pathlib, so only an
@@ -149,11 +162,7 @@ def test_a_command_finding_no_manager_imports_little(tmp_path: Path, args: Tuple
 
 def test_status_of_a_running_manager_imports_no_ssl(ws: WorkspaceDir) -> None:
     """The control socket is a Unix socket: the protocol client imports ssl for TLS only."""
-    ws.file(
-        "repo.py",
-        "from workspace_manager import job, repository\n\n@job\ndef j(): ...\n\n"
-        "@repository\ndef r():\n    return [j]\n",
-    )
+    ws.file("repo.py", REPO)
     ws.workspace({"load_from": [{"python_file": {"relative_path": "repo.py"}}]})
     with WsmUp(ws, health=False):
         wait_for(lambda: wsm(ws.root, "status")[0] == 0, 60, "wsm status to find the manager")
@@ -197,3 +206,24 @@ def test_the_manager_key_is_sha256() -> None:
     for identity in ("workspace:/w/workspace.yaml", "file:/r/é.py#repo", ""):
         expected = hashlib.sha256(identity.encode()).hexdigest()[:12]
         assert runtime.manager_key(identity) == expected
+
+
+def test_a_warm_up_imports_neither_yaml_nor_jsonschema(ws: WorkspaceDir) -> None:
+    """`wsm up` of a workspace file that passed `wsm validate` reads the kept document: its
+    memory map has neither PyYAML's C parser nor rpds (jsonschema's), which their imports
+    load."""
+    import importlib.util
+
+    libraries = []
+    for name in ("yaml._yaml", "rpds.rpds"):
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.origin or not spec.origin.endswith(".so"):
+            pytest.skip(f"{name} is not a shared object here")
+        libraries.append(os.path.realpath(spec.origin))
+    ws.file("repo.py", REPO)
+    ws.workspace({"load_from": [{"python_file": {"relative_path": "repo.py"}}]})
+    assert ws.run("validate").returncode == 0
+    with WsmUp(ws, health=False) as up:
+        wait_for(lambda: wsm(ws.root, "status")[0] == 0, 60, "wsm status to find the manager")
+        maps = Path(f"/proc/{up.proc.pid}/maps").read_text()
+    assert [lib for lib in libraries if lib in maps] == []
