@@ -161,7 +161,8 @@ def test_a_command_finding_no_manager_imports_little(tmp_path: Path, args: Tuple
 
 
 def test_status_of_a_running_manager_imports_no_ssl(ws: WorkspaceDir) -> None:
-    """The control socket is a Unix socket: the protocol client imports ssl for TLS only."""
+    """The control socket is a Unix socket: the protocol client imports ssl for TLS only,
+    and traceback (linecache, tokenize) only to send an error."""
     ws.file("repo.py", REPO)
     ws.workspace({"load_from": [{"python_file": {"relative_path": "repo.py"}}]})
     with WsmUp(ws, health=False):
@@ -169,7 +170,7 @@ def test_status_of_a_running_manager_imports_no_ssl(ws: WorkspaceDir) -> None:
         code, modules = imported(ws.root, "status")
         assert code == 0
         assert "workspace_manager.protocol.client" in modules  # it did talk to the manager
-        assert modules_in(modules, (*NEVER, *HEAVY, "pathlib")) == []
+        assert modules_in(modules, (*NEVER, *HEAVY, "pathlib", "traceback")) == []
 
 
 def test_validate_of_an_unchanged_file_parses_no_yaml(ws: WorkspaceDir) -> None:
