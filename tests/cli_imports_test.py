@@ -1,5 +1,8 @@
-"""The commands that only read (`wsm status`, `wsm run list`) import what they use: every
-module is paid at each start. No timing here (docs/daemon.md has the measurements)."""
+"""Every command imports what it uses, as every module is paid at each start: `wsm --version`
+no command's module, the commands that only read (`wsm status`, `wsm run list`, `wsm logs`,
+`wsm down`) neither the manager nor OpenSSL, `wsm validate` of a file that passed before no
+YAML parser and no jsonschema. No timing here: bench/ has the figures, and README's
+"Start-up" how they were taken."""
 
 from __future__ import annotations
 
@@ -11,7 +14,11 @@ import textwrap
 from pathlib import Path
 from typing import List, Tuple
 
-from e2e import WorkspaceDir, modules_in, probe_imports
+import pytest
+from e2e import WorkspaceDir, WsmUp, modules_in, probe_imports, wait_for
+
+from workspace_manager.cli import terminal
+from workspace_manager.supervisor import runtime
 
 PROBE = textwrap.dedent(
     """
@@ -35,6 +42,36 @@ NEVER = (
     "jsonschema",
     "psutil",
 )
+
+
+#: a bare interpreter's own modules: what `imported` leaves out
+BARE = 'import sys; print("MODULES [0, [" + ",".join(\'"%s"\' % m for m in sys.modules) + "]]")'
+
+#: what a command looking for a manager never needs: OpenSSL (hashlib, ssl: the manager's key
+#: and a Unix socket need neither), the event loop, shutil (bz2, lzma), dataclasses (inspect)
+HEAVY = ("ssl", "_ssl", "hashlib", "_hashlib", "asyncio", "shutil", "dataclasses", "inspect")
+
+
+#: a trivial repository
+REPO = """
+from workspace_manager import job, repository
+
+@job
+def j(): ...
+
+@repository
+def r():
+    return [j]
+"""
+
+
+def imported(folder: Path, *args: str) -> Tuple[int, List[str]]:
+    """`wsm ARGS` as `wsm` would run: (exit status, the modules it imported beyond those of a
+    bare interpreter's start-up; with an editable install those include pathlib, so only an
+    installed wsm (.ci/run) shows whether a command imports it)."""
+    code, modules = wsm(folder, *args)
+    (_, bare), _ = probe_imports(folder, BARE)
+    return code, sorted(set(modules) - set(bare))
 
 
 def wsm(folder: Path, *args: str) -> Tuple[int, List[str]]:
@@ -93,3 +130,101 @@ def test_status_table_needs_no_console(tmp_path: Path) -> None:
     )
     assert "'workspace_manager.supervisor.manager'" not in done.stdout
     assert "'workspace_manager.cli.console'" not in done.stdout
+
+
+def test_version_imports_no_command(tmp_path: Path) -> None:
+    """`wsm --version` used to build every command's parser, importing every command's module
+    (the workspace loader, asyncio, the manager's console: ~0.2 s)."""
+    code, modules = imported(tmp_path, "--version")
+    assert code == 0
+    ours = [m for m in modules if m.startswith("workspace_manager")]
+    assert set(ours) <= {
+        "workspace_manager",
+        "workspace_manager.cli",
+        "workspace_manager.cli.main",
+        "workspace_manager.cli.terminal",
+        "workspace_manager.version",
+    }, ours
+    assert modules_in(modules, (*HEAVY, "typing")) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("status",), ("status", "--json"), ("down",), ("logs", "a"), ("reload",)],
+    ids=" ".join,
+)
+def test_a_command_finding_no_manager_imports_little(tmp_path: Path, args: Tuple[str]) -> None:
+    code, modules = imported(tmp_path, *args)
+    assert code in (0, 1, 3)  # `wsm down` with none running: 0; `wsm logs a`: 1
+    forbidden = (*NEVER, *HEAVY, "pathlib", "workspace_manager.protocol.client")
+    assert modules_in(modules, forbidden) == []
+
+
+def test_status_of_a_running_manager_imports_no_ssl(ws: WorkspaceDir) -> None:
+    """The control socket is a Unix socket: the protocol client imports ssl for TLS only,
+    and traceback (linecache, tokenize) only to send an error."""
+    ws.file("repo.py", REPO)
+    ws.workspace({"load_from": [{"python_file": {"relative_path": "repo.py"}}]})
+    with WsmUp(ws, health=False):
+        wait_for(lambda: wsm(ws.root, "status")[0] == 0, 60, "wsm status to find the manager")
+        code, modules = imported(ws.root, "status")
+        assert code == 0
+        assert "workspace_manager.protocol.client" in modules  # it did talk to the manager
+        assert modules_in(modules, (*NEVER, *HEAVY, "pathlib", "traceback")) == []
+
+
+def test_validate_of_an_unchanged_file_parses_no_yaml(ws: WorkspaceDir) -> None:
+    """The first `wsm validate` keeps the verdict and the parsed document
+    (workspace/validation_cache.py); the next reads them back: no PyYAML, no jsonschema."""
+    ws.file("repo.py", "")
+    ws.workspace({"load_from": [{"python_file": {"relative_path": "repo.py"}}]})
+    code, cold = imported(ws.root, "validate")
+    assert code == 0
+    assert {"yaml", "jsonschema"} <= set(cold)  # the test's own cache folder: a miss
+    code, warm = imported(ws.root, "validate")
+    assert code == 0
+    assert modules_in(warm, ("yaml", "jsonschema", "asyncio", "ssl", "hashlib", "psutil")) == []
+
+
+@pytest.mark.parametrize("columns", [None, "0", "-3", "x", "57"])
+def test_the_terminal_width_is_shutils(monkeypatch: pytest.MonkeyPatch, columns: str) -> None:
+    """cli/terminal.py gives what shutil.get_terminal_size() would (its rules, not its
+    import)."""
+    import shutil
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert terminal.columns() == shutil.get_terminal_size().columns
+
+
+def test_the_manager_key_is_sha256() -> None:
+    """digest.py's SHA-256 is hashlib's: a key made by an older wsm still names the same
+    runtime and state folders."""
+    import hashlib
+
+    for identity in ("workspace:/w/workspace.yaml", "file:/r/é.py#repo", ""):
+        expected = hashlib.sha256(identity.encode()).hexdigest()[:12]
+        assert runtime.manager_key(identity) == expected
+
+
+def test_a_warm_up_imports_neither_yaml_nor_jsonschema(ws: WorkspaceDir) -> None:
+    """`wsm up` of a workspace file that passed `wsm validate` reads the kept document: its
+    memory map has neither PyYAML's C parser nor rpds (jsonschema's), which their imports
+    load."""
+    import importlib.util
+
+    libraries = []
+    for name in ("yaml._yaml", "rpds.rpds"):
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.origin or not spec.origin.endswith(".so"):
+            pytest.skip(f"{name} is not a shared object here")
+        libraries.append(os.path.realpath(spec.origin))
+    ws.file("repo.py", REPO)
+    ws.workspace({"load_from": [{"python_file": {"relative_path": "repo.py"}}]})
+    assert ws.run("validate").returncode == 0
+    with WsmUp(ws, health=False) as up:
+        wait_for(lambda: wsm(ws.root, "status")[0] == 0, 60, "wsm status to find the manager")
+        maps = Path(f"/proc/{up.proc.pid}/maps").read_text()
+    assert [lib for lib in libraries if lib in maps] == []

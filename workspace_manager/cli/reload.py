@@ -23,8 +23,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from workspace_manager.cli.runstore import one_line  # the console's form, not its import
     from workspace_manager.protocol.errors import RemoteError
-    from workspace_manager.supervisor.manager import one_line
 
     try:
         result = control_client.call(args, "reload", {"locations": args.locations}, timeout=600)
@@ -37,13 +37,13 @@ def run(args: argparse.Namespace) -> int:
     for name, why in failed.items():
         print(
             f"wsm: {name}: its new process failed to load, still serving the previous one: "
-            f"{one_line(why)} (see `wsm logs {name}`)",
+            f"{one_line(why, 300)} (see `wsm logs {name}`)",
             file=sys.stderr,
         )
     broken = result.get("broken") or {}
     for name, why in broken.items():
         print(
-            f"wsm: {name}: failed to load: {one_line(why)} (see `wsm logs {name}`)",
+            f"wsm: {name}: failed to load: {one_line(why, 300)} (see `wsm logs {name}`)",
             file=sys.stderr,
         )
     return 1 if failed or broken else 0

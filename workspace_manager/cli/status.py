@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
@@ -20,7 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from workspace_manager.cli import control_client, targets
 from workspace_manager.cli.colours import COLOURS
 from workspace_manager.cli.table import cell as one_cell
-from workspace_manager.cli.table import clip, pad
+from workspace_manager.cli.table import clip, pad, terminal_width
 from workspace_manager.cli.table import width as text_width
 
 HEADERS = ("LOCATION", "STATE", "PID", "PYTHON", "RESTARTS", "UPTIME", "RSS", "LAST ERROR")
@@ -48,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     tty = _isatty(sys.stdout)
     colour = tty and not os.environ.get("NO_COLOR")
-    width = shutil.get_terminal_size().columns if tty else None
+    width = terminal_width(sys.stdout) if tty else None
     sys.stdout.write(render(status, colour=colour, width=width))
     return 0
 

@@ -15,7 +15,6 @@ cut, for scripts.
 
 from __future__ import annotations
 
-import shutil
 import unicodedata
 from typing import Any, List, Optional, Sequence, TextIO
 
@@ -78,7 +77,9 @@ def terminal_width(stream: TextIO) -> Optional[int]:
             return None
     except (AttributeError, ValueError):
         return None
-    return shutil.get_terminal_size().columns
+    from workspace_manager.cli.terminal import columns
+
+    return columns()
 
 
 def render(

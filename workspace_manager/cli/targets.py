@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Optional, Tuple
 
 if TYPE_CHECKING:  # every command imports this module: it imports what it uses when used
@@ -88,7 +87,7 @@ def read_workspace(args: argparse.Namespace) -> Workspace:
         return adhoc_workspace(python_file=args.python_file, attribute=args.attribute)
     if args.module_name:
         return adhoc_workspace(module_name=args.module_name, attribute=args.attribute)
-    return load_workspace(Path(args.workspace or DEFAULT_WORKSPACE))
+    return load_workspace(args.workspace or DEFAULT_WORKSPACE)
 
 
 def load(args: argparse.Namespace) -> Tuple[Workspace, str]:

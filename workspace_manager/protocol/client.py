@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import itertools
 import socket
-import ssl
 import struct
 import threading
 import time
-from typing import Any, Dict, NoReturn, Optional, Set, Tuple, cast
+from typing import TYPE_CHECKING, Any, Dict, NoReturn, Optional, Set, Tuple, cast
 
 from ..version import PROTOCOL_VERSION, __version__
 from . import messages
@@ -22,7 +21,9 @@ from .address import parse_address
 from .codec import DecodeError, packb, unpackb
 from .errors import CallTimeout, HandshakeError, ProtocolError, RemoteError
 from .framing import DEFAULT_MAX_FRAME, HEADER, FrameError, check_length
-from .tlsio import LockedTLSSocket
+
+if TYPE_CHECKING:  # ssl (~8 ms to import) is for a TLS connection: `wsm status` has none
+    import ssl
 
 _unpack_header = HEADER.unpack_from
 _pack_header = HEADER.pack
@@ -140,6 +141,8 @@ class Client:
             if hostname is None and not addr.is_unix:
                 hostname = addr.target[0]  # type: ignore[index]
             try:
+                from .tlsio import LockedTLSSocket
+
                 return LockedTLSSocket(ssl_context.wrap_socket(sock, server_hostname=hostname))
             except BaseException:
                 sock.close()

@@ -7,7 +7,6 @@ notification  [2, event, params]
 
 from __future__ import annotations
 
-import traceback as _traceback
 from typing import Any, Dict, NamedTuple, Optional, Tuple, Union
 
 from .errors import ProtocolError
@@ -78,7 +77,9 @@ def error_from_exception(
         and tb.tb_frame.f_code.co_filename.startswith(hide)
     ):
         tb = tb.tb_next
-    text_tb = "".join(_traceback.format_exception(type(exc), exc, tb))
+    import traceback  # here: with linecache and tokenize ~5 ms, which a client never needs
+
+    text_tb = "".join(traceback.format_exception(type(exc), exc, tb))
     return error_map(type_, message, text_tb)
 
 

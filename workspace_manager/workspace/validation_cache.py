@@ -21,7 +21,6 @@ read-only disk) is a miss: the schema is checked and the entry written again if 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import marshal
 import os
@@ -29,6 +28,7 @@ import sys
 from pathlib import Path
 from typing import Callable, List, Optional
 
+from workspace_manager.digest import sha256
 from workspace_manager.version import __version__
 
 from .document import Document, NodeInfo
@@ -72,7 +72,7 @@ def _parser_identity() -> str:
 def verdict_key(text: str) -> str:
     """SHA-256 (hex) of the file's text, the schema, the jsonschema checking it and wsm's
     version: an entry under it means "this text passed this schema"."""
-    digest = hashlib.sha256()
+    digest = sha256()
     for part in (
         b"wsm workspace schema verdict 1",
         __version__.encode(),
@@ -115,14 +115,14 @@ def _document_bytes(doc: Document) -> Optional[bytes]:
         body = marshal.dumps((_parser_identity(), doc.data, nodes))
     except ValueError:
         return None
-    return hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+    return sha256(body).hexdigest().encode() + b"\n" + body
 
 
 def _document_from(payload: bytes, shown: str) -> Optional[Document]:
     """The document `_document_bytes` kept, its messages naming `shown`; None when the
     payload is damaged or was made by another parser or interpreter."""
     digest, _, body = payload.partition(b"\n")
-    if hashlib.sha256(body).hexdigest().encode() != digest:
+    if sha256(body).hexdigest().encode() != digest:
         return None
     try:
         identity, data, nodes = marshal.loads(body)
