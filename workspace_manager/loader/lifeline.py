@@ -14,10 +14,13 @@ import socket
 import sys
 import threading
 import time
-from typing import Any, List, NoReturn, Optional
 
 from ..protocol.framing import encode_frame
 from . import proctable
+
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, List, NoReturn, Optional
 
 KILL_GRACE = 1.0
 

@@ -7,11 +7,14 @@ import importlib.util
 import os
 import sys
 from types import ModuleType
-from typing import List, Optional
 
 from ..sdk.discovery import find_repositories
 from ..sdk.repository import RepositoryDefinition
 from .bootstrap import Target
+
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
+if TYPE_CHECKING:
+    from typing import List, Optional
 
 
 def _prepend_path(*folders: str) -> None:
