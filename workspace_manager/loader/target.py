@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import sys
 from types import ModuleType
+
+# The functions importlib.util re-exports, taken where they live: importlib.util itself
+# imports importlib.abc and typing on CPython 3.9 (docs/architecture.md, "Start-up").
+# `_find_spec(name, None)` is what `importlib.util.find_spec(name)` calls for a top-level
+# name not yet imported.
+try:
+    from importlib._bootstrap import _find_spec, module_from_spec  # type: ignore[attr-defined]
+    from importlib._bootstrap_external import spec_from_file_location
+except ImportError:  # pragma: no cover - another implementation
+    from importlib.util import find_spec as _util_find_spec
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    def _find_spec(name, path):  # type: ignore[no-untyped-def]
+        return _util_find_spec(name)
+
 
 from ..sdk.discovery import find_repositories
 from ..sdk.repository import RepositoryDefinition
@@ -46,7 +60,7 @@ def _clash(name: str, path: str) -> Optional[str]:
     if "." in name:  # find_spec would import the parent package: a side effect, not a lookup
         return None
     try:
-        spec = importlib.util.find_spec(name)
+        spec = _find_spec(name, None)
     except (ImportError, ValueError):
         return None
     if spec is None or _same_file(spec.origin, path):
@@ -68,7 +82,7 @@ def import_file(path: str) -> ModuleType:
     existing = sys.modules.get(name)
     if existing is not None and _same_file(getattr(existing, "__file__", None), path):
         return existing
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}: not a Python source file")
     holder = _clash(name, path)
@@ -77,7 +91,7 @@ def import_file(path: str) -> ModuleType:
             f"cannot import {path} as module {name!r}: that name is already {holder}; "
             "rename the file"
         )
-    module = importlib.util.module_from_spec(spec)
+    module = module_from_spec(spec)
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
