@@ -156,13 +156,14 @@ def main() -> None:
             }
     print(
         f"{'interpreter':34} {'sdk import ms':>14} {'repo import ms':>15} "
-        f"{'spawn->loaded ms':>17} {'USS over bare kB':>17}"
+        f"{'spawn->loaded ms':>17} {'USS over bare kB':>17} {'loader USS kB':>14}"
     )
     for python, r in results.items():
         print(
             f"{python:34} {r['sdk_import_ms']['min']:6.1f} ({r['sdk_import_ms']['median']:5.1f}) "
             f"{r['repo_import_ms']['min']:7.1f} ({r['repo_import_ms']['median']:5.1f}) "
-            f"{r['spawn_to_loaded_ms_median']:17.1f} {r['uss_over_bare_kb_median']:17d}"
+            f"{r['spawn_to_loaded_ms_median']:17.1f} {r['uss_over_bare_kb_median']:17.0f} "
+            f"{r['uss_over_bare_kb_median'] + r['bare_uss_kb']:14.0f}"
         )
     print("(import: min (median) over the runs; spawn->loaded: median; USS: median of the loaders)")
     print(json.dumps({"bench": "loader_start", "results": results}))
