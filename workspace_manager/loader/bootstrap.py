@@ -13,7 +13,7 @@ from ..protocol.framing import DEFAULT_MAX_FRAME
 from ..version import PROTOCOL_VERSION
 
 # typing is for type checkers only: a NamedTuple is a collections.namedtuple at run time
-# (docs/architecture.md, "Start-up").
+# (docs/architecture.md, "What a location imports").
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, NamedTuple, Optional

@@ -8,7 +8,7 @@ import sys
 from types import ModuleType
 
 # The functions importlib.util re-exports, taken where they live: importlib.util itself
-# imports importlib.abc and typing on CPython 3.9 (docs/architecture.md, "Start-up").
+# imports importlib.abc and typing on CPython 3.9 (docs/architecture.md, "What a location imports").
 # `_find_spec(name, None)` is what `importlib.util.find_spec(name)` calls for a top-level
 # name not yet imported.
 try:

@@ -13,7 +13,7 @@ from .errors import ProtocolError
 
 # typing is for type checkers only (a NamedTuple is a collections.namedtuple at run time) and
 # traceback is imported on the first error: a loader pays neither at start-up
-# (docs/architecture.md, "Start-up").
+# (docs/architecture.md, "What a location imports").
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, NamedTuple, Optional, Tuple, Union

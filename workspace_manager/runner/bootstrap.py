@@ -11,7 +11,7 @@ from ..loader.bootstrap import BootstrapError, _get, _parse_target, json_object
 from ..version import PROTOCOL_VERSION
 
 # typing is for type checkers only: a NamedTuple is a collections.namedtuple at run time
-# (docs/architecture.md, "Start-up").
+# (docs/architecture.md, "What a location imports").
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, NamedTuple, Optional

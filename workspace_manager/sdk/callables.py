@@ -2,11 +2,12 @@
 importing `inspect` when the SDK is imported.
 
 `inspect` (with ast, dis, tokenize, linecache, re) was most of what importing the SDK cost
-(docs/architecture.md, "Start-up"). A plain function, what nearly every definition wraps, is
-read here from its code object with the answers `inspect.signature` and `inspect.getdoc`
-give (CPython's `inspect._signature_from_function`, `inspect.getdoc`, `inspect.cleandoc`,
-3.9 to 3.13); anything else (a `functools.partial`, a callable object, a builtin, a function
-carrying `__wrapped__` or `__signature__`) goes to `inspect` itself, imported then.
+(docs/architecture.md, "What a location imports"). A plain function, what nearly every
+definition wraps, is read here from its code object with the answers `inspect.signature`
+and `inspect.getdoc` give (CPython 3.9 to 3.13: `inspect._signature_from_function`,
+`inspect.getdoc`, `inspect.cleandoc`); anything else (a `functools.partial`, a callable
+object, a builtin, a function carrying `__wrapped__` or `__signature__`) goes to `inspect`
+itself, imported then (tests/sdk_callables_test.py compares the two).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import sys
 from types import FunctionType
 
-TYPE_CHECKING = False  # typing is not imported at run time (docs/architecture.md, "Start-up")
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
 if TYPE_CHECKING:
     from typing import List, Optional, Tuple
 

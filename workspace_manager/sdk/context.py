@@ -11,7 +11,8 @@ from .callables import required_parameters
 from .errors import DefinitionError
 
 # Imported where used, not here: datetime, logging and uuid cost more at start-up than the
-# whole SDK's own code (docs/architecture.md, "Start-up"); typing is for type checkers only.
+# whole SDK's own code (docs/architecture.md, "What a location imports"); typing is for
+# type checkers only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import datetime as _dt

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections import namedtuple
 
 # typing is for type checkers only: importing it costs more than this module (a NamedTuple
-# is a collections.namedtuple at run time; docs/architecture.md, "Start-up").
+# is a collections.namedtuple at run time; docs/architecture.md, "What a location
+# imports").
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Dict, FrozenSet, NamedTuple, Optional, Set, Tuple

@@ -8,7 +8,7 @@ rather than failing every schedule that names a zone.
 from __future__ import annotations
 
 # zoneinfo (with sysconfig, struct) and datetime are imported on the first schedule that
-# names a zone, not with the SDK (docs/architecture.md, "Start-up").
+# names a zone, not with the SDK (docs/architecture.md, "What a location imports").
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import datetime as _dt

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from .errors import DefinitionError
 
 # json (which brings re) is imported for the first tag that is not a str; typing is for type
-# checkers only (docs/architecture.md, "Start-up").
+# checkers only (docs/architecture.md, "What a location imports").
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Dict, Optional
