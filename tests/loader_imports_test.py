@@ -63,9 +63,10 @@ HEAVY = (
     "asyncio",
     "subprocess",
     "pathlib",
+    "ctypes",  # prctl goes through _ctypes (loader/lifeline.py)
 )
 #: The SDK alone needs none of what serving a socket needs either.
-SDK_HEAVY = (*HEAVY, "json", "re", "threading", "socket", "selectors", "struct", "ctypes")
+SDK_HEAVY = (*HEAVY, "json", "re", "threading", "socket", "selectors", "struct", "_ctypes")
 
 REPO = textwrap.dedent(
     '''
@@ -178,3 +179,50 @@ def test_a_loaded_loader_imports_nothing_heavy(python: str, tmp_path: Path) -> N
     modules = _imported(loader.stderr_text())
     assert "workspace_manager.loader.server" in modules  # the probe sees the loader's imports
     assert _heavy(modules - _imported(bare.stderr), HEAVY) == []
+
+
+SUBREAPER_REPO = textwrap.dedent(
+    """
+    import ctypes
+    import os
+    import sys
+
+    from workspace_manager import job, repository
+
+    flag = ctypes.c_int(-1)  # prctl(PR_GET_CHILD_SUBREAPER) when repository code starts
+    ctypes.CDLL(None, use_errno=True).prctl(37, ctypes.byref(flag), 0, 0, 0)
+    with open(os.environ["WSM_TEST_REPORT"], "w") as f:
+        f.write(str(flag.value))
+
+
+    @job
+    def j():
+        pass
+
+
+    @repository
+    def r():
+        return [j]
+    """
+)
+
+
+@pytest.mark.parametrize("python", INTERPRETERS)
+def test_the_loader_is_a_child_subreaper_before_repository_code_runs(
+    python: str, tmp_path: Path
+) -> None:
+    """prctl through `_ctypes` (not ctypes) still makes the loader the subreaper of what
+    repository code spawns (docs/architecture.md, "What a location imports")."""
+    report = tmp_path / "subreaper"
+    (tmp_path / "repo.py").write_text(SUBREAPER_REPO)
+    loader = LoaderProcess(
+        python,
+        file_target(str(tmp_path / "repo.py")),
+        str(tmp_path / "run"),
+        env=dict(os.environ, WSM_TEST_REPORT=str(report)),
+    )
+    try:
+        assert loader.start()[1] == "loaded", loader.stderr_text()
+    finally:
+        assert loader.stop() == 0
+    assert report.read_text() == "1"
