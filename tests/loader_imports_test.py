@@ -64,9 +64,11 @@ HEAVY = (
     "subprocess",
     "pathlib",
     "ctypes",  # prctl goes through _ctypes (loader/lifeline.py)
+    "json",  # the bootstrap line is read by loader/jsonline.py
+    "re",
 )
 #: The SDK alone needs none of what serving a socket needs either.
-SDK_HEAVY = (*HEAVY, "json", "re", "threading", "socket", "selectors", "struct", "_ctypes")
+SDK_HEAVY = (*HEAVY, "threading", "socket", "selectors", "struct", "_ctypes")
 
 REPO = textwrap.dedent(
     '''

@@ -5,12 +5,12 @@ A bad bootstrap is a wsm bug, not a repository problem: the loader exits with st
 
 from __future__ import annotations
 
-import json
 from collections import namedtuple
 
 from ..protocol.address import parse_address
 from ..protocol.framing import DEFAULT_MAX_FRAME
 from ..version import PROTOCOL_VERSION
+from .jsonline import loads
 
 # typing is for type checkers only: a NamedTuple is a collections.namedtuple at run time
 # (docs/architecture.md, "What a location imports").
@@ -74,9 +74,9 @@ def json_object(line: bytes) -> Dict[str, Any]:
     """The JSON object on a bootstrap line (the loader's and a run's); BootstrapError."""
     if not line.strip():
         raise BootstrapError("no bootstrap line on stdin")
-    try:
-        obj = json.loads(line)
-    except ValueError as exc:
+    try:  # UTF-8, what the manager writes; json.loads would also guess UTF-16 and UTF-32
+        obj = loads(line.decode("utf-8", "surrogatepass"))
+    except ValueError as exc:  # UnicodeDecodeError too
         raise BootstrapError(f"not JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise BootstrapError("not a JSON object")
