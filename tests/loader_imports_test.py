@@ -228,3 +228,34 @@ def test_the_loader_is_a_child_subreaper_before_repository_code_runs(
     finally:
         assert loader.stop() == 0
     assert report.read_text() == "1"
+
+
+FIRST_USE_PROBE = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    import workspace_manager.loader.main, workspace_manager.loader.methods
+    from workspace_manager.loader.target import IMPORTED_ON_FIRST_USE
+    before = set(sys.modules)
+    # what the loader side imports on first use (docs/architecture.md)
+    import inspect, logging, uuid, datetime, zoneinfo, json, traceback, typing, ctypes, re
+    new = {m.split(".")[0] for m in set(sys.modules) - before} - before
+    print(" ".join(sorted(m for m in new if not m.startswith("_") and m not in IMPORTED_ON_FIRST_USE)))
+    """
+)
+
+
+@pytest.mark.parametrize("python", INTERPRETERS)
+def test_a_file_may_not_take_the_name_of_a_module_imported_on_first_use(
+    python: str, tmp_path: Path
+) -> None:
+    """loader/target.py refuses a file whose stem names a module the loader imports later
+    (as it refuses one already imported): its list covers all of them."""
+    done = subprocess.run(
+        [python, "-I", "-S", "-c", FIRST_USE_PROBE, str(_sdk_dir(tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == []

@@ -38,6 +38,18 @@ def _prepend_path(*folders: str) -> None:
         sys.path.insert(0, folder)
 
 
+#: Standard modules the loader side imports on first use rather than at start-up
+#: (docs/architecture.md, "What a location imports"), and what they import: a file of such a
+#: stem, imported under its name, would be imported in their place later (by a sensor's
+#: context, a traceback, a tag). They are taken as the imported ones are (before the imports
+#: were made lazy, the loader had imported them all when the file was loaded).
+IMPORTED_ON_FIRST_USE = frozenset(
+    """ast atexit contextlib copyreg ctypes datetime dis grp inspect json linecache logging
+    opcode platform pwd re sre_compile sre_constants sre_parse string subprocess sysconfig
+    textwrap token tokenize traceback typing uuid weakref zoneinfo""".split()
+)
+
+
 class ModuleNameClash(ImportError):
     """A `python_file`'s stem already names another module in this interpreter."""
 
@@ -57,6 +69,8 @@ def _clash(name: str, path: str) -> Optional[str]:
     if existing is not None:
         where = getattr(existing, "__file__", None) or "built in"
         return f"the module {name} ({where}), already imported"
+    if name in IMPORTED_ON_FIRST_USE:
+        return f"the standard module {name}, which the loader imports"
     if "." in name:  # find_spec would import the parent package: a side effect, not a lookup
         return None
     try:
