@@ -44,9 +44,9 @@ def _prepend_path(*folders: str) -> None:
 #: context, a traceback, a tag). They are taken as the imported ones are (before the imports
 #: were made lazy, the loader had imported them all when the file was loaded).
 IMPORTED_ON_FIRST_USE = frozenset(
-    """ast atexit contextlib copyreg ctypes datetime dis grp inspect json linecache logging
-    opcode platform pwd re sre_compile sre_constants sre_parse string subprocess sysconfig
-    textwrap token tokenize traceback typing uuid weakref zoneinfo""".split()
+    """ast atexit contextlib copyreg ctypes datetime dis functools grp inspect json linecache
+    logging opcode platform pwd re sre_compile sre_constants sre_parse string subprocess
+    sysconfig textwrap token tokenize traceback typing uuid weakref zoneinfo""".split()
 )
 
 
