@@ -113,7 +113,9 @@ def test_errors_name_the_users_module_and_file(tmp_path) -> None:
         loader.stop()
 
 
-@pytest.mark.parametrize("stem", ["json", "workspace_manager", "socket", "sys"])
+@pytest.mark.parametrize(
+    "stem", ["json", "workspace_manager", "socket", "sys", "logging", "typing", "re"]
+)
 def test_a_stem_naming_another_module_is_a_clear_load_error(tmp_path, stem) -> None:
     code = tmp_path / "code"
     code.mkdir()

@@ -315,7 +315,7 @@ def test_timezone_accepted_when_no_database(monkeypatch: pytest.MonkeyPatch) -> 
         def ZoneInfo(self, key: str) -> None:  # noqa: N802 - mimics zoneinfo
             raise self.ZoneInfoNotFoundError(key)
 
-    monkeypatch.setattr(tz_module, "_zoneinfo", NoDatabase())
+    monkeypatch.setattr(tz_module, "_zoneinfo_module", NoDatabase)
     s = ScheduleDefinition(job=plain_job, cron_schedule="@daily", execution_timezone="Mars/X")
     assert s.execution_timezone == "Mars/X"
 

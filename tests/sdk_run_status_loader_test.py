@@ -348,7 +348,7 @@ BARE_CHILD = textwrap.dedent(
         "direct_schedule": daily(build_schedule_context(
             __import__("datetime").datetime(2024, 1, 2))).run_key,
         "modules": sorted(
-            name for name, m in sys.modules.items()
+            name for name, m in list(sys.modules.items())  # get_paths() may import
             if getattr(m, "__file__", None)
             and not m.__file__.startswith(tuple(sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib")))
             and not name.startswith("workspace_manager")

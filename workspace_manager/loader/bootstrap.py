@@ -5,12 +5,18 @@ A bad bootstrap is a wsm bug, not a repository problem: the loader exits with st
 
 from __future__ import annotations
 
-import json
-from typing import Any, Dict, NamedTuple, Optional
+from collections import namedtuple
 
 from ..protocol.address import parse_address
 from ..protocol.framing import DEFAULT_MAX_FRAME
 from ..version import PROTOCOL_VERSION
+from .jsonline import loads
+
+# typing is for type checkers only: a NamedTuple is a collections.namedtuple at run time
+# (docs/architecture.md, "What a location imports").
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, NamedTuple, Optional
 
 TARGET_KINDS = ("python_file", "python_module", "python_package")
 
@@ -19,28 +25,38 @@ class BootstrapError(Exception):
     """The bootstrap line is missing or malformed."""
 
 
-class Target(NamedTuple):
-    kind: str
-    python_file: Optional[str]
-    module_name: Optional[str]
-    attribute: Optional[str]
-    working_directory: Optional[str]
+if TYPE_CHECKING:
 
+    class Target(NamedTuple):
+        kind: str
+        python_file: Optional[str]
+        module_name: Optional[str]
+        attribute: Optional[str]
+        working_directory: Optional[str]
 
-class Bootstrap(NamedTuple):
-    location: str
-    listen: str
-    secret: str
-    status_fd: Optional[int]
-    target: Target
-    max_frame_bytes: int
-    tls: Optional[Dict[str, str]]
-    protocol: int
-    hello_timeout: float = 10.0
-    #: The manager's PYTHONPATH, which the location does not get: named in a load error
-    #: caused by a missing module.
-    dropped_pythonpath: Optional[str] = None
-    cgroup: Optional[str] = None  # the cgroup folder the manager put us in
+    class Bootstrap(NamedTuple):
+        location: str
+        listen: str
+        secret: str
+        status_fd: Optional[int]
+        target: Target
+        max_frame_bytes: int
+        tls: Optional[Dict[str, str]]
+        protocol: int
+        hello_timeout: float = 10.0
+        #: The manager's PYTHONPATH, which the location does not get: named in a load error
+        #: caused by a missing module.
+        dropped_pythonpath: Optional[str] = None
+        cgroup: Optional[str] = None  # the cgroup folder the manager put us in
+
+else:
+    Target = namedtuple("Target", "kind python_file module_name attribute working_directory")
+    Bootstrap = namedtuple(
+        "Bootstrap",
+        "location listen secret status_fd target max_frame_bytes tls protocol"
+        " hello_timeout dropped_pythonpath cgroup",
+        defaults=(10.0, None, None),
+    )
 
 
 def _get(obj: Dict[str, Any], key: str, kind: Any, *, optional: bool = False) -> Any:
@@ -58,9 +74,9 @@ def json_object(line: bytes) -> Dict[str, Any]:
     """The JSON object on a bootstrap line (the loader's and a run's); BootstrapError."""
     if not line.strip():
         raise BootstrapError("no bootstrap line on stdin")
-    try:
-        obj = json.loads(line)
-    except ValueError as exc:
+    try:  # UTF-8, what the manager writes; json.loads would also guess UTF-16 and UTF-32
+        obj = loads(line.decode("utf-8", "surrogatepass"))
+    except ValueError as exc:  # UnicodeDecodeError too
         raise BootstrapError(f"not JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise BootstrapError("not a JSON object")

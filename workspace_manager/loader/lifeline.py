@@ -14,10 +14,13 @@ import socket
 import sys
 import threading
 import time
-from typing import Any, List, NoReturn, Optional
 
 from ..protocol.framing import encode_frame
 from . import proctable
+
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, List, NoReturn, Optional
 
 KILL_GRACE = 1.0
 
@@ -83,11 +86,35 @@ def contain(cgroup: Optional[str]) -> None:
     code will wait for): one that exits stays a zombie until we exit."""
     global cgroup_dir
     cgroup_dir = cgroup
+    _prctl(36, 1)  # PR_SET_CHILD_SUBREAPER; a failure leaves us as before
+
+
+def _prctl(option: int, arg2: int) -> None:
+    """prctl(2) `option` with `arg2` (and zeros), its result ignored; nothing if it fails.
+
+    Through `_ctypes`, the C half of ctypes, whose Python half defines its whole library
+    of types at import (~3 ms, ~0.25 MB in every location) for this one call
+    (docs/architecture.md, "What a location imports"); through ctypes where `_ctypes`
+    differs (another implementation).
+    """
+    try:
+        import _ctypes
+
+        class _Function(_ctypes.CFuncPtr):  # what ctypes.CDLL makes for each function
+            _flags_ = _ctypes.FUNCFLAG_CDECL
+            _restype_ = None  # the result is not looked at
+
+        class _Program:  # what CFuncPtr((name, library)) reads: the dlopen(NULL) handle
+            _handle = _ctypes.dlopen(None, os.RTLD_NOW)  # type: ignore[arg-type]
+
+        _Function(("prctl", _Program()))(option, arg2, 0, 0, 0)  # type: ignore[arg-type]
+        return
+    except Exception:
+        pass
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER; a failure leaves us as before
+        ctypes.CDLL(None, use_errno=True).prctl(option, arg2, 0, 0, 0)
     except (OSError, AttributeError):
         pass
 

@@ -11,13 +11,15 @@ import os
 import signal
 import socket
 import sys
-import traceback
-from typing import Any, Optional
 
 from ..protocol.messages import EXIT_BAD_BOOTSTRAP, EXIT_LOAD_ERROR, EXIT_OK, notification
 from . import lifeline
 from .bootstrap import Bootstrap, BootstrapError, parse_bootstrap
 from .server import Server, log
+
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 MAX_BOOTSTRAP = 1 << 20
 
@@ -119,10 +121,11 @@ def _report_load_error(
         # shows one line; writing it to stderr too would echo it line by line.
         lifeline.send(status, notification("load_error", {"error": error}))
         return
-    text = str(
-        error.get("traceback")
-        or "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    ).rstrip()
+    text = str(error.get("traceback") or "").rstrip()
+    if not text:
+        import traceback  # only now: a loader that loads pays nothing for it
+
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
     if hint:
         text = f"{text}\n{hint}"
     log(boot.location, f"failed to load {_describe(boot)}:\n{text}")

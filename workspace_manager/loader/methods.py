@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..protocol import errors as E
 from ..protocol.messages import error_from_exception, error_map
@@ -26,6 +25,10 @@ from ..sdk.repository import RepositoryDefinition
 from ..sdk.run_status_context import DagsterRun, run_from_dict
 from ..sdk.snapshot import repository_snapshot, repository_summary
 from ..sdk.status import DagsterRunStatus
+
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
 _NUMBER = (int, float)
 

@@ -9,7 +9,10 @@ process's identity, several times the cost of reading `/proc/PID/stat`).
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional, Tuple
+
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple
 
 
 def scan() -> Optional[List[Tuple[int, int, int]]]:

@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Dict, Optional, Set, Tuple, cast
 
 from ..protocol import errors as E
 from ..protocol.address import Address, format_address, parse_address
@@ -36,8 +35,10 @@ try:  # hmac.compare_digest without importing hmac, which pulls in hashlib and O
 except ImportError:  # pragma: no cover - other implementations
     from hmac import compare_digest  # type: ignore[no-redef]
 
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
 if TYPE_CHECKING:
     import ssl
+    from typing import Any, Dict, Optional, Set, Tuple
 
     # imported lazily: the SDK must load inside the loader's load-error guard
     from .methods import Methods
@@ -133,7 +134,9 @@ class Server:
             st = os.stat(path)
             self._socket_id = (st.st_dev, st.st_ino)
         else:
-            host, port = cast(Tuple[str, int], addr.target)
+            target = addr.target
+            assert not isinstance(target, str)  # a tcp:// address: (host, port)
+            host, port = target
             infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
             family, socktype, proto, _, sockaddr = infos[0]
             sock = socket.socket(family, socktype, proto)

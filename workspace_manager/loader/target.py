@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import sys
 from types import ModuleType
-from typing import List, Optional
+
+# The functions importlib.util re-exports, taken where they live: importlib.util itself
+# imports importlib.abc and typing on CPython 3.9 (docs/architecture.md, "What a location imports").
+# `_find_spec(name, None)` is what `importlib.util.find_spec(name)` calls for a top-level
+# name not yet imported.
+try:
+    from importlib._bootstrap import _find_spec, module_from_spec  # type: ignore[attr-defined]
+    from importlib._bootstrap_external import spec_from_file_location
+except ImportError:  # pragma: no cover - another implementation
+    from importlib.util import find_spec as _util_find_spec
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    def _find_spec(name, path):  # type: ignore[no-untyped-def]
+        return _util_find_spec(name)
+
 
 from ..sdk.discovery import find_repositories
 from ..sdk.repository import RepositoryDefinition
 from .bootstrap import Target
+
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
+if TYPE_CHECKING:
+    from typing import List, Optional
 
 
 def _prepend_path(*folders: str) -> None:
@@ -19,6 +36,18 @@ def _prepend_path(*folders: str) -> None:
         if folder in sys.path:
             sys.path.remove(folder)
         sys.path.insert(0, folder)
+
+
+#: Standard modules the loader side imports on first use rather than at start-up
+#: (docs/architecture.md, "What a location imports"), and what they import: a file of such a
+#: stem, imported under its name, would be imported in their place later (by a sensor's
+#: context, a traceback, a tag). They are taken as the imported ones are (before the imports
+#: were made lazy, the loader had imported them all when the file was loaded).
+IMPORTED_ON_FIRST_USE = frozenset(
+    """ast atexit contextlib copyreg ctypes datetime dis functools grp inspect json linecache
+    logging opcode platform pwd re sre_compile sre_constants sre_parse string subprocess
+    sysconfig textwrap token tokenize traceback typing uuid weakref zoneinfo""".split()
+)
 
 
 class ModuleNameClash(ImportError):
@@ -40,10 +69,12 @@ def _clash(name: str, path: str) -> Optional[str]:
     if existing is not None:
         where = getattr(existing, "__file__", None) or "built in"
         return f"the module {name} ({where}), already imported"
+    if name in IMPORTED_ON_FIRST_USE:
+        return f"the standard module {name}, which the loader imports"
     if "." in name:  # find_spec would import the parent package: a side effect, not a lookup
         return None
     try:
-        spec = importlib.util.find_spec(name)
+        spec = _find_spec(name, None)
     except (ImportError, ValueError):
         return None
     if spec is None or _same_file(spec.origin, path):
@@ -65,7 +96,7 @@ def import_file(path: str) -> ModuleType:
     existing = sys.modules.get(name)
     if existing is not None and _same_file(getattr(existing, "__file__", None), path):
         return existing
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}: not a Python source file")
     holder = _clash(name, path)
@@ -74,7 +105,7 @@ def import_file(path: str) -> ModuleType:
             f"cannot import {path} as module {name!r}: that name is already {holder}; "
             "rename the file"
         )
-    module = importlib.util.module_from_spec(spec)
+    module = module_from_spec(spec)
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import socket
-from typing import NamedTuple, Tuple, Union
+from collections import namedtuple
+
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
+if TYPE_CHECKING:
+    from typing import NamedTuple, Tuple, Union
+
+    class _Fields(NamedTuple):
+        family: int  # socket.AF_UNIX or socket.AF_INET / AF_INET6
+        target: Union[str, Tuple[str, int]]  # a path, or (host, port)
+else:
+    _Fields = namedtuple("Address", "family target")
 
 
-class Address(NamedTuple):
-    family: int  # socket.AF_UNIX or socket.AF_INET / AF_INET6
-    target: Union[str, Tuple[str, int]]  # a path, or (host, port)
+class Address(_Fields):
+    """Where a location listens: `family`, and `target` (a path, or (host, port))."""
+
+    __slots__ = ()
 
     @property
     def is_unix(self) -> bool:

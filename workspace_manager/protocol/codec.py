@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import Any
 
 from . import purepack
+
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["BACKEND", "DecodeError", "packb", "packb_in_slices", "unpackb", "unpackb_in_slices"]
 

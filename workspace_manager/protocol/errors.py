@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, Mapping, Optional
+
 
 # Error map "type" values (docs/protocol.md, "Error types").
 HANDSHAKE_ERROR = "HandshakeError"

@@ -7,10 +7,15 @@ length as soon as the 4-byte header is seen, so a hostile peer cannot make us bu
 from __future__ import annotations
 
 import struct
-from typing import Any, Callable, List, Optional, Union
 
 from .codec import DecodeError, packb, unpackb
 from .limits import DEFAULT_MAX_FRAME
+
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, Callable, List, Optional, Union
+
+    RecvSource = Union[Callable[[int], bytes], Any]
 
 HEADER = struct.Struct(">I")
 
@@ -99,9 +104,6 @@ class FrameDecoder:
         elif pos < size:
             self._buf = bytearray(data[pos:])
         return out
-
-
-RecvSource = Union[Callable[[int], bytes], Any]
 
 
 def _reader(source: RecvSource) -> Callable[[int], bytes]:

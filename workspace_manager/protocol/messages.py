@@ -7,9 +7,16 @@ notification  [2, event, params]
 
 from __future__ import annotations
 
-from typing import Any, Dict, NamedTuple, Optional, Tuple, Union
+from collections import namedtuple
 
 from .errors import ProtocolError
+
+# typing is for type checkers only (a NamedTuple is a collections.namedtuple at run time) and
+# traceback is imported on the first error: a loader pays neither at start-up
+# (docs/architecture.md, "What a location imports").
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, NamedTuple, Optional, Tuple, Union
 
 REQUEST = 0
 RESPONSE = 1
@@ -23,24 +30,27 @@ EXIT_BAD_BOOTSTRAP = 3
 EXIT_LOAD_ERROR = 4
 
 
-class Request(NamedTuple):
-    id: int
-    method: str
-    params: Dict[str, Any]
+if TYPE_CHECKING:
 
+    class Request(NamedTuple):
+        id: int
+        method: str
+        params: Dict[str, Any]
 
-class Response(NamedTuple):
-    id: int
-    error: Optional[Dict[str, Any]]
-    result: Any
+    class Response(NamedTuple):
+        id: int
+        error: Optional[Dict[str, Any]]
+        result: Any
 
+    class Notification(NamedTuple):
+        event: str
+        params: Dict[str, Any]
 
-class Notification(NamedTuple):
-    event: str
-    params: Dict[str, Any]
-
-
-Message = Union[Request, Response, Notification]
+    Message = Union[Request, Response, Notification]
+else:
+    Request = namedtuple("Request", "id method params")
+    Response = namedtuple("Response", "id error result")
+    Notification = namedtuple("Notification", "event params")
 
 
 def request(id: int, method: str, params: Optional[Dict[str, Any]] = None) -> list:
@@ -77,9 +87,9 @@ def error_from_exception(
         and tb.tb_frame.f_code.co_filename.startswith(hide)
     ):
         tb = tb.tb_next
-    import traceback  # here: with linecache and tokenize ~5 ms, which a client never needs
+    import traceback as _traceback
 
-    text_tb = "".join(traceback.format_exception(type(exc), exc, tb))
+    text_tb = "".join(_traceback.format_exception(type(exc), exc, tb))
     return error_map(type_, message, text_tb)
 
 

@@ -10,7 +10,12 @@ The hot paths (small ints, short strings, small maps) are inlined to keep a ping
 from __future__ import annotations
 
 import struct
-from typing import Any, Callable, List, Tuple
+
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, Callable, List, Tuple
+
+    _Leaf = Callable[[bytes, int], Tuple[Any, int]]
 
 MAX_DEPTH = 512  # containers nested deeper than this are refused both ways
 
@@ -271,9 +276,6 @@ def _decode(data: bytes, pos: int, depth: int) -> Tuple[Any, int]:
             obj, pos = _decode(data, pos, depth)
             append(obj)
     return items, pos
-
-
-_Leaf = Callable[[bytes, int], Tuple[Any, int]]
 
 
 def _bad(code: int) -> _Leaf:

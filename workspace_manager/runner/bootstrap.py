@@ -5,26 +5,44 @@ A bad bootstrap is a wsm bug, not a repository problem: the run exits with statu
 
 from __future__ import annotations
 
-from typing import Any, Dict, NamedTuple, Optional
+from collections import namedtuple
 
-from ..loader.bootstrap import BootstrapError, Target, _get, _parse_target, json_object
+from ..loader.bootstrap import BootstrapError, _get, _parse_target, json_object
 from ..version import PROTOCOL_VERSION
+
+# typing is for type checkers only: a NamedTuple is a collections.namedtuple at run time
+# (docs/architecture.md, "What a location imports").
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, NamedTuple, Optional
+
+    from ..loader.bootstrap import Target
 
 __all__ = ["BootstrapError", "RunBootstrap", "parse_run_bootstrap"]
 
 
-class RunBootstrap(NamedTuple):
-    run_id: str
-    location: str
-    target: Target
-    job: str
-    repository: Optional[str] = None
-    run_config: Dict[str, Any] = {}
-    tags: Dict[str, str] = {}
-    status_fd: Optional[int] = None
-    cgroup: Optional[str] = None
-    dropped_pythonpath: Optional[str] = None
-    hold: bool = False  # load the job, send `loaded`, wait for `go` on stdin
+if TYPE_CHECKING:
+
+    class RunBootstrap(NamedTuple):
+        run_id: str
+        location: str
+        target: Target
+        job: str
+        repository: Optional[str] = None
+        run_config: Dict[str, Any] = {}
+        tags: Dict[str, str] = {}
+        status_fd: Optional[int] = None
+        cgroup: Optional[str] = None
+        dropped_pythonpath: Optional[str] = None
+        hold: bool = False  # load the job, send `loaded`, wait for `go` on stdin
+
+else:
+    RunBootstrap = namedtuple(
+        "RunBootstrap",
+        "run_id location target job repository run_config tags status_fd cgroup"
+        " dropped_pythonpath hold",
+        defaults=(None, {}, {}, None, None, None, False),
+    )
 
 
 def parse_run_bootstrap(line: bytes) -> RunBootstrap:

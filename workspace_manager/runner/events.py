@@ -9,9 +9,12 @@ import logging
 import socket
 import threading
 import time
-from typing import Any, List, Optional, TextIO
 
 from ..loader import lifeline
+
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, List, Optional, TextIO
 
 
 class Channel:

@@ -17,12 +17,15 @@ import os
 import signal
 import sys
 import traceback
-from typing import Any, Dict, Optional
 
 from ..loader import lifeline
 from ..protocol.messages import EXIT_BAD_BOOTSTRAP, EXIT_LOAD_ERROR, EXIT_OK
 from .bootstrap import BootstrapError, RunBootstrap, parse_run_bootstrap
 from .events import Channel, capture_output, run_logger
+
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional
 
 EXIT_JOB_FAILED = 1
 MAX_BOOTSTRAP = 1 << 24  # run_config travels in it

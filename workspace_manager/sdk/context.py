@@ -7,15 +7,17 @@ arguments. This is decided once, when the definition is made, not on every call.
 
 from __future__ import annotations
 
-import datetime as _dt
-import inspect
-import logging
-import uuid
-from typing import Any, Callable, Dict, Optional
-
+from .callables import required_parameters
 from .errors import DefinitionError
 
-_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+# Imported where used, not here: datetime, logging and uuid cost more at start-up than the
+# whole SDK's own code (docs/architecture.md, "What a location imports"); typing is for
+# type checkers only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import datetime as _dt
+    import logging
+    from typing import Any, Callable, Dict, Optional
 
 
 def wants_context(fn: object, owner: str) -> bool:
@@ -23,21 +25,15 @@ def wants_context(fn: object, owner: str) -> bool:
     if not callable(fn):
         raise DefinitionError(f"{owner}: expected a function, got {fn!r}")
     try:
-        params = list(inspect.signature(fn).parameters.values())
+        required, keyword, var_positional = required_parameters(fn)
     except (TypeError, ValueError):  # some builtins have no signature: call them bare
         return False
-    required = [p.name for p in params if p.kind in _POSITIONAL and p.default is p.empty]
-    keyword = [
-        p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is p.empty
-    ]
     if len(required) > 1 or keyword:
         raise DefinitionError(
             f"{owner}: the function must take one context argument or none, "
             f"but it requires {', '.join(required + keyword)}"
         )
-    if required:
-        return True
-    return any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
+    return bool(required) or var_positional
 
 
 def call(fn: Callable[..., Any], takes_context: bool, context: object) -> Any:
@@ -65,9 +61,11 @@ class JobContext:
         self.run_config: Dict[str, Any] = run_config if run_config is not None else {}
         self.run_id: str = run_id if run_id is not None else _local_run_id()
         self.tags: Dict[str, str] = dict(tags) if tags else {}
-        self.log: logging.Logger = log if log is not None else logging.getLogger(
-            f"wsm.job.{job_name}"
-        )
+        if log is None:
+            import logging
+
+            log = logging.getLogger(f"wsm.job.{job_name}")
+        self.log: logging.Logger = log
 
     def __repr__(self) -> str:
         return (
@@ -79,6 +77,8 @@ class JobContext:
 def _local_run_id() -> str:
     """A run id for a job called outside a run (a test, `execute_job`): uuid4 hex, the
     shape of a real run's id."""
+    import uuid
+
     return uuid.uuid4().hex
 
 
@@ -158,6 +158,8 @@ def build_schedule_context(
     `scheduled_execution_time` defaults to now; a naive datetime is taken as UTC.
     `instance` is accepted for Dagster's tests and ignored: wsm has no instance object.
     """
+    import datetime as _dt
+
     when = scheduled_execution_time or _dt.datetime.now(_dt.timezone.utc)
     if not isinstance(when, _dt.datetime):
         raise DefinitionError(f"scheduled_execution_time must be a datetime, got {when!r}")

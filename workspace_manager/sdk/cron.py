@@ -8,7 +8,14 @@ Macros: @yearly @annually @monthly @weekly @daily @midnight @hourly.
 
 from __future__ import annotations
 
-from typing import Dict, FrozenSet, NamedTuple, Optional, Set, Tuple
+from collections import namedtuple
+
+# typing is for type checkers only: importing it costs more than this module (a NamedTuple
+# is a collections.namedtuple at run time; docs/architecture.md, "What a location
+# imports").
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, FrozenSet, NamedTuple, Optional, Set, Tuple
 
 MACROS: Dict[str, str] = {
     "@yearly": "0 0 1 1 *",
@@ -24,11 +31,27 @@ _MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()
 _DAYS = "sun mon tue wed thu fri sat".split()
 
 
-class _Field(NamedTuple):
-    name: str
-    low: int
-    high: int
-    names: Optional[Dict[str, int]]
+if TYPE_CHECKING:
+
+    class _Field(NamedTuple):
+        name: str
+        low: int
+        high: int
+        names: Optional[Dict[str, int]]
+
+    class CronSchedule(NamedTuple):
+        """The sets of values each field matches (day of week: 0-6, Sunday = 0)."""
+
+        minutes: FrozenSet[int]
+        hours: FrozenSet[int]
+        days_of_month: FrozenSet[int]
+        months: FrozenSet[int]
+        days_of_week: FrozenSet[int]
+
+else:
+    _Field = namedtuple("_Field", "name low high names")
+    CronSchedule = namedtuple("CronSchedule", "minutes hours days_of_month months days_of_week")
+    CronSchedule.__doc__ = "The sets of values each field matches (day of week: 0-6, Sunday = 0)."
 
 
 _FIELDS: Tuple[_Field, ...] = (
@@ -42,16 +65,6 @@ _FIELDS: Tuple[_Field, ...] = (
 
 class CronError(ValueError):
     """A cron expression is malformed; the message says which field and why."""
-
-
-class CronSchedule(NamedTuple):
-    """The sets of values each field matches (day of week: 0-6, Sunday = 0)."""
-
-    minutes: FrozenSet[int]
-    hours: FrozenSet[int]
-    days_of_month: FrozenSet[int]
-    months: FrozenSet[int]
-    days_of_week: FrozenSet[int]
 
 
 def parse_cron(expression: object) -> CronSchedule:

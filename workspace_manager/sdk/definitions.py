@@ -9,13 +9,17 @@ equivalent for (assets, resources, executor, loggers, asset_checks) are refused 
 
 from __future__ import annotations
 
-from typing import Any, Iterable, List, Mapping, Optional, Tuple
+from collections.abc import Mapping
 
 from .errors import DefinitionError
 from .job import JobDefinition
 from .repository import RepositoryDefinition
 from .schedule import ScheduleDefinition
 from .sensor import SensorDefinition
+
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
 #: The placeholder name checks run under before discovery names the repository.
 _UNNAMED = "Definitions"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from types import ModuleType
-from typing import List, Optional, Tuple
-
 from .definitions import Definitions
 from .errors import DefinitionError
 from .repository import RepositoryDefinition
+
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import List, Optional, Tuple
 
 
 def find_repositories(

@@ -7,7 +7,6 @@ UserCodeError with the traceback); NotFoundError and DefinitionError are the SDK
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from .context import SensorContext
 from .errors import DefinitionError, NotFoundError
@@ -17,8 +16,12 @@ from .run_status_context import DagsterRun, run_from_dict
 from .run_status_sensor import RunStatusSensorDefinition
 from .values import plain_config, plain_or_repr
 
-#: Turns an exception raised for one run into the error recorded for it.
-ErrorMap = Callable[[BaseException], Dict[str, Any]]
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+
+    #: Turns an exception raised for one run into the error recorded for it.
+    ErrorMap = Callable[[BaseException], Dict[str, Any]]
 
 
 def evaluate_sensor(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import inspect
-import logging
-from typing import Any, Callable, Dict, Mapping, Optional
-
+from .callables import getdoc
 from .context import JobContext, call, wants_context
 from .errors import DefinitionError
 from .values import check_description, check_name, check_tags, plain_config
+
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
+if TYPE_CHECKING:
+    import logging
+    from typing import Any, Callable, Dict, Mapping, Optional
 
 
 class JobDefinition:
@@ -29,7 +31,7 @@ class JobDefinition:
         owner = f"job {self.name!r}"
         self.fn = fn
         self.description: Optional[str] = check_description(
-            description if description is not None else inspect.getdoc(fn), owner
+            description if description is not None else getdoc(fn), owner
         )
         self.tags: Dict[str, str] = check_tags(tags, owner)
         self.takes_context: bool = wants_context(fn, owner)

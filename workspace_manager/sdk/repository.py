@@ -6,9 +6,10 @@ it, and every mistake the SDK can see surfaces as a DefinitionError during impor
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TypeVar, Union
+from collections.abc import Mapping
+from types import FunctionType
 
+from .callables import getdoc
 from .context import wants_context
 from .errors import DefinitionError, NotFoundError
 from .job import JobDefinition
@@ -16,7 +17,11 @@ from .schedule import ScheduleDefinition
 from .sensor import SensorDefinition
 from .values import check_description, check_name
 
-_D = TypeVar("_D", JobDefinition, ScheduleDefinition, SensorDefinition)
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar, Union
+
+    _D = TypeVar("_D", JobDefinition, ScheduleDefinition, SensorDefinition)
 
 
 class RepositoryDefinition:
@@ -66,7 +71,7 @@ class RepositoryDefinition:
                 else:
                     self._add(self._sensors, item, "sensor", owner, "")
             else:
-                hint = " (did you forget @job?)" if inspect.isfunction(item) else ""
+                hint = " (did you forget @job?)" if isinstance(item, FunctionType) else ""
                 raise DefinitionError(
                     f"{owner}: item {index} of its list, {item!r}, is not a job, schedule "
                     f"or sensor{hint}"
@@ -210,5 +215,5 @@ def _build(
     if wants_context(fn, f"repository {repo_name!r}"):
         raise DefinitionError(f"repository {repo_name!r}: the function must take no arguments")
     if description is None:
-        description = inspect.getdoc(fn)
+        description = getdoc(fn)
     return RepositoryDefinition(repo_name, fn(), description=description)

@@ -8,11 +8,15 @@ checked list, so sensors and schedules share a single set of rules;
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from collections.abc import Mapping
+from types import GeneratorType
 
 from .errors import DefinitionError
 from .values import check_tags, plain_config
+
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 
 class RunRequest:
@@ -168,7 +172,7 @@ def collect_sensor_output(
     A SensorResult must be the only thing produced: returned, or the one item of a
     list or generator (Dagster's rule); mixed with RunRequests it is a DefinitionError.
     """
-    if inspect.isgenerator(result):
+    if isinstance(result, GeneratorType):
         result = list(result)
     if isinstance(result, (list, tuple)) and any(isinstance(i, SensorResult) for i in result):
         if len(result) != 1:
@@ -202,7 +206,7 @@ def collect_requests(
         items = ()
     elif isinstance(result, (RunRequest, SkipReason)):
         items = (result,)
-    elif isinstance(result, (list, tuple)) or inspect.isgenerator(result):
+    elif isinstance(result, (list, tuple)) or isinstance(result, GeneratorType):
         items = result  # type: ignore[assignment]
     else:
         raise DefinitionError(

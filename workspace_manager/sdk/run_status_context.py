@@ -8,12 +8,15 @@ with `run_id`, `job_name`, `status`, `tags`, `run_config`, `location`, `reposito
 
 from __future__ import annotations
 
-import uuid
-from typing import Any, Dict, Mapping, Optional
+from collections.abc import Mapping
 
 from .errors import DefinitionError
 from .status import DagsterRunStatus, check_run_status
 from .values import check_name, check_tags, plain_config
+
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, Dict, Mapping, Optional
 
 
 class DagsterRun:
@@ -48,7 +51,7 @@ class DagsterRun:
         self.job_name: str = check_name(job_name, "job")
         if run_id is not None and not isinstance(run_id, str):
             raise DefinitionError(f"DagsterRun: run_id must be a str, got {run_id!r}")
-        self.run_id: str = run_id if run_id is not None else uuid.uuid4().hex
+        self.run_id: str = run_id if run_id is not None else _new_run_id()
         self.status: DagsterRunStatus = check_run_status(status, "DagsterRun")
         self.run_config: Dict[str, Any] = plain_config(run_config, "DagsterRun")
         self.tags: Dict[str, str] = check_tags(tags, "DagsterRun")
@@ -192,3 +195,10 @@ def build_run_status_sensor_context(
             'DagsterRun(job_name="my_job", status=DagsterRunStatus.FAILURE, error="...")'
         )
     return RunStatusSensorContext(sensor_name, dagster_run, repository_name, dagster_event)
+
+
+def _new_run_id() -> str:
+    """A fresh run id (uuid4 hex); uuid is imported on the first call, not with the SDK."""
+    import uuid
+
+    return uuid.uuid4().hex

@@ -11,16 +11,20 @@ order); a SensorResult may not set one.
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Sequence, Tuple
-
 from .context import call
 from .errors import DefinitionError
 from .job import JobDefinition
 from .run_requests import RunRequest, SkipReason, collect_sensor_output
 from .run_status_context import DagsterRun, RunFailureSensorContext, RunStatusSensorContext
-from .sensor import JobRef, SensorDefinition
+from .sensor import SensorDefinition
 from .status import DagsterRunStatus, check_run_status
 from .values import check_name
+
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+    from .sensor import JobRef
 
 
 class RunStatusSensorDefinition(SensorDefinition):

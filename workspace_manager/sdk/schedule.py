@@ -12,10 +12,9 @@ A schedule's first state is `default_status` (Dagster's `DefaultScheduleStatus`,
 
 from __future__ import annotations
 
-import datetime as _dt
-import inspect
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from collections.abc import Mapping
 
+from .callables import getdoc
 from .context import ScheduleContext, call, wants_context
 from .cron import CronError, parse_cron
 from .errors import DefinitionError
@@ -25,6 +24,10 @@ from .sensor import resolve_target
 from .status import DefaultScheduleStatus, check_default_status
 from .timezones import get_timezone, timezone_problem
 from .values import check_description, check_name, check_tags, plain_config
+
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
 
 class ScheduleDefinition:
@@ -97,7 +100,7 @@ class ScheduleDefinition:
         fn = run_config_fn if run_config_fn is not None else execution_fn
         self.takes_context: bool = wants_context(fn, owner) if fn is not None else False
         if description is None and execution_fn is not None:
-            description = inspect.getdoc(execution_fn)
+            description = getdoc(execution_fn)
         self.description: Optional[str] = check_description(description, owner)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -111,6 +114,8 @@ class ScheduleDefinition:
         self, scheduled_time: float, repository_name: Optional[str] = None
     ) -> ScheduleContext:
         """A context whose time is aware, in the schedule's zone (UTC if none)."""
+        import datetime as _dt
+
         zone = get_timezone(self.execution_timezone)
         when = _dt.datetime.fromtimestamp(scheduled_time, tz=zone)
         return ScheduleContext(self.name, when, repository_name)

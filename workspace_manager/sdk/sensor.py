@@ -7,9 +7,7 @@ argument: each RunRequest then names its `job_name`). Its first state is `defaul
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
-
+from .callables import getdoc
 from .context import SensorContext, call, wants_context
 from .errors import DefinitionError
 from .job import JobDefinition
@@ -17,8 +15,12 @@ from .run_requests import RunRequest, SkipReason, collect_sensor_output
 from .status import DefaultSensorStatus, check_default_status
 from .values import check_description, check_name
 
-#: What `jobs=` may hold: job definitions, or names looked up in the repository.
-JobRef = Union[JobDefinition, str]
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+    #: What `jobs=` may hold: job definitions, or names looked up in the repository.
+    JobRef = Union[JobDefinition, str]
 
 
 class SensorDefinition:
@@ -70,7 +72,7 @@ class SensorDefinition:
             )
         self.minimum_interval_seconds = minimum_interval_seconds
         self.description: Optional[str] = check_description(
-            description if description is not None else inspect.getdoc(fn), owner
+            description if description is not None else getdoc(fn), owner
         )
         self.fn = fn
         self.takes_context: bool = wants_context(fn, owner)

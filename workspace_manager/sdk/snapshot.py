@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, Dict, Optional
 
 from .repository import RepositoryDefinition
 from .run_status_sensor import RunStatusSensorDefinition
 from .schedule import ScheduleDefinition
 from .sensor import SensorDefinition
+
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional
 
 
 def repository_snapshot(repo: RepositoryDefinition) -> Dict[str, Any]:

@@ -12,9 +12,12 @@ and from f-strings too since 3.12), so a member put in tags or a message reads t
 from __future__ import annotations
 
 from enum import Enum
-from typing import Optional, Type, TypeVar, Union
 
 from .errors import DefinitionError
+
+TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
+if TYPE_CHECKING:
+    from typing import Optional, Type, TypeVar, Union
 
 
 class _StrEnum(str, Enum):
@@ -52,8 +55,9 @@ class DagsterRunStatus(_StrEnum):
     CANCELED = "CANCELED"
 
 
-_E = TypeVar("_E", DefaultScheduleStatus, DefaultSensorStatus, DagsterRunStatus)
-StatusLike = Union[str, Enum]
+if TYPE_CHECKING:
+    _E = TypeVar("_E", DefaultScheduleStatus, DefaultSensorStatus, DagsterRunStatus)
+    StatusLike = Union[str, Enum]
 
 
 def _member(value: object, kind: Type[_E]) -> Optional[_E]:

@@ -7,19 +7,29 @@ rather than failing every schedule that names a zone.
 
 from __future__ import annotations
 
-import datetime as _dt
-from typing import Optional
+# zoneinfo (with sysconfig, struct) and datetime are imported on the first schedule that
+# names a zone, not with the SDK (docs/architecture.md, "What a location imports").
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import datetime as _dt
+    from types import ModuleType
+    from typing import Optional
 
-try:
-    import zoneinfo as _zoneinfo
-except ImportError:  # pragma: no cover - CPython >= 3.9 always has it
-    _zoneinfo = None  # type: ignore[assignment]
+
+def _zoneinfo_module() -> Optional[ModuleType]:
+    """The zoneinfo module, or None where this interpreter has none."""
+    try:
+        import zoneinfo
+    except ImportError:  # pragma: no cover - CPython >= 3.9 always has it
+        return None
+    return zoneinfo
 
 
 def timezone_problem(name: str) -> Optional[str]:
     """Why `name` is not a usable IANA time zone, or None (also when it cannot be checked)."""
     if name == "UTC":
         return None
+    _zoneinfo = _zoneinfo_module()
     if _zoneinfo is None:
         return None
     try:
@@ -37,6 +47,9 @@ def timezone_problem(name: str) -> Optional[str]:
 
 def get_timezone(name: Optional[str]) -> _dt.tzinfo:
     """The tzinfo for `name`; UTC when None or when no database can resolve it."""
+    import datetime as _dt
+
+    _zoneinfo = _zoneinfo_module()
     if name is None or name == "UTC" or _zoneinfo is None:
         return _dt.timezone.utc
     try:
@@ -46,8 +59,9 @@ def get_timezone(name: Optional[str]) -> _dt.tzinfo:
 
 
 def _database_available() -> bool:
+    _zoneinfo = _zoneinfo_module()
     try:
-        _zoneinfo.ZoneInfo("Etc/UTC")
+        _zoneinfo.ZoneInfo("Etc/UTC")  # type: ignore[union-attr]
     except Exception:
         return False
     return True

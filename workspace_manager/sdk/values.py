@@ -6,13 +6,18 @@ reduced here to dicts with str keys, lists, str, bytes, bool, int, float and Non
 
 from __future__ import annotations
 
-import json
-import re
-from typing import Any, Dict, Mapping, Optional
+from collections.abc import Mapping
 
 from .errors import DefinitionError
 
-_NAME = re.compile(r"[A-Za-z0-9_]+")
+# json (which brings re) is imported for the first tag that is not a str; typing is for type
+# checkers only (docs/architecture.md, "What a location imports").
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional
+
+#: Dagster's name rule `[A-Za-z0-9_]+`, as a set: checking it needs no `re`.
+_NAME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_"
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
 _MAX_DEPTH = 100
@@ -20,7 +25,8 @@ _MAX_DEPTH = 100
 
 def check_name(name: object, kind: str) -> str:
     """Return `name` if it is a valid definition name (Dagster's rule: [A-Za-z0-9_]+)."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    # strip() of the allowed characters leaves nothing exactly when there is no other one
+    if not isinstance(name, str) or not name or name.strip(_NAME_CHARS):
         raise DefinitionError(
             f"{kind} name {name!r} is invalid: use only letters, digits and underscores"
         )
@@ -54,6 +60,8 @@ def check_tags(tags: object, owner: str) -> Dict[str, str]:
 
 
 def _json_tag(key: str, value: object, owner: str) -> str:
+    import json
+
     try:
         text = json.dumps(value, allow_nan=False)
         same = json.loads(text) == value
