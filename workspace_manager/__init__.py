@@ -7,7 +7,7 @@ Only the SDK's names live here, and this file imports nothing but `sdk/` and
 itself lives in the subpackages (`cli`, `supervisor`, ...), imported explicitly.
 
 The SDK's names are loaded on first use (PEP 562 module `__getattr__`): every wsm
-command imports this package first and uses none of them, and the SDK costs ~50 ms
+command imports this package first and uses none of them, and the SDK costs 5-14 ms
 to import. Repository code sees no difference: `from workspace_manager import job`,
 `workspace_manager.job`, `from workspace_manager import *` and `dir()` work as before.
 """
