@@ -93,6 +93,7 @@ class ForkServer:
         self._next_id = 0
         self._tasks: List[asyncio.Future] = []
         self.failed: Optional[str] = None  # why it is not usable, once it is not
+        self._closing = False
 
     @property
     def pid(self) -> Optional[int]:
@@ -145,6 +146,11 @@ class ForkServer:
         code = await self.child.wait()
         from workspace_manager.supervisor.process import describe_exit
 
+        if not self._closing:
+            self._on_message(
+                f"fork server ({self.python}) {describe_exit(code)}; "
+                "its interpreter's locations are spawned from now on"
+            )
         self._fail(f"the fork server {describe_exit(code)}")
 
     async def _pump_stderr(self, pipe) -> None:  # type: ignore[no-untyped-def]
@@ -247,6 +253,7 @@ class ForkServer:
 
     async def close(self, timeout: float = 2.0) -> None:
         """EOF on its socket ends it; SIGKILL after `timeout`."""
+        self._closing = True
         self._fail("closed")
         if self._sock is not None:
             self._sock.close()
