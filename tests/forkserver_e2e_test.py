@@ -306,6 +306,35 @@ def test_a_forked_location_exit_status_is_seen_at_once(ws: WorkspaceDir) -> None
         pids.kill_all()
 
 
+def test_requests_beyond_the_socket_buffer_are_all_forked(ws: WorkspaceDir) -> None:
+    """Twelve locations at once, each request carrying a 64 KiB variable: together more
+    than the socket's buffer (~200 KiB), so senders wait for room, and every one is served
+    (the loop keeps one writer callback per descriptor: waiters once lost their wake-up)."""
+    big = "x" * 65536
+    entries = []
+    for i in range(12):
+        ws.file(
+            f"l{i}/repo{i}.py",
+            "from workspace_manager import job, repository\n"
+            "@job\ndef noop(): ...\n@repository\ndef r():\n    return [noop]\n",
+        )
+        entries.append(
+            {
+                "python_file": {
+                    "relative_path": f"l{i}/repo{i}.py",
+                    "location_name": f"l{i}",
+                    "env_vars": {"BIG": big},
+                }
+            }
+        )
+    path = ws.workspace({"load_from": entries})
+    with WsmUp(ws, "-w", str(path), "--no-daemon", env=_env(ws)) as up:
+        wait_for(lambda: up.get("/readyz")[0] == 200, 60, "every location to be ready")
+        pids = [loc["pid"] for loc in up.status()["locations"].values()]
+        assert all(_forked(pid) for pid in pids)
+        up.track()
+
+
 @pytest.mark.parametrize(
     "env,expected",
     [

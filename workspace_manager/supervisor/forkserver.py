@@ -44,6 +44,9 @@ MAX_SERVERS = 8
 #: How long a server may take to import the loader and report ready.
 READY_TIMEOUT = 60.0
 
+#: How long a fork may take to be answered (a few ms when the machine is not overloaded).
+ANSWER_TIMEOUT = 30.0
+
 Key = Tuple[str, Tuple[Tuple[str, str], ...]]
 
 
@@ -94,6 +97,7 @@ class ForkServer:
         self._tasks: List[asyncio.Future] = []
         self.failed: Optional[str] = None  # why it is not usable, once it is not
         self._closing = False
+        self._send_lock = asyncio.Lock()
 
     @property
     def pid(self) -> Optional[int]:
@@ -209,22 +213,29 @@ class ForkServer:
                 pass
 
     async def _send(self, data: bytes, fds: List[int]) -> None:
+        """One request; a full socket buffer is waited out, one sender at a time (the loop
+        keeps one writer callback per descriptor)."""
         assert self._sock is not None
         loop = asyncio.get_running_loop()
-        while True:
-            try:
-                socket.send_fds(self._sock, [data], fds)
-                return
-            except (BlockingIOError, InterruptedError):
-                writable = loop.create_future()
-                loop.add_writer(self._sock, _resolve, writable)
+        async with self._send_lock:
+            while True:
+                if self.failed is not None:
+                    raise ForkServerGone(self.failed)
                 try:
-                    await writable
-                finally:
-                    loop.remove_writer(self._sock)
-            except OSError as exc:
-                self._fail(f"its socket failed: {exc}")
-                raise ForkServerGone(self.failed) from None
+                    socket.send_fds(self._sock, [data], fds)
+                    return
+                except (BlockingIOError, InterruptedError):
+                    writable = loop.create_future()
+                    loop.add_writer(self._sock, _resolve, writable)
+                    try:
+                        await asyncio.wait_for(writable, 1.0)  # and look at `failed` again
+                    except asyncio.TimeoutError:
+                        pass
+                    finally:
+                        loop.remove_writer(self._sock)
+                except OSError as exc:
+                    self._fail(f"its socket failed: {exc}")
+                    raise ForkServerGone(self.failed) from None
 
     async def fork(self, cwd: str, env: Dict[str, str], fds: List[int]) -> Child:
         """Fork a location with these four descriptors (stdin, stdout, stderr, status) and
@@ -242,7 +253,11 @@ class ForkServer:
         orphans.IN_FLIGHT.add(token)
         try:
             await self._send(data, fds)
-            answer = await future
+            try:
+                answer = await asyncio.wait_for(future, ANSWER_TIMEOUT)
+            except asyncio.TimeoutError:
+                self._fail(f"no answer within {ANSWER_TIMEOUT:g}s")  # stuck: not used again
+                raise ForkServerGone(self.failed) from None
             pid = answer.get("pid")
             if not isinstance(pid, int):
                 raise ForkServerGone(str(answer.get("error") or "no pid in its answer"))
@@ -313,6 +328,7 @@ class ForkServers:
         """Fork the plan's loader from its interpreter's server, in `cgroup` when it can
         join it, and write its bootstrap (with `status_fd` and `cgroup` added) once it is
         there; None when it cannot be forked (see the module docstring): spawn it then."""
+        started = time.monotonic()  # a first location waits for its server: counted
         server = self._server_for(plan)
         if server is None:
             return None
@@ -320,7 +336,6 @@ class ForkServers:
             await server.ready()
         except ForkServerGone:
             return None
-        started = time.monotonic()
         stdin_r, stdin_w = os.pipe()
         stdout_r, stdout_w = os.pipe()
         stderr_r, stderr_w = os.pipe()
