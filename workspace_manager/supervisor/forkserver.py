@@ -344,11 +344,13 @@ class ForkServers:
         theirs = [stdin_r, stdout_w, stderr_w, child_end.fileno()]
         try:
             child = await server.fork(plan.cwd, plan.env, theirs)
-        except (ForkServerGone, OSError):
+        except BaseException as exc:  # cancelled too: a child forked meanwhile reads EOF
             for fd in ours:
                 os.close(fd)
             parent_end.close()
-            return None
+            if isinstance(exc, (ForkServerGone, OSError)):
+                return None
+            raise
         finally:
             for fd in theirs[:3]:
                 os.close(fd)
