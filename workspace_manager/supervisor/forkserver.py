@@ -307,6 +307,8 @@ class ForkServers:
             return None  # the location would be reparented past us: we could not reap it
         if plan.listen is not None or plan.tls is not None or not plan.argv:
             return None
+        if not os.path.isdir(plan.cwd):
+            return None  # the spawn says why in its own words
         python = str(plan.argv[0])
         if tuple(plan.argv) != tuple(bootstrap_argv(python, self.sdk_dir)):
             return None
