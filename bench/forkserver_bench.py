@@ -52,7 +52,9 @@ def _workspace(root: Path, count: int) -> Path:
         folder = root / f"loc{i}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"repo{i}.py").write_text(REPO)
-        lines.append(f"  - python_file: {{relative_path: loc{i}/repo{i}.py, location_name: loc{i}}}")
+        lines.append(
+            f"  - python_file: {{relative_path: loc{i}/repo{i}.py, location_name: loc{i}}}"
+        )
     path = root / "workspace.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
