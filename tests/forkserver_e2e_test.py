@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List
@@ -333,6 +334,43 @@ def test_requests_beyond_the_socket_buffer_are_all_forked(ws: WorkspaceDir) -> N
         pids = [loc["pid"] for loc in up.status()["locations"].values()]
         assert all(_forked(pid) for pid in pids)
         up.track()
+
+
+def test_an_interpreter_whose_server_cannot_start_is_spawned(ws: WorkspaceDir) -> None:
+    """An interpreter that runs the loader but not the fork server (a wrapper that refuses
+    the server's command line): the server's failure is said once and the location is
+    spawned as before."""
+    wrapper = ws.file(
+        "bin/python-wrapper",
+        f"""#!/bin/sh
+        case "$2" in *loader.forkserver*) echo "no fork server here" >&2; exit 1;; esac
+        exec {sys.executable} "$@"
+        """,
+    )
+    wrapper.chmod(0o755)
+    ws.file(
+        "w/repo.py",
+        "from workspace_manager import job, repository\n"
+        "@job\ndef noop(): ...\n@repository\ndef r():\n    return [noop]\n",
+    )
+    path = ws.workspace(
+        {
+            "load_from": [
+                {
+                    "python_file": {
+                        "relative_path": "w/repo.py",
+                        "location_name": "w",
+                        "executable_path": str(wrapper),
+                    }
+                }
+            ]
+        }
+    )
+    with WsmUp(ws, "-w", str(path), "--no-daemon", env=_env(ws)) as up:
+        pid = up.wait_state("w", "ready")["pid"]
+        assert not _forked(pid)
+        assert "no fork server here" in up.output()
+        assert _servers(up) == []
 
 
 @pytest.mark.parametrize(
