@@ -34,15 +34,28 @@ def forked_repo():
 """
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Tuple[subprocess.Popen, socket.socket, str]]:
+#: The interpreters the loader supports, where this machine has them (3.9: the oldest).
+PYTHONS = [sys.executable] + [
+    p
+    for p in (
+        "/root/.pyenv/versions/3.9.18/bin/python3",
+        "/root/.pyenv/versions/3.13.0/bin/python3",
+    )
+    if os.path.exists(p)
+]
+
+
+@pytest.fixture(params=PYTHONS)
+def server(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Tuple[subprocess.Popen, socket.socket, str]]:
     rundir = tmp_path / "run"
     rundir.mkdir(mode=0o700)
     sdk = make_sdk_dir(str(rundir))
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     env = forkserver.start_vars(dict(os.environ, PYTHONUNBUFFERED="1"))
     proc = subprocess.Popen(
-        forkserver.argv(sys.executable, sdk, theirs.fileno()),
+        forkserver.argv(request.param, sdk, theirs.fileno()),
         pass_fds=(theirs.fileno(),),
         env=env,
         cwd="/",
