@@ -336,6 +336,44 @@ def test_requests_beyond_the_socket_buffer_are_all_forked(ws: WorkspaceDir) -> N
         up.track()
 
 
+def test_fork_server_sigkill_amid_a_burst_of_starts(ws: WorkspaceDir) -> None:
+    """The server killed while the locations' forks are in flight: those not yet answered
+    are spawned instead, any child forked but never answered exits (no bootstrap comes), and
+    every location gets ready; `wsm down` then leaves nothing."""
+    entries = []
+    for i in range(16):
+        ws.file(
+            f"l{i}/repo{i}.py",
+            "from workspace_manager import job, repository\n"
+            "@job\ndef noop(): ...\n@repository\ndef r():\n    return [noop]\n",
+        )
+        entries.append(
+            {"python_file": {"relative_path": f"l{i}/repo{i}.py", "location_name": f"l{i}"}}
+        )
+    path = ws.workspace({"load_from": entries})
+    with WsmUp(ws, "-w", str(path), "--no-daemon", env=_env(ws)) as up:
+
+        def server() -> int:
+            """The server: forked command line, working directory `/` (a location leaves it
+            at once), the oldest such child (a location is forked from it)."""
+            up.track()
+            found = []
+            for p in psutil.Process(up.proc.pid).children():
+                try:
+                    if _forked(p.pid) and p.cwd() == "/":
+                        found.append((p.create_time(), p.pid))
+                except psutil.Error:
+                    continue
+            return min(found)[1] if found else 0
+
+        pid = wait_for(server, 30, "the fork server")
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: up.get("/readyz")[0] == 200 and up.track(), 90, "every location ready")
+        assert "spawned from now on" in up.output()
+        time.sleep(1.5)  # a child forked but never answered is gone (collected) by now
+        up.track()
+
+
 def test_an_interpreter_whose_server_cannot_start_is_spawned(ws: WorkspaceDir) -> None:
     """An interpreter that runs the loader but not the fork server (a wrapper that refuses
     the server's command line): the server's failure is said once and the location is
