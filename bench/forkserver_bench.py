@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -78,11 +79,13 @@ def _uss(pid: int) -> int:
     return r.get("Private_Clean", 0) + r.get("Private_Dirty", 0)
 
 
-def _cpu(pid: int) -> float:
+def _cpu(pid: int, children: bool = False) -> float:
+    """User + system seconds of `pid` (and of the children it reaped, with `children`)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS
+        own = int(fields[11]) + int(fields[12])
+        return (own + (int(fields[13]) + int(fields[14]) if children else 0)) / TICKS
     except (OSError, IndexError, ValueError):
         return 0.0
 
@@ -175,11 +178,68 @@ def one_run(count: int, fork: bool, timeout: float = 300.0) -> Dict[str, Any]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def fork_latency(requests: int) -> Dict[str, Any]:
+    """One fork server on its own: the round trip of a fork request (send, double fork,
+    answer), and the CPU the server and its middle processes spend per fork. Each forked child gets EOF on its stdin
+    at once and exits (status 3: no bootstrap), as an unanswered fork would."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from workspace_manager.loader import forkserver
+    from workspace_manager.loader.launch import make_sdk_dir
+
+    root = Path(tempfile.mkdtemp(prefix="wsm-forklat-"))
+    try:
+        sdk = make_sdk_dir(str(root))
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = forkserver.start_vars(dict(os.environ, PYTHONUNBUFFERED="1"))
+        t0 = time.monotonic()
+        proc = subprocess.Popen(
+            forkserver.argv(sys.executable, sdk, theirs.fileno()),
+            pass_fds=(theirs.fileno(),),
+            env=env,
+            cwd="/",
+            start_new_session=True,
+        )
+        theirs.close()
+        json.loads(ours.recv(65536))
+        server_start = time.monotonic() - t0
+        cpu0 = _cpu(proc.pid, children=True)
+        took = []
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for i in range(requests):
+            r, w = os.pipe()
+            a, b = socket.socketpair()
+            t = time.perf_counter()
+            socket.send_fds(ours, [json.dumps({"id": i, "cwd": "/", "env": {}}).encode()],
+                            [r, devnull, devnull, b.fileno()])  # fmt: skip
+            json.loads(ours.recv(65536))
+            took.append((time.perf_counter() - t) * 1000)
+            for fd in (r, w):
+                os.close(fd)
+            a.close()
+            b.close()
+        cpu = (_cpu(proc.pid, children=True) - cpu0) / requests * 1000
+        ours.close()
+        proc.wait(10)
+        took.sort()
+        return {
+            "server_start_ms": round(server_start * 1000, 1),
+            "fork_round_trip_ms_p50": round(statistics.median(took), 2),
+            "fork_round_trip_ms_p90": round(took[int(len(took) * 0.9)], 2),
+            "server_cpu_ms_per_fork": round(cpu, 2),
+        }
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--counts", type=int, nargs="+", default=[1, 100])
     parser.add_argument("--rounds", type=int, default=0, help="default: 5 for 1, else 2")
+    parser.add_argument("--fork-latency", type=int, metavar="N", help="only time N fork requests")
     args = parser.parse_args()
+    if args.fork_latency:
+        print(json.dumps(fork_latency(args.fork_latency)))
+        return
     results: List[Dict[str, Any]] = []
     for count in args.counts:
         rounds = args.rounds or (5 if count == 1 else 2)
