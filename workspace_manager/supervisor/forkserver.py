@@ -151,8 +151,9 @@ class ForkServer:
         from workspace_manager.supervisor.process import describe_exit
 
         if not self._closing:
+            why = f" ({self.failed})" if self.failed and "socket" not in self.failed else ""
             self._on_message(
-                f"fork server ({self.python}) {describe_exit(code)}; "
+                f"fork server ({self.python}) {describe_exit(code)}{why}; "
                 "its interpreter's locations are spawned from now on"
             )
         self._fail(f"the fork server {describe_exit(code)}")
@@ -373,9 +374,14 @@ class ForkServers:
             pass  # it died at once; the exit is reported by wait()
         finally:
             stdin.close()
-        stdout = await pipe_reader(open(stdout_r, "rb", buffering=0))
-        stderr = await pipe_reader(open(stderr_r, "rb", buffering=0))
-        reader, writer = await asyncio.open_unix_connection(sock=parent_end, limit=2**20)
+        try:
+            stdout = await pipe_reader(open(stdout_r, "rb", buffering=0))
+            stderr = await pipe_reader(open(stderr_r, "rb", buffering=0))
+            reader, writer = await asyncio.open_unix_connection(sock=parent_end, limit=2**20)
+        except BaseException:  # cancelled: nobody would stop it, so it goes now
+            os.kill(child.pid, signal.SIGKILL)
+            parent_end.close()
+            raise
         return SpawnedLoader(child, stdout, stderr, reader, writer, started, cgroup)
 
     async def close(self) -> None:
