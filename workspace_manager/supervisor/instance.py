@@ -90,12 +90,12 @@ class Instance:
         except FileNotFoundError:
             pass
         cgroups = self.plan.cgroups
-        self.spawned = await proc_mod.spawn_loader(
-            self.plan.argv,
-            bootstrap,
-            cwd=self.plan.cwd,
-            env=self.plan.env,
-            cgroup=cgroups.new(str(self.plan.bootstrap.get("location"))) if cgroups else None,
+        cgroup = cgroups.new(str(self.plan.bootstrap.get("location"))) if cgroups else None
+        forks = self.plan.forks  # a fork server's child when one can (supervisor/forkserver.py)
+        self.spawned = (
+            await forks.spawn(self.plan, bootstrap, cgroup) if forks else None
+        ) or await proc_mod.spawn_loader(
+            self.plan.argv, bootstrap, cwd=self.plan.cwd, env=self.plan.env, cgroup=cgroup
         )
         self._pumps = [
             asyncio.ensure_future(self._pump("stdout", self.spawned.stdout)),

@@ -25,7 +25,7 @@ from workspace_manager.envs.service import EnvironmentService, write_in_use
 from workspace_manager.http.view import LocationView, ManagerView, status_document
 from workspace_manager.loader.launch import make_sdk_dir
 from workspace_manager.protocol.errors import CallTimeout, RemoteError
-from workspace_manager.supervisor import looplag, orphans, runtime, statedirs
+from workspace_manager.supervisor import forkserver, looplag, orphans, runtime, statedirs
 from workspace_manager.supervisor.cgroup import CgroupRoot
 from workspace_manager.supervisor.codewatch import code_fingerprint
 from workspace_manager.supervisor.control import ControlServer
@@ -127,6 +127,7 @@ class Manager:
         self.loop_lag: Optional[looplag.LoopLag] = None
         self._lock: Optional[runtime.ManagerLock] = None
         self._cgroups: Optional[CgroupRoot] = None
+        self._forks: Optional[forkserver.ForkServers] = None  # supervisor/forkserver.py
         self._orphans_task: Optional[asyncio.Task] = None
         self.loop_heartbeat = time.monotonic()
         # `wsm up`: run records, run coordinator and daemon (supervisor/workload.py); `wsm
@@ -164,6 +165,8 @@ class Manager:
         statedirs.claim(self.key, self.identity)
         self._sdk_dir = make_sdk_dir(str(self.dir))
         self._cgroups = CgroupRoot.create()  # None: no cgroup here, the process tree must do
+        if forkserver.enabled():
+            self._forks = forkserver.ForkServers(self._sdk_dir, self.events.message)
         if self.workload is not None:  # before health and control answer: they may ask
             await self.workload.open()
         self._heartbeat_task = asyncio.ensure_future(self._loop_heartbeat())
@@ -260,6 +263,8 @@ class Manager:
             return_exceptions=True,
         )
         self._alive = False
+        if self._forks is not None:
+            await self._forks.close()
         if self._control is not None:
             await self._control.close()
         self.hub.close()  # every event stream ends: the server's close waits on none
@@ -475,7 +480,10 @@ class Manager:
             config, interpreter, self._sdk_dir, self.dir / f"{self._socket_counter}.sock"
         )
         plan = dataclasses.replace(
-            plan, env=without_secrets(plan.env, config, hidden), cgroups=self._cgroups
+            plan,
+            env=without_secrets(plan.env, config, hidden),
+            cgroups=self._cgroups,
+            forks=self._forks,
         )
         return self.adjust_plan(plan) if self.adjust_plan else plan
 

@@ -24,7 +24,16 @@ PR_SET_CHILD_SUBREAPER = 36
 #: Children the manager spawned and reaps itself (`process.Child`).
 OWN: Set[int] = set()
 
+#: One token per fork request in flight (supervisor/forkserver.py): a forked location is our
+#: child before its pid reaches us, so `collect` waits while any is in flight.
+IN_FLIGHT: Set[object] = set()
+
 _enabled = False
+
+
+def is_subreaper() -> bool:
+    """True once `become_subreaper` has succeeded: orphans (and forked locations) are ours."""
+    return _enabled
 
 
 def become_subreaper() -> bool:
@@ -70,7 +79,7 @@ def collect() -> List[int]:
     """SIGKILL and reap every leftover child (see the module docstring); the pids of those
     that were still running (a leftover already killed by its location's stop is only
     reaped)."""
-    if not _enabled:
+    if not _enabled or IN_FLIGHT:
         return []
     ours = os.getsid(0)
     found = []

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # kept out of `wsm job execute`'s path to its run's spawn
     import ssl
 
     from workspace_manager.supervisor.cgroup import CgroupRoot
+    from workspace_manager.supervisor.forkserver import ForkServers
 
 #: A single line of output longer than this is cut (binary garbage has no newlines).
 MAX_LINE = 8192
@@ -40,6 +41,8 @@ class LaunchPlan:
     client_ssl: Optional[ssl.SSLContext] = None
     # Where each process of this location gets a cgroup of its own; None: the tree must do.
     cgroups: Optional[CgroupRoot] = None
+    # Fork servers to fork the loader from instead of spawning it, where one can.
+    forks: Optional[ForkServers] = None
 
 
 #: Variables of wsm's own environment that would leak wsm's packages into another interpreter.

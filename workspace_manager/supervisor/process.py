@@ -13,7 +13,17 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Callable, Dict, List, Optional, Protocol, Sequence
+from typing import (
+    IO,
+    TYPE_CHECKING,
+    Callable,
+    Dict,
+    List,
+    Optional,
+    Protocol,
+    Sequence,
+    Union,
+)
 
 from workspace_manager.loader import proctable
 from workspace_manager.protocol import framing
@@ -25,6 +35,15 @@ if TYPE_CHECKING:
     # psutil (~17 ms to import) is imported where a tree is walked or signalled: `wsm job
     # execute` imports this module before it starts its run and needs psutil only after
     import psutil
+
+
+class Reapable(Protocol):
+    """What `Child` needs of a process: a `subprocess.Popen`, or a location forked for us
+    (supervisor/forkserver.py)."""
+
+    pid: int
+
+    def wait(self) -> int: ...
 
 
 class Child:
@@ -39,7 +58,7 @@ class Child:
     (`pid`, `returncode`, `wait()`): negative return codes are signals.
     """
 
-    def __init__(self, popen: subprocess.Popen) -> None:
+    def __init__(self, popen: Union[subprocess.Popen, Reapable]) -> None:
         self.popen = popen
         self.pid = popen.pid
         orphans.OWN.add(self.pid)  # reaped here: never a leftover for `orphans.collect`

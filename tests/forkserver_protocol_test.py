@@ -1,0 +1,165 @@
+"""The fork server on its own (loader/forkserver.py): its requests and answers, a forked
+loader that serves and dies with its lifeline, a bad request refused without harm, EOF as
+the end. Real processes; the test process is no subreaper, so the forked loader is reparented
+past it: it is tracked by pid and start time, and killed if it outlives the test."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator, List, Tuple
+
+import psutil
+import pytest
+from e2e import wait_for
+
+from workspace_manager.loader import forkserver
+from workspace_manager.loader.harness import file_target
+from workspace_manager.loader.launch import make_sdk_dir
+from workspace_manager.protocol.client import Client
+from workspace_manager.protocol.framing import FrameDecoder
+
+REPO = """
+from workspace_manager import job, repository
+@job
+def noop(): ...
+@repository
+def forked_repo():
+    return [noop]
+"""
+
+
+#: The interpreters the loader supports, where this machine has them (3.9: the oldest).
+PYTHONS = [sys.executable] + [
+    p
+    for p in (
+        "/root/.pyenv/versions/3.9.18/bin/python3",
+        "/root/.pyenv/versions/3.13.0/bin/python3",
+    )
+    if os.path.exists(p)
+]
+
+
+@pytest.fixture(params=PYTHONS)
+def server(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Tuple[subprocess.Popen, socket.socket, str]]:
+    rundir = tmp_path / "run"
+    rundir.mkdir(mode=0o700)
+    sdk = make_sdk_dir(str(rundir))
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    env = forkserver.start_vars(dict(os.environ, PYTHONUNBUFFERED="1"))
+    proc = subprocess.Popen(
+        forkserver.argv(request.param, sdk, theirs.fileno()),
+        pass_fds=(theirs.fileno(),),
+        env=env,
+        cwd="/",
+        start_new_session=True,
+    )
+    theirs.close()
+    ours.settimeout(60)
+    try:
+        assert json.loads(ours.recv(65536))["ready"] is True
+        yield proc, ours, str(rundir)
+    finally:
+        ours.close()
+        try:
+            proc.wait(10)
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+def _kill(pids: List[psutil.Process]) -> None:
+    for p in pids:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+
+
+def _gone(p: psutil.Process) -> bool:
+    try:
+        return p.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+def test_a_forked_loader_serves_and_dies_with_its_lifeline(server, tmp_path: Path) -> None:
+    proc, sock, rundir = server
+    repo = tmp_path / "code" / "forked_repo.py"
+    repo.parent.mkdir()
+    repo.write_text(REPO)
+    stdin_r, stdin_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    status, child_status = socket.socketpair()
+    env = {"WSM_LOCATION": "forked", "PYTHONUNBUFFERED": "1", "MARK": "m1"}
+    request = {"id": 7, "cwd": str(repo.parent), "env": env}
+    socket.send_fds(
+        sock, [json.dumps(request).encode()], [stdin_r, out_w, err_w, child_status.fileno()]
+    )
+    for fd in (stdin_r, out_w, err_w):
+        os.close(fd)
+    child_status.close()
+    answer = json.loads(sock.recv(65536))
+    assert answer["id"] == 7 and isinstance(answer["pid"], int), answer
+    loader = psutil.Process(answer["pid"])
+    try:
+        assert loader.ppid() != proc.pid  # double-forked: not the server's child
+        assert os.getsid(loader.pid) == loader.pid
+        secret = secrets.token_hex(8)
+        address = f"unix:{rundir}/forked.sock"
+        boot = {
+            "location": "forked",
+            "listen": address,
+            "secret": secret,
+            "status_fd": forkserver.STATUS_FD,
+            "target": file_target(str(repo)),
+            "max_frame_bytes": 1 << 20,
+            "tls": None,
+            "protocol": 1,
+        }
+        os.write(stdin_w, json.dumps(boot).encode() + b"\n")
+        os.close(stdin_w)
+        status.settimeout(60)
+        decoder = FrameDecoder()
+        events: list = []
+        while not events:
+            data = status.recv(65536)
+            assert data, "the status socket closed before loaded"
+            events = decoder.feed(data)
+        assert events[0][1] == "loaded", events
+        with Client(address, secret, timeout=10) as client:
+            assert client.call("ping", {})["pid"] == loader.pid
+        assert loader.environ().get("MARK") is None  # /proc environ: the server's block
+        assert loader.cwd() == str(repo.parent)
+        status.close()  # the manager is gone
+        wait_for(lambda: _gone(loader), 10, "the forked loader to exit")
+        # the server is untouched and serves on
+        socket.send_fds(sock, [b'{"id": 8, "cwd": "/", "env": {}}'], [])
+        assert json.loads(sock.recv(65536)) == {
+            "id": 8,
+            "error": "expected 4 descriptors, got 0",
+        }
+        assert proc.poll() is None
+    finally:
+        _kill([loader])
+        for fd in (out_r, err_r):
+            os.close(fd)
+
+
+def test_bad_requests_are_refused_and_eof_ends_the_server(server) -> None:
+    proc, sock, _ = server
+    sock.send(b"not json")
+    assert json.loads(sock.recv(65536))["error"].startswith("bad request")
+    sock.send(b'{"id": 1, "cwd": 3, "env": {}}')
+    assert json.loads(sock.recv(65536))["error"].startswith("bad request")
+    assert len(os.listdir(f"/proc/{proc.pid}/task")) == 1  # never a thread
+    sock.shutdown(socket.SHUT_RDWR)
+    assert proc.wait(10) == 0
