@@ -40,7 +40,10 @@ import os
 import signal
 import socket
 import sys
-from typing import Dict, List, NoReturn, Tuple
+
+TYPE_CHECKING = False  # typing is for type checkers only: a forked location would inherit it
+if TYPE_CHECKING:
+    from typing import Dict, List, NoReturn, Tuple
 
 #: The status socket's descriptor in a forked location (the bootstrap's `status_fd`).
 STATUS_FD = 3
@@ -188,11 +191,13 @@ def _double_fork(fds: List[int], cwd: str, env: Dict[str, str], initial_path: Li
         if middle == 0:
             try:
                 os.close(r)
-                pid = os.fork()
-                if pid == 0:
+                if os.fork() == 0:
+                    # its own session before its pid is told: the manager may signal the
+                    # group (killpg(pid)) the moment it knows the pid
+                    os.setsid()
+                    os.write(w, str(os.getpid()).encode())
                     os.close(w)
                     _become_location(fds, cwd, env, initial_path)
-                os.write(w, str(pid).encode())
             finally:
                 os._exit(0)
         os.close(w)
@@ -217,11 +222,10 @@ def _double_fork(fds: List[int], cwd: str, env: Dict[str, str], initial_path: Li
 def _become_location(
     fds: List[int], cwd: str, env: Dict[str, str], initial_path: List[str]
 ) -> NoReturn:
-    """In the forked location: session, descriptors, directory, environment; then the
-    loader. Never returns to the server's loop."""
+    """In the forked location, already in its own session: descriptors, directory,
+    environment; then the loader. Never returns to the server's loop."""
     status = 3  # as a loader with a bad bootstrap: a wsm fault, not the repository's
     try:
-        os.setsid()
         signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh interpreter
         _place_fds(fds)
         os.chdir(cwd)
