@@ -7,6 +7,7 @@ inherited by the child tells it when the manager is gone, even after a SIGKILL.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Callable, Dict, List, Optional, Protocol, 
 
 from workspace_manager.loader import proctable
 from workspace_manager.protocol import framing
-from workspace_manager.supervisor import orphans
+from workspace_manager.supervisor import orphans, proctree
 from workspace_manager.supervisor.cgroup import Cgroup
 from workspace_manager.supervisor.spawn import HeldSpawn, start_held
 
@@ -127,8 +128,46 @@ async def spawn_loader(
     The loader reads its bootstrap line before it runs any repository code, and the line is
     written only once the process is in its cgroup: nothing it starts is born outside.
     """
-    held = spawn_held(argv, cwd=cwd, env=env, cgroup=cgroup)
+    held = await start_held_off_loop(argv, cwd=cwd, env=env, cgroup=cgroup)
+    held.watch()
     return await held.release(bootstrap)
+
+
+async def start_held_off_loop(
+    argv: Sequence[str],
+    *,
+    cwd: str,
+    env: Dict[str, str],
+    cgroup: Optional[Cgroup] = None,
+) -> HeldSpawn:
+    """`spawn.start_held` in a worker thread. Popen returns only once the child has
+    exec'd (CPython's vfork path: 15-60 ms on a loaded machine) and joining a cgroup is a
+    slow kernel write (~2-20 ms): on the loop, 100 locations starting at once queued behind
+    each other and every health answer waited. The thread releases the GIL meanwhile, so
+    starts overlap and the loop keeps turning. Cancelled meanwhile, the process the thread
+    still starts is killed and reaped, never left. Raises OSError as `start_held`."""
+    loop = asyncio.get_running_loop()
+    future = loop.run_in_executor(
+        None, functools.partial(start_held, argv, cwd=cwd, env=env, cgroup=cgroup)
+    )
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        future.add_done_callback(_discard_started)
+        raise
+
+
+def _discard_started(future: asyncio.Future) -> None:
+    """A process started for a spawn that was cancelled meanwhile: kill it (nothing of the
+    user's has run: it waits for its bootstrap line) and reap it."""
+    if future.cancelled() or future.exception() is not None:
+        return
+    held: HeldSpawn = future.result()
+    try:
+        os.kill(held.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    asyncio.ensure_future(held.discard())
 
 
 def spawn_held(
@@ -214,14 +253,25 @@ PROCESS_TABLE = ProcessTable()
 
 
 def process_tree(pid: int) -> List[psutil.Process]:
-    """The process and all its descendants, found before anything is killed."""
+    """The process and all its descendants, found before anything is killed: from the
+    tree's own children files (`proctree.py`: a few reads per process of the tree, not a
+    read of every process on the machine), else through psutil."""
     import psutil
 
     try:
         root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
+        pids = proctree.descendant_pids(pid)
+        if pids is None:
+            return [root, *root.children(recursive=True)]
     except psutil.Error:
         return []
+    tree = [root]
+    for child in pids:
+        try:
+            tree.append(psutil.Process(child))
+        except psutil.Error:
+            continue  # exited meanwhile
+    return tree
 
 
 def signal_tree(
