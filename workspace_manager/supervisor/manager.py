@@ -13,10 +13,11 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
 from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.progress import BuildReporter
@@ -154,6 +155,12 @@ class Manager:
         return 0
 
     async def start(self, serve_control: bool = True) -> None:
+        """Take the runtime directory, bind the health address, start every location, then
+        set up the rest (run records, the web stack, the control socket, the daemon).
+
+        The locations start before the rest: each loads its code in a process of its own
+        (tens of milliseconds at least) while the manager imports and opens what it serves
+        with. Clients of the health address queue in its backlog until it serves."""
         root = runtime.ensure_private_dir(runtime.runtime_root())
         directory = runtime.ensure_private_dir(root / self.key)
         lock = runtime.ManagerLock(directory)
@@ -164,37 +171,16 @@ class Manager:
         statedirs.claim(self.key, self.identity)
         self._sdk_dir = make_sdk_dir(str(self.dir))
         self._cgroups = CgroupRoot.create()  # None: no cgroup here, the process tree must do
+        listeners = await self._bind_health()  # a taken port fails before anything starts
+        for config in self.workspace.locations:
+            self._add_location(config)
         if self.workload is not None:  # before health and control answer: they may ask
             await self.workload.open()
         self._heartbeat_task = asyncio.ensure_future(self._loop_heartbeat())
         self.loop_lag = looplag.LoopLag().start()  # heartbeat deadlines allow for our stalls
         self._codewatch_task = asyncio.ensure_future(self._retry_changed_code())
-        if self.health_listen is not None:
-            from workspace_manager.http.api import Api, manager_sources
-            from workspace_manager.web.app import build_app
-            from workspace_manager.web.context import WebContext
-            from workspace_manager.web.server import WebServer
-            from workspace_manager.web.session import new_secret
-
-            self.web = WebContext(
-                view=self.view,
-                alive=self.alive,
-                api=Api(manager_sources(self, self.api_token)),
-                hub=self.hub,
-                exposition=self.metrics.exposition_async,
-                api_token=self.api_token,
-                secret=new_secret(),
-            )
-            self._health = WebServer(*self.health_listen, build_app(self.web))
-            try:
-                self.health_address = await self._health.start()
-            except OSError as exc:  # port in use, address not ours: say which, in one line
-                host, port = self.health_listen
-                raise HealthListenError(f"--health {host}:{port}: {exc.strerror or exc}") from None
-            address = self.health_text()
-            self.events.message(
-                f"health endpoint on http://{address} (the web page: http://{address}/)"
-            )
+        if listeners is not None:
+            await self._serve_health(listeners)
         secret = secrets.token_hex(16)
         if serve_control:
             self._control = ControlServer(self.dir / "manager.sock", secret, self._handlers())
@@ -209,10 +195,50 @@ class Manager:
                 version=__version__,
                 health=self.health_text(),
             ).write(self.dir)
-        for config in self.workspace.locations:
-            self._add_location(config)
         if self.workload is not None:
             await self.workload.start()
+
+    async def _bind_health(self) -> Optional[List[socket.socket]]:
+        """The health address's listening sockets (web/bind.py: no web stack imported yet),
+        or None without `--health`. Raises HealthListenError (one line)."""
+        if self.health_listen is None:
+            return None
+        from workspace_manager.web.bind import bind_listeners
+
+        host, port = self.health_listen
+        try:
+            return await bind_listeners(host, port)
+        except OSError as exc:  # port in use, address not ours: say which, in one line
+            raise HealthListenError(f"--health {host}:{port}: {exc.strerror or exc}") from None
+
+    async def _serve_health(self, listeners: List[socket.socket]) -> None:
+        """Import the web stack and serve on the bound `listeners` (`/livez`, the API...)."""
+        from workspace_manager.http.api import Api, manager_sources
+        from workspace_manager.web.app import build_app
+        from workspace_manager.web.context import WebContext
+        from workspace_manager.web.server import WebServer
+        from workspace_manager.web.session import new_secret
+
+        assert self.health_listen is not None
+        self.web = WebContext(
+            view=self.view,
+            alive=self.alive,
+            api=Api(manager_sources(self, self.api_token)),
+            hub=self.hub,
+            exposition=self.metrics.exposition_async,
+            api_token=self.api_token,
+            secret=new_secret(),
+        )
+        self._health = WebServer(*self.health_listen, build_app(self.web))
+        try:
+            self.health_address = await self._health.start(listeners)
+        except OSError as exc:
+            host, port = self.health_listen
+            raise HealthListenError(f"--health {host}:{port}: {exc.strerror or exc}") from None
+        address = self.health_text()
+        self.events.message(
+            f"health endpoint on http://{address} (the web page: http://{address}/)"
+        )
 
     @property
     def store(self) -> Any:
