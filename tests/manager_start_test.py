@@ -3,10 +3,12 @@ locations all get ready (a real `wsm up`, real processes; figures in bench/, not
 
 from __future__ import annotations
 
+import resource
 import signal
 import socket
-from typing import Dict
+from typing import Dict, Tuple
 
+import psutil
 import pytest
 from e2e import WorkspaceDir, WsmUp, modules_in, probe_imports, wait_for
 
@@ -128,3 +130,33 @@ def test_kill_of_the_manager_while_locations_start_leaves_nothing(ws: WorkspaceD
     finally:
         if up.proc.poll() is None:
             up.stop()
+
+
+def _nofile(pid: int) -> Tuple[int, int]:
+    soft, hard = psutil.Process(pid).rlimit(psutil.RLIMIT_NOFILE)
+    return soft, hard
+
+
+def test_the_manager_raises_its_open_file_limit_and_its_locations_keep_the_users(
+    ws: WorkspaceDir,
+) -> None:
+    """1,000 locations need ~6,000 descriptors in the manager; a location's code (select(2))
+    keeps the soft limit it was given."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 512:
+        pytest.skip("the hard open-file limit here is too low to test a raise")
+    low = 256
+    trivial_workspace(ws, 2)
+
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))  # what `wsm up` inherits
+    try:
+        up = WsmUp(ws, "--quiet-output")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    with up:
+        st = up.wait_all_settled(timeout=120)
+        assert _nofile(up.proc.pid) == (hard, hard)
+        for loc in st["locations"].values():
+            assert loc["state"] == "ready"
+            assert _nofile(loc["pid"]) == (low, hard)

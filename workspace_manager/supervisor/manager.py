@@ -26,7 +26,7 @@ from workspace_manager.envs.service import EnvironmentService, write_in_use
 from workspace_manager.http.view import LocationView, ManagerView, status_document
 from workspace_manager.loader.launch import make_sdk_dir
 from workspace_manager.protocol.errors import CallTimeout, RemoteError
-from workspace_manager.supervisor import looplag, orphans, runtime, statedirs
+from workspace_manager.supervisor import fdlimit, looplag, orphans, runtime, statedirs
 from workspace_manager.supervisor.cgroup import CgroupRoot
 from workspace_manager.supervisor.codewatch import code_fingerprint
 from workspace_manager.supervisor.control import ControlServer
@@ -144,6 +144,7 @@ class Manager:
         as tests embed it, does not."""
         if orphans.become_subreaper():
             self._orphans_task = asyncio.ensure_future(self._collect_orphans())
+        fdlimit.raise_to_hard()  # ~6 descriptors a location; the web guard's budget reads it
         try:
             # before start: its later steps (recovering runs, the daemon) follow the health
             # line, and a SIGTERM meanwhile must be a clean stop, not the default death

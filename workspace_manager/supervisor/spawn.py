@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, Optional, Sequence
 
-from workspace_manager.supervisor import orphans
+from workspace_manager.supervisor import fdlimit, orphans
 from workspace_manager.supervisor.cgroup import Cgroup
 
 if TYPE_CHECKING:
@@ -136,6 +136,7 @@ def start_held(
                 start_new_session=True,
             )
             orphans.OWN.add(popen.pid)  # reaped by its `Child` (watch), which discards it
+        fdlimit.restore_for(popen.pid)  # the user's soft limit, before any code of theirs runs
     except BaseException:
         parent_end.close()
         raise
