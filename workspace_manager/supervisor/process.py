@@ -7,6 +7,7 @@ inherited by the child tells it when the manager is gone, even after a SIGKILL.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import os
 import signal
@@ -148,13 +149,28 @@ async def start_held_off_loop(
     still starts is killed and reaped, never left. Raises OSError as `start_held`."""
     loop = asyncio.get_running_loop()
     future = loop.run_in_executor(
-        None, functools.partial(start_held, argv, cwd=cwd, env=env, cgroup=cgroup)
+        _spawn_pool(), functools.partial(start_held, argv, cwd=cwd, env=env, cgroup=cgroup)
     )
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
         future.add_done_callback(_discard_started)
         raise
+
+
+#: Starts under way at once. Their own threads: queued in the loop's default executor, 100
+#: starts held back what else runs there (opening the run records, code fingerprints), and
+#: the health address waited seconds to serve. More at once gains nothing: each waits for
+#: its child's exec, and the children share the machine's cores.
+SPAWN_THREADS = 4
+_pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
+
+
+def _spawn_pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = concurrent.futures.ThreadPoolExecutor(SPAWN_THREADS, thread_name_prefix="wsm-spawn")
+    return _pool
 
 
 def _discard_started(future: asyncio.Future) -> None:
