@@ -90,12 +90,13 @@ class Instance:
         except FileNotFoundError:
             pass
         cgroups = self.plan.cgroups
+        name = str(self.plan.bootstrap.get("location"))
         self.spawned = await proc_mod.spawn_loader(
             self.plan.argv,
             bootstrap,
             cwd=self.plan.cwd,
             env=self.plan.env,
-            cgroup=cgroups.new(str(self.plan.bootstrap.get("location"))) if cgroups else None,
+            new_cgroup=(lambda: cgroups.new(name)) if cgroups else None,  # in the spawn thread
         )
         self._pumps = [
             asyncio.ensure_future(self._pump("stdout", self.spawned.stdout)),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import os
 import signal
 import subprocess
@@ -122,16 +121,21 @@ async def spawn_loader(
     cwd: str,
     env: Dict[str, str],
     cgroup: Optional[Cgroup] = None,
+    new_cgroup: Optional[Callable[[], Optional[Cgroup]]] = None,
 ) -> SpawnedLoader:
-    """Start a loader in its own session (and in ``cgroup``, when given and it can be
-    joined); its stdout/stderr are pipes for the log reader.
+    """Start a loader in its own session (and in ``cgroup``, or the one ``new_cgroup``
+    makes, when it can be joined); its stdout/stderr are pipes for the log reader.
 
     The loader reads its bootstrap line before it runs any repository code, and the line is
     written only once the process is in its cgroup: nothing it starts is born outside.
+    Making the cgroup, starting the process and writing the line happen in a worker thread
+    (`start_held_off_loop`).
     """
-    held = await start_held_off_loop(argv, cwd=cwd, env=env, cgroup=cgroup)
+    held = await start_held_off_loop(
+        argv, cwd=cwd, env=env, cgroup=cgroup, new_cgroup=new_cgroup, bootstrap=bootstrap
+    )
     held.watch()
-    return await held.release(bootstrap)
+    return await held.release(None)
 
 
 async def start_held_off_loop(
@@ -140,17 +144,28 @@ async def start_held_off_loop(
     cwd: str,
     env: Dict[str, str],
     cgroup: Optional[Cgroup] = None,
+    new_cgroup: Optional[Callable[[], Optional[Cgroup]]] = None,
+    bootstrap: Optional[dict] = None,
 ) -> HeldSpawn:
-    """`spawn.start_held` in a worker thread. Popen returns only once the child has
-    exec'd (CPython's vfork path: 15-60 ms on a loaded machine) and joining a cgroup is a
-    slow kernel write (~2-20 ms): on the loop, 100 locations starting at once queued behind
-    each other and every health answer waited. The thread releases the GIL meanwhile, so
-    starts overlap and the loop keeps turning. Cancelled meanwhile, the process the thread
-    still starts is killed and reaped, never left. Raises OSError as `start_held`."""
+    """`spawn.start_held` in a worker thread, after `new_cgroup()` when given, and with
+    `bootstrap` written (`HeldSpawn.write_bootstrap`) when given. Each of those blocks: Popen
+    returns only once the child has exec'd (CPython's vfork path: 15-60 ms on a loaded
+    machine), making and joining a cgroup are slow kernel writes (~2-20 ms each), and a
+    pipe write may wait for the GIL. On the loop, 100 locations starting at once queued
+    behind each other and every health answer waited. The thread releases the GIL
+    meanwhile, so starts overlap and the loop keeps turning. Cancelled meanwhile, the
+    process the thread still starts is killed and reaped, never left. Raises OSError as
+    `start_held`."""
+
+    def start() -> HeldSpawn:
+        group = new_cgroup() if new_cgroup is not None else cgroup
+        held = start_held(argv, cwd=cwd, env=env, cgroup=group)
+        if bootstrap is not None:
+            held.write_bootstrap(bootstrap)
+        return held
+
     loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(
-        _spawn_pool(), functools.partial(start_held, argv, cwd=cwd, env=env, cgroup=cgroup)
-    )
+    future = loop.run_in_executor(_spawn_pool(), start)
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
