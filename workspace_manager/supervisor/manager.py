@@ -159,9 +159,12 @@ class Manager:
         """Take the runtime directory, bind the health address, start every location, then
         set up the rest (run records, the web stack, the control socket, the daemon).
 
-        The locations start before the rest: each loads its code in a process of its own
-        (tens of milliseconds at least) while the manager imports and opens what it serves
-        with. Clients of the health address queue in its backlog until it serves."""
+        The first locations (one per core) start before the rest of the manager: each loads
+        its code in a process of its own (tens of milliseconds at least) while the manager
+        imports and opens what it serves with. The others start after: 100 loading
+        processes would each get as much CPU as the manager, whose own set-up (the web
+        stack, the records) then took seconds. Clients of the health address queue in its
+        backlog until it serves."""
         root = runtime.ensure_private_dir(runtime.runtime_root())
         directory = runtime.ensure_private_dir(root / self.key)
         lock = runtime.ManagerLock(directory)
@@ -173,7 +176,9 @@ class Manager:
         self._sdk_dir = make_sdk_dir(str(self.dir))
         self._cgroups = CgroupRoot.create()  # None: no cgroup here, the process tree must do
         listeners = await self._bind_health()  # a taken port fails before anything starts
-        for config in self.workspace.locations:
+        configs = list(self.workspace.locations)
+        early = max(1, os.cpu_count() or 1)
+        for config in configs[:early]:
             self._add_location(config)
         if self.workload is not None:  # before health and control answer: they may ask
             await self.workload.open()
@@ -196,6 +201,8 @@ class Manager:
                 version=__version__,
                 health=self.health_text(),
             ).write(self.dir)
+        for config in configs[early:]:
+            self._add_location(config)
         if self.workload is not None:
             await self.workload.start()
 
