@@ -119,6 +119,9 @@ class Manager:
         self._sdk_dir: Optional[str] = None
         self._socket_counter = 0
         self._logs: Dict[str, LocationLog] = {}
+        self._log_texts: Dict[str, str] = {}  # location -> its log path, for views
+        # location -> (its latest Transition, its latest transitions as dicts), for views
+        self._transition_views: Dict[str, Tuple[Optional[Transition], tuple]] = {}
         self._stop = asyncio.Event()
         self._alive = True
         self._control: Optional[ControlServer] = None
@@ -615,6 +618,18 @@ class Manager:
         )
 
     def _location_view(self, loc: Location) -> LocationView:
+        """One location's view. /readyz and /status build one per location per request: the
+        parts that change only with a transition (the log path, the latest transitions as
+        dicts) are made once, not at every request (at 1,000 locations they were most of
+        a ~50 ms answer)."""
+        log = self._log_texts.get(loc.name)
+        if log is None:
+            log = self._log_texts[loc.name] = str(log_path(self.key, loc.name))
+        last = loc.transitions[-1] if loc.transitions else None
+        cached = self._transition_views.get(loc.name)
+        if cached is None or cached[0] is not last:
+            dicts = tuple(t.to_dict() for t in list(loc.transitions)[-10:])
+            cached = self._transition_views[loc.name] = (last, dicts)
         return LocationView(
             name=loc.name,
             state=loc.state.value,
@@ -627,9 +642,9 @@ class Manager:
             rss_bytes=loc.last_rss if loc.state is State.READY else None,
             error=loc.error if loc.state is not State.READY else None,
             traceback=loc.traceback if loc.state is not State.READY else None,
-            transitions=tuple(t.to_dict() for t in list(loc.transitions)[-10:]),
+            transitions=cached[1],
             reload_error=loc.reload_error if loc.state is State.READY else None,
-            log=str(log_path(self.key, loc.name)),
+            log=log,
         )
 
     def status(self) -> dict:
