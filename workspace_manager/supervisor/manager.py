@@ -493,9 +493,16 @@ class Manager:
             remote = remote_plan(config.target, config.supervision.max_frame_bytes)
             loc.environment = f"remote {remote.address}"
             return remote
-        # before the process starts: an edit made while it loads counts as a change
+        # before the process starts: an edit made while it loads counts as a change; its
+        # log is opened in the same trip off the loop (its first line comes next)
         loop = asyncio.get_running_loop()
-        self._planned_code[config.name] = await loop.run_in_executor(None, code_fingerprint, config)
+        log = self._log(config.name)
+
+        def prepare() -> Any:
+            log.prepare()
+            return code_fingerprint(config)
+
+        self._planned_code[config.name] = await loop.run_in_executor(None, prepare)
         hidden = wsm_secret_vars(self.workspace, self.secret_vars)
         self.envs.hidden_env = hidden  # a build runs its requirements' setup code
         interpreter, key = await self._interpreter(config, loc)
