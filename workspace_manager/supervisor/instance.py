@@ -256,8 +256,8 @@ class Instance:
         await proc_mod.terminate_tree(
             proc, grace=min(grace, 2.0) if grace else 0.0, known=known, cgroup=cgroup
         )
-        if cgroup is not None:
-            cgroup.remove()
+        if cgroup is not None:  # rmdir retries for up to 0.5 s: never on the loop
+            await asyncio.get_running_loop().run_in_executor(None, cgroup.remove)
         self.spawned.status_writer.close()
         await self._drain_output()
         for task in self._pumps:

@@ -189,16 +189,24 @@ def _spawn_pool() -> concurrent.futures.ThreadPoolExecutor:
 
 
 def _discard_started(future: asyncio.Future) -> None:
-    """A process started for a spawn that was cancelled meanwhile: kill it (nothing of the
-    user's has run: it waits for its bootstrap line) and reap it."""
+    """A process started for a spawn that was cancelled meanwhile: kill its process group
+    (it leads one; its bootstrap line may be in, so its code may have begun) and its
+    cgroup, and reap it. A descendant that left the group goes with the cgroup, or is
+    swept as an orphan of a dead loader (orphans.py)."""
     if future.cancelled() or future.exception() is not None:
         return
     held: HeldSpawn = future.result()
     try:
-        os.kill(held.pid, signal.SIGKILL)
-    except ProcessLookupError:
+        os.killpg(held.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
         pass
-    asyncio.ensure_future(held.discard())
+
+    async def discard() -> None:
+        if held.cgroup is not None:
+            await asyncio.get_running_loop().run_in_executor(None, held.cgroup.kill)
+        await held.discard()
+
+    asyncio.ensure_future(discard())
 
 
 def spawn_held(
