@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Callable, Dict, List, Optional, Protocol, Sequence
+from typing import IO, TYPE_CHECKING, Callable, Dict, List, Optional, Protocol, Sequence, Set
 
 from workspace_manager.loader import proctable
 from workspace_manager.protocol import framing
@@ -202,11 +202,23 @@ def _discard_started(future: asyncio.Future) -> None:
         pass
 
     async def discard() -> None:
-        if held.cgroup is not None:
-            await asyncio.get_running_loop().run_in_executor(None, held.cgroup.kill)
-        await held.discard()
+        try:
+            if held.cgroup is not None:
+                await asyncio.get_running_loop().run_in_executor(_spawn_pool(), held.cgroup.kill)
+            await held.discard()
+        except Exception:
+            # The loop is closing (a start that failed part-way: its executor is gone). The
+            # process is killed already; the cgroup root's close and the exit take the rest.
+            pass
+        finally:
+            _discarding.discard(task)
 
-    asyncio.ensure_future(discard())
+    task = asyncio.ensure_future(discard())
+    _discarding.add(task)  # the loop keeps only weak references to tasks
+
+
+#: Discards under way (`_discard_started`).
+_discarding: Set[asyncio.Future] = set()
 
 
 def spawn_held(
