@@ -59,4 +59,3 @@ def test_list_shows_all_the_jobs_of_each_sensor(ws: WorkspaceDir) -> None:
     ]
     # a docstring's line breaks stay inside its job's line
     assert "    job       load  - Load the rows into the warehouse." in listed.stdout.splitlines()
-

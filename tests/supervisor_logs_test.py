@@ -168,3 +168,28 @@ def test_logs_are_private_and_looser_ones_are_tightened(tmp_path: Path) -> None:
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert stat.S_IMODE((folder / "loc.log").stat().st_mode) == 0o600
     assert stat.S_IMODE((folder / "loc.log.1").stat().st_mode) == 0o600
+
+
+def test_prepare_opens_the_file_ahead_of_the_first_line(tmp_path: Path) -> None:
+    """The manager opens a location's log in a worker thread before its first line, so the
+    loop never makes folders or files at a start."""
+    path = tmp_path / "state" / "k" / "logs" / "a.log"
+    log = LocationLog(path, root=tmp_path / "state")
+    log.prepare()
+    assert path.exists() and log._fd is not None
+    fd = log._fd
+    assert log.write(b"first\n")
+    assert log._fd == fd  # the first line used the file prepared, no second open
+    assert path.read_bytes() == b"first\n"
+    log.close()
+
+
+def test_prepare_that_cannot_open_leaves_the_report_to_the_first_write(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    troubles: list = []
+    log = LocationLog(blocker / "a.log", on_trouble=troubles.append)
+    log.prepare()  # never raises
+    assert troubles == []
+    assert not log.write(b"line\n")
+    assert log.dropped == 1 and len(troubles) == 1

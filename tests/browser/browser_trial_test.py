@@ -46,8 +46,13 @@ def add_sensor_runs(served: Served, n: int) -> List[RunRecord]:
                 "a",
                 "hello",
                 created_at=time.time() - 100 + i,
-                origin={"kind": "sensor", "name": "watch", "location": "a", "tick_id": 85,
-                        "run_key": run_key},
+                origin={
+                    "kind": "sensor",
+                    "name": "watch",
+                    "location": "a",
+                    "tick_id": 85,
+                    "run_key": run_key,
+                },
                 run_key=run_key,
             )
         )
@@ -100,8 +105,11 @@ class ReloadFails(Served):
 
     async def reload(self, names: List[str]) -> Dict[str, Any]:
         self.reloaded.append(names)
-        return {"restarted": names, "failed": {n: "RuntimeError: broken on purpose" for n in names},
-                "broken": {}}
+        return {
+            "restarted": names,
+            "failed": {n: "RuntimeError: broken on purpose" for n in names},
+            "broken": {},
+        }
 
 
 @pytest.mark.parametrize("path", ["/", "/locations/a"])
@@ -186,7 +194,9 @@ def test_a_lost_stream_is_flagged_plainly_not_in_grey_small_print(served: Served
 # -- a run's origin ----------------------------------------------------------------------------
 
 
-def test_a_runs_origin_links_to_its_sensors_row_not_the_top_of_the_location(served: Served, browser):
+def test_a_runs_origin_links_to_its_sensors_row_not_the_top_of_the_location(
+    served: Served, browser
+):
     """A run's origin "sensor failed_payments" led to the top of billing's page, a long page
     with the sensor far below; it now lands on the sensor's row (also for an origin stored
     without its location: the run's own)."""
@@ -250,9 +260,19 @@ def test_a_location_not_ready_says_its_schedules_and_sensors_are_unknown_not_non
 
 
 def location_doc(**fields: Any) -> Dict[str, Any]:
-    return {"name": "a", "state": "ready", "pid": 100, "restarts": 2, "python": "3.12.1",
-            "environment": "/new/env/bin/python3", "uptime_seconds": 1.0, "rss_bytes": 1000,
-            "error": None, "traceback": None, **fields}
+    return {
+        "name": "a",
+        "state": "ready",
+        "pid": 100,
+        "restarts": 2,
+        "python": "3.12.1",
+        "environment": "/new/env/bin/python3",
+        "uptime_seconds": 1.0,
+        "rss_bytes": 1000,
+        "error": None,
+        "traceback": None,
+        **fields,
+    }
 
 
 def location_event(**fields: Any) -> str:

@@ -17,11 +17,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Deque, FrozenSet, List, Optional, Sequence, Set
+from typing import IO, Deque, FrozenSet, List, Optional, Sequence
 
 import filelock
 
 from workspace_manager.envs import guard, store
+from workspace_manager.envs.cancel import Cancel
 from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.installers import Installer
 from workspace_manager.envs.key import EnvRecipe, seed_version
@@ -34,48 +35,6 @@ from workspace_manager.version import __version__
 
 TAIL_LINES = 25
 _SCRUBBED_ENV = ("PYTHONHOME", "PYTHONPATH", "VIRTUAL_ENV", "PIP_REQUIRE_VIRTUALENV")
-
-
-class Cancel:
-    """Shared by a service's builds: `cancel()` stops running installers (and their children)
-    so a shutting-down manager never waits for a long pip run."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self._procs: Set[subprocess.Popen] = set()
-        self._lock = threading.Lock()
-
-    def track(self, proc: subprocess.Popen) -> None:
-        with self._lock:
-            self._procs.add(proc)
-        if self.event.is_set():
-            self._kill(proc)
-
-    def untrack(self, proc: subprocess.Popen) -> None:
-        with self._lock:
-            self._procs.discard(proc)
-
-    def cancel(self) -> None:
-        self.event.set()
-        with self._lock:
-            procs = list(self._procs)
-        for proc in procs:
-            self._kill(proc)
-
-    @staticmethod
-    def _kill(proc: subprocess.Popen) -> None:
-        import psutil
-
-        try:
-            victims = [psutil.Process(proc.pid)]
-            victims += victims[0].children(recursive=True)
-        except psutil.Error:
-            return
-        for victim in victims:
-            try:
-                victim.kill()
-            except psutil.Error:
-                pass
 
 
 class _Progress:

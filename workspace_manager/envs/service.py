@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Dict, FrozenSet, List, Optional, Set, Tuple
 
 from workspace_manager.envs import installers, store
-from workspace_manager.envs.build import Cancel, build_env
+from workspace_manager.envs.cancel import Cancel
 from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.interpreters import InterpreterCache
 from workspace_manager.envs.key import EnvRecipe, base_dir, make_recipe
@@ -101,6 +101,8 @@ class EnvironmentService:
             return ResolvedEnv(str(self.layout.python(key)), key, False, time.monotonic() - started)
         future = self._inflight.get(key)
         if future is None:
+            from workspace_manager.envs.build import build_env  # filelock, guard: for builds only
+
             names = self._joined[key] = [location.name]
             installer, warning = installers.choose(location.environment.installer)
             future = loop.run_in_executor(

@@ -102,9 +102,7 @@ class ControlServer:
         finally:
             writer.close()
 
-    async def _handshake(
-        self, frames: FrameReader, writer: asyncio.StreamWriter
-    ) -> Optional[int]:
+    async def _handshake(self, frames: FrameReader, writer: asyncio.StreamWriter) -> Optional[int]:
         """Read and answer the first request, which must be a valid hello. Returns the
         largest answer the client takes (its hello's `max_frame_bytes`, else the default),
         or None when the hello was refused."""

@@ -30,10 +30,10 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from workspace_manager.loader import forkserver as server_side
 from workspace_manager.loader.launch import bootstrap_argv
-from workspace_manager.supervisor import orphans
+from workspace_manager.supervisor import fdlimit, orphans
 from workspace_manager.supervisor.cgroup import Cgroup
 from workspace_manager.supervisor.plan import LaunchPlan
-from workspace_manager.supervisor.process import Child, SpawnedLoader, pipe_reader
+from workspace_manager.supervisor.process import Child, SpawnedLoader, in_spawn_thread, pipe_reader
 
 #: Set to "off" (or 0/no/false) to spawn every location as before.
 CONTROL_VAR = "WSM_FORKSERVER"
@@ -125,6 +125,7 @@ class ForkServer:
             return
         finally:
             child_end.close()
+        fdlimit.restore_for(popen.pid)  # what it forks gets the user's limit, as a spawn does
         parent.setblocking(False)
         self._sock = parent
         self.child = Child(popen)
@@ -326,11 +327,15 @@ class ForkServers:
         return None if server.failed is not None else server
 
     async def spawn(
-        self, plan: LaunchPlan, bootstrap: dict, cgroup: Optional[Cgroup]
+        self,
+        plan: LaunchPlan,
+        bootstrap: dict,
+        new_cgroup: Optional[Callable[[], Optional[Cgroup]]],
     ) -> Optional[SpawnedLoader]:
-        """Fork the plan's loader from its interpreter's server, in `cgroup` when it can
-        join it, and write its bootstrap (with `status_fd` and `cgroup` added) once it is
-        there; None when it cannot be forked (see the module docstring): spawn it then."""
+        """Fork the plan's loader from its interpreter's server, in the cgroup `new_cgroup()`
+        makes (in a spawn thread: slow kernel writes) when it can join it, and write its
+        bootstrap (with `status_fd` and `cgroup` added) once it is there; None when it cannot
+        be forked (see the module docstring): spawn it then."""
         started = time.monotonic()  # a first location waits for its server: counted
         server = self._server_for(plan)
         if server is None:
@@ -358,12 +363,7 @@ class ForkServers:
             for fd in theirs[:3]:
                 os.close(fd)
             child_end.close()
-        if cgroup is not None:
-            try:
-                cgroup.add(child.pid)
-            except OSError:  # e.g. not delegated to us: the process tree must do
-                cgroup.remove()
-                cgroup = None
+        cgroup = await in_spawn_thread(lambda: _join_new(new_cgroup, child.pid))
         boot = dict(bootstrap, status_fd=server_side.STATUS_FD)
         if cgroup is not None:
             boot["cgroup"] = str(cgroup.path)
@@ -387,3 +387,17 @@ class ForkServers:
     async def close(self) -> None:
         """Stop every server (the locations they forked are not theirs: they stay)."""
         await asyncio.gather(*(s.close() for s in self._servers.values()), return_exceptions=True)
+
+
+def _join_new(new_cgroup: Optional[Callable[[], Optional[Cgroup]]], pid: int) -> Optional[Cgroup]:
+    """The cgroup `new_cgroup()` makes, with `pid` in it; None when there is none or it
+    cannot be joined (e.g. not delegated to us: the process tree must do)."""
+    cgroup = new_cgroup() if new_cgroup is not None else None
+    if cgroup is None:
+        return None
+    try:
+        cgroup.add(pid)
+    except OSError:
+        cgroup.remove()
+        return None
+    return cgroup

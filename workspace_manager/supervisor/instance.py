@@ -90,12 +90,13 @@ class Instance:
         except FileNotFoundError:
             pass
         cgroups = self.plan.cgroups
-        cgroup = cgroups.new(str(self.plan.bootstrap.get("location"))) if cgroups else None
+        name = str(self.plan.bootstrap.get("location"))
+        new_cgroup = (lambda: cgroups.new(name)) if cgroups else None  # made in a spawn thread
         forks = self.plan.forks  # a fork server's child when one can (supervisor/forkserver.py)
         self.spawned = (
-            await forks.spawn(self.plan, bootstrap, cgroup) if forks else None
+            await forks.spawn(self.plan, bootstrap, new_cgroup) if forks else None
         ) or await proc_mod.spawn_loader(
-            self.plan.argv, bootstrap, cwd=self.plan.cwd, env=self.plan.env, cgroup=cgroup
+            self.plan.argv, bootstrap, cwd=self.plan.cwd, env=self.plan.env, new_cgroup=new_cgroup
         )
         self._pumps = [
             asyncio.ensure_future(self._pump("stdout", self.spawned.stdout)),
@@ -255,8 +256,8 @@ class Instance:
         await proc_mod.terminate_tree(
             proc, grace=min(grace, 2.0) if grace else 0.0, known=known, cgroup=cgroup
         )
-        if cgroup is not None:
-            cgroup.remove()
+        if cgroup is not None:  # rmdir retries for up to 0.5 s: never on the loop
+            await asyncio.get_running_loop().run_in_executor(None, cgroup.remove)
         self.spawned.status_writer.close()
         await self._drain_output()
         for task in self._pumps:

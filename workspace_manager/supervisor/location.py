@@ -33,6 +33,11 @@ MISSED_HEARTBEATS = 3
 EXIT_0_HINT = " (does the code call sys.exit() or os._exit() when imported?)"
 #: Memory samples in a row above the limit before a location is restarted.
 MEMORY_STRIKES = 2
+#: Seconds between memory samples of a location without `memory_limit_mb`, which only
+#: /status and /metrics show (after a heartbeat that answered). A sample reads the
+#: kernel's page-table walk of each process (smaps_rollup: ~0.2-0.5 ms of CPU): with every
+#: 2 s heartbeat, that was most of an idle manager's CPU at 100 locations.
+STATUS_MEMORY_SECONDS = 10.0
 
 
 def make_instance(plan: Any, on_output: Callable[[str, bytes], None]) -> Any:
@@ -81,6 +86,7 @@ class Location:
         self.ready_since: Optional[float] = None  # monotonic
         self.down_since: Optional[float] = None  # monotonic: first failure since last ready
         self.last_rss: Optional[int] = None
+        self._memory_sampled = 0.0  # hooks.clock() of the last sample of `last_rss`
         self.environment: Optional[str] = None
         # The last reload whose successor failed to load while this location kept serving:
         # {"at": unix time, "error": one line, "traceback": str or None}; None once a
@@ -214,9 +220,10 @@ class Location:
                 exit_info = exc.info
             else:
                 self.instance = inst
+                rss = await _sample_memory(inst)
                 if self._stopping:  # loaded as the stop came: never shown ready
                     return
-                self._became_ready(inst, "")
+                self._became_ready(inst, "", rss)
                 served = await self._serve(inst)
                 if served is None:
                     return
@@ -332,15 +339,18 @@ class Location:
             raise _Exited(ExitInfo(inst.returncode, f"could not start: {exc}")) from None
         return inst
 
-    def _became_ready(self, inst: Instance, prefix: str) -> None:
+    def _became_ready(self, inst: Instance, prefix: str, rss: Optional[int]) -> None:
+        """`rss`: a sample of the just-loaded instance (`_sample_memory`, taken off the loop
+        before: at 1,000 locations, one smaps_rollup read each on the loop added up)."""
         self.ready_since = self.hooks.clock()
         self.down_since = None
         self.history.record_ready(self.ready_since)
         repos = (inst.snapshot or {}).get("repositories") or []
         took = self.ready_since - inst.started_at
         # The memory of this instance, not of the one it replaces (a process killed for its
-        # memory showed that until the next sample); one sample of a just-loaded process.
-        self.last_rss = inst.rss_bytes()
+        # memory showed that until the next sample).
+        self.last_rss = rss
+        self._memory_sampled = self.hooks.clock()
         self._set(State.READY, prefix + _describe_snapshot(repos, took), force=bool(prefix))
 
     async def _serve(self, inst: Instance) -> Optional[ExitInfo]:
@@ -360,10 +370,11 @@ class Location:
                 self.config, self.environment = serving
                 self._successor_failed(failed)
                 continue
+            rss = await _sample_memory(new)
             old, inst = inst, new
             self.instance = inst
             self.reload_error = None
-            self._became_ready(inst, "reloaded: ")
+            self._became_ready(inst, "reloaded: ", rss)
             self._reloaded()
             await old.stop(self._grace)
 
@@ -450,7 +461,8 @@ class Location:
                     return f"missed {missed} heartbeats ({interval:g}s each)"
             else:
                 missed = 0
-                if sample_memory:
+                if sample_memory and clock() - self._memory_sampled >= STATUS_MEMORY_SECONDS:
+                    self._memory_sampled = clock()
                     self.last_rss = await _sample_memory(inst)
             next_ping = max(next_ping, clock())  # never a burst of pings to catch up
 

@@ -13,10 +13,11 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
 from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.progress import BuildReporter
@@ -25,7 +26,14 @@ from workspace_manager.envs.service import EnvironmentService, write_in_use
 from workspace_manager.http.view import LocationView, ManagerView, status_document
 from workspace_manager.loader.launch import make_sdk_dir
 from workspace_manager.protocol.errors import CallTimeout, RemoteError
-from workspace_manager.supervisor import forkserver, looplag, orphans, runtime, statedirs
+from workspace_manager.supervisor import (
+    fdlimit,
+    forkserver,
+    looplag,
+    orphans,
+    runtime,
+    statedirs,
+)
 from workspace_manager.supervisor.cgroup import CgroupRoot
 from workspace_manager.supervisor.codewatch import code_fingerprint
 from workspace_manager.supervisor.control import ControlServer
@@ -118,6 +126,9 @@ class Manager:
         self._sdk_dir: Optional[str] = None
         self._socket_counter = 0
         self._logs: Dict[str, LocationLog] = {}
+        self._log_texts: Dict[str, str] = {}  # location -> its log path, for views
+        # location -> (its latest Transition, its latest transitions as dicts), for views
+        self._transition_views: Dict[str, Tuple[Optional[Transition], tuple]] = {}
         self._stop = asyncio.Event()
         self._alive = True
         self._control: Optional[ControlServer] = None
@@ -144,6 +155,7 @@ class Manager:
         as tests embed it, does not."""
         if orphans.become_subreaper():
             self._orphans_task = asyncio.ensure_future(self._collect_orphans())
+        fdlimit.raise_to_hard()  # ~6 descriptors a location; the web guard's budget reads it
         try:
             # before start: its later steps (recovering runs, the daemon) follow the health
             # line, and a SIGTERM meanwhile must be a clean stop, not the default death
@@ -155,6 +167,15 @@ class Manager:
         return 0
 
     async def start(self, serve_control: bool = True) -> None:
+        """Take the runtime directory, bind the health address, start every location, then
+        set up the rest (run records, the web stack, the control socket, the daemon).
+
+        The first locations (one per core) start before the rest of the manager: each loads
+        its code in a process of its own (tens of milliseconds at least) while the manager
+        imports and opens what it serves with. The others start after: 100 loading
+        processes would each get as much CPU as the manager, whose own set-up (the web
+        stack, the records) then took seconds. Clients of the health address queue in its
+        backlog until it serves."""
         root = runtime.ensure_private_dir(runtime.runtime_root())
         directory = runtime.ensure_private_dir(root / self.key)
         lock = runtime.ManagerLock(directory)
@@ -167,37 +188,18 @@ class Manager:
         self._cgroups = CgroupRoot.create()  # None: no cgroup here, the process tree must do
         if forkserver.enabled():
             self._forks = forkserver.ForkServers(self._sdk_dir, self.events.message)
+        listeners = await self._bind_health()  # a taken port fails before anything starts
+        configs = list(self.workspace.locations)
+        early = max(1, os.cpu_count() or 1)
+        for config in configs[:early]:
+            self._add_location(config)
         if self.workload is not None:  # before health and control answer: they may ask
             await self.workload.open()
         self._heartbeat_task = asyncio.ensure_future(self._loop_heartbeat())
         self.loop_lag = looplag.LoopLag().start()  # heartbeat deadlines allow for our stalls
         self._codewatch_task = asyncio.ensure_future(self._retry_changed_code())
-        if self.health_listen is not None:
-            from workspace_manager.http.api import Api, manager_sources
-            from workspace_manager.web.app import build_app
-            from workspace_manager.web.context import WebContext
-            from workspace_manager.web.server import WebServer
-            from workspace_manager.web.session import new_secret
-
-            self.web = WebContext(
-                view=self.view,
-                alive=self.alive,
-                api=Api(manager_sources(self, self.api_token)),
-                hub=self.hub,
-                exposition=self.metrics.exposition_async,
-                api_token=self.api_token,
-                secret=new_secret(),
-            )
-            self._health = WebServer(*self.health_listen, build_app(self.web))
-            try:
-                self.health_address = await self._health.start()
-            except OSError as exc:  # port in use, address not ours: say which, in one line
-                host, port = self.health_listen
-                raise HealthListenError(f"--health {host}:{port}: {exc.strerror or exc}") from None
-            address = self.health_text()
-            self.events.message(
-                f"health endpoint on http://{address} (the web page: http://{address}/)"
-            )
+        if listeners is not None:
+            await self._serve_health(listeners)
         secret = secrets.token_hex(16)
         if serve_control:
             self._control = ControlServer(self.dir / "manager.sock", secret, self._handlers())
@@ -212,10 +214,52 @@ class Manager:
                 version=__version__,
                 health=self.health_text(),
             ).write(self.dir)
-        for config in self.workspace.locations:
+        for config in configs[early:]:
             self._add_location(config)
         if self.workload is not None:
             await self.workload.start()
+
+    async def _bind_health(self) -> Optional[List[socket.socket]]:
+        """The health address's listening sockets (web/bind.py: no web stack imported yet),
+        or None without `--health`. Raises HealthListenError (one line)."""
+        if self.health_listen is None:
+            return None
+        from workspace_manager.web.bind import bind_listeners
+
+        host, port = self.health_listen
+        try:
+            return await bind_listeners(host, port)
+        except OSError as exc:  # port in use, address not ours: say which, in one line
+            raise HealthListenError(f"--health {host}:{port}: {exc.strerror or exc}") from None
+
+    async def _serve_health(self, listeners: List[socket.socket]) -> None:
+        """Import the web stack and serve on the bound `listeners` (`/livez`, the API...)."""
+        from workspace_manager.http.api import Api, manager_sources
+        from workspace_manager.web.app import build_app
+        from workspace_manager.web.context import WebContext
+        from workspace_manager.web.server import WebServer
+        from workspace_manager.web.session import new_secret
+
+        assert self.health_listen is not None
+        self.web = WebContext(
+            view=self.view,
+            alive=self.alive,
+            api=Api(manager_sources(self, self.api_token)),
+            hub=self.hub,
+            exposition=self.metrics.exposition_async,
+            api_token=self.api_token,
+            secret=new_secret(),
+        )
+        self._health = WebServer(*self.health_listen, build_app(self.web))
+        try:
+            self.health_address = await self._health.start(listeners)
+        except OSError as exc:
+            host, port = self.health_listen
+            raise HealthListenError(f"--health {host}:{port}: {exc.strerror or exc}") from None
+        address = self.health_text()
+        self.events.message(
+            f"health endpoint on http://{address} (the web page: http://{address}/)"
+        )
 
     @property
     def store(self) -> Any:
@@ -461,9 +505,16 @@ class Manager:
             remote = remote_plan(config.target, config.supervision.max_frame_bytes)
             loc.environment = f"remote {remote.address}"
             return remote
-        # before the process starts: an edit made while it loads counts as a change
+        # before the process starts: an edit made while it loads counts as a change; its
+        # log is opened in the same trip off the loop (its first line comes next)
         loop = asyncio.get_running_loop()
-        self._planned_code[config.name] = await loop.run_in_executor(None, code_fingerprint, config)
+        log = self._log(config.name)
+
+        def prepare() -> Any:
+            log.prepare()
+            return code_fingerprint(config)
+
+        self._planned_code[config.name] = await loop.run_in_executor(None, prepare)
         hidden = wsm_secret_vars(self.workspace, self.secret_vars)
         self.envs.hidden_env = hidden  # a build runs its requirements' setup code
         interpreter, key = await self._interpreter(config, loc)
@@ -589,6 +640,18 @@ class Manager:
         )
 
     def _location_view(self, loc: Location) -> LocationView:
+        """One location's view. /readyz and /status build one per location per request: the
+        parts that change only with a transition (the log path, the latest transitions as
+        dicts) are made once, not at every request (at 1,000 locations they were most of
+        a ~50 ms answer)."""
+        log = self._log_texts.get(loc.name)
+        if log is None:
+            log = self._log_texts[loc.name] = str(log_path(self.key, loc.name))
+        last = loc.transitions[-1] if loc.transitions else None
+        cached = self._transition_views.get(loc.name)
+        if cached is None or cached[0] is not last:
+            dicts = tuple(t.to_dict() for t in list(loc.transitions)[-10:])
+            cached = self._transition_views[loc.name] = (last, dicts)
         return LocationView(
             name=loc.name,
             state=loc.state.value,
@@ -601,9 +664,9 @@ class Manager:
             rss_bytes=loc.last_rss if loc.state is State.READY else None,
             error=loc.error if loc.state is not State.READY else None,
             traceback=loc.traceback if loc.state is not State.READY else None,
-            transitions=tuple(t.to_dict() for t in list(loc.transitions)[-10:]),
+            transitions=cached[1],
             reload_error=loc.reload_error if loc.state is State.READY else None,
-            log=str(log_path(self.key, loc.name)),
+            log=log,
         )
 
     def status(self) -> dict:

@@ -23,11 +23,13 @@ from __future__ import annotations
 import asyncio
 import bisect
 import dataclasses
+import functools
 import re
 import threading
 import time
 from dataclasses import dataclass
 from typing import (
+    TYPE_CHECKING,
     Any,
     Callable,
     Dict,
@@ -40,20 +42,14 @@ from typing import (
     Tuple,
 )
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.registry import CollectorRegistry
-from prometheus_client.utils import floatToGoString
-
 from workspace_manager.envs.progress import BuildEvent, BuildReporter, NullReporter
 from workspace_manager.protocol.errors import CallTimeout, ProtocolError, RemoteError
 from workspace_manager.supervisor.runmetrics import RunMetrics, RunSnapshot
 from workspace_manager.version import __version__
+
+if TYPE_CHECKING:  # prometheus_client (~30 ms) is imported at the first scrape, not at start
+    from prometheus_client.core import Metric
+    from prometheus_client.registry import CollectorRegistry
 
 #: Every state a location can be in (SPEC section 4), one series each in wsm_location_state.
 STATES = ("building", "starting", "ready", "error", "backoff", "failed", "stopped")
@@ -67,8 +63,6 @@ MAX_ERROR_TYPES = 32
 OTHER = "other"
 
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9_.:\-]{1,100}$")
-_RPC_LE = [floatToGoString(float(b)) for b in RPC_BUCKETS] + ["+Inf"]
-_BUILD_LE = [floatToGoString(float(b)) for b in BUILD_BUCKETS] + ["+Inf"]
 
 CallObserver = Callable[[str, float, Optional[BaseException]], None]
 
@@ -161,6 +155,8 @@ class Snapshot:
     runs: Optional[RunSnapshot] = None  # None: the manager keeps no runs (`wsm list`, tests)
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
         info = GaugeMetricFamily("wsm_build_info", "wsm's version; always 1.", labels=["version"])
         info.add_metric([__version__], 1)
         yield info
@@ -181,6 +177,8 @@ class Snapshot:
             yield from self.runs.collect()
 
     def _location_families(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         state = GaugeMetricFamily(
             "wsm_location_state",
             "1 for the state each location is in, 0 for the others.",
@@ -224,6 +222,8 @@ class Snapshot:
         yield from (state, up, restarts, rss, cpu, dropped)
 
     def _rpc_families(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
         labels = ["location", "method"]
         calls = CounterMetricFamily(
             "wsm_rpc_calls", "Calls to a location that completed, by method.", labels=labels
@@ -239,7 +239,7 @@ class Snapshot:
             labels=labels,
         )
         for row in self.rpc:
-            buckets = _cumulative(_RPC_LE, row.counts)
+            buckets = _cumulative(bucket_labels(RPC_BUCKETS), row.counts)
             calls.add_metric([row.location, row.method], buckets[-1][1])
             duration.add_metric([row.location, row.method], buckets, row.seconds)
             for kind, n in row.errors:
@@ -247,6 +247,8 @@ class Snapshot:
         yield from (calls, errors, duration)
 
     def _build_families(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
         total = CounterMetricFamily(
             "wsm_env_builds",
             "Environment builds this manager finished, by result (success or failure).",
@@ -262,7 +264,7 @@ class Snapshot:
             if result not in seen:
                 total.add_metric([result], 0)
         for result, counts, seconds in self.builds:
-            buckets = _cumulative(_BUILD_LE, counts)
+            buckets = _cumulative(bucket_labels(BUILD_BUCKETS), counts)
             total.add_metric([result], buckets[-1][1])
             duration.add_metric([result], buckets, seconds)
         yield from (total, duration)
@@ -278,8 +280,17 @@ class ManagerMetrics:
         self._builds: Dict[str, Histogram] = {}
         self._builds_lock = threading.Lock()  # builds report from worker threads
         self.runs = RunMetrics()
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_Live(self))
+        self._registry: Optional[CollectorRegistry] = None
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """This manager's own registry (no global state), made at the first scrape."""
+        if self._registry is None:
+            from prometheus_client.registry import CollectorRegistry
+
+            self._registry = CollectorRegistry(auto_describe=False)
+            self._registry.register(_Live(self))
+        return self._registry
 
     def observe_events(self, sink: Any) -> Any:
         """`sink` (a manager EventSink) with its run and tick events also counted here."""
@@ -378,6 +389,8 @@ class ManagerMetrics:
     def exposition(self, accept: str = "") -> Tuple[bytes, str]:
         """Body and content type for an `Accept` header (OpenMetrics when it asks for it,
         else the Prometheus text format), from the registry, in the calling thread."""
+        from prometheus_client.exposition import choose_encoder
+
         encoder, content_type = choose_encoder(accept)
         return encoder(self.registry), content_type
 
@@ -391,6 +404,8 @@ def encode(snapshot: Snapshot, accept: str = "") -> Tuple[bytes, str]:
     """The exposition of `snapshot`, for a worker thread: between metric families it lets
     go of the GIL, so the event loop waits for at most one family's formatting rather than
     for Python's whole switch interval (5 ms)."""
+    from prometheus_client.exposition import choose_encoder
+
     encoder, content_type = choose_encoder(accept)
     return encoder(_Yielding(snapshot)), content_type  # type: ignore[arg-type]
 
@@ -407,6 +422,14 @@ def error_type(error: BaseException) -> str:
     if isinstance(error, (ConnectionError, OSError, EOFError)):
         return "ConnectionLost"
     return type(error).__name__
+
+
+@functools.cache
+def bucket_labels(bounds: Tuple[float, ...]) -> List[str]:
+    """The `le` labels of a histogram's buckets, as prometheus_client writes them."""
+    from prometheus_client.utils import floatToGoString
+
+    return [floatToGoString(float(b)) for b in bounds] + ["+Inf"]
 
 
 def _cumulative(les: Sequence[str], counts: Sequence[int]) -> List[Tuple[str, float]]:

@@ -11,13 +11,19 @@ for: the loaders (`Child` registers them in `OWN`) and whatever the manager runs
 session (installers under their guard, interpreter probes, virtualenv's helpers, which
 never get a session of their own). A leftover is never in the manager's session: every
 loader starts one of its own, and its descendants inherit it or make their own (setsid).
+
+Processes are started in worker threads (process.start_held_off_loop): a child exists
+(in a session of its own) before its pid is known and in `OWN`. Each start runs inside
+`starting()`, and `collect` skips its round while one is under way.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-from typing import List, Set, Tuple
+import threading
+from contextlib import contextmanager
+from typing import Iterator, List, Set, Tuple
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -29,6 +35,24 @@ OWN: Set[int] = set()
 IN_FLIGHT: Set[object] = set()
 
 _enabled = False
+#: Held by `collect` for its whole round and briefly by `starting`; `_starting` counts the
+#: starts under way.
+_lock = threading.Lock()
+_starting = 0
+
+
+@contextmanager
+def starting() -> Iterator[None]:
+    """Wrap the start of a child the manager reaps itself (any thread): `collect` does not
+    run meanwhile; put its pid in `OWN` before leaving."""
+    global _starting
+    with _lock:  # waits for a round of `collect` under way
+        _starting += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _starting -= 1
 
 
 def is_subreaper() -> bool:
@@ -81,6 +105,13 @@ def collect() -> List[int]:
     reaped)."""
     if not _enabled or IN_FLIGHT:
         return []
+    with _lock:
+        if _starting:  # a child being born may not be in OWN yet: next round
+            return []
+        return _collect()
+
+
+def _collect() -> List[int]:
     ours = os.getsid(0)
     found = []
     for pid in _children():

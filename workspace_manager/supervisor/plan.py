@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from workspace_manager.envs.activation import activation_vars
 from workspace_manager.loader.launch import bootstrap_argv
@@ -21,6 +22,7 @@ if TYPE_CHECKING:  # kept out of `wsm job execute`'s path to its run's spawn
 
 #: A single line of output longer than this is cut (binary garbage has no newlines).
 MAX_LINE = 8192
+
 
 @dataclass(frozen=True)
 class LaunchPlan:
@@ -52,10 +54,17 @@ SCRUBBED_VARS = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PY
 def child_environment(location: LocationConfig, interpreter: str) -> Dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_VARS}
     env.update(location.env_vars)
-    env.update(activation_vars(interpreter, env.get("PATH")))  # its own bin/ first on PATH
+    env.update(_activation(interpreter, env.get("PATH")))  # its own bin/ first on PATH
     env["WSM_LOCATION"] = location.name
     env.setdefault("PYTHONUNBUFFERED", "1")  # so its prints reach the log as they happen
     return env
+
+
+@functools.lru_cache(maxsize=256)
+def _activation(interpreter: str, path: Optional[str]) -> Tuple[Tuple[str, str], ...]:
+    """`activation_vars`, once per interpreter and PATH: its file checks (pyvenv.cfg,
+    conda-meta) ran on the loop at each of 100 starts, with the same answer each time."""
+    return tuple(activation_vars(interpreter, path).items())
 
 
 def target_dict(target: CodeTarget) -> dict:

@@ -7,6 +7,7 @@ inherited by the child tells it when the manager is gone, even after a SIGKILL.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import signal
 import subprocess
@@ -16,18 +17,21 @@ from dataclasses import dataclass
 from typing import (
     IO,
     TYPE_CHECKING,
+    Awaitable,
     Callable,
     Dict,
     List,
     Optional,
     Protocol,
     Sequence,
+    Set,
+    TypeVar,
     Union,
 )
 
 from workspace_manager.loader import proctable
 from workspace_manager.protocol import framing
-from workspace_manager.supervisor import orphans
+from workspace_manager.supervisor import orphans, proctree
 from workspace_manager.supervisor.cgroup import Cgroup
 from workspace_manager.supervisor.spawn import HeldSpawn, start_held
 
@@ -35,6 +39,8 @@ if TYPE_CHECKING:
     # psutil (~17 ms to import) is imported where a tree is walked or signalled: `wsm job
     # execute` imports this module before it starts its run and needs psutil only after
     import psutil
+
+T = TypeVar("T")
 
 
 class Reapable(Protocol):
@@ -139,15 +145,109 @@ async def spawn_loader(
     cwd: str,
     env: Dict[str, str],
     cgroup: Optional[Cgroup] = None,
+    new_cgroup: Optional[Callable[[], Optional[Cgroup]]] = None,
 ) -> SpawnedLoader:
-    """Start a loader in its own session (and in ``cgroup``, when given and it can be
-    joined); its stdout/stderr are pipes for the log reader.
+    """Start a loader in its own session (and in ``cgroup``, or the one ``new_cgroup``
+    makes, when it can be joined); its stdout/stderr are pipes for the log reader.
 
     The loader reads its bootstrap line before it runs any repository code, and the line is
     written only once the process is in its cgroup: nothing it starts is born outside.
+    Making the cgroup, starting the process and writing the line happen in a worker thread
+    (`start_held_off_loop`).
     """
-    held = spawn_held(argv, cwd=cwd, env=env, cgroup=cgroup)
-    return await held.release(bootstrap)
+    held = await start_held_off_loop(
+        argv, cwd=cwd, env=env, cgroup=cgroup, new_cgroup=new_cgroup, bootstrap=bootstrap
+    )
+    held.watch()
+    return await held.release(None)
+
+
+async def start_held_off_loop(
+    argv: Sequence[str],
+    *,
+    cwd: str,
+    env: Dict[str, str],
+    cgroup: Optional[Cgroup] = None,
+    new_cgroup: Optional[Callable[[], Optional[Cgroup]]] = None,
+    bootstrap: Optional[dict] = None,
+) -> HeldSpawn:
+    """`spawn.start_held` in a worker thread, after `new_cgroup()` when given, and with
+    `bootstrap` written (`HeldSpawn.write_bootstrap`) when given. Each of those blocks: Popen
+    returns only once the child has exec'd (CPython's vfork path: 15-60 ms on a loaded
+    machine), making and joining a cgroup are slow kernel writes (~2-20 ms each), and a
+    pipe write may wait for the GIL. On the loop, 100 locations starting at once queued
+    behind each other and every health answer waited. The thread releases the GIL
+    meanwhile, so starts overlap and the loop keeps turning. Cancelled meanwhile, the
+    process the thread still starts is killed and reaped, never left. Raises OSError as
+    `start_held`."""
+
+    def start() -> HeldSpawn:
+        group = new_cgroup() if new_cgroup is not None else cgroup
+        held = start_held(argv, cwd=cwd, env=env, cgroup=group)
+        if bootstrap is not None:
+            held.write_bootstrap(bootstrap)
+        return held
+
+    future = asyncio.get_running_loop().run_in_executor(_spawn_pool(), start)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        future.add_done_callback(_discard_started)
+        raise
+
+
+def in_spawn_thread(work: Callable[[], T]) -> Awaitable[T]:
+    """`work()` in one of the threads that start processes (a cgroup to make and join for a
+    forked location: supervisor/forkserver.py), never in the loop's default executor."""
+    return asyncio.get_running_loop().run_in_executor(_spawn_pool(), work)
+
+
+#: Starts under way at once. Their own threads: queued in the loop's default executor, 100
+#: starts held back what else runs there (opening the run records, code fingerprints), and
+#: the health address waited seconds to serve. More at once gains nothing: each waits for
+#: its child's exec, and the children share the machine's cores.
+SPAWN_THREADS = 4
+_pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
+
+
+def _spawn_pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = concurrent.futures.ThreadPoolExecutor(SPAWN_THREADS, thread_name_prefix="wsm-spawn")
+    return _pool
+
+
+def _discard_started(future: asyncio.Future) -> None:
+    """A process started for a spawn that was cancelled meanwhile: kill its process group
+    (it leads one; its bootstrap line may be in, so its code may have begun) and its
+    cgroup, and reap it. A descendant that left the group goes with the cgroup, or is
+    swept as an orphan of a dead loader (orphans.py)."""
+    if future.cancelled() or future.exception() is not None:
+        return
+    held: HeldSpawn = future.result()
+    try:
+        os.killpg(held.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+    async def discard() -> None:
+        try:
+            if held.cgroup is not None:
+                await asyncio.get_running_loop().run_in_executor(_spawn_pool(), held.cgroup.kill)
+            await held.discard()
+        except Exception:
+            # The loop is closing (a start that failed part-way: its executor is gone). The
+            # process is killed already; the cgroup root's close and the exit take the rest.
+            pass
+        finally:
+            _discarding.discard(task)
+
+    task = asyncio.ensure_future(discard())
+    _discarding.add(task)  # the loop keeps only weak references to tasks
+
+
+#: Discards under way (`_discard_started`).
+_discarding: Set[asyncio.Future] = set()
 
 
 def spawn_held(
@@ -233,14 +333,25 @@ PROCESS_TABLE = ProcessTable()
 
 
 def process_tree(pid: int) -> List[psutil.Process]:
-    """The process and all its descendants, found before anything is killed."""
+    """The process and all its descendants, found before anything is killed: from the
+    tree's own children files (`proctree.py`: a few reads per process of the tree, not a
+    read of every process on the machine), else through psutil."""
     import psutil
 
     try:
         root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
+        pids = proctree.descendant_pids(pid)
+        if pids is None:
+            return [root, *root.children(recursive=True)]
     except psutil.Error:
         return []
+    tree = [root]
+    for child in pids:
+        try:
+            tree.append(psutil.Process(child))
+        except psutil.Error:
+            continue  # exited meanwhile
+    return tree
 
 
 def signal_tree(

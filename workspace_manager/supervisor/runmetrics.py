@@ -18,17 +18,12 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
-
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.utils import floatToGoString
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, Optional, Tuple
 
 from workspace_manager.storage.records import FINAL_STATUSES, RUN_STATUSES, SCHEDULE
+
+if TYPE_CHECKING:  # imported at the first scrape (supervisor/metrics.py)
+    from prometheus_client.core import Metric
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +33,6 @@ COUNTS_SECONDS = 2.0
 RUN_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
 #: Seconds. The target is p99 under 0.1 s; a catch-up tick after downtime is hours late.
 LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
-_RUN_LE = [floatToGoString(float(b)) for b in RUN_BUCKETS] + ["+Inf"]
-_LATENESS_LE = [floatToGoString(float(b)) for b in LATENESS_BUCKETS] + ["+Inf"]
 MAX_LOCATIONS = 256  # distinct location labels kept for run durations
 
 
@@ -73,6 +66,14 @@ class RunSnapshot:
     lateness: Tuple[Tuple[int, ...], float]
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        from workspace_manager.supervisor.metrics import bucket_labels
+
         runs = GaugeMetricFamily(
             "wsm_runs",
             "Runs kept in the run database, by status (refreshed every few seconds).",
@@ -97,7 +98,9 @@ class RunSnapshot:
             labels=["location", "status"],
         )
         for location, status, counts, seconds in self.durations:
-            duration.add_metric([location, status], _cumulative(_RUN_LE, counts), seconds)
+            duration.add_metric(
+                [location, status], _cumulative(bucket_labels(RUN_BUCKETS), counts), seconds
+            )
         yield duration
         ticks = CounterMetricFamily(
             "wsm_ticks",
@@ -112,7 +115,7 @@ class RunSnapshot:
             "A schedule tick's launch (its runs queued) minus its scheduled time.",
         )
         counts, total = self.lateness
-        lateness.add_metric([], _cumulative(_LATENESS_LE, counts), total)
+        lateness.add_metric([], _cumulative(bucket_labels(LATENESS_BUCKETS), counts), total)
         yield lateness
 
 

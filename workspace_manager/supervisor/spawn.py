@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, Optional, Sequence
 
+from workspace_manager.supervisor import fdlimit, orphans
 from workspace_manager.supervisor.cgroup import Cgroup
 
 if TYPE_CHECKING:
@@ -123,16 +124,19 @@ def start_held(
     parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     status_fd = child_end.fileno()
     try:
-        popen = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=cwd,
-            env=env,
-            pass_fds=(child_end.fileno(),),
-            start_new_session=True,
-        )
+        with orphans.starting():  # may run in a worker thread: never taken for a leftover
+            popen = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=cwd,
+                env=env,
+                pass_fds=(child_end.fileno(),),
+                start_new_session=True,
+            )
+            orphans.OWN.add(popen.pid)  # reaped by its `Child` (watch), which discards it
+        fdlimit.restore_for(popen.pid)  # the user's soft limit, before any code of theirs runs
     except BaseException:
         parent_end.close()
         raise

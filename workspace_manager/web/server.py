@@ -63,8 +63,11 @@ class WebServer:
         self._config: Any = None
         self.addresses: List[Tuple[str, int]] = []  # every bound (host, port), once started
 
-    async def start(self) -> Tuple[str, int]:
-        """Bind and listen; return the first bound (host, port)."""
+    async def start(self, sockets: Optional[List[socket.socket]] = None) -> Tuple[str, int]:
+        """Bind and listen, or serve the listening `sockets` given (bound earlier by
+        `bind.bind_listeners`: the manager binds its address before it starts its locations
+        and imports the web stack only after); return the first bound (host, port). The
+        given sockets are this server's from now on, closed if it cannot serve them."""
         if self._servers:
             raise RuntimeError("WebServer already started")
         from uvicorn.config import Config
@@ -100,7 +103,8 @@ class WebServer:
                 config=config, server_state=self._state, app_state={}, _loop=loop
             )
 
-        sockets = await bind_listeners(self._host, self._port)
+        if sockets is None:
+            sockets = await bind_listeners(self._host, self._port)
         try:
             for sock in sockets:
                 self._servers.append(await loop.create_server(protocol, sock=sock))
