@@ -163,3 +163,30 @@ def test_bad_requests_are_refused_and_eof_ends_the_server(server) -> None:
     assert len(os.listdir(f"/proc/{proc.pid}/task")) == 1  # never a thread
     sock.shutdown(socket.SHUT_RDWR)
     assert proc.wait(10) == 0
+
+
+def test_a_server_whose_manager_left_before_it_was_ready_ends_quietly(tmp_path: Path) -> None:
+    """A manager that stops while its server still imports (a full runtime folder ends
+    `wsm up` at once) closes its end: the server's "ready" finds nobody, and it exits 0 with
+    nothing on stderr (a traceback there reached the manager's console in CI)."""
+    rundir = tmp_path / "run"
+    rundir.mkdir(mode=0o700)
+    sdk = make_sdk_dir(str(rundir))
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    proc = subprocess.Popen(
+        forkserver.argv(sys.executable, sdk, theirs.fileno()),
+        pass_fds=(theirs.fileno(),),
+        env=forkserver.start_vars(dict(os.environ)),
+        cwd="/",
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    theirs.close()
+    ours.close()  # before the server can have imported the loader
+    try:
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (proc.returncode, err.decode()) == (0, "")

@@ -87,8 +87,14 @@ def _threads() -> int:
         return threading.active_count()
 
 
-def _send(sock: socket.socket, message: Dict[str, object]) -> None:
-    sock.send(json.dumps(message).encode())
+def _send(sock: socket.socket, message: Dict[str, object]) -> bool:
+    """Send one message; False when the manager is gone (its end closed: BrokenPipeError),
+    which ends the server quietly: nobody is left to read a traceback."""
+    try:
+        sock.send(json.dumps(message).encode())
+    except OSError:
+        return False
+    return True
 
 
 def main(fd: int) -> None:
@@ -113,7 +119,8 @@ def main(fd: int) -> None:
         os._exit(1)
     gc.collect()
     gc.freeze()  # children's collections leave these objects (and their pages) alone
-    _send(sock, {"ready": True, "pid": os.getpid(), "python": sys.version})
+    if not _send(sock, {"ready": True, "pid": os.getpid(), "python": sys.version}):
+        os._exit(0)
     while True:
         try:
             data, fds, _flags, _addr = socket.recv_fds(sock, MAX_REQUEST, FDS_PER_REQUEST)
@@ -131,9 +138,7 @@ def main(fd: int) -> None:
                     os.close(received)
                 except OSError:
                     pass
-        try:
-            _send(sock, answer)
-        except OSError:
+        if not _send(sock, answer):
             break
     os._exit(0)
 
