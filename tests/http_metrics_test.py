@@ -423,14 +423,17 @@ def test_metrics_of_a_real_manager_follow_calls_errors_kills_and_builds(ws: Work
         s = wait_for(
             lambda: (
                 lambda m: (
-                    m if value(m, "wsm_location_cpu_seconds_total", location="alpha") else None
+                    m
+                    if value(m, "wsm_location_cpu_seconds_total", location="alpha") is not None
+                    else None
                 )
             )(metrics_of(up)),
             20,
             "a CPU sample of alpha",
         )
         assert value(s, "wsm_location_resident_memory_bytes", location="alpha") > 5 * 2**20
-        assert 0 < value(s, "wsm_location_cpu_seconds_total", location="alpha") < 60
+        # a forked location may have used less than a clock tick (10 ms) of CPU: 0 is a sample
+        assert 0 <= value(s, "wsm_location_cpu_seconds_total", location="alpha") < 60
 
         calls = "wsm_rpc_calls_total"
         before = value(s, calls, location="alpha", method="evaluate_sensor") or 0

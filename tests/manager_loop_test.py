@@ -344,9 +344,13 @@ def test_a_stall_of_the_managers_loop_is_not_a_missed_heartbeat() -> None:
     from workspace_manager.supervisor import looplag
 
     def heartbeat(conn):  # as Location._heartbeats pings
+        return looplag.wait_allowing_for_lag(conn.request("ping"), 0.5)
+
+    def call_heartbeat(conn):  # a whole call (a task) bounded the same way
         return looplag.wait_allowing_for_lag(conn.call("ping", {}, timeout=3600.0), 0.5)
 
     assert _ping_across_a_stall(heartbeat) == {"protocol": 1, "pid": 1}
+    assert _ping_across_a_stall(call_heartbeat) == {"protocol": 1, "pid": 1}
     # a plain deadline, as before, blamed the peer for our stall
     outcome = _ping_across_a_stall(lambda conn: conn.call("ping", {}, timeout=0.5))
     assert isinstance(outcome, CallTimeout)

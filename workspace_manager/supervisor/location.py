@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -446,15 +447,14 @@ class Location:
         interval = self.config.supervision.heartbeat_seconds
         clock = self.hooks.clock
         missed = 0
-        next_ping = clock() + interval
+        next_ping = _on_grid(clock() + interval, interval)
         while True:
             await asyncio.sleep(max(0.0, next_ping - clock()))
             next_ping += interval
             try:
                 assert inst.connection is not None
-                # the call's own timeout only bounds a ping lost for good
-                ping = inst.connection.call("ping", {}, timeout=3600.0)
-                await looplag.wait_allowing_for_lag(ping, interval)
+                # a bare future, no task or timer per ping: one timer bounds it
+                await looplag.wait_allowing_for_lag(inst.connection.request("ping"), interval)
             except Exception:  # timeout, connection lost, refused: all count as missed
                 missed += 1
                 if missed >= MISSED_HEARTBEATS:
@@ -464,7 +464,8 @@ class Location:
                 if sample_memory and clock() - self._memory_sampled >= STATUS_MEMORY_SECONDS:
                     self._memory_sampled = clock()
                     self.last_rss = await _sample_memory(inst)
-            next_ping = max(next_ping, clock())  # never a burst of pings to catch up
+            if next_ping < clock():  # never a burst of pings to catch up
+                next_ping = _on_grid(clock(), interval)
 
     async def _memory(self, inst: Instance) -> str:
         """Sample RSS (with descendants) at least every second; a location above its limit
@@ -520,3 +521,13 @@ def _last_words(lines: List[bytes], limit: int = 200) -> str:
         return ""
     text = " ".join(lines[-1].decode("utf-8", "replace").split())
     return ": " + (text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+def _on_grid(t: float, interval: float) -> float:
+    """The first multiple of `interval` (seconds) at or after `t`: every location with that
+    heartbeat interval pings in the same turn of the loop, which then wakes once per period for
+    all of them, and their answers arrive together (one epoll wake for many), instead of once
+    per location at times of its own."""
+    if interval <= 0:
+        return t
+    return math.ceil(t / interval) * interval

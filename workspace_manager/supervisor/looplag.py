@@ -23,8 +23,12 @@ _probes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopLag] = weakref
 class LoopLag:
     """Records the stalls of the running loop (`start()` from inside it)."""
 
-    def __init__(self, period: float = 0.05, keep: float = 600.0) -> None:
-        self.period = period  # seconds between wake-ups
+    def __init__(self, period: float = 0.25, keep: float = 600.0) -> None:
+        # seconds between wake-ups: a stall is measured whole whatever the period (it is how
+        # late the probe woke), but one that began before the probe's next wake-up is seen
+        # from that wake-up on, up to `period` short. Against 2 s heartbeats 0.25 s is
+        # plenty, and it is 4 wake-ups a second of an idle manager, not 20.
+        self.period = period
         self.keep = keep  # seconds of history kept for `lag_since`
         self.longest = 0.0  # the longest stall seen (seconds)
         self._stalls: Deque[Tuple[float, float]] = deque()  # (monotonic end, seconds late)
@@ -83,6 +87,7 @@ async def wait_allowing_for_lag(awaitable: Awaitable[Any], timeout: float) -> An
     """Await `awaitable` for `timeout` seconds plus however late the loop ran meanwhile.
 
     Raises asyncio.TimeoutError (after cancelling it) when it did not finish in that time.
+    A future is awaited as it is (no task wraps it).
     Without a probe on the loop this is `asyncio.wait_for`. One timer checks the deadline,
     re-armed by the lag found when it fires: every location's heartbeat goes through here
     (500 a second at 1,000 locations), and a round of `asyncio.wait` per call cost an idle

@@ -211,6 +211,26 @@ class AsyncConnection:
                 except Exception:
                     pass
 
+    def request(self, method: str, params: Optional[dict] = None) -> asyncio.Future:
+        """Send one call; the future of its answer (its result, or RemoteError,
+        ConnectionError), with no task, coroutine or timer of its own: the caller bounds the
+        wait (heartbeats, one per location each period, through looplag). Cancelling the
+        future forgets the call; a late answer is dropped. Raises ConnectionError and
+        MessageTooLarge as `call` does."""
+        started = time.perf_counter()
+        msg_id, fut = self._send(method, params)
+
+        def answered(done: asyncio.Future) -> None:
+            self._pending.pop(msg_id, None)
+            if self.observer is not None and not done.cancelled():  # cancelled: not completed
+                try:
+                    self.observer(method, time.perf_counter() - started, done.exception())
+                except Exception:
+                    pass
+
+        fut.add_done_callback(answered)
+        return fut
+
     def close(self) -> None:
         if not self._task.done():
             self._task.cancel()
