@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+import workspace_manager
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench" / "startup_bench.py"
 
@@ -41,7 +43,8 @@ def test_the_install_is_the_venvs_not_a_package_in_the_working_folder(tmp_path, 
     monkeypatch.chdir(tmp_path)
     target = startup_bench.Target.resolve(str(Path(sys.executable).parent / "wsm"))
     assert target.python == Path(sys.executable).parent / "python"
-    assert target.package_dir == str(ROOT / "workspace_manager")
+    # the package this interpreter imports: the checkout (editable) or site-packages (a wheel)
+    assert target.package_dir == str(Path(workspace_manager.__file__).resolve().parent)
 
 
 def test_a_wsm_up_that_never_got_ready_is_a_row_not_a_crash():

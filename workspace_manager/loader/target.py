@@ -82,6 +82,20 @@ def _clash(name: str, path: str) -> Optional[str]:
     return f"the module {name} ({spec.origin or 'a namespace package'})"
 
 
+def _refuse_a_clash(path: str) -> None:
+    """ModuleNameClash when the stem of `path` already names another module here."""
+    name = os.path.splitext(os.path.basename(path))[0]
+    existing = sys.modules.get(name)
+    if existing is not None and _same_file(getattr(existing, "__file__", None), path):
+        return  # this very file, imported before
+    holder = _clash(name, path)
+    if holder is not None:
+        raise ModuleNameClash(
+            f"cannot import {path} as module {name!r}: that name is already {holder}; "
+            "rename the file"
+        )
+
+
 def import_file(path: str) -> ModuleType:
     """Import `path` under its own module name, its file stem, as Dagster does.
 
@@ -99,12 +113,7 @@ def import_file(path: str) -> ModuleType:
     spec = spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}: not a Python source file")
-    holder = _clash(name, path)
-    if holder is not None:
-        raise ModuleNameClash(
-            f"cannot import {path} as module {name!r}: that name is already {holder}; "
-            "rename the file"
-        )
+    _refuse_a_clash(path)
     module = module_from_spec(spec)
     sys.modules[name] = module
     try:
@@ -146,6 +155,9 @@ def import_target(target: Target) -> ModuleType:
         assert target.python_file is not None
         path = os.path.abspath(os.path.join(cwd or os.getcwd(), target.python_file))
         folder = os.path.dirname(path)
+        # a clash is refused before the file's folder is on sys.path: reporting it imports
+        # traceback, and with it `re` and others, which must not find the user's `re.py`
+        _refuse_a_clash(path)
         if cwd is None:
             cwd = folder
         os.chdir(cwd)
