@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Iterator, List, Tuple
 
+import interpreters
 import psutil
 import pytest
 from e2e import wait_for
@@ -35,14 +36,7 @@ def forked_repo():
 
 
 #: The interpreters the loader supports, where this machine has them (3.9: the oldest).
-PYTHONS = [sys.executable] + [
-    p
-    for p in (
-        "/root/.pyenv/versions/3.9.18/bin/python3",
-        "/root/.pyenv/versions/3.13.0/bin/python3",
-    )
-    if os.path.exists(p)
-]
+PYTHONS = interpreters.available("wsm-python", "python3.9", "python3.13")
 
 
 @pytest.fixture(params=PYTHONS)

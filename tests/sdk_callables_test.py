@@ -7,32 +7,17 @@ methods, explicit signatures)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
+import interpreters
 import pytest
 
 import workspace_manager
 
-INTERPRETERS = [
-    pytest.param(sys.executable, id="wsm-python"),
-    *(
-        pytest.param(
-            path,
-            id=label,
-            marks=pytest.mark.skipif(not os.access(path, os.X_OK), reason=f"no {path}"),
-        )
-        for path, label in (
-            ("/usr/bin/python3", "debian-python3"),
-            ("/root/.pyenv/versions/3.9.18/bin/python", "python3.9"),
-            ("/root/.pyenv/versions/3.13.0/bin/python3", "python3.13"),
-        )
-    ),
-]
+INTERPRETERS = interpreters.params()
 
 PROBE = textwrap.dedent(
     '''
