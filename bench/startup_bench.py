@@ -5,6 +5,9 @@
     python bench/startup_bench.py --thousand      # adds 1,000 locations (~10 GB of memory today)
     python bench/startup_bench.py --wsm OTHER_VENV/bin/wsm   # measure another install (or OTHER_VENV)
     python bench/startup_bench.py --no-dagster    # wsm only
+    python bench/startup_bench.py --only up --sizes 1,100 --forkserver both   # spawn vs fork
+    python bench/startup_bench.py --only launch --wsm AFTER --compare BEFORE  # two builds' launch
+    python bench/startup_bench.py --only loader,fork-latency --fork-latency 100
 
 The wsm measured is, by default, the `wsm` beside the running interpreter; `--wsm` names
 another one (its executable, or the virtualenv holding it), so a build before and after a
@@ -37,9 +40,22 @@ What it measures (medians of wall time unless said; nearest-rank percentiles):
   the time to exit, and every process the run saw (the manager, its descendants, each
   location's pid from /status) checked gone; a survivor is killed and reported in
   `processes_left` (the bench's exit status is then 1).
+  Per size too: the manager's own CPU to all-ready, one `/status` answer's time, the median
+  of the manager's own "ready ... in N ms" lines, each location's CPU to ready and PSS, the
+  fork servers (count, USS). `--forkserver on|off|both` sets WSM_FORKSERVER; `both` runs
+  each size without fork servers, then with them (`up_no_forkserver` beside `up`).
 - run launch latency: bench/run_launch_bench.py run on the measured install's interpreter
   (`--launch-runs`, 5; 0 skips it), from a copy outside this checkout so that all of it,
-  the client it talks to the manager with included, is the measured install's.
+  the client it talks to the manager with included, is the measured install's. With
+  `--compare OTHER` (repeatable), the installs are measured in turn, `--launch-rounds`
+  times (A, B, A, B: the same load for each); per install, each figure's median of the
+  rounds' medians (`launch_compare`).
+- `--loader`: the loader side alone, per interpreter (`--loader-python`), with the measured
+  install's harness and SDK: the SDK's and the trivial repository's import (`-X
+  importtime`), a loader's spawn -> `loaded`, the USS of loaders running at once over a
+  bare interpreter that imported the same repository. `--fork-latency N`: one fork
+  server's start, N fork requests' round trip and its CPU per fork. `--only PARTS` picks
+  parts (commands, up, launch, dagster, loader, fork-latency).
 - Dagster (1.13, `dagster-webserver` in a throwaway venv, `$XDG_CACHE_HOME/wsm-bench/
   dagster-webserver-1.13-venv`, installed once on first use): `dagster --version`, and its
   webserver on the same workspace shape (one trivial `@job` of one `@op` per location, as
@@ -1159,54 +1175,26 @@ def report(result: Dict[str, Any]) -> List[str]:
                 else f"~{fmt_ms(extra[count])} (extrapolated)"
             )
             rows.append((f"wsm up, {count}", "(not run)", "", "", "", other))
+
+    def launch_rows(indent: str, medians: Dict[str, Any]) -> None:
+        floor = fmt_ms(medians["floor_interpreter_and_import"])
+        for name, figure, over in (
+            ("wsm job execute (trivial job)", "job_execute_command", "job_execute_over_floor_ms"),
+            ("queued launch -> job's first line", "queued_launch_to_first_line",
+             "queued_launch_over_floor_ms"),
+        ):  # fmt: skip
+            rows.append(
+                (indent + name, fmt_ms(medians[figure]), floor, fmt_ms(medians[over]), "", "")
+            )
+
     launch = result.get("launch")
-    if launch:
-        floor = fmt_ms(launch["floor_interpreter_and_import"]["median_ms"])
-        rows.append(
-            (
-                "wsm job execute (trivial job)",
-                fmt_ms(launch["job_execute_command"]["median_ms"]),
-                floor,
-                fmt_ms(launch["job_execute_over_floor_ms"]),
-                "",
-                "",
-            )
-        )
-        rows.append(
-            (
-                "queued launch -> job's first line",
-                fmt_ms(launch["queued_launch_to_first_line"]["median_ms"]),
-                floor,
-                fmt_ms(launch["queued_launch_over_floor_ms"]),
-                "",
-                "",
-            )
+    if launch:  # one run_launch_bench: each figure's median of its runs
+        launch_rows(
+            "", {k: v.get("median_ms") if isinstance(v, dict) else v for k, v in launch.items()}
         )
     for wsm, each in (result.get("launch_compare") or {}).items():
-        med = each["median"]
-        name = f"{each['version']} ({wsm})"
-        floor = fmt_ms(med["floor_interpreter_and_import"])
-        rows.append((f"launch, {name}", "", "", "", "", ""))
-        rows.append(
-            (
-                "  wsm job execute (trivial job)",
-                fmt_ms(med["job_execute_command"]),
-                floor,
-                fmt_ms(med["job_execute_over_floor_ms"]),
-                "",
-                "",
-            )
-        )
-        rows.append(
-            (
-                "  queued launch -> job's first line",
-                fmt_ms(med["queued_launch_to_first_line"]),
-                floor,
-                fmt_ms(med["queued_launch_over_floor_ms"]),
-                "",
-                "",
-            )
-        )
+        rows.append((f"launch, {each['version']} ({wsm})", "", "", "", "", ""))
+        launch_rows("  ", each["median"])
     for python, each in (result.get("loader") or {}).items():
         rows.append((f"loader side, {python}", "", "", "", "", ""))
         rows.append(

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Dict, Tuple
 
 import pytest
 
@@ -20,6 +21,7 @@ import workspace_manager
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench" / "startup_bench.py"
+VENV = Path(sys.executable).parent.parent  # the install under test, named as its virtualenv
 
 sys.path.insert(0, str(ROOT / "bench"))
 import startup_bench  # noqa: E402
@@ -152,34 +154,27 @@ def test_a_process_left_behind_by_wsm_up_is_found_killed_and_reported(tmp_path):
     assert not startup_bench.measure.alive(grandchild)
 
 
-@pytest.mark.slow
-def test_quickest_run_measures_every_wsm_figure_and_leaves_nothing(tmp_path):
-    venv = Path(sys.executable).parent.parent  # the install, named as its virtualenv
+def run_bench(tmp_path: Path, *args: str) -> Tuple[subprocess.CompletedProcess, Dict[str, Any]]:
+    """startup_bench.py run to its end on this interpreter's install (named as its
+    virtualenv); it must exit 0. Its process and its last line, the JSON."""
     done = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH),
-            "--quick",
-            "--no-dagster",
-            "--wsm",
-            str(venv),
-            "--sizes",
-            "1,2",
-            "--runs",
-            "1",
-            "--idle",
-            "0.5",
-            "--launch-runs",
-            "1",
-        ],
+        [sys.executable, str(BENCH), "--wsm", str(VENV), *args],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["wsm"] == str(venv / "bin" / "wsm")
+    return done, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_quickest_run_measures_every_wsm_figure_and_leaves_nothing(tmp_path):
+    done, result = run_bench(
+        tmp_path, "--quick", "--no-dagster", "--sizes", "1,2", "--runs", "1", "--idle", "0.5",
+        "--launch-runs", "1",
+    )  # fmt: skip
+    assert result["wsm"] == str(VENV / "bin" / "wsm")
     assert result["processes_left"] == []
     floors = result["floors"]
     assert floors["python_pass"]["median_ms"] > 0
@@ -206,18 +201,11 @@ def test_quickest_run_measures_every_wsm_figure_and_leaves_nothing(tmp_path):
 
 @pytest.mark.slow
 def test_forkserver_both_loader_and_fork_latency_parts_run_and_leave_nothing(tmp_path):
-    venv = Path(sys.executable).parent.parent
-    done = subprocess.run(
-        [sys.executable, str(BENCH), "--wsm", str(venv), "--only", "up,loader,fork-latency"]
-        + ["--forkserver", "both", "--sizes", "1", "--runs", "1", "--idle", "0.2"]
-        + ["--fork-latency", "3", "--loader-locations", "1", "--loader-python", sys.executable],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    done, result = run_bench(
+        tmp_path, "--only", "up,loader,fork-latency", "--forkserver", "both", "--sizes", "1",
+        "--runs", "1", "--idle", "0.2", "--fork-latency", "3", "--loader-locations", "1",
+        "--loader-python", sys.executable,
+    )  # fmt: skip
     assert result["processes_left"] == []
     assert result["up"]["1"]["forkserver"] == "on" and result["up"]["1"]["fork_servers"] == 1
     assert result["up_no_forkserver"]["1"]["forkserver"] == "off"
