@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -82,7 +83,12 @@ def test_a_report_of_some_parts_only_has_their_rows():
         "up": {},
         "launch_compare": {
             "/after/bin/wsm": {"version": "wsm 2", "median": median, "rounds": [rounds]},
-            "/before/bin/wsm": {"version": "wsm 1", "median": median, "rounds": [rounds]},
+            "/before/bin/wsm": {
+                "version": "wsm 1",
+                "median": median,
+                "min": {n: 40.0 for n in startup_bench.LAUNCH_FIGURES},
+                "rounds": [rounds],
+            },
         },
         "fork_latency": {
             "requests": 5,
@@ -95,6 +101,7 @@ def test_a_report_of_some_parts_only_has_their_rows():
     table = "\n".join(startup_bench.report(result))
     assert "launch, wsm 1 (/before/bin/wsm)" in table and "launch, wsm 2 (/after/bin/wsm)" in table
     assert "fork round trip" in table and "wsm --version" not in table
+    assert re.search(r"fastest: job execute; queued launch; floor +40.0 ms; 40.0 ms +40.0 ms", table)
     assert startup_bench.check_targets(result)["wsm_version_ms"]["met"] is None
 
 
