@@ -10,10 +10,14 @@ the paths that exist, for fixtures parametrized by path.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any, List
 
 import pytest
+
+import workspace_manager
 
 WSM_PYTHON = sys.executable
 DEBIAN_PYTHON = "/usr/bin/python3"  # a separate installation, without msgpack or psutil
@@ -54,3 +58,18 @@ def params(*labels: str) -> List[Any]:
 def available(*labels: str) -> List[str]:
     """The paths of `labels` (all of KNOWN when none is given) that exist here, in order."""
     return [KNOWN[label] for label in labels or tuple(KNOWN) if os.access(KNOWN[label], os.X_OK)]
+
+
+def run_isolated(python: str, code: str, folder: Path) -> str:
+    """`code` run by `python -I -S` (no site-packages, no user site, no environment) with
+    `folder` as its argv[1], where a `workspace_manager` symlink to this checkout's package
+    is made: what the loader side imports under a bare interpreter. Its stdout; the test
+    fails with its stderr if it exits non-zero."""
+    link = folder / "workspace_manager"
+    if not link.exists():
+        link.symlink_to(Path(workspace_manager.__file__).resolve().parent)
+    done = subprocess.run(
+        [python, "-I", "-S", "-c", code, str(folder)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
