@@ -21,6 +21,21 @@ try:  # wsm's interpreter has psutil; the Dagster venv may not.
 except ImportError:  # pragma: no cover - depends on the interpreter
     psutil = None  # type: ignore[assignment]
 
+#: A trivial wsm repository: one job, one repository (the benches' "trivial location").
+TRIVIAL_WSM_REPO = """\
+from workspace_manager import job, repository
+
+
+@job
+def noop(context):
+    pass
+
+
+@repository
+def repo():
+    return [noop]
+"""
+
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -304,6 +319,14 @@ def stop(proc: subprocess.Popen, grace_s: float = 3.0) -> None:
     _signal_group(proc.pid, signal.SIGKILL)  # leftovers in the group, even if the leader exited
     if proc.poll() is None:
         proc.wait(grace_s)
+
+
+def kill_group(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGKILL whatever is left of `proc`'s process group (it leads its own session), then
+    wait for `proc` itself."""
+    _signal_group(proc.pid, signal.SIGKILL)
+    if proc.poll() is None:
+        proc.wait(timeout)
 
 
 def _signal_group(pgid: int, sig: int) -> None:

@@ -98,19 +98,7 @@ import measure  # noqa: E402
 DAGSTER_VENV = "dagster-webserver-1.13-venv"
 DAGSTER_SPEC = "dagster-webserver>=1.13,<1.14"
 
-TRIVIAL_WSM = """\
-from workspace_manager import job, repository
-
-
-@job
-def noop(context):
-    pass
-
-
-@repository
-def repo():
-    return [noop]
-"""
+TRIVIAL_WSM = measure.TRIVIAL_WSM_REPO
 
 TRIVIAL_DAGSTER = """\
 from dagster import Definitions, job, op
@@ -533,12 +521,7 @@ class Up:
             time.sleep(0.05)
             left = [p for p in left if measure.alive(p)]
         killed = measure.kill_tree(left)
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if self.proc.poll() is None:
-            self.proc.wait(10)
+        measure.kill_group(self.proc)
         return {
             "exit_code": self.proc.returncode,
             "stop_s": stopped_s,
