@@ -1361,6 +1361,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     launch_runs = args.launch_runs if args.launch_runs is not None else (0 if args.quick else 5)
     if not launch_runs:
         parts.discard("launch")
+    if args.compare and "launch" not in parts:
+        parser.error("--compare measures the run launch: give --launch-runs N (and its part)")
     dagster_sizes = [int(s) for s in (args.dagster_sizes or "1,10").split(",")]
     modes: List[Optional[str]] = ["off", "on"] if args.forkserver == "both" else [args.forkserver]
     if "up" in parts and max(sizes) >= 1000:

@@ -101,15 +101,21 @@ def test_a_report_of_some_parts_only_has_their_rows():
     table = "\n".join(startup_bench.report(result))
     assert "launch, wsm 1 (/before/bin/wsm)" in table and "launch, wsm 2 (/after/bin/wsm)" in table
     assert "fork round trip" in table and "wsm --version" not in table
-    assert re.search(r"fastest: job execute; queued launch; floor +40.0 ms; 40.0 ms +40.0 ms", table)
+    assert re.search(
+        r"fastest: job execute; queued launch; floor +40.0 ms; 40.0 ms +40.0 ms", table
+    )
     assert startup_bench.check_targets(result)["wsm_version_ms"]["met"] is None
 
 
-def test_an_unknown_part_is_one_clear_line(capsys):
+def test_an_unknown_part_or_a_comparison_without_launch_is_one_clear_line(capsys):
     with pytest.raises(SystemExit) as exited:
         startup_bench.main(["--only", "up,nope"])
     assert exited.value.code == 2
     assert "no part nope" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:  # --quick runs no launch
+        startup_bench.main(["--quick", "--compare", "/elsewhere"])
+    assert exited.value.code == 2
+    assert "--compare measures the run launch" in capsys.readouterr().err
 
 
 def test_the_managers_own_ready_times_are_read_from_its_log(tmp_path):
