@@ -1333,9 +1333,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="Dagster webserver location counts (1,10); with --quick, Dagster runs only if given",
     )
     args = parser.parse_args(argv)
-    measure.sigterm_as_keyboard_interrupt()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # N bare imports at once
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     parts = {"commands", "up", "launch", "dagster"}
     if args.loader:
@@ -1375,6 +1372,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 file=sys.stderr,
             )
 
+    measure.sigterm_as_keyboard_interrupt()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # N bare imports at once
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     target = Target.resolve(args.wsm)
     others = [Target.resolve(other) for other in args.compare]
     root = Path(tempfile.mkdtemp(prefix="wsm-startup-bench-"))
