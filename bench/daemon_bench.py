@@ -327,12 +327,7 @@ class WsmUp:
             except subprocess.TimeoutExpired:
                 pass
         left = measure.kill_tree(sorted(self.pids | {self.proc.pid}))
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if self.proc.poll() is None:
-            self.proc.wait(10)
+        measure.kill_group(self.proc)
         return left
 
 

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Set
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import measure  # noqa: E402
 from measure import percentile  # noqa: E402
 
 TARGET_P99_MS = 5.0
@@ -307,12 +308,7 @@ class Run:
                     p.kill()
             except psutil.Error:
                 pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if self.proc.poll() is None:
-            self.proc.wait(10)
+        measure.kill_group(self.proc)
         return left
 
 

@@ -21,6 +21,21 @@ try:  # wsm's interpreter has psutil; the Dagster venv may not.
 except ImportError:  # pragma: no cover - depends on the interpreter
     psutil = None  # type: ignore[assignment]
 
+#: A trivial wsm repository: one job, one repository (the benches' "trivial location").
+TRIVIAL_WSM_REPO = """\
+from workspace_manager import job, repository
+
+
+@job
+def noop(context):
+    pass
+
+
+@repository
+def repo():
+    return [noop]
+"""
+
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -134,7 +149,8 @@ def _children_pids(pid: int) -> List[int]:
     return found
 
 
-def _rss_one(pid: int) -> int:
+def rss_of(pid: int) -> int:
+    """Resident set size of one process in bytes (0 if it is gone)."""
     if psutil is not None:
         try:
             return int(psutil.Process(pid).memory_info().rss)
@@ -147,9 +163,86 @@ def _rss_one(pid: int) -> int:
         return 0
 
 
+def smaps_rollup(pid: int) -> Dict[str, int]:
+    """/proc/PID/smaps_rollup as {field: bytes} (Rss, Pss, Private_Clean, ...); {} if gone."""
+    out: Dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 3 and parts[2] == "kB":
+                    out[parts[0].rstrip(":")] = int(parts[1]) * 1024
+    except OSError:
+        pass
+    return out
+
+
+def uss_bytes(pid: int) -> int:
+    """Unique set size: Private_Clean + Private_Dirty of smaps_rollup (psutil's USS)."""
+    rollup = smaps_rollup(pid)
+    return rollup.get("Private_Clean", 0) + rollup.get("Private_Dirty", 0)
+
+
+def _stat_fields(pid: int) -> List[bytes]:
+    """The fields of /proc/PID/stat after the name (the name may hold spaces); [] if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return []
+    return data[data.rindex(b")") + 2 :].split()
+
+
+def cpu_seconds(pid: int, children: bool = False) -> float:
+    """utime + stime of one process (its threads, not its children) in seconds; with
+    `children`, plus those of the children it has reaped (cutime + cstime). 0 if gone."""
+    fields = _stat_fields(pid)
+    if not fields:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def alive(pid: int) -> bool:
+    """True for a process that exists and is not a zombie."""
+    fields = _stat_fields(pid)
+    return bool(fields) and fields[0] != b"Z"
+
+
+def import_time_ms(
+    python: str, code: str, runs: int, env: Optional[Dict[str, str]] = None
+) -> Dict[str, float]:
+    """The imports `code` triggers after the interpreter's start (the top-level `-X
+    importtime` entries after `site`, summed), in ms: min and median over `runs`.
+
+    Raises RuntimeError if `code` fails.
+    """
+    totals = []
+    for _ in range(runs):
+        done = subprocess.run(
+            [python, "-X", "importtime", "-c", code], capture_output=True, text=True, env=env
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{python} -c {code!r} failed: {done.stderr[-800:]}")
+        total, after_site = 0, False
+        for line in done.stderr.splitlines():
+            parts = line.split("|")
+            if len(parts) != 3 or not line.startswith("import time:"):
+                continue
+            name = parts[2]
+            if name == " site":
+                after_site = True
+            elif after_site and name.startswith(" ") and not name.startswith("  "):
+                total += int(parts[1])
+        totals.append(total / 1000)
+    return {"min": min(totals), "median": statistics.median(totals)}
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of a process plus its descendants (a location may fork helpers)."""
-    return _rss_one(pid) + sum(_rss_one(child) for child in _children_pids(pid))
+    return rss_of(pid) + sum(rss_of(child) for child in _children_pids(pid))
 
 
 def bench_env(**extra: str) -> Dict[str, str]:
@@ -186,7 +279,8 @@ def spawn(argv: Sequence[str], **kwargs: object) -> subprocess.Popen:
 def measure_bare_import(
     argv: Sequence[str], cwd: Optional[str] = None, env: Optional[Dict[str, str]] = None
 ) -> Dict[str, float]:
-    """Spawn a bare-import interpreter: seconds until it reported the import, and its RSS then."""
+    """Spawn a bare-import interpreter: seconds until it reported the import, and its RSS
+    (with its descendants') and USS then. Raises RuntimeError if the import failed."""
     t0 = time.perf_counter()
     proc = spawn(
         argv,
@@ -202,10 +296,10 @@ def measure_bare_import(
         if line.strip() != b"imported":
             err = proc.stderr.read().decode(errors="replace") if proc.poll() is not None else ""  # type: ignore[union-attr]
             raise RuntimeError(f"bare import failed: {' '.join(argv)}\n{err}")
-        rss = rss_bytes(proc.pid)
+        rss, uss = rss_bytes(proc.pid), uss_bytes(proc.pid)
     finally:
         stop(proc)
-    return {"seconds": elapsed, "rss_bytes": rss}
+    return {"seconds": elapsed, "rss_bytes": rss, "uss_bytes": uss}
 
 
 def stop(proc: subprocess.Popen, grace_s: float = 3.0) -> None:
@@ -225,6 +319,14 @@ def stop(proc: subprocess.Popen, grace_s: float = 3.0) -> None:
     _signal_group(proc.pid, signal.SIGKILL)  # leftovers in the group, even if the leader exited
     if proc.poll() is None:
         proc.wait(grace_s)
+
+
+def kill_group(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGKILL whatever is left of `proc`'s process group (it leads its own session), then
+    wait for `proc` itself."""
+    _signal_group(proc.pid, signal.SIGKILL)
+    if proc.poll() is None:
+        proc.wait(timeout)
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -328,7 +430,7 @@ def process_tree(root: int) -> List[int]:
 def tree_rss_bytes(root: int) -> Tuple[int, int]:
     """(summed RSS in bytes, process count) of `root` and its descendants."""
     pids = process_tree(root)
-    return sum(_rss_one(pid) for pid in pids), len(pids)
+    return sum(rss_of(pid) for pid in pids), len(pids)
 
 
 class PeakRss:
@@ -349,7 +451,7 @@ class PeakRss:
         while True:
             tree, count = tree_rss_bytes(self.root)
             self.peak_tree_bytes = max(self.peak_tree_bytes, tree)
-            self.peak_root_bytes = max(self.peak_root_bytes, _rss_one(self.root))
+            self.peak_root_bytes = max(self.peak_root_bytes, rss_of(self.root))
             self.peak_processes = max(self.peak_processes, count)
             self.samples += 1
             if self._stop.wait(self.interval_s):
@@ -376,13 +478,11 @@ def kill_tree(pids: Sequence[int]) -> List[int]:
     """SIGKILL each of `pids` still alive (not a zombie); the ones that were."""
     killed = []
     for pid in pids:
+        if not alive(pid):
+            continue
         try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                data = f.read()
-            if data[data.rindex(b")") + 2 :].split()[0] == b"Z":
-                continue
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
-        except (OSError, ValueError):
+        except OSError:
             pass
     return killed

@@ -5,6 +5,9 @@
     python bench/startup_bench.py --thousand      # adds 1,000 locations (~10 GB of memory today)
     python bench/startup_bench.py --wsm OTHER_VENV/bin/wsm   # measure another install (or OTHER_VENV)
     python bench/startup_bench.py --no-dagster    # wsm only
+    python bench/startup_bench.py --only up --sizes 1,100 --forkserver both   # spawn vs fork
+    python bench/startup_bench.py --only launch --wsm AFTER --compare BEFORE  # two builds' launch
+    python bench/startup_bench.py --only loader,fork-latency --fork-latency 100
 
 The wsm measured is, by default, the `wsm` beside the running interpreter; `--wsm` names
 another one (its executable, or the virtualenv holding it), so a build before and after a
@@ -37,9 +40,22 @@ What it measures (medians of wall time unless said; nearest-rank percentiles):
   the time to exit, and every process the run saw (the manager, its descendants, each
   location's pid from /status) checked gone; a survivor is killed and reported in
   `processes_left` (the bench's exit status is then 1).
+  Per size too: the manager's own CPU to all-ready, one `/status` answer's time, the median
+  of the manager's own "ready ... in N ms" lines, each location's CPU to ready and PSS, the
+  fork servers (count, USS). `--forkserver on|off|both` sets WSM_FORKSERVER; `both` runs
+  each size without fork servers, then with them (`up_no_forkserver` beside `up`).
 - run launch latency: bench/run_launch_bench.py run on the measured install's interpreter
   (`--launch-runs`, 5; 0 skips it), from a copy outside this checkout so that all of it,
-  the client it talks to the manager with included, is the measured install's.
+  the client it talks to the manager with included, is the measured install's. With
+  `--compare OTHER` (repeatable), the installs are measured in turn, `--launch-rounds`
+  times (A, B, A, B: the same load for each); per install, each figure's median of the
+  rounds' medians (`launch_compare`).
+- `--loader`: the loader side alone, per interpreter (`--loader-python`), with the measured
+  install's harness and SDK: the SDK's and the trivial repository's import (`-X
+  importtime`), a loader's spawn -> `loaded`, the USS of loaders running at once over a
+  bare interpreter that imported the same repository. `--fork-latency N`: one fork
+  server's start, N fork requests' round trip and its CPU per fork. `--only PARTS` picks
+  parts (commands, up, launch, dagster, loader, fork-latency).
 - Dagster (1.13, `dagster-webserver` in a throwaway venv, `$XDG_CACHE_HOME/wsm-bench/
   dagster-webserver-1.13-venv`, installed once on first use): `dagster --version`, and its
   webserver on the same workspace shape (one trivial `@job` of one `@op` per location, as
@@ -61,6 +77,7 @@ import argparse
 import http.client
 import json
 import os
+import re
 import resource
 import shlex
 import shutil
@@ -81,19 +98,7 @@ import measure  # noqa: E402
 DAGSTER_VENV = "dagster-webserver-1.13-venv"
 DAGSTER_SPEC = "dagster-webserver>=1.13,<1.14"
 
-TRIVIAL_WSM = """\
-from workspace_manager import job, repository
-
-
-@job
-def noop(context):
-    pass
-
-
-@repository
-def repo():
-    return [noop]
-"""
+TRIVIAL_WSM = measure.TRIVIAL_WSM_REPO
 
 TRIVIAL_DAGSTER = """\
 from dagster import Definitions, job, op
@@ -258,54 +263,11 @@ def time_command(
     return result
 
 
-def uss_bytes(pid: int) -> int:
-    """Unique set size: Private_Clean + Private_Dirty of /proc/PID/smaps_rollup (psutil's USS)."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            text = f.read()
-    except OSError:
-        return 0
-    total = 0
-    for line in text.splitlines():
-        if line.startswith(("Private_Clean:", "Private_Dirty:")):
-            total += int(line.split()[1]) * 1024
-    return total
-
-
-def rss_of(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of one process (its threads included, not its children), in seconds."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return 0.0
-    fields = data[data.rindex(b")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def open_fds(pid: int) -> Optional[int]:
     try:
         return len(os.listdir(f"/proc/{pid}/fd"))
     except OSError:
         return None
-
-
-def alive(pid: int) -> bool:
-    """True for a process that exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return False
-    return data[data.rindex(b")") + 2 :].split()[0] != b"Z"
 
 
 def free_port() -> int:
@@ -397,17 +359,8 @@ def parallel_imports(
 def tree_cpu_seconds(root: int) -> float:
     """CPU seconds (user + system) of `root` and its live descendants, plus the children
     `root` has already reaped (cutime, cstime: environment probes, helpers)."""
-    total = 0.0
-    for pid in measure.process_tree(root):
-        total += cpu_seconds(pid)
-    try:
-        with open(f"/proc/{root}/stat", "rb") as f:
-            data = f.read()
-        fields = data[data.rindex(b")") + 2 :].split()
-        total += (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        pass
-    return total
+    descendants = measure.process_tree(root)[1:]
+    return measure.cpu_seconds(root, children=True) + sum(map(measure.cpu_seconds, descendants))
 
 
 def measure_floors(target: Target, root: Path, env: Dict[str, str], runs: int) -> Dict[str, Any]:
@@ -421,40 +374,50 @@ def measure_floors(target: Target, root: Path, env: Dict[str, str], runs: int) -
     python = str(target.python)
     argv = measure.bare_import_argv(python, [str(sdk), str(code)], "trivial_repo")
     passes: List[float] = []
-    imports: List[float] = []
-    uss: List[int] = []
-    rss: List[int] = []
+    imports: List[Dict[str, float]] = []
     for i in range(runs + 1):  # the first writes any .pyc, untimed
         t0 = time.perf_counter()
         subprocess.run([python, "-c", "pass"], env=env, check=True)
         elapsed = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        proc = measure.spawn(
-            argv,
-            cwd=str(code),
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            line = proc.stdout.readline()  # type: ignore[union-attr]
-            imported = time.perf_counter() - t0
-            if line.strip() != b"imported":
-                raise RuntimeError(f"the bare import failed: {proc.stderr.read()[-800:]!r}")  # type: ignore[union-attr]
-            if i:
-                uss.append(uss_bytes(proc.pid))
-                rss.append(rss_of(proc.pid))
-        finally:
-            measure.stop(proc)
+        imported = measure.measure_bare_import(argv, cwd=str(code), env=env)
         if i:
             passes.append(elapsed)
             imports.append(imported)
     return {
         "python_pass": ms_stats(passes),
-        "python_import_repo": ms_stats(imports),
-        "bare_uss_mb": round(statistics.median(uss) / 2**20, 2),
-        "bare_rss_mb": round(statistics.median(rss) / 2**20, 2),
+        "python_import_repo": ms_stats([r["seconds"] for r in imports]),
+        "bare_uss_mb": round(statistics.median(r["uss_bytes"] for r in imports) / 2**20, 2),
+        "bare_rss_mb": round(statistics.median(r["rss_bytes"] for r in imports) / 2**20, 2),
+    }
+
+
+def measure_commands(target: Target, root: Path, env: Dict[str, str], runs: int) -> Dict[str, Any]:
+    """`wsm --version`, `wsm status` with no manager, `wsm list` of one location, each
+    paired with its floor (see the module docstring)."""
+    wsm = str(target.wsm)
+    empty = root / "no-manager"
+    empty.mkdir()
+    write_workspace(empty, 1, TRIVIAL_WSM)
+    one = write_workspace(root / "list-1", 1, TRIVIAL_WSM)
+    passing = [str(target.python), "-c", "pass"]
+    return {
+        "version": time_command([wsm, "--version"], env, root, runs, floor=passing),
+        "status_no_manager": time_command(
+            [wsm, "status"], env, empty, runs, expect=3, floor=passing
+        ),
+        # its floor: the command's interpreter, then the location's, one after the other
+        "list_1": time_command(
+            [wsm, "list", "-w", str(one)],
+            env,
+            one.parent,
+            runs,
+            floor=[
+                "sh",
+                "-c",
+                f"{shlex.join(passing)} && cd {shlex.quote(str(root / 'floor'))} && "
+                f"{shlex.join(import_argv(target, root))}",
+            ],
+        ),
     }
 
 
@@ -553,23 +516,42 @@ class Up:
             except subprocess.TimeoutExpired:
                 pass
         deadline = time.monotonic() + grace_s
-        left = [p for p in self.pids if alive(p)]
+        left = [p for p in self.pids if measure.alive(p)]
         while left and time.monotonic() < deadline:
             time.sleep(0.05)
-            left = [p for p in left if alive(p)]
+            left = [p for p in left if measure.alive(p)]
         killed = measure.kill_tree(left)
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if self.proc.poll() is None:
-            self.proc.wait(10)
+        measure.kill_group(self.proc)
         return {
             "exit_code": self.proc.returncode,
             "stop_s": stopped_s,
             "processes_seen": len(self.pids),
             "processes_left": sorted(killed),
         }
+
+
+def manager_ready_ms(log: Path) -> Optional[float]:
+    """The median of the manager's own "ready ... in N ms" (each location's spawn -> ready,
+    as its console says it), or None when it printed none."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    found = [int(m.group(1)) for m in re.finditer(r" ready\b.* in (\d+) ms", text)]
+    return statistics.median(found) if found else None
+
+
+def fork_servers(manager: int, locations: Sequence[int]) -> List[int]:
+    """The manager's children that are fork servers (their command line names
+    loader/forkserver.py; a forked location inherits it, so the locations are left out)."""
+    found = []
+    for pid in measure.process_tree(manager)[1:]:
+        if pid in locations:
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"workspace_manager.loader.forkserver" in f.read():
+                    found.append(pid)
+        except OSError:
+            pass
+    return found
 
 
 def count_states(up: Up, doc: Optional[Dict[str, Any]] = None) -> Dict[str, int]:
@@ -593,15 +575,20 @@ def measure_up(
     livez: int,
     floors: Dict[str, Any],
     with_status_command: int = 0,
+    forkserver: Optional[str] = None,
 ) -> Dict[str, Any]:
-    """One `wsm up` of `count` trivial locations: every figure of the module docstring."""
+    """One `wsm up` of `count` trivial locations: every figure of the module docstring.
+    `forkserver` "on" or "off" sets WSM_FORKSERVER for it (None: wsm's default)."""
     workspace = write_workspace(root / f"ws-{count}", count, TRIVIAL_WSM)
+    if forkserver is not None:
+        env = dict(env, WSM_FORKSERVER=forkserver)
     # the floor right before, under the same load
     floor = parallel_imports(import_argv(target, root), root / "floor", env, count)
     floor_s = floor["wall_s"]
-    up = Up(target, workspace, env, root / f"up-{count}.log")
+    up = Up(target, workspace, env, root / f"up-{count}-{forkserver or 'default'}.log")
     result: Dict[str, Any] = {
         "locations": count,
+        "forkserver": forkserver or "default",
         "floor_ms": round(floor_s * 1000, 1),
         "floor_cpu_s": round(floor["cpu_s"], 3),
     }
@@ -625,34 +612,54 @@ def measure_up(
         result["cpu_to_ready_s"] = round(cpu, 3)
         result["cpu_over_floor_s"] = round(cpu - floor["cpu_s"], 3)
         result["cpu_over_floor_per_location_ms"] = round((cpu - floor["cpu_s"]) / count * 1000, 1)
+        manager = up.proc.pid
+        result["manager_cpu_to_ready_s"] = round(measure.cpu_seconds(manager), 3)
+        t0 = time.perf_counter()
         doc = up.status()
+        result["status_answer_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         up.track()
         result["states"] = count_states(up, doc)
-        manager = up.proc.pid
         loc_pids = [int(loc["pid"]) for loc in doc["locations"].values() if loc.get("pid")]
-        result["manager_rss_mb"] = round(rss_of(manager) / 2**20, 1)
-        result["manager_uss_mb"] = round(uss_bytes(manager) / 2**20, 1)
+        result["location_cpu_to_ready_ms_mean"] = round(
+            sum(map(measure.cpu_seconds, loc_pids)) / max(1, len(loc_pids)) * 1000, 1
+        )
+        result["location_ready_ms_median"] = manager_ready_ms(up.log)
+        servers = fork_servers(manager, loc_pids)
+        result["fork_servers"] = len(servers)
+        result["fork_servers_uss_mb"] = round(sum(map(measure.uss_bytes, servers)) / 2**20, 2)
+        result["manager_rss_mb"] = round(measure.rss_of(manager) / 2**20, 1)
+        result["manager_uss_mb"] = round(measure.uss_bytes(manager) / 2**20, 1)
         result["manager_fds"] = open_fds(manager)
         sample = loc_pids[:: max(1, len(loc_pids) // 50)][:50]
-        uss = [uss_bytes(p) for p in sample]
+        uss = [measure.uss_bytes(p) for p in sample]
         uss = [u for u in uss if u]
+        pss = [measure.smaps_rollup(p).get("Pss", 0) for p in sample]
         if uss:
+            result["location_pss_mb"] = round(statistics.median(pss) / 2**20, 2)
             median_uss = statistics.median(uss) / 2**20
             result["location_uss_mb"] = round(median_uss, 2)
             result["location_uss_over_floor_mb"] = round(median_uss - floors["bare_uss_mb"], 2)
             result["location_rss_mb"] = round(
-                statistics.median(rss_of(p) for p in sample) / 2**20, 2
+                statistics.median(measure.rss_of(p) for p in sample) / 2**20, 2
             )
         result["tree_processes"] = len(measure.process_tree(manager))
         # idle: let the start's tail (first heartbeats, samples) pass, then count CPU
         time.sleep(min(2.0, idle_s / 4))
-        m0, l0, w0 = cpu_seconds(manager), sum(cpu_seconds(p) for p in loc_pids), time.monotonic()
+        m0, l0, w0 = (
+            measure.cpu_seconds(manager),
+            sum(measure.cpu_seconds(p) for p in loc_pids),
+            time.monotonic(),
+        )
         time.sleep(idle_s)
-        m1, l1, w1 = cpu_seconds(manager), sum(cpu_seconds(p) for p in loc_pids), time.monotonic()
+        m1, l1, w1 = (
+            measure.cpu_seconds(manager),
+            sum(measure.cpu_seconds(p) for p in loc_pids),
+            time.monotonic(),
+        )
         result["idle_window_s"] = round(w1 - w0, 1)
         result["manager_idle_cpu_pct"] = round((m1 - m0) / (w1 - w0) * 100, 2)
         result["locations_idle_cpu_pct"] = round((l1 - l0) / (w1 - w0) * 100, 2)
-        result["manager_rss_after_idle_mb"] = round(rss_of(manager) / 2**20, 1)
+        result["manager_rss_after_idle_mb"] = round(measure.rss_of(manager) / 2**20, 1)
         if livez:
             result["livez"] = livez_round_trips(up.port, livez)
         if with_status_command:
@@ -679,7 +686,7 @@ def measure_launch(target: Target, root: Path, runs: int) -> Dict[str, Any]:
     which would make the measured install talk to its manager with this checkout's code.
     """
     copy = root / "launch-bench" / "bench" / "run_launch_bench.py"
-    copy.parent.mkdir(parents=True)
+    copy.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(HERE / "run_launch_bench.py", copy)
     done = subprocess.run(
         [str(target.python), str(copy), "--runs", str(runs)],
@@ -694,6 +701,168 @@ def measure_launch(target: Target, root: Path, runs: int) -> Dict[str, Any]:
     result: Dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     result.pop("wsm_pyc_files_before", None)  # counted in the copy's folder: meaningless
     return result
+
+
+LAUNCH_FIGURES = (
+    "job_execute_command",
+    "queued_launch_to_first_line",
+    "queued_starting_to_job_started",
+    "floor_interpreter_and_import",
+)
+
+
+def compare_launch(targets: Sequence[Target], root: Path, runs: int, rounds: int) -> Dict[str, Any]:
+    """Run launch of each install in turn, `rounds` times (install A, B, A, B, ...: both see
+    the same load), `runs` samples each time; per install, each figure's median over the
+    rounds' medians, the over-floor figures likewise, the fastest sample of each figure
+    over all rounds, and every round's JSON."""
+    per: Dict[str, List[Dict[str, Any]]] = {str(t.wsm): [] for t in targets}
+    for i in range(rounds):
+        for target in targets:
+            per[str(target.wsm)].append(measure_launch(target, root / f"launch-{i}", runs))
+    out: Dict[str, Any] = {}
+    for target in targets:
+        done = per[str(target.wsm)]
+        summary: Dict[str, Any] = {
+            name: round(statistics.median(r[name]["median_ms"] for r in done), 1)
+            for name in LAUNCH_FIGURES
+        }
+        for name in ("job_execute_over_floor_ms", "queued_launch_over_floor_ms"):
+            summary[name] = round(statistics.median(r[name] for r in done), 1)
+        # the fastest sample of all rounds: on a loaded machine it moves least
+        fastest = {name: min(r[name]["min_ms"] for r in done) for name in LAUNCH_FIGURES}
+        out[str(target.wsm)] = {
+            "version": target.version,
+            "median": summary,
+            "min": fastest,
+            "rounds": done,
+        }
+    return out
+
+
+# -- the loader side alone -----------------------------------------------------------------------
+
+
+def measure_loader(
+    target: Target, pythons: Sequence[str], root: Path, runs: int, count: int
+) -> Dict[str, Any]:
+    """A location's start-up, loader side only, on each of `pythons`, with the target's
+    package (its loader harness and SDK): `import workspace_manager.sdk` and the trivial
+    repository's import (`-X importtime`, min and median over `runs`); a loader's spawn ->
+    `loaded` (median and min of `runs`, started as the manager starts one); the USS over a
+    bare interpreter that imported the same repository of `count` loaders that loaded it
+    and answered get_snapshot and ping, all running at once (the interpreter's pages are
+    then shared, as among the locations of `wsm up`)."""
+    sys.path.insert(0, str(Path(target.package_dir).parent))  # the target's harness and SDK
+    from workspace_manager.loader.harness import LoaderProcess, file_target
+    from workspace_manager.loader.launch import make_sdk_dir
+
+    code = root / "loader-code"
+    code.mkdir()
+    (code / "trivial_repo.py").write_text(TRIVIAL_WSM)
+    sdk = make_sdk_dir(str(root))
+    env = measure.bench_env()
+    env.pop("PYTHONPATH", None)
+    results: Dict[str, Any] = {}
+    for python in pythons:
+        head = f"import sys; sys.path[:0] = [{str(code)!r}, {sdk!r}]; "
+        measure.import_time_ms(python, head + "import trivial_repo", 2, env)  # writes .pyc
+        result: Dict[str, Any] = {
+            "sdk_import_ms": measure.import_time_ms(
+                python, head + "import workspace_manager.sdk", runs, env
+            ),
+            "repo_import_ms": measure.import_time_ms(
+                python, head + "import trivial_repo", runs, env
+            ),
+        }
+        repo = str(code / "trivial_repo.py")
+        starts: List[float] = []
+        for i in range(runs):
+            with LoaderProcess(
+                python, file_target(repo), str(root), location=f"t{i}", env=env
+            ) as one:
+                began = time.perf_counter()
+                event = one.start()[1]
+                starts.append((time.perf_counter() - began) * 1000)
+                if event != "loaded":
+                    raise RuntimeError(f"the loader on {python}: {one.stderr_text()[-800:]}")
+        result["spawn_to_loaded_ms_median"] = round(statistics.median(starts), 1)
+        result["spawn_to_loaded_ms_min"] = round(min(starts), 1)
+        bare = measure.bare_import_argv(python, [str(code), sdk], "trivial_repo")
+        running: List[Any] = []
+        clients: List[Any] = []
+        base = measure.spawn(bare, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            if base.stdout is None or base.stdout.readline().strip() != b"imported":
+                raise RuntimeError(f"the bare import on {python} failed")
+            for i in range(count):
+                one = LoaderProcess(python, file_target(repo), str(root), location=f"m{i}", env=env)
+                running.append(one)
+                if one.start()[1] != "loaded":
+                    raise RuntimeError(f"the loader on {python}: {one.stderr_text()[-800:]}")
+                clients.append(one.client())
+                clients[-1].call("get_snapshot")
+                clients[-1].call("ping")
+            time.sleep(0.5)
+            base_uss = measure.uss_bytes(base.pid)
+            over = sorted(measure.uss_bytes(one.pid) - base_uss for one in running)
+        finally:
+            for client in clients:
+                client.close()
+            for one in running:
+                one.stop()
+            measure.stop(base)
+        result["bare_uss_kb"] = base_uss // 1024
+        result["uss_over_bare_kb_median"] = statistics.median(over) // 1024
+        result["uss_over_bare_kb_max"] = over[-1] // 1024
+        results[python] = result
+    return results
+
+
+def fork_latency(target: Target, root: Path, requests: int) -> Dict[str, Any]:
+    """One fork server of the target's on its own: its start, the round trip of a fork
+    request (send, double fork, answer) and the CPU the server and its middle processes
+    spend per fork. Each forked child gets EOF on its stdin at once and exits (status 3: no
+    bootstrap), as an unanswered fork would."""
+    sys.path.insert(0, str(Path(target.package_dir).parent))
+    from workspace_manager.loader.harness import start_fork_server
+    from workspace_manager.loader.launch import make_sdk_dir
+
+    t0 = time.monotonic()
+    proc, ours = start_fork_server(str(target.python), make_sdk_dir(str(root)))
+    server_start = time.monotonic() - t0
+    try:
+        cpu0 = measure.cpu_seconds(proc.pid, children=True)
+        took = []
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for i in range(requests):
+            r, w = os.pipe()
+            a, b = socket.socketpair()
+            t = time.perf_counter()
+            request = json.dumps({"id": i, "cwd": "/", "env": {}}).encode()
+            socket.send_fds(ours, [request], [r, devnull, devnull, b.fileno()])
+            json.loads(ours.recv(65536))
+            took.append((time.perf_counter() - t) * 1000)
+            for fd in (r, w):
+                os.close(fd)
+            a.close()
+            b.close()
+        os.close(devnull)
+        cpu = (measure.cpu_seconds(proc.pid, children=True) - cpu0) / requests * 1000
+    finally:
+        ours.close()  # EOF: the server ends
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return {
+        "requests": requests,
+        "server_start_ms": round(server_start * 1000, 1),
+        "fork_round_trip_ms_p50": round(measure.percentile(took, 50), 2),
+        "fork_round_trip_ms_p90": round(measure.percentile(took, 90), 2),
+        "server_cpu_ms_per_fork": round(cpu, 2),
+    }
 
 
 # -- Dagster -------------------------------------------------------------------------------------
@@ -782,13 +951,13 @@ def dagster_webserver(bindir: Path, root: Path, count: int) -> Dict[str, Any]:
             time.sleep(0.05)
         tree = measure.process_tree(proc.pid)
         pids.update(tree)
-        result["webserver_rss_mb"] = round(rss_of(proc.pid) / 2**20, 1)
-        result["tree_rss_mb"] = round(sum(rss_of(p) for p in tree) / 2**20, 1)
+        result["webserver_rss_mb"] = round(measure.rss_of(proc.pid) / 2**20, 1)
+        result["tree_rss_mb"] = round(sum(measure.rss_of(p) for p in tree) / 2**20, 1)
         result["tree_processes"] = len(tree)
     finally:
         measure.stop(proc, grace_s=15.0)
         time.sleep(0.2)
-        result["processes_left"] = sorted(measure.kill_tree([p for p in pids if alive(p)]))
+        result["processes_left"] = sorted(measure.kill_tree([p for p in pids if measure.alive(p)]))
     return result
 
 
@@ -835,8 +1004,8 @@ def fmt_ms(value: Optional[float]) -> str:
 
 def report(result: Dict[str, Any]) -> List[str]:
     """The table's lines: figure, wsm, floor, over the floor, target, Dagster."""
-    floors = result["floors"]
-    cmd = result["commands"]
+    floors = result.get("floors") or {}
+    cmd = result.get("commands") or {}
     dag = result.get("dagster") or {}
     web = dag.get("webserver") or {}
     extra = dag.get("extrapolated_all_loaded_ms") or {}
@@ -858,40 +1027,43 @@ def report(result: Dict[str, Any]) -> List[str]:
             )
         )
 
-    rows.append(
-        ("floor: python -c pass", fmt_ms(floors["python_pass"]["median_ms"]), "", "", "", "")
-    )
-    rows.append(
-        (
-            "floor: bare import of the repo",
-            fmt_ms(floors["python_import_repo"]["median_ms"]),
-            "",
-            "",
-            "",
-            "",
+    if floors:
+        rows.append(
+            ("floor: python -c pass", fmt_ms(floors["python_pass"]["median_ms"]), "", "", "", "")
         )
-    )
+        rows.append(
+            (
+                "floor: bare import of the repo",
+                fmt_ms(floors["python_import_repo"]["median_ms"]),
+                "",
+                "",
+                "",
+                "",
+            )
+        )
     dver = dag.get("dagster_version_cmd")
     command(
         "wsm --version",
-        cmd["version"],
+        cmd.get("version"),
         "<= 60 ms",
         f"dagster --version: {fmt_ms(dver['median_ms'])}" if dver else "",
     )
-    command("wsm status, no manager", cmd["status_no_manager"], "<= 60 ms")
+    command("wsm status, no manager", cmd.get("status_no_manager"), "<= 60 ms")
     command(
         "wsm status, a manager running",
-        (result["up"].get("1") or {}).get("wsm_status_running"),
+        ((result.get("up") or {}).get("1") or {}).get("wsm_status_running"),
         "<= 60 ms",
     )
-    command("wsm list, 1 location", cmd["list_1"], "")
-    for count, up in result["up"].items():
+    command("wsm list, 1 location", cmd.get("list_1"), "")
+    ups = [(count, up, "") for count, up in (result.get("up") or {}).items()]
+    ups += [(c, up, ", no fork server") for c, up in (result.get("up_no_forkserver") or {}).items()]
+    for count, up, mode in sorted(ups, key=lambda u: (int(u[0]), u[2] == "")):
         n = int(count)
         if "error" in up:
-            rows.append((f"wsm up, {n}: FAILED", json.dumps(up["states"]), "", "", "", ""))
+            rows.append((f"wsm up, {n}{mode}: FAILED", json.dumps(up["states"]), "", "", "", ""))
             rows.append((f"  {n}: {up['error'].splitlines()[0]}", "", "", "", "", ""))
             continue
-        target = {1: "<= 150 ms", 100: "<= 1.5 s"}.get(n, "")
+        target = {1: "<= 150 ms", 100: "<= 1.5 s"}.get(n, "") if not mode else ""
         other = ""
         if count in web:
             other = f"{fmt_ms(web[count]['all_loaded_ms'])} (measured)"
@@ -899,7 +1071,7 @@ def report(result: Dict[str, Any]) -> List[str]:
             other = f"~{fmt_ms(extra[count])} (extrapolated)"
         rows.append(
             (
-                f"wsm up, {n}: spawn -> /readyz 200",
+                f"wsm up, {n}{mode}: spawn -> /readyz 200",
                 fmt_ms(up["readyz_200_ms"]),
                 fmt_ms(up["floor_ms"]),
                 fmt_ms(up["readyz_over_floor_ms"]),
@@ -909,6 +1081,17 @@ def report(result: Dict[str, Any]) -> List[str]:
         )
         rows.append(
             (f"  {n}: spawn -> health answers", fmt_ms(up["health_answers_ms"]), "", "", "", "")
+        )
+        rows.append(
+            (
+                f"  {n}: a location's spawn -> ready (manager's log, median); CPU each",
+                f"{fmt_ms(up.get('location_ready_ms_median'))}; "
+                f"{fmt_ms(up.get('location_cpu_to_ready_ms_mean'))}",
+                "",
+                "",
+                "",
+                "",
+            )
         )
         rows.append(
             (
@@ -922,8 +1105,9 @@ def report(result: Dict[str, Any]) -> List[str]:
         )
         rows.append(
             (
-                f"  {n}: manager RSS / USS (MB), fds",
-                f"{up['manager_rss_mb']} / {up['manager_uss_mb']}, {up['manager_fds']}",
+                f"  {n}: manager RSS / USS (MB), fds; fork servers (USS MB)",
+                f"{up['manager_rss_mb']} / {up['manager_uss_mb']}, {up['manager_fds']}; "
+                f"{up.get('fork_servers')} ({up.get('fork_servers_uss_mb')})",
                 "",
                 "",
                 "RSS <= 60" if n >= 100 else "",
@@ -934,9 +1118,9 @@ def report(result: Dict[str, Any]) -> List[str]:
         )
         rows.append(
             (
-                f"  {n}: location USS (MB)",
-                str(up.get("location_uss_mb")),
-                str(floors["bare_uss_mb"]),
+                f"  {n}: location USS (PSS) (MB)",
+                f"{up.get('location_uss_mb')} ({up.get('location_pss_mb')})",
+                str(floors.get("bare_uss_mb")),
                 str(up.get("location_uss_over_floor_mb")),
                 "over <= 4",
                 "",
@@ -975,34 +1159,89 @@ def report(result: Dict[str, Any]) -> List[str]:
             )
         )
     for count in sorted(set(web) | set(extra), key=int):
-        if count not in result["up"]:
+        if count not in (result.get("up") or {}):
             other = (
                 f"{fmt_ms(web[count]['all_loaded_ms'])} (measured)"
                 if count in web
                 else f"~{fmt_ms(extra[count])} (extrapolated)"
             )
             rows.append((f"wsm up, {count}", "(not run)", "", "", "", other))
+
+    def launch_rows(indent: str, medians: Dict[str, Any]) -> None:
+        floor = fmt_ms(medians["floor_interpreter_and_import"])
+        for name, figure, over in (
+            ("wsm job execute (trivial job)", "job_execute_command", "job_execute_over_floor_ms"),
+            ("queued launch -> job's first line", "queued_launch_to_first_line",
+             "queued_launch_over_floor_ms"),
+        ):  # fmt: skip
+            rows.append(
+                (indent + name, fmt_ms(medians[figure]), floor, fmt_ms(medians[over]), "", "")
+            )
+
     launch = result.get("launch")
-    if launch:
-        floor = fmt_ms(launch["floor_interpreter_and_import"]["median_ms"])
+    if launch:  # one run_launch_bench: each figure's median of its runs
+        launch_rows(
+            "", {k: v.get("median_ms") if isinstance(v, dict) else v for k, v in launch.items()}
+        )
+    for wsm, each in (result.get("launch_compare") or {}).items():
+        rows.append((f"launch, {each['version']} ({wsm})", "", "", "", "", ""))
+        launch_rows("  ", each["median"])
+        best = each.get("min") or {}
+        if best:
+            rows.append(
+                (
+                    "  fastest: job execute; queued launch; floor",
+                    f"{fmt_ms(best['job_execute_command'])}; "
+                    f"{fmt_ms(best['queued_launch_to_first_line'])}",
+                    fmt_ms(best["floor_interpreter_and_import"]),
+                    "",
+                    "",
+                    "",
+                )
+            )
+    for python, each in (result.get("loader") or {}).items():
+        rows.append((f"loader side, {python}", "", "", "", "", ""))
         rows.append(
             (
-                "wsm job execute (trivial job)",
-                fmt_ms(launch["job_execute_command"]["median_ms"]),
-                floor,
-                fmt_ms(launch["job_execute_over_floor_ms"]),
+                "  import workspace_manager.sdk; the repo (min, ms)",
+                f"{each['sdk_import_ms']['min']:.1f}; {each['repo_import_ms']['min']:.1f}",
+                "",
+                "",
                 "",
                 "",
             )
         )
         rows.append(
             (
-                "queued launch -> job's first line",
-                fmt_ms(launch["queued_launch_to_first_line"]["median_ms"]),
-                floor,
-                fmt_ms(launch["queued_launch_over_floor_ms"]),
+                "  loader spawn -> loaded (median)",
+                fmt_ms(each["spawn_to_loaded_ms_median"]),
                 "",
                 "",
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "  loader USS over a bare import (kB, median)",
+                str(each["uss_over_bare_kb_median"]),
+                str(each["bare_uss_kb"]),
+                "",
+                "<= 4096",
+                "",
+            )
+        )
+    fork = result.get("fork_latency")
+    if fork:
+        rows.append(
+            (
+                f"fork server: start; fork round trip p50 / p90 ({fork['requests']} forks)",
+                f"{fmt_ms(fork['server_start_ms'])}; {fork['fork_round_trip_ms_p50']} / "
+                f"{fork['fork_round_trip_ms_p90']} ms",
+                "",
+                "",
+                "",
+                f"server CPU {fork['server_cpu_ms_per_fork']} ms a fork",
             )
         )
     head = ("figure", "wsm", "floor", "over floor", "target", "Dagster")
@@ -1014,18 +1253,20 @@ def report(result: Dict[str, Any]) -> List[str]:
 
 def check_targets(result: Dict[str, Any]) -> Dict[str, Any]:
     """Each target's measured value and whether it is met (None: not measured this run)."""
-    up = result["up"]
+    up = result.get("up") or {}
+    commands = result.get("commands") or {}
 
     def get(count: str, key: str) -> Optional[float]:
         return (up.get(count) or {}).get(key)
 
     running = (up.get("1") or {}).get("wsm_status_running")
     values = {
-        "wsm_version_ms": result["commands"]["version"]["median_ms"],
+        "wsm_version_ms": (commands.get("version") or {}).get("median_ms"),
         "wsm_status_ms": max(
-            result["commands"]["status_no_manager"]["median_ms"],
+            (commands.get("status_no_manager") or {}).get("median_ms", 0),
             running["median_ms"] if running else 0,
-        ),
+        )
+        or None,
         "up_1_readyz_ms": get("1", "readyz_200_ms"),
         "up_100_readyz_ms": get("100", "readyz_200_ms"),
         "up_100_manager_rss_mb": get("100", "manager_rss_mb"),
@@ -1046,6 +1287,9 @@ def check_targets(result: Dict[str, Any]) -> Dict[str, Any]:
 # -- main ----------------------------------------------------------------------------------------
 
 
+PARTS = ("commands", "up", "launch", "dagster", "loader", "fork-latency")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wsm", help="the wsm executable (or its virtualenv) to measure")
@@ -1055,6 +1299,33 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--idle", type=float, help="idle window in seconds (30; quick 2)")
     parser.add_argument("--runs", type=int, help="runs of each command and floor (10; quick 3)")
     parser.add_argument("--launch-runs", type=int, help="runs of run_launch_bench (5; quick 0)")
+    parser.add_argument(
+        "--forkserver",
+        choices=("on", "off", "both"),
+        help="WSM_FORKSERVER for each wsm up; both: off, then on, for every size",
+    )
+    parser.add_argument(
+        "--compare",
+        metavar="WSM",
+        action="append",
+        default=[],
+        help="another install whose run launch is measured in turn with --wsm's (repeatable)",
+    )
+    parser.add_argument("--launch-rounds", type=int, default=3, help="rounds with --compare (3)")
+    parser.add_argument(
+        "--loader", action="store_true", help="also the loader side alone (about a minute)"
+    )
+    parser.add_argument(
+        "--loader-python",
+        action="append",
+        help="an interpreter for --loader (repeatable; default: the install's and /usr/bin/python3)",
+    )
+    parser.add_argument("--loader-locations", type=int, default=5, help="loaders at once (5)")
+    parser.add_argument("--fork-latency", type=int, metavar="N", help="also time N fork requests")
+    parser.add_argument(
+        "--only",
+        help=f"only these parts, comma-separated, of: {', '.join(PARTS)}",
+    )
     parser.add_argument("--no-dagster", action="store_true", help="wsm only")
     parser.add_argument("--dagster-venv", help="where Dagster's webserver is installed")
     parser.add_argument(
@@ -1062,10 +1333,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="Dagster webserver location counts (1,10); with --quick, Dagster runs only if given",
     )
     args = parser.parse_args(argv)
-    measure.sigterm_as_keyboard_interrupt()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # N bare imports at once
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
+    parts = {"commands", "up", "launch", "dagster"}
+    if args.loader:
+        parts.add("loader")
+    if args.fork_latency:
+        parts.add("fork-latency")
+    if args.only:
+        parts = {p.strip() for p in args.only.split(",")}
+        unknown = parts - set(PARTS)
+        if unknown:
+            parser.error(
+                f"--only: no part {', '.join(sorted(unknown))} (parts: {', '.join(PARTS)})"
+            )
+    if args.no_dagster or (args.quick and not args.dagster_sizes):
+        parts.discard("dagster")
     sizes = [1, 10] if args.quick else [1, 10, 100]
     if args.thousand:
         sizes.append(1000)
@@ -1074,8 +1356,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     idle = args.idle if args.idle is not None else (2.0 if args.quick else 30.0)
     runs = args.runs if args.runs is not None else (3 if args.quick else 10)
     launch_runs = args.launch_runs if args.launch_runs is not None else (0 if args.quick else 5)
+    if not launch_runs:
+        parts.discard("launch")
+    if args.compare and "launch" not in parts:
+        parser.error("--compare measures the run launch: give --launch-runs N (and its part)")
     dagster_sizes = [int(s) for s in (args.dagster_sizes or "1,10").split(",")]
-    if max(sizes) >= 1000:
+    modes: List[Optional[str]] = ["off", "on"] if args.forkserver == "both" else [args.forkserver]
+    if "up" in parts and max(sizes) >= 1000:
         with open("/proc/meminfo") as f:
             avail_kb = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
         if avail_kb * 1024 < max(sizes) * 10 * 2**20:  # ~9.3 MB unique a location before issue 11
@@ -1085,7 +1372,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 file=sys.stderr,
             )
 
+    measure.sigterm_as_keyboard_interrupt()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # N bare imports at once
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     target = Target.resolve(args.wsm)
+    others = [Target.resolve(other) for other in args.compare]
     root = Path(tempfile.mkdtemp(prefix="wsm-startup-bench-"))
     result: Dict[str, Any] = {
         "wsm": str(target.wsm),
@@ -1093,56 +1384,55 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "wsm_version": target.version,
         "package_dir": target.package_dir,
         "quick": args.quick,
+        "parts": sorted(parts),
         "load_average_start": load_average(),
         "targets": {},
+        "up": {},
     }
     log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
     try:
         env = bench_env(root)
         log(f"measuring {target.wsm} ({target.version}) on {target.python}; load {load_average()}")
-        result["floors"] = measure_floors(target, root, env, runs)
-        wsm = str(target.wsm)
-        empty = root / "no-manager"
-        empty.mkdir()
-        write_workspace(empty, 1, TRIVIAL_WSM)
-        one = write_workspace(root / "list-1", 1, TRIVIAL_WSM)
-        passing = [str(target.python), "-c", "pass"]
-        result["commands"] = {
-            "version": time_command([wsm, "--version"], env, root, runs, floor=passing),
-            "status_no_manager": time_command(
-                [wsm, "status"], env, empty, runs, expect=3, floor=passing
-            ),
-            # its floor: the command's interpreter, then the location's, one after the other
-            "list_1": time_command(
-                [wsm, "list", "-w", str(one)],
-                env,
-                one.parent,
-                runs,
-                floor=[
-                    "sh",
-                    "-c",
-                    f"{shlex.join(passing)} && cd {shlex.quote(str(root / 'floor'))} && "
-                    f"{shlex.join(import_argv(target, root))}",
-                ],
-            ),
-        }
-        result["up"] = {}
-        for count in sizes:
-            log(f"wsm up, {count} location(s) ...")
-            result["up"][str(count)] = measure_up(
-                target,
-                root,
-                env,
-                count,
-                idle,
-                livez=50 if args.quick else 500,
-                floors=result["floors"],
-                with_status_command=runs if count == 1 else 0,
-            )
-        if launch_runs:
+        if parts & {"commands", "up"}:
+            result["floors"] = measure_floors(target, root, env, runs)
+        if "commands" in parts:
+            result["commands"] = measure_commands(target, root, env, runs)
+        for count in sizes if "up" in parts else []:
+            for mode in modes:
+                log(f"wsm up, {count} location(s), fork server {mode or 'default'} ...")
+                measured = measure_up(
+                    target,
+                    root,
+                    env,
+                    count,
+                    idle,
+                    livez=50 if args.quick else 500,
+                    floors=result["floors"],
+                    with_status_command=runs if count == 1 and mode == modes[-1] else 0,
+                    forkserver=mode,
+                )
+                key = "up_no_forkserver" if args.forkserver == "both" and mode == "off" else "up"
+                result.setdefault(key, {})[str(count)] = measured
+        if "launch" in parts:
             log("run launch (bench/run_launch_bench.py) ...")
-            result["launch"] = measure_launch(target, root, launch_runs)
-        if not args.no_dagster and (args.dagster_sizes or not args.quick):
+            if others:
+                result["launch_compare"] = compare_launch(
+                    [target, *others], root, launch_runs, args.launch_rounds
+                )
+            else:
+                result["launch"] = measure_launch(target, root, launch_runs)
+        if "loader" in parts:
+            pythons = args.loader_python or [
+                p for p in (str(target.python), "/usr/bin/python3") if os.access(p, os.X_OK)
+            ]
+            log(f"the loader side on {', '.join(pythons)} ...")
+            result["loader"] = measure_loader(
+                target, pythons, root, args.runs or 15, args.loader_locations
+            )
+        if "fork-latency" in parts:
+            log("fork requests to one fork server ...")
+            result["fork_latency"] = fork_latency(target, root, args.fork_latency or 100)
+        if "dagster" in parts:
             bindir = dagster_venv(args.dagster_venv, log)
             if bindir is None:
                 result["dagster"] = None
@@ -1166,7 +1456,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         shutil.rmtree(root, ignore_errors=True)
     result["load_average_end"] = load_average()
     result["targets"] = check_targets(result)
-    left = [p for up in result["up"].values() for p in up["stop"]["processes_left"]]
+    ups = [*result["up"].values(), *(result.get("up_no_forkserver") or {}).values()]
+    left = [p for up in ups for p in up["stop"]["processes_left"]]
     left += [
         p
         for d in ((result.get("dagster") or {}).get("webserver") or {}).values()

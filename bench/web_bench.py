@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import measure  # noqa: E402
 from measure import percentile  # noqa: E402
 
 CHROMIUM = os.environ.get("WSM_CHROMIUM", "/usr/bin/chromium")
@@ -67,17 +68,7 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
 ]
 
-TRIVIAL = """
-from workspace_manager import job, repository
-
-@job
-def noop(context):
-    pass
-
-@repository
-def repo():
-    return [noop]
-"""
+TRIVIAL = measure.TRIVIAL_WSM_REPO
 
 TEAM = """
 import time

@@ -9,6 +9,7 @@ exactly those processes, never a scan of the machine.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List, Tuple
 
 import psutil
 import pytest
@@ -206,7 +207,14 @@ def _spawner_workspace(ws: WorkspaceDir, pids: Path, code: str = SPAWNER, **sup:
     )
 
 
-def test_wsm_down_leaves_nothing_of_a_forked_location_or_its_server(ws: WorkspaceDir) -> None:
+@contextlib.contextmanager
+def _forked_spawner(
+    ws: WorkspaceDir, gone_after: bool = False
+) -> Iterator[Tuple[WsmUp, Pids, Path, int, int]]:
+    """`wsm up` of the spawner location, forked from its server: (up, the pids it recorded
+    with the server's, the workspace file, the loader's pid, the server's pid). With
+    `gone_after`, every one of them must be gone once `wsm up` is stopped; whatever is left
+    is killed at the end."""
     pids = Pids(ws.root / "pids")
     path = _spawner_workspace(ws, pids.path)
     try:
@@ -216,72 +224,60 @@ def test_wsm_down_leaves_nothing_of_a_forked_location_or_its_server(ws: Workspac
             [server] = _servers(up)
             pids.known[server] = _identity(server)
             pids.wait(2)
-            time.sleep(2.5)  # the sweep of leftovers (every second) leaves a live one alone
-            assert len(pids.alive()) >= 4, up.output()  # server, loader, child, daemon
-            assert "left by a location" not in up.output()
-            down = subprocess.run(
-                [*_wsm(), "down", "-w", str(path)],
-                cwd=ws.root,
-                env=_env(ws),
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            assert down.returncode == 0, down.stderr
-            assert up.proc.wait(30) == 0
+            yield up, pids, path, loader, server
+        if gone_after:
             pids.assert_all_gone()
     finally:
         pids.kill_all()
 
 
+def test_wsm_down_leaves_nothing_of_a_forked_location_or_its_server(ws: WorkspaceDir) -> None:
+    with _forked_spawner(ws) as (up, pids, path, _, _):
+        time.sleep(2.5)  # the sweep of leftovers (every second) leaves a live one alone
+        assert len(pids.alive()) >= 4, up.output()  # server, loader, child, daemon
+        assert "left by a location" not in up.output()
+        down = subprocess.run(
+            [*_wsm(), "down", "-w", str(path)],
+            cwd=ws.root,
+            env=_env(ws),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert down.returncode == 0, down.stderr
+        assert up.proc.wait(30) == 0
+        pids.assert_all_gone()
+
+
 def test_manager_sigkill_leaves_nothing_of_a_forked_location_or_its_server(
     ws: WorkspaceDir,
 ) -> None:
-    pids = Pids(ws.root / "pids")
-    path = _spawner_workspace(ws, pids.path)
-    try:
-        with WsmUp(ws, "-w", str(path), env=_env(ws)) as up:
-            assert _forked(up.wait_state("spawner", "ready")["pid"])
-            [server] = _servers(up)
-            pids.known[server] = _identity(server)
-            pids.wait(2)
-            up.stop(signal.SIGKILL)
-            pids.assert_all_gone(timeout=10)  # the lifeline, and the server's EOF
-    finally:
-        pids.kill_all()
+    with _forked_spawner(ws) as (up, pids, _, _, _):
+        up.stop(signal.SIGKILL)
+        pids.assert_all_gone(timeout=10)  # the lifeline, and the server's EOF
 
 
 def test_fork_server_sigkill_leaves_locations_serving_and_restarts_spawn(
     ws: WorkspaceDir,
 ) -> None:
-    pids = Pids(ws.root / "pids")
-    path = _spawner_workspace(ws, pids.path)
-    try:
-        with WsmUp(ws, "-w", str(path), env=_env(ws)) as up:
-            first = up.wait_state("spawner", "ready")["pid"]
-            assert _forked(first)
-            [server] = _servers(up)
-            ident = _identity(server)
-            pids.wait(2)
-            os.kill(server, signal.SIGKILL)
-            wait_for(lambda: not _alive(ident), 10, "the server to go")
-            wait_for(lambda: "spawned from now on" in up.output(), 10, "the server's death said")
-            time.sleep(1.5)  # the location is not the server's: it goes on serving
-            assert up.location("spawner")["pid"] == first
-            assert up.get("/readyz")[0] == 200
-            assert len(pids.alive()) >= 3
-            os.kill(first, signal.SIGKILL)  # its successor is spawned: the server is gone
-            second = wait_for(
-                lambda: (p := up.location("spawner")["pid"]) not in (None, first) and p,
-                30,
-                "the successor",
-            )
-            up.wait_state("spawner", "ready")
-            assert not _forked(second)
-            pids.wait(4)
-        pids.assert_all_gone()
-    finally:
-        pids.kill_all()
+    with _forked_spawner(ws, gone_after=True) as (up, pids, path, first, server):
+        ident = pids.known[server]
+        os.kill(server, signal.SIGKILL)
+        wait_for(lambda: not _alive(ident), 10, "the server to go")
+        wait_for(lambda: "spawned from now on" in up.output(), 10, "the server's death said")
+        time.sleep(1.5)  # the location is not the server's: it goes on serving
+        assert up.location("spawner")["pid"] == first
+        assert up.get("/readyz")[0] == 200
+        assert len(pids.alive()) >= 3
+        os.kill(first, signal.SIGKILL)  # its successor is spawned: the server is gone
+        second = wait_for(
+            lambda: (p := up.location("spawner")["pid"]) not in (None, first) and p,
+            30,
+            "the successor",
+        )
+        up.wait_state("spawner", "ready")
+        assert not _forked(second)
+        pids.wait(4)
 
 
 def test_a_forked_location_exit_status_is_seen_at_once(ws: WorkspaceDir) -> None:

@@ -14,12 +14,13 @@ import sys
 from pathlib import Path
 from typing import Iterator, List, Tuple
 
+import interpreters
 import psutil
 import pytest
 from e2e import wait_for
 
 from workspace_manager.loader import forkserver
-from workspace_manager.loader.harness import file_target
+from workspace_manager.loader.harness import file_target, start_fork_server
 from workspace_manager.loader.launch import make_sdk_dir
 from workspace_manager.protocol.client import Client
 from workspace_manager.protocol.framing import FrameDecoder
@@ -35,14 +36,7 @@ def forked_repo():
 
 
 #: The interpreters the loader supports, where this machine has them (3.9: the oldest).
-PYTHONS = [sys.executable] + [
-    p
-    for p in (
-        "/root/.pyenv/versions/3.9.18/bin/python3",
-        "/root/.pyenv/versions/3.13.0/bin/python3",
-    )
-    if os.path.exists(p)
-]
+PYTHONS = interpreters.available("wsm-python", "python3.9", "python3.13")
 
 
 @pytest.fixture(params=PYTHONS)
@@ -51,20 +45,8 @@ def server(
 ) -> Iterator[Tuple[subprocess.Popen, socket.socket, str]]:
     rundir = tmp_path / "run"
     rundir.mkdir(mode=0o700)
-    sdk = make_sdk_dir(str(rundir))
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    env = forkserver.start_vars(dict(os.environ, PYTHONUNBUFFERED="1"))
-    proc = subprocess.Popen(
-        forkserver.argv(request.param, sdk, theirs.fileno()),
-        pass_fds=(theirs.fileno(),),
-        env=env,
-        cwd="/",
-        start_new_session=True,
-    )
-    theirs.close()
-    ours.settimeout(60)
+    proc, ours = start_fork_server(request.param, make_sdk_dir(str(rundir)))
     try:
-        assert json.loads(ours.recv(65536))["ready"] is True
         yield proc, ours, str(rundir)
     finally:
         ours.close()

@@ -8,18 +8,13 @@ import os
 import sys
 import textwrap
 
+import interpreters
 import pytest
 
 from workspace_manager.loader.harness import LoaderProcess, file_target
 from workspace_manager.protocol import messages
 
-PY39 = "/root/.pyenv/versions/3.9.18/bin/python"
-INTERPRETERS = [
-    pytest.param(sys.executable, id="wsm-python"),
-    pytest.param(
-        PY39, id="python3.9", marks=pytest.mark.skipif(not os.path.exists(PY39), reason="no 3.9")
-    ),
-]
+INTERPRETERS = interpreters.params("wsm-python", "python3.9")
 
 REPO = textwrap.dedent(
     """

@@ -9,35 +9,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
-from typing import Any, List, Set
+from typing import List, Set
 
+import interpreters
 import pytest
 
 import workspace_manager
 from workspace_manager.loader.harness import LoaderProcess, file_target
 
-DEBIAN_PYTHON = "/usr/bin/python3"  # a separate installation, without msgpack
-PY39 = "/root/.pyenv/versions/3.9.18/bin/python"
-PY313 = "/root/.pyenv/versions/3.13.0/bin/python3"
-
-
-def _interpreter(path: str, label: str) -> Any:
-    return pytest.param(
-        path,
-        id=label,
-        marks=pytest.mark.skipif(not os.access(path, os.X_OK), reason=f"no {path}"),
-    )
-
-
-INTERPRETERS = [
-    pytest.param(sys.executable, id="wsm-python"),
-    _interpreter(DEBIAN_PYTHON, "debian-python3"),
-    _interpreter(PY39, "python3.9"),
-    _interpreter(PY313, "python3.13"),
-]
+INTERPRETERS = interpreters.params()
 
 #: What the loader and the SDK used to import at start-up, and need only on some later call
 #: (a sensor's context, an error's traceback, a schedule's time zone) or never.

@@ -4,32 +4,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
+import interpreters
 import pytest
 
-import workspace_manager
-
-INTERPRETERS = [
-    pytest.param(sys.executable, id="wsm-python"),
-    *(
-        pytest.param(
-            path,
-            id=label,
-            marks=pytest.mark.skipif(not os.access(path, os.X_OK), reason=f"no {path}"),
-        )
-        for path, label in (
-            ("/usr/bin/python3", "debian-python3"),
-            ("/root/.pyenv/versions/3.9.18/bin/python", "python3.9"),
-            ("/root/.pyenv/versions/3.13.0/bin/python3", "python3.13"),
-        )
-    ),
-]
+INTERPRETERS = interpreters.params()
 
 VALID = [
     '{"location": "team_a", "listen": "unix:/tmp/x.sock", "status_fd": 5, "tls": null,'
@@ -64,16 +46,9 @@ PROBE = textwrap.dedent(
 
 @pytest.mark.parametrize("python", INTERPRETERS)
 def test_loads_is_json_loads(python: str, tmp_path: Path) -> None:
-    (tmp_path / "workspace_manager").symlink_to(Path(workspace_manager.__file__).resolve().parent)
     (tmp_path / "cases.py").write_text(f"VALID = {VALID!r}\nINVALID = {INVALID!r}\n")
-    done = subprocess.run(
-        [python, "-I", "-S", "-c", PROBE, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    out: Any = eval(done.stdout, {"nan": float("nan"), "inf": float("inf")})
+    stdout = interpreters.run_isolated(python, PROBE, tmp_path)
+    out: Any = eval(stdout, {"nan": float("nan"), "inf": float("inf")})
     assert out["light"]
     expected = [json.loads(text) for text in VALID]
     assert repr(out["valid"]) == repr(expected)  # repr: NaN != NaN

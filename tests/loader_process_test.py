@@ -14,6 +14,7 @@ import textwrap
 import threading
 import time
 
+import interpreters
 import pytest
 
 from workspace_manager.loader.harness import LoaderProcess, file_target, module_target
@@ -22,20 +23,7 @@ from workspace_manager.protocol.client import Client
 from workspace_manager.protocol.errors import HandshakeError, RemoteError
 from workspace_manager.protocol.framing import HEADER, FrameDecoder, encode_frame
 
-DEBIAN_PYTHON = "/usr/bin/python3"
-PY39 = "/root/.pyenv/versions/3.9.18/bin/python"
-
-INTERPRETERS = [
-    pytest.param(sys.executable, id="wsm-python"),
-    pytest.param(
-        DEBIAN_PYTHON,
-        id="debian-python3",
-        marks=pytest.mark.skipif(not os.path.exists(DEBIAN_PYTHON), reason="no /usr/bin/python3"),
-    ),
-    pytest.param(
-        PY39, id="python3.9", marks=pytest.mark.skipif(not os.path.exists(PY39), reason="no 3.9")
-    ),
-]
+INTERPRETERS = interpreters.params("wsm-python", *interpreters.BARE)
 
 REPO = textwrap.dedent(
     """

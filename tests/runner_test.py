@@ -47,9 +47,21 @@ def marker(context):
     with open(context.run_config["path"], "w") as f:
         f.write("ran")
 
+@job
+def modules(context):
+    # what the run process imported before its job ran (and read no `context.log`)
+    import json, sys
+    with open(context.run_config["path"], "w") as f:
+        json.dump(sorted(sys.modules), f)
+
+@job
+def logs(context):
+    context.log.info("one")
+    context.log.warning("two")
+
 @repository
 def repo():
-    return [polite, family, marker]
+    return [polite, family, marker, modules, logs]
 """
 
 
@@ -227,3 +239,24 @@ def test_eof_on_the_status_socket_kills_the_whole_tree(tmp_path: Path) -> None:
     wait_for(lambda: not alive(child), 10, "the job's child to die with the run")
     assert not alive(runner)
     assert time.monotonic() - started < 10
+
+
+def test_a_job_that_never_logs_gets_a_run_process_that_imports_no_logging(tmp_path: Path) -> None:
+    # logging brings traceback, re, string, weakref...: ~10 ms of every run's start, paid
+    # before the job's first line even when the job never reads `context.log`
+    path = tmp_path / "modules.json"
+    proc, sock = start(tmp_path, {"job": "modules", "run_config": {"path": str(path)}})
+    got = events(sock)
+    assert proc.wait(60) == 0, [e["event"] for e in got]
+    imported = set(json.loads(path.read_text()))
+    assert "workspace_manager.runner.main" in imported
+    assert not imported & {"logging", "traceback", "workspace_manager.runner.runlog"}
+
+
+def test_context_log_made_on_first_use_sends_each_record_once(tmp_path: Path) -> None:
+    proc, sock = start(tmp_path, {"job": "logs"})
+    got = events(sock)
+    assert proc.wait(60) == 0
+    logged = [(e["level"], e["message"]) for e in got if e["event"] == "log"]
+    assert logged == [("INFO", "one"), ("WARNING", "two")]
+    assert [e["event"] for e in got if e["event"] != "log"] == ["loaded", "started", "success"]

@@ -54,6 +54,8 @@ NOT_IMPORTED = (
     "workspace_manager.supervisor.manager",
     "workspace_manager.sdk",  # the package's SDK names load on first use (PEP 562)
     "yaml",  # the validation cache keeps the parsed document of a file that passed
+    "uuid",  # a run's id is made from os.urandom (runs/ids.py): uuid imports platform
+    "platform",
 )
 
 #: not imported before the run's process is spawned (runs/execute_start.py): needed, if at

@@ -7,32 +7,14 @@ methods, explicit signatures)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
+import interpreters
 import pytest
 
-import workspace_manager
-
-INTERPRETERS = [
-    pytest.param(sys.executable, id="wsm-python"),
-    *(
-        pytest.param(
-            path,
-            id=label,
-            marks=pytest.mark.skipif(not os.access(path, os.X_OK), reason=f"no {path}"),
-        )
-        for path, label in (
-            ("/usr/bin/python3", "debian-python3"),
-            ("/root/.pyenv/versions/3.9.18/bin/python", "python3.9"),
-            ("/root/.pyenv/versions/3.13.0/bin/python3", "python3.13"),
-        )
-    ),
-]
+INTERPRETERS = interpreters.params()
 
 PROBE = textwrap.dedent(
     '''
@@ -136,15 +118,7 @@ PROBE = textwrap.dedent(
 
 @pytest.mark.parametrize("python", INTERPRETERS)
 def test_answers_match_inspect(python: str, tmp_path: Path) -> None:
-    (tmp_path / "workspace_manager").symlink_to(Path(workspace_manager.__file__).resolve().parent)
-    done = subprocess.run(
-        [python, "-I", "-S", "-c", PROBE, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    report: Any = json.loads(done.stdout)
+    report: Any = json.loads(interpreters.run_isolated(python, PROBE, tmp_path))
     for text_ours, text_inspect in report.pop("cleandoc"):
         assert text_ours == text_inspect
     for name, answers in report.items():

@@ -18,30 +18,15 @@ import textwrap
 from pathlib import Path
 from typing import Any, Dict, Iterator
 
+import interpreters
 import pytest
 
 import workspace_manager
 from workspace_manager.loader.harness import LoaderProcess, file_target
 from workspace_manager.protocol.errors import RemoteError
 
-DEBIAN_PYTHON = "/usr/bin/python3"
-PY39 = "/root/.pyenv/versions/3.9.18/bin/python"
-
-
-def _interpreter(path: str, label: str) -> Any:
-    return pytest.param(
-        path,
-        id=label,
-        marks=pytest.mark.skipif(not os.access(path, os.X_OK), reason=f"no {path}"),
-    )
-
-
-INTERPRETERS = [
-    pytest.param(sys.executable, id="wsm-python"),
-    _interpreter(DEBIAN_PYTHON, "debian-python3"),
-    _interpreter(PY39, "python3.9"),
-]
-BARE_INTERPRETERS = [_interpreter(DEBIAN_PYTHON, "debian-python3"), _interpreter(PY39, "python3.9")]
+INTERPRETERS = interpreters.params("wsm-python", *interpreters.BARE)
+BARE_INTERPRETERS = interpreters.params(*interpreters.BARE)
 
 REPO = textwrap.dedent(
     """
@@ -372,7 +357,7 @@ def test_new_sdk_names_work_under_a_bare_interpreter(python: str, tmp_path: Path
     )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
-    if python == PY39:
+    if python == interpreters.PY39:
         assert out["version"] == [3, 9]
     assert out["same_enum"] is True
     assert out["modules"] == []  # nothing outside the standard library was imported

@@ -13,7 +13,7 @@ import secrets
 import socket
 import subprocess
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..protocol.client import Client
 from ..protocol.framing import FrameDecoder
@@ -209,3 +209,37 @@ class LoaderProcess:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.stop()
+
+
+def start_fork_server(
+    python: str, sdk_dir: str, env: Optional[Dict[str, str]] = None, timeout: float = 60.0
+) -> Tuple[subprocess.Popen, socket.socket]:
+    """Start a fork server (loader/forkserver.py) under `python` as the manager does: its
+    own session, cwd /, the interpreter's start-up variables of `env` (default: ours) only,
+    one end of a SOCK_SEQPACKET pair as its status socket; wait for its `ready` message.
+
+    Returns the process and our end of the pair (its timeout is `timeout`). Raises
+    RuntimeError (the server killed) if it does not say it is ready.
+    """
+    from . import forkserver
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    proc = subprocess.Popen(
+        forkserver.argv(python, sdk_dir, theirs.fileno()),
+        pass_fds=(theirs.fileno(),),
+        env=forkserver.start_vars(dict(os.environ if env is None else env, PYTHONUNBUFFERED="1")),
+        cwd="/",
+        start_new_session=True,
+    )
+    theirs.close()
+    ours.settimeout(timeout)
+    try:
+        ready = json.loads(ours.recv(65536) or b"{}")
+    except (OSError, ValueError):
+        ready = {}
+    if ready.get("ready") is not True:
+        ours.close()
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"the fork server under {python} did not get ready: {ready}")
+    return proc, ours

@@ -1,11 +1,10 @@
-"""The run's events to the manager: framed msgpack maps on the status socket, the
-`logging.Handler` that turns `context.log` records into `log` events, and the `sys.stdout`
-and `sys.stderr` that turn the job's prints into `output` events (docs/daemon.md)."""
+"""The run's events to the manager: framed msgpack maps on the status socket, and the
+`sys.stdout` and `sys.stderr` that turn the job's prints into `output` events
+(docs/daemon.md). `context.log`'s records: runner/runlog.py."""
 
 from __future__ import annotations
 
 import io
-import logging
 import socket
 import threading
 import time
@@ -32,34 +31,6 @@ class Channel:
         message.update(fields)
         with self._lock:
             lifeline.send(self.sock, message)
-
-
-class EventHandler(logging.Handler):
-    """Every record of the run's logger becomes a `log` event (its level name and its
-    formatted message, with the traceback of `log.exception`)."""
-
-    def __init__(self, channel: Channel) -> None:
-        super().__init__(logging.DEBUG)
-        self.channel = channel
-        self.setFormatter(logging.Formatter("%(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = self.format(record)
-            self.channel.send("log", time=record.created, level=record.levelname, message=message)
-        except Exception:
-            self.handleError(record)
-
-
-def run_logger(run_id: str, channel: Channel) -> logging.Logger:
-    """The run's own `context.log`: level DEBUG, its records go to the run's log only (not
-    to the root logger, whose handlers the user's code may have pointed at stderr: those
-    lines would be kept twice)."""
-    logger = logging.getLogger(f"wsm.run.{run_id}")
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    logger.addHandler(EventHandler(channel))
-    return logger
 
 
 #: The longest text in one `output` event (characters; at most 4 bytes each in UTF-8).

@@ -16,16 +16,15 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import traceback
 
 from ..loader import lifeline
 from ..protocol.messages import EXIT_BAD_BOOTSTRAP, EXIT_LOAD_ERROR, EXIT_OK
 from .bootstrap import BootstrapError, RunBootstrap, parse_run_bootstrap
-from .events import Channel, capture_output, run_logger
+from .events import Channel, capture_output
 
 TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
 if TYPE_CHECKING:
-    from typing import Any, Dict, Optional
+    from typing import Any, Callable, Dict, Optional
 
 EXIT_JOB_FAILED = 1
 MAX_BOOTSTRAP = 1 << 24  # run_config travels in it
@@ -126,7 +125,7 @@ def main() -> None:
     channel.send("loaded", pid=os.getpid())
     if go_fd is not None:
         _wait_for_go(go_fd)
-    log = run_logger(boot.run_id, channel)
+    log = _logger_maker(boot.run_id, channel)
     channel.send("started")
     signals.running = True
     try:
@@ -145,6 +144,18 @@ def main() -> None:
 
     channel.send("success", result=plain_or_repr(result))
     lifeline.exit_now(EXIT_OK)
+
+
+def _logger_maker(run_id: str, channel: Channel) -> Callable[[], Any]:
+    """What makes `context.log` when the job first reads it (runner/runlog.py): a job that
+    never logs imports no `logging`."""
+
+    def make() -> Any:
+        from .runlog import run_logger
+
+        return run_logger(run_id, channel)
+
+    return make
 
 
 def _prepare() -> None:
@@ -184,6 +195,8 @@ def _load_error(exc: BaseException, dropped_pythonpath: Optional[str]) -> Dict[s
 
         return load_error(exc, dropped_pythonpath)
     except BaseException:  # the SDK itself failed to import
+        import traceback
+
         return {
             "type": type(exc).__name__,
             "message": str(exc),

@@ -13,10 +13,10 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
+from workspace_manager.runs.ids import new_run_id
 from workspace_manager.runs.outcome import Outcome, outcome
 from workspace_manager.runs.prestart import Prestart
 from workspace_manager.runs.process import RunPlan, RunProcess, bootstrap_for
@@ -176,7 +176,7 @@ class RunCoordinator:
         merged = {**job_tags, **(tags or {})}
         priority = check_tags(merged)  # BadTag: a ValueError
         record = RunRecord(
-            run_id=uuid.uuid4().hex,
+            run_id=new_run_id(),
             location=location,
             job=job,
             status=QUEUED,
@@ -745,7 +745,7 @@ class RunCoordinator:
             return
         attempt = record.attempt + 1
         retry = RunRecord(
-            run_id=uuid.uuid4().hex,
+            run_id=new_run_id(),
             location=record.location,
             job=record.job,
             status=QUEUED,

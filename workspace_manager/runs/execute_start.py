@@ -9,12 +9,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from workspace_manager.loader.launch import make_sdk_dir
+from workspace_manager.runs.ids import new_run_id
 from workspace_manager.runs.plan import RunPlan, bootstrap_for, plan_from_launch, spawn_runner
 from workspace_manager.supervisor import runtime
 from workspace_manager.supervisor.cgroup import CgroupRoot
@@ -126,7 +126,7 @@ def start_execute(
         launch = launch_plan(config, python, sdk_dir, folder / "unused.sock")
         env = without_secrets(launch.env, config, wsm_secret_vars(workspace))
         plan = plan_from_launch(dataclasses.replace(launch, env=env), sdk_dir, cgroups)
-        run_id = uuid.uuid4().hex
+        run_id = new_run_id()
         tags = dict(tags or {})
         run_config = dict(run_config or {})
         held = spawn_runner(plan, name=f"run-{run_id[:12]}", run_id=run_id)

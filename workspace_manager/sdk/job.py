@@ -10,7 +10,7 @@ from .values import check_description, check_name, check_tags, plain_config
 TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
 if TYPE_CHECKING:
     import logging
-    from typing import Any, Callable, Dict, Mapping, Optional
+    from typing import Any, Callable, Dict, Mapping, Optional, Union
 
 
 class JobDefinition:
@@ -46,11 +46,12 @@ class JobDefinition:
         *,
         run_id: Optional[str] = None,
         tags: Optional[Mapping[str, str]] = None,
-        log: Optional[logging.Logger] = None,
+        log: Optional[Union[logging.Logger, Callable[[], logging.Logger]]] = None,
     ) -> Any:
         """Run the job's function once, with a JobContext carrying `run_config`, and the
         run's id, tags and logger when a run process gives them (else a fresh id, the
-        job's own tags and the logger ``wsm.job.<name>``). Returns what the function
+        job's own tags and the logger ``wsm.job.<name>``; `log` may be a function that
+        makes the logger when the job first uses it: see JobContext). Returns what the function
         returns; raises what it raises, and DefinitionError for a run_config that is not
         a plain dict."""
         config = plain_config(run_config, f"job {self.name!r}")
