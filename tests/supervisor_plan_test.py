@@ -23,3 +23,35 @@ def test_the_scrubbed_environment_follows_every_change(monkeypatch: pytest.Monke
     assert "WSM_PLAN_TEST" not in plan._scrubbed_environ()
     expected = {k: v for k, v in os.environ.items() if k not in plan.SCRUBBED_VARS}
     assert plan._scrubbed_environ() == expected
+
+
+def test_wsm_secret_vars_reads_the_workspace_once_per_workspace(tmp_path) -> None:
+    """Asked at every location start, it must not read every location each time (1,000
+    starts read a million); a new workspace (a reload) is read anew."""
+    from workspace_manager.supervisor.secret_vars import wsm_secret_vars
+    from workspace_manager.workspace.model import (
+        LocationConfig,
+        RemoteTarget,
+        Supervision,
+        Workspace,
+    )
+
+    class Counting(tuple):
+        reads = 0
+
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            Counting.reads += 1
+            return super().__iter__()
+
+    def workspace(token: str) -> Workspace:
+        target = RemoteTarget(host="localhost", port=1, token_env=token)
+        config = LocationConfig("remote", target, Supervision())  # type: ignore[arg-type]
+        return Workspace(None, tmp_path, Counting((config,)))
+
+    first = workspace("TOKEN_A")
+    for _ in range(50):
+        assert wsm_secret_vars(first, ("EXTRA",)) == {"TOKEN_A", "EXTRA"}
+    assert Counting.reads == 1
+    assert wsm_secret_vars(first) == {"TOKEN_A"}  # other extras: read again
+    assert wsm_secret_vars(workspace("TOKEN_B"), ("EXTRA",)) == {"TOKEN_B", "EXTRA"}
+    assert Counting.reads == 3
