@@ -39,14 +39,8 @@ from workspace_manager.supervisor.process import Child, SpawnedLoader, in_spawn_
 #: Set to "off" (or 0/no/false) to spawn every location as before.
 CONTROL_VAR = "WSM_FORKSERVER"
 
-#: At most this many servers (all interpreters and start-up variables) per manager.
+#: At most this many servers (distinct interpreter and start-up variables) per manager.
 MAX_SERVERS = 8
-
-#: Servers for one interpreter and set of start-up variables, at most: a second one starts
-#: when the first has `BUSY` locations to fork, so that forks use more than one core (a
-#: server forks one at a time, and on a busy machine it waits its turn for the CPU).
-PER_KEY = max(1, min(4, os.cpu_count() or 1))
-BUSY = 16
 
 #: How long a server may take to import the loader and report ready.
 READY_TIMEOUT = 60.0
@@ -119,7 +113,6 @@ class ForkServer:
         self._outbox: Deque[Tuple[int, bytes, List[int], asyncio.Future]] = collections.deque()
         self._writer_armed = False
         self._in_flight: Set[int] = set()  # ids sent whose caller still waits for the answer
-        self.assigned = 0  # locations being forked through it (ForkServers.spawn)
 
     @property
     def pid(self) -> Optional[int]:
@@ -349,11 +342,11 @@ class ForkServers:
     def __init__(self, sdk_dir: str, on_message: Callable[[str], None] = lambda _: None) -> None:
         self.sdk_dir = sdk_dir
         self._on_message = on_message
-        self._servers: Dict[Key, List[ForkServer]] = {}
+        self._servers: Dict[Key, ForkServer] = {}
 
     @property
     def servers(self) -> List[ForkServer]:
-        return [server for group in self._servers.values() for server in group]
+        return list(self._servers.values())
 
     def _server_for(self, plan: LaunchPlan) -> Optional[ForkServer]:
         if not orphans.is_subreaper():
@@ -367,24 +360,15 @@ class ForkServers:
             return None
         start_env = server_side.start_vars(plan.env)
         key: Key = (python, tuple(sorted(start_env.items())))
-        group = self._servers.get(key)
-        if group is None:
+        server = self._servers.get(key)
+        if server is None:
             if len(self._servers) >= MAX_SERVERS:
                 return None
-            group = self._servers[key] = []
-        alive = [server for server in group if server.failed is None]
-        least = min(alive, key=lambda server: server.assigned) if alive else None
-        # a server that died is not replaced: its key's later starts go to the others, or
-        # are spawned when none is left (see the module docstring)
-        grow = len(alive) == len(group) and len(group) < PER_KEY
-        if (least is None or least.assigned >= BUSY) and grow and self._count() < MAX_SERVERS:
-            least = ForkServer(python, start_env, self.sdk_dir, self._on_message)
-            group.append(least)
-            least.start()
-        return None if least is None or least.failed is not None else least
-
-    def _count(self) -> int:
-        return sum(len(group) for group in self._servers.values())
+            server = self._servers[key] = ForkServer(
+                python, start_env, self.sdk_dir, self._on_message
+            )
+            server.start()
+        return None if server.failed is not None else server
 
     async def spawn(
         self,
@@ -400,20 +384,6 @@ class ForkServers:
         server = self._server_for(plan)
         if server is None:
             return None
-        server.assigned += 1
-        try:
-            return await self._spawn_from(server, plan, bootstrap, new_cgroup, started)
-        finally:
-            server.assigned -= 1
-
-    async def _spawn_from(
-        self,
-        server: ForkServer,
-        plan: LaunchPlan,
-        bootstrap: dict,
-        new_cgroup: Optional[Callable[[], Optional[Cgroup]]],
-        started: float,
-    ) -> Optional[SpawnedLoader]:
         try:
             await server.ready()
         except ForkServerGone:
@@ -460,7 +430,7 @@ class ForkServers:
 
     async def close(self) -> None:
         """Stop every server (the locations they forked are not theirs: they stay)."""
-        await asyncio.gather(*(s.close() for s in self.servers), return_exceptions=True)
+        await asyncio.gather(*(s.close() for s in self._servers.values()), return_exceptions=True)
 
 
 def _join_new(new_cgroup: Optional[Callable[[], Optional[Cgroup]]], pid: int) -> Optional[Cgroup]:
