@@ -172,3 +172,55 @@ def test_a_server_whose_manager_left_before_it_was_ready_ends_quietly(tmp_path: 
             proc.kill()
             proc.wait()
     assert (proc.returncode, err.decode()) == (0, "")
+
+
+def _server_children(pid: int) -> List[int]:
+    found: List[int] = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/children") as f:
+            found += [int(p) for p in f.read().split()]
+    return found
+
+
+def test_a_burst_of_requests_is_answered_by_the_locations_and_every_middle_is_reaped(
+    server,
+) -> None:
+    """The server waits for neither its middle processes nor the locations: each location
+    tells its own pid once it leads its session and is no child of the middle process, in
+    whatever order they get there; the server reaps every middle process."""
+    proc, sock, _ = server
+    count = 12
+    keep: List[int] = []  # our ends: stdin writers (the loaders wait on them), readers
+    for request_id in range(1, count + 1):
+        stdin_r, stdin_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        status, child_status = socket.socketpair()
+        request = {"id": request_id, "cwd": "/", "env": {"WSM_LOCATION": f"b{request_id}"}}
+        socket.send_fds(
+            sock, [json.dumps(request).encode()], [stdin_r, out_w, err_w, child_status.fileno()]
+        )
+        for fd in (stdin_r, out_w, err_w):
+            os.close(fd)
+        child_status.close()
+        keep += [stdin_w, out_r, err_r, status.detach()]
+    answers = [json.loads(sock.recv(65536)) for _ in range(count)]
+    pids = {a["id"]: a["pid"] for a in answers}
+    loaders = [psutil.Process(pid) for pid in pids.values()]
+    try:
+        assert sorted(pids) == list(range(1, count + 1)), answers
+        assert len(set(pids.values())) == count
+        for pid in pids.values():
+            assert os.getsid(pid) == pid  # its own session before its pid was told
+            assert psutil.Process(pid).ppid() != proc.pid
+        wait_for(lambda: _server_children(proc.pid) == [], 10, "every middle to be reaped")
+        assert proc.poll() is None
+    finally:
+        for fd in keep:
+            os.close(fd)  # stdin EOF: each loader gives up
+        for p in loaders:
+            try:
+                p.wait(10)
+            except psutil.Error:
+                pass
+        _kill(loaders)

@@ -626,3 +626,39 @@ def test_livez_reads_only_aliveness_when_the_context_gives_it(views: Views):
         assert views.calls > before
     finally:
         h.close()
+
+
+def test_readyz_reads_the_readiness_view_and_reuses_an_answer_while_it_is_unchanged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With `readiness` given (the manager's), /readyz and /readyz/NAME never build the full
+    view, and the answer is built again only when the readiness view's locations change
+    (or the query does): at 1,000 locations each answer is 1,000 lines."""
+    from workspace_manager.http import routes
+
+    built: List[int] = []
+    real = routes._location_line
+
+    def counting(view_of_one: LocationView) -> str:
+        built.append(1)
+        return real(view_of_one)
+
+    monkeypatch.setattr(routes, "_location_line", counting)
+    full = Views(loc("a"), loc("b", "starting"))
+    readiness = Views(loc("a"), loc("b", "starting"))
+    h = Harness(full, context={"readiness": readiness})
+    try:
+        for _ in range(3):
+            status, _, body = h.get("/readyz")
+            assert (status, body) == (503, "[+]a ok\n[-]b starting\nreadyz check failed\n")
+        assert len(built) == 2  # one answer made, sent three times
+        assert h.get("/readyz?verbose")[0] == 503 and len(built) == 4  # another query
+        assert h.get("/readyz/b")[2] == "starting\n"
+        readiness.set(loc("a"), loc("b"))
+        assert h.get("/readyz")[:3:2] == (200, "ok")
+        assert h.get("/readyz?verbose")[2].endswith("readyz check passed\n")
+        readiness.set(loc("a"), loc("b"), alive=False)
+        assert h.get("/readyz")[0] == 503
+        assert full.calls == 0 and readiness.calls == 8
+    finally:
+        h.close()

@@ -81,3 +81,66 @@ def test_a_new_transition_shows_in_the_next_view(tmp_path: Path) -> None:
         assert other is not None and [t["to"] for t in other.transitions] == ["starting"]
 
     asyncio.run(main())
+
+
+def _readyz(view: Any, query: str = "") -> Any:
+    from workspace_manager.http.exchange import Request
+    from workspace_manager.http.routes import readyz
+
+    request = Request(
+        method="GET",
+        target="/readyz" + ("?" + query if query else ""),
+        version="HTTP/1.1",
+        path="/readyz",
+        query={query: [""]} if query else {},
+        headers=(),
+        subpath="",
+        peer=None,
+    )
+    return readyz(request, view)
+
+
+def test_readiness_answers_as_the_full_view_and_is_kept_while_nothing_changes(
+    tmp_path: Path,
+) -> None:
+    """/readyz reads `Manager.readiness()`: the same answer as from the full view, in every
+    state, and the same locations tuple (so the same answer, web/probes.py) until a location
+    changes; a location down after serving is made anew (its `down for` grows)."""
+
+    async def main() -> None:
+        manager = _manager(tmp_path, 30)
+        first = manager.readiness()
+        assert manager.readiness().locations is first.locations  # nothing changed: kept
+        for loc in list(manager.locations.values())[:20]:
+            _move(loc, State.READY, "loaded")
+        moved = manager.readiness()
+        assert moved.locations is not first.locations
+        assert [v.state for v in moved.locations] == ["ready"] * 20 + ["starting"] * 10
+        broken = manager.locations["l25"]
+        broken.error = "boom\nwith a second line"
+        _move(broken, State.ERROR, "load failed")
+        down = manager.locations["l3"]
+        down.down_since = down.hooks.clock() - 65.0
+        _move(down, State.BACKOFF, "exited")
+        down.error = "exited with status 1"  # set after its transition: still seen
+        for query in ("", "verbose"):
+            full, slim = _readyz(manager.view(), query), _readyz(manager.readiness(), query)
+            assert (slim.status, slim.body) == (full.status, full.body)
+        assert b"[-]l3 backoff: exited with status 1 (down for 1m05s)" in slim.body
+        assert b"[-]l25 error: boom with a second line" in slim.body
+        # the down location is made anew at each call; the others are the same objects
+        again = manager.readiness().locations
+        kept = {v.name: v for v in moved.locations}
+        now = {v.name: v for v in again}
+        assert now["l0"] is kept["l0"] and now["l29"] is kept["l29"]
+        assert now["l3"] is not kept["l3"]
+        for loc in manager.locations.values():
+            loc.down_since = None
+            loc.error = None
+            _move(loc, State.READY, "loaded")
+        ready = manager.readiness()
+        assert manager.readiness().locations is ready.locations
+        assert (_readyz(ready).status, _readyz(ready).body) == (200, b"ok")
+        assert _readyz(ready, "verbose").body.endswith(b"readyz check passed\n")
+
+    asyncio.run(main())

@@ -66,12 +66,15 @@ def livez(request: Request, view: ManagerView) -> Response:
 
 
 def readyz(request: Request, view: ManagerView) -> Response:
+    verbose = _verbose(request)
+    if view.alive and not verbose and all(loc.ready for loc in view.locations):
+        return text(200, "ok")  # no line per location to make
     checks: List[Tuple[bool, str]] = []
     if not view.alive:
         # The snapshot is stale once the loop is gone: never report it as ready.
         checks.append((False, f"[-]supervisor failed: {_LOOP_DOWN}"))
     checks.extend((loc.ready, _location_line(loc)) for loc in view.locations)
-    return _checks("readyz", checks, _verbose(request))
+    return _checks("readyz", checks, verbose)
 
 
 def readyz_location(request: Request, view: ManagerView) -> Response:

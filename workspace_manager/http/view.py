@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 STATES = ("building", "starting", "ready", "error", "backoff", "failed", "stopped")
 _IN_PROGRESS = frozenset({"building", "starting"})
@@ -120,3 +120,62 @@ def seconds(value: Optional[float]) -> Optional[float]:
     if value is None or not math.isfinite(value):
         return None
     return round(max(value, 0.0), 3)
+
+
+class ReadinessViews:
+    """What `/readyz` reads of every location (name, state, error, down_seconds), made
+    once per change of the location, not at every request.
+
+    A full `ManagerView` costs tens of microseconds a location (uptime, memory, the latest
+    transitions); a probe polling `/readyz` while 1,000 locations start built one every
+    time, and those answers were most of the manager's loop. Here a location's slim view is
+    kept until its latest transition or its error changes; only a location that is down
+    after having served (`down_seconds` grows with the clock) is made anew at each call.
+    When nothing changed, `locations()` returns the very same tuple, so an answer built
+    from it can be reused (web/probes.py).
+
+    `source()` yields the manager's locations: objects with `name`, `state` (an enum whose
+    `value` is one of STATES), `error`, `transitions` (a sequence, latest last) and
+    `down_for()` (seconds or None), as `supervisor.location.Location`.
+    """
+
+    def __init__(self, source: Callable[[], Iterable[Any]]) -> None:
+        self._source = source
+        self._views: Dict[str, Tuple[Any, Any, LocationView]] = {}
+        self._last: Tuple[LocationView, ...] = ()
+
+    def locations(self) -> Tuple[LocationView, ...]:
+        views = []
+        kept = self._views
+        for loc in self._source():
+            last = loc.transitions[-1] if loc.transitions else None
+            error = loc.error
+            cached = kept.get(loc.name)
+            down = loc.down_for()
+            if (
+                cached is None
+                or cached[0] is not last
+                or cached[1] is not error
+                or down is not None
+            ):
+                state = loc.state.value
+                cached = kept[loc.name] = (
+                    last,
+                    error,
+                    LocationView(
+                        name=loc.name,
+                        state=state,
+                        error=error if state != "ready" else None,
+                        down_seconds=down,
+                    ),
+                )
+            views.append(cached[2])
+        previous = self._last
+        if len(views) == len(previous) and all(a is b for a, b in zip(views, previous)):
+            return previous
+        if len(kept) > 2 * len(views) + 16:  # locations removed by reloads
+            names = {v.name for v in views}
+            for name in [n for n in kept if n not in names]:
+                del kept[name]
+        self._last = tuple(views)
+        return self._last

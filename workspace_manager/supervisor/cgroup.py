@@ -36,17 +36,24 @@ class Cgroup:
     def __init__(self, path: Path, version: int) -> None:
         self.path = path
         self.version = version  # 2: cgroup v2; 1: the v1 freezer hierarchy
+        # read at every memory sample of its location: no pathlib object per read
+        self._procs = os.path.join(str(path), "cgroup.procs")
 
     def __repr__(self) -> str:
         return f"Cgroup({str(self.path)!r}, v{self.version})"
 
     def add(self, pid: int) -> None:
         """Move ``pid`` in (its children from now on are born inside). Raises OSError."""
-        (self.path / "cgroup.procs").write_text(f"{pid}\n")
+        fd = os.open(self._procs, os.O_WRONLY)
+        try:
+            os.write(fd, b"%d\n" % pid)
+        finally:
+            os.close(fd)
 
     def pids(self) -> List[int]:
         try:
-            text = (self.path / "cgroup.procs").read_text()
+            with open(self._procs, "rb") as f:
+                text = f.read()
         except OSError:
             return []
         return [int(line) for line in text.split()]

@@ -20,13 +20,14 @@ on the way.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
 import signal
 import socket
 import subprocess
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from workspace_manager.loader import forkserver as server_side
 from workspace_manager.loader.launch import bootstrap_argv
@@ -46,6 +47,16 @@ READY_TIMEOUT = 60.0
 
 #: How long a fork may take to be answered (a few ms when the machine is not overloaded).
 ANSWER_TIMEOUT = 30.0
+
+#: Requests sent and not yet answered, at most: enough to keep a server forking while the
+#: manager's loop is busy, few enough that their descriptors in flight (4 each) stay far
+#: below the open-file limit the kernel holds them to (unix(7): ETOOMANYREFS).
+MAX_IN_FLIGHT = 64
+
+#: The manager's send buffer on a server's socket (the kernel caps it at net.core.wmem_max):
+#: a request carries the location's whole environment, and the default buffer held a few
+#: dozen.
+SEND_BUFFER = 1 << 20
 
 Key = Tuple[str, Tuple[Tuple[str, str], ...]]
 
@@ -97,7 +108,11 @@ class ForkServer:
         self._tasks: List[asyncio.Future] = []
         self.failed: Optional[str] = None  # why it is not usable, once it is not
         self._closing = False
-        self._send_lock = asyncio.Lock()
+        # requests not yet sent (the socket's buffer was full), in order: (data, descriptors,
+        # resolved once sent); sent from one writer callback, as many as fit each time
+        self._outbox: Deque[Tuple[int, bytes, List[int], asyncio.Future]] = collections.deque()
+        self._writer_armed = False
+        self._in_flight: Set[int] = set()  # ids sent whose caller still waits for the answer
 
     @property
     def pid(self) -> Optional[int]:
@@ -127,6 +142,10 @@ class ForkServer:
             child_end.close()
         fdlimit.restore_for(popen.pid)  # what it forks gets the user's limit, as a spawn does
         parent.setblocking(False)
+        try:
+            parent.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        except OSError:
+            pass
         self._sock = parent
         self.child = Child(popen)
         loop.add_reader(parent, self._on_readable)
@@ -208,36 +227,62 @@ class ForkServer:
             if not future.done():
                 future.set_exception(ForkServerGone(self.failed))
         self._pending.clear()
+        while self._outbox:
+            future = self._outbox.popleft()[3]
+            if not future.done():
+                future.set_exception(ForkServerGone(self.failed))
         if self._sock is not None:
             try:
-                asyncio.get_running_loop().remove_reader(self._sock)
+                loop = asyncio.get_running_loop()
+                loop.remove_reader(self._sock)
+                if self._writer_armed:
+                    self._writer_armed = False
+                    loop.remove_writer(self._sock)
             except (RuntimeError, ValueError):
                 pass
 
-    async def _send(self, data: bytes, fds: List[int]) -> None:
-        """One request; a full socket buffer is waited out, one sender at a time (the loop
-        keeps one writer callback per descriptor)."""
+    async def _send(self, request_id: int, data: bytes, fds: List[int]) -> None:
+        """One request, sent once the socket has room for it, after those queued before it.
+
+        While 1,000 locations start, the server's socket buffer holds a few dozen requests:
+        the rest wait here. One writer callback sends as many as fit whenever the socket has
+        room, instead of each waiting sender taking a lock and a loop turn or two of its own
+        (at 1,000 locations those turns fed the server slower than it forked). At most
+        `MAX_IN_FLIGHT` are sent unanswered. A request whose caller was cancelled meanwhile
+        is dropped unsent (its descriptors are closed by then). ForkServerGone when the
+        server fails first."""
+        if self.failed is not None:
+            raise ForkServerGone(self.failed)
+        sent = asyncio.get_running_loop().create_future()
+        self._outbox.append((request_id, data, fds, sent))
+        self._flush()
+        await sent
+
+    def _flush(self) -> None:
+        """Send the queued requests until the socket is full (then wait for room) or none
+        is left."""
         assert self._sock is not None
-        loop = asyncio.get_running_loop()
-        async with self._send_lock:
-            while True:
-                if self.failed is not None:
-                    raise ForkServerGone(self.failed)
-                try:
-                    socket.send_fds(self._sock, [data], fds)
-                    return
-                except (BlockingIOError, InterruptedError):
-                    writable = loop.create_future()
-                    loop.add_writer(self._sock, _resolve, writable)
-                    try:
-                        await asyncio.wait_for(writable, 1.0)  # and look at `failed` again
-                    except asyncio.TimeoutError:
-                        pass
-                    finally:
-                        loop.remove_writer(self._sock)
-                except OSError as exc:
-                    self._fail(f"its socket failed: {exc}")
-                    raise ForkServerGone(self.failed) from None
+        while self._outbox and len(self._in_flight) < MAX_IN_FLIGHT:
+            request_id, data, fds, sent = self._outbox[0]
+            if sent.done():  # its caller was cancelled: not sent, ever
+                self._outbox.popleft()
+                continue
+            try:
+                socket.send_fds(self._sock, [data], fds)
+            except (BlockingIOError, InterruptedError):
+                if not self._writer_armed:
+                    self._writer_armed = True
+                    asyncio.get_running_loop().add_writer(self._sock, self._flush)
+                return
+            except OSError as exc:
+                self._fail(f"its socket failed: {exc}")
+                return
+            self._outbox.popleft()
+            self._in_flight.add(request_id)
+            sent.set_result(None)
+        if self._writer_armed:
+            self._writer_armed = False
+            asyncio.get_running_loop().remove_writer(self._sock)
 
     async def fork(self, cwd: str, env: Dict[str, str], fds: List[int]) -> Child:
         """Fork a location with these four descriptors (stdin, stdout, stderr, status) and
@@ -254,7 +299,7 @@ class ForkServer:
         token = object()
         orphans.IN_FLIGHT.add(token)
         try:
-            await self._send(data, fds)
+            await self._send(request_id, data, fds)
             try:
                 answer = await asyncio.wait_for(future, ANSWER_TIMEOUT)
             except asyncio.TimeoutError:
@@ -267,6 +312,10 @@ class ForkServer:
         finally:
             self._pending.pop(request_id, None)
             orphans.IN_FLIGHT.discard(token)
+            if request_id in self._in_flight:  # answered, or given up on: room for another
+                self._in_flight.discard(request_id)
+                if self._outbox and self.failed is None:
+                    self._flush()
 
     async def close(self, timeout: float = 2.0) -> None:
         """EOF on its socket ends it; SIGKILL after `timeout`."""
@@ -285,11 +334,6 @@ class ForkServer:
                 await self.child.wait()
         for task in self._tasks:
             task.cancel()
-
-
-def _resolve(future: asyncio.Future) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 class ForkServers:

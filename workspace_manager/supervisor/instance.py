@@ -189,7 +189,7 @@ class Instance:
         record still finds it."""
         if self.pid is None or self.returncode is not None:
             return
-        for proc in proc_mod.process_tree(self.pid)[1:]:
+        for proc in proc_mod.descendants(self.pid):
             self._children.setdefault(proc.pid, proc)
 
     def _members(self) -> List[int]:

@@ -23,7 +23,12 @@ from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.progress import BuildReporter
 from workspace_manager.envs.resolve import InterpreterError, plain_interpreter
 from workspace_manager.envs.service import EnvironmentService, write_in_use
-from workspace_manager.http.view import LocationView, ManagerView, status_document
+from workspace_manager.http.view import (
+    LocationView,
+    ManagerView,
+    ReadinessViews,
+    status_document,
+)
 from workspace_manager.loader.launch import make_sdk_dir
 from workspace_manager.protocol.errors import CallTimeout, RemoteError
 from workspace_manager.supervisor import (
@@ -129,6 +134,7 @@ class Manager:
         self._log_texts: Dict[str, str] = {}  # location -> its log path, for views
         # location -> (its latest Transition, its latest transitions as dicts), for views
         self._transition_views: Dict[str, Tuple[Optional[Transition], tuple]] = {}
+        self._readiness = ReadinessViews(self.locations.values)  # what /readyz reads
         self._stop = asyncio.Event()
         self._alive = True
         self._control: Optional[ControlServer] = None
@@ -244,6 +250,7 @@ class Manager:
         self.web = WebContext(
             view=self.view,
             alive=self.alive,
+            readiness=self.readiness,
             api=Api(manager_sources(self, self.api_token)),
             hub=self.hub,
             exposition=self.metrics.exposition_async,
@@ -637,6 +644,13 @@ class Manager:
             target=runtime.identity_target(self.identity),
             health=self.health_text(),
             daemon=self.workload.status() if self.workload is not None else None,
+        )
+
+    def readiness(self) -> ManagerView:
+        """The view `/readyz` answers from: each location's name, state, error and
+        down_seconds only, kept until the location changes (http/view.ReadinessViews)."""
+        return ManagerView(
+            alive=self.alive(), started_at=self.started_at, locations=self._readiness.locations()
         )
 
     def _location_view(self, loc: Location) -> LocationView:

@@ -52,12 +52,29 @@ SCRUBBED_VARS = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PY
 
 
 def child_environment(location: LocationConfig, interpreter: str) -> Dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_VARS}
+    env = _scrubbed_environ()
     env.update(location.env_vars)
     env.update(_activation(interpreter, env.get("PATH")))  # its own bin/ first on PATH
     env["WSM_LOCATION"] = location.name
     env.setdefault("PYTHONUNBUFFERED", "1")  # so its prints reach the log as they happen
     return env
+
+
+_environ_seen: Tuple[Optional[Dict[bytes, bytes]], Dict[str, str]] = (None, {})
+
+
+def _scrubbed_environ() -> Dict[str, str]:
+    """wsm's environment without `SCRUBBED_VARS`, as a new dict. Decoding `os.environ`
+    item by item cost ~0.3 ms a location (1,000 locations: 0.3 s of the loop); the decoded
+    copy is reused while the raw environment (`os.environ._data`, bytes on POSIX) compares
+    equal to the one it was made from, so a change made since is seen at once."""
+    global _environ_seen
+    raw = getattr(os.environ, "_data", None)
+    seen, scrubbed = _environ_seen
+    if raw is None or seen != raw:
+        scrubbed = {k: v for k, v in os.environ.items() if k not in SCRUBBED_VARS}
+        _environ_seen = (dict(raw) if raw is not None else None, scrubbed)
+    return dict(scrubbed)
 
 
 @functools.lru_cache(maxsize=256)

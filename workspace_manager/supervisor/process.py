@@ -354,6 +354,26 @@ def process_tree(pid: int) -> List[psutil.Process]:
     return tree
 
 
+def descendants(pid: int) -> List[psutil.Process]:
+    """The process's descendants (not itself), as `process_tree(pid)[1:]`, without making a
+    psutil object of the process itself, nor importing psutil when it has none: what a
+    loader that just loaded usually has (`Instance.record_tree`, once a location)."""
+    pids = proctree.descendant_pids(pid)
+    if pids is None:
+        return process_tree(pid)[1:]
+    if not pids:
+        return []
+    import psutil
+
+    found = []
+    for child in pids:
+        try:
+            found.append(psutil.Process(child))
+        except psutil.Error:
+            continue  # exited meanwhile
+    return found
+
+
 def signal_tree(
     pid: int,
     pgid: Optional[int],

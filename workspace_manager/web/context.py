@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 class WebContext:
     """`view()`: the manager's latest `ManagerView` (locations, daemon counts); it costs
     tens of microseconds a location. `alive()`: whether the supervision loop is alive, all
-    `/livez` needs (None: read from `view()`).
+    `/livez` needs (None: read from `view()`). `readiness()`: a view whose locations carry
+    only what `/readyz` reads, the same tuple while nothing changed (None: `view()`).
     `api`: the JSON API's handlers (`http/api.Api`), which the pages read through too; None
     where the manager keeps no runs (`wsm serve`): the API then answers 503.
     `hub`: the live event hub (`web/events.EventHub`); None: no `/api/events`.
@@ -27,6 +28,7 @@ class WebContext:
 
     view: Callable[[], ManagerView]
     alive: Optional[Callable[[], bool]] = None
+    readiness: Optional[Callable[[], ManagerView]] = None
     api: Optional[Api] = None
     hub: Any = None
     exposition: Optional[Callable[[str], Awaitable[Tuple[bytes, str]]]] = None

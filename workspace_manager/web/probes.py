@@ -11,7 +11,7 @@ from typing import Any, Callable, List
 
 from workspace_manager.http.exchange import TEXT, Request, Response, text
 from workspace_manager.http.metrics import metrics_route
-from workspace_manager.http.routes import Handler, default_routes, livez
+from workspace_manager.http.routes import Handler, default_routes, livez, readyz, readyz_location
 from workspace_manager.http.view import ManagerView
 from workspace_manager.web import asgi
 from workspace_manager.web.context import WebContext
@@ -33,9 +33,16 @@ def routes(ctx: WebContext) -> List[Any]:
     for path, handler in table.items():
         pattern = path + "{subpath:path}" if path.endswith("/") else path
         # /livez looks at nothing but the loop: at 100 locations a whole view costs ~5 ms,
-        # which a probe at 500/s must not pay
-        view = _liveness(ctx) if handler is livez else ctx.view
-        app = ProbeEndpoint(handler, view, len(path) if path.endswith("/") else None)
+        # which a probe at 500/s must not pay; /readyz reads each location's state only
+        view = ctx.view
+        reuse = False
+        if handler is livez:
+            view = _liveness(ctx)
+        elif handler in (readyz, readyz_location) and ctx.readiness is not None:
+            view = ctx.readiness
+            reuse = handler is readyz
+        prefix = len(path) if path.endswith("/") else None
+        app = ProbeEndpoint(handler, view, prefix, reuse=reuse)
         out.append(Route(pattern, app))  # every method: the endpoint answers 405 itself
     return out
 
@@ -50,10 +57,18 @@ def _liveness(ctx: WebContext) -> Callable[[], ManagerView]:
 class ProbeEndpoint:
     """An ASGI app answering with one http/routes.py handler."""
 
-    def __init__(self, handler: Handler, view: Callable[[], Any], prefix: Any) -> None:
+    def __init__(
+        self, handler: Handler, view: Callable[[], Any], prefix: Any, reuse: bool = False
+    ) -> None:
         self.handler = handler
         self.view = view
         self.prefix = prefix  # length of a prefix route's path, or None
+        # `reuse`: the answer depends on the view's `alive`, its locations and the query
+        # only; while `view()` returns the same locations tuple (http/view.ReadinessViews:
+        # nothing changed), the last answer to the same query is sent again. At 1,000
+        # locations a /readyz answer is 1,000 lines, and a probe polls it.
+        self.reuse = reuse
+        self._last: Any = None  # (alive, locations, query, response)
 
     async def __call__(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
         if scope["method"] not in METHODS:
@@ -74,10 +89,23 @@ class ProbeEndpoint:
             peer=asgi.peer(scope),
         )
         try:
-            response = self.handler(request, self.view())
-            if inspect.isawaitable(response):
-                response = await response
-            assert isinstance(response, Response)
+            view = self.view()
+            last = self._last
+            if (
+                self.reuse
+                and last is not None
+                and last[0] == view.alive
+                and last[1] is view.locations
+                and last[2] == query
+            ):
+                response = last[3]
+            else:
+                response = self.handler(request, view)
+                if inspect.isawaitable(response):
+                    response = await response
+                assert isinstance(response, Response)
+                if self.reuse:
+                    self._last = (view.alive, view.locations, query, response)
         except Exception:
             log.exception("web: %s %s failed", request.method, path)
             response = text(500, "internal error\n")
