@@ -191,8 +191,7 @@ class Manager:
         listeners = await self._bind_health()  # a taken port fails before anything starts
         configs = list(self.workspace.locations)
         early = max(1, os.cpu_count() or 1)
-        for config in configs[:early]:
-            self._add_location(config)
+        await _launched([self._add_location(config) for config in configs[:early]])
         if self.workload is not None:  # before health and control answer: they may ask
             await self.workload.open()
         self._heartbeat_task = asyncio.ensure_future(self._loop_heartbeat())
@@ -200,6 +199,9 @@ class Manager:
         self._codewatch_task = asyncio.ensure_future(self._retry_changed_code())
         if listeners is not None:
             await self._serve_health(listeners)
+        # psutil samples a location's memory as it becomes ready: imported now, while the
+        # first locations load, not then
+        asyncio.get_running_loop().run_in_executor(None, _import_psutil)
         secret = secrets.token_hex(16)
         if serve_control:
             self._control = ControlServer(self.dir / "manager.sock", secret, self._handlers())
@@ -733,6 +735,34 @@ class Manager:
             raise RemoteError("Timeout", str(exc)) from None
         except ConnectionError as exc:
             raise RemoteError("ConnectionLost", str(exc)) from None
+
+
+#: How long `start` lets its first locations' plans run before its own set-up.
+LAUNCH_WAIT_SECONDS = 0.5
+
+
+async def _launched(locations: List[Location], limit: float = LAUNCH_WAIT_SECONDS) -> None:
+    """Wait until each of `locations` has its process (or is building its environment,
+    remote, or settled), at most `limit` seconds.
+
+    Its plan runs off the loop and its spawn in a spawn thread, but each step needs a
+    turn of the loop to begin: the manager's own set-up that follows (importing the web
+    stack, opening the run records: ~100 ms of one thread) would hold those back, and the
+    location's interpreter would start only after it instead of beside it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+
+    def waiting(loc: Location) -> bool:
+        if isinstance(loc.config.target, RemoteTarget):
+            return False
+        return not loc.transitions or (loc.state is State.STARTING and loc.pid is None)
+
+    while any(waiting(loc) for loc in locations) and loop.time() < deadline:
+        await asyncio.sleep(0.001)
+
+
+def _import_psutil() -> None:
+    import psutil  # noqa: F401
 
 
 class HealthListenError(OSError):
