@@ -742,23 +742,31 @@ LAUNCH_WAIT_SECONDS = 0.5
 
 
 async def _launched(locations: List[Location], limit: float = LAUNCH_WAIT_SECONDS) -> None:
-    """Wait until each of `locations` has its process (or is building its environment,
-    remote, or settled), at most `limit` seconds.
+    """Wait until each of `locations` is planned and spawned (or its fork asked for), or
+    it is building its environment, remote, or settled; at most `limit` seconds.
 
     Its plan runs off the loop and its spawn in a spawn thread, but each step needs a
     turn of the loop to begin: the manager's own set-up that follows (importing the web
     stack, opening the run records: ~100 ms of one thread) would hold those back, and the
-    location's interpreter would start only after it instead of beside it."""
+    location's interpreter (or its fork server's) would start only after it instead of
+    beside it."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
-
-    def waiting(loc: Location) -> bool:
-        if isinstance(loc.config.target, RemoteTarget):
-            return False
-        return not loc.transitions or (loc.state is State.STARTING and loc.pid is None)
-
-    while any(waiting(loc) for loc in locations) and loop.time() < deadline:
+    while any(_planning(loc) for loc in locations) and loop.time() < deadline:
         await asyncio.sleep(0.001)
+    await asyncio.sleep(0)  # a location announced `starting` begins its spawn or fork next
+
+
+def _planning(loc: Location) -> bool:
+    """Not yet on its way: being planned, or being spawned (a spawn takes a few ms; a
+    fork server may take tens of ms to start, and the manager does not wait for that)."""
+    if isinstance(loc.config.target, RemoteTarget):
+        return False
+    if not loc.transitions:
+        return True
+    plan = getattr(loc.instance, "plan", None)
+    spawned = getattr(plan, "forks", True) is None
+    return spawned and loc.state is State.STARTING and loc.pid is None
 
 
 def _import_psutil() -> None:
