@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
+from workspace_manager.cancelling import cancel_and_wait
 from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.progress import BuildReporter
 from workspace_manager.envs.resolve import InterpreterError, plain_interpreter
@@ -132,7 +133,10 @@ class Manager:
         self._stop = asyncio.Event()
         self._alive = True
         self._control: Optional[ControlServer] = None
-        self._health: Any = None
+        self._health: Any = None  # web/server.py's WebServer, once the web stack serves
+        self._early: Any = None  # web/early.py's EarlyServer: the probes until then
+        self._web_wanted = asyncio.Event()
+        self._web_task: Optional[asyncio.Task] = None
         self.web: Any = None  # the web side's WebContext, once it serves
         self._heartbeat_task: Optional[asyncio.Task] = None
         self.loop_lag: Optional[looplag.LoopLag] = None
@@ -191,7 +195,8 @@ class Manager:
         listeners = await self._bind_health()  # a taken port fails before anything starts
         configs = list(self.workspace.locations)
         early = max(1, os.cpu_count() or 1)
-        await _launched([self._add_location(config) for config in configs[:early]])
+        first = [self._add_location(config) for config in configs[:early]]
+        await _launched(first)
         if self.workload is not None:  # before health and control answer: they may ask
             await self.workload.open()
         self._heartbeat_task = asyncio.ensure_future(self._loop_heartbeat())
@@ -220,6 +225,8 @@ class Manager:
             self._add_location(config)
         if self.workload is not None:
             await self.workload.start()
+        if self._early is not None:
+            self._web_task = asyncio.ensure_future(self._serve_web(first))
 
     async def _bind_health(self) -> Optional[List[socket.socket]]:
         """The health address's listening sockets (web/bind.py: no web stack imported yet),
@@ -235,7 +242,45 @@ class Manager:
             raise HealthListenError(f"--health {host}:{port}: {exc.strerror or exc}") from None
 
     async def _serve_health(self, listeners: List[socket.socket]) -> None:
-        """Import the web stack and serve on the bound `listeners` (`/livez`, the API...)."""
+        """Answer the probes on the bound `listeners` at once (web/early.py), and hold any
+        other request until `_serve_web` has imported the web stack."""
+        from workspace_manager.http.routes import default_routes
+        from workspace_manager.web.early import EarlyServer
+
+        self._early = EarlyServer(
+            default_routes(), self.view, self.alive, want_web=self._web_wanted.set
+        )
+        try:
+            self.health_address = await self._early.start(listeners)
+        except OSError as exc:
+            host, port = self.health_listen or ("", 0)
+            raise HealthListenError(f"--health {host}:{port}: {exc.strerror or exc}") from None
+        address = self.health_text()
+        self.events.message(
+            f"health endpoint on http://{address} (the web page: http://{address}/)"
+        )
+
+    async def _serve_web(self, first: List[Location]) -> None:
+        """Import the web stack (the page, the API, /metrics: ~60 ms of this thread) once the
+        `first` locations have settled, at the latest after WEB_WAIT_SECONDS or at the first
+        request only it answers, and hand it the health address's connections."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WEB_WAIT_SECONDS
+        while (
+            not self._web_wanted.is_set()
+            and loop.time() < deadline
+            and any(_planning(loc) or loc.state is State.STARTING for loc in first)
+        ):
+            await asyncio.sleep(0.005)
+        try:
+            self._hand_to_web()
+        except Exception as exc:  # a broken install: the probes go on being answered
+            self.events.message(f"the web page and API cannot be served: {exc!r}")
+            self._early.drop_held()
+
+    def _hand_to_web(self) -> None:
+        early = self._early
+        assert early is not None and self.health_listen is not None
         from workspace_manager.http.api import Api, manager_sources
         from workspace_manager.web.app import build_app
         from workspace_manager.web.context import WebContext
@@ -252,16 +297,11 @@ class Manager:
             api_token=self.api_token,
             secret=new_secret(),
         )
-        self._health = WebServer(*self.health_listen, build_app(self.web))
-        try:
-            self.health_address = await self._health.start(listeners)
-        except OSError as exc:
-            host, port = self.health_listen
-            raise HealthListenError(f"--health {host}:{port}: {exc.strerror or exc}") from None
-        address = self.health_text()
-        self.events.message(
-            f"health endpoint on http://{address} (the web page: http://{address}/)"
-        )
+        web = WebServer(*self.health_listen, build_app(self.web))
+        factory = web.protocol_factory()
+        web.adopt(early.servers)
+        self._health = web
+        early.hand_over(factory)
 
     @property
     def store(self) -> Any:
@@ -314,8 +354,12 @@ class Manager:
         if self._control is not None:
             await self._control.close()
         self.hub.close()  # every event stream ends: the server's close waits on none
+        if self._web_task is not None:
+            await cancel_and_wait([self._web_task])
         if self._health is not None:
             await self._health.close()
+        elif self._early is not None:
+            await self._early.close()
         for task in (
             self._heartbeat_task,
             self._codewatch_task,
@@ -737,6 +781,8 @@ class Manager:
             raise RemoteError("ConnectionLost", str(exc)) from None
 
 
+#: How long the web stack waits for the first locations to settle before it is imported.
+WEB_WAIT_SECONDS = 2.0
 #: How long `start` lets its first locations' plans run before its own set-up.
 LAUNCH_WAIT_SECONDS = 0.5
 
