@@ -261,9 +261,10 @@ class Manager:
         )
 
     async def _serve_web(self, first: List[Location]) -> None:
-        """Import the web stack (the page, the API, /metrics: ~60 ms of this thread) once the
-        `first` locations have settled, at the latest after WEB_WAIT_SECONDS or at the first
-        request only it answers, and hand it the health address's connections."""
+        """Import the web stack (the page, the API, /metrics: ~60 ms of CPU, in a worker
+        thread) once the `first` locations have settled, at the latest after
+        WEB_WAIT_SECONDS or at the first request only it answers, and hand it the health
+        address's connections."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WEB_WAIT_SECONDS
         while (
@@ -272,7 +273,10 @@ class Manager:
             and any(_planning(loc) or loc.state is State.STARTING for loc in first)
         ):
             await asyncio.sleep(0.005)
+        from workspace_manager.web.early import import_web_stack
+
         try:
+            await loop.run_in_executor(None, import_web_stack)  # the loop answers meanwhile
             self._hand_to_web()
         except Exception as exc:  # a broken install: the probes go on being answered
             self.events.message(f"the web page and API cannot be served: {exc!r}")

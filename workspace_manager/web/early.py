@@ -41,6 +41,31 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 _NOT_PLAIN = frozenset({"content-length", "transfer-encoding", "upgrade", "expect"})
 
 
+#: What serving the web page and API imports (the app is built with Starlette, served with
+#: uvicorn): `import_web_stack` imports them in a worker thread, so that the event loop
+#: still answers the probes between them (the interpreter switches threads every 5 ms).
+WEB_STACK = (
+    "workspace_manager.web.server",  # uvicorn, through web/guard.py
+    "uvicorn.config",
+    "uvicorn.server",
+    "starlette.applications",
+    "starlette.responses",
+    "starlette.routing",
+    "workspace_manager.web.app",
+    "workspace_manager.web.context",
+    "workspace_manager.web.session",
+    "workspace_manager.http.api",
+)
+
+
+def import_web_stack() -> None:
+    """Import WEB_STACK (in a worker thread: see there). Raises ImportError."""
+    import importlib
+
+    for name in WEB_STACK:
+        importlib.import_module(name)
+
+
 def http_date(now: Optional[float] = None) -> str:
     """RFC 9110 5.6.7 IMF-fixdate (`email.utils.formatdate(usegmt=True)` without email)."""
     t = time.gmtime(now)
