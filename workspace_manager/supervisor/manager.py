@@ -179,7 +179,9 @@ class Manager:
         imports and opens what it serves with. The others start after: 100 loading
         processes would each get as much CPU as the manager, whose own set-up (the web
         stack, the records) then took seconds. Clients of the health address queue in its
-        backlog until it serves."""
+        backlog until the probes are answered (web/early.py), right after the records are
+        open; the web stack itself is imported once the first locations settle
+        (`_serve_web`)."""
         root = runtime.ensure_private_dir(runtime.runtime_root())
         directory = runtime.ensure_private_dir(root / self.key)
         lock = runtime.ManagerLock(directory)
