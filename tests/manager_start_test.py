@@ -67,6 +67,8 @@ def test_locations_start_before_the_web_stack_and_the_metrics_are_imported(
     assert modules is not None, done.stdout + done.stderr
     heavy = ("uvicorn", "starlette", "httptools", "prometheus_client", "filelock", "jinja2")
     assert modules_in(modules, heavy) == []
+    # nor the run coordinator and run plans: the records open after the first spawns
+    assert "workspace_manager.runs.coordinator" not in modules
     assert "workspace_manager.web.server" not in modules
     assert "workspace_manager.envs.build" not in modules
 

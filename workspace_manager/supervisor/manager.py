@@ -46,13 +46,13 @@ from workspace_manager.supervisor.plan import LaunchPlan, launch_plan
 from workspace_manager.supervisor.remote import RemotePlan, remote_plan
 from workspace_manager.supervisor.secret_vars import without_secrets, wsm_secret_vars
 from workspace_manager.supervisor.state import State, Transition
-from workspace_manager.supervisor.workload import Workload
 from workspace_manager.version import __version__
 from workspace_manager.web.events import EventHub
 
 if TYPE_CHECKING:
     from workspace_manager.daemon.service import Daemon
     from workspace_manager.runs.coordinator import RunCoordinator
+    from workspace_manager.supervisor.workload import Workload
 from workspace_manager.workspace.model import LocationConfig, RemoteTarget, Workspace
 
 
@@ -146,8 +146,11 @@ class Manager:
         self._orphans_task: Optional[asyncio.Task] = None
         self.loop_heartbeat = time.monotonic()
         # `wsm up`: run records, run coordinator and daemon (supervisor/workload.py); `wsm
-        # serve` and a one-shot load keep none
-        self.workload: Optional[Workload] = Workload(self, daemon=daemon) if runs else None
+        # serve` and a one-shot load keep none. Made in `start`, once the first locations
+        # are on their way: its modules (the run coordinator, run plans) take ~10 ms.
+        self.workload: Optional[Workload] = None
+        self._keeps_runs = runs
+        self._with_daemon = daemon
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -199,7 +202,10 @@ class Manager:
         early = max(1, os.cpu_count() or 1)
         first = [self._add_location(config) for config in configs[:early]]
         await _launched(first)
-        if self.workload is not None:  # before health and control answer: they may ask
+        if self._keeps_runs:  # before health and control answer: they may ask
+            from workspace_manager.supervisor.workload import Workload
+
+            self.workload = Workload(self, daemon=self._with_daemon)
             await self.workload.open()
         self._heartbeat_task = asyncio.ensure_future(self._loop_heartbeat())
         self.loop_lag = looplag.LoopLag().start()  # heartbeat deadlines allow for our stalls
