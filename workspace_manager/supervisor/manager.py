@@ -284,7 +284,12 @@ class Manager:
         from workspace_manager.web.early import import_web_stack
 
         try:
-            await loop.run_in_executor(None, import_web_stack)  # the loop answers meanwhile
+            try:
+                await loop.run_in_executor(None, import_web_stack)  # the loop answers meanwhile
+            except ImportError:
+                # once more in this thread: an import this loop made meanwhile may have
+                # crossed it (the import system's deadlock guard); a broken install fails again
+                import_web_stack()
             self._hand_to_web()
         except Exception as exc:  # a broken install: the probes go on being answered
             self.events.message(f"the web page and API cannot be served: {exc!r}")
