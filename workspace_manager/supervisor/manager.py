@@ -286,9 +286,10 @@ class Manager:
         try:
             try:
                 await loop.run_in_executor(None, import_web_stack)  # the loop answers meanwhile
-            except ImportError:
+            except (ImportError, RuntimeError):
                 # once more in this thread: an import this loop made meanwhile may have
-                # crossed it (the import system's deadlock guard); a broken install fails again
+                # crossed it (the import system's _DeadlockError, a RuntimeError); a broken
+                # install fails again
                 import_web_stack()
             self._hand_to_web()
         except Exception as exc:  # a broken install: the probes go on being answered
