@@ -249,9 +249,10 @@ class _EarlyConnection(asyncio.Protocol):
             return
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
+        if self.held:  # before the bytes: whatever flow control `protocol` applies stands
+            transport.resume_reading()
         if self.buffer:
             protocol.data_received(bytes(self.buffer))
-        transport.resume_reading()
 
     def drop(self) -> None:
         if self.transport is not None:
