@@ -62,6 +62,8 @@ def exchange(port: int, request: bytes, wait: float = 0.5) -> bytes:
                 data += chunk
         except socket.timeout:
             pass
+        except ConnectionResetError:  # closed with our request unread
+            data += b"<EOF>"
     return re.sub(rb"date: [^\r]*\r\n", b"date: -\r\n", data)
 
 
@@ -166,6 +168,23 @@ def test_a_client_that_sends_no_request_is_closed(servers: Servers) -> None:
     servers.early.head_timeout = 0.2
     answer = servers.exchange(servers.early_port, b"GET /readyz HTTP/1.1\r\n", wait=2.0)
     assert answer == b"<EOF>"
+
+
+def test_connections_beyond_the_limit_are_closed(servers: Servers) -> None:
+    servers.early.max_connections = 2
+
+    async def scenario() -> bytes:
+        loop = asyncio.get_running_loop()
+        held = [socket.create_connection(("127.0.0.1", servers.early_port)) for _ in range(2)]
+        try:
+            await asyncio.sleep(0.1)
+            return await loop.run_in_executor(None, exchange, servers.early_port, PROBES[0], 1.0)
+        finally:
+            for sock in held:
+                sock.close()
+
+    assert servers.run(scenario()) == b"<EOF>"
+    assert servers.exchange(servers.early_port, PROBES[0]).startswith(b"HTTP/1.1 200 OK")
 
 
 def test_the_date_is_emails() -> None:

@@ -89,7 +89,12 @@ class EarlyServer:
         alive: Callable[[], bool],
         want_web: Callable[[], None],
         head_timeout: float = 5.0,
+        max_connections: Optional[int] = None,
     ) -> None:
+        from workspace_manager.web.bind import fd_budget
+
+        # as web/guard.py's hard limit: a flood of connections cannot take every descriptor
+        self.max_connections = fd_budget() if max_connections is None else max_connections
         self.routes = routes
         self.view = view
         self.alive = alive
@@ -162,6 +167,10 @@ class _EarlyConnection(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        if len(self.server.connections) >= self.server.max_connections:
+            transport.close()
+            self.transport = None
+            return
         self.server.connections.add(self)
         self._timer = asyncio.get_running_loop().call_later(
             self.server.head_timeout, self._timed_out
@@ -169,6 +178,7 @@ class _EarlyConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Optional[BaseException]) -> None:
         self.server.connections.discard(self)
+        self.transport = None
         if self._timer is not None:
             self._timer.cancel()
 
