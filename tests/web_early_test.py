@@ -184,7 +184,8 @@ def test_connections_beyond_the_limit_are_closed(servers: Servers) -> None:
                 sock.close()
 
     assert servers.run(scenario()) == b"<EOF>"
-    assert servers.exchange(servers.early_port, PROBES[0]).startswith(b"HTTP/1.1 200 OK")
+    servers.run(asyncio.sleep(0.1))  # the two closes seen: room again
+    assert servers.exchange(servers.early_port, PROBES[0]).startswith(b"HTTP/1.1 503 ")
 
 
 def test_the_date_is_emails() -> None:
