@@ -67,8 +67,51 @@ def test_locations_start_before_the_web_stack_and_the_metrics_are_imported(
     assert modules is not None, done.stdout + done.stderr
     heavy = ("uvicorn", "starlette", "httptools", "prometheus_client", "filelock", "jinja2")
     assert modules_in(modules, heavy) == []
+    # nor the run coordinator and run plans: the records open after the first spawns
+    assert "workspace_manager.runs.coordinator" not in modules
     assert "workspace_manager.web.server" not in modules
     assert "workspace_manager.envs.build" not in modules
+
+
+# Notes, as the manager turns to its own set-up (its run records first, then the web
+# stack), whether its first location's process (or its fork server's) already runs.
+SPAWN_PROBE = r"""
+import json, sys
+from workspace_manager.supervisor.workload import Workload
+seen = []
+real = Workload.open
+async def spy(self):
+    manager = self.manager
+    loc = next(iter(manager.locations.values()))
+    forks = manager._forks.servers if manager._forks is not None else []
+    seen.append([loc.state.value, loc.pid, [server.pid for server in forks]])
+    manager.request_stop()
+    return await real(self)
+Workload.open = spy
+from workspace_manager.cli.main import main
+code = main(["up", "--health", "127.0.0.1:0", "--quiet-output"])
+print("MODULES " + json.dumps([code, seen[0] if seen else None]))
+"""
+
+
+@pytest.mark.parametrize("forkserver", ["on", "off"])
+def test_the_first_location_runs_before_the_web_stack_is_imported(
+    ws: WorkspaceDir, forkserver: str
+) -> None:
+    """Its plan and spawn each need a turn of the loop: the manager gives them those turns
+    before its own ~100 ms of imports, so the location's interpreter (or its fork server's,
+    which then forks it at once) starts beside them."""
+    trivial_workspace(ws, 1)
+    env_var = "" if forkserver == "on" else "import os; os.environ['WSM_FORKSERVER'] = 'off'\n"
+    (code, seen), done = probe_imports(ws.root, env_var + SPAWN_PROBE)
+    assert code == 0, done.stderr
+    assert seen is not None, done.stdout + done.stderr
+    state, pid, servers = seen
+    assert state in ("starting", "ready"), seen
+    if forkserver == "on":
+        assert len(servers) == 1 and isinstance(servers[0], int), seen
+    else:
+        assert isinstance(pid, int) and servers == [], seen
 
 
 def test_a_taken_health_port_fails_before_any_location_starts(ws: WorkspaceDir) -> None:

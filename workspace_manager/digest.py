@@ -8,7 +8,11 @@ digests are the same. An interpreter built without it gets hashlib's.
 
 from __future__ import annotations
 
-from typing import Any
+# typing for the type checkers only (they take any name TYPE_CHECKING as true): `wsm
+# status` imports this module, and typing costs ~5 ms of its start
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def sha256(data: bytes = b"") -> Any:

@@ -13,9 +13,14 @@ import argparse
 import os
 import sys
 import time
-from typing import Any, Optional, Sequence
 
 from workspace_manager.cli import targets
+
+# typing for the type checkers only (they take any name TYPE_CHECKING as true): `wsm
+# status` imports this module, and typing costs ~5 ms of its start
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional, Sequence
 
 #: Exit statuses of the run, schedule and sensor commands (SPEC section 3 / 7).
 EXIT_NOT_FOUND = 1  # unknown run id or name, ambiguous prefix, a refused change

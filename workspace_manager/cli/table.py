@@ -16,7 +16,12 @@ cut, for scripts.
 from __future__ import annotations
 
 import unicodedata
-from typing import Any, List, Optional, Sequence, TextIO
+
+# typing for the type checkers only (they take any name TYPE_CHECKING as true): `wsm
+# status` imports this module, and typing costs ~5 ms of its start
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, List, Optional, Sequence, TextIO
 
 #: Columns that shrink to fit a terminal keep at least this many cells.
 MIN_SHRUNK = 8

@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING, NoReturn, Optional, Tuple
 
+# typing too is for the type checkers only (they take any name TYPE_CHECKING as true)
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # every command imports this module: it imports what it uses when used
+    from typing import NoReturn, Optional, Tuple
+
     from workspace_manager.supervisor.runtime import ManagerRecord
     from workspace_manager.workspace.model import Workspace
 

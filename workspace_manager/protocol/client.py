@@ -13,7 +13,6 @@ import socket
 import struct
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Dict, NoReturn, Optional, Set, Tuple, cast
 
 from ..version import PROTOCOL_VERSION, __version__
 from . import messages
@@ -22,8 +21,12 @@ from .codec import DecodeError, packb, unpackb
 from .errors import CallTimeout, HandshakeError, ProtocolError, RemoteError
 from .framing import DEFAULT_MAX_FRAME, HEADER, FrameError, check_length
 
-if TYPE_CHECKING:  # ssl (~8 ms to import) is for a TLS connection: `wsm status` has none
+# ssl (~8 ms to import) is for a TLS connection, and typing for the type checkers (they take
+# any name TYPE_CHECKING as true): `wsm status` needs neither
+TYPE_CHECKING = False
+if TYPE_CHECKING:
     import ssl
+    from typing import Any, Dict, NoReturn, Optional, Set
 
 _unpack_header = HEADER.unpack_from
 _pack_header = HEADER.pack
@@ -133,7 +136,8 @@ class Client:
                 sock.close()
                 raise
         else:
-            host, port = cast(Tuple[str, int], addr.target)
+            target: Any = addr.target  # (host, port) for tcp
+            host, port = target
             sock = socket.create_connection((host, port), timeout=timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if ssl_context is not None:

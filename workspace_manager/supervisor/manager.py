@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
+from workspace_manager.cancelling import cancel_and_wait
 from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.progress import BuildReporter
 from workspace_manager.envs.resolve import InterpreterError, plain_interpreter
@@ -50,13 +51,13 @@ from workspace_manager.supervisor.plan import LaunchPlan, launch_plan
 from workspace_manager.supervisor.remote import RemotePlan, remote_plan
 from workspace_manager.supervisor.secret_vars import without_secrets, wsm_secret_vars
 from workspace_manager.supervisor.state import State, Transition
-from workspace_manager.supervisor.workload import Workload
 from workspace_manager.version import __version__
 from workspace_manager.web.events import EventHub
 
 if TYPE_CHECKING:
     from workspace_manager.daemon.service import Daemon
     from workspace_manager.runs.coordinator import RunCoordinator
+    from workspace_manager.supervisor.workload import Workload
 from workspace_manager.workspace.model import LocationConfig, RemoteTarget, Workspace
 
 
@@ -138,7 +139,10 @@ class Manager:
         self._stop = asyncio.Event()
         self._alive = True
         self._control: Optional[ControlServer] = None
-        self._health: Any = None
+        self._health: Any = None  # web/server.py's WebServer, once the web stack serves
+        self._early: Any = None  # web/early.py's EarlyServer: the probes until then
+        self._web_wanted = asyncio.Event()
+        self._web_task: Optional[asyncio.Task] = None
         self.web: Any = None  # the web side's WebContext, once it serves
         self._heartbeat_task: Optional[asyncio.Task] = None
         self.loop_lag: Optional[looplag.LoopLag] = None
@@ -148,8 +152,11 @@ class Manager:
         self._orphans_task: Optional[asyncio.Task] = None
         self.loop_heartbeat = time.monotonic()
         # `wsm up`: run records, run coordinator and daemon (supervisor/workload.py); `wsm
-        # serve` and a one-shot load keep none
-        self.workload: Optional[Workload] = Workload(self, daemon=daemon) if runs else None
+        # serve` and a one-shot load keep none. Made in `start`, once the first locations
+        # are on their way: its modules (the run coordinator, run plans) take ~10 ms.
+        self.workload: Optional[Workload] = None
+        self._keeps_runs = runs
+        self._with_daemon = daemon
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -181,7 +188,9 @@ class Manager:
         imports and opens what it serves with. The others start after: 100 loading
         processes would each get as much CPU as the manager, whose own set-up (the web
         stack, the records) then took seconds. Clients of the health address queue in its
-        backlog until it serves."""
+        backlog until the probes are answered (web/early.py), right after the records are
+        open; the web stack itself is imported once the first locations settle
+        (`_serve_web`)."""
         root = runtime.ensure_private_dir(runtime.runtime_root())
         directory = runtime.ensure_private_dir(root / self.key)
         lock = runtime.ManagerLock(directory)
@@ -197,15 +206,21 @@ class Manager:
         listeners = await self._bind_health()  # a taken port fails before anything starts
         configs = list(self.workspace.locations)
         early = max(1, os.cpu_count() or 1)
-        for config in configs[:early]:
-            self._add_location(config)
-        if self.workload is not None:  # before health and control answer: they may ask
+        first = [self._add_location(config) for config in configs[:early]]
+        await _launched(first)
+        if self._keeps_runs:  # before health and control answer: they may ask
+            from workspace_manager.supervisor.workload import Workload
+
+            self.workload = Workload(self, daemon=self._with_daemon)
             await self.workload.open()
         self._heartbeat_task = asyncio.ensure_future(self._loop_heartbeat())
         self.loop_lag = looplag.LoopLag().start()  # heartbeat deadlines allow for our stalls
         self._codewatch_task = asyncio.ensure_future(self._retry_changed_code())
         if listeners is not None:
             await self._serve_health(listeners)
+        # psutil samples a location's memory as it becomes ready: imported now, while the
+        # first locations load, not then
+        asyncio.get_running_loop().run_in_executor(None, _import_psutil)
         secret = secrets.token_hex(16)
         if serve_control:
             self._control = ControlServer(self.dir / "manager.sock", secret, self._handlers())
@@ -224,6 +239,8 @@ class Manager:
             self._add_location(config)
         if self.workload is not None:
             await self.workload.start()
+        if self._early is not None:
+            self._web_task = asyncio.ensure_future(self._serve_web(first))
 
     async def _bind_health(self) -> Optional[List[socket.socket]]:
         """The health address's listening sockets (web/bind.py: no web stack imported yet),
@@ -239,7 +256,55 @@ class Manager:
             raise HealthListenError(f"--health {host}:{port}: {exc.strerror or exc}") from None
 
     async def _serve_health(self, listeners: List[socket.socket]) -> None:
-        """Import the web stack and serve on the bound `listeners` (`/livez`, the API...)."""
+        """Answer the probes on the bound `listeners` at once (web/early.py), and hold any
+        other request until `_serve_web` has imported the web stack."""
+        from workspace_manager.http.routes import default_routes
+        from workspace_manager.web.early import EarlyServer
+
+        self._early = EarlyServer(
+            default_routes(), self.view, self.alive, want_web=self._web_wanted.set
+        )
+        try:
+            self.health_address = await self._early.start(listeners)
+        except OSError as exc:
+            host, port = self.health_listen or ("", 0)
+            raise HealthListenError(f"--health {host}:{port}: {exc.strerror or exc}") from None
+        address = self.health_text()
+        self.events.message(
+            f"health endpoint on http://{address} (the web page: http://{address}/)"
+        )
+
+    async def _serve_web(self, first: List[Location]) -> None:
+        """Import the web stack (the page, the API, /metrics: ~60 ms of CPU, in a worker
+        thread) once the `first` locations have settled, at the latest after
+        WEB_WAIT_SECONDS or at the first request only it answers, and hand it the health
+        address's connections."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WEB_WAIT_SECONDS
+        while (
+            not self._web_wanted.is_set()
+            and loop.time() < deadline
+            and any(_planning(loc) or loc.state is State.STARTING for loc in first)
+        ):
+            await asyncio.sleep(0.005)
+        from workspace_manager.web.early import import_web_stack
+
+        try:
+            try:
+                await loop.run_in_executor(None, import_web_stack)  # the loop answers meanwhile
+            except (ImportError, RuntimeError):
+                # once more in this thread: an import this loop made meanwhile may have
+                # crossed it (the import system's _DeadlockError, a RuntimeError); a broken
+                # install fails again
+                import_web_stack()
+            self._hand_to_web()
+        except Exception as exc:  # a broken install: the probes go on being answered
+            self.events.message(f"the web page and API cannot be served: {exc!r}")
+            self._early.drop_held()
+
+    def _hand_to_web(self) -> None:
+        early = self._early
+        assert early is not None and self.health_listen is not None
         from workspace_manager.http.api import Api, manager_sources
         from workspace_manager.web.app import build_app
         from workspace_manager.web.context import WebContext
@@ -257,16 +322,11 @@ class Manager:
             api_token=self.api_token,
             secret=new_secret(),
         )
-        self._health = WebServer(*self.health_listen, build_app(self.web))
-        try:
-            self.health_address = await self._health.start(listeners)
-        except OSError as exc:
-            host, port = self.health_listen
-            raise HealthListenError(f"--health {host}:{port}: {exc.strerror or exc}") from None
-        address = self.health_text()
-        self.events.message(
-            f"health endpoint on http://{address} (the web page: http://{address}/)"
-        )
+        web = WebServer(*self.health_listen, build_app(self.web))
+        factory = web.protocol_factory()
+        web.adopt(early.servers)
+        self._health = web
+        early.hand_over(factory)
 
     @property
     def store(self) -> Any:
@@ -319,8 +379,12 @@ class Manager:
         if self._control is not None:
             await self._control.close()
         self.hub.close()  # every event stream ends: the server's close waits on none
+        if self._web_task is not None:
+            await cancel_and_wait([self._web_task])
         if self._health is not None:
             await self._health.close()
+        elif self._early is not None:
+            await self._early.close()
         for task in (
             self._heartbeat_task,
             self._codewatch_task,
@@ -747,6 +811,44 @@ class Manager:
             raise RemoteError("Timeout", str(exc)) from None
         except ConnectionError as exc:
             raise RemoteError("ConnectionLost", str(exc)) from None
+
+
+#: How long the web stack waits for the first locations to settle before it is imported.
+WEB_WAIT_SECONDS = 2.0
+#: How long `start` lets its first locations' plans run before its own set-up.
+LAUNCH_WAIT_SECONDS = 0.5
+
+
+async def _launched(locations: List[Location], limit: float = LAUNCH_WAIT_SECONDS) -> None:
+    """Wait until each of `locations` is planned and spawned (or its fork asked for), or
+    it is building its environment, remote, or settled; at most `limit` seconds.
+
+    Its plan runs off the loop and its spawn in a spawn thread, but each step needs a
+    turn of the loop to begin: the manager's own set-up that follows (importing the web
+    stack, opening the run records: ~100 ms of one thread) would hold those back, and the
+    location's interpreter (or its fork server's) would start only after it instead of
+    beside it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while any(_planning(loc) for loc in locations) and loop.time() < deadline:
+        await asyncio.sleep(0.001)
+    await asyncio.sleep(0)  # a location announced `starting` begins its spawn or fork next
+
+
+def _planning(loc: Location) -> bool:
+    """Not yet on its way: being planned, or being spawned (a spawn takes a few ms; a
+    fork server may take tens of ms to start, and the manager does not wait for that)."""
+    if isinstance(loc.config.target, RemoteTarget):
+        return False
+    if not loc.transitions:
+        return True
+    plan = getattr(loc.instance, "plan", None)
+    spawned = getattr(plan, "forks", True) is None
+    return spawned and loc.state is State.STARTING and loc.pid is None
+
+
+def _import_psutil() -> None:
+    import psutil  # noqa: F401
 
 
 class HealthListenError(OSError):
