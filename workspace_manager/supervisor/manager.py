@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
-from workspace_manager.cancelling import cancel_and_wait
 from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.progress import BuildReporter
 from workspace_manager.envs.resolve import InterpreterError, plain_interpreter
@@ -140,9 +139,6 @@ class Manager:
         self._alive = True
         self._control: Optional[ControlServer] = None
         self._health: Any = None  # web/server.py's WebServer, once the web stack serves
-        self._early: Any = None  # web/early.py's EarlyServer: the probes until then
-        self._web_wanted = asyncio.Event()
-        self._web_task: Optional[asyncio.Task] = None
         self.web: Any = None  # the web side's WebContext, once it serves
         self._heartbeat_task: Optional[asyncio.Task] = None
         self.loop_lag: Optional[looplag.LoopLag] = None
@@ -188,9 +184,7 @@ class Manager:
         imports and opens what it serves with. The others start after: 100 loading
         processes would each get as much CPU as the manager, whose own set-up (the web
         stack, the records) then took seconds. Clients of the health address queue in its
-        backlog until the probes are answered (web/early.py), right after the records are
-        open; the web stack itself is imported once the first locations settle
-        (`_serve_web`)."""
+        backlog until the web stack serves it, right after the records are open."""
         root = runtime.ensure_private_dir(runtime.runtime_root())
         directory = runtime.ensure_private_dir(root / self.key)
         lock = runtime.ManagerLock(directory)
@@ -239,8 +233,6 @@ class Manager:
             self._add_location(config)
         if self.workload is not None:
             await self.workload.start()
-        if self._early is not None:
-            self._web_task = asyncio.ensure_future(self._serve_web(first))
 
     async def _bind_health(self) -> Optional[List[socket.socket]]:
         """The health address's listening sockets (web/bind.py: no web stack imported yet),
@@ -256,55 +248,11 @@ class Manager:
             raise HealthListenError(f"--health {host}:{port}: {exc.strerror or exc}") from None
 
     async def _serve_health(self, listeners: List[socket.socket]) -> None:
-        """Answer the probes on the bound `listeners` at once (web/early.py), and hold any
-        other request until `_serve_web` has imported the web stack."""
-        from workspace_manager.http.routes import default_routes
-        from workspace_manager.web.early import EarlyServer
+        """Import the web stack and serve on the bound `listeners` (`/livez`, the API...).
 
-        self._early = EarlyServer(
-            default_routes(), self.view, self.alive, want_web=self._web_wanted.set
-        )
-        try:
-            self.health_address = await self._early.start(listeners)
-        except OSError as exc:
-            host, port = self.health_listen or ("", 0)
-            raise HealthListenError(f"--health {host}:{port}: {exc.strerror or exc}") from None
-        address = self.health_text()
-        self.events.message(
-            f"health endpoint on http://{address} (the web page: http://{address}/)"
-        )
-
-    async def _serve_web(self, first: List[Location]) -> None:
-        """Import the web stack (the page, the API, /metrics: ~60 ms of CPU, in a worker
-        thread) once the `first` locations have settled, at the latest after
-        WEB_WAIT_SECONDS or at the first request only it answers, and hand it the health
-        address's connections."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + WEB_WAIT_SECONDS
-        while (
-            not self._web_wanted.is_set()
-            and loop.time() < deadline
-            and any(_planning(loc) or loc.state is State.STARTING for loc in first)
-        ):
-            await asyncio.sleep(0.005)
-        from workspace_manager.web.early import import_web_stack
-
-        try:
-            try:
-                await loop.run_in_executor(None, import_web_stack)  # the loop answers meanwhile
-            except (ImportError, RuntimeError):
-                # once more in this thread: an import this loop made meanwhile may have
-                # crossed it (the import system's _DeadlockError, a RuntimeError); a broken
-                # install fails again
-                import_web_stack()
-            self._hand_to_web()
-        except Exception as exc:  # a broken install: the probes go on being answered
-            self.events.message(f"the web page and API cannot be served: {exc!r}")
-            self._early.drop_held()
-
-    def _hand_to_web(self) -> None:
-        early = self._early
-        assert early is not None and self.health_listen is not None
+        Called once the first locations are on their way: their interpreters start beside
+        the ~60 ms this import takes of the manager's thread, and clients wait in the bound
+        address's backlog meanwhile."""
         from workspace_manager.http.api import Api, manager_sources
         from workspace_manager.web.app import build_app
         from workspace_manager.web.context import WebContext
@@ -322,11 +270,16 @@ class Manager:
             api_token=self.api_token,
             secret=new_secret(),
         )
-        web = WebServer(*self.health_listen, build_app(self.web))
-        factory = web.protocol_factory()
-        web.adopt(early.servers)
-        self._health = web
-        early.hand_over(factory)
+        self._health = WebServer(*self.health_listen, build_app(self.web))
+        try:
+            self.health_address = await self._health.start(listeners)
+        except OSError as exc:
+            host, port = self.health_listen
+            raise HealthListenError(f"--health {host}:{port}: {exc.strerror or exc}") from None
+        address = self.health_text()
+        self.events.message(
+            f"health endpoint on http://{address} (the web page: http://{address}/)"
+        )
 
     @property
     def store(self) -> Any:
@@ -379,12 +332,8 @@ class Manager:
         if self._control is not None:
             await self._control.close()
         self.hub.close()  # every event stream ends: the server's close waits on none
-        if self._web_task is not None:
-            await cancel_and_wait([self._web_task])
         if self._health is not None:
             await self._health.close()
-        elif self._early is not None:
-            await self._early.close()
         for task in (
             self._heartbeat_task,
             self._codewatch_task,
@@ -813,8 +762,6 @@ class Manager:
             raise RemoteError("ConnectionLost", str(exc)) from None
 
 
-#: How long the web stack waits for the first locations to settle before it is imported.
-WEB_WAIT_SECONDS = 2.0
 #: How long `start` lets its first locations' plans run before its own set-up.
 LAUNCH_WAIT_SECONDS = 0.5
 

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import socket
 from email.utils import formatdate
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from workspace_manager.web.bind import bind_listeners, fd_budget
 from workspace_manager.web.guard import Guard, GuardLimits, guarded_protocol
@@ -65,36 +65,11 @@ class WebServer:
 
     async def start(self, sockets: Optional[List[socket.socket]] = None) -> Tuple[str, int]:
         """Bind and listen, or serve the listening `sockets` given (bound earlier by
-        `bind.bind_listeners`); return the first bound (host, port). The given sockets are
-        this server's from now on, closed if it cannot serve them."""
+        `bind.bind_listeners`: the manager binds its address before it starts its locations
+        and imports the web stack only after); return the first bound (host, port). The
+        given sockets are this server's from now on, closed if it cannot serve them."""
         if self._servers:
             raise RuntimeError("WebServer already started")
-        protocol = self.protocol_factory()
-        loop = asyncio.get_running_loop()
-        if sockets is None:
-            sockets = await bind_listeners(self._host, self._port)
-        try:
-            for sock in sockets:
-                self._servers.append(await loop.create_server(protocol, sock=sock))
-        except BaseException:
-            for sock in sockets:
-                sock.close()
-            await self.close()
-            raise
-        self.addresses = [_address(sock) for sock in sockets]
-        return self.addresses[0]
-
-    def adopt(self, servers: List[asyncio.AbstractServer]) -> None:
-        """Serve through `servers`, listening already (web/early.py's, which hands every
-        connection to `protocol_factory()` from now on): `close` stops them."""
-        self._servers = list(servers)
-        self.addresses = [
-            _address(sock) for server in servers for sock in getattr(server, "sockets", ())
-        ]
-
-    def protocol_factory(self) -> Callable[[], asyncio.Protocol]:
-        """Import uvicorn and set up its protocol: a new connection's protocol, guarded
-        (`guard.py`), serving the app. Once per server."""
         from uvicorn.config import Config
         from uvicorn.server import ServerState
 
@@ -128,7 +103,18 @@ class WebServer:
                 config=config, server_state=self._state, app_state={}, _loop=loop
             )
 
-        return protocol
+        if sockets is None:
+            sockets = await bind_listeners(self._host, self._port)
+        try:
+            for sock in sockets:
+                self._servers.append(await loop.create_server(protocol, sock=sock))
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            await self.close()
+            raise
+        self.addresses = [_address(sock) for sock in sockets]
+        return self.addresses[0]
 
     async def close(self) -> None:
         """Stop listening; let open requests end for up to CLOSE_GRACE seconds, then drop
@@ -168,7 +154,7 @@ class WebServer:
         self._date_timer = loop.call_later(1.0, self._refresh_date)
 
 
-def _address(sock: Any) -> Tuple[str, int]:
+def _address(sock: socket.socket) -> Tuple[str, int]:
     name = sock.getsockname()
     return str(name[0]), int(name[1])
 
