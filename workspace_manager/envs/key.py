@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.fingerprint import path_digest
 from workspace_manager.envs.interpreters import Interpreter
+from workspace_manager.envs.project import KIND_PYLOCK, KIND_UV_LOCK, ProjectSource, find_source
 from workspace_manager.envs.requirements import (
     requirement_file_inputs,
     resolve_pip_args,
@@ -63,9 +65,22 @@ class EnvRecipe:
     installer: str  # the installer that will run: "pip" or "uv"
     requested_installer: str
     inputs: Dict[str, Any] = field(compare=False, hash=False)
+    # "requirements", or a project's source (envs/project.py): "uv.lock" | "pylock" | "project"
+    source: str = "requirements"
+    project: Optional[Path] = None
+    lock: Optional[Path] = None
+    extras: Tuple[str, ...] = ()
+    groups: Tuple[str, ...] = ()
+
+    @property
+    def locked(self) -> bool:
+        """Installed exactly from a lock (uv.lock or pylock) by uv, not by pip."""
+        return self.source in (KIND_UV_LOCK, KIND_PYLOCK)
 
     def install_step(self) -> str:
         """The progress step for the install: "installing 3 requirements (+ requirements.txt)"."""
+        if self.locked and self.lock is not None:
+            return f"installing exactly what {self.lock.name} locks with uv"
         n = self.requirement_count
         text = f"installing {n} requirement{'s' if n != 1 else ''}"
         req_file = self.inputs["requirements_file"]
@@ -85,6 +100,71 @@ def base_dir(location: LocationConfig) -> Path:
     raise EnvBuildError(f"location {location.name} is remote: it has no environment to build")
 
 
+def uv_version() -> str:
+    """uv's version without starting it (a warm start asks no process): its package's
+    metadata when uv was pip-installed beside wsm, else the executable's size and mtime."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from workspace_manager.envs.installers.uv import find_uv
+
+    try:
+        return version("uv")
+    except PackageNotFoundError:
+        exe = find_uv()
+        if exe is None:
+            return "missing"
+        st = os.stat(exe)
+        return f"{exe}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _locked_recipe(
+    location: LocationConfig,
+    spec: EnvironmentSpec,
+    interpreter: Interpreter,
+    source: ProjectSource,
+    digest: Callable[[Path], str],
+) -> EnvRecipe:
+    """A project with a lock: the key is the lock's content, the files uv checks it against,
+    the project (a uv workspace member picks its own part of a shared lock), the interpreter,
+    the extras and groups, and uv's version."""
+    assert source.lock is not None
+    inputs: Dict[str, Any] = {
+        "format": ENV_FORMAT,
+        "interpreter": interpreter.identity(),
+        "source": source.kind,
+        "project": str(source.project),
+        "lock": str(source.lock),
+        "contents": sorted(
+            [("lock", digest(source.lock))] + [(str(f), digest(f)) for f in source.files]
+        ),
+        "extras": sorted(spec.extras),
+        "groups": sorted(spec.groups),
+        "installer": f"uv {uv_version()}",
+        "seed": f"virtualenv {seed_version()}",
+        "injected": [],
+        # read by the build's record and progress like a requirements env's
+        "requirements": [],
+        "requirements_file": None,
+        "pip_args": [],
+    }
+    blob = json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()
+    return EnvRecipe(
+        key=hashlib.sha256(blob).hexdigest()[:KEY_LENGTH],
+        interpreter=interpreter,
+        install_args=(),
+        requirement_count=0,
+        cwd=source.project,
+        installer="uv",
+        requested_installer=spec.installer,
+        inputs=inputs,
+        source=source.kind,
+        project=source.project,
+        lock=source.lock,
+        extras=tuple(spec.extras),
+        groups=tuple(spec.groups),
+    )
+
+
 def make_recipe(
     location: LocationConfig,
     spec: EnvironmentSpec,
@@ -93,6 +173,14 @@ def make_recipe(
     digest: Callable[[Path], str] = path_digest,
 ) -> EnvRecipe:
     base = base_dir(location)
+    source: Optional[ProjectSource] = None
+    if spec.project is not None:
+        source = find_source(spec.project)
+        if source.lock is not None:
+            return _locked_recipe(location, spec, interpreter, source, digest)
+        # No lock: the project is a local path requirement, hashed by its source tree.
+        extras = f"[{','.join(spec.extras)}]" if spec.extras else ""
+        spec = replace(spec, requirements=(str(spec.project) + extras,))
     requirements = [resolve_requirement(r, base) for r in spec.requirements if r.strip()]
     pip_args, pip_locals = resolve_pip_args(spec.pip_args, base)
     contents: List[Tuple[str, str]] = []
@@ -120,6 +208,8 @@ def make_recipe(
         "seed": f"virtualenv {seed_version()}",
         "injected": [],
     }
+    if source is not None:
+        inputs["source"] = source.kind  # a requirements env's key stays as it was
     blob = json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()
     key = hashlib.sha256(blob).hexdigest()[:KEY_LENGTH]
     return EnvRecipe(
@@ -133,4 +223,6 @@ def make_recipe(
         installer=installer,
         requested_installer=spec.installer,
         inputs=inputs,
+        source=source.kind if source is not None else "requirements",
+        project=spec.project,
     )
