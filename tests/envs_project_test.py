@@ -23,6 +23,7 @@ from cli_up_test import manager_client
 from e2e import WorkspaceDir, WsmUp
 
 from workspace_manager.envs.errors import EnvBuildError
+from workspace_manager.envs.installers import uv
 from workspace_manager.envs.installers.uv import find_uv
 from workspace_manager.envs.interpreters import Interpreter
 from workspace_manager.envs.key import make_recipe
@@ -268,10 +269,13 @@ def test_stale_lock_and_missing_package_are_their_locations_errors(ws: Workspace
         states = {n: loc["state"] for n, loc in locations.items()}
         assert states == {"good": "ready", "stale": "error", "gone": "error"}, up.output()
         stale = locations["stale"]["error"].splitlines()[0]
-        assert "uv install failed:" in stale and "needs to be updated" in stale, stale
+        assert stale.startswith("uv install failed: The lockfile at `uv.lock` needs to be "), stale
+        assert "(To update the lockfile, run `uv lock`)" in stale, stale
         assert "(full log: " in stale and ".wsm-cache/logs/" in stale, stale
         missing = locations["gone"]["error"].splitlines()[0]
-        assert "uv install failed:" in missing and "(full log: " in missing, missing
+        assert missing.startswith("uv install failed: Failed to generate package metadata"), missing
+        assert "tinyc-1.0-py3-none-any.whl`: No such file or directory" in missing, missing
+        assert "(full log: " in missing, missing
         log = Path(missing.split("(full log: ")[1].rstrip(")"))
         assert "tinyc" in log.read_text(), log.read_text()
 
@@ -388,6 +392,23 @@ def test_validate_project_rules(ws: WorkspaceDir) -> None:
     )
     done = ws.run("validate", "-w", str(nothing))
     assert done.returncode == 2 and "no such folder" in done.stderr, done.stderr
+
+
+def test_uv_reason_is_one_line() -> None:
+    """uv's error, its innermost cause and its hint, as one line (older uv: "Caused by:")."""
+    lines = [
+        "Resolved 3 packages in 2ms",
+        "error: Failed to build `x==1.0`",
+        "  Caused by: The build backend returned an error",
+        "  Caused by: No module named 'setuptools'",
+        "hint: This usually indicates a problem with the package.",
+    ]
+    assert uv.reason(lines) == (
+        "Failed to build `x==1.0`: No module named 'setuptools' "
+        "(This usually indicates a problem with the package)"
+    )
+    assert uv.reason(["error: plain."]) == "plain."
+    assert uv.reason(["Resolved 1 package"]) is None
 
 
 def test_find_source_without_pyproject_is_an_env_error(tmp_path: Path) -> None:

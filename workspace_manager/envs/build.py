@@ -24,7 +24,7 @@ import filelock
 from workspace_manager.envs import guard, store
 from workspace_manager.envs.cancel import Cancel
 from workspace_manager.envs.errors import EnvBuildError
-from workspace_manager.envs.installers import Installer
+from workspace_manager.envs.installers import Installer, uv
 from workspace_manager.envs.key import EnvRecipe, seed_version
 from workspace_manager.envs.lock import key_lock
 from workspace_manager.envs.paths import CacheLayout
@@ -225,10 +225,8 @@ def _locked_command(
     recipe: EnvRecipe, layout: CacheLayout, python: str, build_dir: Path
 ) -> Tuple[List[str], Dict[str, str]]:
     """uv's argv and variables for an exact install from a lock into ``build_dir``."""
-    from workspace_manager.envs.installers.uv import UvInstaller
-
-    uv = UvInstaller()
-    if not uv.available():
+    tool = uv.UvInstaller()
+    if not tool.available():
         raise EnvBuildError(
             f"{recipe.lock} needs uv to install it exactly, and uv is not installed "
             "(pip install uv, beside wsm)",
@@ -238,9 +236,9 @@ def _locked_command(
         )
     assert recipe.project is not None and recipe.lock is not None
     if recipe.source == "uv.lock":
-        argv = uv.sync_command(python, recipe.project, recipe.extras, recipe.groups)
+        argv = tool.sync_command(python, recipe.project, recipe.extras, recipe.groups)
     else:
-        argv = uv.pylock_command(python, recipe.lock, recipe.extras, recipe.groups)
+        argv = tool.pylock_command(python, recipe.lock, recipe.extras, recipe.groups)
     env = {
         # uv's project environment is the build folder, never the team's `.venv`.
         "UV_PROJECT_ENVIRONMENT": str(build_dir),
@@ -285,6 +283,7 @@ def _install(
     log.flush()
     tail: Deque[str] = collections.deque(maxlen=TAIL_LINES)
     errors: List[str] = []
+    diagnostics: List[str] = []  # uv's error, cause and hint lines, made into one line
     # The installer runs under the guard (envs/guard.py): it and the build backends it
     # starts die with the manager, even when the manager is SIGKILLed mid-install. The
     # guard's lifeline is this pipe's read end; only we hold the write end.
@@ -321,6 +320,8 @@ def _install(
                     tail.append(text)
                     if text.lstrip().startswith(("ERROR:", "error:", "×")):
                         errors.append(text.strip())
+                    if name == "uv" and text.lstrip().startswith(uv.DIAGNOSTIC_PREFIXES):
+                        diagnostics.append(text)
                     progress("output", text)
             status = proc.wait()
     finally:
@@ -334,6 +335,7 @@ def _install(
     log.write(f"{name} exited with status {status}\n")
     if status != 0:
         first_error = errors[0] if errors else f"exited with status {status}"
+        first_error = uv.reason(diagnostics) or first_error
         raise EnvBuildError(
             f"{name} install failed: {first_error}", tuple(tail), log_path, recipe.key
         )

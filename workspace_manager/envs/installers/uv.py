@@ -10,6 +10,34 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+#: How uv's diagnostics begin (uv's own format: "error:", then "cause:" lines, older uv
+#: "Caused by:", then "hint:"); `reason` joins them into one line.
+DIAGNOSTIC_PREFIXES = ("error:", "cause:", "Caused by:", "hint:")
+
+
+def reason(lines: Sequence[str]) -> Optional[str]:
+    """uv's failure in one line: its first ``error:``, the innermost ``cause:`` (the one that
+    names the file or package) and its first ``hint:``; None when uv printed no ``error:``."""
+    error: Optional[str] = None
+    cause: Optional[str] = None
+    hint: Optional[str] = None
+    for raw in lines:
+        text = raw.strip()
+        if text.startswith("error:") and error is None:
+            error = text[len("error:") :].strip()
+        elif error is not None and text.startswith(("cause:", "Caused by:")):
+            cause = text.split(":", 1)[1].strip()
+        elif error is not None and text.startswith("hint:") and hint is None:
+            hint = text[len("hint:") :].strip()
+    if error is None:
+        return None
+    line = error.rstrip(".") if cause or hint else error
+    if cause:
+        line += f": {cause}"
+    if hint:
+        line += f" ({hint.rstrip('.')})"
+    return line
+
 
 def find_uv() -> Optional[str]:
     beside = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "uv")
