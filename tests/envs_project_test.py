@@ -414,3 +414,56 @@ def test_uv_reason_is_one_line() -> None:
 def test_find_source_without_pyproject_is_an_env_error(tmp_path: Path) -> None:
     with pytest.raises(EnvBuildError, match="has no pyproject.toml"):
         find_source(tmp_path)
+
+
+def hashed_requirements(tmp_path: Path, names: List[str], wheels: Path) -> Path:
+    lines = []
+    for name in names:
+        wheel = wheels / f"{name}-1.0-py3-none-any.whl"
+        lines.append(f"{name}==1.0 --hash=sha256:{hashlib.sha256(wheel.read_bytes()).hexdigest()}")
+    path = tmp_path / "requirements.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("installer", ["pip", "uv"])
+def test_hashed_requirements_file_is_installed_exactly(tmp_path: Path, installer: str) -> None:
+    """Point 2: a requirements file with hashes installs exactly what it lists, with pip and
+    with uv (which, unasked, only checks the hashes it is given): a dependency the file does
+    not list fails the build instead of being installed unchecked."""
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels, "tinya", "1.0", requires=["tinyb"])
+    make_wheel(wheels, "tinyb", "1.0")
+    work = tmp_path / "work"
+    work.mkdir()
+    svc = EnvironmentService(tmp_path / "cache")
+
+    def spec(req: Path) -> LocationConfig:
+        return LocationConfig(
+            name="loc",
+            target=CodeTarget("python_file", work, python_file=work / "repo.py"),
+            supervision=Supervision(),
+            environment=EnvironmentSpec(
+                requirements_file=req,
+                pip_args=("--no-index", "--find-links", str(wheels)),
+                installer=installer,
+            ),
+        )
+
+    try:
+        full = asyncio.run(
+            svc.ensure(spec(hashed_requirements(tmp_path, ["tinya", "tinyb"], wheels)))
+        )
+        probe = subprocess.run(
+            [full.python, "-c", "import tinya, tinyb; print(tinya.VALUE, tinyb.VALUE)"],
+            capture_output=True,
+            text=True,
+        )
+        assert probe.stdout.strip() == "tinya 1.0 tinyb 1.0", probe.stderr
+        partial = spec(hashed_requirements(tmp_path, ["tinya"], wheels))
+        with pytest.raises(EnvBuildError) as failed:
+            asyncio.run(svc.ensure(partial))
+        assert "hash" in str(failed.value).lower(), failed.value.details()
+        assert svc.cached(partial) is None  # nothing published
+    finally:
+        svc.close()

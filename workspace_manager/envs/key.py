@@ -100,6 +100,22 @@ def base_dir(location: LocationConfig) -> Path:
     raise EnvBuildError(f"location {location.name} is remote: it has no environment to build")
 
 
+def _carries_hashes(file_inputs: List[Tuple[str, str]]) -> bool:
+    """Whether a requirements file (or one it includes) pins hashes: then every package must
+    have one (``--require-hashes``). pip turns that on by itself, uv only verifies the hashes
+    it is given (uv's docs, "--require-hashes"); saying it makes both install exactly the
+    file, and a dependency it does not list fails the build instead of being installed."""
+    for label, _digest in file_inputs:
+        if label.startswith("file "):
+            try:
+                text = Path(label[len("file ") :]).read_text(encoding="utf-8")
+            except OSError:
+                continue
+            if "--hash" in text:
+                return True
+    return False
+
+
 def uv_version() -> str:
     """uv's version without starting it (a warm start asks no process): its package's
     metadata when uv was pip-installed beside wsm, else the executable's size and mtime."""
@@ -192,11 +208,16 @@ def make_recipe(
             contents += requirement_file_inputs(local.path, base, digest)
     args: List[str] = [a for req in requirements for a in req.args]
     req_file: Optional[str] = None
+    require_hashes = False
     if spec.requirements_file is not None:
         req_file = str(spec.requirements_file)
-        contents += requirement_file_inputs(spec.requirements_file, base, digest)
+        file_inputs = requirement_file_inputs(spec.requirements_file, base, digest)
+        contents += file_inputs
         args += ["-r", req_file]
+        require_hashes = _carries_hashes(file_inputs) and "--require-hashes" not in pip_args
     args += pip_args
+    if require_hashes:
+        args.append("--require-hashes")
     inputs: Dict[str, Any] = {
         "format": ENV_FORMAT,
         "interpreter": interpreter.identity(),
@@ -208,8 +229,11 @@ def make_recipe(
         "seed": f"virtualenv {seed_version()}",
         "injected": [],
     }
+    # Added only when true, so the key of every other requirements env stays as it was.
     if source is not None:
-        inputs["source"] = source.kind  # a requirements env's key stays as it was
+        inputs["source"] = source.kind
+    if require_hashes:
+        inputs["require_hashes"] = True
     blob = json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()
     key = hashlib.sha256(blob).hexdigest()[:KEY_LENGTH]
     return EnvRecipe(
