@@ -376,6 +376,14 @@ def test_validate_project_rules(ws: WorkspaceDir) -> None:
     assert done.returncode == 0, done.stderr
     assert "has no lock" in done.stderr and "not reproducible" in done.stderr, done.stderr
     assert done.stderr.startswith(f"{path}:"), done.stderr
+    (ws.root / "team" / "pylock.toml").write_text('lock-version = "1.0"\n')
+    ignored = ws.workspace(
+        {"load_from": [code_location("team", "team", project=".", pip_args=["--pre"])]},
+        name="ignored.yaml",
+    )
+    done = ws.run("validate", "-w", str(ignored))
+    assert done.returncode == 0 and "pip_args are not used" in done.stderr, done.stderr
+    assert "no lock" not in done.stderr, done.stderr
     both = ws.workspace(
         {"load_from": [code_location("team", "team", project=".", requirements=["x"])]},
         name="both.yaml",
@@ -465,5 +473,31 @@ def test_hashed_requirements_file_is_installed_exactly(tmp_path: Path, installer
             asyncio.run(svc.ensure(partial))
         assert "hash" in str(failed.value).lower(), failed.value.details()
         assert svc.cached(partial) is None  # nothing published
+    finally:
+        svc.close()
+
+
+def test_project_without_a_lock_is_installed_as_a_local_path(tmp_path: Path) -> None:
+    """Point 2's last case: no lock, so the project itself is installed (with its extras) like
+    a local path requirement; its source tree is in the key, so an edit rebuilds."""
+    from fixtures.envs_support import OFFLINE, make_package
+
+    project = make_package(tmp_path, "teamlib", "teamlib", 'VALUE = "one"\n')
+    loc = location(project, project, pip_args=OFFLINE)
+    svc = EnvironmentService(tmp_path / "cache")
+    try:
+        env = asyncio.run(svc.ensure(loc))
+        probe = subprocess.run(
+            [env.python, "-c", "import teamlib; print(teamlib.VALUE)"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,  # not the project folder: the import comes from the environment
+        )
+        assert probe.stdout.strip() == "one", probe.stderr
+        marker = json.loads((Path(env.python).parent.parent / "wsm-env.json").read_text())
+        assert marker["source"] == "project" and marker["lock"] is None
+        before = env.key
+        (project / "teamlib" / "__init__.py").write_text('VALUE = "two"\n')
+        assert svc.key(loc) != before
     finally:
         svc.close()

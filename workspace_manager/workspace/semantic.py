@@ -606,6 +606,16 @@ class Builder:
             self.problem(path + ("project",), f"project: {quote(raw)} has no pyproject.toml")
             return None
         source = find_source(folder)
+        if source.reproducible and block.get("pip_args"):
+            self.warnings.append(
+                self.doc.problem(
+                    path + ("pip_args",),
+                    f"pip_args are not used: {source.kind} installs exactly what "
+                    f"{source.lock.name if source.lock else 'the lock'} names (uv reads index "
+                    "settings from the project's [tool.uv] or uv.toml)",
+                    at_key=True,
+                )
+            )
         if not source.reproducible:
             self.warnings.append(
                 self.doc.problem(
