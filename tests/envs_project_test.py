@@ -117,11 +117,18 @@ def uv_lock(folder: Path, cache: Path) -> Path:
 PYTHON = Path(os.path.realpath(sys.executable))
 
 REPO = """
+import importlib.metadata
 import importlib.util
+import sysconfig
 
 from workspace_manager import job, repository
 
 WANT = {want!r}
+# exactly the locked set: nothing else in the environment, not even pip or setuptools
+site = [sysconfig.get_paths()["purelib"]]
+installed = sorted(d.metadata["Name"] for d in importlib.metadata.distributions(path=site))
+if installed != sorted(WANT):
+    raise RuntimeError(f"installed {{installed}}, expected {{sorted(WANT)}}")
 for module in ("tinya", "tinyb", "tinyc"):
     present = importlib.util.find_spec(module) is not None
     if present != (module in WANT):
@@ -354,13 +361,14 @@ def test_pylock_installs_exactly_its_packages(tmp_path: Path) -> None:
         [
             env.python,
             "-c",
-            "import importlib.util as u, tinya; print(tinya.VALUE, u.find_spec('tinyb') is None)",
+            "import importlib.metadata as m, sysconfig, tinya; print(tinya.VALUE, sorted(d.metadata"
+            "['Name'] for d in m.distributions(path=[sysconfig.get_paths()['purelib']])))",
         ],
         capture_output=True,
         text=True,
         env=offline_env(tmp_path / "unused"),
     )
-    assert probe.stdout.split("\n")[0] == "tinya 1.0 True", probe.stderr
+    assert probe.stdout.split("\n")[0] == "tinya 1.0 ['tinya']", probe.stderr
     marker = json.loads((Path(env.python).parent.parent / "wsm-env.json").read_text())
     assert marker["source"] == "pylock" and marker["lock"] == str(project / "pylock.toml")
     assert not (project / ".venv").exists()

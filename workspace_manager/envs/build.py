@@ -179,6 +179,12 @@ class _ThreadLogHandler(logging.Handler):
             self._stream.write(f"virtualenv: {redact(record.getMessage())}\n")
 
 
+# A requirements env gets pip and setuptools from virtualenv's embedded wheels (pip installs
+# into it). An env from a lock holds exactly the locked set: no seed packages, uv installs.
+_SEED_BUNDLED = ("--pip", "bundle", "--setuptools", "bundle")
+_SEED_NONE = ("--no-seed",)
+
+
 def _create_virtualenv(
     recipe: EnvRecipe, layout: CacheLayout, dest: Path, log: IO[str], log_path: Path
 ) -> None:
@@ -193,10 +199,7 @@ def _create_virtualenv(
         "--no-periodic-update",
         "--app-data",
         str(layout.app_data),
-        "--pip",
-        "bundle",
-        "--setuptools",
-        "bundle",
+        *(_SEED_NONE if recipe.locked else _SEED_BUNDLED),
         "--activators",
         "bash,python",
         "--no-vcs-ignore",

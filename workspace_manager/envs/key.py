@@ -156,7 +156,7 @@ def _locked_recipe(
         "extras": sorted(spec.extras),
         "groups": sorted(spec.groups),
         "installer": f"uv {uv_version()}",
-        "seed": f"virtualenv {seed_version()}",
+        "seed": f"virtualenv {seed_version()} --no-seed",
         "injected": [],
         # read by the build's record and progress like a requirements env's
         "requirements": [],
