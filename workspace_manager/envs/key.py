@@ -116,9 +116,20 @@ def _carries_hashes(file_inputs: List[Tuple[str, str]]) -> bool:
     return False
 
 
+_UV_VERSION: Optional[str] = None
+
+
 def uv_version() -> str:
     """uv's version without starting it (a warm start asks no process): its package's
-    metadata when uv was pip-installed beside wsm, else the executable's size and mtime."""
+    metadata when uv was pip-installed beside wsm, else the executable's size and mtime.
+    Read once per process, like the seed's version."""
+    global _UV_VERSION
+    if _UV_VERSION is None:
+        _UV_VERSION = _read_uv_version()
+    return _UV_VERSION
+
+
+def _read_uv_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     from workspace_manager.envs.installers.uv import find_uv
