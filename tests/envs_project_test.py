@@ -28,7 +28,7 @@ from workspace_manager.envs.installers.uv import find_uv
 from workspace_manager.envs.interpreters import Interpreter
 from workspace_manager.envs.key import make_recipe
 from workspace_manager.envs.project import find_source
-from workspace_manager.envs.service import EnvironmentService
+from workspace_manager.envs.service import EnvironmentService, ResolvedEnv
 from workspace_manager.workspace.model import (
     CodeTarget,
     EnvironmentSpec,
@@ -509,3 +509,35 @@ def test_project_without_a_lock_is_installed_as_a_local_path(tmp_path: Path) -> 
         assert svc.key(loc) != before
     finally:
         svc.close()
+
+
+def test_a_changed_lock_rebuilds_only_its_own_environment(tmp_path: Path) -> None:
+    """The issue's "a lock that changed rebuilds only its own environment", across managers
+    (two services on one cache): the other project's environment is reused as it was."""
+    wheels = tmp_path / "wheels"
+    sources = {
+        "tinya": make_wheel(wheels, "tinya", "1.0"),
+        "tinyb": make_wheel(wheels, "tinyb", "1.0"),
+    }
+    lock_cache = tmp_path / "uv-lock-cache"
+    projects = {}
+    for name in ("first", "second"):
+        projects[name] = tmp_path / name
+        pyproject(projects[name], name, ["tinya"], sources)
+        uv_lock(projects[name], lock_cache)
+    locs = {name: location(folder, folder) for name, folder in projects.items()}
+
+    def ensure_all() -> Dict[str, ResolvedEnv]:
+        svc = EnvironmentService(tmp_path / "cache")
+        try:
+            return {name: asyncio.run(svc.ensure(loc)) for name, loc in locs.items()}
+        finally:
+            svc.close()
+
+    first = ensure_all()
+    assert all(env.built for env in first.values())
+    pyproject(projects["second"], "second", ["tinya", "tinyb"], sources)
+    uv_lock(projects["second"], lock_cache)
+    again = ensure_all()
+    assert not again["first"].built and again["first"].key == first["first"].key
+    assert again["second"].built and again["second"].key != first["second"].key
