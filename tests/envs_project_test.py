@@ -541,3 +541,42 @@ def test_a_changed_lock_rebuilds_only_its_own_environment(tmp_path: Path) -> Non
     again = ensure_all()
     assert not again["first"].built and again["first"].key == first["first"].key
     assert again["second"].built and again["second"].key != first["second"].key
+
+
+def test_extras_choose_what_the_lock_installs(tmp_path: Path) -> None:
+    """`extras: [...]`: the project's optional dependencies, from the same lock, installed
+    only where asked; the two choices are two environments."""
+    wheels = tmp_path / "wheels"
+    sources = {
+        "tinya": make_wheel(wheels, "tinya", "1.0"),
+        "tinyb": make_wheel(wheels, "tinyb", "1.0"),
+    }
+    project = tmp_path / "team"
+    pyproject(
+        project,
+        "team",
+        ["tinya"],
+        sources,
+        extra='[project.optional-dependencies]\nb = ["tinyb"]\n',
+    )
+    uv_lock(project, tmp_path / "uv-lock-cache")
+    svc = EnvironmentService(tmp_path / "cache")
+    seen = {}
+    try:
+        for extras in ((), ("b",)):
+            env = asyncio.run(svc.ensure(location(project, project, extras=extras)))
+            probe = subprocess.run(
+                [
+                    env.python,
+                    "-c",
+                    "import importlib.metadata as m, sysconfig; print(sorted(d.metadata['Name'] "
+                    "for d in m.distributions(path=[sysconfig.get_paths()['purelib']])))",
+                ],
+                capture_output=True,
+                text=True,
+            )
+            seen[extras] = (env.key, probe.stdout.strip())
+    finally:
+        svc.close()
+    assert seen[()][1] == "['tinya']" and seen[("b",)][1] == "['tinya', 'tinyb']", seen
+    assert seen[()][0] != seen[("b",)][0]
