@@ -44,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         for problem in error.problems:
             print(problem, file=sys.stderr)
         return EXIT_INVALID
+    for warning in workspace.warnings:
+        print(f"{warning} (warning)", file=sys.stderr)
     count = len(workspace.locations)
     noun = "location" if count == 1 else "locations"
     print(f"{args.workspace}: {count} {noun} OK")

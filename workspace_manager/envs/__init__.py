@@ -12,4 +12,7 @@ Choices worth knowing:
   build happens in `envs/.builds/<key>.<pid>.<random>` and is published by atomically
   replacing the symlink `envs/<key>`; a build nobody publishes is garbage once its builder died.
 - wsm injects nothing into an env: the loader reaches the SDK through sys.path.
+- `environment: {project}` (`project.py`): a uv.lock or pylock.toml is installed exactly by uv
+  into a virtualenv made without pip or setuptools; no lock: the project is a local path
+  requirement.
 """

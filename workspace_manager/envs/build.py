@@ -17,14 +17,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Deque, FrozenSet, List, Optional, Sequence
+from typing import IO, Deque, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import filelock
 
 from workspace_manager.envs import guard, store
 from workspace_manager.envs.cancel import Cancel
 from workspace_manager.envs.errors import EnvBuildError
-from workspace_manager.envs.installers import Installer
+from workspace_manager.envs.installers import Installer, uv
 from workspace_manager.envs.key import EnvRecipe, seed_version
 from workspace_manager.envs.lock import key_lock
 from workspace_manager.envs.paths import CacheLayout
@@ -124,7 +124,22 @@ def _build_locked(
             progress("step", "creating virtualenv")
             _create_virtualenv(recipe, layout, build_dir, log, log_path)
             python = str(build_dir / "bin" / "python")
-            if recipe.requirement_count or recipe.inputs["requirements_file"]:
+            if recipe.locked:
+                progress("step", recipe.install_step())
+                argv, extra_env = _locked_command(recipe, layout, python, build_dir)
+                _install(
+                    recipe,
+                    installer,
+                    python,
+                    log,
+                    log_path,
+                    progress,
+                    cancel,
+                    hidden_env,
+                    argv=argv,
+                    extra_env=extra_env,
+                )
+            elif recipe.requirement_count or recipe.inputs["requirements_file"]:
                 progress("step", recipe.install_step())
                 _install(recipe, installer, python, log, log_path, progress, cancel, hidden_env)
             progress("step", "finishing")
@@ -136,6 +151,9 @@ def _build_locked(
                 "requirements_file": recipe.inputs["requirements_file"],
                 "pip_args": redact_data(recipe.inputs["pip_args"]),
                 "installer": recipe.installer,
+                "source": recipe.source,
+                "project": str(recipe.project) if recipe.project else None,
+                "lock": str(recipe.lock) if recipe.lock else None,
                 "inputs": redact_data(recipe.inputs),
                 "build_seconds": round(time.monotonic() - progress.started, 3),
                 "size_bytes": store.dir_size(build_dir),
@@ -161,6 +179,12 @@ class _ThreadLogHandler(logging.Handler):
             self._stream.write(f"virtualenv: {redact(record.getMessage())}\n")
 
 
+# A requirements env gets pip and setuptools from virtualenv's embedded wheels (pip installs
+# into it). An env from a lock holds exactly the locked set: no seed packages, uv installs.
+_SEED_BUNDLED = ("--pip", "bundle", "--setuptools", "bundle")
+_SEED_NONE = ("--no-seed",)
+
+
 def _create_virtualenv(
     recipe: EnvRecipe, layout: CacheLayout, dest: Path, log: IO[str], log_path: Path
 ) -> None:
@@ -175,10 +199,7 @@ def _create_virtualenv(
         "--no-periodic-update",
         "--app-data",
         str(layout.app_data),
-        "--pip",
-        "bundle",
-        "--setuptools",
-        "bundle",
+        *(_SEED_NONE if recipe.locked else _SEED_BUNDLED),
         "--activators",
         "bash,python",
         "--no-vcs-ignore",
@@ -203,6 +224,37 @@ def _create_virtualenv(
         logger.removeHandler(handler)
 
 
+def _locked_command(
+    recipe: EnvRecipe, layout: CacheLayout, python: str, build_dir: Path
+) -> Tuple[List[str], Dict[str, str]]:
+    """uv's argv and variables for an exact install from a lock into ``build_dir``."""
+    tool = uv.UvInstaller()
+    if not tool.available():
+        raise EnvBuildError(
+            f"{recipe.lock} needs uv to install it exactly, and uv is not installed "
+            "(pip install uv, beside wsm)",
+            (),
+            None,
+            recipe.key,
+        )
+    assert recipe.project is not None and recipe.lock is not None
+    if recipe.source == "uv.lock":
+        argv = tool.sync_command(python, recipe.project, recipe.extras, recipe.groups)
+    else:
+        argv = tool.pylock_command(python, recipe.lock, recipe.extras, recipe.groups)
+    env = {
+        # uv's project environment is the build folder, never the team's `.venv`.
+        "UV_PROJECT_ENVIRONMENT": str(build_dir),
+        "UV_PYTHON_DOWNLOADS": "never",
+        "NO_COLOR": "1",
+    }
+    if not os.environ.get("UV_CACHE_DIR"):
+        # uv links installed files from its cache: one cache beside the envs lets them share
+        # disk (hard links need one file system).
+        env["UV_CACHE_DIR"] = str(layout.private(layout.root / "uv"))
+    return argv, env
+
+
 def _installer_env(hidden: FrozenSet[str] = frozenset()) -> dict:
     """wsm's environment for pip, without what would leak wsm's own packages and without
     wsm's secrets (``hidden``): a build runs the setup code of every requirement."""
@@ -220,14 +272,21 @@ def _install(
     progress: _Progress,
     cancel: Cancel,
     hidden_env: FrozenSet[str] = frozenset(),
+    argv: Optional[List[str]] = None,
+    extra_env: Optional[Dict[str, str]] = None,
 ) -> None:
     if cancel.event.is_set():
         raise EnvBuildError("build cancelled: wsm is shutting down", (), log_path, recipe.key)
-    argv = installer.command(python, recipe.install_args)
+    name = "uv" if argv is not None else installer.name
+    if argv is None:
+        argv = installer.command(python, recipe.install_args)
+    env = _installer_env(hidden_env)
+    env.update(extra_env or {})
     log.write("$ " + " ".join(redact_argv(argv)) + f"\n  (in {recipe.cwd})\n")
     log.flush()
     tail: Deque[str] = collections.deque(maxlen=TAIL_LINES)
     errors: List[str] = []
+    diagnostics: List[str] = []  # uv's error, cause and hint lines, made into one line
     # The installer runs under the guard (envs/guard.py): it and the build backends it
     # starts die with the manager, even when the manager is SIGKILLed mid-install. The
     # guard's lifeline is this pipe's read end; only we hold the write end.
@@ -236,7 +295,7 @@ def _install(
         proc = subprocess.Popen(
             [sys.executable, "-I", "-S", guard.__file__, str(lifeline_r), "--", *argv],
             cwd=str(recipe.cwd),
-            env=_installer_env(hidden_env),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -248,7 +307,7 @@ def _install(
     except OSError as exc:
         os.close(lifeline_w)
         raise EnvBuildError(
-            f"{installer.name} could not start: {redact(str(exc))}", (), log_path, recipe.key
+            f"{name} could not start: {redact(str(exc))}", (), log_path, recipe.key
         ) from None
     finally:
         os.close(lifeline_r)
@@ -264,6 +323,8 @@ def _install(
                     tail.append(text)
                     if text.lstrip().startswith(("ERROR:", "error:", "×")):
                         errors.append(text.strip())
+                    if name == "uv" and text.lstrip().startswith(uv.DIAGNOSTIC_PREFIXES):
+                        diagnostics.append(text)
                     progress("output", text)
             status = proc.wait()
     finally:
@@ -274,9 +335,10 @@ def _install(
         raise EnvBuildError(
             "build cancelled: wsm is shutting down", tuple(tail), log_path, recipe.key
         )
-    log.write(f"{installer.name} exited with status {status}\n")
+    log.write(f"{name} exited with status {status}\n")
     if status != 0:
         first_error = errors[0] if errors else f"exited with status {status}"
+        first_error = uv.reason(diagnostics) or first_error
         raise EnvBuildError(
-            f"{installer.name} install failed: {first_error}", tuple(tail), log_path, recipe.key
+            f"{name} install failed: {first_error}", tuple(tail), log_path, recipe.key
         )

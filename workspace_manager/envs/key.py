@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.fingerprint import path_digest
 from workspace_manager.envs.interpreters import Interpreter
+from workspace_manager.envs.project import KIND_PYLOCK, KIND_UV_LOCK, ProjectSource, find_source
 from workspace_manager.envs.requirements import (
     requirement_file_inputs,
     resolve_pip_args,
@@ -63,9 +65,22 @@ class EnvRecipe:
     installer: str  # the installer that will run: "pip" or "uv"
     requested_installer: str
     inputs: Dict[str, Any] = field(compare=False, hash=False)
+    # "requirements", or a project's source (envs/project.py): "uv.lock" | "pylock" | "project"
+    source: str = "requirements"
+    project: Optional[Path] = None
+    lock: Optional[Path] = None
+    extras: Tuple[str, ...] = ()
+    groups: Tuple[str, ...] = ()
+
+    @property
+    def locked(self) -> bool:
+        """Installed exactly from a lock (uv.lock or pylock) by uv, not by pip."""
+        return self.source in (KIND_UV_LOCK, KIND_PYLOCK)
 
     def install_step(self) -> str:
         """The progress step for the install: "installing 3 requirements (+ requirements.txt)"."""
+        if self.locked and self.lock is not None:
+            return f"installing exactly what {self.lock.name} locks with uv"
         n = self.requirement_count
         text = f"installing {n} requirement{'s' if n != 1 else ''}"
         req_file = self.inputs["requirements_file"]
@@ -85,6 +100,98 @@ def base_dir(location: LocationConfig) -> Path:
     raise EnvBuildError(f"location {location.name} is remote: it has no environment to build")
 
 
+def _carries_hashes(file_inputs: List[Tuple[str, str]]) -> bool:
+    """Whether a requirements file (or one it includes) pins hashes: then every package must
+    have one (``--require-hashes``). pip turns that on by itself, uv only verifies the hashes
+    it is given (uv's docs, "--require-hashes"); saying it makes both install exactly the
+    file, and a dependency it does not list fails the build instead of being installed."""
+    for label, _digest in file_inputs:
+        if label.startswith("file "):
+            try:
+                text = Path(label[len("file ") :]).read_text(encoding="utf-8")
+            except OSError:
+                continue
+            if "--hash" in text:
+                return True
+    return False
+
+
+_UV_VERSION: Optional[str] = None
+
+
+def uv_version() -> str:
+    """uv's version without starting it (a warm start asks no process): its package's
+    metadata when uv was pip-installed beside wsm, else the executable's size and mtime.
+    Read once per process, like the seed's version."""
+    global _UV_VERSION
+    if _UV_VERSION is None:
+        _UV_VERSION = _read_uv_version()
+    return _UV_VERSION
+
+
+def _read_uv_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from workspace_manager.envs.installers.uv import find_uv
+
+    try:
+        return version("uv")
+    except PackageNotFoundError:
+        exe = find_uv()
+        if exe is None:
+            return "missing"
+        st = os.stat(exe)
+        return f"{exe}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _locked_recipe(
+    location: LocationConfig,
+    spec: EnvironmentSpec,
+    interpreter: Interpreter,
+    source: ProjectSource,
+    digest: Callable[[Path], str],
+) -> EnvRecipe:
+    """A project with a lock: the key is the lock's content, the files uv checks it against,
+    the project (a uv workspace member picks its own part of a shared lock), the interpreter,
+    the extras and groups, and uv's version."""
+    assert source.lock is not None
+    inputs: Dict[str, Any] = {
+        "format": ENV_FORMAT,
+        "interpreter": interpreter.identity(),
+        "source": source.kind,
+        "project": str(source.project),
+        "lock": str(source.lock),
+        "contents": sorted(
+            [("lock", digest(source.lock))] + [(str(f), digest(f)) for f in source.files]
+        ),
+        "extras": sorted(spec.extras),
+        "groups": sorted(spec.groups),
+        "installer": f"uv {uv_version()}",
+        "seed": f"virtualenv {seed_version()} --no-seed",
+        "injected": [],
+        # read by the build's record and progress like a requirements env's
+        "requirements": [],
+        "requirements_file": None,
+        "pip_args": [],
+    }
+    blob = json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()
+    return EnvRecipe(
+        key=hashlib.sha256(blob).hexdigest()[:KEY_LENGTH],
+        interpreter=interpreter,
+        install_args=(),
+        requirement_count=0,
+        cwd=source.project,
+        installer="uv",
+        requested_installer=spec.installer,
+        inputs=inputs,
+        source=source.kind,
+        project=source.project,
+        lock=source.lock,
+        extras=tuple(spec.extras),
+        groups=tuple(spec.groups),
+    )
+
+
 def make_recipe(
     location: LocationConfig,
     spec: EnvironmentSpec,
@@ -93,6 +200,14 @@ def make_recipe(
     digest: Callable[[Path], str] = path_digest,
 ) -> EnvRecipe:
     base = base_dir(location)
+    source: Optional[ProjectSource] = None
+    if spec.project is not None:
+        source = find_source(spec.project)
+        if source.lock is not None:
+            return _locked_recipe(location, spec, interpreter, source, digest)
+        # No lock: the project is a local path requirement, hashed by its source tree.
+        extras = f"[{','.join(spec.extras)}]" if spec.extras else ""
+        spec = replace(spec, requirements=(str(spec.project) + extras,))
     requirements = [resolve_requirement(r, base) for r in spec.requirements if r.strip()]
     pip_args, pip_locals = resolve_pip_args(spec.pip_args, base)
     contents: List[Tuple[str, str]] = []
@@ -104,11 +219,16 @@ def make_recipe(
             contents += requirement_file_inputs(local.path, base, digest)
     args: List[str] = [a for req in requirements for a in req.args]
     req_file: Optional[str] = None
+    require_hashes = False
     if spec.requirements_file is not None:
         req_file = str(spec.requirements_file)
-        contents += requirement_file_inputs(spec.requirements_file, base, digest)
+        file_inputs = requirement_file_inputs(spec.requirements_file, base, digest)
+        contents += file_inputs
         args += ["-r", req_file]
+        require_hashes = _carries_hashes(file_inputs) and "--require-hashes" not in pip_args
     args += pip_args
+    if require_hashes:
+        args.append("--require-hashes")
     inputs: Dict[str, Any] = {
         "format": ENV_FORMAT,
         "interpreter": interpreter.identity(),
@@ -120,6 +240,11 @@ def make_recipe(
         "seed": f"virtualenv {seed_version()}",
         "injected": [],
     }
+    # Added only when true, so the key of every other requirements env stays as it was.
+    if source is not None:
+        inputs["source"] = source.kind
+    if require_hashes:
+        inputs["require_hashes"] = True
     blob = json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode()
     key = hashlib.sha256(blob).hexdigest()[:KEY_LENGTH]
     return EnvRecipe(
@@ -133,4 +258,6 @@ def make_recipe(
         installer=installer,
         requested_installer=spec.installer,
         inputs=inputs,
+        source=source.kind if source is not None else "requirements",
+        project=spec.project,
     )

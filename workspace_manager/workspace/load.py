@@ -87,6 +87,7 @@ def _load(path: PathLike, shown: str) -> Workspace:
         locations=tuple(locations),
         supervision=supervision,
         daemon=daemon,
+        warnings=tuple(str(w) for w in sorted(builder.warnings, key=lambda w: w.sort_key())),
     )
 
 

@@ -64,6 +64,11 @@ class EnvironmentSpec:
     requirements_file: Optional[Path] = None  # absolute
     pip_args: Tuple[str, ...] = ()
     installer: str = "pip"  # pip | uv
+    # A project folder with pyproject.toml (absolute; written relative to the working
+    # directory): its lock decides the environment, see envs/project.py.
+    project: Optional[Path] = None
+    extras: Tuple[str, ...] = ()  # the project's optional dependencies to install
+    groups: Tuple[str, ...] = ()  # its dependency groups (PEP 735) to install
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,8 @@ class Workspace:
     locations: Tuple[LocationConfig, ...]
     supervision: Supervision = Supervision()
     daemon: DaemonConfig = DaemonConfig()
+    # What is valid but worth saying (`wsm validate` prints them): "PATH:LINE:COLUMN: text".
+    warnings: Tuple[str, ...] = field(default=(), compare=False)
 
     def location(self, name: str) -> LocationConfig:
         for loc in self.locations:

@@ -107,6 +107,7 @@ class Builder:
         self.base = os.path.abspath(base)  # the workspace file's folder, symlinks kept
         self.real_base = os.path.realpath(self.base)
         self.problems: List[Problem] = []
+        self.warnings: List[Problem] = []  # valid, but worth saying (`wsm validate` prints them)
         self._names: Dict[str, int] = {}  # location name -> line of the entry using it
         self.interpreters = InterpreterChecker()
 
@@ -564,13 +565,66 @@ class Builder:
         if working_directory is not None:
             # Local paths resolve against the working directory, as the build resolves them.
             self._check_requirements(block, path, working_directory, requirements_file)
+        project = None
+        if "project" in block and working_directory is not None:
+            project = self._project(block, path, working_directory)
+        for key in ("extras", "groups"):
+            if block.get(key) and "project" not in block:
+                self.problem(path + (key,), f"{key} choose what a project installs: add project")
         return EnvironmentSpec(
             python=python,
             requirements=tuple(block.get("requirements", ())),
             requirements_file=requirements_file,
             pip_args=tuple(block.get("pip_args", ())),
             installer=block.get("installer", "pip"),
+            project=project,
+            extras=tuple(block.get("extras", ())),
+            groups=tuple(block.get("groups", ())),
         )
+
+    def _project(self, block: Dict[str, Any], path: YamlPath, base: Path) -> Optional[Path]:
+        """`project`: a folder with pyproject.toml, relative to the working directory; it is
+        the environment's one source. Without a lock it is valid but not reproducible."""
+        from workspace_manager.envs.project import find_source
+
+        raw = block["project"]
+        for other in ("requirements", "requirements_file"):
+            if other in block:
+                self.problem(
+                    path + (other,),
+                    f"{other} and project cannot be used together: the project's lock (or its "
+                    "pyproject.toml) decides what the environment holds",
+                    at_key=True,
+                )
+        folder = Path(os.path.realpath(os.path.join(base, raw)))
+        if not folder.is_dir():
+            self.problem(
+                path + ("project",), f"project: no such folder {quote(raw)} (looked in {base})"
+            )
+            return None
+        if not (folder / "pyproject.toml").is_file():
+            self.problem(path + ("project",), f"project: {quote(raw)} has no pyproject.toml")
+            return None
+        source = find_source(folder)
+        if source.reproducible and block.get("pip_args"):
+            self.warnings.append(
+                self.doc.problem(
+                    path + ("pip_args",),
+                    f"pip_args are not used: {source.kind} installs exactly what "
+                    f"{source.lock.name if source.lock else 'the lock'} names (uv reads index "
+                    "settings from the project's [tool.uv] or uv.toml)",
+                    at_key=True,
+                )
+            )
+        if not source.reproducible:
+            self.warnings.append(
+                self.doc.problem(
+                    path + ("project",),
+                    f"project {quote(raw)} has no lock (uv.lock or pylock.toml): its environment "
+                    "is installed from pyproject.toml's ranges and is not reproducible",
+                )
+            )
+        return folder
 
     def _check_requirements(
         self,
