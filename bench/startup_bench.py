@@ -118,6 +118,14 @@ def noop():
 defs = Definitions(jobs=[noop])
 """
 
+#: What the manager cannot answer `/readyz` without: its event loop and the web stack it
+#: serves HTTP with (uvicorn's httptools protocol, Starlette), imported by a bare interpreter.
+#: `wsm up`'s one-location time is compared with this floor too.
+SERVING_STACK = (
+    "import asyncio, uvicorn.protocols.http.httptools_impl, starlette.applications, "
+    "starlette.routing"
+)
+
 TARGETS = {
     "wsm_version_ms": 60,
     "wsm_status_ms": 60,
@@ -365,7 +373,8 @@ def tree_cpu_seconds(root: int) -> float:
 
 
 def measure_floors(target: Target, root: Path, env: Dict[str, str], runs: int) -> Dict[str, Any]:
-    """`python -c pass`, and a bare interpreter importing the trivial repository (time, USS)."""
+    """`python -c pass`; an interpreter importing what the manager serves `/readyz` with
+    (`SERVING_STACK`); a bare interpreter importing the trivial repository (time, USS)."""
     code = root / "floor"
     code.mkdir()
     (code / "trivial_repo.py").write_text(TRIVIAL_WSM)
@@ -375,17 +384,23 @@ def measure_floors(target: Target, root: Path, env: Dict[str, str], runs: int) -
     python = str(target.python)
     argv = measure.bare_import_argv(python, [str(sdk), str(code)], "trivial_repo")
     passes: List[float] = []
+    stacks: List[float] = []
     imports: List[Dict[str, float]] = []
     for i in range(runs + 1):  # the first writes any .pyc, untimed
         t0 = time.perf_counter()
         subprocess.run([python, "-c", "pass"], env=env, check=True)
         elapsed = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        subprocess.run([python, "-c", SERVING_STACK], env=env, check=True)
+        stack = time.perf_counter() - t0
         imported = measure.measure_bare_import(argv, cwd=str(code), env=env)
         if i:
             passes.append(elapsed)
+            stacks.append(stack)
             imports.append(imported)
     return {
         "python_pass": ms_stats(passes),
+        "python_serving_stack": ms_stats(stacks),
         "python_import_repo": ms_stats([r["seconds"] for r in imports]),
         "bare_uss_mb": round(statistics.median(r["uss_bytes"] for r in imports) / 2**20, 2),
         "bare_rss_mb": round(statistics.median(r["rss_bytes"] for r in imports) / 2**20, 2),
@@ -1043,6 +1058,17 @@ def report(result: Dict[str, Any]) -> List[str]:
         rows.append(
             ("floor: python -c pass", fmt_ms(floors["python_pass"]["median_ms"]), "", "", "", "")
         )
+        if "python_serving_stack" in floors:
+            rows.append(
+                (
+                    "floor: python importing asyncio + uvicorn + Starlette",
+                    fmt_ms(floors["python_serving_stack"]["median_ms"]),
+                    "",
+                    "",
+                    "",
+                    "",
+                )
+            )
         rows.append(
             (
                 "floor: bare import of the repo",
@@ -1094,6 +1120,18 @@ def report(result: Dict[str, Any]) -> List[str]:
         rows.append(
             (f"  {n}: spawn -> health answers", fmt_ms(up["health_answers_ms"]), "", "", "", "")
         )
+        stack = floors.get("python_serving_stack")
+        if n == 1 and stack:
+            rows.append(
+                (
+                    "  1: /readyz 200 over asyncio + uvicorn + Starlette's import",
+                    fmt_ms(up["readyz_200_ms"]),
+                    fmt_ms(stack["median_ms"]),
+                    fmt_ms(up["readyz_200_ms"] - stack["median_ms"]),
+                    "",
+                    "",
+                )
+            )
         rows.append(
             (
                 f"  {n}: a location's spawn -> ready (manager's log, median); CPU each",

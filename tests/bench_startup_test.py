@@ -192,6 +192,7 @@ def test_quickest_run_measures_every_wsm_figure_and_leaves_nothing(tmp_path):
     floors = result["floors"]
     assert floors["python_pass"]["median_ms"] > 0
     assert floors["python_import_repo"]["median_ms"] > 0
+    assert floors["python_serving_stack"]["median_ms"] > floors["python_pass"]["median_ms"]
     assert floors["bare_uss_mb"] > 0
     for name in ("version", "status_no_manager", "list_1"):
         assert result["commands"][name]["median_ms"] > 0
