@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any, List, Optional
 
-import pytest
 from cli_up_test import manager_client
 from e2e import WorkspaceDir, WsmUp, wait_for
 
@@ -165,7 +164,16 @@ def test_samples_asked_in_one_turn_go_off_the_loop_in_one_job() -> None:
 
     insts, answers = asyncio.run(main())
     assert [a if not isinstance(a, Exception) else "error" for a in answers] == [
-        0, 1, 2, "error", 4, 5, 6, 7, 8, 9
+        0,
+        1,
+        2,
+        "error",
+        4,
+        5,
+        6,
+        7,
+        8,
+        9,
     ]
     threads = {i.thread for i in insts}
     assert len(threads) == 1 and threading.main_thread() not in threads

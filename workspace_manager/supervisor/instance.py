@@ -287,5 +287,3 @@ class Instance:
             self.plan.socket_path.unlink()
         except OSError:
             pass
-
-

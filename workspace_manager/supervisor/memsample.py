@@ -75,4 +75,3 @@ class MemorySampler:
             total += pss
         self._known = seen
         return (total if seen else None), cpu
-
