@@ -16,7 +16,7 @@ from e2e import WorkspaceDir, WsmUp, wait_for
 
 from workspace_manager.loader.heartbeat import Beat
 from workspace_manager.loader.server import Server
-from workspace_manager.supervisor import heartbeats, memsample
+from workspace_manager.supervisor import heartbeats, looplag, memsample
 from workspace_manager.supervisor import location as location_mod
 from workspace_manager.supervisor.heartbeats import HeartbeatFile, HeartbeatWatch
 
@@ -269,3 +269,20 @@ def test_a_loader_whose_interpreter_is_held_is_restarted_and_the_others_are_not_
         assert after["state"] == "ready" and after["pid"] == quiet["pid"]
         assert after["restarts"] == 0
         assert up.stop() == 0
+
+
+def test_the_loop_lag_probe_wakes_only_while_a_ping_waits() -> None:
+    async def main() -> Any:
+        probe = looplag.LoopLag(period=0.01).start()
+        idle = probe._task
+        answer = asyncio.get_running_loop().create_future()
+        waiting = asyncio.ensure_future(looplag.wait_allowing_for_lag(answer, 1.0))
+        await asyncio.sleep(0.03)
+        during = probe._task is not None
+        answer.set_result("pong")
+        got = await waiting
+        after = probe._task
+        probe.stop()
+        return idle, during, got, after
+
+    assert asyncio.run(main()) == (None, True, "pong", None)
