@@ -173,13 +173,19 @@ class Server:
         the thread that turns is the one that stops when the process is stopped or its
         interpreter is held (loader/heartbeat.py)."""
         assert self._listener is not None
-        beat, timeout = self._beat, self._beat_seconds
+        beat, period = self._beat, self._beat_seconds
+        timeout = None
         with selectors.DefaultSelector() as sel:
             sel.register(self._listener, selectors.EVENT_READ)
             sel.register(self._wake_r, selectors.EVENT_READ)
             while not self.stopping:
-                if beat is not None:
+                if beat is not None and period:
                     beat.bump()
+                    # wake half-way between two of the manager's looks, which it takes on a
+                    # grid of the period (CLOCK_MONOTONIC is one clock for both): one wake a
+                    # period, each look finds one turn since the last, late by up to half a
+                    # period either way
+                    timeout = period - (time.monotonic() - period / 2) % period
                 for key, _ in sel.select(timeout):
                     if key.fileobj is self._listener:
                         self._accept_ready()
