@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, List, Optional
 
+import pytest
 from cli_up_test import manager_client
 from e2e import WorkspaceDir, WsmUp, wait_for
 
@@ -286,3 +287,138 @@ def test_the_loop_lag_probe_wakes_only_while_a_ping_waits() -> None:
         return idle, during, got, after
 
     assert asyncio.run(main()) == (None, True, "pong", None)
+
+
+ORPHAN_SCRIPT = r"""
+import builtins, os, signal, sys, threading, time
+from workspace_manager.supervisor import orphans
+
+assert orphans.become_subreaper()
+stop = threading.Event()
+threads = [threading.Thread(target=stop.wait) for _ in range(8)]  # an idle manager's workers
+for t in threads:
+    t.start()
+r, w = os.pipe()
+if os.fork() == 0:  # the middle process: a leftover's dead loader
+    os.setsid()
+    if os.fork() == 0:
+        os.close(r)
+        os.write(w, str(os.getpid()).encode())
+        os.close(w)
+        time.sleep(60)
+        os._exit(0)
+    os._exit(0)
+os.close(w)
+leftover = int(os.read(r, 32))
+deadline = time.monotonic() + 10
+while leftover not in orphans._children() and time.monotonic() < deadline:
+    time.sleep(0.01)
+opened = []
+real_open = builtins.open
+builtins.open = lambda path, *a, **k: (opened.append(path), real_open(path, *a, **k))[1]
+killed = orphans.collect()
+builtins.open = real_open
+stop.set()
+print(leftover in killed, sum("children" in str(p) for p in opened))
+"""
+
+
+def test_leftovers_are_found_in_the_main_threads_children_alone(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", ORPHAN_SCRIPT], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    found, children_files = out.stdout.split()
+    assert found == "True"  # killed: it was reparented to the main thread
+    assert children_files == "1"  # one file read, not one per thread
+
+
+class _BeatingInstance:
+    """Loads at once, counts its heartbeats, never exits; counts its memory samples."""
+
+    class Connection:
+        closed = False
+
+        def request(self, method: str, params: Any = None) -> Any:
+            raise AssertionError("a location with a heartbeat page is never pinged")
+
+    def __init__(self) -> None:
+        self.connection = self.Connection()
+        self.snapshot: dict = {"repositories": []}
+        self.started_at = 0.0
+        self.pid = 4242
+        self.returncode = None
+        self.beat_slot = 1
+        self.beats = 0
+        self._exit = asyncio.Event()
+
+    def beat_count(self) -> int:
+        self.beats += 1  # moves at every look: alive
+        return self.beats
+
+    async def start(self, timeout: float) -> None:
+        pass
+
+    def rss_bytes(self) -> int:
+        return 1 << 20
+
+    async def wait_exit(self) -> int:
+        await self._exit.wait()
+        return 0
+
+    async def stop(self, grace: float = 0) -> None:
+        self._exit.set()
+
+
+def test_status_samples_of_every_location_go_off_together_and_no_ping_is_sent(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from workspace_manager.supervisor.location import Location, LocationHooks
+    from workspace_manager.supervisor.state import State
+    from workspace_manager.workspace.model import CodeTarget, LocationConfig, Supervision
+
+    monkeypatch.setattr(location_mod, "STATUS_MEMORY_SECONDS", 0.2)
+    batches: List[int] = []
+    real = location_mod._sample_all
+
+    def sample_all(instances: List[Any]) -> Any:
+        batches.append(len(instances))
+        return real(instances)
+
+    monkeypatch.setattr(location_mod, "_sample_all", sample_all)
+    monkeypatch.setattr(location_mod, "make_instance", lambda plan, out: _BeatingInstance())
+
+    async def main() -> Any:
+        watch = HeartbeatWatch()
+
+        async def plan(config: LocationConfig) -> Any:
+            return object()
+
+        locs = []
+        for i in range(5):
+            target = CodeTarget("python_file", tmp_path, python_file=tmp_path / "repo.py")
+            config = LocationConfig(f"l{i}", target, Supervision(heartbeat_seconds=0.05))
+            hooks = LocationHooks(
+                plan=plan,
+                on_transition=lambda *_: None,
+                on_output=lambda *_: None,
+                heartbeats=watch,
+            )
+            locs.append(Location(config, hooks))
+            locs[-1].start()
+            await asyncio.sleep(0.03)  # each gets ready at a time of its own
+        await asyncio.sleep(1.0)
+        states = {loc.state for loc in locs}
+        for loc in locs:
+            await loc.stop(grace=0)
+        watch.close()
+        return states, watch.looks
+
+    states, looks = asyncio.run(main())
+    assert states == {State.READY}  # the counters moved: nobody hung; no connection to ping
+    assert looks >= 10
+    later = batches[5:]  # after the five samples taken as each got ready
+    assert later and all(n == 5 for n in later), batches

@@ -464,9 +464,10 @@ class Location:
         takes them (`_sample_memory`). Never returns."""
         clock = self.hooks.clock
         while True:
-            due = max(
-                _on_grid(clock(), STATUS_MEMORY_SECONDS),
-                self._memory_sampled + STATUS_MEMORY_SECONDS,
+            # the grid's first point at least a period after the last sample (taken when
+            # the location got ready, at a time of its own)
+            due = _on_grid(
+                max(clock(), self._memory_sampled + STATUS_MEMORY_SECONDS), STATUS_MEMORY_SECONDS
             )
             await asyncio.sleep(max(0.0, due - clock()))
             self._memory_sampled = clock()
