@@ -74,8 +74,11 @@ class LoopLag:
 
     async def _run(self) -> None:
         while True:
-            self._expected = time.monotonic() + self.period
-            await asyncio.sleep(self.period)
+            # the first wake-up is due a period after `hold`: a stall between `hold` and
+            # this task's first step is measured from there
+            if self._expected is None:
+                self._expected = time.monotonic() + self.period
+            await asyncio.sleep(max(0.0, self._expected - time.monotonic()))
             now = time.monotonic()
             late = now - self._expected
             if late > NOISE:
@@ -83,6 +86,7 @@ class LoopLag:
                 self.longest = max(self.longest, late)
             while self._stalls and self._stalls[0][0] < now - self.keep:
                 self._stalls.popleft()
+            self._expected = now + self.period
 
     def lag_since(self, since: float) -> float:
         """Seconds the loop was late after monotonic time `since`, the stall in progress
