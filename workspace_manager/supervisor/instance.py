@@ -247,6 +247,11 @@ class Instance:
         self.cpu_seconds = max(cpu, self.cpu_seconds or 0.0)
         return total
 
+    def _give_back_beat(self) -> None:
+        if self.beat_slot is not None and self.plan.heartbeats is not None:
+            self.plan.heartbeats.give_back(self.beat_slot)
+            self.beat_slot = None
+
     def beat_count(self) -> int:
         """Its heartbeat counter (only while `beat_slot` is set)."""
         assert self.beat_slot is not None and self.plan.heartbeats is not None
@@ -258,6 +263,7 @@ class Instance:
         The tree is recorded before the loader is asked to go: a child it leaves behind is
         reparented when it exits and is no longer found from its pid."""
         if self.spawned is None:
+            self._give_back_beat()  # the spawn failed: no process will write its page
             return
         self.record_tree()
         known = [p for pid, p in list(self._children.items()) if pid != self.spawned.pid]
@@ -277,9 +283,7 @@ class Instance:
         if cgroup is not None:  # rmdir retries for up to 0.5 s: never on the loop
             await asyncio.get_running_loop().run_in_executor(None, cgroup.remove)
         self.spawned.status_writer.close()
-        if self.beat_slot is not None and self.plan.heartbeats is not None:
-            self.plan.heartbeats.give_back(self.beat_slot)  # its process is gone
-            self.beat_slot = None
+        self._give_back_beat()  # its process is gone
         await self._drain_output()
         for task in self._pumps:
             task.cancel()
