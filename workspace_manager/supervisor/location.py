@@ -459,18 +459,25 @@ class Location:
         return done.pop().result()  # type: ignore[no-any-return]
 
     async def _status_memory(self, inst: Instance) -> str:
-        """Sample memory for /status every STATUS_MEMORY_SECONDS, on a grid of that period:
-        every location's sample falls in one turn of the loop, and one job off the loop
-        takes them (`_sample_memory`). Never returns."""
-        clock = self.hooks.clock
+        """Sample memory for /status every STATUS_MEMORY_SECONDS, on a grid of that period in
+        the loop's own time: every location's timer has the same deadline, so all fire in
+        one turn of the loop, and one job off the loop takes their samples
+        (`_sample_memory`). Never returns."""
+        loop = asyncio.get_running_loop()
+        last = loop.time()  # the sample taken as it got ready
         while True:
-            # the grid's first point at least a period after the last sample (taken when
-            # the location got ready, at a time of its own)
-            due = _on_grid(
-                max(clock(), self._memory_sampled + STATUS_MEMORY_SECONDS), STATUS_MEMORY_SECONDS
-            )
-            await asyncio.sleep(max(0.0, due - clock()))
-            self._memory_sampled = clock()
+            # the next point of the grid at least half a period after the last sample: a
+            # wake-up a little after its point must not skip the next one
+            soonest = max(loop.time(), last + STATUS_MEMORY_SECONDS / 2)
+            due = _on_grid(soonest, STATUS_MEMORY_SECONDS)
+            woke = loop.create_future()
+            timer = loop.call_at(due, _wake, woke)
+            try:
+                await woke
+            finally:
+                timer.cancel()
+            last = loop.time()
+            self._memory_sampled = self.hooks.clock()
             self.last_rss = await _sample_memory(inst)
 
     async def _heartbeats(self, inst: Instance, sample_memory: bool) -> str:
@@ -520,6 +527,11 @@ class Location:
                     f"memory {self.last_rss / 2**20:.0f} MB above the limit of "
                     f"{sup.memory_limit_mb:g} MB"
                 )
+
+
+def _wake(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 #: Instances whose sample was asked for in this turn of the loop, by loop.
