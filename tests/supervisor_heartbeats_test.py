@@ -132,11 +132,16 @@ def test_pss_is_read_again_only_when_rss_moves_or_it_is_old() -> None:
     for _ in range(5):
         assert sampler.sample([me])[0] == 1234
     assert len(reads) == 1
+    little = bytearray(256 * 1024)
+    for i in range(0, len(little), 4096):
+        little[i] = 1  # a small move: the last PSS plus the move, nothing read
+    total, _ = sampler.sample([me])
+    assert len(reads) == 1 and 1234 < total <= 1234 + memsample.PSS_DRIFT_BYTES
     grown = bytearray(32 * 2**20)
     for i in range(0, len(grown), 4096):
         grown[i] = 1  # touch it: RSS moves
-    sampler.sample([me])
-    assert len(reads) == 2
+    total, _ = sampler.sample([me])  # 32 MB more: more than PSS_DRIFT_BYTES
+    assert len(reads) == 2 and total == 1234
     now[0] += 2 * memsample.PSS_REFRESH_SECONDS
     sampler.sample([me])
     assert len(reads) == 3

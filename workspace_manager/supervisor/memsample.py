@@ -5,7 +5,8 @@ The number shown (`rss_bytes` in /status, `wsm_location_resident_memory_bytes`, 
 process's PSS (/proc/PID/smaps_rollup) walks its page tables: ~0.4 ms of CPU for a trivial
 loader, so 100 locations sampled every 10 s were a third of an idle manager's CPU. Its
 /proc/PID/stat (~30 us) gives RSS and CPU times at once; a process's PSS is read again only
-when its RSS changed since its last PSS, or that PSS is `PSS_REFRESH_SECONDS` old (up to
+when its RSS moved by more than `PSS_DRIFT_BYTES` since its last PSS (less: that PSS plus
+the move), or that PSS is `PSS_REFRESH_SECONDS` old (up to
 twice that, spread by pid; the PSS of an unchanged process moves only when processes
 sharing its pages come or go).
 """
@@ -18,6 +19,9 @@ from typing import Callable, Dict, Iterable, Optional, Tuple
 
 #: Longest a process's PSS is reused while its RSS stays the same (seconds).
 PSS_REFRESH_SECONDS = 60.0
+#: How far its RSS may move before its PSS is read again; within this, the last PSS plus
+#: the move is shown (an idle loader's RSS moves by a page or two now and then).
+PSS_DRIFT_BYTES = 1 << 20
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -68,8 +72,13 @@ class MemorySampler:
             # up to twice the refresh age, by pid: at 1,000 locations the refreshes are spread
             # over several rounds, not all due in the same one
             max_age = PSS_REFRESH_SECONDS * (1 + (pid % 8) / 8)
-            if known is not None and known[0] == rss and now - known[2] < max_age:
-                pss = known[1]
+            if (
+                known is not None
+                and abs(rss - known[0]) <= PSS_DRIFT_BYTES
+                and now - known[2] < max_age
+            ):
+                # pages it touched since are its own: they add to its PSS as to its RSS
+                pss = known[1] + rss - known[0]
                 seen[pid] = known
             else:
                 self.pss_reads += 1
