@@ -132,7 +132,9 @@ def test_pss_is_read_again_only_when_rss_moves_or_it_is_old() -> None:
     for _ in range(5):
         assert sampler.sample([me])[0] == 1234
     assert len(reads) == 1
-    little = bytearray(256 * 1024)
+    import mmap
+
+    little = mmap.mmap(-1, 512 * 1024)  # fresh pages: RSS moves by 512 KiB when touched
     for i in range(0, len(little), 4096):
         little[i] = 1  # a small move: the last PSS plus the move, nothing read
     total, _ = sampler.sample([me])
