@@ -431,7 +431,8 @@ def test_metrics_of_a_real_manager_follow_calls_errors_kills_and_builds(ws: Work
             20,
             "a CPU sample of alpha",
         )
-        assert value(s, "wsm_location_resident_memory_bytes", location="alpha") > 5 * 2**20
+        # PSS: a loader forked by its fork server shares the server's pages (~4-5 MB in all)
+        assert value(s, "wsm_location_resident_memory_bytes", location="alpha") > 2 * 2**20
         # a forked location may have used less than a clock tick (10 ms) of CPU: 0 is a sample
         assert 0 <= value(s, "wsm_location_cpu_seconds_total", location="alpha") < 60
 
@@ -459,8 +460,10 @@ def test_metrics_of_a_real_manager_follow_calls_errors_kills_and_builds(ws: Work
             value(s, "wsm_rpc_duration_seconds_count", location="alpha", method="evaluate_sensor")
             == before + 2
         )
-        # heartbeats are calls too
-        wait_for(lambda: value(metrics_of(up), calls, location="beta", method="ping"), 20, "a ping")
+        # a local location's heartbeats are a counter in shared memory, not calls
+        # (supervisor/heartbeats.py): no ping is sent to it
+        time.sleep(2.5)  # more than a period of 2 s
+        assert value(metrics_of(up), calls, location="beta", method="ping") is None
 
         # OpenMetrics for a scraper that asks for it
         code, content_type, body = get(up, "/metrics", "application/openmetrics-text")

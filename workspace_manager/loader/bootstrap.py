@@ -48,15 +48,24 @@ if TYPE_CHECKING:
         #: caused by a missing module.
         dropped_pythonpath: Optional[str] = None
         cgroup: Optional[str] = None  # the cgroup folder the manager put us in
+        #: Where the server loop counts its turns (loader/heartbeat.py): the manager's
+        #: heartbeat file, the byte offset of our page, and the most seconds between turns.
+        heartbeat: Optional[Heartbeat] = None
+
+    class Heartbeat(NamedTuple):
+        path: str
+        offset: int
+        seconds: float
 
 else:
     Target = namedtuple("Target", "kind python_file module_name attribute working_directory")
     Bootstrap = namedtuple(
         "Bootstrap",
         "location listen secret status_fd target max_frame_bytes tls protocol"
-        " hello_timeout dropped_pythonpath cgroup",
-        defaults=(10.0, None, None),
+        " hello_timeout dropped_pythonpath cgroup heartbeat",
+        defaults=(10.0, None, None, None),
     )
+    Heartbeat = namedtuple("Heartbeat", "path offset seconds")
 
 
 def _get(obj: Dict[str, Any], key: str, kind: Any, *, optional: bool = False) -> Any:
@@ -126,7 +135,18 @@ def parse_bootstrap(line: bytes) -> Bootstrap:
         hello_timeout=10.0 if hello_timeout is None else float(hello_timeout),
         dropped_pythonpath=_get(obj, "dropped_pythonpath", str, optional=True) or None,
         cgroup=_get(obj, "cgroup", str, optional=True),
+        heartbeat=_parse_heartbeat(_get(obj, "heartbeat", dict, optional=True)),
     )
+
+
+def _parse_heartbeat(obj: Optional[Dict[str, Any]]) -> Optional[Heartbeat]:
+    if obj is None:
+        return None
+    offset = _get(obj, "offset", int)
+    seconds = _get(obj, "seconds", (int, float))
+    if offset < 0 or seconds <= 0:
+        raise BootstrapError("'heartbeat' needs a non-negative offset and positive seconds")
+    return Heartbeat(path=_get(obj, "path", str), offset=offset, seconds=float(seconds))
 
 
 def _parse_target(obj: Dict[str, Any]) -> Target:

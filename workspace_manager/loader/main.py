@@ -15,6 +15,7 @@ import sys
 from ..protocol.messages import EXIT_BAD_BOOTSTRAP, EXIT_LOAD_ERROR, EXIT_OK, notification
 from . import lifeline
 from .bootstrap import Bootstrap, BootstrapError, parse_bootstrap
+from .heartbeat import Beat
 from .server import Server, log
 
 TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
@@ -67,6 +68,13 @@ def main() -> None:
             lifeline.exit_now(EXIT_BAD_BOOTSTRAP)
         lifeline.watch(status)
     lifeline.contain(boot.cgroup)  # before any repository code can start a process
+    beat: Optional[Beat] = None
+    if boot.heartbeat is not None:  # before the code: a wsm fault is not a load error
+        try:
+            beat = Beat(boot.heartbeat.path, boot.heartbeat.offset)
+        except (OSError, ValueError) as exc:
+            log(boot.location, f"bad bootstrap: heartbeat {boot.heartbeat.path}: {exc}")
+            lifeline.exit_now(EXIT_BAD_BOOTSTRAP)
 
     # Imported here, not at module level: the SDK is repository-facing code, and an error
     # in it is reported like any other load error.
@@ -88,6 +96,8 @@ def main() -> None:
         max_frame=boot.max_frame_bytes,
         tls=boot.tls,
         hello_timeout=boot.hello_timeout,
+        beat=beat,
+        beat_seconds=boot.heartbeat.seconds if boot.heartbeat is not None else None,
     )
     try:
         server.bind()

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     import ssl
     from typing import Any, Dict, Optional, Set, Tuple
 
+    from .heartbeat import Beat
+
     # imported lazily: the SDK must load inside the loader's load-error guard
     from .methods import Methods
 
@@ -71,6 +73,8 @@ class Server:
         tls: Optional[Dict[str, str]] = None,
         grace: float = SHUTDOWN_GRACE,
         hello_timeout: float = 10.0,
+        beat: Optional[Beat] = None,
+        beat_seconds: Optional[float] = None,
     ) -> None:
         self.listen = listen
         self.address: Address = parse_address(listen)
@@ -80,6 +84,9 @@ class Server:
         self.max_frame = max_frame
         self.grace = grace
         self.hello_timeout = hello_timeout  # a connection must complete its hello within this
+        # the local heartbeat (loader/heartbeat.py): a turn of `serve_forever` at least this often
+        self._beat = beat
+        self._beat_seconds = beat_seconds if beat is not None else None
         self._ssl: Optional[ssl.SSLContext] = None
         if tls is not None:
             import ssl  # only a TLS server pays for ssl's import time and memory
@@ -161,13 +168,25 @@ class Server:
             pass
 
     def serve_forever(self) -> None:
-        """Accept connections until `request_stop`; meant for the main thread."""
+        """Accept connections until `request_stop`; meant for the main thread. With a
+        heartbeat, every turn counts one, and a turn comes at least every `beat_seconds`:
+        the thread that turns is the one that stops when the process is stopped or its
+        interpreter is held (loader/heartbeat.py)."""
         assert self._listener is not None
+        beat, period = self._beat, self._beat_seconds
+        timeout = None
         with selectors.DefaultSelector() as sel:
             sel.register(self._listener, selectors.EVENT_READ)
             sel.register(self._wake_r, selectors.EVENT_READ)
             while not self.stopping:
-                for key, _ in sel.select():
+                if beat is not None and period:
+                    beat.bump()
+                    # wake half-way between two of the manager's looks, which it takes on a
+                    # grid of the period (CLOCK_MONOTONIC is one clock for both): one wake a
+                    # period, each look finds one turn since the last, late by up to half a
+                    # period either way
+                    timeout = period - (time.monotonic() - period / 2) % period
+                for key, _ in sel.select(timeout):
                     if key.fileobj is self._listener:
                         self._accept_ready()
                     else:

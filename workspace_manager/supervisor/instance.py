@@ -19,7 +19,9 @@ from workspace_manager.protocol.errors import (
     RemoteError,
 )
 from workspace_manager.supervisor import process as proc_mod
+from workspace_manager.supervisor.heartbeats import bootstrap_entry
 from workspace_manager.supervisor.lines import LineSplitter
+from workspace_manager.supervisor.memsample import MemorySampler
 from workspace_manager.supervisor.plan import LaunchPlan
 from workspace_manager.supervisor.rpc import AsyncConnection
 
@@ -70,6 +72,9 @@ class Instance:
         self._pumps: list = []
         self._children: Dict[int, psutil.Process] = {}  # descendants, by pid
         self.cpu_seconds: Optional[float] = None  # sampled with the RSS, for /metrics
+        self._memory: Optional[MemorySampler] = None
+        # this instance's page of the manager's heartbeat file (supervisor/heartbeats.py)
+        self.beat_slot: Optional[int] = None
 
     @property
     def pid(self) -> Optional[int]:
@@ -89,6 +94,16 @@ class Instance:
             self.plan.socket_path.unlink()
         except FileNotFoundError:
             pass
+        board = self.plan.heartbeats
+        if board is not None and self.beat_slot is None:
+            try:
+                self.beat_slot = board.take()
+            except OSError:  # no room for the file: this one is pinged
+                pass
+            else:
+                bootstrap["heartbeat"] = bootstrap_entry(
+                    board, self.beat_slot, self.plan.heartbeat_seconds
+                )
         cgroups = self.plan.cgroups
         name = str(self.plan.bootstrap.get("location"))
         new_cgroup = (lambda: cgroups.new(name)) if cgroups else None  # made in a spawn thread
@@ -206,7 +221,8 @@ class Instance:
     def rss_bytes(self) -> Optional[int]:
         """Memory of the location's processes, as the kernel counts it: the sum of their
         PSS (`pss_bytes`), so pages shared by forked children count once, not once per
-        process as a sum of RSS would. The same walk samples their CPU time into
+        process as a sum of RSS would; a process's PSS is read again only when its RSS moved
+        (supervisor/memsample.py). The same walk samples their CPU time into
         `cpu_seconds` (never decreasing: a descendant reaped by init takes its time with
         it). Named for the /status field it feeds. Runs in a worker thread (location.py):
         it touches `_children` one dict operation at a time, as the loop's thread does."""
@@ -214,19 +230,16 @@ class Instance:
             return None
         import psutil
 
-        total = 0
-        cpu = 0.0
         members = self._members()
         for pid in members:
-            try:
-                proc = self._children.get(pid)
-                if proc is None:
-                    proc = self._children[pid] = psutil.Process(pid)
-                pss = proc_mod.pss_bytes(pid)
-                total += proc.memory_info().rss if pss is None else pss
-                cpu += _cpu_seconds(proc)
-            except psutil.Error:
-                self._children.pop(pid, None)
+            if pid not in self._children:
+                try:  # kept to find and stop the location's processes (`stop`)
+                    self._children[pid] = psutil.Process(pid)
+                except psutil.Error:
+                    pass
+        if self._memory is None:
+            self._memory = MemorySampler(proc_mod.pss_bytes)
+        total, cpu = self._memory.sample(members)
         current = set(members)
         for pid, proc in list(self._children.items()):
             if pid not in current and not proc_mod.alive(proc):
@@ -234,12 +247,23 @@ class Instance:
         self.cpu_seconds = max(cpu, self.cpu_seconds or 0.0)
         return total
 
+    def _give_back_beat(self) -> None:
+        if self.beat_slot is not None and self.plan.heartbeats is not None:
+            self.plan.heartbeats.give_back(self.beat_slot)
+            self.beat_slot = None
+
+    def beat_count(self) -> int:
+        """Its heartbeat counter (only while `beat_slot` is set)."""
+        assert self.beat_slot is not None and self.plan.heartbeats is not None
+        return self.plan.heartbeats.count(self.beat_slot)
+
     async def stop(self, grace: float = 3.0) -> None:
         """Ask the loader to shut down, then SIGTERM/SIGKILL its whole tree; idempotent.
 
         The tree is recorded before the loader is asked to go: a child it leaves behind is
         reparented when it exits and is no longer found from its pid."""
         if self.spawned is None:
+            self._give_back_beat()  # the spawn failed: no process will write its page
             return
         self.record_tree()
         known = [p for pid, p in list(self._children.items()) if pid != self.spawned.pid]
@@ -259,6 +283,7 @@ class Instance:
         if cgroup is not None:  # rmdir retries for up to 0.5 s: never on the loop
             await asyncio.get_running_loop().run_in_executor(None, cgroup.remove)
         self.spawned.status_writer.close()
+        self._give_back_beat()  # its process is gone
         await self._drain_output()
         for task in self._pumps:
             task.cancel()
@@ -266,9 +291,3 @@ class Instance:
             self.plan.socket_path.unlink()
         except OSError:
             pass
-
-
-def _cpu_seconds(proc: psutil.Process) -> float:
-    """User and system time of a process and of its children it has waited for."""
-    t = proc.cpu_times()
-    return t.user + t.system + t.children_user + t.children_system

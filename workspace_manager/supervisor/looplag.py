@@ -4,6 +4,10 @@ A probe task asks to wake every `period` seconds and records how late it woke. A
 that ran while the loop itself was late (a large frame, a slow disk, the whole manager
 stopped by SIGSTOP or a suspended VM) is extended by that lateness: a location is judged only
 on the time the manager was actually able to listen to it.
+
+The probe runs only while a wait is under way (`wait_allowing_for_lag`): only pinged
+locations (remote ones) wait so; local ones count in shared memory (supervisor/heartbeats.py)
+and an idle manager with none to ping is not woken 4 times a second for nothing.
 """
 
 from __future__ import annotations
@@ -34,24 +38,47 @@ class LoopLag:
         self._stalls: Deque[Tuple[float, float]] = deque()  # (monotonic end, seconds late)
         self._expected: Optional[float] = None  # when the probe should next wake
         self._task: Optional[asyncio.Task] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._waits = 0  # waits under way: the probe runs while there is one
 
     def start(self) -> LoopLag:
-        """Start probing the running loop and make this the loop's probe for `current()`."""
-        loop = asyncio.get_running_loop()
-        _probes[loop] = self
-        self._task = loop.create_task(self._run())
+        """Make this the running loop's probe for `current()`; it probes while a wait is
+        under way (`hold`)."""
+        self._loop = asyncio.get_running_loop()
+        _probes[self._loop] = self
         return self
 
-    def stop(self) -> None:
+    def hold(self) -> None:
+        """A wait begins: probe from now on (a stall from now on is measured)."""
+        self._waits += 1
+        if self._task is None and self._loop is not None:
+            self._expected = time.monotonic() + self.period
+            self._task = self._loop.create_task(self._run())
+
+    def release(self) -> None:
+        """A wait ended; the last one stops the probe."""
+        self._waits = max(0, self._waits - 1)
+        if not self._waits:
+            self._halt()
+
+    def _halt(self) -> None:
         if self._task is not None:
             self._task.cancel()
             self._task = None
         self._expected = None
 
+    def stop(self) -> None:
+        self._waits = 0
+        self._halt()
+        self._loop = None
+
     async def _run(self) -> None:
         while True:
-            self._expected = time.monotonic() + self.period
-            await asyncio.sleep(self.period)
+            # the first wake-up is due a period after `hold`: a stall between `hold` and
+            # this task's first step is measured from there
+            if self._expected is None:
+                self._expected = time.monotonic() + self.period
+            await asyncio.sleep(max(0.0, self._expected - time.monotonic()))
             now = time.monotonic()
             late = now - self._expected
             if late > NOISE:
@@ -59,6 +86,7 @@ class LoopLag:
                 self.longest = max(self.longest, late)
             while self._stalls and self._stalls[0][0] < now - self.keep:
                 self._stalls.popleft()
+            self._expected = now + self.period
 
     def lag_since(self, since: float) -> float:
         """Seconds the loop was late after monotonic time `since`, the stall in progress
@@ -98,6 +126,7 @@ async def wait_allowing_for_lag(awaitable: Awaitable[Any], timeout: float) -> An
         return await asyncio.wait_for(awaitable, timeout)
     loop = asyncio.get_running_loop()
     start = time.monotonic()
+    probe.hold()
     task = asyncio.ensure_future(awaitable)
     expired = False
     handle: Optional[asyncio.TimerHandle] = None
@@ -123,6 +152,7 @@ async def wait_allowing_for_lag(awaitable: Awaitable[Any], timeout: float) -> An
             raise asyncio.TimeoutError() from None
         raise
     finally:
+        probe.release()
         if handle is not None:
             handle.cancel()
         if not task.done():

@@ -34,6 +34,7 @@ from workspace_manager.protocol.errors import CallTimeout, RemoteError
 from workspace_manager.supervisor import (
     fdlimit,
     forkserver,
+    heartbeats,
     looplag,
     orphans,
     runtime,
@@ -146,6 +147,8 @@ class Manager:
         self._cgroups: Optional[CgroupRoot] = None
         self._forks: Optional[forkserver.ForkServers] = None  # supervisor/forkserver.py
         self._orphans_task: Optional[asyncio.Task] = None
+        self._heartbeat_file: Optional[heartbeats.HeartbeatFile] = None
+        self._heartbeat_watch = heartbeats.HeartbeatWatch()
         self.loop_heartbeat = time.monotonic()
         # `wsm up`: run records, run coordinator and daemon (supervisor/workload.py); `wsm
         # serve` and a one-shot load keep none. Made in `start`, once the first locations
@@ -195,6 +198,10 @@ class Manager:
         statedirs.claim(self.key, self.identity)
         self._sdk_dir = make_sdk_dir(str(self.dir))
         self._cgroups = CgroupRoot.create()  # None: no cgroup here, the process tree must do
+        try:  # local locations count in pages of it instead of answering pings
+            self._heartbeat_file = heartbeats.HeartbeatFile(str(directory / "heartbeats"))
+        except OSError as exc:
+            self.events.message(f"no heartbeat file ({exc}): locations are pinged")
         if forkserver.enabled():
             self._forks = forkserver.ForkServers(self._sdk_dir, self.events.message)
         listeners = await self._bind_health()  # a taken port fails before anything starts
@@ -305,7 +312,10 @@ class Manager:
 
     def _add_location(self, config: LocationConfig) -> Location:
         hooks = LocationHooks(
-            plan=self._plan, on_transition=self._on_transition, on_output=self._on_output
+            plan=self._plan,
+            on_transition=self._on_transition,
+            on_output=self._on_output,
+            heartbeats=self._heartbeat_watch if self._heartbeat_file is not None else None,
         )
         loc = Location(config, hooks)
         self.locations[config.name] = loc
@@ -343,6 +353,9 @@ class Manager:
                 task.cancel()
         if self.loop_lag is not None:
             self.loop_lag.stop()
+        self._heartbeat_watch.close()
+        if self._heartbeat_file is not None:
+            self._heartbeat_file.close()
         orphans.collect()
         for log in self._logs.values():
             log.close()
@@ -555,6 +568,8 @@ class Manager:
             env=without_secrets(plan.env, config, hidden),
             cgroups=self._cgroups,
             forks=self._forks,
+            heartbeats=self._heartbeat_file,
+            heartbeat_seconds=config.supervision.heartbeat_seconds,
         )
         return self.adjust_plan(plan) if self.adjust_plan else plan
 

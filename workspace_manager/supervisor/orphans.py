@@ -73,8 +73,20 @@ def become_subreaper() -> bool:
 
 
 def _children() -> List[int]:
-    """Our children, from /proc/self/task/*/children (each thread's own)."""
+    """The children a leftover can be among: those of our main thread.
+
+    The kernel lists a child under the thread that forked it (/proc/PID/task/TID/children,
+    proc(5)), and gives an orphan to the subreaper's first living thread, its main thread
+    (kernel/exit.c: find_new_reaper -> find_alive_thread, which walks the thread list from
+    the leader): reading that one file, not one per thread (14 opens a second with the
+    worker threads of an idle manager), finds every leftover. The other threads' files are
+    read only when the main thread's cannot be."""
     found: List[int] = []
+    try:
+        with open(f"/proc/self/task/{os.getpid()}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except (OSError, ValueError):
+        pass
     try:
         tasks = os.listdir("/proc/self/task")
     except OSError:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # kept out of `wsm job execute`'s path to its run's spawn
 
     from workspace_manager.supervisor.cgroup import CgroupRoot
     from workspace_manager.supervisor.forkserver import ForkServers
+    from workspace_manager.supervisor.heartbeats import HeartbeatFile
 
 #: A single line of output longer than this is cut (binary garbage has no newlines).
 MAX_LINE = 8192
@@ -45,6 +46,10 @@ class LaunchPlan:
     cgroups: Optional[CgroupRoot] = None
     # Fork servers to fork the loader from instead of spawning it, where one can.
     forks: Optional[ForkServers] = None
+    # The manager's heartbeat file (supervisor/heartbeats.py): the loader counts in a page of
+    # it; None: it is pinged every `heartbeat_seconds`.
+    heartbeats: Optional[HeartbeatFile] = None
+    heartbeat_seconds: float = 2.0
 
 
 #: Variables of wsm's own environment that would leak wsm's packages into another interpreter.
