@@ -139,7 +139,10 @@ def test_pss_is_read_again_only_when_rss_moves_or_it_is_old() -> None:
         little[i] = 1  # a small move: the last PSS plus the move, nothing read
     total, _ = sampler.sample([me])
     assert len(reads) == 1 and 1234 < total <= 1234 + memsample.PSS_DRIFT_BYTES
-    grown = bytearray(32 * 2**20)
+    # fresh pages again: a bytearray this size may come from memory malloc keeps resident
+    # after an earlier test freed it (glibc raises its mmap threshold up to 32 MiB), and
+    # touching it then moves no RSS (seen in CI's full suite)
+    grown = mmap.mmap(-1, 32 * 2**20)
     for i in range(0, len(grown), 4096):
         grown[i] = 1  # touch it: RSS moves
     total, _ = sampler.sample([me])  # 32 MB more: more than PSS_DRIFT_BYTES
@@ -148,7 +151,8 @@ def test_pss_is_read_again_only_when_rss_moves_or_it_is_old() -> None:
     sampler.sample([me])
     assert len(reads) == 3
     assert sampler.sample([2**22 + 12345]) == (None, 0.0)  # no such process
-    del grown
+    grown.close()
+    little.close()
 
 
 def test_samples_asked_in_one_turn_go_off_the_loop_in_one_job() -> None:
