@@ -37,6 +37,7 @@ from typing import Dict, Iterable, List, Set, Tuple
 
 from workspace_manager.envs.installers.uv import find_uv
 from workspace_manager.envs.service import EnvironmentService
+from workspace_manager.envs.store import dir_size
 from workspace_manager.workspace.load import load_workspace
 
 PACKAGES = 20
@@ -95,17 +96,6 @@ def uv_lock(uv: str, folder: Path, env: Dict[str, str]) -> None:
         check=True,
         capture_output=True,
     )
-
-
-def apparent(root: Path) -> int:
-    total = 0
-    for folder, _dirs, files in os.walk(root):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(folder, name)).st_size
-            except OSError:
-                pass
-    return total
 
 
 def inodes(roots: Iterable[Path]) -> Tuple[int, int]:
@@ -226,7 +216,7 @@ def main() -> int:
             blocks, linked = inodes([env_dir])
             cold[label] = {
                 "seconds": round(seconds, 2),
-                "apparent_bytes": apparent(env_dir),
+                "apparent_bytes": dir_size(env_dir),
                 "own_blocks_bytes": blocks - linked,
             }
         results["cold_build"] = cold
@@ -243,7 +233,7 @@ def main() -> int:
         seconds, keys = build_all(path, cache)
         envs = [(cache / "envs" / k).resolve() for k in keys.values()]
         total_blocks, _ = inodes(envs + [cache / "uv"])
-        sizes = sum(apparent(e) for e in envs)
+        sizes = sum(dir_size(e) for e in envs)
         results["shared"] = {
             "build_seconds": round(seconds, 2),
             "sum_of_sizes_bytes": sizes,

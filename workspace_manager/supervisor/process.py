@@ -20,6 +20,7 @@ from typing import (
     Awaitable,
     Callable,
     Dict,
+    Iterable,
     List,
     Optional,
     Protocol,
@@ -345,13 +346,7 @@ def process_tree(pid: int) -> List[psutil.Process]:
             return [root, *root.children(recursive=True)]
     except psutil.Error:
         return []
-    tree = [root]
-    for child in pids:
-        try:
-            tree.append(psutil.Process(child))
-        except psutil.Error:
-            continue  # exited meanwhile
-    return tree
+    return [root, *_processes(pids)]
 
 
 def descendants(pid: int) -> List[psutil.Process]:
@@ -363,14 +358,19 @@ def descendants(pid: int) -> List[psutil.Process]:
         return process_tree(pid)[1:]
     if not pids:
         return []
+    return _processes(pids)
+
+
+def _processes(pids: Iterable[int]) -> List[psutil.Process]:
+    """A psutil object of each of `pids` still there (one that exited meanwhile is left out)."""
     import psutil
 
     found = []
-    for child in pids:
+    for pid in pids:
         try:
-            found.append(psutil.Process(child))
+            found.append(psutil.Process(pid))
         except psutil.Error:
-            continue  # exited meanwhile
+            continue
     return found
 
 
