@@ -141,14 +141,14 @@ class HeartbeatWatch:
 
     async def _tick(self, interval: float) -> None:
         clock = self.clock
-        next_look = _on_grid(clock() + interval, interval)
+        next_look = on_grid(clock() + interval, interval)
         while True:
             await asyncio.sleep(max(0.0, next_look - clock()))
             self.looks += 1
             self.look(interval)
             next_look += interval
             if next_look < clock():  # late: the next point of the grid, never a burst
-                next_look = _on_grid(clock(), interval)
+                next_look = on_grid(clock(), interval)
 
     def look(self, interval: float) -> None:
         """One look at every counter watched at `interval`."""
@@ -172,9 +172,11 @@ class HeartbeatWatch:
         self._tickers.clear()
 
 
-def _on_grid(t: float, interval: float) -> float:
-    """The first multiple of `interval` at or after `t`: all watches of one period share a
-    wake-up, and a location's look is at most one period after it got ready."""
+def on_grid(t: float, interval: float) -> float:
+    """The first multiple of `interval` (seconds) at or after `t`: every timer of one period
+    (the looks here, remote locations' pings, status memory samples) fires in the same turn
+    of the loop, which wakes once per period for all of them, and a location's first look
+    is at most one period after it got ready."""
     if interval <= 0:
         return t
     return math.ceil(t / interval) * interval

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
-import math
 import random
 import time
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional, Tuple,
 from workspace_manager.cancelling import cancel_and_wait
 from workspace_manager.protocol.messages import EXIT_LOAD_ERROR
 from workspace_manager.supervisor import looplag
-from workspace_manager.supervisor.heartbeats import HeartbeatWatch
+from workspace_manager.supervisor.heartbeats import HeartbeatWatch, on_grid
 from workspace_manager.supervisor.instance import (
     ExitedDuringStartup,
     Instance,
@@ -471,7 +470,7 @@ class Location:
             # the next point of the grid at least half a period after the last sample: a
             # wake-up a little after its point must not skip the next one
             soonest = max(loop.time(), last + STATUS_MEMORY_SECONDS / 2)
-            due = _on_grid(soonest, STATUS_MEMORY_SECONDS)
+            due = on_grid(soonest, STATUS_MEMORY_SECONDS)
             woke = loop.create_future()
             timer = loop.call_at(due, _wake, woke)
             try:
@@ -490,7 +489,7 @@ class Location:
         interval = self.config.supervision.heartbeat_seconds
         clock = self.hooks.clock
         missed = 0
-        next_ping = _on_grid(clock() + interval, interval)
+        next_ping = on_grid(clock() + interval, interval)
         while True:
             await asyncio.sleep(max(0.0, next_ping - clock()))
             next_ping += interval
@@ -508,7 +507,7 @@ class Location:
                     self._memory_sampled = clock()
                     self.last_rss = await _sample_memory(inst)
             if next_ping < clock():  # never a burst of pings to catch up
-                next_ping = _on_grid(clock(), interval)
+                next_ping = on_grid(clock(), interval)
 
     async def _memory(self, inst: Instance) -> str:
         """Sample RSS (with descendants) at least every second; a location above its limit
@@ -619,13 +618,3 @@ def _last_words(lines: List[bytes], limit: int = 200) -> str:
         return ""
     text = " ".join(lines[-1].decode("utf-8", "replace").split())
     return ": " + (text if len(text) <= limit else text[: limit - 1] + "…")
-
-
-def _on_grid(t: float, interval: float) -> float:
-    """The first multiple of `interval` (seconds) at or after `t`: every location with that
-    heartbeat interval pings in the same turn of the loop, which then wakes once per period for
-    all of them, and their answers arrive together (one epoll wake for many), instead of once
-    per location at times of its own."""
-    if interval <= 0:
-        return t
-    return math.ceil(t / interval) * interval
