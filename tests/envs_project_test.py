@@ -37,7 +37,7 @@ from workspace_manager.workspace.model import (
 )
 
 UV = find_uv()
-pytestmark = pytest.mark.skipif(UV is None, reason="uv is a test dependency (.[test])")
+assert UV is not None, "uv is a dependency of wsm: it must be beside its interpreter"
 PY = Interpreter("/usr/bin/python3.11", "3.11.2", "CPython")
 
 

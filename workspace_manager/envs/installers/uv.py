@@ -40,8 +40,19 @@ def reason(lines: Sequence[str]) -> Optional[str]:
 
 
 def find_uv() -> Optional[str]:
+    """The uv executable: wsm's dependency beside its interpreter, else where the `uv` package
+    says its binary is (a `--user` or `--target` install; uv's own `find_uv_bin`), else on PATH.
+
+    Returns None when none is found (uv removed after wsm was installed)."""
     beside = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "uv")
-    return beside if os.access(beside, os.X_OK) else shutil.which("uv")
+    if os.access(beside, os.X_OK):
+        return beside
+    try:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        return shutil.which("uv")
 
 
 class UvInstaller:
