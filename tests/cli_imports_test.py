@@ -165,9 +165,15 @@ def test_a_command_finding_no_manager_imports_little(tmp_path: Path, args: Tuple
     assert modules_in(modules, forbidden) == []
 
 
+#: what one short call on a Unix socket needs none of: the `socket` module (its enums and
+#: selectors; `_socket` serves), threading (`_thread` locks), and C msgpack with datetime
+#: (purepack serves payloads this small: protocol/codec.py LAZY_BYTES)
+ONE_CALL = ("socket", "selectors", "threading", "msgpack", "datetime")
+
+
 def test_status_of_a_running_manager_imports_no_ssl(ws: WorkspaceDir) -> None:
     """The control socket is a Unix socket: the protocol client imports ssl for TLS only,
-    and traceback (linecache, tokenize) only to send an error."""
+    traceback (linecache, tokenize) only to send an error, and none of ONE_CALL."""
     ws.file("repo.py", REPO)
     ws.workspace({"load_from": [{"python_file": {"relative_path": "repo.py"}}]})
     with WsmUp(ws, health=False):
@@ -176,6 +182,7 @@ def test_status_of_a_running_manager_imports_no_ssl(ws: WorkspaceDir) -> None:
         assert code == 0
         assert "workspace_manager.protocol.client" in modules  # it did talk to the manager
         assert modules_in(modules, (*NEVER, *HEAVY, "pathlib", "traceback", "typing")) == []
+        assert modules_in(modules, ONE_CALL) == []
 
 
 def test_validate_of_an_unchanged_file_parses_no_yaml(ws: WorkspaceDir) -> None:

@@ -260,3 +260,34 @@ def test_debian_python_without_msgpack_uses_pure_backend(tmp_path):
     out = subprocess.run([python, "-c", code, sdk], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "pure"
+
+
+LAZY_PROBE = """
+import sys
+from workspace_manager.protocol import codec
+small = [0, 1, "status", {"a": "b"}]
+for _ in range(int(sys.argv[1])):
+    assert codec.unpackb(codec.packb(small)) == small
+before = "msgpack" in sys.modules
+big = {"x": "y" * codec.LAZY_BYTES}
+assert codec.unpackb(codec.packb(big)) == big
+print(before, "msgpack" in sys.modules, codec.BACKEND)
+"""
+
+
+@pytest.mark.parametrize(
+    "calls, loaded_before",
+    [(1, False), (codec.LAZY_CALLS // 2 - 1, False), (codec.LAZY_CALLS // 2 + 1, True)],
+)
+def test_c_msgpack_is_imported_at_the_first_large_payload_or_after_many_calls(
+    calls: int, loaded_before: bool
+) -> None:
+    """A short command's few small frames skip C msgpack's import (~5 ms); a large payload
+    (in either direction) or a long-lived process's traffic imports it; the bytes are the same
+    (test_backends_produce_identical_bytes_and_decode_each_other)."""
+    out = subprocess.run(
+        [sys.executable, "-c", LAZY_PROBE, str(calls)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    # each round trip is two calls: a packb and an unpackb
+    assert out.stdout.split() == [str(loaded_before), "True", "msgpack"]

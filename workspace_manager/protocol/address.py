@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import socket
+import _socket  # the C module: `socket` costs ~5 ms of `wsm status` (its enums, selectors)
 from collections import namedtuple
 
 TYPE_CHECKING = False  # typing is for type checkers only: not imported at run time
@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from typing import NamedTuple, Tuple, Union
 
     class _Fields(NamedTuple):
-        family: int  # socket.AF_UNIX or socket.AF_INET / AF_INET6
+        family: int  # AF_UNIX or AF_INET / AF_INET6
         target: Union[str, Tuple[str, int]]  # a path, or (host, port)
 else:
     _Fields = namedtuple("Address", "family target")
@@ -23,7 +23,7 @@ class Address(_Fields):
 
     @property
     def is_unix(self) -> bool:
-        return self.family == socket.AF_UNIX
+        return self.family == _socket.AF_UNIX
 
 
 def parse_address(address: str) -> Address:
@@ -34,7 +34,7 @@ def parse_address(address: str) -> Address:
             path = path[2:]
         if not path:
             raise ValueError(f"empty socket path in {address!r}")
-        return Address(socket.AF_UNIX, path)
+        return Address(_socket.AF_UNIX, path)
     if address.startswith("tcp://"):
         rest = address[len("tcp://") :]
         host, sep, port_text = rest.rpartition(":")
@@ -43,12 +43,12 @@ def parse_address(address: str) -> Address:
         port = int(port_text)
         if not 0 <= port <= 65535:
             raise ValueError(f"port out of range in {address!r}")
-        family = socket.AF_INET
+        family = _socket.AF_INET
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]
-            family = socket.AF_INET6
+            family = _socket.AF_INET6
         elif ":" in host:
-            family = socket.AF_INET6
+            family = _socket.AF_INET6
         if not host:
             raise ValueError(f"empty host in {address!r}")
         return Address(family, (host, port))
@@ -56,7 +56,7 @@ def parse_address(address: str) -> Address:
 
 
 def format_address(family: int, target: Union[str, Tuple[str, int]]) -> str:
-    if family == socket.AF_UNIX:
+    if family == _socket.AF_UNIX:
         return f"unix:{target}"
     host, port = target[0], target[1]
     if ":" in host:

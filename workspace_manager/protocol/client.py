@@ -8,10 +8,10 @@ for no thread hand-off at all. The receive path reuses one buffer with `recv_int
 
 from __future__ import annotations
 
+import _socket
+import _thread
 import itertools
-import socket
 import struct
-import threading
 import time
 
 from ..version import PROTOCOL_VERSION, __version__
@@ -21,11 +21,15 @@ from .codec import DecodeError, packb, unpackb
 from .errors import CallTimeout, HandshakeError, ProtocolError, RemoteError
 from .framing import DEFAULT_MAX_FRAME, HEADER, FrameError, check_length
 
-# ssl (~8 ms to import) is for a TLS connection, and typing for the type checkers (they take
-# any name TYPE_CHECKING as true): `wsm status` needs neither
+# `wsm status` is one short call on a Unix socket, and its start is mostly imports: the C
+# `_socket` serves it where `socket` (its enum conversions and `selectors`, ~5 ms) is imported
+# only for TCP; locks come from `_thread`, and `threading` (~1.5 ms) only when a second thread
+# must wait (`_follow`). ssl (~8 ms) is for a TLS connection, and typing for the type checkers
+# (they take any name TYPE_CHECKING as true).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ssl
+    import threading
     from typing import Any, Dict, NoReturn, Optional, Set
 
 _unpack_header = HEADER.unpack_from
@@ -68,10 +72,10 @@ class Client:
         self.max_frame = max_frame
         self._ids = itertools.count(1)
         self._pending: Dict[int, _Slot] = {}
-        self._send_lock = threading.Lock()
-        self._read_lock = threading.Lock()
+        self._send_lock = _thread.allocate_lock()
+        self._read_lock = _thread.allocate_lock()
         self._followers: Set[_Slot] = set()
-        self._followers_lock = threading.Lock()
+        self._followers_lock = _thread.allocate_lock()
         self._dead: Optional[BaseException] = None
         self._buf = bytearray(_INITIAL_BUFFER)
         self._view = memoryview(self._buf)
@@ -80,13 +84,15 @@ class Client:
         self._sock = self._connect(address, timeout, ssl_context, server_hostname)
         # Plain sockets stay in blocking mode with kernel timeouts (see _set_receive_timeout).
         self._tls = ssl_context is not None
-        self._kernel_timeouts = not self._tls and hasattr(socket, "SO_RCVTIMEO")
+        self._kernel_timeouts = not self._tls and hasattr(_socket, "SO_RCVTIMEO")
         self._rcvtimeo = -1.0
         if self._kernel_timeouts:
             try:
                 self._sock.settimeout(None)
                 sec = max(1, int(timeout))
-                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _TIMEVAL.pack(sec, 0))
+                self._sock.setsockopt(
+                    _socket.SOL_SOCKET, _socket.SO_SNDTIMEO, _TIMEVAL.pack(sec, 0)
+                )
             except OSError:
                 self._kernel_timeouts = False
                 self._sock.settimeout(timeout)
@@ -127,8 +133,14 @@ class Client:
         server_hostname: Optional[str],
     ) -> Any:
         addr = parse_address(address)
+        sock: Any  # `_socket.socket`, or `socket.socket` where ssl wraps it or for TCP
         if addr.is_unix:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            if ssl_context is None:
+                sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            else:  # ssl wraps the `socket` module's class
+                import socket
+
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 sock.settimeout(timeout)
                 sock.connect(addr.target)
@@ -138,6 +150,8 @@ class Client:
         else:
             target: Any = addr.target  # (host, port) for tcp
             host, port = target
+            import socket
+
             sock = socket.create_connection((host, port), timeout=timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if ssl_context is not None:
@@ -181,7 +195,7 @@ class Client:
             if slot.wake is not None:
                 slot.wake.set()
         try:
-            self._sock.shutdown(socket.SHUT_RDWR)
+            self._sock.shutdown(_socket.SHUT_RDWR)
         except (OSError, AttributeError):
             pass
         try:
@@ -244,6 +258,8 @@ class Client:
                         other.wake.set()
 
     def _follow(self, slot: _Slot, deadline: float) -> None:
+        import threading
+
         wake = slot.wake = threading.Event()
         with self._followers_lock:
             self._followers.add(slot)
@@ -349,7 +365,7 @@ class Client:
                 else:
                     self._sock.settimeout(remaining)
                     n = self._sock.recv_into(self._view[self._end :])
-            except (socket.timeout, BlockingIOError):
+            except (_socket.timeout, BlockingIOError):
                 continue  # the check above raises CallTimeout once the deadline has passed
             if not n:
                 if self._end > self._start:
@@ -365,7 +381,7 @@ class Client:
         usec = int((remaining - sec) * 1e6)
         if not sec and not usec:
             usec = 1  # zero would mean "wait forever"
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _TIMEVAL.pack(sec, usec))
+        self._sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVTIMEO, _TIMEVAL.pack(sec, usec))
         self._rcvtimeo = remaining
 
     def _make_room(self, frame_size: int) -> None:
