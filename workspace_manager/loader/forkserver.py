@@ -86,6 +86,9 @@ def _preload() -> None:
         "workspace_manager.loader.target",
     ):
         importlib.import_module(name)
+    # the children share its pages: C msgpack (where this interpreter has it) is imported
+    # here, not lazily in each location (protocol/codec.py)
+    importlib.import_module("workspace_manager.protocol.codec").preload()
 
 
 def _threads() -> int:

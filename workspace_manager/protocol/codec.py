@@ -61,6 +61,13 @@ def _use_c() -> bool:
     return _c_state > 0
 
 
+def preload() -> bool:
+    """Import C msgpack now, in a process that forks others (loader/forkserver.py): its pages
+    are then shared by every child, where a child importing it itself would own its copy.
+    Returns whether C msgpack is there."""
+    return _use_c()
+
+
 def _still_lazy(size: int) -> bool:
     """Counts a call; True while this call of `size` bytes (0: unknown) may skip C msgpack."""
     global _calls

@@ -221,7 +221,7 @@ class Manager:
             await self._serve_health(listeners)
         # psutil samples a location's memory as it becomes ready: imported now, while the
         # first locations load, not then
-        asyncio.get_running_loop().run_in_executor(None, _import_psutil)
+        asyncio.get_running_loop().run_in_executor(None, _import_ahead)
         secret = secrets.token_hex(16)
         if serve_control:
             self._control = ControlServer(self.dir / "manager.sock", secret, self._handlers())
@@ -809,8 +809,14 @@ def _planning(loc: Location) -> bool:
     return spawned and loc.state is State.STARTING and loc.pid is None
 
 
-def _import_psutil() -> None:
+def _import_ahead() -> None:
+    """In a worker, while the first locations load: psutil (memory samples as each becomes
+    ready) and C msgpack."""
     import psutil  # noqa: F401
+
+    from workspace_manager.protocol import codec
+
+    codec.preload()  # a long-lived process: C msgpack now, not in the middle of a call
 
 
 class HealthListenError(OSError):
