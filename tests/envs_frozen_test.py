@@ -265,3 +265,35 @@ def test_build_command_for_each_kind_of_target() -> None:
         "cd /app && wsm env build -m pkg.defs pkg"
     )
     assert build_command(None, "a") == "wsm env build -w FILE a"
+
+
+def dockerfile() -> List[str]:
+    """The Dockerfile in docs/deployment.md, its continued lines joined."""
+    text = (Path(__file__).parent.parent / "docs" / "deployment.md").read_text()
+    block = text.split("```dockerfile\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+
+
+def test_the_dockerfile_builds_the_envs_then_starts_frozen_with_the_same_cache() -> None:
+    """docs/deployment.md: the build step runs a valid `wsm env build` of the workspace the
+    CMD's valid `wsm up --frozen-envs` starts, as the user the CMD runs as, with
+    WSM_CACHE_DIR set before it and never changed after."""
+    import json
+
+    from workspace_manager.cli.main import build_parser
+
+    lines = dockerfile()
+    build = [i for i, line in enumerate(lines) if line.startswith("RUN wsm env build")]
+    assert len(build) == 1, lines
+    at = build[0]
+    cmd = [line for line in lines if line.startswith("CMD ")]
+    assert len(cmd) == 1 and lines.index(cmd[0]) > at
+    built = build_parser().parse_args(shlex.split(lines[at])[2:])  # RUN wsm ...
+    started = build_parser().parse_args(json.loads(cmd[0][len("CMD ") :])[1:])
+    assert (built.command, built.env_command) == ("env", "build")
+    assert started.command == "up" and started.frozen_envs
+    assert built.workspace == started.workspace and built.workspace.startswith("/")
+    cache = [i for i, line in enumerate(lines) if "WSM_CACHE_DIR=" in line]
+    assert len(cache) == 1 and cache[0] < at, lines
+    users = [i for i, line in enumerate(lines) if line.startswith("USER ")]
+    assert users and users[-1] < at, "the envs are built by the user that runs them"
