@@ -9,6 +9,7 @@ cache read-only and the environment missing.
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 from typing import Optional
@@ -68,27 +69,35 @@ def missing_env(
     )
 
 
-def read_only_cache(
-    layout: CacheLayout, key: str, identity: Optional[str], location: str
+def unwritable_cache(
+    layout: CacheLayout, key: str, identity: Optional[str], location: str, why: str
 ) -> EnvBuildError:
-    """The error of a location whose env must be built on a cache that cannot be written."""
+    """The error of a location whose env must be built on a cache that cannot be written
+    (``why``: `cache_unwritable`'s answer)."""
     return EnvBuildError(
         f"its environment {key} is not built and cannot be built here: the environment "
-        f"cache {layout.root} is read-only; build it where the cache is writable "
-        f"(`{build_command(identity, location)}`, in an image's build step) and start "
-        "with `wsm up --frozen-envs`",
+        f"cache cannot be written: {layout.root}: {why}; build it where the cache is "
+        f"writable (`{build_command(identity, location)}`, in an image's build step) and "
+        "start with `wsm up --frozen-envs`",
         key=key,
     )
 
 
-def cache_writable(layout: CacheLayout) -> bool:
-    """Whether wsm may write to the cache: access(2) reports a read-only mount (EROFS) even
-    to root, whom mode bits do not stop. A cache not made yet is writable if its nearest
-    existing parent is."""
+def cache_unwritable(layout: CacheLayout) -> Optional[str]:
+    """Why wsm may not write to the cache (strerror's words), or None when it may. The
+    nearest folder that exists stands for a cache not made yet. A read-only mount is
+    asked of statvfs(2) (ST_RDONLY); mode bits of access(2), which do not stop root."""
     probe = layout.root
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    return os.access(probe, os.W_OK)
+    try:
+        if os.statvfs(probe).f_flag & os.ST_RDONLY:
+            return os.strerror(errno.EROFS)
+    except OSError:
+        return None  # let the build meet the real error
+    if not os.access(probe, os.W_OK):
+        return os.strerror(errno.EACCES)
+    return None
 
 
 def _built_before(

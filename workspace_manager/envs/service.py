@@ -117,8 +117,11 @@ class EnvironmentService:
             raise frozen_envs.missing_env(self.layout, key, self.identity, location.name)
         future = self._inflight.get(key)
         if future is None:
-            if not frozen_envs.cache_writable(self.layout):
-                raise frozen_envs.read_only_cache(self.layout, key, self.identity, location.name)
+            why = frozen_envs.cache_unwritable(self.layout)
+            if why is not None:
+                raise frozen_envs.unwritable_cache(
+                    self.layout, key, self.identity, location.name, why
+                )
             from workspace_manager.envs.build import build_env  # filelock, guard: for builds only
 
             names = self._joined[key] = [location.name]
