@@ -298,3 +298,22 @@ def test_the_dockerfile_builds_the_envs_then_starts_frozen_with_the_same_cache()
     assert len(cache) == 1 and cache[0] < at, lines
     users = [i for i, line in enumerate(lines) if line.startswith("USER ")]
     assert users and users[-1] < at, "the envs are built by the user that runs them"
+
+
+def test_frozen_interpreter_lookups_are_kept_in_memory(tmp_path: Path) -> None:
+    """Finding `python: "3.X"` and wsm's own interpreter asks the interpreters (and
+    python_discovery) without writing interpreters.json or py_info/ into the cache."""
+    import sys
+
+    spec = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    frozen = EnvironmentService(tmp_path / "frozen", frozen=True)
+    writable = EnvironmentService(tmp_path / "writable")
+    try:
+        for service in (frozen, writable):
+            assert service.interpreters.find(spec).version.startswith(spec)
+            assert service.interpreters.find(None).path == os.path.realpath(sys.executable)
+    finally:
+        frozen.close()
+        writable.close()
+    assert not (tmp_path / "frozen").exists()
+    assert (tmp_path / "writable" / "interpreters.json").is_file()  # what is not written
