@@ -5,7 +5,13 @@ builds what is missing in worker threads, at most `max_parallel` at once, and lo
 with the same key within this process share one build.
 
 With ``frozen`` (`wsm up --frozen-envs`, envs/frozen.py) nothing is built and nothing is
-written to the cache, which may be read-only: a missing env is its location's error.
+written to the cache, which may be read-only; a missing env is its location's error. What
+a manager would write there otherwise:
+- build locks, build folders, logs: none, nothing is built;
+- last-used stamps and user records: skipped (`mark_used` says why);
+- interpreter identities and python_discovery's answers: kept in memory for this process
+  (`InterpreterCache(writable=False)`); the build step's `interpreters.json` is still read;
+- the keys a manager uses: in its runtime dir, as always (`write_in_use`).
 """
 
 from __future__ import annotations
