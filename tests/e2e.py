@@ -14,7 +14,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import psutil
 import yaml
@@ -86,13 +86,16 @@ class WsmUp:
         health: bool = True,
         command: str = "up",
         env: Optional[Dict[str, str]] = None,
+        prefix: Sequence[str] = (),
     ) -> None:
+        """``prefix``: argv to run `wsm` under, which must exec it in the same process
+        (e.g. `unshare -m sh -c '... exec "$@"'`), so the tracked tree is wsm's."""
         argv = [command, *args]
         if health:
             argv += ["--health", "127.0.0.1:0"]
         self.ws = ws
         self.proc = subprocess.Popen(
-            wsm_argv(*argv),
+            [*prefix, *wsm_argv(*argv)],
             cwd=ws.root,
             env=env or ws.env,
             stdout=subprocess.PIPE,

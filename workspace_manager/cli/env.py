@@ -48,10 +48,10 @@ def run(args: argparse.Namespace) -> int:
     return {"list": _list, "build": _build, "prune": _prune}[args.env_command](args)
 
 
-def _service(reporter=None):
+def _service(reporter=None, identity=None):
     from workspace_manager.envs.service import EnvironmentService
 
-    return EnvironmentService(reporter=reporter)
+    return EnvironmentService(reporter=reporter, identity=identity)
 
 
 # ---- list ------------------------------------------------------------------------------------
@@ -134,7 +134,7 @@ def _build(args: argparse.Namespace) -> int:
     for loc in chosen:
         if loc.environment is None:
             print(f"{loc.name}: no environment to build")
-    service = _service(console_reporter(sys.stderr))
+    service = _service(console_reporter(sys.stderr), identity)
     try:
         results = asyncio.run(_ensure_all(service, with_env))
     finally:

@@ -40,6 +40,12 @@ def add_parser(sub) -> None:
         help="do not run schedules and sensors (runs can still be launched)",
     )
     p.add_argument(
+        "--frozen-envs",
+        action="store_true",
+        help="never build an environment: use those `wsm env build` made (the cache may be "
+        "read-only); a location whose environment is missing is in error",
+    )
+    p.add_argument(
         "--quiet-output",
         action="store_true",
         help="do not echo the locations' stdout/stderr (still kept in their logs)",
@@ -84,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         api_token=api_token,
         secret_vars=(args.api_token_env,) if args.api_token_env else (),
         daemon=not args.no_daemon,
+        frozen_envs=args.frozen_envs,
     )
     if hasattr(console, "attach"):
         console.attach(lambda name: manager.locations.get(name))

@@ -67,8 +67,10 @@ def _stat_id(path: str) -> Optional[list]:
 class InterpreterCache:
     """Interpreter identities and spec lookups, read once per process, written on change."""
 
-    def __init__(self, layout: CacheLayout) -> None:
+    def __init__(self, layout: CacheLayout, writable: bool = True) -> None:
+        """``writable=False`` (`--frozen-envs`): answers are kept in memory only."""
         self._layout = layout
+        self._writable = writable
         self._lock = threading.Lock()
         self._data: Optional[Dict[str, Any]] = None
 
@@ -86,6 +88,8 @@ class InterpreterCache:
         return self._data
 
     def _save(self) -> None:
+        if not self._writable:
+            return
         path = self._layout.interpreters
         try:  # only a cache: unwritable (a full disk) means asking the interpreter again
             private_dir(path.parent)
@@ -119,7 +123,7 @@ class InterpreterCache:
             known = self._load()["specs"].get(lookup)
         if known and _stat_id(known) is not None:
             return str(known)
-        path = _discover_uncached(spec, self._layout.py_info)
+        path = _discover_uncached(spec, self._layout.py_info if self._writable else None)
         with self._lock:
             self._load()["specs"][lookup] = path
             self._save()
@@ -183,15 +187,18 @@ def _why(exc: BaseException) -> str:
     return str(exc)
 
 
-def _discover_uncached(spec: str, py_info_dir: Path) -> str:
-    """virtualenv's discovery: the same interpreter `virtualenv -p SPEC` would pick."""
+def _discover_uncached(spec: str, py_info_dir: Optional[Path]) -> str:
+    """virtualenv's discovery: the same interpreter `virtualenv -p SPEC` would pick; with
+    ``py_info_dir`` None, python_discovery keeps what it learns in memory only."""
     import python_discovery
 
-    try:
-        private_dir(py_info_dir)
-    except OSError:
-        pass  # python_discovery copes with a cache it cannot write
-    cache = python_discovery.DiskCache(py_info_dir)
+    cache: Optional[python_discovery.PyInfoCache] = None
+    if py_info_dir is not None:
+        try:
+            private_dir(py_info_dir)
+        except OSError:
+            pass  # python_discovery copes with a cache it cannot write
+        cache = python_discovery.DiskCache(py_info_dir)
     try:
         info = python_discovery.get_interpreter(spec, cache=cache)
         if info is None and managed_python_dirs():

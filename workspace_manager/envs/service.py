@@ -3,11 +3,21 @@
 `cached()` answers from disk without building (a warm start asks no process); `ensure()`
 builds what is missing in worker threads, at most `max_parallel` at once, and locations
 with the same key within this process share one build.
+
+With ``frozen`` (`wsm up --frozen-envs`, envs/frozen.py) nothing is built and nothing is
+written to the cache, which may be read-only; a missing env is its location's error. What
+a manager would write there otherwise:
+- build locks, build folders, logs: none, nothing is built;
+- last-used stamps and user records: skipped (`mark_used` says why);
+- interpreter identities and python_discovery's answers: kept in memory for this process
+  (`InterpreterCache(writable=False)`); the build step's `interpreters.json` is still read;
+- the keys a manager uses: in its runtime dir, as always (`write_in_use`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import json
 import os
@@ -17,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, FrozenSet, List, Optional, Set, Tuple
 
+from workspace_manager.envs import frozen as frozen_envs
 from workspace_manager.envs import installers, store
 from workspace_manager.envs.cancel import Cancel
 from workspace_manager.envs.errors import EnvBuildError
@@ -44,10 +55,17 @@ class EnvironmentService:
         cache_dir: Optional[Path] = None,
         reporter: Optional[BuildReporter] = None,
         max_parallel: Optional[int] = None,
+        frozen: bool = False,
+        identity: Optional[str] = None,
     ) -> None:
+        """``frozen``: never build and never write to the cache (`--frozen-envs`);
+        ``identity``: the manager's (cli/targets.identity), named in the `wsm env build`
+        command a missing env's error gives."""
         self.layout = CacheLayout.at(cache_dir)
         self.reporter: BuildReporter = reporter or NullReporter()
-        self.interpreters = InterpreterCache(self.layout)
+        self.frozen = frozen
+        self.identity = identity
+        self.interpreters = InterpreterCache(self.layout, writable=not frozen)
         self._pool = ThreadPoolExecutor(
             max_workers=max_parallel or os.cpu_count() or 1, thread_name_prefix="wsm-env-build"
         )
@@ -87,6 +105,8 @@ class EnvironmentService:
             return None, ""
         if self.layout.is_complete(key):
             return str(self.layout.python(key)), key
+        if self.frozen:
+            raise frozen_envs.missing_env(self.layout, key, self.identity, location.name)
         return None, key
 
     async def ensure(self, location: LocationConfig) -> ResolvedEnv:
@@ -99,8 +119,15 @@ class EnvironmentService:
         key = recipe.key
         if self.layout.is_complete(key):
             return ResolvedEnv(str(self.layout.python(key)), key, False, time.monotonic() - started)
+        if self.frozen:
+            raise frozen_envs.missing_env(self.layout, key, self.identity, location.name)
         future = self._inflight.get(key)
         if future is None:
+            why = frozen_envs.cache_unwritable(self.layout)
+            if why is not None:
+                raise frozen_envs.unwritable_cache(
+                    self.layout, key, self.identity, location.name, why
+                )
             from workspace_manager.envs.build import build_env  # filelock, guard: for builds only
 
             names = self._joined[key] = [location.name]
@@ -128,9 +155,21 @@ class EnvironmentService:
         self._joined.pop(key, None)
 
     def mark_used(self, key: str, workspace: str, location: str) -> None:
-        """Record that ``location`` of ``workspace`` uses env ``key`` now (for list/prune)."""
-        if key:
+        """Record that ``location`` of ``workspace`` uses env ``key`` now (for list/prune).
+
+        Skipped, not moved elsewhere, when ``frozen`` or when the cache is read-only: the
+        record's last-used stamp serves `wsm env prune --unused-days`, which has nothing to
+        do on a cache no one may change, and its users were recorded by the `wsm env build`
+        that made the env. What a running manager uses is still published, in its runtime
+        dir (`write_in_use`), so `wsm env list` shows it running and `prune` keeps it.
+        """
+        if not key or self.frozen:
+            return
+        try:
             store.record_use(self.layout, key, workspace, location)
+        except OSError as exc:
+            if exc.errno != errno.EROFS:
+                raise
 
     def close(self, cancel_builds: bool = False) -> None:
         """Release the build threads; with ``cancel_builds`` (shutdown), stop running installs

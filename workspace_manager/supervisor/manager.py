@@ -102,6 +102,7 @@ class Manager:
         runs: bool = False,
         api_token: Optional[str] = None,
         daemon: bool = True,
+        frozen_envs: bool = False,
     ) -> None:
         self.workspace = workspace
         self.identity = identity
@@ -116,7 +117,11 @@ class Manager:
         self.hub = EventHub()  # the web page's live events (web/events.py, GET /api/events)
         self.events = self.hub.observe_events(self.events, self)
         self.api_token = api_token  # `--api-token-env`: writes to the JSON API from afar
-        self.envs = EnvironmentService(reporter=self.metrics.build_reporter(build_reporter))
+        self.envs = EnvironmentService(
+            reporter=self.metrics.build_reporter(build_reporter),
+            frozen=frozen_envs,  # `--frozen-envs`: never build, never write the cache
+            identity=identity,
+        )
         self.adjust_plan = adjust_plan  # `wsm serve`: its own listen address, token and TLS
         self.secret_vars = secret_vars  # more variables kept from locations (`--token-env`)
         self._env_keys: Dict[str, str] = {}
