@@ -23,6 +23,7 @@ import pytest
 from e2e import WorkspaceDir, WsmUp, wsm_argv
 from envs_project_test import REPO, UV, code_location, make_wheel, pyproject, uv_lock
 
+from workspace_manager.cli.serve import EXIT_LOAD_ERROR
 from workspace_manager.envs.frozen import FrozenEnvMissing, build_command
 from workspace_manager.envs.service import EnvironmentService
 from workspace_manager.workspace.model import (
@@ -316,3 +317,35 @@ def test_frozen_interpreter_lookups_are_kept_in_memory(tmp_path: Path) -> None:
         writable.close()
     assert not (tmp_path / "frozen").exists()
     assert (tmp_path / "writable" / "interpreters.json").is_file()  # what is not written
+
+
+def test_wsm_serve_frozen_envs_exits_as_for_a_load_error_naming_the_build(
+    ws: WorkspaceDir,
+) -> None:
+    """A pod's `wsm serve --frozen-envs` on an image whose env for its location was not built:
+    it builds nothing, exits with the load error's status (the orchestrator's restart policy
+    sees a bad image at once) and names the `wsm env build` for that location, with the
+    workspace file, not the serve identity (which also holds the listen address)."""
+    path = two_projects(ws)
+    built = run_wsm(ws, "env", "build", "-w", str(path), "a")
+    assert built.returncode == 0, built.stderr
+    cache = ws.root / ".wsm-cache"
+    before = tree(cache)
+    ws.env["POD_TOKEN"] = "t" * 32
+    listen = f"unix:{ws.root / 'b.sock'}"
+    served = run_wsm(
+        ws, "serve", "-w", str(path), "b", "--listen", listen, "--frozen-envs",
+        "--token-env", "POD_TOKEN", prefix=read_only(cache),
+    )  # fmt: skip
+    assert served.returncode == EXIT_LOAD_ERROR, served.stdout + served.stderr
+    out = served.stdout + served.stderr
+    assert f"`wsm env build -w {path} b`" in out, out
+    assert "Traceback" not in out and "uv sync" not in out, out
+    assert tree(cache) == before
+    # the env that was built serves frozen from the read-only cache
+    with WsmUp(
+        ws, "-w", str(path), "a", "--listen", f"unix:{ws.root / 'a.sock'}", "--frozen-envs",
+        "--token-env", "POD_TOKEN", command="serve", prefix=read_only(cache),
+    ) as up:  # fmt: skip
+        assert up.wait_state("a", "ready", "error", timeout=120)["state"] == "ready", up.output()
+    assert tree(cache) == before

@@ -41,6 +41,12 @@ def add_parser(sub) -> None:
         "--health", metavar="HOST:PORT", help="serve /livez /readyz /status for the pod's probes"
     )
     p.add_argument(
+        "--frozen-envs",
+        action="store_true",
+        help="never build the environment: use the one `wsm env build` made (the cache may be "
+        "read-only); if it is missing, exit as for a load error",
+    )
+    p.add_argument(
         "--max-message-mb",
         type=_positive_mb,
         metavar="MB",
@@ -119,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
         adjust_plan=adjust,
         build_reporter=console.build_reporter(),
         secret_vars=(args.token_env,) if args.token_env else (),
+        frozen_envs=args.frozen_envs,
+        build_identity=ident,
     )
     console.message(
         f"serving location {location.name} on {args.listen}" + (" with TLS" if tls else "")

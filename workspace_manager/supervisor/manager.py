@@ -103,6 +103,7 @@ class Manager:
         api_token: Optional[str] = None,
         daemon: bool = True,
         frozen_envs: bool = False,
+        build_identity: Optional[str] = None,
     ) -> None:
         self.workspace = workspace
         self.identity = identity
@@ -120,7 +121,9 @@ class Manager:
         self.envs = EnvironmentService(
             reporter=self.metrics.build_reporter(build_reporter),
             frozen=frozen_envs,  # `--frozen-envs`: never build, never write the cache
-            identity=identity,
+            # what a missing env's `wsm env build` command names (`wsm serve`'s own identity
+            # also holds its listen address)
+            identity=build_identity or identity,
         )
         self.adjust_plan = adjust_plan  # `wsm serve`: its own listen address, token and TLS
         self.secret_vars = secret_vars  # more variables kept from locations (`--token-env`)
