@@ -24,6 +24,9 @@ def add_parser(sub) -> None:
 
     ls = envsub.add_parser("list", help="cached environments, their size and users")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.add_argument(
+        "--no-size", action="store_true", help="do not measure disk use (one stat per file)"
+    )
 
     build = envsub.add_parser("build", help="build (or reuse) environments without starting")
     targets.add_target_args(build)  # it loads the code: -f and -m are files to load
@@ -58,35 +61,22 @@ def _service(reporter=None):
 
 
 def _list(args: argparse.Namespace) -> int:
+    """Each cached env: its source, interpreter, disk use (envs/usage.py says what "shared"
+    means) and the locations that use it, running or not. Reads only, so it works on a
+    read-only cache."""
     from workspace_manager.envs import store
     from workspace_manager.envs.paths import CacheLayout
-    from workspace_manager.envs.service import in_use_keys
+    from workspace_manager.envs.service import running_uses
 
     layout = CacheLayout.at()
-    in_use = in_use_keys()
-    rows = []
-    for entry in store.entries(layout):
-        marker = entry.marker
-        interp = marker.get("interpreter", {})
-        reqs = list(marker.get("requirements", []))
-        if marker.get("requirements_file"):
-            reqs.append(f"-r {marker['requirements_file']}")
-        rows.append(
-            {
-                "key": entry.key,
-                "complete": entry.complete,
-                "python": interp.get("version"),
-                "interpreter": interp.get("path"),
-                "requirements": reqs,
-                "installer": marker.get("installer"),
-                "size_bytes": marker.get("size_bytes"),
-                "created": marker.get("created"),
-                "last_used": entry.last_used or None,
-                "used_by": [{"workspace": w, "location": loc} for w, loc in entry.users],
-                "in_use": entry.key in in_use,
-                "path": str(layout.env(entry.key)),
-            }
-        )
+    running = set(running_uses())
+    entries = list(store.entries(layout))
+    usage = None
+    if not args.no_size:
+        from workspace_manager.envs.usage import measure
+
+        usage = measure({e.key: layout.env(e.key) for e in entries})
+    rows = [_row(layout, entry, running, usage) for entry in entries]
     if args.json:
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -94,26 +84,59 @@ def _list(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no environments in {layout.envs}")
         return 0
-    table = [("KEY", "PYTHON", "REQUIREMENTS", "SIZE", "LAST USED", "USED BY")]
+    table = [("KEY", "SOURCE", "PYTHON", "SIZE", "SHARED", "LAST USED", "USED BY")]
     for row in rows:
-        python = f"{row['python'] or '?'} {row['interpreter'] or ''}".strip()
-        used_by = ", ".join(sorted({u["location"] for u in row["used_by"]})) or "-"
-        if row["in_use"]:
-            used_by += " (running)"
+        interp = row["interpreter"] or {}
         table.append(
             (
                 row["key"] + ("" if row["complete"] else " (incomplete)"),
-                python,
-                _short(", ".join(row["requirements"]) or "-", 50),
+                _short_left(_describe_source(row["source"]), 60),
+                f"{interp.get('version') or '?'} {interp.get('path') or ''}".strip(),
                 _size(row["size_bytes"]),
+                _shared(row["size_bytes"], row["shared_bytes"]),
                 _ago(row["last_used"]),
-                used_by,
+                "; ".join(_describe_user(u) for u in row["used_by"]) or "-",
             )
         )
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
     for r in table:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    if usage is not None:
+        n = len(rows)
+        print(
+            f"{n} environment{'s' if n != 1 else ''}: {binary_size(usage.total_bytes)} on disk "
+            f"together (each file once), against a sum of sizes of {binary_size(usage.sum_bytes)}"
+        )
     return 0
+
+
+def _row(layout, entry, running: set, usage) -> dict:
+    marker = entry.marker
+    interp = marker.get("interpreter")
+    measured = usage.envs.get(entry.key) if usage is not None else None
+    used_by = []
+    for workspace, location, at in entry.uses:
+        # an older manager listed only its keys, not which location had which
+        on = (workspace, location, entry.key) in running or (workspace, None, entry.key) in running
+        used_by.append(
+            {"workspace": workspace, "location": location, "last_used": at or None, "running": on}
+        )
+    return {
+        "key": entry.key,
+        "complete": entry.complete,
+        "path": str(layout.env(entry.key)),
+        "source": entry.source,
+        "interpreter": interp if isinstance(interp, dict) else None,
+        "installer": marker.get("installer"),
+        "size_bytes": measured.size_bytes if measured else None,
+        "shared_bytes": measured.shared_bytes if measured else None,
+        "own_bytes": measured.own_bytes if measured else None,
+        "shared_with": list(measured.shared_with) if measured else [],
+        "created": marker.get("created"),
+        "last_used": entry.last_used or None,
+        "used_by": used_by,
+        "in_use": any(key == entry.key for _w, _l, key in running),
+    }
 
 
 # ---- build -----------------------------------------------------------------------------------
@@ -258,5 +281,42 @@ def _ago(ts: Optional[float]) -> str:
     return f"{s}s ago"
 
 
-def _short(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _short_left(text: str, width: int) -> str:
+    """Cut at the start: a path's end (the lock's or file's name) says the most."""
+    return text if len(text) <= width else "…" + text[len(text) - width + 1 :]
+
+
+def _shared(size: Optional[int], shared: Optional[int]) -> str:
+    if size is None or shared is None:
+        return "-"
+    if not shared:
+        return "none"
+    return f"{binary_size(shared)} ({100 * shared / size:.0f}%)" if size else binary_size(shared)
+
+
+def _describe_source(source: dict) -> str:
+    """`uv.lock /w/mono/uv.lock (members/one, groups dev)`, `requirements a, b`..."""
+    kind, path = source["kind"], source.get("path")
+    if kind == "requirements":
+        return "requirements " + (", ".join(source["requirements"]) or "(none)")
+    text = f"{kind} {path}"
+    notes = []
+    project, lock = source.get("project"), path
+    if kind in ("uv.lock", "pylock") and project and lock:
+        member = os.path.relpath(project, os.path.dirname(lock))
+        if member != ".":
+            notes.append(member)
+    for what in ("extras", "groups"):
+        if source.get(what):
+            notes.append(f"{what} {','.join(source[what])}")
+    return text + (f" ({', '.join(notes)})" if notes else "")
+
+
+def _describe_user(user: dict) -> str:
+    """`pkg in ws/a.yaml (running)`: the location, then what its manager runs."""
+    kind, _, rest = user["workspace"].partition(":")
+    if kind == "workspace":
+        where = os.path.relpath(rest) if rest.startswith(os.getcwd() + os.sep) else rest
+    else:
+        where = user["workspace"]
+    return f"{user['location']} in {where}" + (" (running)" if user["running"] else "")

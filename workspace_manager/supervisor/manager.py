@@ -556,7 +556,7 @@ class Manager:
             self._env_keys[config.name] = key
             try:  # records for `wsm env list/prune`: a full disk must not stop the location
                 self.envs.mark_used(key, self.identity, config.name)
-                write_in_use(self.dir, set(self._env_keys.values()))
+                write_in_use(self.dir, self._env_keys)
             except OSError as exc:
                 self.events.message(f"{config.name}: cannot record its env's use: {exc}")
         self._socket_counter += 1
