@@ -90,7 +90,7 @@ def _list(args: argparse.Namespace) -> int:
         table.append(
             (
                 row["key"] + ("" if row["complete"] else " (incomplete)"),
-                _short_left(_describe_source(row["source"]), 60),
+                _describe_source(row["source"]),
                 f"{interp.get('version') or '?'} {interp.get('path') or ''}".strip(),
                 _size(row["size_bytes"]),
                 _shared(row["size_bytes"], row["shared_bytes"]),
@@ -281,6 +281,10 @@ def _ago(ts: Optional[float]) -> str:
     return f"{s}s ago"
 
 
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _short_left(text: str, width: int) -> str:
     """Cut at the start: a path's end (the lock's or file's name) says the most."""
     return text if len(text) <= width else "…" + text[len(text) - width + 1 :]
@@ -298,8 +302,8 @@ def _describe_source(source: dict) -> str:
     """`uv.lock /w/mono/uv.lock (members/one, groups dev)`, `requirements a, b`..."""
     kind, path = source["kind"], source.get("path")
     if kind == "requirements":
-        return "requirements " + (", ".join(source["requirements"]) or "(none)")
-    text = f"{kind} {path}"
+        return "requirements " + _short(", ".join(source["requirements"]) or "(none)", 50)
+    text = f"{kind} {_short_left(_here(path), 50)}"
     notes = []
     project, lock = source.get("project"), path
     if kind in ("uv.lock", "pylock") and project and lock:
@@ -312,11 +316,15 @@ def _describe_source(source: dict) -> str:
     return text + (f" ({', '.join(notes)})" if notes else "")
 
 
+def _here(path: Optional[str]) -> str:
+    """A path under the current folder relative to it (shorter), any other as it is."""
+    if not path:
+        return "?"
+    return os.path.relpath(path) if path.startswith(os.getcwd() + os.sep) else path
+
+
 def _describe_user(user: dict) -> str:
     """`pkg in ws/a.yaml (running)`: the location, then what its manager runs."""
     kind, _, rest = user["workspace"].partition(":")
-    if kind == "workspace":
-        where = os.path.relpath(rest) if rest.startswith(os.getcwd() + os.sep) else rest
-    else:
-        where = user["workspace"]
+    where = _here(rest) if kind == "workspace" else user["workspace"]
     return f"{user['location']} in {where}" + (" (running)" if user["running"] else "")
