@@ -21,7 +21,8 @@ from workspace_manager.envs.usage import measure
 
 REPO = "from workspace_manager import job, repository\n\n@job\ndef j(): ...\n\n@repository\ndef r():\n    return [j]\n"
 KEYS = {
-    "key", "complete", "path", "source", "interpreter", "installer", "size_bytes",
+    "key", "complete", "path", "source", "python", "interpreter", "implementation",
+    "requirements", "installer", "size_bytes",
     "shared_bytes", "own_bytes", "shared_with", "created", "last_used", "used_by", "in_use",
 }  # fmt: skip
 
@@ -109,8 +110,9 @@ def test_uv_envs_share_their_files_and_a_pip_env_shares_none(ws: WorkspaceDir) -
     assert (alpha["installer"], copies["installer"]) == ("uv", "pip")
     # the interpreter each was made from: here wsm's own
     for row in rows:
-        assert row["interpreter"]["path"] == str(PYTHON)
-        assert row["interpreter"]["version"] == platform.python_version()
+        assert row["interpreter"] == str(PYTHON)
+        assert row["python"] == platform.python_version()
+        assert row["implementation"] == platform.python_implementation()
 
     # one inode, two envs: uv linked tinya's module into both from its cache
     module = "lib/python{}.{}/site-packages/tinya/__init__.py".format(

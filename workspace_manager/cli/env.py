@@ -86,12 +86,11 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     table = [("KEY", "SOURCE", "PYTHON", "SIZE", "SHARED", "LAST USED", "USED BY")]
     for row in rows:
-        interp = row["interpreter"] or {}
         table.append(
             (
                 row["key"] + ("" if row["complete"] else " (incomplete)"),
                 _describe_source(row["source"]),
-                f"{interp.get('version') or '?'} {interp.get('path') or ''}".strip(),
+                f"{row['python'] or '?'} {row['interpreter'] or ''}".strip(),
                 _size(row["size_bytes"]),
                 _shared(row["size_bytes"], row["shared_bytes"]),
                 _ago(row["last_used"]),
@@ -113,6 +112,7 @@ def _list(args: argparse.Namespace) -> int:
 def _row(layout, entry, running: set, usage) -> dict:
     marker = entry.marker
     interp = marker.get("interpreter")
+    interp = interp if isinstance(interp, dict) else {}
     measured = usage.envs.get(entry.key) if usage is not None else None
     used_by = []
     for workspace, location, at in entry.uses:
@@ -126,7 +126,10 @@ def _row(layout, entry, running: set, usage) -> dict:
         "complete": entry.complete,
         "path": str(layout.env(entry.key)),
         "source": entry.source,
-        "interpreter": interp if isinstance(interp, dict) else None,
+        "python": interp.get("version"),
+        "interpreter": interp.get("path"),
+        "implementation": interp.get("implementation"),
+        "requirements": list(marker.get("requirements") or []),
         "installer": marker.get("installer"),
         "size_bytes": measured.size_bytes if measured else None,
         "shared_bytes": measured.shared_bytes if measured else None,

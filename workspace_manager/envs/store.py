@@ -178,7 +178,9 @@ def source_of(marker: Dict[str, Any]) -> Dict[str, Any]:
     the requirements file or the project folder; None for requirements alone), ``project``,
     ``requirements`` (as given, credentials masked), ``extras`` and ``groups``. A record of
     a wsm older than projects has no ``source``: it is requirements, or a requirements file."""
-    inputs = marker.get("inputs") if isinstance(marker.get("inputs"), dict) else {}
+    inputs = marker.get("inputs")
+    if not isinstance(inputs, dict):
+        inputs = {}
     kind = marker.get("source") or "requirements"
     req_file = marker.get("requirements_file")
     path: Optional[str] = None
