@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -65,8 +64,8 @@ def _list(args: argparse.Namespace) -> int:
     means) and the locations that use it, running or not. Reads only, so it works on a
     read-only cache."""
     from workspace_manager.envs import store
+    from workspace_manager.envs.inuse import running_uses
     from workspace_manager.envs.paths import CacheLayout
-    from workspace_manager.envs.service import running_uses
 
     layout = CacheLayout.at()
     running = set(running_uses())
@@ -146,6 +145,8 @@ def _row(layout, entry, running: set, usage) -> dict:
 
 
 def _build(args: argparse.Namespace) -> int:
+    import asyncio
+
     from workspace_manager.envs.progress import console_reporter
 
     workspace, identity = targets.load(args)
@@ -178,6 +179,8 @@ def _build(args: argparse.Namespace) -> int:
 
 
 async def _ensure_all(service, locations) -> list:
+    import asyncio
+
     return await asyncio.gather(*(service.ensure(loc) for loc in locations), return_exceptions=True)
 
 
@@ -186,8 +189,8 @@ async def _ensure_all(service, locations) -> list:
 
 def _prune(args: argparse.Namespace) -> int:
     from workspace_manager.envs import store
+    from workspace_manager.envs.inuse import in_use_keys
     from workspace_manager.envs.lock import try_lock
-    from workspace_manager.envs.service import in_use_keys
 
     workspaces: List[str] = list(args.workspace)
     if not workspaces and args.unused_days is None:

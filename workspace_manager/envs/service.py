@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, FrozenSet, Iterator, List, Mapping, Optional, Set, Tuple
+from typing import Dict, FrozenSet, List, Optional, Tuple
 
 from workspace_manager.envs import installers, store
 from workspace_manager.envs.cancel import Cancel
@@ -26,8 +25,6 @@ from workspace_manager.envs.paths import CacheLayout
 from workspace_manager.envs.progress import BuildReporter, NullReporter
 from workspace_manager.envs.resolve import plain_interpreter
 from workspace_manager.workspace.model import LocationConfig
-
-IN_USE_FILE = "envs.json"  # in a manager's runtime dir: JSON {location: env key}
 
 
 @dataclass(frozen=True)
@@ -138,35 +135,3 @@ class EnvironmentService:
         if cancel_builds:
             self._cancel.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-def write_in_use(runtime_dir: Path, keys: Mapping[str, str]) -> None:
-    """For a manager: publish the env key each of its locations uses (location -> key), so
-    `wsm env prune` leaves them alone and `wsm env list` shows which users are running."""
-    store.write_json_atomic(Path(runtime_dir) / IN_USE_FILE, {n: k for n, k in keys.items() if k})
-
-
-def running_uses() -> Iterator[Tuple[str, Optional[str], str]]:
-    """(workspace identity, location, env key) for every location of every running manager
-    (each writes ``<runtime dir>/envs.json``). A manager of an older wsm wrote a bare list
-    of keys: its location is None."""
-    from workspace_manager.supervisor.runtime import manager_dir, running_managers
-
-    for record in running_managers():
-        try:
-            data = json.loads((manager_dir(record.key) / IN_USE_FILE).read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict):
-            for location, key in data.items():
-                if isinstance(key, str):
-                    yield record.identity, location, key
-        elif isinstance(data, list):
-            for key in data:
-                if isinstance(key, str):
-                    yield record.identity, None, key
-
-
-def in_use_keys() -> Set[str]:
-    """Env keys in use by every running manager."""
-    return {key for _identity, _location, key in running_uses()}

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
 from workspace_manager.envs.errors import EnvBuildError
+from workspace_manager.envs.inuse import write_in_use
 from workspace_manager.envs.progress import BuildReporter
 from workspace_manager.envs.resolve import InterpreterError, plain_interpreter
-from workspace_manager.envs.service import EnvironmentService, write_in_use
+from workspace_manager.envs.service import EnvironmentService
 from workspace_manager.http.view import (
     LocationView,
     ManagerView,
