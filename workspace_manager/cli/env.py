@@ -103,7 +103,8 @@ def _list(args: argparse.Namespace) -> int:
         n = len(rows)
         print(
             f"{n} environment{'s' if n != 1 else ''}: {binary_size(usage.total_bytes)} on disk "
-            f"together (each file once), against a sum of sizes of {binary_size(usage.sum_bytes)}"
+            f"together (each file once, uv's cache not counted), against a sum of sizes of "
+            f"{binary_size(usage.sum_bytes)}"
         )
     return 0
 
