@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
-from e2e import WorkspaceDir, WsmUp
+from cli_imports_test import wsm as wsm_modules
+from e2e import WorkspaceDir, WsmUp, modules_in
 from wheelhouse import PYTHON, UV, make_wheel, pyproject, uv_lock
 
 from workspace_manager.envs.store import source_of
@@ -262,3 +263,12 @@ def test_measure_counts_each_inode_once_and_links_outside_as_shared(tmp_path: Pa
     assert (u2.size_bytes, u2.shared_bytes, u2.shared_with) == (du(two)[0], blocks(both), ("one",))
     assert usage.envs["gone"].size_bytes == 0
     assert usage.total_bytes == sum(du(one, two)) < usage.sum_bytes
+
+
+def test_listing_imports_nothing_of_the_build_side(tmp_path: Path) -> None:
+    """`wsm env list` reads records and stats files: no event loop, no thread pool, no key or
+    build code (it used to import envs/service.py and asyncio: ~3x its start-up)."""
+    code, modules = wsm_modules(tmp_path, "env", "list")
+    assert code == 0
+    heavy = ("asyncio", "concurrent", "virtualenv", "filelock", "workspace_manager.envs.service")
+    assert modules_in(modules, (*heavy, "workspace_manager.envs.key", "yaml")) == []
