@@ -191,10 +191,23 @@ def test_users_are_listed_running_or_not(ws: WorkspaceDir) -> None:
             "three in other.yaml; one in workspace.yaml (running); two in workspace.yaml (running)"
         )
         assert table.splitlines()[1].endswith("  " + users_text), table
+        # no record of users in the cache (a read-only one cannot take it): what the running
+        # manager says it runs is still shown
+        (ws.root / ".wsm-cache" / "envs" / ".usage" / f"{row['key']}.json").unlink()
+        [row] = env_list(ws)
+        assert [(u["location"], u["running"], u["last_used"]) for u in row["used_by"]] == [
+            ("one", True, None),
+            ("two", True, None),
+        ]
         up.stop()
     [row] = env_list(ws)
-    assert row["in_use"] is False
-    assert [u["running"] for u in row["used_by"]] == [False, False, False]
+    assert row["in_use"] is False and row["used_by"] == []
+    assert ws.run("env", "build", "-w", str(running)).returncode == 0  # reused: records users
+    [row] = env_list(ws)
+    assert [(u["location"], u["running"]) for u in row["used_by"]] == [
+        ("one", False),
+        ("two", False),
+    ]
 
 
 def test_sources_from_records(tmp_path: Path) -> None:

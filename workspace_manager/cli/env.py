@@ -8,10 +8,15 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Set
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
 
 from workspace_manager.cli import targets
 from workspace_manager.units import binary_size
+
+if TYPE_CHECKING:
+    from workspace_manager.envs.paths import CacheLayout
+    from workspace_manager.envs.store import EnvEntry
+    from workspace_manager.envs.usage import CacheUsage
 
 EXIT_FAILED = 1
 
@@ -109,7 +114,12 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _row(layout, entry, running: set, usage) -> dict:
+def _row(
+    layout: CacheLayout,
+    entry: EnvEntry,
+    running: Set[Tuple[str, Optional[str], str]],
+    usage: Optional[CacheUsage],
+) -> Dict[str, Any]:
     marker = entry.marker
     interp = marker.get("interpreter")
     interp = interp if isinstance(interp, dict) else {}
@@ -121,6 +131,13 @@ def _row(layout, entry, running: set, usage) -> dict:
         used_by.append(
             {"workspace": workspace, "location": location, "last_used": at or None, "running": on}
         )
+    # a manager on a read-only cache cannot record its users there: it still says what it runs
+    recorded = {(u["workspace"], u["location"]) for u in used_by}
+    for identity, name, key in sorted(running, key=str):
+        if key == entry.key and name is not None and (identity, name) not in recorded:
+            used_by.append(
+                {"workspace": identity, "location": name, "last_used": None, "running": True}
+            )
     return {
         "key": entry.key,
         "complete": entry.complete,
