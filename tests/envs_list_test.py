@@ -134,6 +134,12 @@ def test_uv_envs_share_their_files_and_a_pip_env_shares_none(ws: WorkspaceDir) -
         assert du(uv_cache, real)[1] == row["own_bytes"], row
         assert row["own_bytes"] + row["shared_bytes"] == row["size_bytes"]
 
+    unmeasured = json.loads(ws.run("env", "list", "--json", "--no-size").stdout)
+    assert [r["key"] for r in unmeasured] == [r["key"] for r in rows]
+    assert {(r["size_bytes"], r["shared_bytes"], r["own_bytes"]) for r in unmeasured} == {
+        (None, None, None)
+    }
+
     table = ws.run("env", "list")
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
