@@ -12,7 +12,9 @@ Figures:
   disk used by all of them together (each inode once, uv's cache included) against the sum of
   their sizes;
 - deciding reuse for the N locked environments in a fresh process: workspace load plus
-  `EnvironmentService.lookup` for every location (target: at most 50 ms).
+  `EnvironmentService.lookup` for every location (target: at most 50 ms);
+- `wsm env list --json` on those N environments (a whole process, disk use measured as
+  envs/usage.py does), and with `--no-size`.
 
 Offline: the wheels are written here (each ~64 KiB of module source), uv runs with UV_OFFLINE=1.
 Output: a table, then one JSON line.
@@ -33,11 +35,12 @@ import textwrap
 import time
 import zipfile
 from pathlib import Path
-from typing import Dict, Iterable, List, Set, Tuple
+from typing import Dict, List, Tuple
 
 from workspace_manager.envs.installers.uv import find_uv
 from workspace_manager.envs.service import EnvironmentService
 from workspace_manager.envs.store import dir_size
+from workspace_manager.envs.usage import measure
 from workspace_manager.workspace.load import load_workspace
 
 PACKAGES = 20
@@ -96,26 +99,6 @@ def uv_lock(uv: str, folder: Path, env: Dict[str, str]) -> None:
         check=True,
         capture_output=True,
     )
-
-
-def inodes(roots: Iterable[Path]) -> Tuple[int, int]:
-    """(blocks in bytes of every distinct inode under ``roots``, of those with other links)."""
-    seen: Set[Tuple[int, int]] = set()
-    total = shared = 0
-    for root in roots:
-        for folder, _dirs, files in os.walk(root):
-            for name in files:
-                try:
-                    st = os.lstat(os.path.join(folder, name))
-                except OSError:
-                    continue
-                if (st.st_dev, st.st_ino) in seen:
-                    continue
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_blocks * 512
-                if st.st_nlink > 1:
-                    shared += st.st_blocks * 512
-    return total, shared
 
 
 def workspace_yaml(root: Path, locations: List[Tuple[str, str, Dict[str, object]]]) -> Path:
@@ -213,11 +196,10 @@ def main() -> int:
             path = workspace_yaml(root, [(label, workdir, environment)])
             seconds, keys = build_all(path, cache)
             env_dir = (cache / "envs" / keys[label]).resolve()
-            blocks, linked = inodes([env_dir])
             cold[label] = {
                 "seconds": round(seconds, 2),
                 "apparent_bytes": dir_size(env_dir),
-                "own_blocks_bytes": blocks - linked,
+                "own_blocks_bytes": measure({label: env_dir}).envs[label].own_bytes,
             }
         results["cold_build"] = cold
 
@@ -232,7 +214,8 @@ def main() -> int:
         cache = root / "cache-shared"
         seconds, keys = build_all(path, cache)
         envs = [(cache / "envs" / k).resolve() for k in keys.values()]
-        total_blocks, _ = inodes(envs + [cache / "uv"])
+        # every inode once, uv's cache included (envs/usage.py's rules)
+        total_blocks = measure({**{str(e): e for e in envs}, "uv cache": cache / "uv"}).total_bytes
         sizes = sum(dir_size(e) for e in envs)
         results["shared"] = {
             "build_seconds": round(seconds, 2),
@@ -260,6 +243,24 @@ def main() -> int:
             "target_ms": TARGET_DECIDE_MS,
         }
 
+        # 4. `wsm env list` on the N envs, in a fresh process: with disk use, and without
+        runs_list: Dict[str, List[float]] = {"measured": [], "no_size": []}
+        wsm = [sys.executable, "-m", "workspace_manager.cli.main", "env", "list", "--json"]
+        list_env = dict(os.environ, WSM_CACHE_DIR=str(cache))
+        for _ in range(5):
+            for label, extra in (("measured", []), ("no_size", ["--no-size"])):
+                started = time.perf_counter()
+                out = subprocess.run(
+                    wsm + extra, env=list_env, capture_output=True, text=True, check=True
+                )
+                runs_list[label].append((time.perf_counter() - started) * 1e3)
+                listed = json.loads(out.stdout)
+        results["env_list"] = {
+            "envs": len(listed),
+            "ms": round(sorted(runs_list["measured"])[2], 1),
+            "no_size_ms": round(sorted(runs_list["no_size"])[2], 1),
+        }
+
     mib = 1024 * 1024
     for label, c in cold.items():
         print(
@@ -279,6 +280,12 @@ def main() -> int:
     print(
         f"deciding reuse for {args.envs} locked envs: {d['decide_ms']} ms "
         f"({d['hits']} hits; workspace load {d['load_ms']} ms; target {TARGET_DECIDE_MS:g} ms)"
+    )
+    e = results["env_list"]
+    assert isinstance(e, dict)
+    print(
+        f"wsm env list --json on {e['envs']} envs (a process, median of 5): {e['ms']} ms, "
+        f"{e['no_size_ms']} ms with --no-size"
     )
     print(json.dumps(results, sort_keys=True))
     return 0

@@ -81,12 +81,17 @@ def test_build_list_and_prune(folder: Path, capsys: pytest.CaptureFixture) -> No
     assert len(rows) == 2
     pkg_row = next(r for r in rows if r["requirements"])
     assert pkg_row["requirements"] == [str(folder / "wsm_fixture_pkg")]
-    assert pkg_row["used_by"] == [{"workspace": f"workspace:{ws_a}", "location": "pkg"}]
+    [user] = pkg_row["used_by"]
+    assert (user["workspace"], user["location"], user["running"]) == (
+        f"workspace:{ws_a}",
+        "pkg",
+        False,
+    )
     assert pkg_row["size_bytes"] > 0 and pkg_row["complete"] and not pkg_row["in_use"]
     assert wsm_env("list") == 0
     table = capsys.readouterr().out
     assert table.splitlines()[0].split() == [
-        "KEY", "PYTHON", "REQUIREMENTS", "SIZE", "LAST", "USED", "USED", "BY",
+        "KEY", "SOURCE", "PYTHON", "SIZE", "SHARED", "LAST", "USED", "USED", "BY",
     ]  # fmt: skip
     assert pkg_row["key"] in table and "pkg" in table
 

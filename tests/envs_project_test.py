@@ -7,24 +7,20 @@ name them as path sources, and uv runs with UV_OFFLINE=1. Locks are made by the 
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
-import os
 import subprocess
-import sys
 import textwrap
-import zipfile
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
 from cli_up_test import manager_client
 from e2e import WorkspaceDir, WsmUp
+from wheelhouse import UV, make_wheel, offline_env, pyproject, uv_lock
 
 from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.installers import uv
-from workspace_manager.envs.installers.uv import find_uv
 from workspace_manager.envs.interpreters import Interpreter
 from workspace_manager.envs.key import make_recipe
 from workspace_manager.envs.project import find_source
@@ -36,85 +32,9 @@ from workspace_manager.workspace.model import (
     Supervision,
 )
 
-UV = find_uv()
 assert UV is not None, "uv is a dependency of wsm: it must be beside its interpreter"
 PY = Interpreter("/usr/bin/python3.11", "3.11.2", "CPython")
 
-
-def make_wheel(dest: Path, name: str, version: str, requires: List[str] = ()) -> Path:
-    """A pure-Python wheel of module ``name`` whose VALUE is "name version", made by hand (a
-    wheel is a zip with a dist-info: PEP 427), so no build backend or index is needed."""
-    dest.mkdir(parents=True, exist_ok=True)
-    dist = f"{name}-{version}.dist-info"
-    files: Dict[str, str] = {
-        f"{name}/__init__.py": f'VALUE = "{name} {version}"\n',
-        f"{dist}/METADATA": "Metadata-Version: 2.1\n"
-        f"Name: {name}\nVersion: {version}\n" + "".join(f"Requires-Dist: {r}\n" for r in requires),
-        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-        "Tag: py3-none-any\n",
-    }
-    record = []
-    for path, text in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
-        record.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
-    files[f"{dist}/RECORD"] = "\n".join(record + [f"{dist}/RECORD,,"]) + "\n"
-    wheel = dest / f"{name}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as zf:
-        for path, text in files.items():
-            zf.writestr(path, text)
-    return wheel
-
-
-def pyproject(
-    folder: Path,
-    name: str,
-    deps: List[str],
-    sources: Dict[str, Path],
-    extra: str = "",
-) -> Path:
-    """A project without a build system: uv treats it as virtual (its code is not installed,
-    the loader imports it from the working directory), so no build backend is needed."""
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = [
-        "[project]",
-        f'name = "{name}"',
-        'version = "0"',
-        'requires-python = ">=3.9"',
-        f"dependencies = {json.dumps(deps)}",
-        extra,
-    ]
-    if sources:
-        lines.append("[tool.uv.sources]")
-        for dist, wheel in sources.items():
-            rel = os.path.relpath(wheel, folder)
-            lines.append(f'{dist} = {{ path = "{rel}" }}')
-    path = folder / "pyproject.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def offline_env(cache: Path) -> Dict[str, str]:
-    env = dict(os.environ, UV_OFFLINE="1", UV_CACHE_DIR=str(cache), UV_NO_PROGRESS="1")
-    env.pop("VIRTUAL_ENV", None)
-    return env
-
-
-def uv_lock(folder: Path, cache: Path) -> Path:
-    assert UV is not None
-    done = subprocess.run(
-        [UV, "lock", "--python", str(PYTHON)],
-        cwd=folder,
-        env=offline_env(cache),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return folder / "uv.lock"
-
-
-# The interpreter the tests' environments are made from: the one running the tests.
-PYTHON = Path(os.path.realpath(sys.executable))
 
 REPO = """
 import importlib.metadata

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Set
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple
 
 from workspace_manager.cli import targets
 from workspace_manager.units import binary_size
+
+if TYPE_CHECKING:
+    from workspace_manager.envs.paths import CacheLayout
+    from workspace_manager.envs.store import EnvEntry
+    from workspace_manager.envs.usage import CacheUsage
 
 EXIT_FAILED = 1
 
@@ -24,6 +28,9 @@ def add_parser(sub) -> None:
 
     ls = envsub.add_parser("list", help="cached environments, their size and users")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.add_argument(
+        "--no-size", action="store_true", help="do not measure disk use (one stat per file)"
+    )
 
     build = envsub.add_parser("build", help="build (or reuse) environments without starting")
     targets.add_target_args(build)  # it loads the code: -f and -m are files to load
@@ -58,35 +65,22 @@ def _service(reporter=None, identity=None):
 
 
 def _list(args: argparse.Namespace) -> int:
+    """Each cached env: its source, interpreter, disk use (envs/usage.py says what "shared"
+    means) and the locations that use it, running or not. Reads only, so it works on a
+    read-only cache."""
     from workspace_manager.envs import store
+    from workspace_manager.envs.inuse import running_uses
     from workspace_manager.envs.paths import CacheLayout
-    from workspace_manager.envs.service import in_use_keys
 
     layout = CacheLayout.at()
-    in_use = in_use_keys()
-    rows = []
-    for entry in store.entries(layout):
-        marker = entry.marker
-        interp = marker.get("interpreter", {})
-        reqs = list(marker.get("requirements", []))
-        if marker.get("requirements_file"):
-            reqs.append(f"-r {marker['requirements_file']}")
-        rows.append(
-            {
-                "key": entry.key,
-                "complete": entry.complete,
-                "python": interp.get("version"),
-                "interpreter": interp.get("path"),
-                "requirements": reqs,
-                "installer": marker.get("installer"),
-                "size_bytes": marker.get("size_bytes"),
-                "created": marker.get("created"),
-                "last_used": entry.last_used or None,
-                "used_by": [{"workspace": w, "location": loc} for w, loc in entry.users],
-                "in_use": entry.key in in_use,
-                "path": str(layout.env(entry.key)),
-            }
-        )
+    running = set(running_uses())
+    entries = list(store.entries(layout))
+    usage = None
+    if not args.no_size:
+        from workspace_manager.envs.usage import measure
+
+        usage = measure({e.key: layout.env(e.key) for e in entries})
+    rows = [_row(layout, entry, running, usage) for entry in entries]
     if args.json:
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -94,32 +88,83 @@ def _list(args: argparse.Namespace) -> int:
     if not rows:
         print(f"no environments in {layout.envs}")
         return 0
-    table = [("KEY", "PYTHON", "REQUIREMENTS", "SIZE", "LAST USED", "USED BY")]
+    table = [("KEY", "SOURCE", "PYTHON", "SIZE", "SHARED", "LAST USED", "USED BY")]
     for row in rows:
-        python = f"{row['python'] or '?'} {row['interpreter'] or ''}".strip()
-        used_by = ", ".join(sorted({u["location"] for u in row["used_by"]})) or "-"
-        if row["in_use"]:
-            used_by += " (running)"
         table.append(
             (
                 row["key"] + ("" if row["complete"] else " (incomplete)"),
-                python,
-                _short(", ".join(row["requirements"]) or "-", 50),
+                _describe_source(row["source"]),
+                f"{row['python'] or '?'} {row['interpreter'] or ''}".strip(),
                 _size(row["size_bytes"]),
+                _shared(row["size_bytes"], row["shared_bytes"]),
                 _ago(row["last_used"]),
-                used_by,
+                "; ".join(_describe_user(u) for u in row["used_by"]) or "-",
             )
         )
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
     for r in table:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    if usage is not None:
+        n = len(rows)
+        print(
+            f"{n} environment{'s' if n != 1 else ''}: {binary_size(usage.total_bytes)} on disk "
+            f"together (each file once, uv's cache not counted), against a sum of sizes of "
+            f"{binary_size(usage.sum_bytes)}"
+        )
     return 0
+
+
+def _row(
+    layout: CacheLayout,
+    entry: EnvEntry,
+    running: Set[Tuple[str, Optional[str], str]],
+    usage: Optional[CacheUsage],
+) -> Dict[str, Any]:
+    marker = entry.marker
+    interp = marker.get("interpreter")
+    interp = interp if isinstance(interp, dict) else {}
+    measured = usage.envs.get(entry.key) if usage is not None else None
+    used_by = []
+    for workspace, location, at in entry.uses:
+        # an older manager listed only its keys, not which location had which
+        on = (workspace, location, entry.key) in running or (workspace, None, entry.key) in running
+        used_by.append(
+            {"workspace": workspace, "location": location, "last_used": at or None, "running": on}
+        )
+    # a manager on a read-only cache cannot record its users there: it still says what it runs
+    recorded = {(u["workspace"], u["location"]) for u in used_by}
+    for identity, name, key in sorted(running, key=str):
+        if key == entry.key and name is not None and (identity, name) not in recorded:
+            used_by.append(
+                {"workspace": identity, "location": name, "last_used": None, "running": True}
+            )
+    return {
+        "key": entry.key,
+        "complete": entry.complete,
+        "path": str(layout.env(entry.key)),
+        "source": entry.source,
+        "python": interp.get("version"),
+        "interpreter": interp.get("path"),
+        "implementation": interp.get("implementation"),
+        "requirements": list(marker.get("requirements") or []),
+        "installer": marker.get("installer"),
+        "size_bytes": measured.size_bytes if measured else None,
+        "shared_bytes": measured.shared_bytes if measured else None,
+        "own_bytes": measured.own_bytes if measured else None,
+        "shared_with": list(measured.shared_with) if measured else [],
+        "created": marker.get("created"),
+        "last_used": entry.last_used or None,
+        "used_by": used_by,
+        "in_use": any(key == entry.key for _w, _l, key in running),
+    }
 
 
 # ---- build -----------------------------------------------------------------------------------
 
 
 def _build(args: argparse.Namespace) -> int:
+    import asyncio
+
     from workspace_manager.envs.progress import console_reporter
 
     workspace, identity = targets.load(args)
@@ -152,6 +197,8 @@ def _build(args: argparse.Namespace) -> int:
 
 
 async def _ensure_all(service, locations) -> list:
+    import asyncio
+
     return await asyncio.gather(*(service.ensure(loc) for loc in locations), return_exceptions=True)
 
 
@@ -160,8 +207,8 @@ async def _ensure_all(service, locations) -> list:
 
 def _prune(args: argparse.Namespace) -> int:
     from workspace_manager.envs import store
+    from workspace_manager.envs.inuse import in_use_keys
     from workspace_manager.envs.lock import try_lock
-    from workspace_manager.envs.service import in_use_keys
 
     workspaces: List[str] = list(args.workspace)
     if not workspaces and args.unused_days is None:
@@ -260,3 +307,48 @@ def _ago(ts: Optional[float]) -> str:
 
 def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _short_left(text: str, width: int) -> str:
+    """Cut at the start: a path's end (the lock's or file's name) says the most."""
+    return text if len(text) <= width else "…" + text[len(text) - width + 1 :]
+
+
+def _shared(size: Optional[int], shared: Optional[int]) -> str:
+    if size is None or shared is None:
+        return "-"
+    if not shared:
+        return "none"
+    return f"{binary_size(shared)} ({100 * shared / size:.0f}%)" if size else binary_size(shared)
+
+
+def _describe_source(source: dict) -> str:
+    """`uv.lock /w/mono/uv.lock (members/one, groups dev)`, `requirements a, b`..."""
+    kind, path = source["kind"], source.get("path")
+    if kind == "requirements":
+        return "requirements " + _short(", ".join(source["requirements"]) or "(none)", 50)
+    text = f"{kind} {_short_left(_here(path), 50)}"
+    notes = []
+    project, lock = source.get("project"), path
+    if kind in ("uv.lock", "pylock") and project and lock:
+        member = os.path.relpath(project, os.path.dirname(lock))
+        if member != ".":
+            notes.append(member)
+    for what in ("extras", "groups"):
+        if source.get(what):
+            notes.append(f"{what} {','.join(source[what])}")
+    return text + (f" ({', '.join(notes)})" if notes else "")
+
+
+def _here(path: Optional[str]) -> str:
+    """A path under the current folder relative to it (shorter), any other as it is."""
+    if not path:
+        return "?"
+    return os.path.relpath(path) if path.startswith(os.getcwd() + os.sep) else path
+
+
+def _describe_user(user: dict) -> str:
+    """`pkg in ws/a.yaml (running)`: the location, then what its manager runs."""
+    kind, _, rest = user["workspace"].partition(":")
+    where = _here(rest) if kind == "workspace" else user["workspace"]
+    return f"{user['location']} in {where}" + (" (running)" if user["running"] else "")

@@ -11,7 +11,7 @@ a manager would write there otherwise:
 - last-used stamps and user records: skipped (`mark_used` says why);
 - interpreter identities and python_discovery's answers: kept in memory for this process
   (`InterpreterCache(writable=False)`); the build step's `interpreters.json` is still read;
-- the keys a manager uses: in its runtime dir, as always (`write_in_use`).
+- the keys a manager uses: in its runtime dir, as always (`envs.inuse.write_in_use`).
 """
 
 from __future__ import annotations
@@ -19,13 +19,12 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
-import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, FrozenSet, List, Optional, Set, Tuple
+from typing import Dict, FrozenSet, List, Optional, Tuple
 
 from workspace_manager.envs import frozen as frozen_envs
 from workspace_manager.envs import installers, store
@@ -37,8 +36,6 @@ from workspace_manager.envs.paths import CacheLayout
 from workspace_manager.envs.progress import BuildReporter, NullReporter
 from workspace_manager.envs.resolve import plain_interpreter
 from workspace_manager.workspace.model import LocationConfig
-
-IN_USE_FILE = "envs.json"  # in a manager's runtime dir: JSON list of the env keys it uses
 
 
 @dataclass(frozen=True)
@@ -161,7 +158,7 @@ class EnvironmentService:
         record's last-used stamp serves `wsm env prune --unused-days`, which has nothing to
         do on a cache no one may change, and its users were recorded by the `wsm env build`
         that made the env. What a running manager uses is still published, in its runtime
-        dir (`write_in_use`), so `wsm env list` shows it running and `prune` keeps it.
+        dir (`envs.inuse.write_in_use`), so `wsm env list` shows it running and `prune` keeps it.
         """
         if not key or self.frozen:
             return
@@ -177,23 +174,3 @@ class EnvironmentService:
         if cancel_builds:
             self._cancel.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-def write_in_use(runtime_dir: Path, keys: Set[str]) -> None:
-    """For a manager: publish the env keys it uses, so `wsm env prune` leaves them alone."""
-    store.write_json_atomic(Path(runtime_dir) / IN_USE_FILE, sorted(k for k in keys if k))
-
-
-def in_use_keys() -> Set[str]:
-    """Env keys in use by every running manager (each writes ``<runtime dir>/envs.json``)."""
-    from workspace_manager.supervisor.runtime import manager_dir, running_managers
-
-    keys: Set[str] = set()
-    for record in running_managers():
-        try:
-            data = json.loads((manager_dir(record.key) / IN_USE_FILE).read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, list):
-            keys.update(k for k in data if isinstance(k, str))
-    return keys

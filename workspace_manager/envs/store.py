@@ -15,7 +15,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from workspace_manager.envs.paths import MARKER, CacheLayout
 from workspace_manager.private_files import write_private
@@ -151,7 +151,53 @@ class EnvEntry:
     @property
     def users(self) -> List[tuple]:
         """(workspace, location) pairs that used this env."""
-        return sorted(tuple(k.split("\0", 1)) for k in self.usage.get("users", {}))  # type: ignore[misc]
+        return [(workspace, location) for workspace, location, _at in self.uses]
+
+    @property
+    def uses(self) -> List[Tuple[str, str, float]]:
+        """(workspace identity, location, when it last started on this env), sorted."""
+        out = []
+        for name, at in self.usage.get("users", {}).items():
+            workspace, _, location = str(name).partition("\0")
+            out.append((workspace, location, float(at) if isinstance(at, (int, float)) else 0.0))
+        return sorted(out)
+
+    @property
+    def source(self) -> Dict[str, Any]:
+        """What the env was built from, from its record (see `source_of`)."""
+        return source_of(self.marker)
+
+
+#: `source_of`'s kinds: plain requirements, a requirements file, a project's uv.lock or PEP 751
+#: pylock, a project without a lock (envs/project.py names the last three).
+SOURCE_KINDS = ("requirements", "requirements_file", "uv.lock", "pylock", "project")
+
+
+def source_of(marker: Dict[str, Any]) -> Dict[str, Any]:
+    """An env's source from its record: ``kind`` (one of SOURCE_KINDS), ``path`` (the lock,
+    the requirements file or the project folder; None for requirements alone), ``project``,
+    ``requirements`` (as given, credentials masked), ``extras`` and ``groups``. A record of
+    a wsm older than projects has no ``source``: it is requirements, or a requirements file."""
+    inputs = marker.get("inputs")
+    if not isinstance(inputs, dict):
+        inputs = {}
+    kind = marker.get("source") or "requirements"
+    req_file = marker.get("requirements_file")
+    path: Optional[str] = None
+    if kind in ("uv.lock", "pylock"):
+        path = marker.get("lock")
+    elif kind == "project":
+        path = marker.get("project")
+    elif req_file:
+        kind, path = "requirements_file", req_file
+    return {
+        "kind": kind,
+        "path": path,
+        "project": marker.get("project"),
+        "requirements": list(marker.get("requirements") or []),
+        "extras": list(inputs.get("extras") or []),
+        "groups": list(inputs.get("groups") or []),
+    }
 
 
 def entries(layout: CacheLayout) -> Iterator[EnvEntry]:

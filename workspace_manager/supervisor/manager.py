@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Union
 
 from workspace_manager.envs.errors import EnvBuildError
+from workspace_manager.envs.inuse import write_in_use
 from workspace_manager.envs.progress import BuildReporter
 from workspace_manager.envs.resolve import InterpreterError, plain_interpreter
-from workspace_manager.envs.service import EnvironmentService, write_in_use
+from workspace_manager.envs.service import EnvironmentService
 from workspace_manager.http.view import (
     LocationView,
     ManagerView,
@@ -564,7 +565,7 @@ class Manager:
             self._env_keys[config.name] = key
             try:  # records for `wsm env list/prune`: a full disk must not stop the location
                 self.envs.mark_used(key, self.identity, config.name)
-                write_in_use(self.dir, set(self._env_keys.values()))
+                write_in_use(self.dir, self._env_keys)
             except OSError as exc:
                 self.events.message(f"{config.name}: cannot record its env's use: {exc}")
         self._socket_counter += 1
