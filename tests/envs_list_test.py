@@ -205,15 +205,18 @@ def test_users_are_listed_running_or_not(ws: WorkspaceDir) -> None:
             ("one", True, None),
             ("two", True, None),
         ]
+        # a reload that removes `two`: it runs on the env no more
+        workspace(["one"], "workspace.yaml")
+        done = ws.run("reload", "-w", str(running), timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        [row] = env_list(ws)
+        assert [(u["location"], u["running"]) for u in row["used_by"]] == [("one", True)]
         up.stop()
     [row] = env_list(ws)
     assert row["in_use"] is False and row["used_by"] == []
     assert ws.run("env", "build", "-w", str(running)).returncode == 0  # reused: records users
     [row] = env_list(ws)
-    assert [(u["location"], u["running"]) for u in row["used_by"]] == [
-        ("one", False),
-        ("two", False),
-    ]
+    assert [(u["location"], u["running"]) for u in row["used_by"]] == [("one", False)]
 
 
 def test_sources_from_records(tmp_path: Path) -> None:

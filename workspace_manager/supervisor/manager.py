@@ -319,6 +319,16 @@ class Manager:
     def cgroups(self) -> Optional[CgroupRoot]:
         return self._cgroups
 
+    def _forget_env(self, name: str) -> None:
+        """`name` runs on no env of the cache any more (removed by a reload, or reloaded
+        without `environment`): so `wsm env list` and `prune` stop counting it as running."""
+        if self._env_keys.pop(name, None) is None or self.dir is None:
+            return
+        try:
+            write_in_use(self.dir, self._env_keys)
+        except OSError as exc:
+            self.events.message(f"{name}: cannot record that its env is no longer used: {exc}")
+
     def _add_location(self, config: LocationConfig) -> Location:
         hooks = LocationHooks(
             plan=self._plan,
@@ -454,6 +464,7 @@ class Manager:
             await loc.stop(self.stop_grace)
             self._code.pop(name, None)
             self._planned_code.pop(name, None)
+            self._forget_env(name)
             result["stopped"].append(name)
         moved = await self._code_moved([n for n in new if n in self.locations])
         restarts = {}
@@ -568,6 +579,8 @@ class Manager:
                 write_in_use(self.dir, self._env_keys)
             except OSError as exc:
                 self.events.message(f"{config.name}: cannot record its env's use: {exc}")
+        elif config.name in self._env_keys:  # reloaded without an environment
+            self._forget_env(config.name)
         self._socket_counter += 1
         plan = launch_plan(
             config, interpreter, self._sdk_dir, self.dir / f"{self._socket_counter}.sock"
