@@ -7,24 +7,20 @@ name them as path sources, and uv runs with UV_OFFLINE=1. Locks are made by the 
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
-import os
 import subprocess
-import sys
 import textwrap
-import zipfile
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
 from cli_up_test import manager_client
 from e2e import WorkspaceDir, WsmUp
+from wheelhouse import UV, make_wheel, offline_env, pyproject, uv_lock, uv_workspace
 
 from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.installers import uv
-from workspace_manager.envs.installers.uv import find_uv
 from workspace_manager.envs.interpreters import Interpreter
 from workspace_manager.envs.key import make_recipe
 from workspace_manager.envs.project import find_source
@@ -36,85 +32,9 @@ from workspace_manager.workspace.model import (
     Supervision,
 )
 
-UV = find_uv()
 pytestmark = pytest.mark.skipif(UV is None, reason="uv is a test dependency (.[test])")
 PY = Interpreter("/usr/bin/python3.11", "3.11.2", "CPython")
 
-
-def make_wheel(dest: Path, name: str, version: str, requires: List[str] = ()) -> Path:
-    """A pure-Python wheel of module ``name`` whose VALUE is "name version", made by hand (a
-    wheel is a zip with a dist-info: PEP 427), so no build backend or index is needed."""
-    dest.mkdir(parents=True, exist_ok=True)
-    dist = f"{name}-{version}.dist-info"
-    files: Dict[str, str] = {
-        f"{name}/__init__.py": f'VALUE = "{name} {version}"\n',
-        f"{dist}/METADATA": "Metadata-Version: 2.1\n"
-        f"Name: {name}\nVersion: {version}\n" + "".join(f"Requires-Dist: {r}\n" for r in requires),
-        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-        "Tag: py3-none-any\n",
-    }
-    record = []
-    for path, text in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
-        record.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
-    files[f"{dist}/RECORD"] = "\n".join(record + [f"{dist}/RECORD,,"]) + "\n"
-    wheel = dest / f"{name}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as zf:
-        for path, text in files.items():
-            zf.writestr(path, text)
-    return wheel
-
-
-def pyproject(
-    folder: Path,
-    name: str,
-    deps: List[str],
-    sources: Dict[str, Path],
-    extra: str = "",
-) -> Path:
-    """A project without a build system: uv treats it as virtual (its code is not installed,
-    the loader imports it from the working directory), so no build backend is needed."""
-    folder.mkdir(parents=True, exist_ok=True)
-    lines = [
-        "[project]",
-        f'name = "{name}"',
-        'version = "0"',
-        'requires-python = ">=3.9"',
-        f"dependencies = {json.dumps(deps)}",
-        extra,
-    ]
-    if sources:
-        lines.append("[tool.uv.sources]")
-        for dist, wheel in sources.items():
-            rel = os.path.relpath(wheel, folder)
-            lines.append(f'{dist} = {{ path = "{rel}" }}')
-    path = folder / "pyproject.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def offline_env(cache: Path) -> Dict[str, str]:
-    env = dict(os.environ, UV_OFFLINE="1", UV_CACHE_DIR=str(cache), UV_NO_PROGRESS="1")
-    env.pop("VIRTUAL_ENV", None)
-    return env
-
-
-def uv_lock(folder: Path, cache: Path) -> Path:
-    assert UV is not None
-    done = subprocess.run(
-        [UV, "lock", "--python", str(PYTHON)],
-        cwd=folder,
-        env=offline_env(cache),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return folder / "uv.lock"
-
-
-# The interpreter the tests' environments are made from: the one running the tests.
-PYTHON = Path(os.path.realpath(sys.executable))
 
 REPO = """
 import importlib.metadata
@@ -144,40 +64,6 @@ def hello(): ...
 def repo():
     return [hello]
 """
-
-
-def uv_workspace(root: Path, wheels: Path, cache: Path) -> Dict[str, Path]:
-    """A uv workspace with two members on one lock: `one` needs tinya 1.0 (and tinyc in its
-    `dev` group), `two` needs tinyb. Each member folder also holds its location's code."""
-    tinya = make_wheel(wheels, "tinya", "1.0")
-    tinyb = make_wheel(wheels, "tinyb", "1.0")
-    tinyc = make_wheel(wheels, "tinyc", "1.0")
-    (root).mkdir(parents=True, exist_ok=True)
-    (root / "pyproject.toml").write_text(
-        textwrap.dedent(
-            """
-            [project]
-            name = "monorepo"
-            version = "0"
-            requires-python = ">=3.9"
-
-            [tool.uv.workspace]
-            members = ["members/*"]
-            """
-        )
-    )
-    one = root / "members" / "one"
-    two = root / "members" / "two"
-    pyproject(
-        one,
-        "one",
-        ["tinya"],
-        {"tinya": tinya, "tinyc": tinyc},
-        extra='[dependency-groups]\ndev = ["tinyc"]\n',
-    )
-    pyproject(two, "two", ["tinyb"], {"tinyb": tinyb})
-    uv_lock(root, cache)
-    return {"one": one, "two": two}
 
 
 def code_location(name: str, workdir: str, **environment: object) -> Dict[str, object]:
@@ -317,8 +203,9 @@ def test_the_key_of_a_locked_project(tmp_path: Path) -> None:
     assert key(location(members["one"], members["one"], groups=("dev",))) != before["one"]
     assert key(location(members["one"], members["one"], extras=("x",))) != before["one"]
     # the standalone project's lock changes: its key changes, the workspace's do not
-    lock = alone / "uv.lock"
-    lock.write_text(lock.read_text() + "\n")
+    tinyb = tmp_path / "wheels" / "tinyb-1.0-py3-none-any.whl"
+    pyproject(alone, "alone", ["tinyb"], {"tinyb": tinyb})
+    uv_lock(alone, tmp_path / "uv-cache")
     assert key(other) != before["alone"]
     assert (key(one), key(two)) == (before["one"], before["two"])
     # the workspace root's pyproject.toml is read by uv's check: part of the members' keys
