@@ -13,7 +13,7 @@ import sys
 import textwrap
 import zipfile
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from workspace_manager.envs.installers.uv import find_uv
 
@@ -23,9 +23,16 @@ UV = find_uv()
 PYTHON = Path(os.path.realpath(sys.executable))
 
 
-def make_wheel(dest: Path, name: str, version: str, requires: List[str] = ()) -> Path:
+def make_wheel(
+    dest: Path,
+    name: str,
+    version: str,
+    requires: List[str] = (),
+    scripts: Optional[Dict[str, str]] = None,
+) -> Path:
     """A pure-Python wheel of module ``name`` whose VALUE is "name version", made by hand (a
-    wheel is a zip with a dist-info: PEP 427), so no build backend or index is needed."""
+    wheel is a zip with a dist-info: PEP 427), so no build backend or index is needed.
+    ``scripts``: console scripts, {command: "module:main"}; the installer writes them."""
     dest.mkdir(parents=True, exist_ok=True)
     dist = f"{name}-{version}.dist-info"
     files: Dict[str, str] = {
@@ -35,6 +42,11 @@ def make_wheel(dest: Path, name: str, version: str, requires: List[str] = ()) ->
         f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
         "Tag: py3-none-any\n",
     }
+    if scripts:  # each script's target is main(), which prints VALUE
+        files[f"{name}/__init__.py"] += "\n\ndef main():\n    print(VALUE)\n"
+        files[f"{dist}/entry_points.txt"] = "[console_scripts]\n" + "".join(
+            f"{command} = {target}\n" for command, target in scripts.items()
+        )
     record = []
     for path, text in files.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
