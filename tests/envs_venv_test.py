@@ -2,7 +2,11 @@
 `.venv`, made by `uv sync` in the project offline from a wheelhouse made in the test, runs
 with that venv's `bin/` first on PATH, in its loader and in the runs it launches
 (`wsm job execute`, and a run the manager launches): a console script of a package
-installed there is found by `shutil.which`, and a child `python` is the venv's."""
+installed there is found by `shutil.which`, and a child `python` is the venv's.
+
+A conda environment's interpreter works the same way, with CONDA_PREFIX and CONDA_DEFAULT_ENV
+set as `conda activate` sets them: one is made offline by rattler from a local channel
+(tests/conda_channel.py says how, and why its `python` is the tests' own CPython)."""
 
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ import pytest
 from cli_up_test import manager_client
 from e2e import WorkspaceDir, WsmUp, wsm_argv
 from wheelhouse import PYTHON, UV, make_wheel, offline_env, pyproject, uv_lock
+
+from workspace_manager.envs.activation import activation_vars, conda_env_name, environment_root
 
 pytestmark = pytest.mark.skipif(UV is None, reason="uv is a test dependency (.[test])")
 
@@ -39,6 +45,8 @@ def seen():
         "child_python": child.stdout.strip() or child.stderr.strip(),
         "path": os.environ.get("PATH", ""),
         "virtual_env": os.environ.get("VIRTUAL_ENV", "unset"),
+        "conda_prefix": os.environ.get("CONDA_PREFIX", "unset"),
+        "conda_default_env": os.environ.get("CONDA_DEFAULT_ENV", "unset"),
         "prefix": sys.prefix,
     }
 
@@ -78,26 +86,42 @@ def make_project_venv(root: Path) -> Path:
     return project
 
 
-def expected(project: Path) -> Dict[str, Any]:
-    venv = project / ".venv"
+def expected(root: Path, conda_name: str = "") -> Dict[str, Any]:
+    """What a process of an environment at ``root`` sees: its console script and python first,
+    VIRTUAL_ENV for a virtualenv, CONDA_PREFIX and CONDA_DEFAULT_ENV for a conda prefix."""
     return {
-        "tool": str(venv / "bin" / "team-tool"),
+        "tool": str(root / "bin" / "team-tool"),
         "tool_says": "teamtool 1.0",
-        "child_python": f"{venv} teamtool 1.0",
-        "virtual_env": str(venv),
-        "prefix": str(venv),
+        "child_python": f"{root} teamtool 1.0",
+        "virtual_env": "unset" if conda_name else str(root),
+        "conda_prefix": str(root) if conda_name else "unset",
+        "conda_default_env": conda_name or "unset",
+        "prefix": str(root),
     }
 
 
-def check(seen: Dict[str, Any], project: Path) -> None:
+def check(seen: Dict[str, Any], root: Path, conda_name: str = "") -> None:
     path = seen.pop("path").split(os.pathsep)
-    assert path[0] == str(project / ".venv" / "bin"), path
+    assert path[0] == str(root / "bin"), path
+    assert path.count(str(root / "bin")) == 1, path
     assert str(Path(sys.executable).parent) not in path  # wsm's own venv is not found
-    assert seen == expected(project)
+    assert seen == expected(root, conda_name)
 
 
-def test_a_projects_own_uv_venv_runs_its_location_and_runs(ws: WorkspaceDir) -> None:
-    project = make_project_venv(ws.root)
+def manager_env(ws: WorkspaceDir) -> Dict[str, str]:
+    """The manager's environment, as after `source .venv/bin/activate` of wsm's own venv."""
+    env = dict(ws.env)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["VIRTUAL_ENV"] = str(Path(sys.executable).parent.parent)
+    for name in ("CONDA_PREFIX", "CONDA_DEFAULT_ENV"):
+        env.pop(name, None)
+    return env
+
+
+def everything_seen(ws: WorkspaceDir, executable: str) -> Dict[str, Dict[str, Any]]:
+    """What location `team` (repo.py in team/, on interpreter ``executable``) sees: in the
+    loader of `wsm list`, in `wsm job execute`, in the loader under `wsm up`, and in a run
+    that manager launches."""
     path = ws.workspace(
         {
             "load_from": [
@@ -105,18 +129,14 @@ def test_a_projects_own_uv_venv_runs_its_location_and_runs(ws: WorkspaceDir) -> 
                     "python_file": {
                         "relative_path": "team/repo.py",
                         "location_name": "team",
-                        "executable_path": "team/.venv/bin/python",
+                        "executable_path": executable,
                     }
                 }
             ]
         }
     )
-    env = dict(ws.env)
-    # as after `source .venv/bin/activate` of wsm's own venv
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env["VIRTUAL_ENV"] = str(Path(sys.executable).parent.parent)
-
-    # the loader
+    env = manager_env(ws)
+    seen: Dict[str, Dict[str, Any]] = {}
     listed = subprocess.run(
         wsm_argv("list", "--json", "-w", str(path)),
         cwd=ws.root,
@@ -127,9 +147,8 @@ def test_a_projects_own_uv_venv_runs_its_location_and_runs(ws: WorkspaceDir) -> 
     )
     assert listed.returncode == 0, listed.stdout + listed.stderr
     location = json.loads(listed.stdout)["locations"]["team"]
-    check(dict(location["repositories"][0]["jobs"][0]["tags"]), project)
+    seen["list"] = dict(location["repositories"][0]["jobs"][0]["tags"])
 
-    # a run in the foreground
     out = ws.root / "executed.json"
     done = subprocess.run(
         wsm_argv(
@@ -142,16 +161,15 @@ def test_a_projects_own_uv_venv_runs_its_location_and_runs(ws: WorkspaceDir) -> 
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    check(json.loads(out.read_text()), project)
+    seen["execute"] = json.loads(out.read_text())
 
-    # a run the manager launches
     out = ws.root / "launched.json"
     with WsmUp(ws, "-w", str(path), env=env) as up:
         status = up.wait_all_settled(timeout=60)
         assert status["locations"]["team"]["state"] == "ready", up.output()
         with manager_client(ws) as client:  # the loader the manager started (or forked)
             snap = client.call("snapshot", {"location": "team"})
-        check(dict(snap["repositories"][0]["jobs"][0]["tags"]), project)
+        seen["up"] = dict(snap["repositories"][0]["jobs"][0]["tags"])
         launched = subprocess.run(
             wsm_argv(
                 "job",
@@ -170,4 +188,57 @@ def test_a_projects_own_uv_venv_runs_its_location_and_runs(ws: WorkspaceDir) -> 
             timeout=120,
         )
         assert launched.returncode == 0, launched.stdout + launched.stderr + up.output()
-    check(json.loads(out.read_text()), project)
+    seen["launch"] = json.loads(out.read_text())
+    return seen
+
+
+def test_a_projects_own_uv_venv_runs_its_location_and_runs(ws: WorkspaceDir) -> None:
+    project = make_project_venv(ws.root)
+    for where, seen in everything_seen(ws, "team/.venv/bin/python").items():
+        try:
+            check(seen, project / ".venv")
+        except AssertionError as exc:
+            raise AssertionError(f"in {where}: {exc}") from None
+
+
+def test_a_conda_environment_runs_its_location_and_runs(ws: WorkspaceDir) -> None:
+    """A conda prefix made by rattler (conda-meta/ records, the noarch package's console
+    script written by the installer) as `executable_path`: its bin/ first on PATH, and
+    CONDA_PREFIX and CONDA_DEFAULT_ENV (its name: it lives in an `envs/` folder) as
+    `conda activate` sets them, everywhere a venv's are."""
+    pytest.importorskip("rattler")
+    from conda_channel import conda_env
+
+    prefix = ws.root / "conda" / "envs" / "teamenv"
+    python = conda_env(prefix, ws.root / "conda-work", "teamtool", "team-tool")
+    assert (prefix / "conda-meta").is_dir() and not (prefix / "pyvenv.cfg").exists()
+    records = sorted(p.name for p in (prefix / "conda-meta").glob("*.json"))
+    assert [r.split("-")[0] for r in records] == ["python", "teamtool"], records
+    ws.file("team/repo.py", REPO)
+    for where, seen in everything_seen(ws, str(python)).items():
+        try:
+            check(seen, prefix, conda_name="teamenv")
+        except AssertionError as exc:
+            raise AssertionError(f"in {where}: {exc}") from None
+
+
+def test_conda_activation_rules(tmp_path: Path) -> None:
+    """`conda activate`'s CONDA_DEFAULT_ENV (conda's `_default_env`): a named env's folder
+    name, "base" for a root install, else the prefix's path; a venv gets no CONDA_ vars."""
+    named = tmp_path / "miniconda" / "envs" / "etl"
+    base = tmp_path / "miniconda"
+    loose = tmp_path / "project" / ".conda"
+    for prefix in (named, base, loose):
+        (prefix / "conda-meta").mkdir(parents=True)
+        (prefix / "bin").mkdir()
+        (prefix / "bin" / "python").touch()
+    (base / "condabin").mkdir()
+    got = activation_vars(str(named / "bin" / "python"), "/usr/bin")
+    assert got == {
+        "PATH": f"{named}/bin:/usr/bin",
+        "CONDA_PREFIX": str(named),
+        "CONDA_DEFAULT_ENV": "etl",
+    }
+    assert activation_vars(str(base / "bin" / "python"), None)["CONDA_DEFAULT_ENV"] == "base"
+    assert conda_env_name(str(loose)) == str(loose)
+    assert environment_root(str(loose / "bin" / "python")) == str(loose)
