@@ -142,3 +142,23 @@ def test_a_lock_is_parsed_once_for_all_its_members(
     changed = [lockpart.project_part(lock, tmp_path / f"m{m}") for m in range(20)]
     assert len(parsed) == 2
     assert changed != parts  # p7 is reachable from every member (the chain is a ring)
+
+
+def test_the_header_counts_but_the_member_list_does_not(tmp_path: Path) -> None:
+    """The lock's header (requires-python, options, constraints...) is in every member's part;
+    only `[manifest] members`, in either of its TOML forms, is left out."""
+    entry = '[[package]]\nname = "one"\nversion = "0"\nsource = { virtual = "one" }\n'
+    lock = tmp_path / "uv.lock"
+
+    def part(header: str) -> object:
+        lock.write_text(header + "\n" + entry)
+        return lockpart.project_part(lock, tmp_path / "one")
+
+    plain = 'version = 1\nrequires-python = ">=3.9"\n\n[manifest]\n'
+    constraint = 'constraints = [\n    { name = "x", specifier = "<2" },\n]\n'
+    first = part(plain + 'members = [\n    "one",\n]\n' + constraint)
+    assert first is not None
+    assert part(plain + 'members = [\n    "one",\n    "two",\n]\n' + constraint) == first
+    assert part(plain + 'members = ["one", "two"]\n' + constraint) == first
+    assert part(plain + 'members = ["one"]\n' + constraint.replace("<2", "<3")) != first
+    assert part(plain.replace("3.9", "3.10") + constraint) != first

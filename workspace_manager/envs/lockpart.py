@@ -36,7 +36,8 @@ _NAME = re.compile(r'^name = "([^"]+)"', re.MULTILINE)
 # Every name an entry mentions: its dependencies of each kind and its metadata.
 _MENTIONED = re.compile(r'\bname = "([^"]+)"')
 _SOURCE = re.compile(r'^source = \{ (virtual|editable|directory) = "([^"]*)"', re.MULTILINE)
-_MEMBERS = re.compile(r"^members = \[.*?^\]\n", re.MULTILINE | re.DOTALL)
+# `members = [...]`, on one line or as uv writes it, one quoted name a line.
+_MEMBERS = re.compile(r'^members = \[(?:[^\]\n]*|(?:\n[ \t]*"[^"\n]*",?)*\n)\]\n', re.MULTILINE)
 
 
 class _Lock:
