@@ -31,34 +31,49 @@ import threading
 from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
 
-_PACKAGE = re.compile(r"^\[\[package\]\][ \t]*$", re.MULTILINE)
+_PACKAGE = "\n[[package]]\n"
 _NAME = re.compile(r'^name = "([^"]+)"', re.MULTILINE)
-# Every name an entry mentions: its dependencies of each kind and its metadata.
-_MENTIONED = re.compile(r'\bname = "([^"]+)"')
+# Every name an entry mentions: its dependencies of each kind and its metadata. A literal
+# start keeps the scan fast (a leading \b costs ten times more); what it also catches
+# ("filename = ..." of a wheel) names no entry, and the walk skips it.
+_MENTIONED = re.compile(r'name = "([^"]+)"')
 _SOURCE = re.compile(r'^source = \{ (virtual|editable|directory) = "([^"]*)"', re.MULTILINE)
 # `members = [...]`, on one line or as uv writes it, one quoted name a line.
 _MEMBERS = re.compile(r'^members = \[(?:[^\]\n]*|(?:\n[ \t]*"[^"\n]*",?)*\n)\]\n', re.MULTILINE)
 
 
 class _Lock:
-    """One lock's header and entries, indexed by name and by the local project folder."""
+    """One lock's header and entries, indexed by name and by the local project folder. What
+    an entry mentions and its digest are worked out when a walk first reaches it, once."""
 
     def __init__(self, text: str) -> None:
-        starts = [m.start() for m in _PACKAGE.finditer(text)]
-        head = text[: starts[0]] if starts else text
-        self.header = _MEMBERS.sub("", head)
+        head, *blocks = ("\n" + text).split(_PACKAGE)
+        self.header = hashlib.sha256(_MEMBERS.sub("", head).encode()).digest()
         self.by_name: Dict[str, List[str]] = {}
         self.by_folder: Dict[str, str] = {}  # a local project's folder, relative: its name
-        for start, end in zip(starts, starts[1:] + [len(text)]):
-            block = text[start:end]
-            name = _NAME.search(block)
+        for block in blocks:
+            name = _NAME.match(block) or _NAME.search(block)  # uv writes the name first
             if name is None:
                 continue
             self.by_name.setdefault(name.group(1), []).append(block)
-            source = _SOURCE.search(block)
+            at = block.find("\nsource = { ")
+            source = _SOURCE.match(block, at + 1) if at >= 0 else None
             if source is not None:
                 self.by_folder[os.path.normpath(source.group(2) or ".")] = name.group(1)
+        self._entries: Dict[str, Tuple[bytes, Set[str]]] = {}
         self._parts: Dict[str, Optional[str]] = {}
+
+    def _entry(self, name: str) -> Tuple[bytes, Set[str]]:
+        """(digest of every entry named ``name``, the names they mention)."""
+        done = self._entries.get(name)
+        if done is None:
+            h = hashlib.sha256()
+            mentioned: Set[str] = set()
+            for block in self.by_name[name]:
+                h.update(block.encode() + b"\0")
+                mentioned.update(_MENTIONED.findall(block))
+            done = self._entries[name] = (h.digest(), mentioned)
+        return done
 
     def part(self, folder: str) -> Optional[str]:
         """Digest of the header and the entries reachable from the project at ``folder``."""
@@ -74,12 +89,10 @@ class _Lock:
                 if name in seen or name not in self.by_name:
                     continue
                 seen.add(name)
-                for block in self.by_name[name]:
-                    todo.extend(_MENTIONED.findall(block))
-            h = hashlib.sha256(self.header.encode())
+                todo.extend(self._entry(name)[1] - seen)
+            h = hashlib.sha256(self.header)
             for name in sorted(seen):
-                for block in self.by_name[name]:
-                    h.update(b"\0" + block.encode())
+                h.update(self._entry(name)[0])
             digest = "part:" + h.hexdigest()
         self._parts[folder] = digest
         return digest
