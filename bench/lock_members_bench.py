@@ -10,10 +10,11 @@ Figures:
 - after member 0 gains a dependency and the lock is re-made: how many of the N keys changed
   (each member's key holds only its part of the lock: 1 expected, N before the fix), and
   deciding reuse again;
-- the cost of a member's part of a large lock (2,000 entries with hashes, ~1 MiB) in a fresh
-  process: the first member (read and parse) and the next 19 (read, hash, walk), against
-  `uv export --frozen --package` for one member of the real lock (the other way to get a
-  member's part: a uv process per member on every warm start).
+- the members' parts of their lock (envs/lockpart.py) in a fresh process: the first member
+  (read and parse) and the others (read, hash, walk); the same for a large lock (2,000
+  entries with hashes, ~1 MiB, 20 members); against `uv export --frozen --package` for one
+  member of the real lock (the other way to get a member's part: a uv process per member
+  on every warm start).
 
 Offline: the wheels are written by locks_bench's helpers, uv runs with UV_OFFLINE=1.
 Output: a table, then one JSON line.
@@ -46,16 +47,31 @@ import json, sys, time
 t0 = time.perf_counter()
 from pathlib import Path
 from workspace_manager.envs.lockpart import project_part
-lock = Path(sys.argv[1])
+lock, members = Path(sys.argv[1]), [Path(m) for m in sys.argv[2:]]
 t1 = time.perf_counter()
-project_part(lock, lock.parent / "m0")
+project_part(lock, members[0])
 t2 = time.perf_counter()
-for m in range(1, 20):
-    project_part(lock, lock.parent / f"m{m}")
+for member in members[1:]:
+    project_part(lock, member)
 t3 = time.perf_counter()
 print(json.dumps({"import_ms": (t1 - t0) * 1e3, "first_ms": (t2 - t1) * 1e3,
-                  "next19_ms": (t3 - t2) * 1e3}))
+                  "next_ms": (t3 - t2) * 1e3}))
 """
+
+
+def parts(lock: Path, members: List[Path]) -> Dict[str, float]:
+    """project_part for every member in a fresh process, median of 5 by the first's cost."""
+    runs = []
+    for _ in range(5):
+        out = subprocess.run(
+            [sys.executable, "-c", PARTS, str(lock), *map(str, members)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        runs.append(json.loads(out.stdout))
+    runs.sort(key=lambda r: r["first_ms"])
+    return runs[len(runs) // 2]
 
 
 def decide(path: Path, cache: Path) -> Dict[str, float]:
@@ -179,14 +195,10 @@ def main() -> int:
         big.parent.mkdir()
         large_lock(big)
         results["large_lock_bytes"] = big.stat().st_size
-        parts: List[Dict[str, float]] = []
-        for _ in range(5):
-            out = subprocess.run(
-                [sys.executable, "-c", PARTS, str(big)], capture_output=True, text=True, check=True
-            )
-            parts.append(json.loads(out.stdout))
-        parts.sort(key=lambda r: r["first_ms"])
-        results["large_lock"] = parts[len(parts) // 2]
+        results["large_lock"] = parts(big, [big.parent / f"m{m}" for m in range(20)])
+        results["own_lock"] = parts(
+            mono / "uv.lock", [mono / "members" / f"m{i:02d}" for i in range(n)]
+        )
 
     d, a = results["decide"], results["decide_after_relock"]
     assert isinstance(d, dict) and isinstance(a, dict)
@@ -201,10 +213,16 @@ def main() -> int:
         f"member m00 re-locked with a new dependency: keys changed {results['changed_keys']}; "
         f"deciding reuse {a['decide_ms']:.1f} ms ({a['hits']} hits)"
     )
+    own = results["own_lock"]
+    assert isinstance(own, dict)
+    print(
+        f"the {n} members' parts of their lock, fresh process: first {own['first_ms']:.2f} ms "
+        f"(read and parse), the other {n - 1} {own['next_ms']:.2f} ms"
+    )
     print(
         f"a lock of 2,000 entries ({results['large_lock_bytes'] / 1024:.0f} KiB), fresh process: "
         f"first member {big_parts['first_ms']:.1f} ms (read and parse), next 19 "
-        f"{big_parts['next19_ms']:.1f} ms; `uv export --package` for one member: "
+        f"{big_parts['next_ms']:.1f} ms; `uv export --package` for one member: "
         f"{results['uv_export_one_member_ms']} ms"
     )
     print(json.dumps(results, sort_keys=True))
