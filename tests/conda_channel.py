@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import os
+import subprocess
 import sys
 import tarfile
 import time
@@ -142,4 +143,15 @@ def conda_env(prefix: Path, work: Path, tool: str, command: str) -> Path:
         await install(records, target_prefix=prefix, cache_dir=work / "pkgs", show_progress=False)
 
     asyncio.run(make())
-    return prefix / "bin" / "python"
+    python = prefix / "bin" / "python"
+    probe = subprocess.run(
+        [str(python), "-c", f"import sys, {tool}; print(sys.prefix)"],
+        capture_output=True,
+        text=True,
+    )
+    if probe.stdout.strip() != str(prefix):
+        # e.g. Debian's python3, whose site.py never adds <prefix>/lib/pythonX.Y/site-packages
+        import pytest
+
+        pytest.skip(f"{sys.base_prefix}'s CPython does not relocate into a conda prefix: {probe}")
+    return python
