@@ -23,6 +23,7 @@ from e2e import WorkspaceDir, WsmUp, wsm_argv
 from wheelhouse import PYTHON, UV, make_wheel, offline_env, pyproject, uv_lock
 
 from workspace_manager.envs.activation import activation_vars, conda_env_name, environment_root
+from workspace_manager.envs.resolve import InterpreterError, check_executable
 
 pytestmark = pytest.mark.skipif(UV is None, reason="uv is a test dependency (.[test])")
 
@@ -242,3 +243,40 @@ def test_conda_activation_rules(tmp_path: Path) -> None:
     assert activation_vars(str(base / "bin" / "python"), None)["CONDA_DEFAULT_ENV"] == "base"
     assert conda_env_name(str(loose)) == str(loose)
     assert environment_root(str(loose / "bin" / "python")) == str(loose)
+
+
+def test_a_venv_whose_interpreter_is_gone_is_named_so(ws: WorkspaceDir) -> None:
+    """A project's .venv outlives the interpreter it was made from (`uv python uninstall`,
+    `pyenv uninstall`): its bin/python is a dangling link. `wsm validate` says that in one
+    line, not "no such file" for a file the user sees in `ls`; so does the location's start."""
+    made_from = ws.root / "pythons" / "python3"
+    made_from.parent.mkdir()
+    made_from.symlink_to(PYTHON)
+    venv = ws.root / "team" / ".venv"
+    subprocess.run([str(made_from), "-m", "venv", "--without-pip", str(venv)], check=True)
+    (venv / "bin" / "python").unlink()
+    (venv / "bin" / "python").symlink_to(made_from)
+    ws.file("team/repo.py", "")
+    path = ws.workspace(
+        {
+            "load_from": [
+                {
+                    "python_file": {
+                        "relative_path": "team/repo.py",
+                        "executable_path": "team/.venv/bin/python",
+                    }
+                }
+            ]
+        }
+    )
+    assert ws.run("validate", "-w", str(path)).returncode == 0
+    made_from.unlink()  # the interpreter is uninstalled
+    done = ws.run("validate", "-w", str(path))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"{path}:4:22: executable_path 'team/.venv/bin/python' links to {made_from}, which does "
+        "not exist (the interpreter its virtualenv was made from is gone: make the virtualenv "
+        "again, e.g. `uv sync` or `python -m venv`)"
+    ], done.stderr
+    with pytest.raises(InterpreterError, match=r"links to .*, which does not exist \(the"):
+        check_executable(venv / "bin" / "python")
