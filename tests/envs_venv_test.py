@@ -242,6 +242,10 @@ def test_conda_activation_rules(tmp_path: Path) -> None:
     }
     assert activation_vars(str(base / "bin" / "python"), None)["CONDA_DEFAULT_ENV"] == "base"
     assert conda_env_name(str(loose)) == str(loose)
+    # pixi's environments are conda prefixes in the project: .pixi/envs/NAME
+    pixi = tmp_path / "project" / ".pixi" / "envs" / "default"
+    (pixi / "conda-meta").mkdir(parents=True)
+    assert activation_vars(str(pixi / "bin" / "python"), "")["CONDA_DEFAULT_ENV"] == "default"
     assert environment_root(str(loose / "bin" / "python")) == str(loose)
 
 
