@@ -17,7 +17,7 @@ from typing import Dict, List
 import pytest
 from cli_up_test import manager_client
 from e2e import WorkspaceDir, WsmUp
-from wheelhouse import UV, make_wheel, offline_env, pyproject, uv_lock
+from wheelhouse import UV, make_wheel, offline_env, pyproject, uv_lock, uv_workspace
 
 from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.installers import uv
@@ -64,40 +64,6 @@ def hello(): ...
 def repo():
     return [hello]
 """
-
-
-def uv_workspace(root: Path, wheels: Path, cache: Path) -> Dict[str, Path]:
-    """A uv workspace with two members on one lock: `one` needs tinya 1.0 (and tinyc in its
-    `dev` group), `two` needs tinyb. Each member folder also holds its location's code."""
-    tinya = make_wheel(wheels, "tinya", "1.0")
-    tinyb = make_wheel(wheels, "tinyb", "1.0")
-    tinyc = make_wheel(wheels, "tinyc", "1.0")
-    (root).mkdir(parents=True, exist_ok=True)
-    (root / "pyproject.toml").write_text(
-        textwrap.dedent(
-            """
-            [project]
-            name = "monorepo"
-            version = "0"
-            requires-python = ">=3.9"
-
-            [tool.uv.workspace]
-            members = ["members/*"]
-            """
-        )
-    )
-    one = root / "members" / "one"
-    two = root / "members" / "two"
-    pyproject(
-        one,
-        "one",
-        ["tinya"],
-        {"tinya": tinya, "tinyc": tinyc},
-        extra='[dependency-groups]\ndev = ["tinyc"]\n',
-    )
-    pyproject(two, "two", ["tinyb"], {"tinyb": tinyb})
-    uv_lock(root, cache)
-    return {"one": one, "two": two}
 
 
 def code_location(name: str, workdir: str, **environment: object) -> Dict[str, object]:
@@ -237,8 +203,9 @@ def test_the_key_of_a_locked_project(tmp_path: Path) -> None:
     assert key(location(members["one"], members["one"], groups=("dev",))) != before["one"]
     assert key(location(members["one"], members["one"], extras=("x",))) != before["one"]
     # the standalone project's lock changes: its key changes, the workspace's do not
-    lock = alone / "uv.lock"
-    lock.write_text(lock.read_text() + "\n")
+    tinyb = tmp_path / "wheels" / "tinyb-1.0-py3-none-any.whl"
+    pyproject(alone, "alone", ["tinyb"], {"tinyb": tinyb})
+    uv_lock(alone, tmp_path / "uv-cache")
     assert key(other) != before["alone"]
     assert (key(one), key(two)) == (before["one"], before["two"])
     # the workspace root's pyproject.toml is read by uv's check: part of the members' keys

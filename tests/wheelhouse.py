@@ -1,6 +1,6 @@
-"""Packages and locks made in a test, offline: a wheelhouse of hand-made wheels, projects that
-name them as path sources, and the real `uv lock` (UV_OFFLINE=1). Shared by the tests of
-issue 12 (envs_project_test, envs_list_test)."""
+"""A wheelhouse and uv projects made in a test, offline: wheels written by hand (PEP 427),
+projects that name them as path sources, locks made by the real `uv lock` with UV_OFFLINE=1.
+Shared by the tests of environments built from projects and locks (issue 12)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,29 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import zipfile
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from workspace_manager.envs.installers.uv import find_uv
 
 UV = find_uv()
 
+# The interpreter the tests' environments are made from: the one running the tests.
+PYTHON = Path(os.path.realpath(sys.executable))
 
-def make_wheel(dest: Path, name: str, version: str, requires: List[str] = ()) -> Path:
+
+def make_wheel(
+    dest: Path,
+    name: str,
+    version: str,
+    requires: List[str] = (),
+    scripts: Optional[Dict[str, str]] = None,
+) -> Path:
     """A pure-Python wheel of module ``name`` whose VALUE is "name version", made by hand (a
-    wheel is a zip with a dist-info: PEP 427), so no build backend or index is needed."""
+    wheel is a zip with a dist-info: PEP 427), so no build backend or index is needed.
+    ``scripts``: console scripts, {command: "module:main"}; the installer writes them."""
     dest.mkdir(parents=True, exist_ok=True)
     dist = f"{name}-{version}.dist-info"
     files: Dict[str, str] = {
@@ -31,6 +42,11 @@ def make_wheel(dest: Path, name: str, version: str, requires: List[str] = ()) ->
         f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
         "Tag: py3-none-any\n",
     }
+    if scripts:  # each script's target is main(), which prints VALUE
+        files[f"{name}/__init__.py"] += "\n\ndef main():\n    print(VALUE)\n"
+        files[f"{dist}/entry_points.txt"] = "[console_scripts]\n" + "".join(
+            f"{command} = {target}\n" for command, target in scripts.items()
+        )
     record = []
     for path, text in files.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
@@ -91,5 +107,35 @@ def uv_lock(folder: Path, cache: Path) -> Path:
     return folder / "uv.lock"
 
 
-# The interpreter the tests' environments are made from: the one running the tests.
-PYTHON = Path(os.path.realpath(sys.executable))
+def uv_workspace(root: Path, wheels: Path, cache: Path) -> Dict[str, Path]:
+    """A uv workspace with two members on one lock: `one` needs tinya 1.0 (and tinyc in its
+    `dev` group), `two` needs tinyb. Each member folder also holds its location's code."""
+    tinya = make_wheel(wheels, "tinya", "1.0")
+    tinyb = make_wheel(wheels, "tinyb", "1.0")
+    tinyc = make_wheel(wheels, "tinyc", "1.0")
+    (root).mkdir(parents=True, exist_ok=True)
+    (root / "pyproject.toml").write_text(
+        textwrap.dedent(
+            """
+            [project]
+            name = "monorepo"
+            version = "0"
+            requires-python = ">=3.9"
+
+            [tool.uv.workspace]
+            members = ["members/*"]
+            """
+        )
+    )
+    one = root / "members" / "one"
+    two = root / "members" / "two"
+    pyproject(
+        one,
+        "one",
+        ["tinya"],
+        {"tinya": tinya, "tinyc": tinyc},
+        extra='[dependency-groups]\ndev = ["tinyc"]\n',
+    )
+    pyproject(two, "two", ["tinyb"], {"tinyb": tinyb})
+    uv_lock(root, cache)
+    return {"one": one, "two": two}

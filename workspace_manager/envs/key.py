@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.fingerprint import path_digest
 from workspace_manager.envs.interpreters import Interpreter
+from workspace_manager.envs.lockpart import project_part
 from workspace_manager.envs.project import KIND_PYLOCK, KIND_UV_LOCK, ProjectSource, find_source
 from workspace_manager.envs.requirements import (
     requirement_file_inputs,
@@ -153,8 +154,18 @@ def _locked_recipe(
 ) -> EnvRecipe:
     """A project with a lock: the key is the lock's content, the files uv checks it against,
     the project (a uv workspace member picks its own part of a shared lock), the interpreter,
-    the extras and groups, and uv's version."""
+    the extras and groups, and uv's version.
+
+    Of a uv.lock, only the part the project can install counts (envs/lockpart.py): two
+    members of one uv workspace share the lock, and re-locking for one must not rebuild the
+    other. A pylock, or a uv.lock without an entry for the project, counts whole."""
     assert source.lock is not None
+    part: Optional[str] = None
+    if source.kind == KIND_UV_LOCK:
+        try:
+            part = project_part(source.lock, source.project)
+        except OSError:
+            part = None  # unreadable: digest() says "missing", and the build names the error
     inputs: Dict[str, Any] = {
         "format": ENV_FORMAT,
         "interpreter": interpreter.identity(),
@@ -162,7 +173,7 @@ def _locked_recipe(
         "project": str(source.project),
         "lock": str(source.lock),
         "contents": sorted(
-            [("lock", digest(source.lock))] + [(str(f), digest(f)) for f in source.files]
+            [("lock", part or digest(source.lock))] + [(str(f), digest(f)) for f in source.files]
         ),
         "extras": sorted(spec.extras),
         "groups": sorted(spec.groups),

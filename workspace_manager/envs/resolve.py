@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Optional
 
 from workspace_manager.workspace.model import LocationConfig
 
@@ -23,8 +24,28 @@ def own_interpreter() -> str:
     return os.path.abspath(sys.executable)
 
 
+def dangling_link(path: str) -> Optional[str]:
+    """Why ``path``, which does not exist, still names a file: it is a symlink (a virtualenv's
+    `bin/python`) to an interpreter that is gone, as after `uv python uninstall`, `pyenv
+    uninstall` or an upgrade of the system Python the virtualenv was made from. Returns the
+    end of a one-line message ("links to X, which does not exist ..."), or None when ``path``
+    is no symlink."""
+    if not os.path.islink(path):
+        return None
+    reason = f"links to {os.path.realpath(path)}, which does not exist"
+    if os.path.isfile(os.path.join(os.path.dirname(os.path.dirname(path)), "pyvenv.cfg")):
+        reason += (
+            " (the interpreter its virtualenv was made from is gone: make the virtualenv "
+            "again, e.g. `uv sync` or `python -m venv`)"
+        )
+    return reason
+
+
 def check_executable(path: Path) -> str:
     if not path.exists():
+        dangling = dangling_link(str(path))
+        if dangling is not None:
+            raise InterpreterError(f"executable_path {path} {dangling}")
         raise InterpreterError(f"executable_path {path} does not exist")
     if not os.access(path, os.X_OK) or path.is_dir():
         raise InterpreterError(f"executable_path {path} is not an executable file")

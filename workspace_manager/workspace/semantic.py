@@ -516,6 +516,13 @@ class Builder:
         if not os.path.isabs(raw) and not self._executable_within(path, label, raw, candidate):
             return None
         if not os.path.exists(candidate):
+            # Imported here: envs imports the workspace model, not the other way round.
+            from workspace_manager.envs.resolve import dangling_link
+
+            dangling = dangling_link(candidate)
+            if dangling is not None:
+                self.problem(path, f"{label} {quote(raw)} {dangling}")
+                return None
             where = "" if os.path.isabs(raw) else f" (looked for {candidate})"
             self.problem(path, f"{label}: no such file {quote(raw)}{where}")
             return None
