@@ -12,7 +12,8 @@ Figures:
   deciding reuse again;
 - the members' parts of their lock (envs/lockpart.py) in a fresh process: the first member
   (read and parse) and the others (read, hash, walk); the same for a large lock (2,000
-  entries with hashes, ~1 MiB, 20 members); against `uv export --frozen --package` for one
+  entries with hashes, ~1 MiB, 20 members), parsed, and read from the parts a first start
+  kept (a warm start); against `uv export --frozen --package` for one
   member of the real lock (the other way to get a member's part: a uv process per member
   on every warm start).
 
@@ -31,7 +32,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from locks_bench import DECIDE, TARGET_DECIDE_MS, build_all, make_wheel, project, uv_lock
 from locks_bench import workspace_yaml as locations_yaml
@@ -47,24 +48,32 @@ import json, sys, time
 t0 = time.perf_counter()
 from pathlib import Path
 from workspace_manager.envs.lockpart import project_part
-lock, members = Path(sys.argv[1]), [Path(m) for m in sys.argv[2:]]
+lock, store = Path(sys.argv[1]), (Path(sys.argv[2]) if sys.argv[2] else None)
+members = [Path(m) for m in sys.argv[3:]]
 t1 = time.perf_counter()
-project_part(lock, members[0])
+project_part(lock, members[0], store)
 t2 = time.perf_counter()
 for member in members[1:]:
-    project_part(lock, member)
+    project_part(lock, member, store)
 t3 = time.perf_counter()
 print(json.dumps({"import_ms": (t1 - t0) * 1e3, "first_ms": (t2 - t1) * 1e3,
                   "next_ms": (t3 - t2) * 1e3}))
 """
 
 
-def parts(lock: Path, members: List[Path]) -> Dict[str, float]:
-    """project_part for every member in a fresh process, median of 5 by the first's cost."""
+def parts(lock: Path, members: List[Path], store: Optional[Path] = None) -> Dict[str, float]:
+    """project_part for every member in a fresh process, median of 5 by the first's cost;
+    with ``store`` (the cache's lock-parts, filled by a first run), as a warm start reads them;
+    without, as a start that meets the lock's content for the first time (a TOML parse)."""
+    if store is not None:
+        subprocess.run(
+            [sys.executable, "-c", PARTS, str(lock), str(store), *map(str, members)], check=True,
+            capture_output=True,
+        )  # fmt: skip
     runs = []
     for _ in range(5):
         out = subprocess.run(
-            [sys.executable, "-c", PARTS, str(lock), *map(str, members)],
+            [sys.executable, "-c", PARTS, str(lock), str(store or ""), *map(str, members)],
             capture_output=True,
             text=True,
             check=True,
@@ -195,7 +204,9 @@ def main() -> int:
         big.parent.mkdir()
         large_lock(big)
         results["large_lock_bytes"] = big.stat().st_size
-        results["large_lock"] = parts(big, [big.parent / f"m{m}" for m in range(20)])
+        big_members = [big.parent / f"m{m}" for m in range(20)]
+        results["large_lock"] = parts(big, big_members)
+        results["large_lock_warm"] = parts(big, big_members, root / "lock-parts")
         results["own_lock"] = parts(
             mono / "uv.lock", [mono / "members" / f"m{i:02d}" for i in range(n)]
         )
@@ -224,6 +235,12 @@ def main() -> int:
         f"first member {big_parts['first_ms']:.1f} ms (read and parse), next 19 "
         f"{big_parts['next_ms']:.1f} ms; `uv export --package` for one member: "
         f"{results['uv_export_one_member_ms']} ms"
+    )
+    warm = results["large_lock_warm"]
+    assert isinstance(warm, dict)
+    print(
+        f"the same, a warm start (the parts read from the cache's lock-parts): first member "
+        f"{warm['first_ms']:.1f} ms, next 19 {warm['next_ms']:.1f} ms"
     )
     print(json.dumps(results, sort_keys=True))
     return 0

@@ -5,6 +5,7 @@ not rebuild the other. Offline: wheels made in the test, locks made by the real 
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Dict
 
@@ -138,10 +139,17 @@ def test_a_lock_is_parsed_once_for_all_its_members(
     assert len(set(parts)) == 20 and None not in parts  # each member's own entry differs
     assert [lockpart.project_part(lock, tmp_path / f"m{m}") for m in range(20)] == parts
     assert len(parsed) == 1
-    lock.write_text(lock.read_text().replace('name = "p7"', 'name = "p7"\n# edited', 1))
-    changed = [lockpart.project_part(lock, tmp_path / f"m{m}") for m in range(20)]
+    # a comment or a new layout is no change; p7's version is
+    text = lock.read_text()
+    lock.write_text("# edited\n" + text.replace(" = ", "   =   "))
+    assert [lockpart.project_part(lock, tmp_path / f"m{m}") for m in range(20)] == parts
     assert len(parsed) == 2
-    assert changed != parts  # p7 is reachable from every member (the chain is a ring)
+    lock.write_text(text.replace('name = "p7"\nversion = "1.0"', 'name = "p7"\nversion = "1.1"'))
+    changed = [lockpart.project_part(lock, tmp_path / f"m{m}") for m in range(20)]
+    assert len(parsed) == 3
+    assert len(set(changed)) == 20 and not set(changed) & set(
+        parts
+    )  # p7 is reachable from every member (the chain is a ring)
 
 
 def test_the_header_counts_but_the_member_list_does_not(tmp_path: Path) -> None:
@@ -162,3 +170,39 @@ def test_the_header_counts_but_the_member_list_does_not(tmp_path: Path) -> None:
     assert part(plain + 'members = ["one", "two"]\n' + constraint) == first
     assert part(plain + 'members = ["one"]\n' + constraint.replace("<2", "<3")) != first
     assert part(plain.replace("3.9", "3.10") + constraint) != first
+
+
+def test_a_warm_start_reads_the_parts_and_parses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parts of a lock content are kept in the cache's `lock-parts`: a later process (here:
+    the in-process parse dropped) answers from that record, without the TOML parse a large
+    lock costs (~250 ms a MiB); a frozen start writes no record; a damaged one is redone."""
+    lock = tmp_path / "uv.lock"
+    lock.write_text(
+        'version = 1\nrequires-python = ">=3.9"\n\n'
+        '[[package]]\nname = "one"\nversion = "0"\nsource = { virtual = "one" }\n'
+        'dependencies = [{ name = "dep" }]\n\n'
+        '[[package]]\nname = "dep"\nversion = "1.0"\nsource = { registry = "x" }\n'
+    )
+    store = tmp_path / "cache" / "lock-parts"
+    frozen = lockpart.project_part(lock, tmp_path / "one", store, writable=False)
+    assert frozen is not None and not store.exists()
+    first = lockpart.project_part(lock, tmp_path / "one", store)
+    assert first == frozen
+    [record] = store.iterdir()
+    assert json.loads(record.read_text()) == {"one": first}
+    assert record.stat().st_mode & 0o777 == 0o600
+
+    class NoParse(lockpart._Lock):
+        def __init__(self, text: str) -> None:
+            raise AssertionError("parsed again")
+
+    monkeypatch.setattr(lockpart, "_parsed", {})
+    monkeypatch.setattr(lockpart, "_Lock", NoParse)
+    assert lockpart.project_part(lock, tmp_path / "one", store) == first
+    monkeypatch.undo()
+    monkeypatch.setattr(lockpart, "_parsed", {})
+    record.write_text("{not json")
+    assert lockpart.project_part(lock, tmp_path / "one", store) == first
+    assert json.loads(record.read_text()) == {"one": first}

@@ -151,6 +151,7 @@ def _locked_recipe(
     interpreter: Interpreter,
     source: ProjectSource,
     digest: Callable[[Path], str],
+    store: Tuple[Optional[Path], bool] = (None, True),
 ) -> EnvRecipe:
     """A project with a lock: the key is the lock's content, the files uv checks it against,
     the project (a uv workspace member picks its own part of a shared lock), the interpreter,
@@ -163,7 +164,7 @@ def _locked_recipe(
     part: Optional[str] = None
     if source.kind == KIND_UV_LOCK:
         try:
-            part = project_part(source.lock, source.project)
+            part = project_part(source.lock, source.project, *store)
         except OSError:
             part = None  # unreadable: digest() says "missing", and the build names the error
     inputs: Dict[str, Any] = {
@@ -209,13 +210,20 @@ def make_recipe(
     interpreter: Interpreter,
     installer: str,
     digest: Callable[[Path], str] = path_digest,
+    lock_parts: Optional[Path] = None,
+    lock_parts_writable: bool = True,
 ) -> EnvRecipe:
+    """The key and recipe of ``location``'s environment (EnvBuildError, OSError).
+
+    ``lock_parts``: where a uv.lock's per-project parts are kept by its content
+    (envs/lockpart.py; the cache's ``lock-parts``), written only if ``lock_parts_writable``."""
     base = base_dir(location)
     source: Optional[ProjectSource] = None
     if spec.project is not None:
         source = find_source(spec.project)
         if source.lock is not None:
-            return _locked_recipe(location, spec, interpreter, source, digest)
+            store = (lock_parts, lock_parts_writable)
+            return _locked_recipe(location, spec, interpreter, source, digest, store)
         # No lock: the project is a local path requirement, hashed by its source tree.
         extras = f"[{','.join(spec.extras)}]" if spec.extras else ""
         spec = replace(spec, requirements=(str(spec.project) + extras,))

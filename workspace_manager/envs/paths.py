@@ -66,6 +66,11 @@ class CacheLayout:
         return self.root / "interpreters.json"
 
     @property
+    def lock_parts(self) -> Path:
+        """A uv.lock's parts by project, by the lock's content (envs/lockpart.py)."""
+        return self.root / "lock-parts"
+
+    @property
     def py_info(self) -> Path:
         return self.root / "py_info"
 

@@ -79,7 +79,14 @@ class EnvironmentService:
             raise ValueError(f"location {location.name} has no environment")
         interpreter = self.interpreters.find(spec.python, base_dir(location))
         installer, _warning = installers.choose(spec.installer)
-        return make_recipe(location, spec, interpreter, installer.name)
+        return make_recipe(
+            location,
+            spec,
+            interpreter,
+            installer.name,
+            lock_parts=self.layout.lock_parts,
+            lock_parts_writable=not self.frozen,
+        )
 
     def key(self, location: LocationConfig) -> Optional[str]:
         return None if location.environment is None else self.recipe(location).key
