@@ -34,7 +34,15 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from locks_bench import DECIDE, TARGET_DECIDE_MS, build_all, make_wheel, project, uv_lock
+from locks_bench import (
+    DECIDE,
+    TARGET_DECIDE_MS,
+    build_all,
+    make_wheel,
+    median_probe,
+    project,
+    uv_lock,
+)
 from locks_bench import workspace_yaml as locations_yaml
 
 from workspace_manager.envs.installers.uv import find_uv
@@ -70,31 +78,12 @@ def parts(lock: Path, members: List[Path], store: Optional[Path] = None) -> Dict
             [sys.executable, "-c", PARTS, str(lock), str(store), *map(str, members)], check=True,
             capture_output=True,
         )  # fmt: skip
-    runs = []
-    for _ in range(5):
-        out = subprocess.run(
-            [sys.executable, "-c", PARTS, str(lock), str(store or ""), *map(str, members)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        runs.append(json.loads(out.stdout))
-    runs.sort(key=lambda r: r["first_ms"])
-    return runs[len(runs) // 2]
+    argv = [sys.executable, "-c", PARTS, str(lock), str(store or ""), *map(str, members)]
+    return median_probe(argv, "first_ms")
 
 
 def decide(path: Path, cache: Path) -> Dict[str, float]:
-    runs = []
-    for _ in range(5):
-        out = subprocess.run(
-            [sys.executable, "-c", DECIDE, str(path), str(cache)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        runs.append(json.loads(out.stdout))
-    runs.sort(key=lambda r: r["decide_ms"])
-    return runs[len(runs) // 2]
+    return median_probe([sys.executable, "-c", DECIDE, str(path), str(cache)], "decide_ms")
 
 
 def keys(path: Path, cache: Path) -> Dict[str, str]:

@@ -35,7 +35,7 @@ import textwrap
 import time
 import zipfile
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 from workspace_manager.envs.installers.uv import find_uv
 from workspace_manager.envs.service import EnvironmentService
@@ -133,6 +133,17 @@ def build_all(path: Path, cache: Path) -> Tuple[float, Dict[str, str]]:
     return time.perf_counter() - started, {loc.name: k for loc, k in zip(ws.locations, keys)}
 
 
+def median_probe(argv: List[str], by: str, runs: int = 5) -> Dict[str, Any]:
+    """Run ``argv`` (a probe printing one JSON object) ``runs`` times, each a fresh process;
+    the run whose ``by`` figure is the median."""
+    found = []
+    for _ in range(runs):
+        out = subprocess.run(argv, capture_output=True, text=True, check=True)
+        found.append(json.loads(out.stdout))
+    found.sort(key=lambda r: r[by])
+    return found[len(found) // 2]
+
+
 DECIDE = """
 import json, sys, time
 t0 = time.perf_counter()
@@ -225,17 +236,7 @@ def main() -> int:
         }
 
         # 3. deciding reuse in a fresh process, median of 5
-        runs = []
-        for _ in range(5):
-            out = subprocess.run(
-                [sys.executable, "-c", DECIDE, str(path), str(cache)],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            runs.append(json.loads(out.stdout))
-        runs.sort(key=lambda r: r["decide_ms"])
-        mid = runs[len(runs) // 2]
+        mid = median_probe([sys.executable, "-c", DECIDE, str(path), str(cache)], "decide_ms")
         results["decide"] = {
             "decide_ms": round(mid["decide_ms"], 1),
             "load_ms": round(mid["load_ms"], 1),

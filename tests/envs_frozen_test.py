@@ -21,7 +21,8 @@ from typing import Dict, List, Tuple
 
 import pytest
 from e2e import WorkspaceDir, WsmUp, wsm_argv
-from envs_project_test import REPO, UV, code_location, make_wheel, pyproject, uv_lock
+from envs_project_test import REPO
+from wheelhouse import UV, code_location, make_wheel, pyproject, uv_lock
 
 from workspace_manager.cli.serve import EXIT_LOAD_ERROR
 from workspace_manager.envs.frozen import FrozenEnvMissing, build_command

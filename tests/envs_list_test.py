@@ -15,7 +15,7 @@ from typing import Any, Dict, List
 import pytest
 from cli_imports_test import wsm as wsm_modules
 from e2e import WorkspaceDir, WsmUp, modules_in
-from wheelhouse import PYTHON, UV, make_wheel, pyproject, uv_lock
+from wheelhouse import PYTHON, UV, code_location, make_wheel, pyproject, uv_lock
 
 from workspace_manager.envs.store import source_of
 from workspace_manager.envs.usage import measure
@@ -26,17 +26,6 @@ KEYS = {
     "requirements", "installer", "size_bytes",
     "shared_bytes", "own_bytes", "shared_with", "created", "last_used", "used_by", "in_use",
 }  # fmt: skip
-
-
-def location(name: str, workdir: str, **environment: object) -> Dict[str, object]:
-    return {
-        "python_file": {
-            "relative_path": f"{workdir}/repo.py",
-            "location_name": name,
-            "working_directory": workdir,
-            "environment": environment,
-        }
-    }
 
 
 def env_list(ws: WorkspaceDir) -> List[Dict[str, Any]]:
@@ -82,9 +71,9 @@ def test_uv_envs_share_their_files_and_a_pip_env_shares_none(ws: WorkspaceDir) -
     path = ws.workspace(
         {
             "load_from": [
-                location("alpha", "alpha", project="."),
-                location("beta", "beta", project=".", groups=["dev"]),
-                location(
+                code_location("alpha", "alpha", project="."),
+                code_location("beta", "beta", project=".", groups=["dev"]),
+                code_location(
                     "copies",
                     "pipenv",
                     requirements_file="pipenv/requirements.txt",

@@ -17,7 +17,15 @@ from typing import Dict, List
 import pytest
 from cli_up_test import manager_client
 from e2e import WorkspaceDir, WsmUp
-from wheelhouse import UV, make_wheel, offline_env, pyproject, uv_lock, uv_workspace
+from wheelhouse import (
+    UV,
+    code_location,
+    make_wheel,
+    offline_env,
+    pyproject,
+    uv_lock,
+    uv_workspace,
+)
 
 from workspace_manager.envs.errors import EnvBuildError
 from workspace_manager.envs.installers import uv
@@ -64,17 +72,6 @@ def hello(): ...
 def repo():
     return [hello]
 """
-
-
-def code_location(name: str, workdir: str, **environment: object) -> Dict[str, object]:
-    return {
-        "python_file": {
-            "relative_path": f"{workdir}/repo.py",
-            "location_name": name,
-            "working_directory": workdir,
-            "environment": environment,
-        }
-    }
 
 
 def test_two_members_of_one_uv_workspace_are_two_exact_environments(ws: WorkspaceDir) -> None:

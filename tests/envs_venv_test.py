@@ -20,7 +20,7 @@ from typing import Any, Dict
 import pytest
 from cli_up_test import manager_client
 from e2e import WorkspaceDir, WsmUp, wsm_argv
-from wheelhouse import PYTHON, UV, make_wheel, offline_env, pyproject, uv_lock
+from wheelhouse import PYTHON, UV, make_wheel, pyproject, run_uv, uv_lock
 
 from workspace_manager.envs.activation import activation_vars, conda_env_name, environment_root
 from workspace_manager.envs.resolve import InterpreterError, check_executable
@@ -71,16 +71,7 @@ def make_project_venv(root: Path) -> Path:
     pyproject(project, "team", ["teamtool"], {"teamtool": tool})
     cache = root / "uv-cache"
     uv_lock(project, cache)
-    assert UV is not None
-    done = subprocess.run(
-        [UV, "sync", "--frozen", "--python", str(PYTHON)],
-        cwd=project,
-        env=offline_env(cache),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
+    run_uv(project, cache, "sync", "--frozen")
     assert (project / ".venv" / "pyvenv.cfg").is_file()
     assert (project / ".venv" / "bin" / "team-tool").is_file()
     (project / "repo.py").write_text(REPO)

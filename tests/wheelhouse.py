@@ -93,10 +93,11 @@ def offline_env(cache: Path) -> Dict[str, str]:
     return env
 
 
-def uv_lock(folder: Path, cache: Path) -> Path:
+def run_uv(folder: Path, cache: Path, *args: str) -> None:
+    """`uv ARGS --python PYTHON` in ``folder``, offline with ``cache``; asserts it succeeded."""
     assert UV is not None
     done = subprocess.run(
-        [UV, "lock", "--python", str(PYTHON)],
+        [UV, *args, "--python", str(PYTHON)],
         cwd=folder,
         env=offline_env(cache),
         capture_output=True,
@@ -104,7 +105,23 @@ def uv_lock(folder: Path, cache: Path) -> Path:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
+
+
+def uv_lock(folder: Path, cache: Path) -> Path:
+    run_uv(folder, cache, "lock")
     return folder / "uv.lock"
+
+
+def code_location(name: str, workdir: str, **environment: object) -> Dict[str, object]:
+    """A workspace.yaml location: `WORKDIR/repo.py`, run from WORKDIR, with ``environment``."""
+    return {
+        "python_file": {
+            "relative_path": f"{workdir}/repo.py",
+            "location_name": name,
+            "working_directory": workdir,
+            "environment": environment,
+        }
+    }
 
 
 def uv_workspace(root: Path, wheels: Path, cache: Path) -> Dict[str, Path]:
