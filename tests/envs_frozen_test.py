@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest
-from e2e import WorkspaceDir, WsmUp, wsm_argv
+from e2e import WorkspaceDir, WsmUp, wait_for, wsm_argv
 from envs_project_test import REPO
 from wheelhouse import UV, code_location, make_wheel, pyproject, uv_lock
 
@@ -342,6 +342,10 @@ def test_wsm_serve_frozen_envs_exits_as_for_a_load_error_naming_the_build(
     out = served.stdout + served.stderr
     assert f"`wsm env build -w {path} b`" in out, out
     assert "Traceback" not in out and "uv sync" not in out, out
+    assert "serving location" not in out, out  # said once it is true, never before
+    # the hint names the log's file (`wsm logs` cannot name a serve's), which holds the error
+    log = Path(out.split("(see ", 1)[1].split(")", 1)[0])
+    assert log.name == "b.log" and "--frozen-envs never builds" in log.read_text(), out
     assert tree(cache) == before
     # the env that was built serves frozen from the read-only cache
     with WsmUp(
@@ -349,4 +353,5 @@ def test_wsm_serve_frozen_envs_exits_as_for_a_load_error_naming_the_build(
         "--token-env", "POD_TOKEN", command="serve", prefix=read_only(cache),
     ) as up:  # fmt: skip
         assert up.wait_state("a", "ready", "error", timeout=120)["state"] == "ready", up.output()
+        wait_for(lambda: "wsm: serving location a on unix:" in up.output(), 30, "its line")
     assert tree(cache) == before

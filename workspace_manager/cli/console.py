@@ -60,6 +60,9 @@ class Console:
         self._width = 0
         self._live: Optional[BuildReporter] = None
         self._skips: Dict[Tuple[str, str, str], Tuple[str, str]] = {}  # what each said last
+        #: where a failed location's traceback and output are, for its console line: `wsm
+        #: logs NAME` for `wsm up`; `wsm serve` (which `wsm logs` cannot name) gives the file
+        self.logs_hint: Callable[[str], str] = lambda name: f"`wsm logs {name}`"
 
     def sink(self) -> EventSink:
         return EventSink(
@@ -103,7 +106,7 @@ class Console:
         label = self._paint(f"{state:<8}", COLOURS.get(state, "0"))
         reason = f"  {one_line(t.reason)}" if t.reason else ""
         if t.new in FAILURES:
-            reason += f" (see `wsm logs {name}`)"
+            reason += f" (see {self.logs_hint(name)})"
         self._emit(f"{self._name(name)}  {label}{reason}")
 
     def output(self, name: str, stream: str, line: bytes) -> None:

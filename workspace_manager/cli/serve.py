@@ -64,6 +64,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from workspace_manager.cli.console import make_console
     from workspace_manager.protocol.address import parse_address
+    from workspace_manager.supervisor.logs import log_path
     from workspace_manager.supervisor.manager import Manager
     from workspace_manager.supervisor.state import State
 
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
     console = make_console(args.log_format)
     console.width([location.name])
-    outcome = {"code": 0}
+    outcome = {"code": 0, "announced": 0}
     sink = console.sink()
     shown = sink.transition
 
@@ -107,6 +108,11 @@ def run(args: argparse.Namespace) -> int:
 
     def on_transition(name, t):
         shown(name, t)
+        if t.new is State.READY and not outcome["announced"]:
+            outcome["announced"] = 1  # said once it is true, not before the location loads
+            console.message(
+                f"serving location {location.name} on {args.listen}" + (" with TLS" if tls else "")
+            )
         if t.new in (State.ERROR, State.FAILED) or (
             t.new is State.STOPPED and t.reason != "shut down"
         ):
@@ -128,9 +134,8 @@ def run(args: argparse.Namespace) -> int:
         frozen_envs=args.frozen_envs,
         build_identity=ident,
     )
-    console.message(
-        f"serving location {location.name} on {args.listen}" + (" with TLS" if tls else "")
-    )
+    if hasattr(console, "logs_hint"):  # `wsm logs` cannot name a serve's log: its file
+        console.logs_hint = lambda name: str(log_path(manager.key, name))
     try:
         asyncio.run(manager.run(serve_control=False))
     except OSError as exc:
