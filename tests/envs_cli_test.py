@@ -16,6 +16,7 @@ from workspace_manager.cli import env as env_cli
 from workspace_manager.envs import store
 from workspace_manager.envs.paths import CacheLayout
 from workspace_manager.supervisor.runtime import ManagerRecord, ensure_private_dir, manager_dir
+from workspace_manager.units import binary_size
 
 REPO = "from workspace_manager import job, repository\n\n@job\ndef j(): ...\n\n@repository\ndef r():\n    return [j]\n"
 OFFLINE = '["--no-index", "--no-build-isolation"]'
@@ -98,7 +99,11 @@ def test_build_list_and_prune(folder: Path, capsys: pytest.CaptureFixture) -> No
     # prune keeping what b.yaml uses: only the bare env survives
     ws_b = write_workspace(folder, "b.yaml", [env_location("other", "[]")])
     assert wsm_env("prune", "-w", str(ws_b), "--dry-run") == 0
-    assert f"would remove {pkg_row['key']}" in capsys.readouterr().out
+    # it frees what `wsm env list` says is the env's own, its blocks on disk
+    freed = binary_size(pkg_row["own_bytes"])
+    assert f"would remove {pkg_row['key']} (no given workspace uses it, {freed})" in (
+        capsys.readouterr().out
+    )
     assert len(listing(capsys)) == 2
     assert wsm_env("prune", "-w", str(ws_b)) == 0
     assert "1 environment removed" in capsys.readouterr().out

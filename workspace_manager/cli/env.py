@@ -209,6 +209,7 @@ def _prune(args: argparse.Namespace) -> int:
     from workspace_manager.envs import store
     from workspace_manager.envs.inuse import in_use_keys
     from workspace_manager.envs.lock import try_lock
+    from workspace_manager.envs.usage import measure
 
     workspaces: List[str] = list(args.workspace)
     if not workspaces and args.unused_days is None:
@@ -221,6 +222,7 @@ def _prune(args: argparse.Namespace) -> int:
     in_use = in_use_keys()
     cutoff = time.time() - args.unused_days * 86400 if args.unused_days is not None else None
     removed, freed = 0, 0
+    going = []
     for entry in store.entries(layout):
         reason = _prune_reason(entry, keep, cutoff, args.unused_days)
         if reason is None:
@@ -228,7 +230,12 @@ def _prune(args: argparse.Namespace) -> int:
         if entry.key in in_use:
             print(f"kept {entry.key}: in use by a running manager")
             continue
-        size = int(entry.marker.get("size_bytes") or 0)
+        going.append((entry, reason))
+    # what removing each frees, as `wsm env list` counts it: its blocks on disk that have no
+    # name elsewhere (files uv linked from its cache stay there)
+    usage = measure({entry.key: layout.env(entry.key) for entry, _ in going}).envs
+    for entry, reason in going:
+        size = usage[entry.key].own_bytes
         if args.dry_run:
             removed += 1
             freed += size
