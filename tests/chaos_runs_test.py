@@ -365,6 +365,7 @@ def chaos(ws: WorkspaceDir, kills: int, keys: int, seed: int) -> None:
     )
 
 
+@pytest.mark.slow
 def test_kill_9_of_the_manager_during_a_burst_of_runs(ws: WorkspaceDir) -> None:
     chaos(ws, kills=5, keys=40, seed=random.randrange(1 << 30))
 

@@ -332,6 +332,7 @@ setup(name="slowbuild", version="1.0", py_modules=[])
 """
 
 
+@pytest.mark.slow
 def test_manager_sigkill_during_env_build_leaves_no_pip_or_setup_py(ws: WorkspaceDir) -> None:
     """pip builds a local source tree whose setup.py sleeps; `kill -9` of the manager then
     must take pip and the setup.py with it."""
@@ -365,6 +366,7 @@ def test_manager_sigkill_during_env_build_leaves_no_pip_or_setup_py(ws: Workspac
         pids.kill_all()
 
 
+@pytest.mark.slow
 def test_memory_counts_shared_pages_once(ws: WorkspaceDir) -> None:
     """30 forked children sharing 16 MB with their parent: the PSS is ~20 MB, the sum of
     RSS over 500 MB. A 200 MB limit must not kill it, and /status shows the PSS."""

@@ -60,6 +60,7 @@ def builds_dir(tmp_path: Path) -> Path:
     return tmp_path / "cache" / "envs" / ".builds"
 
 
+@pytest.mark.slow
 def test_killed_build_is_never_reused_and_is_cleaned(tmp_path: Path) -> None:
     slow_package(tmp_path)
     hold = tmp_path / "hold"
@@ -91,6 +92,7 @@ def test_killed_build_is_never_reused_and_is_cleaned(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_two_processes_build_the_same_env_once(tmp_path: Path) -> None:
     slow_package(tmp_path)
     hold = tmp_path / "hold"
@@ -174,6 +176,7 @@ def test_different_envs_build_in_parallel(tmp_path: Path) -> None:
     assert kinds[:2] == ["start", "start"]
 
 
+@pytest.mark.slow
 def test_shutdown_cancels_a_running_install(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -312,6 +312,7 @@ def test_a_forked_location_exit_status_is_seen_at_once(ws: WorkspaceDir) -> None
         pids.kill_all()
 
 
+@pytest.mark.slow
 def test_requests_beyond_the_socket_buffer_are_all_forked(ws: WorkspaceDir) -> None:
     """Sixteen locations at once, each request carrying a 300 KiB variable: together more
     than the socket's buffer (the manager asks 1 MiB: the kernel doubles it, and caps it at

@@ -94,6 +94,7 @@ def flood(spawn, count: int, seconds: float) -> None:  # noqa: F811
     assert "waiting for a hello; closing the oldest" in loader.stderr_text()
 
 
+@pytest.mark.slow
 def test_a_loader_under_200_byte_dribbling_connections_stays_small_and_lets_us_in(
     spawn,  # noqa: F811
 ):

@@ -116,6 +116,7 @@ def test_a_16_mib_pre_hello_frame_on_the_control_socket_is_refused_at_64_kib(
     assert "exceeds the limit of 65536" in up.output()
 
 
+@pytest.mark.slow
 def test_a_control_connection_must_finish_its_hello_within_the_deadline_however_it_dribbles(
     ws: WorkspaceDir, one_location: WsmUp
 ) -> None:
@@ -142,6 +143,7 @@ def test_a_control_connection_must_finish_its_hello_within_the_deadline_however_
     assert "no hello within 10s" in one_location.output()
 
 
+@pytest.mark.slow
 def test_a_stopped_manager_does_not_blame_its_locations_for_missed_heartbeats(
     one_location: WsmUp,
 ) -> None:
@@ -252,6 +254,7 @@ def livez_while_a_remote_sends(ws: WorkspaceDir, remote: HostileRemote) -> List[
     return answers
 
 
+@pytest.mark.slow
 def test_a_hostile_remotes_huge_answer_does_not_stall_the_loop(ws: WorkspaceDir) -> None:
     remote = HostileRemote(slow_to_decode_answer(24))
     try:
@@ -339,6 +342,7 @@ def _ping_across_a_stall(wait: Callable) -> object:
     return asyncio.run(main())
 
 
+@pytest.mark.slow
 def test_a_stall_of_the_managers_loop_is_not_a_missed_heartbeat() -> None:
     from workspace_manager.protocol.errors import CallTimeout
     from workspace_manager.supervisor import looplag

@@ -204,7 +204,7 @@ LARGE = [
     list(range(70_000)),  # array32
     {i: [None] * 5_000 for i in range(3)},  # a map of sliced arrays
     {str(i): i for i in range(70_000)},  # map32
-    [list(range(5_000)), {"a": list(range(9_000))}, "x"] * 3_000,  # slices with large items
+    [list(range(4_100)), {"a": list(range(4_200))}, "x"] * 1_400,  # slices with large items
     [{"k": list(range(4_100))} for _ in range(10)],
     [[]] * 4_097,
 ]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator, List, Set
 
 import psutil
+import pytest
 from e2e import WorkspaceDir, WsmUp, wait_for, wsm_argv
 from runs_e2e_test import ONE_JOB, alive, final, make, note
 
@@ -71,6 +72,7 @@ def execute_folders(ws: WorkspaceDir, pid: int) -> List[Path]:
     return list(Path(ws.env["WSM_RUNTIME_DIR"]).glob(f"execute-{pid}-*"))
 
 
+@pytest.mark.slow
 def test_a_running_manager_fails_the_run_of_a_killed_execute(ws: WorkspaceDir) -> None:
     make(ws)
     with WsmUp(ws) as up:
@@ -267,6 +269,7 @@ def test_launch_into_a_location_whose_code_failed_is_refused(ws: WorkspaceDir) -
         assert executed.returncode == 1 and executed.stderr == anywhere.stderr
 
 
+@pytest.mark.slow
 def test_a_run_queued_while_its_location_starts_fails_when_its_code_fails(ws: WorkspaceDir) -> None:
     ws.file("slow.py", "import time\ntime.sleep(4)\nimport no_such_module_either\n")
     ws.file("mine.py", ONE_JOB)

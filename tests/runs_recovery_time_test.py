@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Dict, List
 
+import pytest
 from e2e import WorkspaceDir, WsmUp, manager_key, wait_for
 
 from workspace_manager.storage.records import (
@@ -91,6 +92,7 @@ def kill_and_restart(ws: WorkspaceDir, up: WsmUp, run_id: str, *args: str) -> Ru
     return record
 
 
+@pytest.mark.slow
 def test_a_killed_run_ends_at_its_last_log_line_not_at_the_restart(ws: WorkspaceDir) -> None:
     make(ws)
     up = WsmUp(ws, "--no-daemon")  # no ticks: the run's own records are all there is
@@ -118,6 +120,7 @@ def test_a_killed_run_ends_at_its_last_log_line_not_at_the_restart(ws: Workspace
     assert shown.returncode == 0, shown.stderr
 
 
+@pytest.mark.slow
 def test_a_quiet_killed_run_ends_at_the_managers_last_tick(ws: WorkspaceDir) -> None:
     make(ws)
     up = WsmUp(ws)

@@ -284,6 +284,7 @@ def _kill_loop(tmp_path: Path, rounds: int, seed: int) -> None:
     assert total["run"], "the child never got to write: the kill loop proved nothing"
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_loses_nothing_committed(tmp_path: Path) -> None:
     _kill_loop(tmp_path, rounds=20, seed=int(os.environ.get("WSM_TEST_SEED", "9")))
 

@@ -931,6 +931,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_wsm_down_ends_50_open_streams(ws: Any) -> None:
     """50 open streams, half of them following a run that writes 5,000 lines: /livez keeps
     answering (its latency is printed), then `wsm down` ends every stream and the manager's

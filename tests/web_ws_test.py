@@ -416,6 +416,7 @@ def test_seven_tabs_of_the_page_in_one_browser_all_go_live_over_websockets(
 # -- a real `wsm up` ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_wsm_up_over_websockets_kill_lines_down_and_origin(ws: Any) -> None:
     """Against `wsm up --health 127.0.0.1:0`: `kill -9` of a location reaches an open socket
     as a non-ready `location` message within a second; a run's lines resume with `after`

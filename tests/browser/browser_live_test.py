@@ -195,6 +195,7 @@ def test_the_locations_are_re_read_when_the_stream_opens_older_answers_lose(
 # -- 2. a long log ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_five_thousand_log_lines_are_shown_without_freezing_the_tab(served: Served, browser):
     """5,000 log events froze the tab for 20-80 s: every line read the list's scroll
     position, a forced layout each. Lines are now appended once per frame."""
