@@ -212,6 +212,45 @@ def test_close_drains_every_write(tmp_path: Path) -> None:
     again.close()
 
 
+def test_close_waits_for_a_running_read_before_closing_its_connection(tmp_path: Path) -> None:
+    """A read running in a reader thread when close() is called finishes on its open
+    connection, and only then is the storage closed (closing a connection under a running
+    statement crashed the process: daemon_service_test, in CI)."""
+
+    class SlowRead(Recording):
+        closed_during_read = False
+        reading = False
+
+        def get_run(self, run_id: str) -> RunRecord:
+            self.reading = True
+            try:
+                return super().get_run(run_id)
+            finally:
+                self.reading = False
+
+        def close(self) -> None:
+            self.closed_during_read = self.reading
+            super().close()
+
+    async def main() -> None:
+        inner = SlowRead(tmp_path / "runs.db")
+        store = AsyncStorage(inner)
+        await store.add_run(RunRecord("r1", "loc", "job"))
+        gate = inner.gates["get_run"] = threading.Event()
+        read = asyncio.ensure_future(store.get_run("r1"))
+        while not inner.calls or inner.calls[-1][0] != "get_run":
+            await asyncio.sleep(0.01)
+        closing = asyncio.ensure_future(store.close())
+        await asyncio.sleep(0.3)
+        assert not closing.done()  # it waits for the read
+        gate.set()
+        assert (await read).run_id == "r1"
+        await asyncio.wait_for(closing, 30)
+        assert not inner.closed_during_read
+
+    asyncio.run(main())
+
+
 def test_a_failed_batch_never_reaches_the_pump(tmp_path: Path, caplog) -> None:
     async def main() -> AsyncStorage:
         store = AsyncStorage(SqliteStorage(tmp_path / "runs.db"))

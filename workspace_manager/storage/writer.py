@@ -320,5 +320,12 @@ class AsyncStorage:
         self._closed = True
         await asyncio.wait([barrier])
         self._writer.shutdown(wait=False)
-        self._readers.shutdown(wait=False, cancel_futures=True)
-        await self._get_loop().run_in_executor(None, self.storage.close)
+        await self._get_loop().run_in_executor(None, self._close_after_reads)
+
+    def _close_after_reads(self) -> None:
+        """Close the storage once no read runs: a read still running in a reader thread uses
+        its thread's connection, which `storage.close` closes, and SQLite closing a
+        connection under a running statement crashes the process (a segfault, seen in CI).
+        Reads not started yet are cancelled."""
+        self._readers.shutdown(wait=True, cancel_futures=True)
+        self.storage.close()
