@@ -90,9 +90,6 @@ class Workload:
             return
         await self.runs.start()
         if self.with_daemon:
-            # imported in a worker (cronsim, zoneinfo, the SDK's schedule types: ~30 ms):
-            # the loop meanwhile answers the first locations' handshakes and `/readyz`
-            await asyncio.get_running_loop().run_in_executor(None, _import_daemon)
             from workspace_manager.daemon.service import Daemon
 
             manager = self.manager
@@ -262,7 +259,3 @@ class Workload:
 def _lookup_text(exc: LookupError) -> str:
     """A LookupError's message (str() of a KeyError would quote it)."""
     return str(exc.args[0]) if exc.args else str(exc)
-
-
-def _import_daemon() -> None:
-    import workspace_manager.daemon.service  # noqa: F401
