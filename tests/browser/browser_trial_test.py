@@ -305,17 +305,22 @@ def test_a_live_location_event_keeps_the_environment_in_monospace(served: Served
         feed_location_event(pg)
         pg.goto(f"http://127.0.0.1:{served.port}{path}")
         where = '[data-field="environment"]'
+        # one evaluation finds the cell and its text node: the page re-renders cells as
+        # events come, so two evaluations could see two different cells (a flake in CI)
+        look = f"""() => {{ const e = Array.from(document.querySelectorAll('{where}'))
+              .find(x => x.textContent.includes('/new/env'));
+              if (!e) return null;
+              const t = document.evaluate('.//text()[contains(., "/new/env")]', e, null,
+                XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue;
+              if (!t) return null;
+              return [t.parentElement.tagName, getComputedStyle(t.parentElement).fontFamily]; }}"""
+        got = None
         for _ in range(600):  # 30 s: 5 s ran out once in CI's wheel stage
-            if "/new/env" in pg.evaluate(f"document.querySelector('{where}').textContent"):
+            got = pg.evaluate(look)
+            if got is not None:
                 break
             pg.wait_for_timeout(50)
-        got = pg.evaluate(
-            f"""() => {{ const e = Array.from(document.querySelectorAll('{where}'))
-                  .find(x => x.textContent.includes('/new/env'));
-                  const t = document.evaluate('.//text()[contains(., "/new/env")]', e, null,
-                    XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue;
-                  return [t.parentElement.tagName, getComputedStyle(t.parentElement).fontFamily]; }}"""
-        )
+        assert got is not None, "the location event with /new/env never reached the page"
         assert got[0] == "CODE", got
         assert "mono" in got[1].lower(), got
     finally:
